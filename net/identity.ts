@@ -1,0 +1,94 @@
+/**
+ * Node identity: one Ed25519 key per node, kept as a raw 32-byte secret in the state dir.
+ *
+ * @module
+ */
+import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
+
+/** File name of the node key inside the state dir. */
+export const NODE_KEY_FILE = "node.key";
+
+/**
+ * The state dir: `$PLASM_HOME`, else `$XDG_DATA_HOME/plasm`, else `$HOME/.local/share/plasm`.
+ * The environment is passed in, so this module reads none at import.
+ *
+ * @param env A lookup of environment variables, such as `(name) => Deno.env.get(name)`.
+ * @throws {TypeError} If none of the three variables is set.
+ *
+ * @example
+ * ```ts
+ * import { defaultStateDir } from "./identity.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const env: Record<string, string> = { HOME: "/home/ada" };
+ * assert.equal(defaultStateDir((k) => env[k]), "/home/ada/.local/share/plasm");
+ * ```
+ */
+export function defaultStateDir(env: (name: string) => string | undefined): string {
+  const home = env("PLASM_HOME");
+  if (home) return home;
+  const data = env("XDG_DATA_HOME");
+  if (data) return `${data}/plasm`;
+  const user = env("HOME");
+  if (user) return `${user}/.local/share/plasm`;
+  throw new TypeError("Cannot find a state dir: set PLASM_HOME (or HOME)");
+}
+
+/**
+ * Load the node key from `stateDir`, creating it on first use: directory 0700, key file 0600 from
+ * creation (never chmod after), written to a temporary file and linked into place, so a crash
+ * or a concurrent first start never leaves a partial or a second key.
+ *
+ * @throws {RangeError} If an existing key file is not exactly 32 bytes.
+ *
+ * @example
+ * ```ts
+ * import { loadOrCreateIdentity } from "./identity.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const first = await loadOrCreateIdentity(dir);
+ * const again = await loadOrCreateIdentity(dir);
+ * assert.deepEqual(again.publicKey, first.publicKey);
+ * assert.equal((await Deno.stat(`${dir}/node.key`)).mode! & 0o777, 0o600);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function loadOrCreateIdentity(stateDir: string): Promise<KeyPair> {
+  const path = `${stateDir}/${NODE_KEY_FILE}`;
+  const existing = await _readKey(path);
+  if (existing) return existing;
+  await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const keys = await generateKeyPair();
+  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  try {
+    await file.write(keys.secretKey);
+    await file.sync();
+  } finally {
+    file.close();
+  }
+  try {
+    await Deno.link(tmp, path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  } finally {
+    await Deno.remove(tmp);
+  }
+  // Another process may have won the race: the key on disk is the identity.
+  return (await _readKey(path))!;
+}
+
+async function _readKey(path: string): Promise<KeyPair | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  if (bytes.length !== 32) {
+    throw new RangeError(`Cannot load node key '${path}': expected 32 bytes, got ${bytes.length}`);
+  }
+  return generateKeyPair(bytes);
+}

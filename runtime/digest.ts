@@ -1,0 +1,109 @@
+/**
+ * Hex and SHA-256 helpers shared by every format of Phase.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/**
+ * Encode bytes as lowercase hex.
+ *
+ * @example
+ * ```ts
+ * import { toHex } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(toHex(new Uint8Array([0, 171, 255])), "00abff");
+ * ```
+ */
+export function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (const byte of bytes) out += HEX[byte];
+  return out;
+}
+
+/**
+ * Decode lowercase (or uppercase) hex into bytes.
+ *
+ * @param hex The hex text.
+ * @param length When given, the exact number of bytes expected.
+ * @throws {SyntaxError} If the text is not hex, or not `length` bytes long.
+ *
+ * @example
+ * ```ts
+ * import { fromHex } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(fromHex("00abff"), new Uint8Array([0, 171, 255]));
+ * ```
+ */
+export function fromHex(hex: string, length?: number): Uint8Array {
+  if (typeof hex !== "string" || hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
+    throw new SyntaxError(`Cannot decode hex: not an even-length hex string: '${_clip(hex)}'`);
+  }
+  if (length !== undefined && hex.length !== length * 2) {
+    throw new SyntaxError(
+      `Cannot decode hex: expected ${length} bytes, got ${hex.length / 2}: '${_clip(hex)}'`,
+    );
+  }
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+/**
+ * SHA-256 of bytes (or UTF-8 text), as raw bytes.
+ *
+ * @example
+ * ```ts
+ * import { sha256, toHex } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(toHex(sha256("abc")).slice(0, 8), "ba7816bf");
+ * ```
+ */
+export function sha256(data: Uint8Array | string): Uint8Array {
+  const digest = createHash("sha256").update(data).digest();
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
+}
+
+/**
+ * SHA-256 of bytes in Phase's text form, `sha256:<64 lowercase hex>`.
+ *
+ * @example
+ * ```ts
+ * import { sha256Tag } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(
+ *   sha256Tag(new Uint8Array()),
+ *   "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+ * );
+ * ```
+ */
+export function sha256Tag(data: Uint8Array | string): string {
+  return `sha256:${toHex(sha256(data))}`;
+}
+
+/**
+ * Check that a text is a `sha256:<64 lowercase hex>` hash.
+ *
+ * @example
+ * ```ts
+ * import { isSha256Tag } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(isSha256Tag("sha256:" + "ab".repeat(32)), true);
+ * assert.equal(isSha256Tag("sha256:AB"), false);
+ * ```
+ */
+export function isSha256Tag(value: unknown): value is string {
+  return typeof value === "string" && /^sha256:[0-9a-f]{64}$/.test(value);
+}
+
+function _clip(text: unknown): string {
+  const s = String(text);
+  return s.length > 20 ? `${s.slice(0, 17)}...` : s;
+}

@@ -71,7 +71,7 @@ export async function verifySignature(
 ): Promise<boolean> {
   if (signature.length !== 64 || publicKey.length !== 32) return false;
   try {
-    return await ed.verifyAsync(signature, message, publicKey);
+    return await ed.verifyAsync(signature, message, publicKey, { zip215: false });
   } catch {
     return false;
   }

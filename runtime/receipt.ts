@@ -68,9 +68,15 @@ export interface Receipt {
  * import { receiptSignedBytes } from "./receipt.ts";
  * import assert from "node:assert/strict";
  *
- * const vector = JSON.parse(await Deno.readTextFile("../shared/testdata/receipt_v1_vector.json"));
- * const bytes = receiptSignedBytes(vector.receipt);
- * assert.equal(new TextDecoder().decode(bytes), vector.signed_message);
+ * const bytes = receiptSignedBytes({
+ *   schema_version: 1, job_id: "00".repeat(32), completed_at: "2026-11-24T19:00:00Z",
+ *   result: {
+ *     job_spec_hash: Array(32).fill(0), output_commitment: Array(32).fill(0),
+ *     output_chunk_count: 1, completion: "stop", resumption: null,
+ *     metrics: { total_duration_ms: 12, prompt_tokens: 0, completion_tokens: 0, extra: {} },
+ *   },
+ * });
+ * assert.ok(new TextDecoder().decode(bytes).startsWith('phase-receipt:v1:{"completed_at"'));
  * ```
  */
 export function receiptSignedBytes(
@@ -158,11 +164,20 @@ export interface VerifyReceiptOptions {
  *
  * @example
  * ```ts
- * import { verifyReceipt } from "./receipt.ts";
- * import { fromHex } from "./digest.ts";
+ * import { signReceipt, verifyReceipt } from "./receipt.ts";
+ * import { generateKeyPair } from "./ed25519.ts";
+ * import { SignatureError } from "./errors.ts";
+ * import assert from "node:assert/strict";
  *
- * const vector = JSON.parse(await Deno.readTextFile("../shared/testdata/receipt_v1_vector.json"));
- * await verifyReceipt(vector.receipt, { publicKey: fromHex(vector.public_key_hex) });
+ * const worker = await generateKeyPair();
+ * const receipt = await signReceipt({
+ *   job_spec_hash: Array(32).fill(0), output_commitment: Array(32).fill(0),
+ *   output_chunk_count: 1, completion: "stop", resumption: null,
+ *   metrics: { total_duration_ms: 1, prompt_tokens: 0, completion_tokens: 0, extra: {} },
+ * }, { jobId: "00".repeat(32), keyPair: worker });
+ * await verifyReceipt(receipt, { publicKey: worker.publicKey });
+ * const stranger = await generateKeyPair();
+ * await assert.rejects(() => verifyReceipt(receipt, { publicKey: stranger.publicKey }), SignatureError);
  * ```
  */
 export async function verifyReceipt(

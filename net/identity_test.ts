@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { defaultStateDir, loadOrCreateIdentity } from "./identity.ts";
+
+Deno.test("loadOrCreateIdentity() creates the dir 0700 and the key 0600, and reuses it", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    const dir = `${root}/state/plasm`;
+    const first = await loadOrCreateIdentity(dir);
+    assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o700);
+    assert.equal((await Deno.stat(`${dir}/node.key`)).mode! & 0o777, 0o600);
+    assert.deepEqual(await Deno.readFile(`${dir}/node.key`), first.secretKey);
+    const again = await loadOrCreateIdentity(dir);
+    assert.deepEqual(again.publicKey, first.publicKey);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["node.key"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("loadOrCreateIdentity() racing first starts agree on one key", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const keys = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateIdentity(dir)));
+    for (const k of keys) assert.deepEqual(k.publicKey, keys[0]!.publicKey);
+    assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["node.key"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadOrCreateIdentity() refuses a key file of the wrong size", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/node.key`, new Uint8Array(31));
+    await assert.rejects(() => loadOrCreateIdentity(dir), /expected 32 bytes, got 31/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("defaultStateDir() prefers PLASM_HOME, then XDG_DATA_HOME, then HOME", () => {
+  const env = (vars: Record<string, string>) => (k: string) => vars[k];
+  assert.equal(defaultStateDir(env({ PLASM_HOME: "/p", HOME: "/h" })), "/p");
+  assert.equal(defaultStateDir(env({ XDG_DATA_HOME: "/x", HOME: "/h" })), "/x/plasm");
+  assert.equal(defaultStateDir(env({ HOME: "/h" })), "/h/.local/share/plasm");
+  assert.throws(() => defaultStateDir(env({})), /set PLASM_HOME/);
+});

@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { generateKeyPair } from "../runtime/ed25519.ts";
+import {
+  type BootManifest,
+  bootManifestSignedBytes,
+  ManifestRejectedError,
+  signBootManifest,
+  verifyBootManifest,
+} from "./boot_manifest.ts";
+
+const NOW = new Date("2026-11-24T19:00:00Z");
+const UNSIGNED: BootManifest = {
+  manifest_version: 1,
+  version: "2026.11.24",
+  sequence: 7,
+  channel: "stable",
+  arch: "x86_64",
+  created_at: "2026-11-24T00:00:00Z",
+  expires_at: "2026-12-24T00:00:00Z",
+  artifacts: {
+    kernel: {
+      filename: "kernel",
+      size_bytes: 3,
+      hash: `sha256:${"ab".repeat(32)}`,
+      download_url: "/stable/x86_64/kernel",
+    },
+  },
+  signatures: [],
+};
+
+function rejects(reason: ManifestRejectedError["reason"], pattern: RegExp) {
+  return (e: unknown) =>
+    e instanceof ManifestRejectedError && e.reason === reason && pattern.test(e.message);
+}
+
+Deno.test("bootManifestSignedBytes() leaves out signatures and nothing else", () => {
+  const text = new TextDecoder().decode(
+    bootManifestSignedBytes({ ...UNSIGNED, signatures: [{ any: 1 }] } as never),
+  );
+  assert.ok(text.startsWith('phase-boot-manifest:v1:{"arch":"x86_64","artifacts":{"kernel":'));
+  assert.ok(!text.includes("signatures"));
+});
+
+Deno.test("verifyBootManifest() counts distinct trusted keys against the threshold", async () => {
+  const [a, b, c] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()]);
+  const twice = await signBootManifest(await signBootManifest(UNSIGNED, a!), b!);
+  await verifyBootManifest(twice, {
+    trustedKeys: [a!.publicKey, b!.publicKey],
+    threshold: 2,
+    now: NOW,
+  });
+  await assert.rejects(
+    () =>
+      verifyBootManifest(twice, {
+        trustedKeys: [a!.publicKey, c!.publicKey],
+        threshold: 2,
+        now: NOW,
+      }),
+    rejects("threshold", /1 valid signature\(s\) by trusted keys, need 2/),
+  );
+  // The same key signing twice still counts once.
+  const dup = { ...twice, signatures: [twice.signatures[0]!, twice.signatures[0]!] };
+  await assert.rejects(
+    () =>
+      verifyBootManifest(dup, {
+        trustedKeys: [a!.publicKey, b!.publicKey],
+        threshold: 2,
+        now: NOW,
+      }),
+    rejects("threshold", /need 2/),
+  );
+});
+
+Deno.test("verifyBootManifest() refuses untrusted signers, tampering, expiry and rollback", async () => {
+  const keys = await generateKeyPair();
+  const stranger = await generateKeyPair();
+  const signed = await signBootManifest(UNSIGNED, keys);
+  const trustedKeys = [keys.publicKey];
+  await assert.rejects(
+    () => verifyBootManifest(signed, { trustedKeys: [stranger.publicKey], now: NOW }),
+    rejects("threshold", /signed by no trusted key/),
+  );
+  const tampered = structuredClone(signed);
+  tampered.artifacts.kernel!.size_bytes = 4;
+  await assert.rejects(
+    () => verifyBootManifest(tampered, { trustedKeys, now: NOW }),
+    rejects("signature", /bad signature by trusted key/),
+  );
+  await assert.rejects(
+    () => verifyBootManifest(signed, { trustedKeys, now: new Date("2026-12-24T00:00:00Z") }),
+    rejects("expired", /expired at 2026-12-24T00:00:00Z/),
+  );
+  await assert.rejects(
+    () => verifyBootManifest(signed, { trustedKeys, now: NOW, minSequence: 8 }),
+    rejects("rollback", /sequence 7 is lower than the last accepted 8/),
+  );
+  await verifyBootManifest(signed, { trustedKeys, now: NOW, minSequence: 7 });
+});
+
+Deno.test("verifyBootManifest() names malformed fields and unknown versions", async () => {
+  const keys = await generateKeyPair();
+  const trustedKeys = [keys.publicKey];
+  const cases: [unknown, ManifestRejectedError["reason"], RegExp][] = [
+    [[], "shape", /not an object/],
+    [{ ...UNSIGNED, manifest_version: 2 }, "version", /unknown manifest_version 2/],
+    [{ ...UNSIGNED, sequence: -1 }, "shape", /sequence/],
+    [{ ...UNSIGNED, expires_at: "tomorrow" }, "shape", /expires_at/],
+    [
+      { ...UNSIGNED, artifacts: { kernel: { ...UNSIGNED.artifacts.kernel, hash: "md5:x" } } },
+      "shape",
+      /hash/,
+    ],
+    [
+      { ...UNSIGNED, artifacts: { kernel: { ...UNSIGNED.artifacts.kernel, filename: "../x" } } },
+      "shape",
+      /filename/,
+    ],
+    [{ ...UNSIGNED, signatures: [{ algorithm: "rsa" }] }, "shape", /algorithm/],
+  ];
+  for (const [value, reason, pattern] of cases) {
+    await assert.rejects(
+      () => verifyBootManifest(value, { trustedKeys, now: NOW }),
+      rejects(reason, pattern),
+    );
+  }
+  await assert.rejects(
+    () => verifyBootManifest(UNSIGNED, { trustedKeys, threshold: 0 }),
+    RangeError,
+  );
+});

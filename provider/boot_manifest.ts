@@ -6,7 +6,6 @@
 import { canonicalJson } from "../runtime/canonical_json.ts";
 import { fromHex, isSha256Tag, toHex } from "../runtime/digest.ts";
 import { signMessage, verifySignature } from "../runtime/ed25519.ts";
-import { SignatureError } from "../runtime/errors.ts";
 import { rfc3339 } from "../runtime/receipt.ts";
 
 /** The ASCII domain prefix of boot manifest signatures. */

@@ -1,0 +1,250 @@
+/**
+ * `run`: execute one WASM (WASI preview1) job locally under hard limits, print its output and
+ * sign a `phase-receipt:v1` receipt with the node key.
+ *
+ * Run with exactly:
+ *   deno run --unstable-worker-options --allow-read --allow-write
+ *     --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/run.ts <module.wasm> [options]
+ * No --allow-net, --allow-run, --allow-sys or --allow-ffi: the job itself runs in a worker with
+ * `permissions: "none"`. Write access is used only for the state dir (node key, on first use)
+ * and `--receipt FILE`; env only to find the state dir.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
+import { toHex } from "../runtime/digest.ts";
+import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
+import type { JobErrorKind } from "../runtime/run_job.ts";
+import { parseDuration, parseSize } from "./_units.ts";
+
+const USAGE = `Usage: run <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]...
+           [--memory 256MiB] [--timeout 30s] [--max-output 16MiB] [--max-module 64MiB]
+           [--receipt FILE] [--json] [--state-dir DIR]
+
+Runs a WASI module with stdin from --input (default: stdin when it is not a terminal), prints
+its stdout and stderr, and signs a receipt with the node key. Exit code: the job's own, or
+${"120"}-125 when the job was stopped (see README).`;
+
+/** Exit codes `run` uses when the job did not end by itself. */
+export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
+  usage: 2,
+  cancelled: 119,
+  invalid_module: 120,
+  module_too_large: 120,
+  no_start: 120,
+  trap: 121,
+  stack_overflow: 122,
+  memory_limit: 123,
+  timeout: 124,
+  output_limit: 125,
+};
+
+/**
+ * Run the `run` subcommand with the given arguments; returns the process exit code.
+ *
+ * @example
+ * ```ts ignore
+ * import { main } from "./run.ts";
+ *
+ * Deno.exit(await main(["examples/hello.wasm", "--input", "-"]));
+ * ```
+ */
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        input: { type: "string" },
+        arg: { type: "string", multiple: true, default: [] },
+        env: { type: "string", multiple: true, default: [] },
+        memory: { type: "string" },
+        timeout: { type: "string" },
+        "max-output": { type: "string" },
+        "max-module": { type: "string" },
+        receipt: { type: "string" },
+        json: { type: "boolean", default: false },
+        "state-dir": { type: "string" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    return _usage((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) {
+    return _usage(positionals.length === 0 ? "Missing <module.wasm>" : "Too many arguments");
+  }
+  const modulePath = positionals[0]!;
+  let limits;
+  const env: Record<string, string> = {};
+  try {
+    limits = {
+      memoryBytes: values.memory ? parseSize(values.memory) : DEFAULT_LIMITS.memoryBytes,
+      timeoutMs: values.timeout ? parseDuration(values.timeout) : DEFAULT_LIMITS.timeoutMs,
+      maxOutputBytes: values["max-output"]
+        ? parseSize(values["max-output"])
+        : DEFAULT_LIMITS.maxOutputBytes,
+      maxModuleBytes: values["max-module"]
+        ? parseSize(values["max-module"])
+        : DEFAULT_LIMITS.maxModuleBytes,
+    };
+    for (const pair of values.env) {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw new SyntaxError(`Cannot parse --env '${pair}': use K=V`);
+      env[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+  } catch (error) {
+    return _usage((error as Error).message);
+  }
+
+  let module: Uint8Array;
+  let input: Uint8Array;
+  let keyPair;
+  try {
+    const stat = await Deno.stat(modulePath);
+    if (!stat.isFile) throw new Error(`Cannot read module '${modulePath}': not a file`);
+    if (stat.size > limits.maxModuleBytes) {
+      return _fail(
+        `Cannot run '${modulePath}': module is ${stat.size} bytes, over the ${limits.maxModuleBytes}-byte limit`,
+        EXIT_CODES.module_too_large,
+      );
+    }
+    module = await Deno.readFile(modulePath);
+    input = await _readInput(values.input);
+    const stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
+    keyPair = await loadOrCreateIdentity(stateDir);
+  } catch (error) {
+    return _fail(_describe(error), 1);
+  }
+  await Deno.permissions.revoke({ name: "env" });
+
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  Deno.addSignalListener("SIGINT", onSignal);
+  let signed;
+  try {
+    signed = await runSignedJob(module, {
+      ...limits,
+      input,
+      args: values.arg,
+      env,
+      keyPair,
+      signal: ac.signal,
+    });
+  } finally {
+    Deno.removeSignalListener("SIGINT", onSignal);
+  }
+  const { outcome, receipt, jobId, manifest } = signed;
+
+  if (values.receipt) {
+    try {
+      await _writeAtomically(values.receipt, JSON.stringify(receipt, null, 2) + "\n");
+    } catch (error) {
+      return _fail(_describe(error), 1);
+    }
+  }
+  if (values.json) {
+    const text = (bytes: Uint8Array) => {
+      try {
+        return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+      } catch {
+        return null;
+      }
+    };
+    console.log(JSON.stringify({
+      job_id: jobId,
+      completion: outcome.completion,
+      exit_code: outcome.exitCode,
+      error: outcome.error ?? null,
+      duration_ms: outcome.durationMs,
+      stdout: text(outcome.stdout),
+      stdout_base64: _base64(outcome.stdout),
+      stderr: text(outcome.stderr),
+      stderr_base64: _base64(outcome.stderr),
+      manifest,
+      receipt,
+    }));
+  } else {
+    await _writeAll(Deno.stdout, outcome.stdout);
+    await _writeAll(Deno.stderr, outcome.stderr);
+    const where = values.receipt ? ` (saved to ${values.receipt})` : "";
+    const lines = [
+      "",
+      `--- phase-receipt:v1${where}: job ${jobId.slice(0, 16)}..., worker ${
+        toHex(keyPair.publicKey)
+      }`,
+      _pretty(receipt),
+    ];
+    if (outcome.error) lines.unshift(`run: error: ${outcome.error.message}`);
+    await _writeAll(Deno.stderr, new TextEncoder().encode(lines.join("\n") + "\n"));
+  }
+  if (outcome.error) return EXIT_CODES[outcome.error.kind];
+  return Math.min(outcome.exitCode ?? 0, 255);
+}
+
+async function _readInput(spec: string | undefined): Promise<Uint8Array> {
+  if (spec === "-" || (spec === undefined && !Deno.stdin.isTerminal())) {
+    return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+  }
+  if (spec === undefined) return new Uint8Array();
+  return await Deno.readFile(spec);
+}
+
+async function _writeAtomically(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
+  try {
+    await Deno.writeTextFile(tmp, text, { createNew: true });
+    await Deno.rename(tmp, path);
+  } catch (error) {
+    await Deno.remove(tmp).catch(() => {});
+    throw error;
+  }
+}
+
+async function _writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
+  for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
+}
+
+/** Indented JSON with byte arrays kept on one line. */
+function _pretty(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(
+    /\[\s*(\d+(?:,\s*\d+)*)\s*\]/g,
+    (_, items: string) => `[${items.split(/,\s*/).join(",")}]`,
+  );
+}
+
+function _base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+function _describe(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) {
+    return `Cannot read file: ${
+      (error as Error).message.replace(/^No such file or directory \(os error 2\): /, "not found: ")
+    }`;
+  }
+  return (error as Error)?.message ?? String(error);
+}
+
+function _usage(message: string): number {
+  console.error(`run: ${message}\n\n${USAGE}`);
+  return EXIT_CODES.usage;
+}
+
+function _fail(message: string, code: number): number {
+  console.error(`run: error: ${message}`);
+  return code;
+}
+
+if (import.meta.main) Deno.exitCode = await main(Deno.args);

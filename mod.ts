@@ -1,0 +1,77 @@
+/**
+ * Phase: an open protocol for distributed computation, and Plasm, its node.
+ *
+ * This module is the library: running WASM jobs under limits with signed receipts, verifying
+ * receipts and boot manifests, and the formats of the protocol. The subcommands (`run`,
+ * `verify`, `serve`, `fetch`, `discover`, `start`) are separate entrypoints under `cli/`, each
+ * run with its own narrow permissions.
+ *
+ * @example Run a job, then verify its receipt against the worker's pinned key
+ * ```ts
+ * import { generateKeyPair, runSignedJob, verifyReceipt } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const module = await Deno.readFile(new URL("./examples/hello.wasm", import.meta.url));
+ * const input = new TextEncoder().encode("Hello, World");
+ * const worker = await generateKeyPair();
+ * const { outcome, receipt } = await runSignedJob(module, { input, keyPair: worker });
+ * assert.equal(new TextDecoder().decode(outcome.stdout), "dlroW ,olleH");
+ * await verifyReceipt(receipt, { publicKey: worker.publicKey, module, input, output: outcome.stdout });
+ * ```
+ *
+ * @module
+ */
+export { canonicalJson } from "./runtime/canonical_json.ts";
+export type { CanonicalValue } from "./runtime/canonical_json.ts";
+export { fromHex, isSha256Tag, sha256, sha256Tag, toHex } from "./runtime/digest.ts";
+export { generateKeyPair, signMessage, verifySignature } from "./runtime/ed25519.ts";
+export type { KeyPair } from "./runtime/ed25519.ts";
+export { DigestMismatchError, SignatureError } from "./runtime/errors.ts";
+export { commitChunks, OUTPUT_CHUNK_BYTES, stdoutChunks } from "./runtime/output_commitment.ts";
+export type { OutputChunk } from "./runtime/output_commitment.ts";
+export {
+  parseReceipt,
+  RECEIPT_PREFIX,
+  ReceiptMismatchError,
+  receiptSignedBytes,
+  rfc3339,
+  signReceipt,
+  verifyReceipt,
+} from "./runtime/receipt.ts";
+export type {
+  Completion,
+  JobResult,
+  Receipt,
+  ResultMetrics,
+  VerifyReceiptOptions,
+} from "./runtime/receipt.ts";
+export {
+  JOB_MANIFEST_PREFIX,
+  jobIdOf,
+  jobManifestSignedBytes,
+  jobSpecHash,
+  signJobManifest,
+  verifyJobManifest,
+} from "./runtime/job_manifest.ts";
+export type { JobManifest, WasmJobPayload } from "./runtime/job_manifest.ts";
+export { runJob } from "./runtime/run_job.ts";
+export type { JobErrorKind, JobOutcome, RunJobOptions } from "./runtime/run_job.ts";
+export { DEFAULT_LIMITS, runSignedJob } from "./runtime/run_signed_job.ts";
+export type { RunSignedJobOptions, SignedJob } from "./runtime/run_signed_job.ts";
+export { defaultStateDir, loadOrCreateIdentity, NODE_KEY_FILE } from "./net/identity.ts";
+export {
+  BOOT_MANIFEST_PREFIX,
+  bootManifestSignedBytes,
+  ManifestRejectedError,
+  parseBootManifest,
+  signBootManifest,
+  verifyBootManifest,
+} from "./provider/boot_manifest.ts";
+export type {
+  BootArtifact,
+  BootManifest,
+  BootSignature,
+  VerifyBootManifestOptions,
+} from "./provider/boot_manifest.ts";
+export { parseTrustedKeys, readSecretKeyFile, writeKeyPairFiles } from "./provider/key_files.ts";
+export type { TrustedKey } from "./provider/key_files.ts";

@@ -1,0 +1,137 @@
+/**
+ * Run a WASM job and sign a `phase-receipt:v1` for what ran.
+ *
+ * @module
+ */
+import { canonicalJson } from "./canonical_json.ts";
+import { sha256Tag } from "./digest.ts";
+import type { KeyPair } from "./ed25519.ts";
+import { jobIdOf, type JobManifest, jobSpecHash, signJobManifest } from "./job_manifest.ts";
+import { commitChunks, stdoutChunks } from "./output_commitment.ts";
+import { type Receipt, signReceipt } from "./receipt.ts";
+import { type JobOutcome, runJob, type RunJobOptions } from "./run_job.ts";
+
+/** Defaults of the limits, shared by `run` and the node. */
+export const DEFAULT_LIMITS = {
+  /** 256 MiB of linear memory. */
+  memoryBytes: 256 * 1024 * 1024,
+  /** 30 s of wall-clock time. */
+  timeoutMs: 30_000,
+  /** 16 MiB of stdout and stderr together. */
+  maxOutputBytes: 16 * 1024 * 1024,
+  /** 64 MiB of module. */
+  maxModuleBytes: 64 * 1024 * 1024,
+} as const;
+
+/** Options of {@linkcode runSignedJob}: those of `runJob` plus the signing key. */
+export interface RunSignedJobOptions extends RunJobOptions {
+  /** The worker's key pair: signs the receipt (and, for a local run, the job manifest). */
+  keyPair: KeyPair;
+  /** A job manifest signed by the requester; when absent, the worker signs one itself. */
+  manifest?: JobManifest;
+}
+
+/** What a signed run gives back. */
+export interface SignedJob {
+  /** The job manifest the receipt's job id refers to. */
+  manifest: JobManifest;
+  /** Hex job id (SHA-256 of the manifest's signed bytes). */
+  jobId: string;
+  /** Output, exit code, completion and error of the run. */
+  outcome: JobOutcome;
+  /** The signed receipt. */
+  receipt: Receipt;
+}
+
+/**
+ * Run a module under limits in the sandbox and sign a receipt of the run. The receipt's
+ * `metrics.extra` records `module_hash`, `input_hash`, `output_hash`, `stderr_hash`,
+ * `args_hash`, `env_hash`, `exit_code` (when the job exited), `peak_memory_bytes`, the limits
+ * and, for a failed job, `error` (its kind). The output commitment covers stdout in 64 KiB
+ * chunks. Failures of the module (trap, timeout, memory, output cap) still give a signed receipt
+ * with `completion` `error` or `length`.
+ *
+ * @example
+ * ```ts
+ * import { runSignedJob } from "./run_signed_job.ts";
+ * import { generateKeyPair } from "./ed25519.ts";
+ * import { verifyReceipt } from "./receipt.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const module = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+ * const input = new TextEncoder().encode("Hello, World");
+ * const keyPair = await generateKeyPair();
+ * const { outcome, receipt } = await runSignedJob(module, { input, keyPair });
+ * assert.equal(new TextDecoder().decode(outcome.stdout), "dlroW ,olleH");
+ * await verifyReceipt(receipt, { publicKey: keyPair.publicKey, module, input, output: outcome.stdout });
+ * ```
+ */
+export async function runSignedJob(
+  module: Uint8Array,
+  options: RunSignedJobOptions,
+): Promise<SignedJob> {
+  const {
+    keyPair,
+    manifest: given,
+    input = new Uint8Array(),
+    args = [],
+    env = {},
+    memoryBytes = DEFAULT_LIMITS.memoryBytes,
+    timeoutMs = DEFAULT_LIMITS.timeoutMs,
+    maxOutputBytes = DEFAULT_LIMITS.maxOutputBytes,
+    ...rest
+  } = options;
+  const moduleHash = sha256Tag(module);
+  const inputHash = sha256Tag(input);
+  const manifest = given ?? await signJobManifest({
+    kind: "wasm",
+    module_cid: moduleHash,
+    input: inputHash,
+    max_duration_ms: timeoutMs,
+    max_memory_bytes: memoryBytes,
+  }, { keyPair });
+  if (manifest.payload.module_cid !== moduleHash || manifest.payload.input !== inputHash) {
+    throw new TypeError(
+      `Cannot run job: its manifest names module ${manifest.payload.module_cid} and input ${manifest.payload.input}, got ${moduleHash} and ${inputHash}`,
+    );
+  }
+  const jobId = jobIdOf(manifest);
+  const outcome = await runJob(module, {
+    ...rest,
+    input,
+    args,
+    env,
+    memoryBytes,
+    timeoutMs,
+    maxOutputBytes,
+  });
+  const chunks = stdoutChunks(outcome.stdout);
+  const extra: Record<string, string> = {
+    module_hash: moduleHash,
+    input_hash: inputHash,
+    output_hash: sha256Tag(outcome.stdout),
+    stderr_hash: sha256Tag(outcome.stderr),
+    args_hash: sha256Tag(canonicalJson(args)),
+    env_hash: sha256Tag(canonicalJson(env)),
+    peak_memory_bytes: String(outcome.peakMemoryBytes),
+    memory_limit_bytes: String(memoryBytes),
+    timeout_ms: String(timeoutMs),
+    max_output_bytes: String(maxOutputBytes),
+  };
+  if (outcome.exitCode !== null) extra.exit_code = String(outcome.exitCode);
+  if (outcome.error) extra.error = outcome.error.kind;
+  const receipt = await signReceipt({
+    job_spec_hash: Array.from(jobSpecHash(manifest.payload)),
+    output_commitment: Array.from(commitChunks(chunks)),
+    output_chunk_count: chunks.length,
+    completion: outcome.completion,
+    resumption: null,
+    metrics: {
+      total_duration_ms: Math.round(outcome.durationMs),
+      prompt_tokens: 0,
+      completion_tokens: 0,
+      extra,
+    },
+  }, { jobId, keyPair });
+  return { manifest, jobId, outcome, receipt };
+}

@@ -1,0 +1,178 @@
+import assert from "node:assert/strict";
+import { sha256Tag } from "../runtime/digest.ts";
+import { runTask, taskCommand } from "./_task.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const HELLO = `${ROOT}examples/hello.wasm`;
+
+async function withHome<T>(fn: (home: string) => Promise<T>): Promise<T> {
+  const home = await Deno.makeTempDir({ prefix: "plasm-home-" });
+  try {
+    return await fn(home);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+}
+
+Deno.test("run reverses stdin with hello.wasm, prints a receipt and verifies with the node key", async () => {
+  await withHome(async (home) => {
+    const receiptPath = `${home}/receipt.json`;
+    const run = await runTask("run", [HELLO, "--receipt", receiptPath], {
+      stdin: "Hello, World",
+      env: { PLASM_HOME: `${home}/state` },
+    });
+    assert.equal(run.code, 0, run.err);
+    assert.equal(run.out, "dlroW ,olleH");
+    assert.match(run.err, /--- phase-receipt:v1 \(saved to .*receipt\.json\)/);
+    const receipt = JSON.parse(await Deno.readTextFile(receiptPath));
+    assert.equal(receipt.result.completion, "stop");
+    assert.equal(receipt.result.metrics.extra.exit_code, "0");
+    assert.equal(receipt.result.metrics.extra.module_hash, sha256Tag(await Deno.readFile(HELLO)));
+    assert.equal(receipt.result.metrics.extra.input_hash, sha256Tag("Hello, World"));
+    // The node key was made on first use, 0600, and the receipt is signed by it.
+    const key = await Deno.stat(`${home}/state/node.key`);
+    assert.equal(key.mode! & 0o777, 0o600);
+
+    await Deno.writeTextFile(`${home}/in`, "Hello, World");
+    await Deno.writeTextFile(`${home}/out`, "dlroW ,olleH");
+    const ok = await runTask("verify", [
+      "receipt",
+      receiptPath,
+      "--key",
+      receipt.worker_pubkey,
+      "--module",
+      HELLO,
+      "--input",
+      `${home}/in`,
+      "--output",
+      `${home}/out`,
+    ]);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /^receipt OK: job [0-9a-f]{64}, completion stop/);
+
+    await Deno.writeTextFile(`${home}/out`, "dlroW ,olleh");
+    const bad = await runTask("verify", [
+      "receipt",
+      receiptPath,
+      "--key",
+      receipt.worker_pubkey,
+      "--output",
+      `${home}/out`,
+    ]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /FAILED: Receipt does not match: output_commitment/);
+  });
+});
+
+Deno.test("run keeps one node identity across runs", async () => {
+  await withHome(async (home) => {
+    const env = { PLASM_HOME: `${home}/state` };
+    const keys = [];
+    for (let i = 0; i < 2; i++) {
+      const run = await runTask("run", [HELLO, "--json"], { stdin: "ab", env });
+      assert.equal(run.code, 0, run.err);
+      const result = JSON.parse(run.out);
+      assert.equal(result.stdout, "ba");
+      keys.push(result.receipt.worker_pubkey);
+    }
+    assert.equal(keys[0], keys[1]);
+  });
+});
+
+Deno.test("run --json reports stdout, exit code, manifest and receipt in one object", async () => {
+  await withHome(async (home) => {
+    const run = await runTask("run", [HELLO, "--json"], {
+      stdin: "xyz",
+      env: { PLASM_HOME: home },
+    });
+    assert.equal(run.code, 0, run.err);
+    assert.equal(run.err, "");
+    const result = JSON.parse(run.out);
+    assert.equal(result.stdout, "zyx");
+    assert.equal(result.stdout_base64, btoa("zyx"));
+    assert.equal(result.exit_code, 0);
+    assert.equal(result.completion, "stop");
+    assert.equal(result.error, null);
+    assert.equal(
+      result.manifest.payload.module_cid,
+      result.receipt.result.metrics.extra.module_hash,
+    );
+    assert.equal(result.job_id, result.receipt.job_id);
+  });
+});
+
+Deno.test("run gives one clear line and exit 2 for bad arguments, 1 for a missing module", async () => {
+  await withHome(async (home) => {
+    const env = { PLASM_HOME: home };
+    const none = await runTask("run", [], { env });
+    assert.equal(none.code, 2);
+    assert.match(none.err, /^run: Missing <module\.wasm>/);
+    const badSize = await runTask("run", [HELLO, "--memory", "lots"], { env });
+    assert.equal(badSize.code, 2);
+    assert.match(badSize.err, /^run: Cannot parse size 'lots'/);
+    const missing = await runTask("run", [`${home}/nope.wasm`], { env });
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /^run: error: Cannot read file: .*nope\.wasm/);
+    assert.ok(!missing.err.includes("    at "), "no stack trace");
+  });
+});
+
+Deno.test("run refuses a non-WASM file with exit 120 and still signs a receipt of the failure", async () => {
+  await withHome(async (home) => {
+    await Deno.writeTextFile(`${home}/not.wasm`, "#!/bin/sh\necho hi\n");
+    const run = await runTask("run", [`${home}/not.wasm`, "--json"], { env: { PLASM_HOME: home } });
+    assert.equal(run.code, 120);
+    const result = JSON.parse(run.out);
+    assert.equal(result.error.kind, "invalid_module");
+    assert.equal(result.receipt.result.completion, "error");
+    assert.equal(result.receipt.result.metrics.extra.error, "invalid_module");
+  });
+});
+
+Deno.test("run refuses a module over --max-module before reading it", async () => {
+  await withHome(async (home) => {
+    const run = await runTask("run", [HELLO, "--max-module", "100"], { env: { PLASM_HOME: home } });
+    assert.equal(run.code, 120);
+    assert.match(
+      run.err,
+      /^run: error: Cannot run '.*hello\.wasm': module is \d+ bytes, over the 100-byte limit/,
+    );
+  });
+});
+
+Deno.test("the run task has no net, run, sys or ffi permission, and its flags cannot reach the net", async () => {
+  const { flags, script } = await taskCommand("run");
+  assert.equal(script, "cli/run.ts");
+  for (const flag of flags) {
+    assert.ok(
+      !/^(-A|--allow-all|--allow-net|--allow-run|--allow-sys|--allow-ffi|--allow-import)/.test(
+        flag,
+      ),
+      `unexpected flag ${flag}`,
+    );
+  }
+  // The entrypoint's header names the same flags the task uses.
+  const header = await Deno.readTextFile(`${ROOT}cli/run.ts`);
+  for (const flag of flags) assert.ok(header.includes(flag), `cli/run.ts header lacks ${flag}`);
+
+  // A probe run with exactly those flags is refused a TCP connection to a live local listener.
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const probe = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      probe,
+      `try { (await Deno.connect({ hostname: "127.0.0.1", port: ${listener.addr.port} })).close(); console.log("connected"); }
+       catch (e) { console.log(e.name); }
+       try { await fetch("http://127.0.0.1:${listener.addr.port}/"); console.log("fetched"); }
+       catch (e) { console.log(e.name); }`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...flags, probe],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(new TextDecoder().decode(out.stdout), "NotCapable\nNotCapable\n");
+  } finally {
+    await Deno.remove(probe);
+  }
+});

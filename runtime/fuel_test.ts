@@ -1,0 +1,339 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  FUEL_EXHAUSTED_EXPORT,
+  FUEL_GLOBAL_EXPORT,
+  FUEL_START_EXPORT,
+  FuelCache,
+  FuelExhaustedError,
+  instrumentFuel,
+  readFuel,
+  startFuel,
+} from "./fuel.ts";
+import { runWasiStub } from "./testdata/fuel/wasi_stub.ts";
+
+const DIR = new URL("./testdata/fuel/", import.meta.url);
+const fixture = (name: string) => Deno.readFile(new URL(name, DIR));
+const STDIN = "the quick brown fox jumps over the lazy dog\nthe end of the fox\n";
+const BIG = 10n ** 15n;
+
+Deno.test("instrumentFuel() output passes WebAssembly.validate and wabt's wasm-validate", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "fuel-validate-"));
+  try {
+    for (
+      const name of ["words", "spin", "sha256", "fib", "simd", "features", "costs", "nostart"]
+    ) {
+      const out = instrumentFuel(await fixture(`${name}.wasm`));
+      assert.ok(WebAssembly.validate(out), name);
+      const file = join(dir, `${name}.wasm`);
+      await writeFile(file, out);
+      const { code, stderr } = await new Deno.Command("wasm-validate", {
+        args: ["--enable-tail-call", "--enable-threads", file],
+        stdout: "null",
+      }).output();
+      assert.equal(code, 0, `${name}: ${new TextDecoder().decode(stderr)}`);
+    }
+  } finally {
+    await rm(dir, { recursive: true });
+  }
+});
+
+Deno.test("instrumentFuel() is deterministic and leaves its input untouched", async () => {
+  const input = await fixture("words.wasm");
+  const copy = input.slice();
+  const a = instrumentFuel(input);
+  const b = instrumentFuel(input);
+  assert.deepEqual(a, b);
+  assert.deepEqual(input, copy);
+  assert.ok(a.length > input.length);
+});
+
+Deno.test("instrumentFuel() adds the fuel globals and exports, and no imports", async () => {
+  const input = await fixture("words.wasm");
+  const before = new WebAssembly.Module(input);
+  const after = new WebAssembly.Module(instrumentFuel(input));
+  assert.deepEqual(WebAssembly.Module.imports(after), WebAssembly.Module.imports(before));
+  assert.deepEqual(WebAssembly.Module.exports(after), [
+    ...WebAssembly.Module.exports(before),
+    { name: FUEL_GLOBAL_EXPORT, kind: "global" },
+    { name: FUEL_EXHAUSTED_EXPORT, kind: "global" },
+  ]);
+  // A module with no global, export or start section gets them made.
+  const bare = new WebAssembly.Module(instrumentFuel(await fixture("nostart.wasm")));
+  assert.deepEqual(WebAssembly.Module.exports(bare).map((e) => e.name), [
+    FUEL_GLOBAL_EXPORT,
+    FUEL_EXHAUSTED_EXPORT,
+  ]);
+});
+
+Deno.test("instrumented C programs print exactly what the originals print", async () => {
+  for (
+    const [name, args] of [["words", []], ["simd", []], ["sha256", ["1"]], ["fib", ["25"]]] as const
+  ) {
+    const input = await fixture(`${name}.wasm`);
+    const plain = await runWasiStub(input, { stdin: STDIN, args: [...args] });
+    const metered = await runWasiStub(instrumentFuel(input), {
+      stdin: STDIN,
+      args: [...args],
+      fuel: BIG,
+    });
+    assert.equal(plain.trap, undefined, name);
+    assert.equal(plain.exitCode, 0, name);
+    assert.ok(plain.stdout.length > 0, name);
+    assert.equal(metered.stdout, plain.stdout, name);
+    assert.equal(metered.stderr, plain.stderr, name);
+    assert.equal(metered.exitCode, plain.exitCode, name);
+    assert.equal(metered.fuel?.exhausted, false, name);
+    assert.ok(metered.fuel!.used > 1000n, name);
+  }
+});
+
+Deno.test("the sha256 fixture computes the real SHA-256, metered", async () => {
+  const data = new Uint8Array(1 << 20);
+  let x = 2463534242;
+  for (let i = 0; i < data.length; i++) {
+    x = (x ^ (x << 13)) >>> 0;
+    x = (x ^ (x >>> 17)) >>> 0;
+    x = (x ^ (x << 5)) >>> 0;
+    data[i] = x & 0xff;
+  }
+  const expected = createHash("sha256").update(data).digest("hex");
+  const run = await runWasiStub(instrumentFuel(await fixture("sha256.wasm")), {
+    args: ["1"],
+    fuel: BIG,
+  });
+  assert.equal(run.stdout, `${expected}\n`);
+});
+
+Deno.test("the same module and input use the same fuel on every run", async () => {
+  const module = new WebAssembly.Module(instrumentFuel(await fixture("words.wasm")));
+  const a = await runWasiStub(module, { stdin: STDIN, fuel: BIG });
+  const b = await runWasiStub(module, { stdin: STDIN, fuel: BIG });
+  const c = await runWasiStub(module, { stdin: `${STDIN}more words`, fuel: BIG });
+  assert.equal(a.fuel!.used, b.fuel!.used);
+  assert.notEqual(c.fuel!.used, a.fuel!.used);
+});
+
+Deno.test("the same module and input use the same fuel in separate deno processes", async () => {
+  const file = new URL("words.wasm", DIR).pathname;
+  const script = new URL("measure.ts", DIR).pathname;
+  const runs = await Promise.all([0, 1].map(async () => {
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", `--allow-read=${file}`, script, file, String(BIG), STDIN],
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    return JSON.parse(new TextDecoder().decode(stdout));
+  }));
+  const here = await runWasiStub(instrumentFuel(await Deno.readFile(file)), {
+    stdin: STDIN,
+    fuel: BIG,
+  });
+  assert.equal(runs[0].used, runs[1].used);
+  assert.equal(runs[0].used, String(here.fuel!.used));
+  assert.equal(runs[0].stdout, here.stdout);
+  assert.equal(runs[0].exhausted, false);
+});
+
+Deno.test("an infinite C loop stops by fuel, at the same point every time", async () => {
+  const module = new WebAssembly.Module(instrumentFuel(await fixture("spin.wasm")));
+  const runs = [];
+  for (let i = 0; i < 2; i++) runs.push(await runWasiStub(module, { fuel: 5_000_000n }));
+  for (const run of runs) {
+    assert.equal(run.stdout, "spinning\n");
+    assert.equal(run.exitCode, undefined);
+    assert.ok(run.trap instanceof WebAssembly.RuntimeError);
+    assert.equal(run.fuel!.exhausted, true);
+    assert.equal(run.fuel!.used, 5_000_000n);
+  }
+  assert.ok(runs[0]!.fuel!.remaining < 0n);
+  assert.equal(runs[0]!.fuel!.remaining, runs[1]!.fuel!.remaining);
+});
+
+Deno.test("a limit equal to the fuel used is enough, one less is exhausted", async () => {
+  const module = new WebAssembly.Module(instrumentFuel(await fixture("words.wasm")));
+  const need = (await runWasiStub(module, { stdin: STDIN, fuel: BIG })).fuel!.used;
+  const exact = await runWasiStub(module, { stdin: STDIN, fuel: need });
+  assert.deepEqual(exact.fuel, { used: need, remaining: 0n, exhausted: false });
+  assert.equal(exact.exitCode, 0);
+  const short = await runWasiStub(module, { stdin: STDIN, fuel: need - 1n });
+  assert.equal(short.fuel!.exhausted, true);
+  assert.equal(short.fuel!.used, need - 1n);
+});
+
+Deno.test("fuel is exactly one unit per executed instruction, structure and dead code free", async () => {
+  const { instance } = await WebAssembly.instantiate(instrumentFuel(await fixture("costs.wasm")));
+  const e = instance.exports as Record<string, (n?: number) => number>;
+  const cost = (f: () => unknown) => {
+    startFuel(instance, 1000n);
+    f();
+    const reading = readFuel(instance, 1000n);
+    assert.equal(reading.exhausted, false);
+    return reading.used;
+  };
+  assert.equal(cost(() => e.straight!()), 2n);
+  assert.equal(cost(() => e.count!(1)), 7n);
+  assert.equal(cost(() => e.count!(5)), 35n);
+  assert.equal(cost(() => assert.equal(e.branch!(1), 1)), 3n);
+  assert.equal(cost(() => assert.equal(e.branch!(0), 5)), 5n);
+  assert.equal(cost(() => assert.equal(e.early!(), 7)), 2n);
+  assert.equal(cost(() => e.down!(0)), 2n);
+  assert.equal(cost(() => e.down!(10)), 62n);
+});
+
+Deno.test("a wasm infinite loop traps with the exhausted flag set", async () => {
+  const { instance } = await WebAssembly.instantiate(instrumentFuel(await fixture("costs.wasm")));
+  startFuel(instance, 100n);
+  assert.throws(() => (instance.exports.spin as () => void)(), WebAssembly.RuntimeError);
+  assert.equal((instance.exports[FUEL_EXHAUSTED_EXPORT] as WebAssembly.Global).value, 1);
+  assert.deepEqual(readFuel(instance, 100n), { used: 100n, remaining: -1n, exhausted: true });
+  // startFuel() resets both the counter and the flag.
+  startFuel(instance, 7n);
+  assert.deepEqual(readFuel(instance, 7n), { used: 0n, remaining: 7n, exhausted: false });
+});
+
+Deno.test("other traps are not reported as fuel exhaustion", async () => {
+  const { instance } = await WebAssembly.instantiate(instrumentFuel(await fixture("costs.wasm")));
+  startFuel(instance, BIG);
+  assert.throws(() => (instance.exports.down as (n: number) => void)(1e7), RangeError);
+  const reading = readFuel(instance, BIG);
+  assert.equal(reading.exhausted, false);
+  assert.ok(reading.used > 0n);
+});
+
+Deno.test("a start section runs metered, from startFuel(), and every feature survives", async () => {
+  const input = await fixture("features.wasm");
+  const logged: number[] = [];
+  const imports = { env: { base: 11, log: (n: number) => logged.push(n) } };
+  const plain = (await WebAssembly.instantiate(input, imports)).instance;
+  const expected = (plain.exports.run as () => number)();
+  // The start function ran: `run` added 1000 to what it logged.
+  assert.equal((logged[0]! + 1000) | 0, expected);
+
+  const { instance } = await WebAssembly.instantiate(instrumentFuel(input), imports);
+  assert.equal(typeof instance.exports[FUEL_START_EXPORT], "function");
+  // The start function costs 2 units and finds 0: it traps at its entry check.
+  assert.throws(() => startFuel(instance, 0n), WebAssembly.RuntimeError);
+  assert.deepEqual(readFuel(instance, 0n), { used: 0n, remaining: -2n, exhausted: true });
+
+  const fresh = (await WebAssembly.instantiate(instrumentFuel(input), imports)).instance;
+  startFuel(fresh, 10_000n);
+  assert.equal(readFuel(fresh, 10_000n).used, 2n);
+  assert.equal((fresh.exports.run as () => number)(), expected);
+  assert.deepEqual(logged, [logged[0], logged[0]]);
+  assert.equal(readFuel(fresh, 10_000n).exhausted, false);
+});
+
+Deno.test("instrumentFuel() rejects what it cannot instrument with a clear error", async () => {
+  const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  const withBody = (...code: number[]) =>
+    new Uint8Array([
+      ...header,
+      ...[0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00],
+      ...[0x0a, code.length + 3, 0x01, code.length + 1, 0x00, ...code],
+    ]);
+  assert.throws(() => instrumentFuel("wasm" as unknown as Uint8Array), TypeError);
+  assert.throws(() => instrumentFuel(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])), {
+    name: "SyntaxError",
+    message: "Cannot instrument module: not a WebAssembly binary (bad magic)",
+  });
+  assert.throws(() => instrumentFuel(new Uint8Array([...header.slice(0, 4), 0x0d, 0, 1, 0])), {
+    name: "SyntaxError",
+    message: /unsupported binary version/,
+  });
+  assert.throws(() => instrumentFuel(new Uint8Array([...header, 0x01, 0x05, 0x01])), {
+    name: "SyntaxError",
+    message: "Cannot instrument module: unexpected end of data at byte 10",
+  });
+  // try (exception handling) is refused, not passed through.
+  assert.throws(() => instrumentFuel(withBody(0x06, 0x40, 0x0b, 0x0b)), {
+    name: "SyntaxError",
+    message: "Cannot instrument module: unsupported opcode 0x06 at byte 23",
+  });
+  assert.throws(() => instrumentFuel(withBody(0xfc, 0x7f, 0x0b)), {
+    name: "SyntaxError",
+    message: /unsupported opcode 0xfc 127/,
+  });
+  // Decodes fine but does not type-check.
+  assert.throws(() => instrumentFuel(withBody(0x41, 0x01, 0x0b)), {
+    name: "SyntaxError",
+    message: "Cannot instrument module: it is not valid WebAssembly",
+  });
+  assert.throws(() => instrumentFuel(withBody(0x0b, 0x01)), {
+    name: "SyntaxError",
+    message: /code after the end of a function body/,
+  });
+  const once = instrumentFuel(await fixture("costs.wasm"));
+  assert.throws(() => instrumentFuel(once), {
+    name: "SyntaxError",
+    message: "Cannot instrument module: it already exports '__phase_fuel' (instrumented twice?)",
+  });
+});
+
+Deno.test("startFuel() and readFuel() refuse uninstrumented instances and bad limits", async () => {
+  const { instance } = await WebAssembly.instantiate(await fixture("costs.wasm"));
+  assert.throws(() => startFuel(instance, 10n), {
+    name: "TypeError",
+    message: "Cannot meter instance: it does not export '__phase_fuel' (not instrumented?)",
+  });
+  assert.throws(() => readFuel(instance, 10n), TypeError);
+  const metered = await WebAssembly.instantiate(instrumentFuel(await fixture("costs.wasm")));
+  assert.throws(() => startFuel(metered.instance, -1n), RangeError);
+  assert.throws(() => startFuel(metered.instance, 2n ** 63n), RangeError);
+  assert.throws(() => startFuel(metered.instance, 5 as unknown as bigint), RangeError);
+});
+
+Deno.test("FuelExhaustedError carries the limit and the trap", () => {
+  const trap = new WebAssembly.RuntimeError("unreachable");
+  const err = new FuelExhaustedError(42n, { cause: trap });
+  assert.ok(err instanceof Error);
+  assert.equal(err.cause, trap);
+  assert.equal(err.message, "Cannot finish job: fuel exhausted after 42 units");
+});
+
+Deno.test("FuelCache instruments a module once, in memory and on disk", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "fuel-cache-"));
+  try {
+    const input = await fixture("costs.wasm");
+    const expected = instrumentFuel(input);
+    const cache = new FuelCache({ dir: join(dir, "sub") });
+    const [a, b] = await Promise.all([cache.instrument(input), cache.instrument(input.slice())]);
+    assert.equal(a, b);
+    assert.deepEqual(a, expected);
+    assert.equal(cache.instrumented, 1);
+    const files = await readdir(join(dir, "sub"));
+    assert.equal(files.length, 1);
+    assert.match(files[0]!, /^fuel-v1-[0-9a-f]{64}\.wasm$/);
+
+    const second = new FuelCache({ dir: join(dir, "sub") });
+    assert.deepEqual(await second.instrument(input), expected);
+    assert.equal(second.instrumented, 0);
+
+    // A damaged file is replaced, not used.
+    await writeFile(join(dir, "sub", files[0]!), new Uint8Array([0, 97, 115, 109, 9]));
+    const third = new FuelCache({ dir: join(dir, "sub") });
+    assert.deepEqual(await third.instrument(input), expected);
+    assert.equal(third.instrumented, 1);
+    assert.deepEqual(await Deno.readFile(join(dir, "sub", files[0]!)), expected);
+  } finally {
+    await rm(dir, { recursive: true });
+  }
+});
+
+Deno.test("FuelCache keeps at most maxEntries modules and rejects bad options", async () => {
+  const cache = new FuelCache({ maxEntries: 1 });
+  const costs = await fixture("costs.wasm");
+  const bare = await fixture("nostart.wasm");
+  await cache.instrument(costs);
+  await cache.instrument(bare);
+  await cache.instrument(costs);
+  assert.equal(cache.instrumented, 3);
+  await assert.rejects(() => cache.instrument(new Uint8Array([1])), SyntaxError);
+  assert.throws(() => new FuelCache({ maxEntries: 0 }), RangeError);
+  assert.throws(() => new FuelCache({ dir: "" }), TypeError);
+  const aborted = AbortSignal.abort();
+  await assert.rejects(() => cache.instrument(costs, { signal: aborted }), { name: "AbortError" });
+  await assert.rejects(() => cache.instrument("x" as unknown as Uint8Array), TypeError);
+});

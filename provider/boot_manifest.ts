@@ -225,7 +225,24 @@ export async function verifyBootManifest(
   return m;
 }
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?Z$/;
+
+/** An RFC 3339 UTC time that names a real instant (no month 13, no February 30). */
+function _isUtcTime(value: unknown): boolean {
+  const match = typeof value === "string" ? RFC3339.exec(value) : null;
+  if (!match) return false;
+  const [, y, mo, d, h, mi, s] = match.map(Number) as number[];
+  const t = new Date(Date.UTC(y!, mo! - 1, d!, h!, mi!, s!));
+  return t.getUTCFullYear() === y && t.getUTCMonth() === mo! - 1 && t.getUTCDate() === d &&
+    t.getUTCHours() === h && t.getUTCMinutes() === mi && t.getUTCSeconds() === s;
+}
+
+/** A path (`/stable/x86_64/kernel`, `kernel`) or an absolute http(s) URL; nothing else. */
+function _isDownloadUrl(value: string): boolean {
+  if (value === "" || /[\s\\]/.test(value)) return false;
+  if (/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(value)) return /^https?:\/\/[^/]/.test(value);
+  return !value.startsWith("//");
+}
 
 /**
  * Check that a value has the shape of a boot manifest (version 1), and return it typed.
@@ -260,9 +277,7 @@ export function parseBootManifest(value: unknown): BootManifest {
     if (typeof m[key] !== "string" || m[key] === "") throw bad(`${key} is not a non-empty string`);
   }
   for (const key of ["created_at", "expires_at"]) {
-    if (typeof m[key] !== "string" || !RFC3339.test(m[key] as string)) {
-      throw bad(`${key} is not an RFC 3339 UTC time`);
-    }
+    if (!_isUtcTime(m[key])) throw bad(`${key} is not an RFC 3339 UTC time`);
   }
   if (m.cmdline !== undefined && typeof m.cmdline !== "string") {
     throw bad("cmdline is not a string");
@@ -271,6 +286,7 @@ export function parseBootManifest(value: unknown): BootManifest {
   if (typeof artifacts !== "object" || artifacts === null || Array.isArray(artifacts)) {
     throw bad("artifacts is not an object");
   }
+  const filenames = new Set<string>();
   for (const [name, a] of Object.entries(artifacts as Record<string, unknown>)) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw bad(`artifact name '${name}'`);
     if (typeof a !== "object" || a === null) throw bad(`artifacts.${name} is not an object`);
@@ -282,9 +298,11 @@ export function parseBootManifest(value: unknown): BootManifest {
       throw bad(`artifacts.${name}.size_bytes is not a size`);
     }
     if (!isSha256Tag(art.hash)) throw bad(`artifacts.${name}.hash is not sha256:<64 hex>`);
-    if (typeof art.download_url !== "string" || art.download_url === "") {
-      throw bad(`artifacts.${name}.download_url is not a string`);
+    if (typeof art.download_url !== "string" || !_isDownloadUrl(art.download_url)) {
+      throw bad(`artifacts.${name}.download_url is neither a path nor an http(s) URL`);
     }
+    if (filenames.has(art.filename)) throw bad(`artifacts.${name}.filename is used twice`);
+    filenames.add(art.filename);
   }
   if (!Array.isArray(m.signatures)) throw bad("signatures is not an array");
   for (const [i, s] of m.signatures.entries()) {

@@ -116,6 +116,32 @@ Deno.test("verifyBootManifest() names malformed fields and unknown versions", as
       /filename/,
     ],
     [{ ...UNSIGNED, signatures: [{ algorithm: "rsa" }] }, "shape", /algorithm/],
+    [{ ...UNSIGNED, expires_at: "2099-13-01T00:00:00Z" }, "shape", /expires_at/],
+    [{ ...UNSIGNED, created_at: "2026-02-30T00:00:00Z" }, "shape", /created_at/],
+    [
+      {
+        ...UNSIGNED,
+        artifacts: { kernel: { ...UNSIGNED.artifacts.kernel, download_url: "file:///etc/passwd" } },
+      },
+      "shape",
+      /download_url/,
+    ],
+    [
+      {
+        ...UNSIGNED,
+        artifacts: { kernel: { ...UNSIGNED.artifacts.kernel, download_url: "//evil/kernel" } },
+      },
+      "shape",
+      /download_url/,
+    ],
+    [
+      {
+        ...UNSIGNED,
+        artifacts: { kernel: UNSIGNED.artifacts.kernel, vmlinuz: UNSIGNED.artifacts.kernel },
+      },
+      "shape",
+      /used twice/,
+    ],
   ];
   for (const [value, reason, pattern] of cases) {
     await assert.rejects(

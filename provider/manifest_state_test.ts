@@ -1,0 +1,94 @@
+import assert from "node:assert/strict";
+import {
+  lastAcceptedSequence,
+  readManifestState,
+  recordAcceptedManifest,
+  writeFileAtomic,
+} from "./manifest_state.ts";
+
+Deno.test("recordAcceptedManifest() keeps the highest sequence per channel and arch", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/state.json`;
+    const now = new Date("2026-11-24T20:00:00Z");
+    await recordAcceptedManifest(path, {
+      channel: "stable",
+      arch: "x86_64",
+      sequence: 4,
+      version: "a",
+    }, { now });
+    await recordAcceptedManifest(path, {
+      channel: "stable",
+      arch: "aarch64",
+      sequence: 1,
+      version: "b",
+    }, { now });
+    await recordAcceptedManifest(path, {
+      channel: "stable",
+      arch: "x86_64",
+      sequence: 2,
+      version: "c",
+    }, { now });
+    const state = await readManifestState(path);
+    assert.deepEqual(state, {
+      state_version: 1,
+      accepted: {
+        stable: {
+          x86_64: { sequence: 4, version: "a", accepted_at: "2026-11-24T20:00:00Z" },
+          aarch64: { sequence: 1, version: "b", accepted_at: "2026-11-24T20:00:00Z" },
+        },
+      },
+    });
+    assert.equal(lastAcceptedSequence(state, "beta", "x86_64"), undefined);
+    assert.equal(lastAcceptedSequence(state, "constructor", "x86_64"), undefined);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readManifestState() refuses a state file that is not a state", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/state.json`;
+    for (
+      const [text, message] of [
+        ["[]", /not a state_version 1 object/],
+        ['{"state_version":2,"accepted":{}}', /not a state_version 1 object/],
+        ['{"state_version":1}', /accepted is not an object/],
+        [
+          '{"state_version":1,"accepted":{"stable":{"x86_64":{"sequence":-1}}}}',
+          /accepted\.stable\.x86_64\.sequence is not a whole number/,
+        ],
+      ] as const
+    ) {
+      await Deno.writeTextFile(path, text);
+      await assert.rejects(() => readManifestState(path), message);
+      await assert.rejects(
+        () => recordAcceptedManifest(path, { channel: "s", arch: "a", sequence: 1, version: "1" }),
+        SyntaxError,
+        "a broken state is never overwritten",
+      );
+      assert.equal(await Deno.readTextFile(path), text);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeFileAtomic() replaces the file whole and leaves no temporary file", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/f`, "old content that is longer");
+    await writeFileAtomic(`${dir}/f`, new TextEncoder().encode("new"));
+    assert.equal(await Deno.readTextFile(`${dir}/f`), "new");
+    const names = [];
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+    assert.deepEqual(names, ["f"]);
+    await assert.rejects(
+      () => writeFileAtomic(`${dir}/missing/f`, new Uint8Array(1)),
+      Deno.errors.NotFound,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,98 @@
+/**
+ * Benchmarks of local execution (issue 2), each against a named reference in the same run:
+ * - cold `run` of hello.wasm, whole process, vs a bare `deno run` of an empty script;
+ * - the SHA-256 CPU example under `run` vs the same C compiled natively (clang -O2);
+ * - sandbox start cost per job: worker with `permissions: "none"` vs a separate deno process;
+ * - 200 back-to-back hello jobs.
+ *
+ * Run with `deno task bench` (it builds the native binaries first).
+ *
+ * @module
+ */
+import { runJob } from "../runtime/run_job.ts";
+import { taskCommand } from "../tests/_task.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const DENO = Deno.execPath();
+const HOME = await Deno.makeTempDir({ prefix: "plasm-bench-" });
+const { flags } = await taskCommand("run");
+const RUN = ["run", "--no-prompt", ...flags, `${ROOT}cli/run.ts`];
+const hello = await Deno.readFile(`${ROOT}examples/hello.wasm`);
+const input = new TextEncoder().encode("Hello, World");
+await Deno.writeFile(`${HOME}/hello.txt`, input);
+
+async function exec(cmd: string, args: string[]): Promise<void> {
+  const { code, stderr } = await new Deno.Command(cmd, {
+    args,
+    env: { PLASM_HOME: HOME },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (code !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} exited ${code}: ${new TextDecoder().decode(stderr)}`);
+  }
+}
+
+// Make the node key once, so every measured run is a steady-state cold process.
+await exec(DENO, [...RUN, `${ROOT}examples/hello.wasm`, "--input", `${HOME}/hello.txt`]);
+
+Deno.bench("bare deno run (empty script)", { group: "cold start", baseline: true }, async () => {
+  await exec(DENO, ["run", `${ROOT}bench/empty.ts`]);
+});
+
+Deno.bench("run examples/hello.wasm (whole process)", { group: "cold start" }, async () => {
+  await exec(DENO, [...RUN, `${ROOT}examples/hello.wasm`, "--input", `${HOME}/hello.txt`]);
+});
+
+const CPU_ARGS = ["16", "8"];
+Deno.bench("native sha256 (clang -O2)", {
+  group: "cpu: sha256 16 MiB x 8",
+  baseline: true,
+  n: 5,
+  warmup: 1,
+}, async () => {
+  await exec(`${ROOT}examples/build/sha256`, CPU_ARGS);
+});
+
+Deno.bench("run examples/sha256.wasm (whole process)", {
+  group: "cpu: sha256 16 MiB x 8",
+  n: 5,
+  warmup: 1,
+}, async () => {
+  await exec(DENO, [
+    ...RUN,
+    `${ROOT}examples/sha256.wasm`,
+    ...CPU_ARGS.flatMap((a) => ["--arg", a]),
+  ]);
+});
+
+Deno.bench(
+  "runJob hello, worker sandbox",
+  { group: "sandbox start per job", baseline: true },
+  async () => {
+    await runJob(hello, { input, sandbox: "worker" });
+  },
+);
+
+Deno.bench("runJob hello, process sandbox", { group: "sandbox start per job" }, async () => {
+  await runJob(hello, { input, sandbox: "process" });
+});
+
+Deno.bench("200 back-to-back hello jobs, worker sandbox", {
+  group: "200 jobs",
+  baseline: true,
+  n: 3,
+  warmup: 1,
+}, async () => {
+  for (let i = 0; i < 200; i++) await runJob(hello, { input, sandbox: "worker" });
+});
+
+Deno.bench(
+  "200 back-to-back hello jobs, process sandbox",
+  { group: "200 jobs", n: 3, warmup: 1 },
+  async () => {
+    for (let i = 0; i < 200; i++) await runJob(hello, { input, sandbox: "process" });
+  },
+);
+
+globalThis.addEventListener("unload", () => Deno.removeSync(HOME, { recursive: true }));

@@ -1,0 +1,507 @@
+/**
+ * Run one WASI job in a sandbox with no permissions, under enforced limits.
+ *
+ * @module
+ */
+import type { JobErrorKind, SandboxEvent, SandboxJob } from "./sandbox_core.ts";
+import { encodeJob, FrameDecoder } from "./sandbox_frames.ts";
+import { WASM_PAGE_BYTES } from "./limit_memory.ts";
+// Both sandbox entries are started by URL, never imported for use here; these imports put them
+// in this module's graph so that a remote (JSR) install caches them for `--cached-only`.
+import "./sandbox_main.ts";
+import "./sandbox_worker.ts";
+
+export type { JobErrorKind } from "./sandbox_core.ts";
+export { MEMORY_LIMIT_FRACTION } from "./sandbox_core.ts";
+
+/** Options of {@linkcode runJob}. */
+export interface RunJobOptions {
+  /** Bytes the module reads from stdin. @default {empty} */
+  input?: Uint8Array;
+  /** Arguments after `argv[0]`. @default {[]} */
+  args?: string[];
+  /** `argv[0]`. @default {"module.wasm"} */
+  argv0?: string;
+  /** The module's whole environment; nothing is inherited. @default {{}} */
+  env?: Record<string, string>;
+  /** Linear memory cap in bytes, rounded down to 64 KiB pages. @default {268435456} (256 MiB) */
+  memoryBytes?: number;
+  /** Wall-clock limit in milliseconds, sandbox start included. @default {30000} */
+  timeoutMs?: number;
+  /** Cap on stdout and stderr together, in bytes. @default {16777216} (16 MiB) */
+  maxOutputBytes?: number;
+  /** Largest module accepted, in bytes; checked before compiling. @default {67108864} (64 MiB) */
+  maxModuleBytes?: number;
+  /**
+   * Where the job runs: `"worker"`, a Web Worker with `deno: { permissions: "none" }` (the host
+   * must run with `--unstable-worker-options`); or `"process"`, a separate `deno` process with
+   * no `--allow-*` flag (the host needs `--allow-run` for `Deno.execPath()` and read access to
+   * it).
+   * @default {"worker"}
+   */
+  sandbox?: "worker" | "process";
+  /** Aborting ends the job with completion `cancelled`. */
+  signal?: AbortSignal;
+}
+
+/** How a job ended. */
+export interface JobOutcome {
+  /** Everything the module wrote to fd 1, up to the output cap. */
+  stdout: Uint8Array;
+  /** Everything the module wrote to fd 2, up to the output cap. */
+  stderr: Uint8Array;
+  /** The `proc_exit` code, 0 when `_start` returned, `null` when the job did not end by itself. */
+  exitCode: number | null;
+  /**
+   * `stop`: ran to its end (any exit code); `length`: stopped at the output cap; `cancelled`:
+   * aborted by the caller; `error`: any other breach or failure, see `error`.
+   */
+  completion: "stop" | "length" | "cancelled" | "error";
+  /** Why the job failed; absent when `completion` is `stop`. */
+  error?: { kind: JobErrorKind; message: string };
+  /** Wall-clock milliseconds from the call to the outcome. */
+  durationMs: number;
+  /** Linear memory size when the job ended (the last size seen when the sandbox was killed). */
+  peakMemoryBytes: number;
+}
+
+const DEFAULTS = {
+  memoryBytes: 256 * 2 ** 20,
+  timeoutMs: 30_000,
+  maxOutputBytes: 16 * 2 ** 20,
+  maxModuleBytes: 64 * 2 ** 20,
+} as const;
+
+/** Bytes of the sandbox process's own stderr kept for diagnostics. */
+const SANDBOX_STDERR_BYTES = 8 * 1024;
+
+/** The events a running sandbox delivers, and how to stop it. */
+interface _Sandbox {
+  /** Stop the sandbox now; idempotent. */
+  kill(): void;
+  /** Settles when every resource of the sandbox is released. */
+  closed: Promise<void>;
+}
+
+interface _Handlers {
+  event(event: SandboxEvent): void;
+  /** The sandbox failed by itself (crashed, or could not start). */
+  failed(message: string): void;
+}
+
+/**
+ * Run a WASI preview1 command module (`_start`) in a sandbox without permissions and report
+ * how it ended. Everything the module does wrong comes back as an outcome with `error`; only
+ * caller mistakes throw.
+ *
+ * Limits: linear memory is capped by rewriting the module's memory limits (see
+ * `limitMemory`), so `memory.grow` past the cap fails inside the engine; a job that then fails
+ * (trap or non-zero exit) with memory at or above {@linkcode MEMORY_LIMIT_FRACTION} of the cap
+ * is classified `memory_limit`. The timeout kills the sandbox (`timeout`, partial output kept).
+ * Output past the cap stops the job at once: completion `length`, output truncated to exactly
+ * the cap, kind `output_limit`.
+ *
+ * @param module The WebAssembly binary.
+ * @param options Input, arguments, environment, limits, sandbox kind and abort signal.
+ * @returns The outcome; its `error` says what went wrong, if anything.
+ * @throws {TypeError} If an option has the wrong type, or an argument or environment entry
+ *   cannot be passed to WASI.
+ * @throws {RangeError} If a limit is out of range.
+ * @throws {Error} If the sandbox itself cannot be started.
+ *
+ * @example
+ * ```ts
+ * import { runJob } from "./run_job.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const module = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+ * const outcome = await runJob(module, { input: new TextEncoder().encode("Hello, World") });
+ * assert.equal(new TextDecoder().decode(outcome.stdout), "dlroW ,olleH");
+ * assert.equal(outcome.completion, "stop");
+ * assert.equal(outcome.exitCode, 0);
+ * ```
+ */
+export async function runJob(module: Uint8Array, options: RunJobOptions = {}): Promise<JobOutcome> {
+  const started = performance.now();
+  if (!(module instanceof Uint8Array)) {
+    throw new TypeError("Cannot run job: module must be a Uint8Array");
+  }
+  const {
+    input = new Uint8Array(),
+    args = [],
+    argv0 = "module.wasm",
+    env = {},
+    memoryBytes = DEFAULTS.memoryBytes,
+    timeoutMs = DEFAULTS.timeoutMs,
+    maxOutputBytes = DEFAULTS.maxOutputBytes,
+    maxModuleBytes = DEFAULTS.maxModuleBytes,
+    sandbox = "worker",
+    signal,
+  } = options;
+  _validate({ input, args, argv0, env, memoryBytes, timeoutMs, maxOutputBytes, maxModuleBytes });
+  if (sandbox !== "worker" && sandbox !== "process") {
+    throw new TypeError(`Cannot run job: sandbox must be "worker" or "process", got ${sandbox}`);
+  }
+  const elapsed = () => Math.round(performance.now() - started);
+  const empty = (
+    kind: JobErrorKind,
+    message: string,
+    completion: JobOutcome["completion"] = "error",
+  ): JobOutcome => ({
+    stdout: new Uint8Array(),
+    stderr: new Uint8Array(),
+    exitCode: null,
+    completion,
+    error: { kind, message },
+    durationMs: elapsed(),
+    peakMemoryBytes: 0,
+  });
+  if (signal?.aborted) return empty("cancelled", "Cannot run job: cancelled", "cancelled");
+  if (module.length > maxModuleBytes) {
+    return empty(
+      "module_too_large",
+      `Cannot run module: its ${module.length} bytes exceed the ${maxModuleBytes} byte cap`,
+    );
+  }
+  const job: SandboxJob = {
+    module,
+    input,
+    args: [argv0, ...args],
+    env: { ...env },
+    memoryBytes: Math.floor(memoryBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES,
+    maxOutputBytes,
+    timeoutMs,
+  };
+
+  const out: { 1: Uint8Array[]; 2: Uint8Array[] } = { 1: [], 2: [] };
+  let outBytes = 0;
+  let memory = 0;
+  let ready = false;
+  let settle!: (
+    end: { exitCode: number | null; error: { kind: JobErrorKind; message: string } | null },
+  ) => void;
+  let fail!: (error: Error) => void;
+  const ended = new Promise<
+    { exitCode: number | null; error: { kind: JobErrorKind; message: string } | null }
+  >((resolve, reject) => {
+    let done = false;
+    settle = (end) => {
+      if (!done) (done = true, resolve(end));
+    };
+    fail = (error) => {
+      if (!done) (done = true, reject(error));
+    };
+  });
+  const handlers: _Handlers = {
+    event(event) {
+      if (event.type === "ready") {
+        ready = true;
+      } else if (event.type === "started") {
+        memory = event.memoryBytes;
+      } else if (event.type === "output") {
+        memory = event.memoryBytes;
+        const room = maxOutputBytes - outBytes;
+        const data = event.data.length > room ? event.data.subarray(0, room) : event.data;
+        out[event.fd].push(data);
+        outBytes += data.length;
+        if (event.data.length > room) {
+          settle({
+            exitCode: null,
+            error: {
+              kind: "output_limit",
+              message: `Cannot finish job: output exceeded the ${maxOutputBytes} byte cap`,
+            },
+          });
+        }
+      } else if (event.type === "result") {
+        memory = event.memoryBytes;
+        settle({ exitCode: event.exitCode, error: event.error });
+      }
+    },
+    failed(message) {
+      if (!ready) fail(new Error(`Cannot start the ${sandbox} sandbox: ${message}`));
+      else {
+        settle({
+          exitCode: null,
+          error: { kind: "trap", message: `Cannot finish job: the sandbox died: ${message}` },
+        });
+      }
+    },
+  };
+  const timer = setTimeout(() =>
+    settle({
+      exitCode: null,
+      error: { kind: "timeout", message: `Cannot finish job: timed out after ${timeoutMs} ms` },
+    }), timeoutMs);
+  const onAbort = () =>
+    settle({
+      exitCode: null,
+      error: { kind: "cancelled", message: "Cannot finish job: cancelled" },
+    });
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let box: _Sandbox | undefined;
+  try {
+    box = sandbox === "worker" ? _startWorker(job, handlers) : _startProcess(job, handlers);
+    const end = await ended;
+    const completion: JobOutcome["completion"] = end.error === null
+      ? "stop"
+      : end.error.kind === "output_limit"
+      ? "length"
+      : end.error.kind === "cancelled"
+      ? "cancelled"
+      : "error";
+    const outcome: JobOutcome = {
+      stdout: _concat(out[1]),
+      stderr: _concat(out[2]),
+      exitCode: end.exitCode,
+      completion,
+      durationMs: elapsed(),
+      peakMemoryBytes: memory,
+    };
+    if (end.error !== null) outcome.error = end.error;
+    return outcome;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+    box?.kill();
+    await box?.closed;
+  }
+}
+
+function _validate(o: {
+  input: unknown;
+  args: unknown;
+  argv0: unknown;
+  env: unknown;
+  memoryBytes: unknown;
+  timeoutMs: unknown;
+  maxOutputBytes: unknown;
+  maxModuleBytes: unknown;
+}): void {
+  if (!(o.input instanceof Uint8Array)) {
+    throw new TypeError("Cannot run job: input must be a Uint8Array");
+  }
+  const wasiString = (what: string, s: unknown) => {
+    if (typeof s !== "string") throw new TypeError(`Cannot run job: ${what} must be a string`);
+    if (s.includes("\0")) throw new TypeError(`Cannot run job: ${what} contains a NUL character`);
+  };
+  if (!Array.isArray(o.args)) throw new TypeError("Cannot run job: args must be an array");
+  for (const a of o.args) wasiString("each argument", a);
+  wasiString("argv0", o.argv0);
+  if (typeof o.env !== "object" || o.env === null || Array.isArray(o.env)) {
+    throw new TypeError("Cannot run job: env must be an object of strings");
+  }
+  for (const [k, v] of Object.entries(o.env)) {
+    wasiString(`env name '${k}'`, k);
+    if (k === "" || k.includes("=")) {
+      throw new TypeError(`Cannot run job: env name '${k}' must be non-empty and without '='`);
+    }
+    wasiString(`env value of '${k}'`, v);
+  }
+  const int = (name: string, v: unknown, min: number, max: number) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      throw new RangeError(
+        `Cannot run job: ${name} must be an integer from ${min} to ${max}, got ${String(v)}`,
+      );
+    }
+  };
+  int("memoryBytes", o.memoryBytes, WASM_PAGE_BYTES, 2 ** 32);
+  int("timeoutMs", o.timeoutMs, 1, 2 ** 31 - 1);
+  int("maxOutputBytes", o.maxOutputBytes, 0, 2 ** 31 - 1);
+  int("maxModuleBytes", o.maxModuleBytes, 8, 2 ** 31 - 1);
+}
+
+function _concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/**
+ * The options every sandbox worker is made with: a module worker with no permissions.
+ *
+ * @example
+ * ```ts
+ * import { SANDBOX_WORKER_OPTIONS } from "./run_job.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(SANDBOX_WORKER_OPTIONS, { type: "module", deno: { permissions: "none" } });
+ * ```
+ */
+export const SANDBOX_WORKER_OPTIONS: WorkerOptions = Object.freeze({
+  type: "module",
+  deno: { permissions: "none" },
+} as WorkerOptions);
+
+/**
+ * Start a sandbox worker from `entry` with {@linkcode SANDBOX_WORKER_OPTIONS}. Tests pass another
+ * entry to prove what such a worker can reach.
+ *
+ * @example
+ * ```ts
+ * import { _startSandboxWorker } from "./run_job.ts";
+ *
+ * const worker = _startSandboxWorker(new URL("./sandbox_worker.ts", import.meta.url));
+ * worker.terminate();
+ * ```
+ */
+export function _startSandboxWorker(entry: URL): Worker {
+  return new Worker(entry, SANDBOX_WORKER_OPTIONS);
+}
+
+function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {
+  const worker = _startSandboxWorker(new URL("./sandbox_worker.ts", import.meta.url));
+  let resolveClosed!: () => void;
+  const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+  let killed = false;
+  const kill = () => {
+    if (killed) return;
+    killed = true;
+    worker.terminate();
+    resolveClosed();
+  };
+  worker.onmessage = (e: MessageEvent<SandboxEvent>) => {
+    if (!killed) handlers.event(e.data);
+  };
+  worker.onerror = (e: ErrorEvent) => {
+    e.preventDefault();
+    if (!killed) handlers.failed(e.message);
+  };
+  worker.onmessageerror = () => {
+    if (!killed) handlers.failed("a message could not be decoded");
+  };
+  // Structured clone copies a view's whole buffer: send views of larger buffers as copies.
+  const own = (b: Uint8Array) => (b.byteLength === b.buffer.byteLength ? b : b.slice());
+  worker.postMessage({ ...job, module: own(job.module), input: own(job.input) });
+  return { kill, closed };
+}
+
+/**
+ * The `deno` arguments that run `entry` as a sandbox process: no `--allow-*` flag at all, no
+ * prompt, no config, lock file, npm or remote modules. Tests pass another entry to prove what
+ * such a process can reach.
+ *
+ * @example
+ * ```ts
+ * import { sandboxProcessArgs } from "./run_job.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const args = sandboxProcessArgs(new URL("file:///x/sandbox_main.ts"));
+ * assert.equal(args.at(-1), "/x/sandbox_main.ts");
+ * assert.ok(!args.some((a) => a.startsWith("--allow") || a === "-A"));
+ * ```
+ */
+export function sandboxProcessArgs(entry: URL): string[] {
+  const local = entry.protocol === "file:";
+  return [
+    "run",
+    "--no-prompt",
+    local ? "--no-remote" : "--cached-only",
+    "--no-npm",
+    "--no-config",
+    "--no-lock",
+    "--quiet",
+    local ? decodeURIComponent(entry.pathname) : entry.href,
+  ];
+}
+
+/** Environment variables passed through to the sandbox's `deno` (where it finds its cache). */
+const PASS_ENV = ["DENO_DIR", "HOME", "XDG_CACHE_HOME"];
+
+/**
+ * Spawn `entry` as a sandbox process (see {@linkcode sandboxProcessArgs}) with a cleared
+ * environment and piped stdio.
+ *
+ * @example
+ * ```ts
+ * import { _spawnSandboxProcess } from "./run_job.ts";
+ *
+ * const child = _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
+ * await child.stdin.close();
+ * await child.stdout.cancel();
+ * await child.stderr.cancel();
+ * await child.status;
+ * ```
+ */
+export function _spawnSandboxProcess(entry: URL): Deno.ChildProcess {
+  const env: Record<string, string> = {};
+  for (const name of PASS_ENV) {
+    try {
+      const value = Deno.env.get(name);
+      if (value !== undefined) env[name] = value;
+    } catch {
+      // No env permission: the sandbox's deno then uses its defaults.
+    }
+  }
+  return new Deno.Command(Deno.execPath(), {
+    args: sandboxProcessArgs(entry),
+    clearEnv: true,
+    env,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+function _startProcess(job: SandboxJob, handlers: _Handlers): _Sandbox {
+  const child = _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
+  let killed = false;
+  let exited = false;
+  const kill = () => {
+    if (killed || exited) return;
+    killed = true;
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  };
+  let diagnostics = "";
+  const writing = (async () => {
+    const writer = child.stdin.getWriter();
+    try {
+      await writer.write(encodeJob(job));
+      await writer.close();
+    } catch {
+      // The sandbox died or was killed before reading its job; its status tells why.
+    }
+  })();
+  const readingErr = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      if (diagnostics.length < SANDBOX_STDERR_BYTES) {
+        diagnostics += decoder.decode(chunk, { stream: true });
+      }
+    }
+  })();
+  let gotResult = false;
+  const readingOut = (async () => {
+    const decoder = new FrameDecoder();
+    try {
+      for await (const chunk of child.stdout) {
+        for (const event of decoder.push(chunk)) {
+          if (event.type === "result") gotResult = true;
+          if (!killed) handlers.event(event);
+        }
+      }
+    } catch (error) {
+      if (!killed) handlers.failed((error as Error).message);
+    }
+  })();
+  const closed = (async () => {
+    const status = await child.status;
+    exited = true;
+    await Promise.allSettled([writing, readingErr, readingOut]);
+    if (!killed && !gotResult) {
+      const why = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+      const tail = diagnostics.trim().split("\n").slice(-3).join(" | ");
+      handlers.failed(`it ended with ${why}${tail ? `: ${tail}` : ""}`);
+    }
+  })();
+  return { kill, closed };
+}

@@ -1,0 +1,285 @@
+/**
+ * The part of a job that runs inside the sandbox (a worker or a process without permissions):
+ * cap the module's memory, compile, instantiate with WASI, run `_start`, stream the output and
+ * classify how it ended. Both sandbox kinds call {@linkcode executeJob}; they differ only in how
+ * the events travel to the parent.
+ *
+ * @module
+ */
+import { limitMemory, MemoryCapError } from "./limit_memory.ts";
+import { createWasi, WasiExit } from "./wasi.ts";
+
+/** Why a job failed; see `JobOutcome.error` in run_job.ts. */
+export type JobErrorKind =
+  | "invalid_module"
+  | "module_too_large"
+  | "no_start"
+  | "trap"
+  | "stack_overflow"
+  | "timeout"
+  | "memory_limit"
+  | "output_limit"
+  | "cancelled";
+
+/** A job as the sandbox receives it; options are already validated. */
+export interface SandboxJob {
+  /** The WebAssembly binary. */
+  module: Uint8Array;
+  /** Bytes for fd 0. */
+  input: Uint8Array;
+  /** Full argv, `argv[0]` included. */
+  args: string[];
+  /** The complete environment. */
+  env: Record<string, string>;
+  /** Linear memory cap in bytes. */
+  memoryBytes: number;
+  /** Cap on stdout plus stderr in bytes. */
+  maxOutputBytes: number;
+  /**
+   * Wall-clock budget in milliseconds, checked on every WASI call. The parent enforces the
+   * timeout by killing the sandbox; this check stops a job in a sandbox that cannot be killed
+   * promptly (a busy worker) as soon as it next calls the host.
+   */
+  timeoutMs: number;
+}
+
+/** An event from the sandbox to its parent, in order; `result` is the last one. */
+export type SandboxEvent =
+  | { type: "ready" }
+  | { type: "started"; memoryBytes: number }
+  | { type: "output"; fd: 1 | 2; data: Uint8Array; memoryBytes: number }
+  | {
+    type: "result";
+    exitCode: number | null;
+    error: { kind: JobErrorKind; message: string } | null;
+    memoryBytes: number;
+  };
+
+/**
+ * Output is passed to the parent when this much is pending, at the end of the job, or on a
+ * write at least {@linkcode FLUSH_MS} after the previous pass (the first write always passes at
+ * once). A kill (timeout, cancel) can therefore lose at most the output of the last
+ * `FLUSH_MS` before the module stopped calling the host.
+ */
+const FLUSH_BYTES = 64 * 1024;
+const FLUSH_MS = 5;
+
+/**
+ * A failing job whose linear memory ends at or above this fraction of the cap is classified as
+ * `memory_limit`: the engine refused `memory.grow` at the cap, and the allocator's failure then
+ * surfaced as a trap or a non-zero exit.
+ *
+ * @example
+ * ```ts
+ * import { MEMORY_LIMIT_FRACTION } from "./sandbox_core.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(MEMORY_LIMIT_FRACTION, 0.875);
+ * ```
+ */
+export const MEMORY_LIMIT_FRACTION = 7 / 8;
+
+class _Stop extends Error {
+  constructor() {
+    super("job stopped by the host");
+    this.name = "Stop";
+  }
+}
+
+/**
+ * Run one job to its end, synchronously, and report through `emit`: `started` once the module
+ * is instantiated, `output` chunks (coalesced, in write order), then exactly one `result`.
+ * Nothing throws out of this function for anything the module does.
+ *
+ * @example
+ * ```ts
+ * import { executeJob, type SandboxEvent } from "./sandbox_core.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const events: SandboxEvent[] = [];
+ * executeJob({
+ *   module: new Uint8Array([1, 2, 3]),
+ *   input: new Uint8Array(),
+ *   args: ["module.wasm"],
+ *   env: {},
+ *   memoryBytes: 1 << 20,
+ *   maxOutputBytes: 1024,
+ *   timeoutMs: 1000,
+ * }, (event) => events.push(event));
+ * const last = events.at(-1);
+ * assert.equal(last?.type === "result" && last.error?.kind, "invalid_module");
+ * ```
+ */
+export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void): void {
+  let memory: WebAssembly.Memory | null = null;
+  let pendingFd: 1 | 2 = 1;
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  let lastFlush = -Infinity;
+  let written = 0;
+  let finished = false;
+  const memoryBytes = () => memory?.buffer.byteLength ?? 0;
+  const deadline = performance.now() + job.timeoutMs;
+  const check = () => {
+    if (finished) throw new _Stop();
+    if (performance.now() > deadline) {
+      finish(null, {
+        kind: "timeout",
+        message: `Cannot finish job: timed out after ${job.timeoutMs} ms`,
+      });
+      throw new _Stop();
+    }
+  };
+
+  const flush = () => {
+    if (pendingBytes > 0) {
+      const data = pending.length === 1 ? pending[0]! : _concat(pending, pendingBytes);
+      emit({ type: "output", fd: pendingFd, data, memoryBytes: memoryBytes() });
+    }
+    pending = [];
+    pendingBytes = 0;
+    lastFlush = performance.now();
+  };
+  const finish = (
+    exitCode: number | null,
+    error: { kind: JobErrorKind; message: string } | null,
+  ) => {
+    if (finished) return;
+    finished = true;
+    flush();
+    emit({ type: "result", exitCode, error, memoryBytes: memoryBytes() });
+  };
+  const write = (fd: 1 | 2, data: Uint8Array) => {
+    if (finished) throw new _Stop();
+    if (fd !== pendingFd) flush();
+    pendingFd = fd;
+    const room = job.maxOutputBytes - written;
+    const take = data.length > room ? data.subarray(0, room) : data;
+    if (take.length > 0) {
+      pending.push(take);
+      pendingBytes += take.length;
+      written += take.length;
+    }
+    if (data.length > room) {
+      finish(null, {
+        kind: "output_limit",
+        message: `Cannot finish job: output exceeded the ${job.maxOutputBytes} byte cap`,
+      });
+      throw new _Stop();
+    }
+    if (pendingBytes >= FLUSH_BYTES || performance.now() - lastFlush >= FLUSH_MS) flush();
+  };
+  const failure = (error: unknown, exitCode: number | null) => {
+    if (error instanceof _Stop) return finish(null, null);
+    if (error instanceof WasiExit) return classify(error.code, null);
+    if (error instanceof RangeError && /call stack/i.test(error.message)) {
+      return finish(null, {
+        kind: "stack_overflow",
+        message: "Cannot finish job: stack overflow (call stack size exceeded)",
+      });
+    }
+    if (error instanceof RangeError && /memory/i.test(error.message)) {
+      return finish(null, {
+        kind: "memory_limit",
+        message: `Cannot allocate linear memory: ${error.message}`,
+      });
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    classify(exitCode, { kind: "trap", message: `Cannot finish job: module trapped: ${message}` });
+  };
+  /** Apply the memory rule to a job that ended with `exitCode` or `error`. */
+  const classify = (
+    exitCode: number | null,
+    error: { kind: JobErrorKind; message: string } | null,
+  ) => {
+    const failed = error !== null || (exitCode !== null && exitCode !== 0);
+    if (failed && memory !== null && memoryBytes() >= job.memoryBytes * MEMORY_LIMIT_FRACTION) {
+      const how = error === null ? `exit code ${exitCode}` : error.message.replace(/^.*: /, "");
+      return finish(exitCode, {
+        kind: "memory_limit",
+        message: `Cannot finish job: linear memory reached the ${job.memoryBytes} byte cap ` +
+          `(${memoryBytes()} bytes in use; ${how})`,
+      });
+    }
+    finish(exitCode, error);
+  };
+
+  let limited;
+  try {
+    limited = limitMemory(job.module, job.memoryBytes);
+  } catch (error) {
+    const kind = error instanceof MemoryCapError ? "memory_limit" : "invalid_module";
+    return finish(null, { kind, message: (error as Error).message });
+  }
+  let module: WebAssembly.Module;
+  try {
+    module = new WebAssembly.Module(limited.bytes as Uint8Array<ArrayBuffer>);
+  } catch (error) {
+    return finish(null, {
+      kind: "invalid_module",
+      message: `Cannot compile module: ${
+        (error as Error).message.replace(/^WebAssembly\.Module\(\): /, "")
+      }`,
+    });
+  }
+  const wasi = createWasi({ args: job.args, env: job.env, stdin: job.input, write, check });
+  const imports: WebAssembly.Imports = { wasi_snapshot_preview1: wasi.imports };
+  for (const m of limited.memories) {
+    if (m.imported?.module === "env" && m.imported.name === "memory") {
+      try {
+        memory = new WebAssembly.Memory({
+          initial: m.initialPages,
+          maximum: m.maximumPages,
+          shared: m.shared,
+        });
+      } catch (error) {
+        return failure(error, null);
+      }
+      imports.env = { memory };
+      wasi.bindMemory(memory);
+    }
+  }
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(module, imports);
+  } catch (error) {
+    if (error instanceof WebAssembly.LinkError) {
+      return finish(null, {
+        kind: "invalid_module",
+        message: `Cannot instantiate module: ${
+          error.message.replace(/^WebAssembly\.Instance\(\): /, "")
+        }`,
+      });
+    }
+    return failure(error, null);
+  }
+  const exported = instance.exports.memory;
+  if (memory === null && exported instanceof WebAssembly.Memory) {
+    memory = exported;
+    wasi.bindMemory(memory);
+  }
+  emit({ type: "started", memoryBytes: memoryBytes() });
+  const start = instance.exports._start;
+  if (typeof start !== "function") {
+    return finish(null, {
+      kind: "no_start",
+      message: "Cannot run module: it exports no '_start' function (not a WASI command)",
+    });
+  }
+  try {
+    start();
+  } catch (error) {
+    return failure(error, null);
+  }
+  classify(0, null);
+}
+
+function _concat(chunks: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}

@@ -1,0 +1,62 @@
+/**
+ * Entry of the "process" sandbox. run_job.ts starts it as
+ * `deno run --no-prompt --no-remote --no-npm --no-config --no-lock -q runtime/sandbox_main.ts`,
+ * with no `--allow-*` flag at all: it reads one job from stdin, runs it and writes event frames
+ * to stdout (see sandbox_frames.ts). It needs no permission: stdio is all it touches.
+ *
+ * @module
+ */
+import { executeJob } from "./sandbox_core.ts";
+import { decodeJob, encodeEvent } from "./sandbox_frames.ts";
+
+/**
+ * Read the job from `stdin`, run it, write frames with `writeSync`.
+ *
+ * @example
+ * ```ts
+ * import { serveProcessJob } from "./sandbox_main.ts";
+ * import { encodeJob, FrameDecoder } from "./sandbox_frames.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const job = encodeJob({
+ *   module: new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]),
+ *   input: new Uint8Array(),
+ *   args: ["module.wasm"],
+ *   env: {},
+ *   memoryBytes: 65536,
+ *   maxOutputBytes: 16,
+ *   timeoutMs: 1000,
+ * });
+ * const written: Uint8Array[] = [];
+ * await serveProcessJob(ReadableStream.from([job]), (b) => (written.push(b), b.length));
+ * const decoder = new FrameDecoder();
+ * const events = written.flatMap((b) => [...decoder.push(b)]);
+ * assert.equal(events.at(-1)?.type, "result");
+ * ```
+ */
+export async function serveProcessJob(
+  stdin: ReadableStream<Uint8Array>,
+  writeSync: (bytes: Uint8Array) => number,
+): Promise<void> {
+  const send = (bytes: Uint8Array) => {
+    for (let at = 0; at < bytes.length;) at += writeSync(bytes.subarray(at));
+  };
+  send(encodeEvent({ type: "ready" }));
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of stdin) {
+    chunks.push(chunk);
+    total += chunk.length;
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.length;
+  }
+  executeJob(decodeJob(bytes), (event) => send(encodeEvent(event)));
+}
+
+if (import.meta.main) {
+  await serveProcessJob(Deno.stdin.readable, (b) => Deno.stdout.writeSync(b));
+}

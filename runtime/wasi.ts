@@ -1,0 +1,357 @@
+/**
+ * A WASI preview1 (`wasi_snapshot_preview1`) host with no filesystem and no sockets: stdin from
+ * bytes in memory, stdout and stderr through a callback, arguments and environment only as
+ * given, clocks, random, `proc_exit`, `sched_yield` and clock sleeps through `poll_oneoff`.
+ *
+ * @module
+ */
+
+/** Errno values of WASI preview1 used here. */
+const E = {
+  SUCCESS: 0,
+  BADF: 8,
+  FAULT: 21,
+  INVAL: 28,
+  NOSYS: 52,
+  NOTDIR: 54,
+  NOTSOCK: 57,
+  NOTSUP: 58,
+  SPIPE: 70,
+} as const;
+
+const FILETYPE_UNKNOWN = 0;
+const FDFLAGS_APPEND = 1;
+const RIGHTS_FD_READ = 1n << 1n;
+const RIGHTS_FD_WRITE = 1n << 6n;
+const RIGHTS_POLL_FD_READWRITE = 1n << 27n;
+const EVENTTYPE_CLOCK = 0;
+const EVENTTYPE_FD_READ = 1;
+const EVENTTYPE_FD_WRITE = 2;
+const SUBCLOCKFLAGS_ABSTIME = 1;
+const CLOCK_REALTIME = 0;
+
+/**
+ * Thrown out of the module by `proc_exit`; carries the exit code.
+ *
+ * @example
+ * ```ts
+ * import { WasiExit } from "./wasi.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new WasiExit(3).code, 3);
+ * ```
+ */
+export class WasiExit extends Error {
+  /** The exit code the module passed to `proc_exit` (unsigned 32-bit). */
+  readonly code: number;
+  /** Make the signal. */
+  constructor(code: number) {
+    super(`Module exited with code ${code}`);
+    this.name = "WasiExit";
+    this.code = code;
+  }
+}
+
+/** Options of {@linkcode createWasi}. */
+export interface WasiOptions {
+  /** The complete argv, `argv[0]` included. */
+  args: string[];
+  /** The complete environment. */
+  env: Record<string, string>;
+  /** Everything the module reads from fd 0. */
+  stdin: Uint8Array;
+  /**
+   * Receives every write to fd 1 (stdout) and fd 2 (stderr). It may throw to stop the module
+   * (the error propagates out of the module's call); the bytes passed are a copy.
+   */
+  write(fd: 1 | 2, data: Uint8Array): void;
+  /**
+   * Called at the start of every call and while `poll_oneoff` sleeps; it may throw to stop the
+   * module (used for the wall-clock deadline).
+   */
+  check?: () => void;
+}
+
+/** What {@linkcode createWasi} returns. */
+export interface Wasi {
+  /** The import object for `wasi_snapshot_preview1`. */
+  imports: Record<string, (...args: never[]) => unknown>;
+  /** Bind the module's memory; call after instantiation, before `_start`. */
+  bindMemory(memory: WebAssembly.Memory): void;
+}
+
+/**
+ * Make a WASI preview1 host. Every filesystem and socket call fails with a WASI errno (`EBADF`
+ * for descriptors above 2, which is every directory: there are no preopens); nothing of the host
+ * is reachable from the module.
+ *
+ * @example
+ * ```ts
+ * import { createWasi } from "./wasi.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const wasi = createWasi({ args: ["m.wasm"], env: {}, stdin: new Uint8Array(), write() {} });
+ * const memory = new WebAssembly.Memory({ initial: 1 });
+ * wasi.bindMemory(memory);
+ * const sizes = wasi.imports.args_sizes_get as (a: number, b: number) => number;
+ * assert.equal(sizes(0, 4), 0);
+ * assert.deepEqual(new Uint32Array(memory.buffer, 0, 2), new Uint32Array([1, 7]));
+ * ```
+ */
+export function createWasi(options: WasiOptions): Wasi {
+  const encoder = new TextEncoder();
+  const args = options.args.map((a) => encoder.encode(a + "\0"));
+  const env = Object.entries(options.env).map(([k, v]) => encoder.encode(`${k}=${v}\0`));
+  const stdin = options.stdin;
+  const check = options.check ?? (() => {});
+  let stdinPos = 0;
+  let memory: WebAssembly.Memory | null = null;
+  const startNs = _nowNs();
+
+  const view = (): DataView => {
+    if (memory === null) throw new RangeError("no memory");
+    return new DataView(memory.buffer);
+  };
+  const bytes = (): Uint8Array => {
+    if (memory === null) throw new RangeError("no memory");
+    return new Uint8Array(memory.buffer);
+  };
+  const stdio = (fd: number) => fd >= 0 && fd <= 2;
+  /** Run a call; out-of-bounds memory access becomes EFAULT, other errors propagate. */
+  const guard = <A extends (number | bigint)[]>(fn: (...a: A) => number) => (...a: A): number => {
+    check();
+    try {
+      return fn(...a);
+    } catch (error) {
+      // Out-of-bounds pointers surface as RangeError from DataView and TypedArray; a stack
+      // overflow is a RangeError too, and must propagate.
+      if (error instanceof RangeError && !/call stack/i.test(error.message)) return E.FAULT;
+      throw error;
+    }
+  };
+  const writeStrings = (list: Uint8Array[], ptrs: number, buf: number): number => {
+    const v = view();
+    const m = bytes();
+    let at = buf;
+    for (const [i, item] of list.entries()) {
+      v.setUint32(ptrs + i * 4, at, true);
+      if (at + item.length > m.length) return E.FAULT;
+      m.set(item, at);
+      at += item.length;
+    }
+    return E.SUCCESS;
+  };
+  const sizes = (list: Uint8Array[], countPtr: number, sizePtr: number): number => {
+    const v = view();
+    v.setUint32(countPtr, list.length, true);
+    v.setUint32(sizePtr, list.reduce((n, a) => n + a.length, 0), true);
+    return E.SUCCESS;
+  };
+  const iovecs = (ptr: number, len: number): Array<[number, number]> => {
+    const v = view();
+    const out: Array<[number, number]> = [];
+    for (let i = 0; i < len; i++) {
+      const base = v.getUint32(ptr + i * 8, true);
+      const size = v.getUint32(ptr + i * 8 + 4, true);
+      if (base + size > v.byteLength) throw new RangeError("iovec out of bounds");
+      out.push([base, size]);
+    }
+    return out;
+  };
+  const clockNs = (id: number): bigint | null => {
+    if (id === CLOCK_REALTIME) return BigInt(Date.now()) * 1_000_000n;
+    if (id === 1) return _nowNs();
+    if (id === 2 || id === 3) return _nowNs() - startNs;
+    return null;
+  };
+  const badfOrNotsup = (fd: number) => (stdio(fd) ? E.NOTSUP : E.BADF);
+  const pathCall = (fd: number) => (stdio(fd) ? E.NOTDIR : E.BADF);
+
+  const imports = {
+    args_get: guard((argv: number, buf: number) => writeStrings(args, argv, buf)),
+    args_sizes_get: guard((c: number, s: number) => sizes(args, c, s)),
+    environ_get: guard((envp: number, buf: number) => writeStrings(env, envp, buf)),
+    environ_sizes_get: guard((c: number, s: number) => sizes(env, c, s)),
+    clock_res_get: guard((id: number, out: number) => {
+      if (clockNs(id) === null) return E.INVAL;
+      view().setBigUint64(out, id === CLOCK_REALTIME ? 1_000_000n : 1_000n, true);
+      return E.SUCCESS;
+    }),
+    clock_time_get: guard((id: number, _precision: bigint, out: number) => {
+      const ns = clockNs(id);
+      if (ns === null) return E.INVAL;
+      view().setBigUint64(out, ns, true);
+      return E.SUCCESS;
+    }),
+    fd_advise: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
+    fd_allocate: guard(badfOrNotsup),
+    fd_close: guard((fd: number) => (stdio(fd) ? E.SUCCESS : E.BADF)),
+    fd_datasync: guard((fd: number) => (stdio(fd) ? E.INVAL : E.BADF)),
+    fd_fdstat_get: guard((fd: number, out: number) => {
+      if (!stdio(fd)) return E.BADF;
+      const v = view();
+      v.setUint8(out, FILETYPE_UNKNOWN);
+      v.setUint16(out + 2, fd === 0 ? 0 : FDFLAGS_APPEND, true);
+      const rights = (fd === 0 ? RIGHTS_FD_READ : RIGHTS_FD_WRITE) | RIGHTS_POLL_FD_READWRITE;
+      v.setBigUint64(out + 8, rights, true);
+      v.setBigUint64(out + 16, 0n, true);
+      return E.SUCCESS;
+    }),
+    fd_fdstat_set_flags: guard(badfOrNotsup),
+    fd_fdstat_set_rights: guard(badfOrNotsup),
+    fd_filestat_get: guard((fd: number, out: number) => {
+      if (!stdio(fd)) return E.BADF;
+      const m = bytes();
+      if (out + 64 > m.length) return E.FAULT;
+      m.fill(0, out, out + 64);
+      m[out + 16] = FILETYPE_UNKNOWN;
+      return E.SUCCESS;
+    }),
+    fd_filestat_set_size: guard(badfOrNotsup),
+    fd_filestat_set_times: guard(badfOrNotsup),
+    fd_pread: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
+    fd_prestat_get: guard(() => E.BADF),
+    fd_prestat_dir_name: guard(() => E.BADF),
+    fd_pwrite: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
+    fd_read: guard((fd: number, iovs: number, iovsLen: number, nread: number) => {
+      if (fd !== 0) return E.BADF;
+      const m = bytes();
+      let total = 0;
+      for (const [base, size] of iovecs(iovs, iovsLen)) {
+        const n = Math.min(size, stdin.length - stdinPos);
+        m.set(stdin.subarray(stdinPos, stdinPos + n), base);
+        stdinPos += n;
+        total += n;
+        if (n < size) break;
+      }
+      view().setUint32(nread, total, true);
+      return E.SUCCESS;
+    }),
+    fd_readdir: guard(pathCall),
+    fd_renumber: guard((
+      from: number,
+      to: number,
+    ) => (stdio(from) && stdio(to) ? E.NOTSUP : E.BADF)),
+    fd_seek: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
+    fd_sync: guard((fd: number) => (stdio(fd) ? E.INVAL : E.BADF)),
+    fd_tell: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
+    fd_write: guard((fd: number, iovs: number, iovsLen: number, nwritten: number) => {
+      if (fd !== 1 && fd !== 2) return E.BADF;
+      const m = bytes();
+      const list = iovecs(iovs, iovsLen);
+      const total = list.reduce((n, [, size]) => n + size, 0);
+      view().getUint32(nwritten, true); // bounds check before the side effect
+      if (total > 0) {
+        const data = new Uint8Array(total);
+        let at = 0;
+        for (const [base, size] of list) {
+          data.set(m.subarray(base, base + size), at);
+          at += size;
+        }
+        options.write(fd, data);
+      }
+      view().setUint32(nwritten, total, true);
+      return E.SUCCESS;
+    }),
+    path_create_directory: guard(pathCall),
+    path_filestat_get: guard(pathCall),
+    path_filestat_set_times: guard(pathCall),
+    path_link: guard(pathCall),
+    path_open: guard(pathCall),
+    path_readlink: guard(pathCall),
+    path_remove_directory: guard(pathCall),
+    path_rename: guard(pathCall),
+    path_symlink: guard((_old: number, _oldLen: number, fd: number) => pathCall(fd)),
+    path_unlink_file: guard(pathCall),
+    poll_oneoff: guard((inPtr: number, outPtr: number, nsubs: number, neventsPtr: number) => {
+      if (nsubs === 0) return E.INVAL;
+      const v = view();
+      const events: Array<{ userdata: bigint; error: number; type: number }> = [];
+      let sleepUntil: bigint | null = null;
+      const clocks: Array<{ userdata: bigint; deadline: bigint }> = [];
+      for (let i = 0; i < nsubs; i++) {
+        const at = inPtr + i * 48;
+        const userdata = v.getBigUint64(at, true);
+        const type = v.getUint8(at + 8);
+        if (type === EVENTTYPE_CLOCK) {
+          const id = v.getUint32(at + 16, true);
+          const timeout = v.getBigUint64(at + 24, true);
+          const flags = v.getUint16(at + 40, true);
+          const now = clockNs(id);
+          if (now === null) {
+            events.push({ userdata, error: E.INVAL, type });
+            continue;
+          }
+          const deadline = _nowNs() +
+            (flags & SUBCLOCKFLAGS_ABSTIME ? (timeout > now ? timeout - now : 0n) : timeout);
+          clocks.push({ userdata, deadline });
+          if (sleepUntil === null || deadline < sleepUntil) sleepUntil = deadline;
+        } else if (type === EVENTTYPE_FD_READ || type === EVENTTYPE_FD_WRITE) {
+          const fd = v.getUint32(at + 16, true);
+          const ok = type === EVENTTYPE_FD_READ ? fd === 0 : fd === 1 || fd === 2;
+          events.push({ userdata, error: ok ? E.SUCCESS : E.BADF, type });
+        } else {
+          events.push({ userdata, error: E.INVAL, type });
+        }
+      }
+      if (events.length === 0 && sleepUntil !== null) {
+        _sleepUntil(sleepUntil, check);
+        for (const c of clocks) {
+          if (c.deadline <= _nowNs()) {
+            events.push({ userdata: c.userdata, error: E.SUCCESS, type: EVENTTYPE_CLOCK });
+          }
+        }
+      }
+      for (const [i, e] of events.entries()) {
+        const at = outPtr + i * 32;
+        v.setBigUint64(at, e.userdata, true);
+        v.setUint16(at + 8, e.error, true);
+        v.setUint8(at + 10, e.type);
+        v.setBigUint64(at + 16, 0n, true);
+        v.setUint16(at + 24, 0, true);
+      }
+      v.setUint32(neventsPtr, events.length, true);
+      return E.SUCCESS;
+    }),
+    proc_exit: (code: number): never => {
+      check();
+      throw new WasiExit(code >>> 0);
+    },
+    proc_raise: guard(() => E.NOSYS),
+    random_get: guard((buf: number, len: number) => {
+      const m = bytes();
+      if (buf + len > m.length) return E.FAULT;
+      for (let at = 0; at < len; at += 65_536) {
+        crypto.getRandomValues(m.subarray(buf + at, buf + Math.min(len, at + 65_536)));
+      }
+      return E.SUCCESS;
+    }),
+    sched_yield: guard(() => E.SUCCESS),
+    sock_accept: guard((fd: number) => (stdio(fd) ? E.NOTSOCK : E.BADF)),
+    sock_recv: guard((fd: number) => (stdio(fd) ? E.NOTSOCK : E.BADF)),
+    sock_send: guard((fd: number) => (stdio(fd) ? E.NOTSOCK : E.BADF)),
+    sock_shutdown: guard((fd: number) => (stdio(fd) ? E.NOTSOCK : E.BADF)),
+  };
+  return {
+    imports: imports as unknown as Wasi["imports"],
+    bindMemory(m: WebAssembly.Memory) {
+      memory = m;
+    },
+  };
+}
+
+/** Monotonic nanoseconds since the process started. */
+function _nowNs(): bigint {
+  return BigInt(Math.round(performance.now() * 1_000_000));
+}
+
+/** Block the thread until the monotonic clock passes `deadline`. */
+function _sleepUntil(deadline: bigint, check: () => void): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    check();
+    const left = Number(deadline - _nowNs()) / 1_000_000;
+    if (left <= 0) return;
+    Atomics.wait(cell, 0, 0, Math.min(left, 50));
+  }
+}

@@ -14,21 +14,23 @@
 import { parseArgs } from "node:util";
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { toHex } from "../runtime/digest.ts";
+import { FuelCache } from "../runtime/fuel.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
 import type { JobErrorKind } from "../runtime/run_job.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 
 const USAGE = `Usage: run <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]...
-           [--memory 256MiB] [--timeout 30s] [--max-output 16MiB] [--max-module 64MiB]
+           [--memory 256MiB] [--timeout 30s] [--max-output 16MiB] [--max-module 64MiB] [--fuel N]
            [--receipt FILE] [--json] [--state-dir DIR]
 
 Runs a WASI module with stdin from --input (default: stdin when it is not a terminal), prints
 its stdout and stderr, and signs a receipt with the node key. Exit code: the job's own, or
-${"120"}-125 when the job was stopped (see README).`;
+118-125 when the job was stopped (see README).`;
 
 /** Exit codes `run` uses when the job did not end by itself. */
 export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
   usage: 2,
+  fuel_exhausted: 118,
   cancelled: 119,
   invalid_module: 120,
   module_too_large: 120,
@@ -64,6 +66,7 @@ export async function main(argv: string[]): Promise<number> {
         timeout: { type: "string" },
         "max-output": { type: "string" },
         "max-module": { type: "string" },
+        fuel: { type: "string" },
         receipt: { type: "string" },
         json: { type: "boolean", default: false },
         "state-dir": { type: "string" },
@@ -95,6 +98,11 @@ export async function main(argv: string[]): Promise<number> {
         ? parseSize(values["max-module"])
         : DEFAULT_LIMITS.maxModuleBytes,
     };
+    if (values.fuel !== undefined && !/^\d{1,19}$/.test(values.fuel)) {
+      throw new SyntaxError(
+        `Cannot parse --fuel '${values.fuel}': use a whole number of instructions`,
+      );
+    }
     for (const pair of values.env) {
       const eq = pair.indexOf("=");
       if (eq <= 0) throw new SyntaxError(`Cannot parse --env '${pair}': use K=V`);
@@ -107,6 +115,7 @@ export async function main(argv: string[]): Promise<number> {
   let module: Uint8Array;
   let input: Uint8Array;
   let keyPair;
+  let stateDir: string;
   try {
     const stat = await Deno.stat(modulePath);
     if (!stat.isFile) throw new Error(`Cannot read module '${modulePath}': not a file`);
@@ -118,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     module = await Deno.readFile(modulePath);
     input = await _readInput(values.input);
-    const stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
+    stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
     keyPair = await loadOrCreateIdentity(stateDir);
   } catch (error) {
     return _fail(_describe(error), 1);
@@ -137,6 +146,10 @@ export async function main(argv: string[]): Promise<number> {
       env,
       keyPair,
       signal: ac.signal,
+      ...(values.fuel === undefined ? {} : {
+        fuel: BigInt(values.fuel),
+        fuelCache: new FuelCache({ dir: `${stateDir}/fuel-cache` }),
+      }),
     });
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
@@ -247,4 +260,9 @@ function _fail(message: string, code: number): number {
   return code;
 }
 
-if (import.meta.main) Deno.exitCode = await main(Deno.args);
+if (import.meta.main) {
+  // Exit explicitly: after a timeout the job's worker may still spin in a compute loop, since
+  // Deno 2.9's worker.terminate() does not interrupt running WebAssembly; ending the process is
+  // what stops it. Everything (output, receipt file) is written before this line.
+  Deno.exit(await main(Deno.args));
+}

@@ -6,6 +6,7 @@
 import type { JobErrorKind, SandboxEvent, SandboxJob } from "./sandbox_core.ts";
 import { encodeJob, FrameDecoder } from "./sandbox_frames.ts";
 import { WASM_PAGE_BYTES } from "./limit_memory.ts";
+import { type FuelCache, instrumentFuel } from "./fuel.ts";
 // Both sandbox entries are started by URL, never imported for use here; these imports put them
 // in this module's graph so that a remote (JSR) install caches them for `--cached-only`.
 import "./sandbox_main.ts";
@@ -40,6 +41,14 @@ export interface RunJobOptions {
    * @default {"worker"}
    */
   sandbox?: "worker" | "process";
+  /**
+   * Fuel limit: when set, the module is instrumented (see `instrumentFuel`) and stops with
+   * kind `fuel_exhausted` after executing this many instructions; `fuelUsed` reports the
+   * exact count. @default {undefined} (unmetered)
+   */
+  fuel?: bigint | number;
+  /** Where instrumented modules are cached by hash; without it every metered run instruments. */
+  fuelCache?: FuelCache;
   /** Aborting ends the job with completion `cancelled`. */
   signal?: AbortSignal;
 }
@@ -63,6 +72,8 @@ export interface JobOutcome {
   durationMs: number;
   /** Linear memory size when the job ended (the last size seen when the sandbox was killed). */
   peakMemoryBytes: number;
+  /** Instructions executed, for a metered job (`fuel` set) that got to run. */
+  fuelUsed?: bigint;
 }
 
 const DEFAULTS = {
@@ -136,6 +147,8 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     maxOutputBytes = DEFAULTS.maxOutputBytes,
     maxModuleBytes = DEFAULTS.maxModuleBytes,
     sandbox = "worker",
+    fuel,
+    fuelCache,
     signal,
   } = options;
   _validate({ input, args, argv0, env, memoryBytes, timeoutMs, maxOutputBytes, maxModuleBytes });
@@ -163,19 +176,41 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
       `Cannot run module: its ${module.length} bytes exceed the ${maxModuleBytes} byte cap`,
     );
   }
+  if (
+    fuel !== undefined &&
+    !((typeof fuel === "bigint" || Number.isSafeInteger(fuel)) && BigInt(fuel) >= 0n &&
+      BigInt(fuel) < 2n ** 63n)
+  ) {
+    throw new RangeError(
+      `Cannot run job: fuel must be a whole number from 0 to 2^63-1, got ${fuel}`,
+    );
+  }
+  let bytes = module;
+  if (fuel !== undefined) {
+    try {
+      bytes = fuelCache
+        ? await fuelCache.instrument(module, signal ? { signal } : {})
+        : instrumentFuel(module);
+    } catch (error) {
+      if (signal?.aborted) return empty("cancelled", "Cannot run job: cancelled", "cancelled");
+      return empty("invalid_module", (error as Error).message);
+    }
+  }
   const job: SandboxJob = {
-    module,
+    module: bytes,
     input,
     args: [argv0, ...args],
     env: { ...env },
     memoryBytes: Math.floor(memoryBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES,
     maxOutputBytes,
     timeoutMs,
+    ...(fuel !== undefined ? { fuel: String(fuel) } : {}),
   };
 
   const out: { 1: Uint8Array[]; 2: Uint8Array[] } = { 1: [], 2: [] };
   let outBytes = 0;
   let memory = 0;
+  let fuelUsed: bigint | undefined;
   let ready = false;
   let settle!: (
     end: { exitCode: number | null; error: { kind: JobErrorKind; message: string } | null },
@@ -215,6 +250,7 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
         }
       } else if (event.type === "result") {
         memory = event.memoryBytes;
+        if (event.fuelUsed !== undefined) fuelUsed = BigInt(event.fuelUsed);
         settle({ exitCode: event.exitCode, error: event.error });
       }
     },
@@ -259,6 +295,7 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
       peakMemoryBytes: memory,
     };
     if (end.error !== null) outcome.error = end.error;
+    if (fuelUsed !== undefined) outcome.fuelUsed = fuelUsed;
     return outcome;
   } finally {
     clearTimeout(timer);

@@ -46,8 +46,8 @@ export interface SignedJob {
 /**
  * Run a module under limits in the sandbox and sign a receipt of the run. The receipt's
  * `metrics.extra` records `module_hash`, `input_hash`, `output_hash`, `stderr_hash`,
- * `args_hash`, `env_hash`, `exit_code` (when the job exited), `peak_memory_bytes`, the limits
- * and, for a failed job, `error` (its kind). The output commitment covers stdout in 64 KiB
+ * `args_hash`, `env_hash`, `exit_code` (when the job exited), `peak_memory_bytes`, the limits,
+ * `fuel_limit` and `fuel_used` for a metered job and, for a failed job, `error` (its kind). The output commitment covers stdout in 64 KiB
  * chunks. Failures of the module (trap, timeout, memory, output cap) still give a signed receipt
  * with `completion` `error` or `length`.
  *
@@ -120,6 +120,10 @@ export async function runSignedJob(
   };
   if (outcome.exitCode !== null) extra.exit_code = String(outcome.exitCode);
   if (outcome.error) extra.error = outcome.error.kind;
+  if (rest.fuel !== undefined) {
+    extra.fuel_limit = String(rest.fuel);
+    if (outcome.fuelUsed !== undefined) extra.fuel_used = String(outcome.fuelUsed);
+  }
   const receipt = await signReceipt({
     job_spec_hash: Array.from(jobSpecHash(manifest.payload)),
     output_commitment: Array.from(commitChunks(chunks)),

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { readFuel, startFuel } from "./fuel.ts";
 import { limitMemory, MemoryCapError } from "./limit_memory.ts";
 import { createWasi, WasiExit } from "./wasi.ts";
 
@@ -19,6 +20,7 @@ export type JobErrorKind =
   | "timeout"
   | "memory_limit"
   | "output_limit"
+  | "fuel_exhausted"
   | "cancelled";
 
 /** A job as the sandbox receives it; options are already validated. */
@@ -41,6 +43,11 @@ export interface SandboxJob {
    * promptly (a busy worker) as soon as it next calls the host.
    */
   timeoutMs: number;
+  /**
+   * Fuel limit as a decimal string, for a module the parent already instrumented with
+   * `instrumentFuel`; absent for an unmetered job.
+   */
+  fuel?: string;
 }
 
 /** An event from the sandbox to its parent, in order; `result` is the last one. */
@@ -53,6 +60,8 @@ export type SandboxEvent =
     exitCode: number | null;
     error: { kind: JobErrorKind; message: string } | null;
     memoryBytes: number;
+    /** Fuel used, as a decimal string, for a metered job. */
+    fuelUsed?: string;
   };
 
 /**
@@ -112,6 +121,13 @@ class _Stop extends Error {
  */
 export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void): void {
   let memory: WebAssembly.Memory | null = null;
+  let instance: WebAssembly.Instance | undefined;
+  const fuel = job.fuel === undefined ? undefined : BigInt(job.fuel);
+  let fuelStarted = false;
+  const fuelUsed = () =>
+    fuel === undefined || instance === undefined || !fuelStarted ? {} : {
+      fuelUsed: String(readFuel(instance, fuel).used),
+    };
   let pendingFd: 1 | 2 = 1;
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
@@ -147,7 +163,7 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
     if (finished) return;
     finished = true;
     flush();
-    emit({ type: "result", exitCode, error, memoryBytes: memoryBytes() });
+    emit({ type: "result", exitCode, error, memoryBytes: memoryBytes(), ...fuelUsed() });
   };
   const write = (fd: 1 | 2, data: Uint8Array) => {
     if (finished) throw new _Stop();
@@ -239,7 +255,6 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
       wasi.bindMemory(memory);
     }
   }
-  let instance: WebAssembly.Instance;
   try {
     instance = new WebAssembly.Instance(module, imports);
   } catch (error) {
@@ -266,11 +281,26 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
       message: "Cannot run module: it exports no '_start' function (not a WASI command)",
     });
   }
+  // A metered job succeeds only if the fuel it was charged fits its limit: the last straight-line
+  // segment is charged on entry, so a job can end (return or proc_exit) slightly over the limit
+  // before a check point sees it; that is exhaustion too, so `fuel_used <= limit` iff success.
+  const exhausted = () => fuel !== undefined && readFuel(instance!, fuel).exhausted;
+  const outOfFuel = () =>
+    finish(null, {
+      kind: "fuel_exhausted",
+      message: `Cannot finish job: fuel exhausted (limit ${fuel})`,
+    });
   try {
+    if (fuel !== undefined) {
+      fuelStarted = true;
+      startFuel(instance, fuel);
+    }
     start();
   } catch (error) {
+    if (exhausted() && !(error instanceof _Stop)) return outOfFuel();
     return failure(error, null);
   }
+  if (exhausted()) return outOfFuel();
   classify(0, null);
 }
 

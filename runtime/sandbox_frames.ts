@@ -2,7 +2,7 @@
  * The framing between run_job.ts and the sandbox process (runtime/sandbox_main.ts).
  *
  * Parent to sandbox (stdin, once): `u32be header length`, the header as UTF-8 JSON
- * `{args, env, memoryBytes, maxOutputBytes, timeoutMs, moduleLength, inputLength}`, the module bytes, the
+ * `{args, env, memoryBytes, maxOutputBytes, timeoutMs, fuel?, moduleLength, inputLength}`, the module bytes, the
  * input bytes.
  *
  * Sandbox to parent (stdout, repeated): `u8 type`, `u32be payload length`, payload. Type 0 is a
@@ -43,6 +43,7 @@ export function encodeJob(job: SandboxJob): Uint8Array {
     memoryBytes: job.memoryBytes,
     maxOutputBytes: job.maxOutputBytes,
     timeoutMs: job.timeoutMs,
+    fuel: job.fuel,
     moduleLength: job.module.length,
     inputLength: job.input.length,
   }));
@@ -87,6 +88,7 @@ export function decodeJob(bytes: Uint8Array): SandboxJob {
     memoryBytes: h.memoryBytes,
     maxOutputBytes: h.maxOutputBytes,
     timeoutMs: h.timeoutMs,
+    ...(typeof h.fuel === "string" ? { fuel: h.fuel } : {}),
   };
 }
 

@@ -176,3 +176,72 @@ Deno.test("the run task has no net, run, sys or ffi permission, and its flags ca
     await Deno.remove(probe);
   }
 });
+
+const TESTDATA = `${ROOT}runtime/testdata`;
+
+/** Each breach of a limit: its module, extra flags, exit code, error kind and completion. */
+const BREACHES: [string, string[], number, string, string][] = [
+  ["trap.wasm", [], 121, "trap", "error"],
+  ["stack_overflow.wasm", [], 122, "stack_overflow", "error"],
+  ["memory_bomb.wasm", ["--memory", "4MiB"], 123, "memory_limit", "error"],
+  ["infinite_loop.wasm", ["--timeout", "500ms"], 124, "timeout", "error"],
+  ["huge_output.wasm", ["--max-output", "1KiB"], 125, "output_limit", "length"],
+  ["infinite_loop.wasm", ["--fuel", "100000"], 118, "fuel_exhausted", "error"],
+  ["no_start.wasm", [], 120, "no_start", "error"],
+];
+
+for (const [file, flags, code, kind, completion] of BREACHES) {
+  Deno.test(`run ${file} ${flags.join(" ")} exits ${code} with one line and a '${completion}' receipt`, async () => {
+    await withHome(async (home) => {
+      const env = { PLASM_HOME: home };
+      const plain = await runTask("run", [`${TESTDATA}/${file}`, ...flags], { env });
+      assert.equal(plain.code, code, plain.err);
+      const errorLines = plain.err.split("\n").filter((l) => l.startsWith("run: error: "));
+      assert.equal(errorLines.length, 1, plain.err);
+      assert.ok(!plain.err.includes("    at "), "no stack trace");
+
+      const json = await runTask("run", [`${TESTDATA}/${file}`, ...flags, "--json"], { env });
+      assert.equal(json.code, code);
+      const result = JSON.parse(json.out);
+      assert.equal(result.error.kind, kind);
+      assert.equal(result.receipt.result.completion, completion);
+      assert.equal(result.receipt.result.metrics.extra.error, kind);
+      if (kind === "output_limit") {
+        assert.equal(result.stdout, "y\n".repeat(512));
+      }
+    });
+  });
+}
+
+Deno.test("run --fuel reports the same fuel_used in separate processes, and output is unchanged", async () => {
+  await withHome(async (home) => {
+    const env = { PLASM_HOME: home };
+    const args = [`${ROOT}examples/sha256.wasm`, "--arg", "1", "--arg", "2", "--json"];
+    const plain = JSON.parse((await runTask("run", args, { env })).out);
+    const runs = [];
+    for (let i = 0; i < 2; i++) {
+      const run = await runTask("run", [...args, "--fuel", "10000000000"], { env });
+      assert.equal(run.code, 0, run.err);
+      runs.push(JSON.parse(run.out));
+    }
+    const [a, b] = runs;
+    assert.equal(a.stdout, plain.stdout);
+    assert.equal(b.stdout, plain.stdout);
+    assert.match(a.receipt.result.metrics.extra.fuel_used, /^[1-9]\d+$/);
+    assert.equal(
+      a.receipt.result.metrics.extra.fuel_used,
+      b.receipt.result.metrics.extra.fuel_used,
+    );
+    assert.equal(a.receipt.result.metrics.extra.fuel_limit, "10000000000");
+    // The instrumented module was cached under the state dir by module hash.
+    const cached = [...Deno.readDirSync(`${home}/fuel-cache`)].map((e) => e.name);
+    assert.equal(cached.length, 1);
+
+    // One unit less than a run needs is exhausted, deterministically.
+    const used = BigInt(a.receipt.result.metrics.extra.fuel_used);
+    const short = await runTask("run", [...args, "--fuel", String(used - 1n)], { env });
+    assert.equal(short.code, 118);
+    const exact = await runTask("run", [...args, "--fuel", String(used)], { env });
+    assert.equal(exact.code, 0, exact.err);
+  });
+});

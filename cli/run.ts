@@ -11,12 +11,12 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { toHex } from "../runtime/digest.ts";
 import { FuelCache } from "../runtime/fuel.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
 import type { JobErrorKind } from "../runtime/run_job.ts";
+import { parseFlags } from "./_flags.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 
 const USAGE = `Usage: run <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]...
@@ -55,28 +55,38 @@ export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
 export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        input: { type: "string" },
-        arg: { type: "string", multiple: true, default: [] },
-        env: { type: "string", multiple: true, default: [] },
-        memory: { type: "string" },
-        timeout: { type: "string" },
-        "max-output": { type: "string" },
-        "max-module": { type: "string" },
-        fuel: { type: "string" },
-        receipt: { type: "string" },
-        json: { type: "boolean", default: false },
-        "state-dir": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
+    parsed = parseFlags(argv, {
+      input: { type: "string" },
+      arg: { type: "string", multiple: true },
+      env: { type: "string", multiple: true },
+      memory: { type: "string" },
+      timeout: { type: "string" },
+      "max-output": { type: "string" },
+      "max-module": { type: "string" },
+      fuel: { type: "string" },
+      receipt: { type: "string" },
+      json: { type: "boolean" },
+      "state-dir": { type: "string" },
+      help: { type: "boolean", short: "h" },
     });
   } catch (error) {
     return _usage((error as Error).message);
   }
-  const { values, positionals } = parsed;
+  const { positionals } = parsed;
+  const values = parsed.values as {
+    input?: string;
+    arg?: string[];
+    env?: string[];
+    memory?: string;
+    timeout?: string;
+    "max-output"?: string;
+    "max-module"?: string;
+    fuel?: string;
+    receipt?: string;
+    json?: boolean;
+    "state-dir"?: string;
+    help?: boolean;
+  };
   if (values.help) {
     console.log(USAGE);
     return 0;
@@ -103,7 +113,7 @@ export async function main(argv: string[]): Promise<number> {
         `Cannot parse --fuel '${values.fuel}': use a whole number of instructions`,
       );
     }
-    for (const pair of values.env) {
+    for (const pair of values.env ?? []) {
       const eq = pair.indexOf("=");
       if (eq <= 0) throw new SyntaxError(`Cannot parse --env '${pair}': use K=V`);
       env[pair.slice(0, eq)] = pair.slice(eq + 1);
@@ -142,7 +152,7 @@ export async function main(argv: string[]): Promise<number> {
     signed = await runSignedJob(module, {
       ...limits,
       input,
-      args: values.arg,
+      args: values.arg ?? [],
       env,
       keyPair,
       signal: ac.signal,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { sha256 as _nobleSha256 } from "@noble/hashes/sha2.js";
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
@@ -54,7 +54,9 @@ export function fromHex(hex: string, length?: number): Uint8Array {
 }
 
 /**
- * SHA-256 of bytes (or UTF-8 text), as raw bytes.
+ * SHA-256 of bytes (or UTF-8 text), as raw bytes, synchronously (`@noble/hashes`: no
+ * `node:crypto`, which costs a cold process ~25 ms to load). For large data prefer
+ * {@linkcode sha256Async}, which uses the native Web Crypto digest.
  *
  * @example
  * ```ts
@@ -65,8 +67,42 @@ export function fromHex(hex: string, length?: number): Uint8Array {
  * ```
  */
 export function sha256(data: Uint8Array | string): Uint8Array {
-  const digest = createHash("sha256").update(data).digest();
-  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
+  return _nobleSha256(typeof data === "string" ? new TextEncoder().encode(data) : data);
+}
+
+/**
+ * SHA-256 of bytes (or UTF-8 text) with the native Web Crypto digest; several times faster
+ * than {@linkcode sha256} for large data.
+ *
+ * @example
+ * ```ts
+ * import { sha256Async, toHex } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(toHex(await sha256Async("abc")).slice(0, 8), "ba7816bf");
+ * ```
+ */
+export async function sha256Async(data: Uint8Array | string): Promise<Uint8Array> {
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+}
+
+/**
+ * {@linkcode sha256Tag} with the native Web Crypto digest.
+ *
+ * @example
+ * ```ts
+ * import { sha256TagAsync } from "./digest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(
+ *   await sha256TagAsync(new Uint8Array()),
+ *   "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+ * );
+ * ```
+ */
+export async function sha256TagAsync(data: Uint8Array | string): Promise<string> {
+  return `sha256:${toHex(await sha256Async(data))}`;
 }
 
 /**

@@ -1,5 +1,9 @@
 /**
- * Ed25519 (RFC 8032) over raw 32-byte secret keys, via `@noble/ed25519`.
+ * Ed25519 (RFC 8032) over raw 32-byte secret keys. Key derivation and signing use the runtime's
+ * native Web Crypto Ed25519 (a few ms in a cold process, where `@noble/ed25519` spends ~80 ms
+ * building its tables); verification uses `@noble/ed25519` in its strict mode, because Web
+ * Crypto accepts small-order public keys. Ed25519 signatures are deterministic, so both give
+ * the same bytes.
  *
  * @module
  */
@@ -31,7 +35,41 @@ export async function generateKeyPair(seed?: Uint8Array): Promise<KeyPair> {
   if (secretKey.length !== 32) {
     throw new RangeError(`Cannot use Ed25519 seed: expected 32 bytes, got ${secretKey.length}`);
   }
-  return { secretKey, publicKey: await ed.getPublicKeyAsync(secretKey) };
+  const jwk = await crypto.subtle.exportKey("jwk", await _importSecret(secretKey, true));
+  const x = jwk.x!.replace(/-/g, "+").replace(/_/g, "/");
+  return { secretKey, publicKey: Uint8Array.from(atob(x), (c) => c.charCodeAt(0)) };
+}
+
+/** PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): a fixed 16-byte prefix, then the seed. */
+const PKCS8_PREFIX = [
+  0x30,
+  0x2e,
+  0x02,
+  0x01,
+  0x00,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x04,
+  0x22,
+  0x04,
+  0x20,
+];
+
+function _importSecret(secretKey: Uint8Array, extractable: boolean): Promise<CryptoKey> {
+  if (secretKey.length !== 32) {
+    throw new RangeError(
+      `Cannot use Ed25519 secret key: expected 32 bytes, got ${secretKey.length}`,
+    );
+  }
+  const pkcs8 = new Uint8Array(48);
+  pkcs8.set(PKCS8_PREFIX);
+  pkcs8.set(secretKey, 16);
+  return crypto.subtle.importKey("pkcs8", pkcs8, { name: "Ed25519" }, extractable, ["sign"]);
 }
 
 /**
@@ -48,8 +86,14 @@ export async function generateKeyPair(seed?: Uint8Array): Promise<KeyPair> {
  * assert.equal(await verifySignature(sig, msg, keys.publicKey), true);
  * ```
  */
-export function signMessage(message: Uint8Array, secretKey: Uint8Array): Promise<Uint8Array> {
-  return ed.signAsync(message, secretKey);
+export async function signMessage(
+  message: Uint8Array,
+  secretKey: Uint8Array,
+): Promise<Uint8Array> {
+  const key = await _importSecret(secretKey, false);
+  return new Uint8Array(
+    await crypto.subtle.sign("Ed25519", key, message as Uint8Array<ArrayBuffer>),
+  );
 }
 
 /**

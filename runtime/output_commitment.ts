@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { sha256 } from "@noble/hashes/sha2.js";
 
 /** Chunk size used to split a job's stdout into committed chunks. */
 export const OUTPUT_CHUNK_BYTES = 65536;
@@ -34,26 +34,54 @@ export interface OutputChunk {
  * ```
  */
 export function commitChunks(chunks: Iterable<OutputChunk>): Uint8Array {
-  let state = createHash("sha256").update(SEED).digest();
+  let state = sha256(new TextEncoder().encode(SEED));
   let seq = 0n;
-  const encoder = new TextEncoder();
-  for (const { kind, data } of chunks) {
-    const kindBytes = encoder.encode(kind);
-    const header = new DataView(new ArrayBuffer(12));
-    header.setBigUint64(0, seq);
-    header.setUint32(8, kindBytes.length);
-    const dataLength = new DataView(new ArrayBuffer(4));
-    dataLength.setUint32(0, data.length);
-    state = createHash("sha256")
-      .update(state)
-      .update(new Uint8Array(header.buffer))
-      .update(kindBytes)
-      .update(new Uint8Array(dataLength.buffer))
-      .update(data)
-      .digest();
-    seq++;
+  for (const chunk of chunks) {
+    const [header, kind, dataLength] = _frame(seq++, chunk);
+    state = sha256.create().update(state).update(header).update(kind).update(dataLength)
+      .update(chunk.data).digest();
   }
-  return new Uint8Array(state.buffer, state.byteOffset, state.byteLength);
+  return state;
+}
+
+/**
+ * {@linkcode commitChunks} with the native Web Crypto digest: the same value, several times
+ * faster for large output.
+ *
+ * @example
+ * ```ts
+ * import { commitChunks, commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const chunks = stdoutChunks(new TextEncoder().encode("dlroW ,olleH"));
+ * assert.deepEqual(await commitChunksAsync(chunks), commitChunks(chunks));
+ * ```
+ */
+export async function commitChunksAsync(chunks: Iterable<OutputChunk>): Promise<Uint8Array> {
+  let state = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(SEED)));
+  let seq = 0n;
+  for (const chunk of chunks) {
+    const parts = [state, ..._frame(seq++, chunk), chunk.data];
+    const message = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const part of parts) {
+      message.set(part, at);
+      at += part.length;
+    }
+    state = new Uint8Array(await crypto.subtle.digest("SHA-256", message));
+  }
+  return state;
+}
+
+/** `u64be(seq) || u32be(len(kind))`, `kind`, `u32be(len(data))` of one chunk. */
+function _frame(seq: bigint, chunk: OutputChunk): [Uint8Array, Uint8Array, Uint8Array] {
+  const kind = new TextEncoder().encode(chunk.kind);
+  const header = new DataView(new ArrayBuffer(12));
+  header.setBigUint64(0, seq);
+  header.setUint32(8, kind.length);
+  const dataLength = new DataView(new ArrayBuffer(4));
+  dataLength.setUint32(0, chunk.data.length);
+  return [new Uint8Array(header.buffer), kind, new Uint8Array(dataLength.buffer)];
 }
 
 /**

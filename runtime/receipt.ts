@@ -4,10 +4,10 @@
  * @module
  */
 import { canonicalJson } from "./canonical_json.ts";
-import { fromHex, sha256Tag, toHex } from "./digest.ts";
+import { fromHex, sha256TagAsync, toHex } from "./digest.ts";
 import { signMessage, verifySignature } from "./ed25519.ts";
 import { SignatureError } from "./errors.ts";
-import { commitChunks, stdoutChunks } from "./output_commitment.ts";
+import { commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
 
 /** The ASCII domain prefix of receipt signatures. */
 export const RECEIPT_PREFIX = "phase-receipt:v1:";
@@ -203,11 +203,15 @@ export async function verifyReceipt(
   if (jobId !== undefined && checked.job_id !== jobId) {
     throw new ReceiptMismatchError("job_id", jobId, checked.job_id);
   }
-  if (module !== undefined) _expectHash("module_hash", extra.module_hash, sha256Tag(module));
-  if (input !== undefined) _expectHash("input_hash", extra.input_hash, sha256Tag(input));
+  if (module !== undefined) {
+    _expectHash("module_hash", extra.module_hash, await sha256TagAsync(module));
+  }
+  if (input !== undefined) {
+    _expectHash("input_hash", extra.input_hash, await sha256TagAsync(input));
+  }
   if (output !== undefined) {
     const chunks = stdoutChunks(output);
-    const commitment = toHex(commitChunks(chunks));
+    const commitment = toHex(await commitChunksAsync(chunks));
     const signed = toHex(Uint8Array.from(checked.result.output_commitment));
     if (commitment !== signed) {
       throw new ReceiptMismatchError("output_commitment", signed, commitment);

@@ -4,10 +4,10 @@
  * @module
  */
 import { canonicalJson } from "./canonical_json.ts";
-import { sha256Tag } from "./digest.ts";
+import { sha256Tag, sha256TagAsync } from "./digest.ts";
 import type { KeyPair } from "./ed25519.ts";
 import { jobIdOf, type JobManifest, jobSpecHash, signJobManifest } from "./job_manifest.ts";
-import { commitChunks, stdoutChunks } from "./output_commitment.ts";
+import { commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
 import { type Receipt, signReceipt } from "./receipt.ts";
 import { type JobOutcome, runJob, type RunJobOptions } from "./run_job.ts";
 
@@ -81,8 +81,10 @@ export async function runSignedJob(
     maxOutputBytes = DEFAULT_LIMITS.maxOutputBytes,
     ...rest
   } = options;
-  const moduleHash = sha256Tag(module);
-  const inputHash = sha256Tag(input);
+  const [moduleHash, inputHash] = await Promise.all([
+    sha256TagAsync(module),
+    sha256TagAsync(input),
+  ]);
   const manifest = given ?? await signJobManifest({
     kind: "wasm",
     module_cid: moduleHash,
@@ -109,8 +111,8 @@ export async function runSignedJob(
   const extra: Record<string, string> = {
     module_hash: moduleHash,
     input_hash: inputHash,
-    output_hash: sha256Tag(outcome.stdout),
-    stderr_hash: sha256Tag(outcome.stderr),
+    output_hash: await sha256TagAsync(outcome.stdout),
+    stderr_hash: await sha256TagAsync(outcome.stderr),
     args_hash: sha256Tag(canonicalJson(args)),
     env_hash: sha256Tag(canonicalJson(env)),
     peak_memory_bytes: String(outcome.peakMemoryBytes),
@@ -126,7 +128,7 @@ export async function runSignedJob(
   }
   const receipt = await signReceipt({
     job_spec_hash: Array.from(jobSpecHash(manifest.payload)),
-    output_commitment: Array.from(commitChunks(chunks)),
+    output_commitment: Array.from(await commitChunksAsync(chunks)),
     output_chunk_count: chunks.length,
     completion: outcome.completion,
     resumption: null,

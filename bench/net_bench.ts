@@ -1,0 +1,177 @@
+// deno run --allow-read --allow-run --allow-env --allow-net=127.0.0.1 bench/net_bench.ts
+//   [--runs 3] [--nodes 30] [--lookups 20]
+//
+// Runs `ps` for process memory.
+// 1. mDNS: three `start` processes (separate processes, mode private, listen on 127.0.0.1);
+//    time from the third node's `started` line until every node has seen both others, and the
+//    wall time of `discover --mdns`; resident memory (VmRSS) of each `start` process.
+// 2. DHT: an N-node Kademlia network (one process, real TCP + Noise + Yamux over loopback),
+//    ten keys each provided by one node; each lookup runs from a fresh client-mode node that
+//    bootstraps from one random server. Reports join time, findProviders latency to the first
+//    provider (p50/p95) and memory per node.
+/**
+ * Network benchmark; prints one JSON object. See the header for what is measured.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { type PhaseNode, startNode } from "../net/node.ts";
+import { NodeProcess, runDiscover } from "../tests/net_spawn.ts";
+
+function percentile(sorted: number[], p: number): number {
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, index)]!;
+}
+
+function summary(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    p50_ms: Math.round(percentile(sorted, 50)),
+    p95_ms: Math.round(percentile(sorted, 95)),
+    min_ms: Math.round(sorted[0]!),
+    max_ms: Math.round(sorted[sorted.length - 1]!),
+  };
+}
+
+async function rssOf(pid: number): Promise<number> {
+  // /proc needs --allow-all in Deno; ps reports the same VmRSS.
+  const out = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] }).output();
+  return Number(new TextDecoder().decode(out.stdout).trim()) * 1024;
+}
+
+async function mdnsRun() {
+  const nodes: NodeProcess[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      nodes.push(
+        await NodeProcess.spawn(["--mode", "private", "--listen", "/ip4/127.0.0.1/tcp/0"]),
+      );
+    }
+    const t0 = performance.now();
+    await Promise.all(
+      nodes.flatMap((node) =>
+        nodes.filter((other) => other !== node).map((other) =>
+          node.waitForLog((l) => l.event === "mdns_peer" && l.peer_id === other.peerId, 30_000)
+        )
+      ),
+    );
+    const allFound = performance.now() - t0;
+    const discover = await runDiscover(["--mdns", "--timeout", "10s", "--json"]);
+    const seen = JSON.parse(discover.stdout || "[]").map((p: { peer_id: string }) => p.peer_id);
+    const rss = await Promise.all(nodes.map((n) => rssOf(n.child.pid)));
+    return {
+      allFound,
+      discoverMs: discover.ms,
+      discoverFoundAll: nodes.every((n) => seen.includes(n.peerId)),
+      rss,
+    };
+  } finally {
+    for (const node of nodes) await node.stop();
+  }
+}
+
+async function dhtRun(count: number, lookups: number) {
+  const base = Deno.memoryUsage().rss;
+  const servers: PhaseNode[] = [];
+  const t0 = performance.now();
+  try {
+    servers.push(await startNode({ mdns: false }));
+    for (let i = 1; i < count; i++) {
+      const peers = [servers[0]!, servers[Math.floor(Math.random() * i)]!];
+      servers.push(
+        await startNode({
+          mdns: false,
+          bootstrap: [...new Set(peers.flatMap((p) => p.multiaddrs))],
+        }),
+      );
+    }
+    const startAll = performance.now() - t0;
+    // Let routing tables settle (self-queries run about 1 s after start).
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const keys = Array.from({ length: 10 }, (_, i) => `/phase/bench${i}/x86_64/manifest`);
+    const providers = new Map<string, string>();
+    const provideTimes: number[] = [];
+    for (const key of keys) {
+      const node = servers[Math.floor(Math.random() * servers.length)]!;
+      const cid = await (await import("../net/provider_key.ts")).providerKeyCid(key);
+      const t = performance.now();
+      for await (const _ of node.libp2p.services.dht!.provide(cid)) { /* drain */ }
+      provideTimes.push(performance.now() - t);
+      providers.set(key, node.peerId);
+    }
+    const rssServers = Deno.memoryUsage().rss;
+    const joins: number[] = [];
+    const latencies: number[] = [];
+    let correct = 0;
+    for (let i = 0; i < lookups; i++) {
+      const entry = servers[Math.floor(Math.random() * servers.length)]!;
+      const key = keys[i % keys.length]!;
+      const tj = performance.now();
+      await using client = await startNode({
+        mdns: false,
+        dhtClientMode: true,
+        listen: [],
+        bootstrap: entry.multiaddrs,
+      });
+      const dht = client.libp2p.services.dht as unknown as { routingTable: { size: number } };
+      while (dht.routingTable.size === 0) await new Promise((r) => setTimeout(r, 10));
+      joins.push(performance.now() - tj);
+      const tl = performance.now();
+      const found = await client.findProviders(key, {
+        limit: 1,
+        signal: AbortSignal.timeout(30_000),
+      });
+      latencies.push(performance.now() - tl);
+      if (found[0]?.peerId === providers.get(key)) correct++;
+    }
+    return {
+      startAll,
+      provide: summary(provideTimes),
+      join: summary(joins),
+      findProviders: summary(latencies),
+      correct,
+      perNodeBytes: (rssServers - base) / count,
+    };
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      runs: { type: "string", default: "3" },
+      nodes: { type: "string", default: "30" },
+      lookups: { type: "string", default: "20" },
+    },
+  });
+  const runs = Number(values.runs);
+  const mdns = [];
+  for (let i = 0; i < runs; i++) mdns.push(await mdnsRun());
+  const dht = await dhtRun(Number(values.nodes), Number(values.lookups));
+  const rss = mdns.flatMap((m) => m.rss);
+  console.log(JSON.stringify(
+    {
+      mdns_3_nodes: {
+        runs,
+        all_pairs_found: summary(mdns.map((m) => m.allFound)),
+        discover_cli_wall: summary(mdns.map((m) => m.discoverMs)),
+        discover_found_all: mdns.every((m) => m.discoverFoundAll),
+        start_process_rss_mib: Math.round(rss.reduce((a, b) => a + b, 0) / rss.length / 2 ** 20),
+      },
+      dht: {
+        nodes: Number(values.nodes),
+        start_all_ms: Math.round(dht.startAll),
+        provide: dht.provide,
+        client_join: dht.join,
+        find_providers_first: dht.findProviders,
+        lookups_correct: `${dht.correct}/${values.lookups}`,
+        in_process_rss_per_node_mib: Math.round(dht.perNodeBytes / 2 ** 20 * 10) / 10,
+      },
+    },
+    null,
+    2,
+  ));
+}

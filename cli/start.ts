@@ -1,0 +1,157 @@
+// deno run --allow-net --allow-sys=networkInterfaces --allow-read --allow-write
+//   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --ignore-env cli/start.ts [flags]
+//
+// --allow-net: listen (0.0.0.0 by default), dial peers, mDNS multicast on 224.0.0.251:5353.
+// --allow-sys=networkInterfaces: mDNS and the addresses of a 0.0.0.0 listener.
+// --allow-read/--allow-write: the state dir (node.key) and --config; a launcher may narrow
+//   both to those paths. Mode `private` reads and writes nothing.
+// --allow-env=...: to find the state dir. --ignore-env: libraries probing other variables
+//   (colour support) read `undefined` instead of failing.
+/**
+ * `start`: run a Phase node until SIGINT or SIGTERM.
+ *
+ * ```
+ * start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]
+ *       [--mode internet|local|private] [--config FILE] [--state-dir DIR]
+ * ```
+ *
+ * Prints one JSON line on stdout once listening:
+ * `{"event":"started","peer_id":...,"multiaddrs":[...],"mode":...}`; logs are JSON lines on
+ * stderr.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { startNode } from "../net/node.ts";
+import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
+import { defaultNodeConfig, type NodeConfig, parseNodeConfig } from "../net/node_config.ts";
+
+const _USAGE = `Usage: start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]
+             [--mode internet|local|private] [--config FILE] [--state-dir DIR]`;
+
+/**
+ * Run the `start` subcommand; resolves with the exit code once the node has stopped.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./start.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await main(["--mode", "nowhere"]), 2);
+ * ```
+ */
+export async function main(args: string[], signal?: AbortSignal): Promise<number> {
+  let config: NodeConfig;
+  let stateDirFlag: string | undefined;
+  try {
+    const { values } = parseArgs({
+      args,
+      options: {
+        listen: { type: "string", multiple: true },
+        bootstrap: { type: "string", multiple: true },
+        "no-mdns": { type: "boolean" },
+        mode: { type: "string" },
+        config: { type: "string" },
+        "state-dir": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help) {
+      console.log(_USAGE);
+      return 0;
+    }
+    config = values.config
+      ? parseNodeConfig(await _readConfig(values.config))
+      : defaultNodeConfig();
+    if (values.mode !== undefined) {
+      if (values.mode !== "internet" && values.mode !== "local" && values.mode !== "private") {
+        throw new TypeError(
+          `Cannot use --mode '${values.mode}': expected internet, local or private`,
+        );
+      }
+      config.mode = values.mode;
+    }
+    if (values.listen) config.listen = values.listen;
+    if (values.bootstrap) config.bootstrap = values.bootstrap;
+    if (values["no-mdns"]) config.mdns = false;
+    stateDirFlag = values["state-dir"];
+  } catch (error) {
+    console.error(`error: ${_message(error)}`);
+    console.error(_USAGE);
+    return 2;
+  }
+
+  const log = (record: Record<string, unknown>) => {
+    console.error(JSON.stringify({ ts: new Date().toISOString(), ...record }));
+  };
+  const shutdown = new AbortController();
+  const onSignal = () => shutdown.abort();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+  for (const name of signals) Deno.addSignalListener(name, onSignal);
+  signal?.addEventListener("abort", onSignal, { once: true });
+  try {
+    let secretKey: Uint8Array | undefined;
+    if (config.mode !== "private") {
+      const stateDir = stateDirFlag ?? config.state_dir ??
+        defaultStateDir((name) => Deno.env.get(name));
+      secretKey = (await loadOrCreateIdentity(stateDir)).secretKey;
+    }
+    if (config.mode === "local" && config.bootstrap.length > 0) {
+      log({ level: "warn", event: "bootstrap_ignored", reason: "mode local runs no DHT" });
+    }
+    const node = await startNode({
+      ...(secretKey ? { secretKey } : {}),
+      listen: config.listen,
+      bootstrap: config.mode === "local" ? [] : config.bootstrap,
+      mdns: config.mdns,
+      dht: config.mode !== "local",
+      arch: config.arch,
+      maxConnections: config.max_connections,
+      streamTimeoutMs: config.stream_timeout_ms,
+      reprovideIntervalMs: config.reprovide_interval_ms,
+      capabilities: config.capabilities,
+      onLog: log,
+      signal: shutdown.signal,
+    });
+    try {
+      console.log(JSON.stringify({
+        event: "started",
+        peer_id: node.peerId,
+        multiaddrs: node.multiaddrs,
+        mode: config.mode,
+      }));
+      if (!shutdown.signal.aborted) {
+        await new Promise((resolve) => shutdown.signal.addEventListener("abort", resolve));
+      }
+      log({ level: "info", event: "shutting_down" });
+    } finally {
+      await node.stop();
+    }
+    return 0;
+  } catch (error) {
+    if (shutdown.signal.aborted) return 0;
+    console.error(`error: ${_message(error)}`);
+    return 1;
+  } finally {
+    for (const name of signals) Deno.removeSignalListener(name, onSignal);
+    signal?.removeEventListener("abort", onSignal);
+  }
+}
+
+async function _readConfig(path: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (cause) {
+    throw new TypeError(`Cannot read config '${path}': ${_message(cause)}`, { cause });
+  }
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args);
+}

@@ -1,0 +1,222 @@
+/**
+ * Find Phase nodes and boot providers by mDNS and in the DHT, and ask each for its info.
+ *
+ * @module
+ */
+import { startNode } from "./node.ts";
+import { applyNodeCompat } from "./node_compat.ts";
+import type { NodeInfo } from "./node_info.ts";
+import { capabilityKey, manifestKey } from "./provider_key.ts";
+
+/** A node found, with what it said about itself. */
+export interface DiscoveredPeer {
+  /** Its PeerId. */
+  peer_id: string;
+  /** The addresses it was found with. */
+  multiaddrs: string[];
+  /** How it was found. */
+  via: ("mdns" | "dht")[];
+  /** Its info, from `/phase/info/1.0.0`. */
+  info: NodeInfo;
+}
+
+/** Options of {@linkcode discoverPeers}. */
+export interface DiscoverPeersOptions {
+  /** Ask on the LAN with mDNS. @default true unless `dht` is set */
+  mdns?: boolean;
+  /** Look up provider records in the DHT (client mode). @default true when bootstrap peers are given */
+  dht?: boolean;
+  /** Multiaddrs of DHT peers to start from. @default [] */
+  bootstrap?: string[];
+  /** Find boot providers of this channel (key `/phase/<channel>/<arch>/manifest`). @default none */
+  channel?: string;
+  /** Architecture to look for. @default Deno.build.arch */
+  arch?: string;
+  /** Find nodes with this capability (key `/phase/capability/<arch>/<capability>`). @default "wasm" in the DHT when no channel is given; no filter on mDNS */
+  capability?: string;
+  /** Give up after this long, in ms; the search ends sooner once it has its answer. @default 10000 */
+  timeoutMs?: number;
+  /** With mDNS, stop after this long without a new peer (at least 2 s after start), in ms. @default 1000 */
+  mdnsQuietMs?: number;
+  /** Receives structured log records. @default none */
+  onLog?: (record: Record<string, unknown>) => void;
+  /** Aborts the search; what was found so far is returned. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Find nodes: by mDNS (peers on the LAN), and in the DHT (providers of a capability or boot
+ * manifest key, from the given bootstrap peers). Runs an ephemeral client node that writes
+ * nothing and answers no mDNS queries. Each candidate is asked for its info (capped, timed out,
+ * validated); those that fail or do not match the filters are left out.
+ *
+ * @example
+ * ```ts
+ * import { discoverPeers } from "./discover_peers.ts";
+ * import { startNode } from "./node.ts";
+import { applyNodeCompat } from "./node_compat.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using node = await startNode({ mdns: false, arch: "riscv64",
+ *   capabilities: { wasm: { max_memory_bytes: 1 << 20, max_duration_ms: 1000 } } });
+ * await using helper = await startNode({ mdns: false, bootstrap: node.multiaddrs });
+ * const found = await discoverPeers({ mdns: false, bootstrap: helper.multiaddrs,
+ *   arch: "riscv64", capability: "wasm", timeoutMs: 8000 });
+ * assert.deepEqual(found.map((p) => p.peer_id), [node.peerId]);
+ * ```
+ */
+export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise<DiscoveredPeer[]> {
+  const {
+    bootstrap = [],
+    dht = bootstrap.length > 0,
+    mdns = !options.dht,
+    channel,
+    arch,
+    capability,
+    timeoutMs = 10_000,
+    mdnsQuietMs = 1000,
+    onLog = () => {},
+    signal,
+  } = options;
+  if (!mdns && !dht) throw new TypeError("Cannot discover: enable mDNS or the DHT");
+  if (dht && bootstrap.length === 0) {
+    throw new TypeError("Cannot discover in the DHT: give at least one bootstrap peer");
+  }
+  if (!(timeoutMs > 0)) throw new RangeError(`Cannot use timeout ${timeoutMs} ms`);
+  const lookArch = arch ?? Deno.build.arch;
+  const key = channel !== undefined
+    ? manifestKey(channel, lookArch)
+    : capabilityKey(lookArch, capability ?? "wasm");
+  applyNodeCompat(); // before the first AbortSignal.timeout, see node_compat.ts
+  // A timer of our own (not AbortSignal.timeout) keeps the process alive until the deadline.
+  const timeout = new AbortController();
+  const deadlineTimer = setTimeout(() => timeout.abort(), timeoutMs);
+  const deadline = AbortSignal.any([timeout.signal, ...(signal ? [signal] : [])]);
+  const started = Date.now();
+  const found = new Map<string, DiscoveredPeer>();
+  const asked = new Map<string, Promise<void>>();
+  const candidates = new Map<string, { multiaddrs: string[]; via: Set<"mdns" | "dht"> }>();
+  let lastNewPeer = Date.now();
+  let wakeMdns = () => {};
+
+  const node = await startNode({
+    listen: [],
+    bootstrap,
+    mdns,
+    mdnsBroadcast: false,
+    mdnsIntervalMs: 1000,
+    dht,
+    dhtClientMode: true,
+    capabilities: {},
+    streamTimeoutMs: Math.min(5000, timeoutMs),
+    onLog,
+    onMdnsPeer: (peer) => consider(peer.peerId, peer.multiaddrs, "mdns"),
+  }).catch((error) => {
+    clearTimeout(deadlineTimer);
+    throw error;
+  });
+
+  function consider(peerId: string, multiaddrs: string[], via: "mdns" | "dht") {
+    const entry = candidates.get(peerId) ?? { multiaddrs: [], via: new Set() };
+    for (const ma of multiaddrs) if (!entry.multiaddrs.includes(ma)) entry.multiaddrs.push(ma);
+    entry.via.add(via);
+    candidates.set(peerId, entry);
+    const existing = found.get(peerId);
+    if (existing) {
+      existing.via = [...entry.via].sort();
+      existing.multiaddrs = entry.multiaddrs;
+    }
+    if (asked.has(peerId) || deadline.aborted) return;
+    lastNewPeer = Date.now();
+    wakeMdns();
+    asked.set(
+      peerId,
+      node.queryInfo(peerId, { multiaddrs: entry.multiaddrs, signal: deadline }).then((info) => {
+        if (!_matches(info, { channel, arch, capability })) {
+          onLog({ level: "info", event: "peer_filtered", peer_id: peerId });
+          return;
+        }
+        found.set(peerId, {
+          peer_id: peerId,
+          multiaddrs: entry.multiaddrs,
+          via: [...entry.via].sort(),
+          info,
+        });
+      }, (error) => {
+        onLog({ level: "warn", event: "info_failed", peer_id: peerId, error: _message(error) });
+      }),
+    );
+  }
+
+  try {
+    const searches: Promise<void>[] = [];
+    if (dht) searches.push(_searchDht());
+    if (mdns) searches.push(_waitMdnsQuiet());
+    await Promise.all(searches);
+    while (true) {
+      const pending = [...asked.values()];
+      await Promise.all(pending);
+      if (asked.size === pending.length) break;
+    }
+  } finally {
+    clearTimeout(deadlineTimer);
+    await node.stop();
+  }
+  return [...found.values()].sort((a, b) => a.peer_id.localeCompare(b.peer_id));
+
+  async function _searchDht(): Promise<void> {
+    while (!deadline.aborted) {
+      const providers = await node.findProviders(key, { signal: deadline });
+      for (const p of providers) consider(p.peerId, p.multiaddrs, "dht");
+      if (providers.length > 0) return;
+      // Nobody yet: the client may still be joining, or the record not yet stored; try again.
+      await _sleep(500, deadline);
+    }
+  }
+
+  async function _waitMdnsQuiet(): Promise<void> {
+    while (!deadline.aborted) {
+      const now = Date.now();
+      const quietFor = now - lastNewPeer;
+      const ranFor = now - started;
+      if (ranFor >= 2000 && quietFor >= mdnsQuietMs) return;
+      const wait = Math.max(2000 - ranFor, mdnsQuietMs - quietFor, 50);
+      const nap = new AbortController();
+      wakeMdns = () => nap.abort();
+      await _sleep(wait, AbortSignal.any([deadline, nap.signal]));
+    }
+  }
+}
+
+function _matches(
+  info: NodeInfo,
+  filter: {
+    channel?: string | undefined;
+    arch?: string | undefined;
+    capability?: string | undefined;
+  },
+): boolean {
+  if (filter.channel !== undefined && info.channel !== filter.channel) return false;
+  if (filter.arch !== undefined && info.arch !== filter.arch && filter.channel === undefined) {
+    return false;
+  }
+  if (filter.capability !== undefined && !(filter.capability in info.capabilities)) return false;
+  return true;
+}
+
+function _sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,594 @@
+/**
+ * The Phase libp2p node: TCP + Noise + Yamux, identify, ping, Kademlia DHT and mDNS, the
+ * `/phase/info/1.0.0` protocol and provider-record advertisement with re-provide.
+ *
+ * @module
+ */
+import { createLibp2p, type Libp2p } from "libp2p";
+import { tcp } from "@libp2p/tcp";
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { identify } from "@libp2p/identify";
+import { ping } from "@libp2p/ping";
+import { type KadDHT, kadDHT, passthroughMapper } from "@libp2p/kad-dht";
+import { mdns } from "@libp2p/mdns";
+import { generateKeyPair, generateKeyPairFromSeed } from "@libp2p/crypto/keys";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { multiaddr } from "@multiformats/multiaddr";
+import type { PeerId, PeerInfo, Stream } from "@libp2p/interface";
+import {
+  encodeNodeInfo,
+  INFO_PROTOCOL,
+  type NodeInfo,
+  parseNodeInfo,
+  requestInfo,
+  serveInfo,
+} from "./node_info.ts";
+import { capabilityKey, providerKeyCid } from "./provider_key.ts";
+import { applyNodeCompat } from "./node_compat.ts";
+
+/** One structured log record; the CLI prints each as a JSON line. */
+export interface NodeLogRecord {
+  /** `info`, `warn` or `error`. */
+  level: "info" | "warn" | "error";
+  /** What happened, snake_case, such as `peer_discovered` or `provided`. */
+  event: string;
+  /** Further fields. */
+  [field: string]: unknown;
+}
+
+/** Options of {@linkcode startNode}. */
+export interface StartNodeOptions {
+  /** Raw 32-byte Ed25519 seed of the node key; the PeerId derives from it. @default a fresh ephemeral key */
+  secretKey?: Uint8Array;
+  /** Multiaddrs to listen on. @default ["/ip4/127.0.0.1/tcp/0"] */
+  listen?: string[];
+  /** Multiaddrs of peers to dial at start and keep dialling while unconnected. @default [] */
+  bootstrap?: string[];
+  /** Find and be found by peers on the LAN with mDNS. @default true */
+  mdns?: boolean;
+  /** Answer mDNS queries (false: only ask). @default true */
+  mdnsBroadcast?: boolean;
+  /** Interval between mDNS queries, in ms. @default 10000 */
+  mdnsIntervalMs?: number;
+  /** Run the Kademlia DHT (`/ipfs/kad/1.0.0`). @default true */
+  dht?: boolean;
+  /** Run the DHT in client mode (ask, never store records for others). @default false */
+  dhtClientMode?: boolean;
+  /** Most open connections. @default 100 */
+  maxConnections?: number;
+  /** Time limit for one protocol stream and for one dial, in ms. @default 10000 */
+  streamTimeoutMs?: number;
+  /** Re-provide interval for advertised keys, in ms (records live 48 h). @default 43200000 */
+  reprovideIntervalMs?: number;
+  /** Architecture this node reports. @default Deno.build.arch */
+  arch?: string;
+  /** Capabilities the node offers; each is advertised in the DHT when it runs as a server. @default {} */
+  capabilities?: NodeInfo["capabilities"];
+  /** Called for each peer mDNS finds (not for peers found otherwise). @default none */
+  onMdnsPeer?: (peer: FoundPeer) => void;
+  /** Receives structured log records. @default none */
+  onLog?: (record: NodeLogRecord) => void;
+  /** Aborts a start in progress. */
+  signal?: AbortSignal;
+}
+
+/** A peer found in the DHT or by mDNS: its PeerId and the addresses it was found with. */
+export interface FoundPeer {
+  /** The PeerId, base58. */
+  peerId: string;
+  /** Its multiaddrs, without the `/p2p/` suffix. */
+  multiaddrs: string[];
+}
+
+/**
+ * Create and start a node.
+ *
+ * @example
+ * ```ts
+ * import { startNode } from "./node.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using a = await startNode({ mdns: false });
+ * await using b = await startNode({ mdns: false });
+ * const info = await b.queryInfo(a.peerId, { multiaddrs: a.multiaddrs });
+ * assert.equal(info.peer_id, a.peerId);
+ * ```
+ */
+export async function startNode(options: StartNodeOptions = {}): Promise<PhaseNode> {
+  const node = new PhaseNode(options);
+  await node.start(options.signal);
+  return node;
+}
+
+/** A running Phase node; see {@linkcode startNode}. */
+export class PhaseNode {
+  #options: Required<
+    Omit<StartNodeOptions, "secretKey" | "onLog" | "onMdnsPeer" | "signal" | "capabilities">
+  >;
+  #secretKey: Uint8Array | undefined;
+  #onLog: (record: NodeLogRecord) => void;
+  #onMdnsPeer: ((peer: FoundPeer) => void) | undefined;
+  #info: NodeInfo | undefined;
+  #libp2p: Libp2p<{ dht?: KadDHT }> | undefined;
+  #controller = new AbortController();
+  #loops = new Set<Promise<void>>();
+  #advertised = new Set<string>();
+  #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
+  #transition: Promise<void> | undefined;
+
+  /**
+   * Make a node without starting it; prefer {@linkcode startNode}.
+   *
+   * @example
+   * ```ts
+   * import { PhaseNode } from "./node.ts";
+   *
+   * const node = new PhaseNode({ mdns: false, dht: false });
+   * await node.start();
+   * await node.stop();
+   * ```
+   */
+  constructor(options: StartNodeOptions = {}) {
+    const {
+      secretKey,
+      listen = ["/ip4/127.0.0.1/tcp/0"],
+      bootstrap = [],
+      mdns = true,
+      mdnsBroadcast = true,
+      mdnsIntervalMs = 10_000,
+      dht = true,
+      dhtClientMode = false,
+      maxConnections = 100,
+      streamTimeoutMs = 10_000,
+      reprovideIntervalMs = 12 * 3600_000,
+      arch = Deno.build.arch,
+      capabilities = {},
+      onLog = () => {},
+      onMdnsPeer,
+    } = options;
+    if (secretKey !== undefined && secretKey.length !== 32) {
+      throw new RangeError(`Cannot use node key: expected 32 bytes, got ${secretKey.length}`);
+    }
+    for (const addr of [...listen, ...bootstrap]) _multiaddr(addr);
+    for (const [name, value] of Object.entries({ maxConnections, streamTimeoutMs })) {
+      if (!Number.isSafeInteger(value) || value < 1) {
+        throw new RangeError(`Cannot use ${name} ${value}: expected a positive integer`);
+      }
+    }
+    if (!(reprovideIntervalMs >= 1000)) {
+      throw new RangeError(`Cannot use reprovideIntervalMs ${reprovideIntervalMs}: minimum 1000`);
+    }
+    capabilityKey(arch); // validates arch
+    this.#secretKey = secretKey;
+    this.#onLog = onLog;
+    this.#onMdnsPeer = onMdnsPeer;
+    this.#options = {
+      listen,
+      bootstrap,
+      mdns,
+      mdnsBroadcast,
+      mdnsIntervalMs,
+      dht,
+      dhtClientMode,
+      maxConnections,
+      streamTimeoutMs,
+      reprovideIntervalMs,
+      arch,
+    };
+    this.#info = { peer_id: "", arch, capabilities: structuredClone(capabilities) };
+  }
+
+  /**
+   * The underlying libp2p node (for advanced use and tests); throws before the first start.
+   *
+   * @ignore
+   */
+  get libp2p(): Libp2p<{ dht?: KadDHT }> {
+    if (!this.#libp2p) throw new TypeError("Cannot use the node: call start() first");
+    return this.#libp2p;
+  }
+
+  /** The node's PeerId (base58). */
+  get peerId(): string {
+    return this.libp2p.peerId.toString();
+  }
+
+  /** The multiaddrs the node listens on, each ending in `/p2p/<PeerId>`. */
+  get multiaddrs(): string[] {
+    return this.libp2p.getMultiaddrs().map(String);
+  }
+
+  /** What the node answers on `/phase/info/1.0.0`. */
+  info(): NodeInfo {
+    return structuredClone({ ...this.#info!, peer_id: this.peerId });
+  }
+
+  /**
+   * Change fields of the node's info (HTTP URL, channel, manifest sequence, capabilities).
+   * A field set to `undefined` is removed.
+   *
+   * @example
+   * ```ts
+   * import { startNode } from "./node.ts";
+   * import assert from "node:assert/strict";
+   *
+   * await using node = await startNode({ mdns: false, dht: false });
+   * node.updateInfo({ http_url: "http://127.0.0.1:8080/" });
+   * assert.equal(node.info().http_url, "http://127.0.0.1:8080/");
+   * ```
+   */
+  updateInfo(patch: { [K in keyof Omit<NodeInfo, "peer_id">]?: NodeInfo[K] | undefined }): void {
+    const next = { ...this.#info!, ...patch } as Record<string, unknown>;
+    for (const [key, value] of Object.entries(next)) if (value === undefined) delete next[key];
+    // Validate by round trip, so a node never serves what its peers would reject.
+    parseNodeInfo(encodeNodeInfo({ ...(next as unknown as NodeInfo), peer_id: this.peerId }));
+    this.#info = next as unknown as NodeInfo;
+  }
+
+  /**
+   * Advertise `key` (such as `/phase/stable/x86_64/manifest`) with a DHT provider record, now and
+   * again before it expires; failed or unheard provides are retried with backoff. Returns at once;
+   * advertising stops with the node. A key already advertised is not advertised twice.
+   *
+   * @example
+   * ```ts
+   * import { startNode } from "./node.ts";
+   *
+   * await using node = await startNode({ mdns: false });
+   * await node.advertise("/phase/stable/x86_64/manifest");
+   * ```
+   */
+  async advertise(key: string): Promise<void> {
+    const dht = this.libp2p.services.dht;
+    if (!dht || this.#options.dhtClientMode) {
+      throw new TypeError("Cannot advertise: the node runs no DHT server");
+    }
+    const cid = await providerKeyCid(key);
+    if (this.#advertised.has(key)) return;
+    this.#advertised.add(key);
+    this.#loop(async (signal) => {
+      let backoff = 1000;
+      while (!signal.aborted) {
+        let peers = 0;
+        try {
+          for await (const event of dht.provide(cid, { signal })) {
+            if (event.name === "PEER_RESPONSE" && event.messageName === "ADD_PROVIDER") peers++;
+          }
+        } catch (error) {
+          if (signal.aborted) return;
+          this.#log("warn", "provide_failed", { key, error: _message(error) });
+        }
+        if (signal.aborted) return;
+        this.#log("info", "provided", { key, cid: cid.toString(), peers });
+        if (peers >= 3) {
+          backoff = 1000;
+          await _sleep(this.#options.reprovideIntervalMs, signal);
+        } else if (peers > 0) {
+          await _sleep(Math.min(60_000, this.#options.reprovideIntervalMs), signal);
+        } else {
+          await _sleep(backoff, signal);
+          backoff = Math.min(backoff * 2, 30_000);
+        }
+      }
+    });
+  }
+
+  /**
+   * Ask a peer for its info over `/phase/info/1.0.0`. The answer is capped, timed out and
+   * validated, and its `peer_id` must be the peer asked.
+   *
+   * @throws {RangeError} If the answer is over the 8 KiB cap.
+   * @throws {SyntaxError} If it is not JSON.
+   * @throws {TypeError} If a field is malformed or the `peer_id` is another peer's.
+   *
+   * @example
+   * ```ts
+   * import { startNode } from "./node.ts";
+   * import assert from "node:assert/strict";
+   *
+   * await using a = await startNode({ mdns: false, dht: false, arch: "riscv64" });
+   * await using b = await startNode({ mdns: false, dht: false });
+   * const info = await b.queryInfo(a.peerId, { multiaddrs: a.multiaddrs });
+   * assert.equal(info.arch, "riscv64");
+   * ```
+   */
+  async queryInfo(
+    peer: string,
+    options: { multiaddrs?: string[]; signal?: AbortSignal } = {},
+  ): Promise<NodeInfo> {
+    const { multiaddrs = [], signal } = options;
+    const peerId = peerIdFromString(peer);
+    const limit = AbortSignal.any([
+      AbortSignal.timeout(this.#options.streamTimeoutMs),
+      this.#controller.signal,
+      ...(signal ? [signal] : []),
+    ]);
+    if (multiaddrs.length > 0) {
+      await this.libp2p.peerStore.merge(peerId, { multiaddrs: multiaddrs.map(_multiaddr) });
+    }
+    const stream = await this.libp2p.dialProtocol(peerId, INFO_PROTOCOL, { signal: limit });
+    const info = await requestInfo(stream, { signal: limit });
+    if (info.peer_id !== peer) {
+      throw new TypeError(`Cannot accept node info from ${peer}: it claims to be ${info.peer_id}`);
+    }
+    return info;
+  }
+
+  /**
+   * Find providers of `key` in the DHT (draining the lookup), at most `limit` of them. Returns
+   * `[]` at once while the routing table is empty.
+   *
+   * @example
+   * ```ts
+   * import { startNode } from "./node.ts";
+   * import assert from "node:assert/strict";
+   *
+   * await using node = await startNode({ mdns: false });
+   * const found = await node.findProviders("/phase/stable/x86_64/manifest");
+   * assert.deepEqual(found, []);
+   * ```
+   */
+  async findProviders(
+    key: string,
+    options: { limit?: number; signal?: AbortSignal } = {},
+  ): Promise<FoundPeer[]> {
+    const { limit = 20, signal } = options;
+    const dht = this.libp2p.services.dht;
+    if (!dht) throw new TypeError("Cannot find providers: the node runs no DHT");
+    const cid = await providerKeyCid(key);
+    const found = new Map<string, FoundPeer>();
+    // With nobody to ask (and no local record), a lookup would only wait for its signal.
+    const table = (dht as unknown as { routingTable?: { size: number } }).routingTable;
+    if (table && table.size === 0 && this.#advertised.size === 0) return [];
+    const lookup = AbortSignal.any([this.#controller.signal, ...(signal ? [signal] : [])]);
+    try {
+      for await (const event of dht.findProviders(cid, { signal: lookup })) {
+        if (event.name !== "PROVIDER") continue;
+        for (const provider of event.providers) {
+          const id = provider.id.toString();
+          if (id === this.peerId) continue;
+          const entry = found.get(id) ?? { peerId: id, multiaddrs: [] };
+          for (const ma of provider.multiaddrs) {
+            const text = ma.toString();
+            if (!entry.multiaddrs.includes(text)) entry.multiaddrs.push(text);
+          }
+          found.set(id, entry);
+        }
+        if (found.size >= limit) break;
+      }
+    } catch (error) {
+      // An empty routing table or an aborted lookup ends the search with what was found.
+      if (!lookup.aborted && found.size === 0) {
+        this.#log("warn", "find_providers_failed", { key, error: _message(error) });
+      }
+    }
+    return [...found.values()].slice(0, limit);
+  }
+
+  /**
+   * Start the node; a second call while started does nothing.
+   *
+   * @example
+   * ```ts
+   * import { PhaseNode } from "./node.ts";
+   *
+   * await using node = new PhaseNode({ mdns: false, dht: false });
+   * await node.start();
+   * await node.start();
+   * ```
+   */
+  async start(signal?: AbortSignal): Promise<void> {
+    if (this.#state === "started" || this.#state === "starting") return await this.#transition;
+    if (this.#state === "stopping") await this.#transition;
+    this.#state = "starting";
+    this.#transition = this.#start(signal);
+    try {
+      await this.#transition;
+      this.#state = "started";
+    } catch (error) {
+      this.#state = "stopped";
+      await Promise.resolve(this.#libp2p?.stop()).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Stop the node: end advertising and bootstrap loops, close listeners and connections.
+   * Calling it again, or before start, does nothing.
+   *
+   * @example
+   * ```ts
+   * import { startNode } from "./node.ts";
+   *
+   * const node = await startNode({ mdns: false, dht: false });
+   * await node.stop();
+   * await node.stop();
+   * ```
+   */
+  async stop(): Promise<void> {
+    if (this.#state === "starting") await this.#transition?.catch(() => {});
+    if (this.#state === "stopping") return await this.#transition;
+    if (this.#state !== "started") return;
+    this.#state = "stopping";
+    this.#transition = (async () => {
+      this.#controller.abort(new DOMException("The node stopped", "AbortError"));
+      await Promise.allSettled(this.#loops);
+      await this.#libp2p?.stop();
+      this.#log("info", "stopped", {});
+    })();
+    try {
+      await this.#transition;
+    } finally {
+      this.#state = "stopped";
+    }
+  }
+
+  /** Stop the node; see {@linkcode PhaseNode.stop}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  async #start(signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    applyNodeCompat();
+    this.#controller = new AbortController();
+    this.#advertised.clear();
+    const o = this.#options;
+    if (!this.#libp2p) {
+      const privateKey = this.#secretKey
+        ? await generateKeyPairFromSeed("Ed25519", this.#secretKey)
+        : await generateKeyPair("Ed25519");
+      const services: Record<string, unknown> = { identify: identify(), ping: ping() };
+      if (o.dht) {
+        services.dht = kadDHT({
+          protocol: "/ipfs/kad/1.0.0",
+          clientMode: o.dhtClientMode,
+          peerInfoMapper: passthroughMapper,
+        });
+      }
+      this.#libp2p = await createLibp2p({
+        privateKey,
+        start: false,
+        addresses: { listen: o.listen },
+        transports: [tcp({ inboundSocketInactivityTimeout: 5 * 60_000 })],
+        connectionEncrypters: [noise()],
+        streamMuxers: [yamux()],
+        connectionManager: {
+          maxConnections: o.maxConnections,
+          maxIncomingPendingConnections: Math.min(10, o.maxConnections),
+          inboundUpgradeTimeout: o.streamTimeoutMs,
+          dialTimeout: o.streamTimeoutMs,
+        },
+        peerDiscovery: o.mdns ? [this.#mdns()] : [],
+        services: services as never,
+      }) as Libp2p<{ dht?: KadDHT }>;
+      this.#libp2p.addEventListener("peer:discovery", (event: CustomEvent<PeerInfo>) => {
+        this.#log("info", "peer_discovered", {
+          peer_id: event.detail.id.toString(),
+          multiaddrs: event.detail.multiaddrs.map(String),
+        });
+      });
+      this.#libp2p.addEventListener("peer:connect", (event: CustomEvent<PeerId>) => {
+        this.#log("info", "peer_connected", { peer_id: event.detail.toString() });
+      });
+      this.#libp2p.addEventListener("peer:disconnect", (event: CustomEvent<PeerId>) => {
+        this.#log("info", "peer_disconnected", { peer_id: event.detail.toString() });
+      });
+    }
+    const libp2p = this.#libp2p;
+    await libp2p.start();
+    signal?.throwIfAborted();
+    await libp2p.handle(INFO_PROTOCOL, (stream) => this.#serveInfo(stream), {
+      maxInboundStreams: 32,
+      maxOutboundStreams: 16,
+    });
+    if (o.bootstrap.length > 0) this.#loop((loopSignal) => this.#bootstrap(loopSignal));
+    if (o.dht && !o.dhtClientMode) {
+      for (const name of Object.keys(this.#info!.capabilities)) {
+        await this.advertise(capabilityKey(o.arch, name));
+      }
+    }
+  }
+
+  #mdns() {
+    const factory = mdns({
+      broadcast: this.#options.mdnsBroadcast,
+      interval: this.#options.mdnsIntervalMs,
+    });
+    return (components: Parameters<typeof factory>[0]) => {
+      const discovery = factory(components);
+      discovery.addEventListener("peer", (event: CustomEvent<PeerInfo>) => {
+        const peer = {
+          peerId: event.detail.id.toString(),
+          multiaddrs: event.detail.multiaddrs.map(String),
+        };
+        this.#log("info", "mdns_peer", { peer_id: peer.peerId, multiaddrs: peer.multiaddrs });
+        try {
+          this.#onMdnsPeer?.(peer);
+        } catch {
+          // A failing callback must not break discovery.
+        }
+      });
+      return discovery;
+    };
+  }
+
+  async #serveInfo(stream: Stream): Promise<void> {
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(this.#options.streamTimeoutMs),
+      this.#controller.signal,
+    ]);
+    await serveInfo(stream, this.info(), { signal }).catch((error) => {
+      this.#log("warn", "info_request_failed", { error: _message(error) });
+    });
+  }
+
+  async #bootstrap(signal: AbortSignal): Promise<void> {
+    const addrs = this.#options.bootstrap.map(_multiaddr);
+    while (!signal.aborted) {
+      let missing = 0;
+      await Promise.all(addrs.map(async (addr) => {
+        const peer = addr.getComponents().findLast((c) => c.name === "p2p")?.value;
+        if (peer && this.libp2p.getConnections(peerIdFromString(peer)).length > 0) return;
+        missing++;
+        try {
+          const limit = AbortSignal.any([
+            signal,
+            AbortSignal.timeout(this.#options.streamTimeoutMs),
+          ]);
+          await this.libp2p.dial(addr, { signal: limit });
+          missing--;
+        } catch (error) {
+          if (!signal.aborted) {
+            this.#log("warn", "bootstrap_dial_failed", {
+              multiaddr: String(addr),
+              error: _message(error),
+            });
+          }
+        }
+      }));
+      await _sleep(missing > 0 ? 5_000 : 30_000, signal);
+    }
+  }
+
+  #loop(body: (signal: AbortSignal) => Promise<void>): void {
+    const run = body(this.#controller.signal).catch((error) => {
+      this.#log("error", "loop_failed", { error: _message(error) });
+    }).finally(() => this.#loops.delete(run));
+    this.#loops.add(run);
+  }
+
+  #log(level: NodeLogRecord["level"], event: string, fields: Record<string, unknown>): void {
+    try {
+      this.#onLog({ level, event, ...fields });
+    } catch {
+      // A failing log sink must not break the node.
+    }
+  }
+}
+
+function _multiaddr(text: string) {
+  try {
+    return multiaddr(text);
+  } catch (cause) {
+    throw new TypeError(`Cannot parse multiaddr '${text}': ${_message(cause)}`, { cause });
+  }
+}
+
+function _sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

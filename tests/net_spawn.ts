@@ -1,0 +1,185 @@
+/**
+ * Test helpers: run `cli/start.ts` and `cli/discover.ts` as real processes with their own flags.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+
+/** The project root. */
+export const ROOT: string = fileURLToPath(new URL("../", import.meta.url));
+
+/** The flags `start` runs with (see cli/start.ts). */
+export const START_FLAGS: string[] = [
+  "--allow-net",
+  "--allow-sys=networkInterfaces",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
+  "--ignore-env",
+];
+
+/** The flags `discover` runs with (see cli/discover.ts). */
+export const DISCOVER_FLAGS: string[] = [
+  "--allow-net",
+  "--allow-sys=networkInterfaces",
+  "--ignore-env",
+];
+
+/** A `start` process: its PeerId and addresses from the `started` line, and its log lines. */
+export class NodeProcess {
+  readonly child: Deno.ChildProcess;
+  readonly peerId: string;
+  readonly multiaddrs: string[];
+  readonly logs: Record<string, unknown>[];
+  readonly #stderrDone: Promise<void>;
+  readonly waiters: Set<() => void>;
+  #exit: Promise<Deno.CommandStatus>;
+
+  private constructor(
+    child: Deno.ChildProcess,
+    started: { peer_id: string; multiaddrs: string[] },
+    logs: Record<string, unknown>[],
+    stderrDone: Promise<void>,
+    waiters: Set<() => void>,
+  ) {
+    this.waiters = waiters;
+    this.child = child;
+    this.peerId = started.peer_id;
+    this.multiaddrs = started.multiaddrs;
+    this.logs = logs;
+    this.#stderrDone = stderrDone;
+    this.#exit = child.status;
+  }
+
+  /** Spawn `start` with `args` and wait for its `started` line. */
+  static async spawn(
+    args: string[],
+    options: { env?: Record<string, string>; flags?: string[] } = {},
+  ): Promise<NodeProcess> {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...(options.flags ?? START_FLAGS), "cli/start.ts", ...args],
+      cwd: ROOT,
+      env: { NO_COLOR: "1", ...options.env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const logs: Record<string, unknown>[] = [];
+    const waiters = new Set<() => void>();
+    const stderrDone = (async () => {
+      for await (const line of _lines(child.stderr)) {
+        try {
+          logs.push(JSON.parse(line));
+        } catch {
+          logs.push({ raw: line });
+        }
+        for (const wake of waiters) wake();
+      }
+    })();
+    const stdout = _lines(child.stdout);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const first = await Promise.race([
+      stdout.next(),
+      new Promise<IteratorResult<string>>((resolve) => {
+        timer = setTimeout(() => {
+          child.kill("SIGKILL");
+          resolve({ done: true, value: undefined });
+        }, 30_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    // Drain the rest of stdout so the pipe never fills.
+    (async () => {
+      for await (const _ of stdout);
+    })();
+    if (first.done) {
+      await stderrDone;
+      await child.status;
+      throw new Error(`start exited before starting: ${JSON.stringify(logs)}`);
+    }
+    return new NodeProcess(child, JSON.parse(first.value), logs, stderrDone, waiters);
+  }
+
+  /** Wait until a log line satisfies `predicate`. */
+  waitForLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+    timeoutMs = 15_000,
+  ): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = this.logs.find(predicate);
+        if (hit) {
+          cleanup();
+          resolve(hit);
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`Timed out waiting for a log line; have ${JSON.stringify(this.logs)}`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** Send `signal` and wait for exit; returns the exit code and how long the exit took. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<{ code: number; ms: number }> {
+    const t0 = performance.now();
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Already exited.
+    }
+    const status = await this.#exit;
+    const ms = performance.now() - t0;
+    await this.#stderrDone;
+    return { code: status.code, ms };
+  }
+
+  /** Kill hard if still running (for cleanup in `finally`). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.#exit;
+    await this.#stderrDone;
+  }
+}
+
+/** Run `discover` with `args`; returns exit code, stdout and stderr. */
+export async function runDiscover(
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const t0 = performance.now();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...DISCOVER_FLAGS, "cli/discover.ts", ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: out.code,
+    stdout: decoder.decode(out.stdout),
+    stderr: decoder.decode(out.stderr),
+    ms: performance.now() - t0,
+  };
+}
+
+async function* _lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buffer = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffer += chunk;
+    let index;
+    while ((index = buffer.indexOf("\n")) >= 0) {
+      yield buffer.slice(0, index);
+      buffer = buffer.slice(index + 1);
+    }
+  }
+  if (buffer) yield buffer;
+}

@@ -1,0 +1,273 @@
+// deno run --allow-net cli/provider.ts status|list [--addr URL] [--json]
+// Narrowest form: --allow-net=<host:port of --addr>. No read, write, env, run or sys.
+/**
+ * `provider status` and `provider list`: ask a running provider (`serve`) for its state and its
+ * artifacts, and print a readable table or JSON. `list` shows what the provider's manifests
+ * say; it does not verify signatures (that is `verify` and `fetch`).
+ *
+ * Exit codes: 0 answered (status: also when unhealthy), 1 unreachable or bad answer, 2 usage.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { parseDuration } from "./_units.ts";
+
+const USAGE = `Usage: provider status [--addr URL] [--json] [--timeout 10s]
+       provider list   [--addr URL] [--json] [--timeout 10s]
+
+status: name, version, default channel, uptime, health, metrics of a running provider.
+list:   every channel/arch with its manifest sequence, expiry and artifacts (unverified).
+--addr defaults to http://127.0.0.1:8080/.`;
+
+/** What {@linkcode main} can be given besides its arguments. */
+export interface ProviderMainOptions {
+  /** Where output goes. @default {console.log} */
+  print?: (line: string) => void;
+  /** Where errors go. @default {console.error} */
+  log?: (line: string) => void;
+  /** Cancels the requests. @default {undefined} */
+  signal?: AbortSignal;
+}
+
+/**
+ * Run `provider status|list`; resolves to the exit code.
+ *
+ * @example Unreachable provider: one clear line, exit code 1
+ * ```ts
+ * import { main } from "./provider.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const port = listener.addr.port;
+ * listener.close(); // nothing listens there now
+ * const errors: string[] = [];
+ * const code = await main(["status", "--addr", `http://127.0.0.1:${port}`], {
+ *   log: (line) => errors.push(line),
+ * });
+ * assert.equal(code, 1);
+ * assert.match(errors[0]!, /^provider: Cannot reach provider at http:\/\/127\.0\.0\.1:\d+\//);
+ * ```
+ */
+export async function main(args: string[], options: ProviderMainOptions = {}): Promise<number> {
+  const { print = console.log, log = console.error, signal } = options;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        addr: { type: "string", default: "http://127.0.0.1:8080/" },
+        json: { type: "boolean", default: false },
+        timeout: { type: "string", default: "10s" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (error) {
+    log(`provider: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    print(USAGE);
+    return 0;
+  }
+  const [command, ...rest] = positionals;
+  if ((command !== "status" && command !== "list") || rest.length > 0) {
+    log(`provider: Cannot run '${positionals.join(" ")}': expected 'status' or 'list'\n${USAGE}`);
+    return 2;
+  }
+  let base: URL;
+  let timeoutMs: number;
+  try {
+    base = new URL(values.addr.includes("://") ? values.addr : `http://${values.addr}`);
+    if (base.protocol !== "http:" && base.protocol !== "https:") throw new TypeError("scheme");
+    if (!base.pathname.endsWith("/")) base.pathname += "/";
+    timeoutMs = parseDuration(values.timeout);
+  } catch (error) {
+    const message = error instanceof SyntaxError && /duration/.test(error.message)
+      ? error.message
+      : `Cannot use --addr '${values.addr}': expected a URL like http://127.0.0.1:8080`;
+    log(`provider: ${message}`);
+    return 2;
+  }
+  const get = async (path: string, okStatuses: number[] = [200]): Promise<unknown> => {
+    const url = new URL(path, base);
+    const timeout = AbortSignal.timeout(timeoutMs);
+    let res: Response;
+    try {
+      res = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+    } catch (error) {
+      const why = timeout.aborted ? `no answer within ${timeoutMs} ms` : _reason(error);
+      throw new _Failure(`Cannot reach provider at ${base}: ${why}`);
+    }
+    let body: unknown;
+    try {
+      body = await res.json();
+    } catch {
+      throw new _Failure(`Cannot read ${url}: not JSON (HTTP ${res.status})`);
+    }
+    if (!okStatuses.includes(res.status)) {
+      const message = (body as { error?: unknown })?.error;
+      throw new _Failure(
+        `Cannot read ${url}: HTTP ${res.status}${
+          typeof message === "string" ? `: ${message}` : ""
+        }`,
+      );
+    }
+    return body;
+  };
+  try {
+    const status = await get("status", [200]) as _Status;
+    if (command === "status") {
+      if (values.json) print(JSON.stringify(status, null, 2));
+      else for (const line of _statusLines(base, status)) print(line);
+      return 0;
+    }
+    const channels: _ListedChannel[] = [];
+    for (const { channel, arch } of status.channels ?? []) {
+      const m = await get(`${channel}/${arch}/manifest.json`) as _Manifest;
+      channels.push({
+        channel,
+        arch,
+        sequence: m.sequence,
+        version: m.version,
+        expires_at: m.expires_at,
+        signers: (m.signatures ?? []).map((s) => s.key_id),
+        artifacts: m.artifacts ?? {},
+      });
+    }
+    if (values.json) print(JSON.stringify({ provider: base.href, channels }, null, 2));
+    else for (const line of _listLines(channels)) print(line);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof _Failure)) throw error;
+    log(`provider: ${error.message}`);
+    return 1;
+  }
+}
+
+class _Failure extends Error {}
+
+interface _Status {
+  name?: string;
+  version?: string;
+  channel?: string;
+  arch?: string;
+  uptime_seconds?: number;
+  public_key?: string;
+  dht?: string;
+  mdns?: string;
+  health?: {
+    status?: string;
+    checks?: Record<string, boolean>;
+    disk_free_bytes?: number | null;
+  };
+  metrics?: Record<string, unknown> & {
+    requests_total?: number;
+    responses_by_status?: Record<string, number>;
+    bytes_served_total?: number;
+    downloads_total?: number;
+    downloads_active?: number;
+  };
+  channels?: { channel: string; arch: string }[];
+}
+
+interface _Manifest {
+  sequence: number;
+  version: string;
+  expires_at: string;
+  signatures?: { key_id: string }[];
+  artifacts?: Record<string, { filename: string; size_bytes: number; hash: string }>;
+}
+
+interface _ListedChannel {
+  channel: string;
+  arch: string;
+  sequence: number;
+  version: string;
+  expires_at: string;
+  signers: string[];
+  artifacts: Record<string, { filename: string; size_bytes: number; hash: string }>;
+}
+
+function _statusLines(base: URL, s: _Status): string[] {
+  const m = s.metrics ?? {};
+  const h = s.health ?? {};
+  const yes = (v: boolean | undefined) => v === true ? "yes" : "no";
+  const byStatus = Object.entries(m.responses_by_status ?? {}).map(([k, v]) => `${k}: ${v}`)
+    .join(", ");
+  const free = typeof h.disk_free_bytes === "number" ? `, ${_size(h.disk_free_bytes)} free` : "";
+  return [
+    `Provider   ${base.href}`,
+    `  name       ${s.name ?? "?"} ${s.version ?? ""}`.trimEnd(),
+    `  default    ${s.channel ?? "?"}/${s.arch ?? "?"}`,
+    `  uptime     ${_duration(s.uptime_seconds ?? 0)}`,
+    `  key        ${s.public_key ?? "?"}`,
+    `  health     ${h.status ?? "?"} (artifacts readable: ${
+      yes(h.checks?.artifacts_readable)
+    }, disk space ok: ${yes(h.checks?.disk_space_ok)}${free})`,
+    `  DHT        ${s.dht ?? "?"}`,
+    `  mDNS       ${s.mdns ?? "?"}`,
+    `  requests   ${m.requests_total ?? 0}${byStatus ? ` (${byStatus})` : ""}`,
+    `  served     ${_size(m.bytes_served_total ?? 0)} in ${m.downloads_total ?? 0} download(s), ${
+      m.downloads_active ?? 0
+    } active`,
+    `  channels   ${(s.channels ?? []).map((c) => `${c.channel}/${c.arch}`).join(", ") || "none"}`,
+  ];
+}
+
+function _listLines(channels: _ListedChannel[]): string[] {
+  if (channels.length === 0) return ["No channels: the provider has no artifacts"];
+  const rows = [["CHANNEL", "ARCH", "ARTIFACT", "FILE", "SIZE", "SHA256", "SEQUENCE", "EXPIRES"]];
+  for (const c of channels) {
+    const entries = Object.entries(c.artifacts).sort(([a], [b]) => a < b ? -1 : 1);
+    if (entries.length === 0) {
+      rows.push([c.channel, c.arch, "-", "-", "-", "-", String(c.sequence), c.expires_at]);
+    }
+    for (const [name, a] of entries) {
+      rows.push([
+        c.channel,
+        c.arch,
+        name,
+        a.filename,
+        _size(a.size_bytes),
+        a.hash.replace(/^sha256:/, "").slice(0, 16),
+        String(c.sequence),
+        c.expires_at,
+      ]);
+    }
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
+}
+
+function _reason(error: unknown): string {
+  const cause = (error as { cause?: unknown })?.cause;
+  const text = cause instanceof Error ? cause.message : (error as Error)?.message ?? String(error);
+  const os = /([A-Za-z ]+) \(os error \d+\)/.exec(text);
+  return (os ? os[1]!.trim() : text.split("\n")[0]!).replace(/^tcp connect error: /, "");
+}
+
+function _size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function _duration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return h > 0 ? `${h}h ${m}m ${s}s` : m > 0 ? `${m}m ${s}s` : `${s}s`;
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args);
+}

@@ -1,0 +1,319 @@
+// deno run --allow-net --allow-read --allow-write=<state dir> --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --allow-sys=statfs cli/serve.ts
+// No --allow-run or --allow-ffi. Writes only the state dir (node key on first use,
+// provider_state.json); reads the artifacts, the key and the state dir; statfs for /health.
+/**
+ * `serve`: the boot-artifact provider. Serves `DIR/<channel>/<arch>/{kernel,initramfs,rootfs}`
+ * over HTTP with signed boot manifests and Range downloads, until SIGINT or SIGTERM.
+ *
+ * Run with exactly:
+ *   deno run --allow-net --allow-read --allow-write=<state dir>
+ *     --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --allow-sys=statfs cli/serve.ts [options]
+ * The deno.json task `serve` spells the write flag as `$HOME/.local/share/plasm` (the default
+ * state dir); with `PLASM_HOME`, `XDG_DATA_HOME` or `--state-dir` run the command yourself with
+ * that dir. `serve` checks the grant at start and names the flag it needs.
+ *
+ * Exit codes: 0 after a clean shutdown, 1 start-up failure, 2 usage.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
+import { readSecretKeyFile } from "../provider/key_files.ts";
+import { ArtifactStore, SAFE_NAME } from "../provider/artifact_store.ts";
+import { createProviderHandler } from "../provider/provider_handler.ts";
+import { toHex } from "../runtime/digest.ts";
+import { parseDuration, parseSize } from "./_units.ts";
+
+const VERSION = "0.1.0";
+
+const USAGE = `Usage: serve [--artifacts DIR] [--channel stable] [--arch auto] [--port 8080]
+             [--bind 0.0.0.0] [--key FILE] [--no-dht] [--no-mdns] [--state-dir DIR]
+             [--validity-days 30] [--min-free 64MiB] [--shutdown-timeout 30s]
+
+Serves DIR/<channel>/<arch>/{kernel,initramfs,rootfs} (also vmlinuz, bzImage, initrd,
+initramfs.img, rootfs.img, rootfs.squashfs) with signed manifests at /manifest.json.
+DIR defaults to <state dir>/artifacts; the key to the node identity in the state dir.
+--port 0 picks a free port; the banner line 'Listening on http://HOST:PORT/' names it.`;
+
+/** What {@linkcode main} can be given besides its arguments. */
+export interface ServeMainOptions {
+  /** Stops the provider like SIGTERM does. @default {undefined} */
+  signal?: AbortSignal;
+  /** Where banner lines go. @default {console.log} */
+  print?: (line: string) => void;
+  /** Where log and error lines go. @default {console.error} */
+  log?: (line: string) => void;
+  /**
+   * Called when connections of clients that stopped reading are still open after
+   * `--shutdown-timeout`: the entrypoint passes `Deno.exit`, as ending the process is the only
+   * way to close them. @default {undefined}
+   */
+  forceExit?: (code: number) => void;
+}
+
+/**
+ * Run `serve` until SIGINT, SIGTERM or `options.signal`; resolves to the exit code.
+ *
+ * @example
+ * ```ts
+ * import { main } from "./serve.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/art/stable/x86_64`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/art/stable/x86_64/kernel`, "k");
+ * const stop = new AbortController();
+ * const lines: string[] = [];
+ * const done = main([
+ *   "--artifacts", `${dir}/art`, "--state-dir", `${dir}/state`, "--arch", "x86_64",
+ *   "--bind", "127.0.0.1", "--port", "0", "--min-free", "0",
+ * ], {
+ *   signal: stop.signal,
+ *   print: (line) => lines.push(line),
+ *   log: () => {},
+ * });
+ * while (!lines.some((l) => l.startsWith("Listening on "))) {
+ *   await new Promise((r) => setTimeout(r, 10));
+ * }
+ * const url = lines.find((l) => l.startsWith("Listening on "))!.slice(13);
+ * const res = await fetch(`${url}stable/x86_64/kernel`);
+ * assert.equal(await res.text(), "k");
+ * stop.abort();
+ * assert.equal(await done, 0);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function main(args: string[], options: ServeMainOptions = {}): Promise<number> {
+  const { signal, print = console.log, log = console.error } = options;
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        artifacts: { type: "string" },
+        channel: { type: "string", default: "stable" },
+        arch: { type: "string", default: "auto" },
+        port: { type: "string", default: "8080" },
+        bind: { type: "string", default: "0.0.0.0" },
+        key: { type: "string" },
+        "no-dht": { type: "boolean", default: false },
+        "no-mdns": { type: "boolean", default: false },
+        "state-dir": { type: "string" },
+        "validity-days": { type: "string", default: "30" },
+        "min-free": { type: "string", default: "64MiB" },
+        "shutdown-timeout": { type: "string", default: "30s" },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (error) {
+    log(`serve: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    print(USAGE);
+    return 0;
+  }
+  const usage = (message: string) => {
+    log(`serve: ${message}\n${USAGE}`);
+    return 2;
+  };
+  const port = Number(values.port);
+  if (!/^\d{1,5}$/.test(values.port) || port > 65535) {
+    return usage(`Cannot use --port '${values.port}': expected a number from 0 to 65535`);
+  }
+  const arch = values.arch === "auto" ? Deno.build.arch : values.arch;
+  for (const [flag, value] of [["--channel", values.channel], ["--arch", arch]] as const) {
+    if (!SAFE_NAME.test(value)) {
+      return usage(`Cannot use ${flag} '${value}': expected a plain name like 'stable'`);
+    }
+  }
+  const validityDays = Number(values["validity-days"]);
+  if (!/^\d{1,4}$/.test(values["validity-days"]) || validityDays < 1 || validityDays > 3650) {
+    return usage(
+      `Cannot use --validity-days '${values["validity-days"]}': expected 1 to 3650`,
+    );
+  }
+  let minFree: number;
+  let shutdownMs: number;
+  try {
+    minFree = parseSize(values["min-free"]);
+    shutdownMs = parseDuration(values["shutdown-timeout"]);
+  } catch (error) {
+    return usage((error as Error).message);
+  }
+
+  let stateDir: string;
+  try {
+    stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
+  } catch (error) {
+    log(`serve: ${(error as Error).message}`);
+    return 1;
+  }
+  const write = await Deno.permissions.query({ name: "write", path: stateDir });
+  if (write.state !== "granted") {
+    log(
+      `serve: Cannot write state dir '${stateDir}': run with --allow-write=${stateDir} (or pass --state-dir)`,
+    );
+    return 1;
+  }
+  const artifactsDir = values.artifacts ?? `${stateDir}/artifacts`;
+  try {
+    if (!(await Deno.stat(artifactsDir)).isDirectory) throw new Deno.errors.NotADirectory();
+  } catch {
+    log(`serve: Cannot serve '${artifactsDir}': not a directory (pass --artifacts DIR)`);
+    return 1;
+  }
+
+  let keyPair;
+  let keySource: string;
+  try {
+    if (values.key !== undefined) {
+      keyPair = await readSecretKeyFile(values.key);
+      keySource = `--key ${values.key}`;
+    } else {
+      keyPair = await loadOrCreateIdentity(stateDir);
+      keySource = `node identity, ${stateDir}/node.key`;
+    }
+  } catch (error) {
+    log(`serve: ${(error as Error).message}`);
+    return 1;
+  }
+
+  const store = new ArtifactStore(artifactsDir, { keyPair, stateDir, validityDays });
+  const dht = values["no-dht"] ? "off (--no-dht)" : "off (not yet available in this build)";
+  const mdns = values["no-mdns"] ? "off (--no-mdns)" : "off (not yet available in this build)";
+  const stopBodies = new AbortController();
+  const handler = createProviderHandler({
+    store,
+    channel: values.channel,
+    arch,
+    version: VERSION,
+    info: { dht, mdns },
+    minFreeBytes: minFree,
+    signal: stopBodies.signal,
+    onError: (error, req) => log(`serve: ${req.method} ${req.url}: ${_message(error)}`),
+  });
+
+  // Hash the default channel before listening, so the first client never waits for it.
+  let summary: string;
+  try {
+    const manifest = await store.manifest(values.channel, arch);
+    summary = manifest
+      ? `${
+        Object.entries(manifest.artifacts).map(([n, a]) => `${n} ${_size(a.size_bytes)}`)
+          .join(", ") || "no artifacts"
+      }; sequence ${manifest.sequence}`
+      : `no ${values.channel}/${arch} directory (health: unhealthy)`;
+  } catch (error) {
+    log(`serve: ${_message(error)}`);
+    return 1;
+  }
+
+  let listening: (addr: Deno.NetAddr) => void;
+  const listened = new Promise<Deno.NetAddr>((resolve) => listening = resolve);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: values.bind,
+      port,
+      onListen: (addr) => listening(addr),
+      onError: (error) => {
+        log(`serve: ${_message(error)}`);
+        return new Response(JSON.stringify({ error: "Cannot answer: internal error" }), {
+          status: 500,
+          headers: { "content-type": "application/json" },
+        });
+      },
+    }, handler);
+  } catch (error) {
+    log(`serve: Cannot listen on ${values.bind}:${port}: ${_message(error)}`);
+    return 1;
+  }
+  const addr = await listened;
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  print(`plasm serve ${VERSION}: boot-artifact provider`);
+  print(`Listening on http://${host}:${addr.port}/`);
+  print(`  artifacts  ${artifactsDir}`);
+  print(`  channel    ${values.channel}`);
+  print(`  arch       ${arch}`);
+  print(`  manifest   /manifest.json (${summary})`);
+  print(`  key        ${toHex(keyPair.publicKey)} (${keySource})`);
+  print(`  state dir  ${stateDir}`);
+  print(`  DHT        ${dht}`);
+  print(`  mDNS       ${mdns}`);
+
+  // Wait for a stop request, then shut down: no new connections, in-flight downloads finish
+  // within --shutdown-timeout, after which they are ended and their files closed.
+  let cleanup = () => {};
+  const stopped = new Promise<string>((resolve) => {
+    const onSignal = (name: string) => () => resolve(name);
+    const onInt = onSignal("SIGINT");
+    const onTerm = onSignal("SIGTERM");
+    Deno.addSignalListener("SIGINT", onInt);
+    Deno.addSignalListener("SIGTERM", onTerm);
+    const onAbort = () => resolve("stop request");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (signal?.aborted) resolve("stop request");
+    server.finished.then(() => resolve("server closed"));
+    cleanup = () => {
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
+      signal?.removeEventListener("abort", onAbort);
+    };
+  });
+  const why = await stopped;
+  cleanup();
+  const active = handler.metrics().downloads_active;
+  log(`serve: ${why}: shutting down (${active} download(s) in flight, up to ${shutdownMs} ms)`);
+  // A client that stops reading keeps its connection's write pending; ending the body does not
+  // end that write, and Deno.serve has no way to close a connection by force. So after the
+  // timeout and a short grace, the entrypoint (options.forceExit) ends the process, which is
+  // what closes those sockets. Under `main()` without forceExit the server is only unref'd.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      log("serve: Shutdown timeout reached: closing the remaining downloads");
+      stopBodies.abort();
+      timer = setTimeout(resolve, 1000);
+    }, shutdownMs);
+  });
+  const closed = server.shutdown().then(() => server.finished).then(() => true);
+  let clean: boolean;
+  try {
+    clean = await Promise.race([closed, timedOut.then(() => false)]);
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!clean) {
+    server.unref();
+    const m = handler.metrics();
+    log(`serve: stopped after ${m.requests_total} request(s); closing stalled connection(s)`);
+    options.forceExit?.(0);
+    return 0;
+  }
+  const m = handler.metrics();
+  log(`serve: stopped after ${m.requests_total} request(s), ${m.bytes_served_total} bytes served`);
+  return 0;
+}
+
+function _size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args, { forceExit: (code) => Deno.exit(code) });
+}

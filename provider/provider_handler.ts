@@ -1,0 +1,529 @@
+/**
+ * The HTTP API of a boot provider as a plain `(Request) => Promise<Response>` handler.
+ *
+ * Routes (GET and HEAD; any other method gets 405 with `Allow: GET, HEAD`):
+ * - `/` provider info, `/health` (200 or 503), `/status` (info, health, metrics, channels);
+ * - `/manifest.json` (the default channel/arch) and `/<channel>/<arch>/manifest.json`;
+ * - `/<channel>/<arch>/<artifact>`: streamed file with `Content-Length`, `Accept-Ranges`, a
+ *   strong `ETag` (the sha256), `If-None-Match` (304), `If-Range`, and one byte range (206).
+ *
+ * Range rules: `bytes=a-b`, `bytes=a-` and `bytes=-n` give 206 (the end is clamped to the
+ * file); a start at or past the end, `a > b`, `bytes=-0` or any range of an empty file give 416
+ * with the unsatisfied form of `Content-Range` (`bytes *` slash size); a malformed header,
+ * another unit, or several ranges give 200 with the whole file (multipart answers are not made).
+ *
+ * Path rules: every path segment, once percent-decoded, must be a plain name
+ * (`[A-Za-z0-9][A-Za-z0-9._-]*`), else 400; files are only ever opened through
+ * {@linkcode ArtifactStore}, which knows a fixed list of artifact file names. `..`, `.`, encoded
+ * slashes or backslashes, NUL, empty segments and double encoding therefore never reach the
+ * file system.
+ *
+ * @module
+ */
+import { statfs } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import type { BootManifest } from "./boot_manifest.ts";
+import { toHex } from "../runtime/digest.ts";
+import { type ArtifactStore, type ArtifactStoreMetrics, SAFE_NAME } from "./artifact_store.ts";
+
+/** Free and total bytes of the file system holding a path. */
+export interface DiskSpace {
+  /** Bytes available to unprivileged users. */
+  freeBytes: number;
+  /** Size of the file system in bytes. */
+  totalBytes: number;
+}
+
+/** Options of {@linkcode createProviderHandler}. */
+export interface ProviderHandlerOptions {
+  /** Where artifacts and manifests come from. */
+  store: ArtifactStore;
+  /** Channel of `/manifest.json` and of the health check. */
+  channel: string;
+  /** Architecture of `/manifest.json` and of the health check. */
+  arch: string;
+  /** Provider name shown by `/`. @default {"plasm"} */
+  name?: string;
+  /** Software version shown by `/`. @default {"0.1.0"} */
+  version?: string;
+  /** Extra fields for `/` and `/status`, e.g. `{ dht: "off" }`. @default {{}} */
+  info?: Record<string, string | number | boolean>;
+  /** Health is `unhealthy` below this many free bytes on the artifacts' file system. @default {67108864} */
+  minFreeBytes?: number;
+  /** How disk space is measured. @default {statfs of `store.dir` (needs `--allow-sys=statfs`)} */
+  diskSpace?: (path: string) => Promise<DiskSpace>;
+  /**
+   * Largest read per body chunk. Each download reads `readBudgetBytes / active downloads`
+   * bytes at a time, between 64 KiB (or this, if smaller) and this. @default {4194304}
+   */
+  chunkBytes?: number;
+  /** Read buffers shared by all downloads in flight. @default {67108864} */
+  readBudgetBytes?: number;
+  /** Aborting ends every body still being sent (their files are closed). @default {undefined} */
+  signal?: AbortSignal;
+  /** Called with unexpected errors (answered with 500). @default {console.error} */
+  onError?: (error: unknown, request: Request) => void;
+  /** The clock, in ms. @default {Date.now} */
+  now?: () => number;
+}
+
+/** Counters of a provider handler (plus its store's). */
+export interface ProviderMetrics extends ArtifactStoreMetrics {
+  /** Requests answered. */
+  requests_total: number;
+  /** Responses by status code. */
+  responses_by_status: Record<string, number>;
+  /** Body bytes of artifact downloads actually sent. */
+  bytes_served_total: number;
+  /** Artifact bodies being sent now. */
+  downloads_active: number;
+  /** Artifact bodies started (200 and 206 GETs). */
+  downloads_total: number;
+  /** Artifact bodies that ended before their last byte (client gone, shutdown, file shrank). */
+  downloads_aborted_total: number;
+  /** Manifest bodies served. */
+  manifests_served_total: number;
+}
+
+/** A provider handler: answers requests, and reports its counters. */
+export interface ProviderHandler {
+  /** Answer one request. */
+  (request: Request): Promise<Response>;
+  /** A snapshot of the counters. */
+  metrics(): ProviderMetrics;
+}
+
+const ALLOW = "GET, HEAD";
+
+/**
+ * Make the HTTP handler of a boot provider. It does no I/O until a request comes.
+ *
+ * @throws {TypeError} If `store` is missing or `channel`/`arch` are not plain names.
+ * @throws {RangeError} If `minFreeBytes`, `chunkBytes` or `readBudgetBytes` is out of range.
+ *
+ * @example
+ * ```ts
+ * import { createProviderHandler } from "./provider_handler.ts";
+ * import { ArtifactStore } from "./artifact_store.ts";
+ * import { generateKeyPair } from "../runtime/ed25519.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.mkdir(`${dir}/stable/x86_64`, { recursive: true });
+ * await Deno.writeTextFile(`${dir}/stable/x86_64/kernel`, "0123456789");
+ * const store = new ArtifactStore(dir, { keyPair: await generateKeyPair() });
+ * const handler = createProviderHandler({
+ *   store, channel: "stable", arch: "x86_64",
+ *   diskSpace: () => Promise.resolve({ freeBytes: 1e12, totalBytes: 2e12 }),
+ * });
+ * const res = await handler(new Request("http://provider/stable/x86_64/kernel", {
+ *   headers: { range: "bytes=-3" },
+ * }));
+ * assert.equal(res.status, 206);
+ * assert.equal(res.headers.get("content-range"), "bytes 7-9/10");
+ * assert.equal(await res.text(), "789");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export function createProviderHandler(options: ProviderHandlerOptions): ProviderHandler {
+  const {
+    store,
+    channel,
+    arch,
+    name = "plasm",
+    version = "0.1.0",
+    info = {},
+    minFreeBytes = 64 * 1024 * 1024,
+    diskSpace = _statfsSpace,
+    chunkBytes = 4 * 1024 * 1024,
+    readBudgetBytes = 64 * 1024 * 1024,
+    signal,
+    onError = (error: unknown) => console.error(error),
+    now = Date.now,
+  } = options;
+  if (typeof store?.open !== "function") {
+    throw new TypeError("Cannot create provider handler: store must be an ArtifactStore");
+  }
+  if (!SAFE_NAME.test(channel) || !SAFE_NAME.test(arch)) {
+    throw new TypeError(
+      `Cannot create provider handler: channel and arch must be plain names, got '${channel}' and '${arch}'`,
+    );
+  }
+  if (!Number.isSafeInteger(minFreeBytes) || minFreeBytes < 0) {
+    throw new RangeError(
+      `Cannot create provider handler: minFreeBytes must be a whole number >= 0, got ${minFreeBytes}`,
+    );
+  }
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1024 || chunkBytes > 16 * 1024 * 1024) {
+    throw new RangeError(
+      `Cannot create provider handler: chunkBytes must be a whole number from 1024 to 16777216, got ${chunkBytes}`,
+    );
+  }
+  if (!Number.isSafeInteger(readBudgetBytes) || readBudgetBytes < chunkBytes) {
+    throw new RangeError(
+      `Cannot create provider handler: readBudgetBytes must be a whole number >= chunkBytes (${chunkBytes}), got ${readBudgetBytes}`,
+    );
+  }
+  const startedAt = now();
+  const counters = {
+    requests_total: 0,
+    responses_by_status: {} as Record<string, number>,
+    bytes_served_total: 0,
+    downloads_active: 0,
+    downloads_total: 0,
+    downloads_aborted_total: 0,
+    manifests_served_total: 0,
+  };
+  const bodies = new Map<Deno.FsFile, (reason: Error) => void>();
+  const manifestBodies = new WeakMap<
+    BootManifest,
+    { bytes: Uint8Array<ArrayBuffer>; etag: string }
+  >();
+  signal?.addEventListener("abort", () => {
+    for (const end of [...bodies.values()]) end(new Error("Provider is shutting down"));
+  }, { once: true });
+
+  const providerInfo = () => ({
+    name,
+    version,
+    channel,
+    arch,
+    uptime_seconds: Math.floor((now() - startedAt) / 1000),
+    public_key: toHex(store.publicKey),
+    ...info,
+  });
+
+  const health = async () => {
+    let artifactsReadable = false;
+    let disk: DiskSpace | undefined;
+    try {
+      artifactsReadable = await _artifactsReadable(store, channel, arch);
+    } catch {
+      artifactsReadable = false;
+    }
+    try {
+      disk = await diskSpace(store.dir);
+    } catch {
+      disk = undefined;
+    }
+    const diskOk = disk !== undefined && disk.freeBytes >= minFreeBytes;
+    return {
+      status: artifactsReadable && diskOk ? "healthy" : "unhealthy",
+      checks: { artifacts_readable: artifactsReadable, disk_space_ok: diskOk },
+      disk_free_bytes: disk?.freeBytes ?? null,
+      disk_total_bytes: disk?.totalBytes ?? null,
+      min_free_bytes: minFreeBytes,
+    };
+  };
+
+  const metrics = (): ProviderMetrics => ({
+    ...counters,
+    responses_by_status: { ...counters.responses_by_status },
+    ...store.metrics(),
+  });
+
+  const serveManifest = async (req: Request, c: string, a: string): Promise<Response> => {
+    const manifest = await store.manifest(c, a);
+    if (!manifest) return _error(404, `Cannot find channel '${c}' for arch '${a}'`);
+    let body = manifestBodies.get(manifest);
+    if (!body) {
+      const bytes = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
+      const etag = `"${createHash("sha256").update(bytes).digest("hex")}"`;
+      body = { bytes, etag };
+      manifestBodies.set(manifest, body);
+    }
+    const headers: Record<string, string> = {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-cache",
+      etag: body.etag,
+    };
+    if (_etagMatches(req.headers.get("if-none-match"), body.etag)) {
+      return new Response(null, { status: 304, headers });
+    }
+    headers["content-length"] = String(body.bytes.length);
+    if (req.method === "HEAD") return new Response(null, { status: 200, headers });
+    counters.manifests_served_total++;
+    return new Response(body.bytes, { status: 200, headers });
+  };
+
+  const serveArtifact = async (
+    req: Request,
+    c: string,
+    a: string,
+    artifact: string,
+  ): Promise<Response> => {
+    const opened = await store.open(c, a, artifact);
+    if (!opened) return _error(404, `Cannot find artifact '${artifact}' in ${c}/${a}`);
+    const { entry, file } = opened;
+    let handedOver = false;
+    try {
+      const size = entry.size;
+      const etag = `"${entry.hash.slice("sha256:".length)}"`;
+      const headers = new Headers({
+        "accept-ranges": "bytes",
+        "content-type": "application/octet-stream",
+        "cache-control": "no-cache",
+        etag,
+      });
+      if (entry.mtimeMs > 0) headers.set("last-modified", new Date(entry.mtimeMs).toUTCString());
+      if (_etagMatches(req.headers.get("if-none-match"), etag)) {
+        return new Response(null, { status: 304, headers });
+      }
+      let range = _parseRange(req.headers.get("range"), size);
+      const ifRange = req.headers.get("if-range");
+      if (ifRange !== null && ifRange.trim() !== etag) range = { kind: "full" };
+      if (range.kind === "unsatisfiable") {
+        headers.set("content-range", `bytes */${size}`);
+        const res = _error(416, `Cannot serve range of '${artifact}': file has ${size} bytes`);
+        for (const [k, v] of headers) if (k !== "content-type") res.headers.set(k, v);
+        return res;
+      }
+      let start = 0;
+      let length = size;
+      let status = 200;
+      if (range.kind === "range") {
+        start = range.start;
+        length = range.end - range.start + 1;
+        status = 206;
+        headers.set("content-range", `bytes ${range.start}-${range.end}/${size}`);
+      }
+      headers.set("content-length", String(length));
+      if (req.method === "HEAD" || length === 0) return new Response(null, { status, headers });
+      if (signal?.aborted) return _error(503, "Cannot serve artifact: provider is shutting down");
+      const chunkSize = () =>
+        Math.max(
+          Math.min(64 * 1024, chunkBytes),
+          Math.min(
+            chunkBytes,
+            Math.floor(readBudgetBytes / Math.max(1, counters.downloads_active)),
+          ),
+        );
+      const body = _fileBody(file, start, length, chunkSize, {
+        register: (end) => {
+          bodies.set(file, end);
+          counters.downloads_active++;
+          counters.downloads_total++;
+        },
+        sent: (n) => counters.bytes_served_total += n,
+        done: (complete) => {
+          if (!bodies.delete(file)) return;
+          counters.downloads_active--;
+          if (!complete) counters.downloads_aborted_total++;
+        },
+      });
+      handedOver = true;
+      return new Response(body, { status, headers });
+    } finally {
+      if (!handedOver) _closeFile(file);
+    }
+  };
+
+  const route = async (req: Request): Promise<Response> => {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      const res = _error(405, `Cannot ${req.method.slice(0, 16)}: only GET and HEAD are allowed`);
+      res.headers.set("allow", ALLOW);
+      return res;
+    }
+    const segments = _segments(req.url);
+    if (segments === undefined) {
+      return _error(400, "Cannot serve path: every segment must be a plain name");
+    }
+    const jsonBody = (value: unknown, status = 200) => _json(value, status, req.method === "HEAD");
+    const [first, second, third] = segments;
+    switch (segments.length) {
+      case 0:
+        return jsonBody(providerInfo());
+      case 1:
+        if (first === "health") {
+          const h = await health();
+          return jsonBody(h, h.status === "healthy" ? 200 : 503);
+        }
+        if (first === "status") {
+          const [h, channels] = await Promise.all([health(), store.channels()]);
+          return jsonBody({ ...providerInfo(), health: h, metrics: metrics(), channels });
+        }
+        if (first === "manifest.json") return await serveManifest(req, channel, arch);
+        break;
+      case 3:
+        if (third === "manifest.json") return await serveManifest(req, first!, second!);
+        return await serveArtifact(req, first!, second!, third!);
+    }
+    return _error(404, `Cannot find '${new URL(req.url).pathname.slice(0, 200)}'`);
+  };
+
+  const handler = async (req: Request): Promise<Response> => {
+    counters.requests_total++;
+    let res: Response;
+    try {
+      res = await route(req);
+    } catch (error) {
+      if (error instanceof Deno.errors.Busy) {
+        res = _error(503, "Cannot serve artifact: it is being replaced, retry");
+        res.headers.set("retry-after", "1");
+      } else {
+        onError(error, req);
+        res = _error(500, "Cannot answer: internal error (see the provider log)");
+      }
+    }
+    const code = String(res.status);
+    counters.responses_by_status[code] = (counters.responses_by_status[code] ?? 0) + 1;
+    return res;
+  };
+  return Object.assign(handler, { metrics });
+}
+
+async function _statfsSpace(path: string): Promise<DiskSpace> {
+  const s = await statfs(path);
+  return {
+    freeBytes: Number(s.bavail) * Number(s.bsize),
+    totalBytes: Number(s.blocks) * Number(s.bsize),
+  };
+}
+
+async function _artifactsReadable(
+  store: ArtifactStore,
+  channel: string,
+  arch: string,
+): Promise<boolean> {
+  let count = 0;
+  for (const name of ["kernel", "initramfs", "rootfs"]) {
+    const path = await store.locate(channel, arch, name);
+    if (path === undefined) continue;
+    const file = await Deno.open(path, { read: true });
+    file.close();
+    count++;
+  }
+  return count > 0;
+}
+
+/** Split a URL path into decoded plain-name segments, or `undefined` if any is not one. */
+function _segments(url: string): string[] | undefined {
+  // Request URLs are absolute and already parsed; taking the path by hand is cheaper than
+  // `new URL()`, and stricter: `..` is not folded away here but refused below.
+  const scheme = url.indexOf("://");
+  const start = scheme < 0 ? -1 : url.indexOf("/", scheme + 3);
+  if (start < 0) return [];
+  let end = url.length;
+  for (const stop of ["?", "#"]) {
+    const at = url.indexOf(stop, start);
+    if (at >= 0 && at < end) end = at;
+  }
+  const path = url.slice(start, end);
+  if (path === "/") return [];
+  const out: string[] = [];
+  for (const raw of path.slice(1).split("/")) {
+    let segment: string;
+    try {
+      segment = decodeURIComponent(raw);
+    } catch {
+      return undefined;
+    }
+    if (!SAFE_NAME.test(segment)) return undefined;
+    out.push(segment);
+  }
+  return out;
+}
+
+type _Range =
+  | { kind: "full" }
+  | { kind: "unsatisfiable" }
+  | { kind: "range"; start: number; end: number };
+
+function _parseRange(header: string | null, size: number): _Range {
+  if (header === null) return { kind: "full" };
+  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+  if (!m) return { kind: "full" }; // malformed, another unit, or several ranges
+  const [, first = "", last = ""] = m;
+  if (first === "" && last === "") return { kind: "full" };
+  if (first === "") {
+    const suffix = Number(last);
+    if (suffix === 0 || size === 0) return { kind: "unsatisfiable" };
+    return { kind: "range", start: Math.max(0, size - suffix), end: size - 1 };
+  }
+  const start = Number(first);
+  const end = last === "" ? size - 1 : Number(last);
+  if (start >= size || end < start) return { kind: "unsatisfiable" };
+  return { kind: "range", start, end: Math.min(end, size - 1) };
+}
+
+function _etagMatches(header: string | null, etag: string): boolean {
+  if (header === null) return false;
+  const trimmed = header.trim();
+  if (trimmed === "*") return true;
+  return trimmed.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag);
+}
+
+function _fileBody(
+  file: Deno.FsFile,
+  start: number,
+  length: number,
+  chunkSize: () => number,
+  hooks: {
+    register: (end: (reason: Error) => void) => void;
+    sent: (n: number) => void;
+    done: (complete: boolean) => void;
+  },
+): ReadableStream<Uint8Array> {
+  let remaining = length;
+  const finish = (complete: boolean) => {
+    _closeFile(file);
+    hooks.done(complete);
+  };
+  return new ReadableStream<Uint8Array>({
+    async start(controller) {
+      hooks.register((reason) => {
+        finish(false);
+        try {
+          controller.error(reason);
+        } catch { /* already closed */ }
+      });
+      if (start > 0) await file.seek(start, Deno.SeekMode.Start);
+    },
+    async pull(controller) {
+      const buf = new Uint8Array(Math.min(chunkSize(), remaining));
+      let n: number | null;
+      try {
+        n = await file.read(buf);
+      } catch (error) {
+        finish(false);
+        throw error;
+      }
+      if (n === null || n === 0) {
+        finish(false);
+        throw new Error(`Cannot send artifact: file ended ${remaining} bytes early`);
+      }
+      remaining -= n;
+      hooks.sent(n);
+      controller.enqueue(n === buf.length ? buf : buf.subarray(0, n));
+      if (remaining === 0) {
+        finish(true);
+        controller.close();
+      }
+    },
+    cancel() {
+      finish(false);
+    },
+  }, { highWaterMark: 0 });
+}
+
+function _closeFile(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch { /* already closed */ }
+}
+
+function _json(value: unknown, status: number, head: boolean): Response {
+  const bytes = new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+  return new Response(head ? null : bytes, {
+    status,
+    headers: {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": String(bytes.length),
+      "cache-control": "no-store",
+    },
+  });
+}
+
+function _error(status: number, message: string): Response {
+  return _json({ error: message, status }, status, false);
+}

@@ -1,0 +1,388 @@
+import assert from "node:assert/strict";
+import { ArtifactStore } from "./artifact_store.ts";
+import { createProviderHandler, type ProviderHandlerOptions } from "./provider_handler.ts";
+import { verifyBootManifest } from "./boot_manifest.ts";
+import { generateKeyPair } from "../runtime/ed25519.ts";
+import { sha256Tag, toHex } from "../runtime/digest.ts";
+
+const KERNEL = new TextEncoder().encode("0123456789abcdefghij"); // 20 bytes
+const ETAG = `"${sha256Tag(KERNEL).slice(7)}"`;
+const PLENTY = () => Promise.resolve({ freeBytes: 1e12, totalBytes: 2e12 });
+
+interface Fixture {
+  dir: string;
+  store: ArtifactStore;
+  handler: ReturnType<typeof createProviderHandler>;
+  publicKey: Uint8Array;
+  get: (path: string, init?: RequestInit) => Promise<Response>;
+}
+
+async function withProvider(
+  fn: (f: Fixture) => Promise<void>,
+  options: Partial<ProviderHandlerOptions> = {},
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "plasm-handler-" });
+  try {
+    await Deno.mkdir(`${dir}/art/stable/x86_64`, { recursive: true });
+    await Deno.writeFile(`${dir}/art/stable/x86_64/kernel`, KERNEL);
+    await Deno.writeTextFile(`${dir}/art/stable/x86_64/initrd`, "");
+    await Deno.writeTextFile(`${dir}/secret.txt`, "TOP SECRET");
+    const keyPair = await generateKeyPair(new Uint8Array(32).fill(9));
+    const store = new ArtifactStore(`${dir}/art`, { keyPair });
+    const handler = createProviderHandler({
+      store,
+      channel: "stable",
+      arch: "x86_64",
+      diskSpace: PLENTY,
+      ...options,
+    });
+    const get = (path: string, init?: RequestInit) =>
+      handler(new Request(`http://provider${path}`, init));
+    await fn({ dir, store, handler, publicKey: keyPair.publicKey, get });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const range = (value: string, extra: Record<string, string> = {}) => ({
+  headers: { range: value, ...extra },
+});
+
+Deno.test("GET /stable/x86_64/kernel streams the whole file with length, ranges and a strong sha256 ETag", async () => {
+  await withProvider(async ({ get }) => {
+    const res = await get("/stable/x86_64/kernel");
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-length"), "20");
+    assert.equal(res.headers.get("accept-ranges"), "bytes");
+    assert.equal(res.headers.get("etag"), ETAG);
+    assert.equal(res.headers.get("content-type"), "application/octet-stream");
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), KERNEL);
+  });
+});
+
+Deno.test("HEAD of an artifact gives the GET headers and no body", async () => {
+  await withProvider(async ({ get }) => {
+    const res = await get("/stable/x86_64/kernel", { method: "HEAD" });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-length"), "20");
+    assert.equal(res.headers.get("etag"), ETAG);
+    assert.equal(res.body, null);
+  });
+});
+
+Deno.test("artifact aliases: /initrd and /initramfs name the same file", async () => {
+  await withProvider(async ({ get }) => {
+    for (const name of ["initrd", "initramfs", "initramfs.img"]) {
+      const res = await get(`/stable/x86_64/${name}`);
+      assert.equal(res.status, 200, name);
+      assert.equal(res.headers.get("content-length"), "0");
+      assert.equal(await res.text(), "");
+    }
+  });
+});
+
+Deno.test("If-None-Match with the ETag (also weak, in a list, or *) answers 304 without a body", async () => {
+  await withProvider(async ({ get }) => {
+    for (const value of [ETAG, `W/${ETAG}`, `"nope", ${ETAG}`, "*"]) {
+      const res = await get("/stable/x86_64/kernel", { headers: { "if-none-match": value } });
+      assert.equal(res.status, 304, value);
+      assert.equal(res.headers.get("etag"), ETAG);
+      assert.equal(await res.text(), "");
+    }
+    const other = await get("/stable/x86_64/kernel", { headers: { "if-none-match": '"nope"' } });
+    assert.equal(other.status, 200);
+    await other.body?.cancel();
+  });
+});
+
+Deno.test("Range bytes=a-b, a-, -n give 206 with Content-Range and exactly those bytes", async () => {
+  await withProvider(async ({ get }) => {
+    const cases: [string, string, string][] = [
+      ["bytes=0-0", "bytes 0-0/20", "0"],
+      ["bytes=2-5", "bytes 2-5/20", "2345"],
+      ["bytes=15-", "bytes 15-19/20", "fghij"],
+      ["bytes=-3", "bytes 17-19/20", "hij"],
+      ["bytes=-500", "bytes 0-19/20", "0123456789abcdefghij"],
+      ["bytes=18-9999", "bytes 18-19/20", "ij"],
+      ["BYTES = 1 - 2", "bytes 1-2/20", "12"],
+    ];
+    for (const [header, contentRange, body] of cases) {
+      const res = await get("/stable/x86_64/kernel", range(header));
+      assert.equal(res.status, 206, header);
+      assert.equal(res.headers.get("content-range"), contentRange, header);
+      assert.equal(res.headers.get("content-length"), String(body.length), header);
+      assert.equal(res.headers.get("etag"), ETAG);
+      assert.equal(await res.text(), body, header);
+    }
+  });
+});
+
+Deno.test("unsatisfiable ranges give 416 with Content-Range bytes */20", async () => {
+  await withProvider(async ({ get }) => {
+    for (const header of ["bytes=20-", "bytes=500-600", "bytes=500-200", "bytes=5-4", "bytes=-0"]) {
+      const res = await get("/stable/x86_64/kernel", range(header));
+      assert.equal(res.status, 416, header);
+      assert.equal(res.headers.get("content-range"), "bytes */20", header);
+      assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
+      assert.match((await res.json()).error, /^Cannot serve range of 'kernel': file has 20 bytes$/);
+    }
+    const empty = await get("/stable/x86_64/initrd", range("bytes=0-"));
+    assert.equal(empty.status, 416);
+    assert.equal(empty.headers.get("content-range"), "bytes */0");
+    await empty.body?.cancel();
+  });
+});
+
+Deno.test("malformed, foreign-unit and multi-range headers give 200 with the whole file", async () => {
+  await withProvider(async ({ get }) => {
+    for (
+      const header of [
+        "bytes=abc",
+        "bytes=",
+        "bytes=-",
+        "items=0-1",
+        "bytes=0-1,3-4",
+        "bytes=1-2-3",
+        "0-5",
+      ]
+    ) {
+      const res = await get("/stable/x86_64/kernel", range(header));
+      assert.equal(res.status, 200, header);
+      assert.equal(res.headers.get("content-range"), null, header);
+      assert.equal(res.headers.get("content-length"), "20");
+      assert.deepEqual(new Uint8Array(await res.arrayBuffer()), KERNEL, header);
+    }
+  });
+});
+
+Deno.test("If-Range with another ETag ignores the Range and sends the whole file", async () => {
+  await withProvider(async ({ get }) => {
+    const stale = await get("/stable/x86_64/kernel", range("bytes=0-1", { "if-range": '"old"' }));
+    assert.equal(stale.status, 200);
+    assert.equal((await stale.arrayBuffer()).byteLength, 20);
+    const fresh = await get("/stable/x86_64/kernel", range("bytes=0-1", { "if-range": ETAG }));
+    assert.equal(fresh.status, 206);
+    assert.equal(await fresh.text(), "01");
+  });
+});
+
+Deno.test("methods other than GET and HEAD get 405 with Allow: GET, HEAD", async () => {
+  await withProvider(async ({ get }) => {
+    for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
+      for (const path of ["/", "/stable/x86_64/kernel", "/manifest.json"]) {
+        const res = await get(path, { method });
+        assert.equal(res.status, 405, `${method} ${path}`);
+        assert.equal(res.headers.get("allow"), "GET, HEAD");
+        const body = await res.json();
+        assert.equal(body.status, 405);
+        assert.match(body.error, new RegExp(`^Cannot ${method}: only GET and HEAD are allowed$`));
+      }
+    }
+  });
+});
+
+Deno.test("path traversal in every form is refused and never reads outside the artifacts dir", async () => {
+  await withProvider(async ({ get, handler }) => {
+    const paths = [
+      "/stable/x86_64/..%2f..%2f..%2fsecret.txt",
+      "/stable/x86_64/%2e%2e%2f%2e%2e%2fsecret.txt",
+      "/stable/x86_64/%2e%2e/%2e%2e/%2e%2e/secret.txt",
+      "/stable/x86_64/..%5c..%5csecret.txt",
+      "/stable/x86_64/%252e%252e%252fsecret.txt",
+      "/stable/x86_64/kernel%00.txt",
+      "/stable/x86_64/%2fetc%2fpasswd",
+      "/stable/%2e%2e/kernel",
+      "/%2e%2e/%2e%2e/secret.txt",
+      "/stable/x86_64/.kernel",
+      "/stable//kernel",
+      "/stable/x86_64/kernel/",
+      "//secret.txt",
+      "/stable/x86_64/%E0%A4%A",
+    ];
+    for (const path of paths) {
+      const res = await get(path);
+      const text = await res.text();
+      assert.ok([400, 404].includes(res.status), `${path} -> ${res.status}`);
+      assert.doesNotMatch(text, /TOP SECRET/, path);
+      assert.match(JSON.parse(text).error, /^Cannot /, path);
+    }
+    // The URL parser itself folds '..', '%2e%2e' and backslashes: they end up outside the routes.
+    for (
+      const path of ["/stable/x86_64/../../../secret.txt", "/stable\\x86_64\\..\\..\\secret.txt"]
+    ) {
+      const res = await handler(new Request(`http://provider${path}`));
+      assert.ok([400, 404].includes(res.status), `${path} -> ${res.status}`);
+      assert.doesNotMatch(await res.text(), /TOP SECRET/);
+    }
+  });
+});
+
+Deno.test("unknown channel, arch or artifact gives a JSON 404", async () => {
+  await withProvider(async ({ get }) => {
+    for (
+      const [path, message] of [
+        ["/beta/x86_64/kernel", "Cannot find artifact 'kernel' in beta/x86_64"],
+        ["/stable/x86_64/rootfs", "Cannot find artifact 'rootfs' in stable/x86_64"],
+        ["/stable/x86_64/secret.txt", "Cannot find artifact 'secret.txt' in stable/x86_64"],
+        ["/beta/x86_64/manifest.json", "Cannot find channel 'beta' for arch 'x86_64'"],
+        ["/nothing", "Cannot find '/nothing'"],
+      ]
+    ) {
+      const res = await get(path!);
+      assert.equal(res.status, 404, path);
+      assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
+      assert.deepEqual(await res.json(), { error: message, status: 404 });
+    }
+  });
+});
+
+Deno.test("GET /manifest.json and /stable/x86_64/manifest.json give the same verifiable signed manifest", async () => {
+  await withProvider(async ({ get, publicKey }) => {
+    const a = await get("/manifest.json");
+    const b = await get("/stable/x86_64/manifest.json");
+    assert.equal(a.status, 200);
+    assert.equal(a.headers.get("content-type"), "application/json; charset=utf-8");
+    const etag = a.headers.get("etag")!;
+    assert.match(etag, /^"[0-9a-f]{64}"$/);
+    const textA = await a.text();
+    assert.equal(await b.text(), textA);
+    const manifest = await verifyBootManifest(JSON.parse(textA), { trustedKeys: [publicKey] });
+    assert.equal(manifest.artifacts.kernel!.hash, sha256Tag(KERNEL));
+    assert.equal(manifest.artifacts.kernel!.size_bytes, 20);
+    assert.equal(manifest.artifacts.initramfs!.filename, "initrd");
+    assert.equal(manifest.signatures[0]!.key_id, toHex(publicKey));
+    const again = await get("/manifest.json", { headers: { "if-none-match": etag } });
+    assert.equal(again.status, 304);
+  });
+});
+
+Deno.test("a replaced artifact changes the ETag, the manifest hash and the sequence at once", async () => {
+  await withProvider(async ({ get, dir }) => {
+    const before = await (await get("/manifest.json")).json();
+    await Deno.writeTextFile(`${dir}/art/stable/x86_64/kernel.new`, "brand new kernel");
+    await Deno.rename(`${dir}/art/stable/x86_64/kernel.new`, `${dir}/art/stable/x86_64/kernel`);
+    const res = await get("/stable/x86_64/kernel");
+    assert.equal(res.headers.get("etag"), `"${sha256Tag("brand new kernel").slice(7)}"`);
+    assert.equal(await res.text(), "brand new kernel");
+    const after = await (await get("/manifest.json")).json();
+    assert.equal(after.artifacts.kernel.hash, sha256Tag("brand new kernel"));
+    assert.ok(after.sequence > before.sequence, `${after.sequence} > ${before.sequence}`);
+  });
+});
+
+Deno.test("GET / gives provider info and /status adds health, metrics and channels", async () => {
+  let clock = 1_000_000;
+  await withProvider(async ({ get, publicKey }) => {
+    clock += 90_500;
+    const info = await (await get("/")).json();
+    assert.deepEqual(info, {
+      name: "plasm",
+      version: "0.1.0",
+      channel: "stable",
+      arch: "x86_64",
+      uptime_seconds: 90,
+      public_key: toHex(publicKey),
+      dht: "off",
+    });
+    await (await get("/stable/x86_64/kernel", range("bytes=0-9"))).arrayBuffer();
+    await (await get("/stable/x86_64/kernel")).arrayBuffer();
+    await (await get("/nope")).arrayBuffer();
+    const status = await (await get("/status")).json();
+    assert.equal(status.health.status, "healthy");
+    assert.deepEqual(status.channels, [{ channel: "stable", arch: "x86_64" }]);
+    assert.equal(status.metrics.requests_total, 5);
+    assert.equal(status.metrics.bytes_served_total, 30);
+    assert.equal(status.metrics.downloads_total, 2);
+    assert.equal(status.metrics.downloads_active, 0);
+    assert.deepEqual(status.metrics.responses_by_status, { "200": 2, "206": 1, "404": 1 });
+    assert.equal(status.metrics.hashes_computed_total, 1);
+  }, { now: () => clock, info: { dht: "off" } });
+});
+
+Deno.test("GET /health is 200 when artifacts are readable and disk space suffices", async () => {
+  await withProvider(async ({ get }) => {
+    const res = await get("/health");
+    assert.equal(res.status, 200);
+    const body = await res.json();
+    assert.equal(body.status, "healthy");
+    assert.deepEqual(body.checks, { artifacts_readable: true, disk_space_ok: true });
+    assert.equal(body.disk_free_bytes, 1e12);
+  });
+});
+
+Deno.test("GET /health is 503 when free disk space is below minFreeBytes or unknown", async () => {
+  for (
+    const diskSpace of [
+      () => Promise.resolve({ freeBytes: 1000, totalBytes: 2e12 }),
+      () => Promise.reject(new Error("statfs failed")),
+    ]
+  ) {
+    await withProvider(async ({ get }) => {
+      const res = await get("/health");
+      assert.equal(res.status, 503);
+      const body = await res.json();
+      assert.equal(body.status, "unhealthy");
+      assert.deepEqual(body.checks, { artifacts_readable: true, disk_space_ok: false });
+    }, { diskSpace, minFreeBytes: 4096 });
+  }
+});
+
+Deno.test("GET /health is 503 when the default channel has no readable artifact", async () => {
+  await withProvider(async ({ get, dir }) => {
+    await Deno.remove(`${dir}/art/stable/x86_64/initrd`);
+    const one = await get("/health");
+    assert.equal(one.status, 200, "the kernel alone is enough");
+    await one.body?.cancel();
+    await Deno.remove(`${dir}/art/stable/x86_64/kernel`);
+    const gone = await get("/health");
+    assert.equal(gone.status, 503);
+    assert.deepEqual((await gone.json()).checks, {
+      artifacts_readable: false,
+      disk_space_ok: true,
+    });
+  });
+});
+
+Deno.test("aborting the handler's signal ends bodies in flight and closes their files", async () => {
+  const stop = new AbortController();
+  await withProvider(async ({ get, handler, dir }) => {
+    await Deno.writeFile(`${dir}/art/stable/x86_64/kernel`, new Uint8Array(8192));
+    const res = await get("/stable/x86_64/kernel");
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    assert.equal(first.value!.length, 1024);
+    assert.equal(handler.metrics().downloads_active, 1);
+    stop.abort();
+    await assert.rejects(reader.read(), /Provider is shutting down/);
+    assert.equal(handler.metrics().downloads_active, 0);
+    assert.equal(handler.metrics().downloads_aborted_total, 1);
+    const late = await get("/stable/x86_64/kernel");
+    assert.equal(late.status, 503);
+    await late.body?.cancel();
+  }, { signal: stop.signal, chunkBytes: 1024 });
+});
+
+Deno.test("a client that cancels a download closes the file and counts it as aborted", async () => {
+  await withProvider(async ({ get, handler, dir }) => {
+    await Deno.writeFile(`${dir}/art/stable/x86_64/kernel`, new Uint8Array(8192));
+    const res = await get("/stable/x86_64/kernel");
+    const reader = res.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    assert.equal(handler.metrics().downloads_active, 0);
+    assert.equal(handler.metrics().downloads_aborted_total, 1);
+    assert.equal(handler.metrics().bytes_served_total, 1024);
+  }, { chunkBytes: 1024 });
+});
+
+Deno.test("createProviderHandler() refuses bad options with clear errors", async () => {
+  const store = new ArtifactStore("/nonexistent", { keyPair: await generateKeyPair() });
+  assert.throws(
+    () => createProviderHandler({ store, channel: "../x", arch: "x86_64" }),
+    /channel and arch must be plain names, got '\.\.\/x' and 'x86_64'/,
+  );
+  assert.throws(
+    () => createProviderHandler({ store, channel: "stable", arch: "x86_64", chunkBytes: 10 }),
+    /chunkBytes must be a whole number from 1024 to 16777216, got 10/,
+  );
+});

@@ -1,0 +1,338 @@
+import assert from "node:assert/strict";
+import { verifyBootManifest } from "../provider/boot_manifest.ts";
+import { writeKeyPairFiles } from "../provider/key_files.ts";
+import { sha256Tag, toHex } from "../runtime/digest.ts";
+import { generateKeyPair } from "../runtime/ed25519.ts";
+import { runTask, taskCommand } from "./_task.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** A running `serve` process started with exactly the deno.json task's flags. */
+interface Served extends AsyncDisposable {
+  url: string;
+  home: string;
+  child: Deno.ChildProcess;
+  banner: string[];
+  /** Resolves when the process has exited: code and all of stderr. */
+  exited: Promise<{ code: number; err: string }>;
+}
+
+/**
+ * Start `serve` with the `serve` task's flags on 127.0.0.1 port 0, as a launcher would: the
+ * task's `--allow-write=$HOME/.local/share/plasm` is narrowed to a temp home's state dir, which
+ * PLASM_HOME names. (HOME itself stays, so Deno keeps its module cache.)
+ */
+async function startServe(home: string, args: string[]): Promise<Served> {
+  const { flags, script } = await taskCommand("serve");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--no-prompt",
+      ...flags.map((f) => f.replace("$HOME", home)),
+      `${ROOT}${script}`,
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      "0",
+      ...args,
+    ],
+    env: { PLASM_HOME: `${home}/.local/share/plasm` },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const err = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const banner: string[] = [];
+  let buffered = "";
+  let url: string | undefined;
+  while (url === undefined) {
+    const { value, done } = await lines.read();
+    if (done) break;
+    buffered += value;
+    const parts = buffered.split("\n");
+    buffered = parts.pop()!;
+    banner.push(...parts);
+    url = banner.find((l) => l.startsWith("Listening on "))?.slice("Listening on ".length);
+  }
+  // Keep draining stdout so the child never blocks on a full pipe.
+  const drained = (async () => {
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) return;
+      banner.push(...value.split("\n").filter((l) => l !== ""));
+    }
+  })();
+  const exited = (async () => {
+    const status = await child.status;
+    await drained;
+    return { code: status.code, err: await err };
+  })();
+  if (url === undefined) {
+    const { code, err: text } = await exited;
+    throw new Error(`serve exited with ${code} before listening: ${text}`);
+  }
+  // Let the banner's remaining lines arrive.
+  while (!banner.some((l) => l.startsWith("  mDNS"))) await new Promise((r) => setTimeout(r, 5));
+  return {
+    url,
+    home,
+    child,
+    banner,
+    exited,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await exited;
+    },
+  };
+}
+
+async function withHome(fn: (home: string) => Promise<void>): Promise<void> {
+  const home = await Deno.makeTempDir({ prefix: "plasm-serve-" });
+  try {
+    await fn(home);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+}
+
+async function artifacts(home: string, files: Record<string, Uint8Array | string>) {
+  const dir = `${home}/artifacts/stable/x86_64`;
+  await Deno.mkdir(dir, { recursive: true });
+  for (const [name, data] of Object.entries(files)) {
+    if (typeof data === "string") await Deno.writeTextFile(`${dir}/${name}`, data);
+    else await Deno.writeFile(`${dir}/${name}`, data);
+  }
+  return `${home}/artifacts`;
+}
+
+function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+Deno.test("serve prints its banner, serves a manifest signed by the node key, ranges and health", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { vmlinuz: "KERNEL-BYTES", "initrd.img": "INITRD" });
+    await using served = await startServe(home, ["--artifacts", dir, "--arch", "x86_64"]);
+    assert.match(served.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const banner = served.banner.join("\n");
+    assert.match(banner, /^ {2}channel {4}stable$/m);
+    assert.match(banner, /^ {2}arch {7}x86_64$/m);
+    assert.match(banner, /^ {2}DHT {8}off \(not yet available in this build\)$/m);
+    assert.match(banner, /^ {2}mDNS {7}off \(not yet available in this build\)$/m);
+    const nodeKey = await Deno.readFile(`${home}/.local/share/plasm/node.key`);
+    const { publicKey } = await generateKeyPair(nodeKey);
+    assert.match(banner, new RegExp(`^  key        ${toHex(publicKey)} \\(node identity`, "m"));
+
+    const manifest = await verifyBootManifest(
+      await (await fetch(`${served.url}manifest.json`)).json(),
+      { trustedKeys: [publicKey] },
+    );
+    assert.equal(manifest.artifacts.kernel!.hash, sha256Tag("KERNEL-BYTES"));
+    assert.equal(manifest.artifacts.initramfs!.filename, "initrd.img");
+
+    const part = await fetch(`${served.url}stable/x86_64/kernel`, {
+      headers: { range: "bytes=-5" },
+    });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get("content-range"), "bytes 7-11/12");
+    assert.equal(await part.text(), "BYTES");
+
+    const health = await fetch(`${served.url}health`);
+    assert.equal(health.status, 200);
+    const body = await health.json();
+    assert.deepEqual(body.checks, { artifacts_readable: true, disk_space_ok: true });
+    assert.ok(body.disk_free_bytes > 0, "statfs really ran");
+
+    served.child.kill("SIGTERM");
+    const { code, err } = await within(10_000, served.exited, "exit after SIGTERM");
+    assert.equal(code, 0, err);
+    assert.match(err, /serve: SIGTERM: shutting down/);
+  });
+});
+
+Deno.test("serve notices a file replaced while serving: new hash, higher sequence, never stale", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { kernel: "old kernel" });
+    await using served = await startServe(home, ["--artifacts", dir, "--arch", "x86_64"]);
+    const before = await (await fetch(`${served.url}manifest.json`)).json();
+    const path = `${dir}/stable/x86_64/kernel`;
+    for (const version of ["new kernel 1", "new kernel 22", "new kernel 333"]) {
+      await Deno.writeTextFile(`${path}.tmp`, version);
+      await Deno.rename(`${path}.tmp`, path);
+      const res = await fetch(`${served.url}stable/x86_64/kernel`);
+      assert.equal(res.headers.get("etag"), `"${sha256Tag(version).slice(7)}"`);
+      assert.equal(await res.text(), version);
+      const m = await (await fetch(`${served.url}stable/x86_64/manifest.json`)).json();
+      assert.equal(m.artifacts.kernel.hash, sha256Tag(version));
+      assert.ok(m.sequence > before.sequence);
+      before.sequence = m.sequence;
+    }
+    // The sequence survives a restart of the provider.
+    served.child.kill("SIGTERM");
+    assert.equal((await served.exited).code, 0);
+    await using again = await startServe(home, ["--artifacts", dir, "--arch", "x86_64"]);
+    const after = await (await fetch(`${again.url}manifest.json`)).json();
+    assert.equal(after.sequence, before.sequence);
+  });
+});
+
+Deno.test("serve finishes an in-flight download on SIGTERM, then exits by itself", async () => {
+  await withHome(async (home) => {
+    const big = new Uint8Array(32 * 1024 * 1024).map((_, i) => i % 251);
+    const dir = await artifacts(home, { rootfs: big });
+    await using served = await startServe(home, ["--artifacts", dir, "--arch", "x86_64"]);
+    const res = await fetch(`${served.url}stable/x86_64/rootfs`);
+    const reader = res.body!.getReader();
+    let received = (await reader.read()).value!.length;
+    served.child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      received += value.length;
+    }
+    assert.equal(received, big.length, `got ${received} of ${big.length} bytes`);
+    const { code, err } = await within(10_000, served.exited, "exit after the download");
+    assert.equal(code, 0, err);
+    assert.match(err, /1 download\(s\) in flight/);
+  });
+});
+
+Deno.test("serve ends a stalled download after --shutdown-timeout and still exits cleanly", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { rootfs: new Uint8Array(64 * 1024 * 1024) });
+    await using served = await startServe(home, [
+      "--artifacts",
+      dir,
+      "--arch",
+      "x86_64",
+      "--shutdown-timeout",
+      "300ms",
+    ]);
+    const res = await fetch(`${served.url}stable/x86_64/rootfs`);
+    const reader = res.body!.getReader();
+    await reader.read(); // then stall: never read again until the provider gives up
+    served.child.kill("SIGTERM");
+    const { code, err } = await within(10_000, served.exited, "exit after the shutdown timeout");
+    assert.equal(code, 0, err);
+    assert.match(err, /Shutdown timeout reached/);
+    let total = 0;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        total += value.length;
+      }
+    } catch {
+      // A cut connection is the expected way for the stalled body to end.
+    }
+    assert.ok(total < 64 * 1024 * 1024, "the stalled body was cut short");
+  });
+});
+
+Deno.test("serve never leaves the artifacts dir for raw traversal request targets", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { kernel: "K" });
+    await Deno.writeTextFile(`${home}/secret.txt`, "TOP SECRET");
+    await using served = await startServe(home, ["--artifacts", dir, "--arch", "x86_64"]);
+    const port = Number(new URL(served.url).port);
+    const targets = [
+      "/stable/x86_64/../../../secret.txt",
+      "/stable/x86_64/..%2f..%2f..%2fsecret.txt",
+      "/stable/x86_64/%2e%2e/%2e%2e/%2e%2e/secret.txt",
+      "/stable/x86_64/..\\..\\..\\secret.txt",
+      "/stable/x86_64/%252e%252e%252f%252e%252e%252fsecret.txt",
+      "/stable/x86_64/kernel%00",
+      `/${home}/secret.txt`,
+      "//etc/passwd",
+      "/%2fetc%2fpasswd",
+    ];
+    for (const target of targets) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(
+        new TextEncoder().encode(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+      );
+      const text = await new Response(conn.readable).text();
+      const status = Number(text.slice(9, 12));
+      assert.ok([400, 404].includes(status), `${target} -> ${text.slice(0, 40)}`);
+      assert.doesNotMatch(text, /TOP SECRET/, target);
+    }
+  });
+});
+
+Deno.test("serve --key FILE signs with that publisher key", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { kernel: "K" });
+    const keys = await writeKeyPairFiles(`${home}/publisher`);
+    await using served = await startServe(home, [
+      "--artifacts",
+      dir,
+      "--arch",
+      "x86_64",
+      "--key",
+      `${home}/publisher.key`,
+    ]);
+    const m = await (await fetch(`${served.url}manifest.json`)).json();
+    await verifyBootManifest(m, { trustedKeys: [keys.publicKey] });
+    assert.match(served.banner.join("\n"), /\(--key .*publisher\.key\)/);
+  });
+});
+
+Deno.test("serve refuses bad flags with exit 2, and an unwritable state dir with exit 1 naming the flag", async () => {
+  await withHome(async (home) => {
+    const env = { PLASM_HOME: `${home}/.local/share/plasm` };
+    const usage = await runTask("serve", ["--port", "99999"], { env });
+    assert.equal(usage.code, 2);
+    assert.match(
+      usage.err,
+      /^serve: Cannot use --port '99999': expected a number from 0 to 65535\n/,
+    );
+    const channel = await runTask("serve", ["--channel", "../etc"], { env });
+    assert.equal(channel.code, 2);
+    assert.match(channel.err, /^serve: Cannot use --channel '\.\.\/etc'/);
+    const dir = await runTask("serve", ["--artifacts", `${home}/nope`, "--port", "0"], { env });
+    // The task's write flag names $HOME literally; without the launcher's substitution the
+    // state dir is not writable, and serve names the flag it needs.
+    assert.equal(dir.code, 1);
+    assert.match(dir.err, /^serve: Cannot write state dir '.*': run with --allow-write=/);
+  });
+});
+
+Deno.test("serve refuses a missing artifacts dir and a malformed key file with exit 1", async () => {
+  await withHome(async (home) => {
+    const { flags, script } = await taskCommand("serve");
+    const run = async (args: string[]) => {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--no-prompt",
+          ...flags.map((f) => f.replace("$HOME", home)),
+          `${ROOT}${script}`,
+          ...args,
+        ],
+        env: { PLASM_HOME: `${home}/.local/share/plasm` },
+      }).output();
+      return { code: out.code, err: new TextDecoder().decode(out.stderr) };
+    };
+    const missing = await run(["--artifacts", `${home}/nope`]);
+    assert.equal(missing.code, 1);
+    assert.equal(
+      missing.err,
+      `serve: Cannot serve '${home}/nope': not a directory (pass --artifacts DIR)\n`,
+    );
+    const dir = await artifacts(home, { kernel: "K" });
+    await Deno.writeTextFile(`${home}/bad.key`, "not a key");
+    const badKey = await run(["--artifacts", dir, "--key", `${home}/bad.key`]);
+    assert.equal(badKey.code, 1);
+    assert.equal(
+      badKey.err,
+      `serve: Cannot read secret key '${home}/bad.key': expected 32 raw bytes, got 9\n`,
+    );
+  });
+});

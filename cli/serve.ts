@@ -1,13 +1,16 @@
-// deno run --allow-net --allow-read --allow-write=<state dir> --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --allow-sys=statfs cli/serve.ts
+// deno run --allow-net --allow-read --allow-write=<state dir> --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --allow-sys=statfs,networkInterfaces --ignore-env cli/serve.ts
 // No --allow-run or --allow-ffi. Writes only the state dir (node key on first use,
-// provider_state.json); reads the artifacts, the key and the state dir; statfs for /health.
+// provider_state.json); reads the artifacts, the key and the state dir; statfs for /health;
+// networkInterfaces for mDNS and the advertised URL; --ignore-env because libp2p's logging
+// dependencies read other variables at import time (they get `undefined`).
 /**
  * `serve`: the boot-artifact provider. Serves `DIR/<channel>/<arch>/{kernel,initramfs,rootfs}`
  * over HTTP with signed boot manifests and Range downloads, until SIGINT or SIGTERM.
  *
  * Run with exactly:
  *   deno run --allow-net --allow-read --allow-write=<state dir>
- *     --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --allow-sys=statfs cli/serve.ts [options]
+ *     --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --allow-sys=statfs,networkInterfaces
+ *     --ignore-env cli/serve.ts [options]
  * The deno.json task `serve` spells the write flag as `$HOME/.local/share/plasm` (the default
  * state dir); with `PLASM_HOME`, `XDG_DATA_HOME` or `--state-dir` run the command yourself with
  * that dir. `serve` checks the grant at start and names the flag it needs.
@@ -22,6 +25,7 @@ import { readSecretKeyFile } from "../provider/key_files.ts";
 import { ArtifactStore, SAFE_NAME } from "../provider/artifact_store.ts";
 import { createProviderHandler } from "../provider/provider_handler.ts";
 import { toHex } from "../runtime/digest.ts";
+import type { PhaseNode } from "../net/node.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 
 const VERSION = "0.1.0";
@@ -29,11 +33,14 @@ const VERSION = "0.1.0";
 const USAGE = `Usage: serve [--artifacts DIR] [--channel stable] [--arch auto] [--port 8080]
              [--bind 0.0.0.0] [--key FILE] [--no-dht] [--no-mdns] [--state-dir DIR]
              [--validity-days 30] [--min-free 64MiB] [--shutdown-timeout 30s]
+             [--p2p-listen MULTIADDR]... [--bootstrap MULTIADDR]... [--public-url URL]
 
 Serves DIR/<channel>/<arch>/{kernel,initramfs,rootfs} (also vmlinuz, bzImage, initrd,
 initramfs.img, rootfs.img, rootfs.squashfs) with signed manifests at /manifest.json.
 DIR defaults to <state dir>/artifacts; the key to the node identity in the state dir.
---port 0 picks a free port; the banner line 'Listening on http://HOST:PORT/' names it.`;
+--port 0 picks a free port; the banner line 'Listening on http://HOST:PORT/' names it.
+Unless --no-dht and --no-mdns are both given, a libp2p node (the node identity) advertises
+/phase/<channel>/<arch>/manifest with the HTTP URL (--public-url, else this host's address).`;
 
 /** What {@linkcode main} can be given besides its arguments. */
 export interface ServeMainOptions {
@@ -104,6 +111,9 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
         "validity-days": { type: "string", default: "30" },
         "min-free": { type: "string", default: "64MiB" },
         "shutdown-timeout": { type: "string", default: "30s" },
+        "p2p-listen": { type: "string", multiple: true, default: [] },
+        bootstrap: { type: "string", multiple: true, default: [] },
+        "public-url": { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     }));
@@ -182,15 +192,19 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
   }
 
   const store = new ArtifactStore(artifactsDir, { keyPair, stateDir, validityDays });
-  const dht = values["no-dht"] ? "off (--no-dht)" : "off (not yet available in this build)";
-  const mdns = values["no-mdns"] ? "off (--no-mdns)" : "off (not yet available in this build)";
+  const wantDht = !values["no-dht"];
+  const wantMdns = !values["no-mdns"];
+  let dht = wantDht ? "on" : "off (--no-dht)";
+  let mdns = wantMdns ? "on" : "off (--no-mdns)";
+  // Read by the handler at each request, so the node's state shows once it is known.
+  const p2pInfo = { dht, mdns };
   const stopBodies = new AbortController();
   const handler = createProviderHandler({
     store,
     channel: values.channel,
     arch,
     version: VERSION,
-    info: { dht, mdns },
+    info: p2pInfo,
     minFreeBytes: minFree,
     signal: stopBodies.signal,
     onError: (error, req) => log(`serve: ${req.method} ${req.url}: ${_message(error)}`),
@@ -233,6 +247,35 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
   }
   const addr = await listened;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let advert: _Advertisement | undefined;
+  if (wantDht || wantMdns) {
+    const httpUrl = values["public-url"] ?? _publicUrl(addr);
+    try {
+      advert = await _advertise({
+        stateDir,
+        store,
+        channel: values.channel,
+        arch,
+        httpUrl,
+        dht: wantDht,
+        mdns: wantMdns,
+        listen: values["p2p-listen"].length > 0
+          ? values["p2p-listen"]
+          : [`/ip4/${addr.hostname.includes(":") ? "0.0.0.0" : addr.hostname}/tcp/0`],
+        bootstrap: values.bootstrap,
+        log,
+      });
+      const p2p = `as ${advert.node.peerId} at ${httpUrl}`;
+      if (wantDht) dht = `on (${p2p})`;
+      if (wantMdns) mdns = `on (${p2p})`;
+    } catch (error) {
+      log(`serve: Cannot start the libp2p node: ${_message(error)}; serving HTTP only`);
+      if (wantDht) dht = "off (node failed to start)";
+      if (wantMdns) mdns = "off (node failed to start)";
+    }
+  }
+  p2pInfo.dht = dht;
+  p2pInfo.mdns = mdns;
   print(`plasm serve ${VERSION}: boot-artifact provider`);
   print(`Listening on http://${host}:${addr.port}/`);
   print(`  artifacts  ${artifactsDir}`);
@@ -265,6 +308,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
   });
   const why = await stopped;
   cleanup();
+  await advert?.stop();
   const active = handler.metrics().downloads_active;
   log(`serve: ${why}: shutting down (${active} download(s) in flight, up to ${shutdownMs} ms)`);
   // A client that stops reading keeps its connection's write pending; ending the body does not
@@ -316,4 +360,79 @@ function _message(error: unknown): string {
 
 if (import.meta.main) {
   Deno.exitCode = await main(Deno.args, { forceExit: (code) => Deno.exit(code) });
+}
+
+interface _Advertisement {
+  node: PhaseNode;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start the provider's libp2p node (the node identity) and advertise the manifest; then check
+ * the manifest every 30 s and advertise again when its sequence changes. libp2p is imported
+ * only here, so `serve --no-dht --no-mdns` never loads it.
+ */
+async function _advertise(o: {
+  stateDir: string;
+  store: ArtifactStore;
+  channel: string;
+  arch: string;
+  httpUrl: string;
+  dht: boolean;
+  mdns: boolean;
+  listen: string[];
+  bootstrap: string[];
+  log: (line: string) => void;
+}): Promise<_Advertisement> {
+  const { startNode } = await import("../net/node.ts");
+  const { advertiseProvider } = await import("../net/advertise_provider.ts");
+  const identity = await loadOrCreateIdentity(o.stateDir);
+  const node = await startNode({
+    secretKey: identity.secretKey,
+    listen: o.listen,
+    bootstrap: o.bootstrap,
+    dht: o.dht,
+    mdns: o.mdns,
+    arch: o.arch,
+    onLog: (record) => o.log(JSON.stringify(record)),
+  });
+  let sequence = -1;
+  const publish = async () => {
+    const manifest = await o.store.manifest(o.channel, o.arch);
+    if (!manifest || manifest.sequence === sequence) return;
+    sequence = manifest.sequence;
+    await advertiseProvider(node, {
+      channel: o.channel,
+      arch: o.arch,
+      httpUrl: o.httpUrl,
+      manifestSequence: manifest.sequence,
+    });
+  };
+  try {
+    await publish();
+  } catch (error) {
+    o.log(`serve: Cannot advertise the manifest yet: ${_message(error)} (retrying)`);
+  }
+  const timer = setInterval(() => {
+    publish().catch((error) => o.log(`serve: Cannot advertise the manifest: ${_message(error)}`));
+  }, 30_000);
+  return {
+    node,
+    async stop() {
+      clearInterval(timer);
+      await node.stop();
+    },
+  };
+}
+
+/** The URL clients should use: the bound address, or this host's first LAN IPv4 for 0.0.0.0. */
+function _publicUrl(addr: Deno.NetAddr): string {
+  let host = addr.hostname;
+  if (host === "0.0.0.0" || host === "::") {
+    const lan = Deno.networkInterfaces().find((i) =>
+      i.family === "IPv4" && !i.address.startsWith("127.")
+    );
+    host = lan?.address ?? "127.0.0.1";
+  }
+  return `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}/`;
 }

@@ -123,8 +123,9 @@ Deno.test("serve prints its banner, serves a manifest signed by the node key, ra
     const banner = served.banner.join("\n");
     assert.match(banner, /^ {2}channel {4}stable$/m);
     assert.match(banner, /^ {2}arch {7}x86_64$/m);
-    assert.match(banner, /^ {2}DHT {8}off \(not yet available in this build\)$/m);
-    assert.match(banner, /^ {2}mDNS {7}off \(not yet available in this build\)$/m);
+    const p2p = `on \\(as 12D3KooW\\w+ at ${served.url.replaceAll(".", "\\.")}\\)`;
+    assert.match(banner, new RegExp(`^ {2}DHT {8}${p2p}$`, "m"));
+    assert.match(banner, new RegExp(`^ {2}mDNS {7}${p2p}$`, "m"));
     const nodeKey = await Deno.readFile(`${home}/.local/share/plasm/node.key`);
     const { publicKey } = await generateKeyPair(nodeKey);
     assert.match(banner, new RegExp(`^  key        ${toHex(publicKey)} \\(node identity`, "m"));

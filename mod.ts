@@ -54,7 +54,7 @@ export {
   verifyJobManifest,
 } from "./runtime/job_manifest.ts";
 export type { JobManifest, WasmJobPayload } from "./runtime/job_manifest.ts";
-export { runJob } from "./runtime/run_job.ts";
+export { MEMORY_LIMIT_FRACTION, runJob } from "./runtime/run_job.ts";
 export type { JobErrorKind, JobOutcome, RunJobOptions } from "./runtime/run_job.ts";
 export { DEFAULT_LIMITS, runSignedJob } from "./runtime/run_signed_job.ts";
 export type { RunSignedJobOptions, SignedJob } from "./runtime/run_signed_job.ts";
@@ -75,3 +75,66 @@ export type {
 } from "./provider/boot_manifest.ts";
 export { parseTrustedKeys, readSecretKeyFile, writeKeyPairFiles } from "./provider/key_files.ts";
 export type { TrustedKey } from "./provider/key_files.ts";
+export { limitMemory, MemoryCapError, WASM_PAGE_BYTES } from "./runtime/limit_memory.ts";
+export type { LimitedModule, MemoryLimits } from "./runtime/limit_memory.ts";
+export {
+  FUEL_EXHAUSTED_EXPORT,
+  FUEL_GLOBAL_EXPORT,
+  FUEL_START_EXPORT,
+  FUEL_VERSION,
+  FuelCache,
+  FuelExhaustedError,
+  instrumentFuel,
+  readFuel,
+  startFuel,
+} from "./runtime/fuel.ts";
+export type { FuelCacheOptions, FuelReading } from "./runtime/fuel.ts";
+export {
+  ARTIFACT_FILE_NAMES,
+  ArtifactStore,
+  PROVIDER_STATE_FILE,
+  SAFE_NAME,
+} from "./provider/artifact_store.ts";
+export type {
+  ArtifactEntry,
+  ArtifactSet,
+  ArtifactStoreMetrics,
+  ArtifactStoreOptions,
+  FileVersion,
+  OpenArtifact,
+} from "./provider/artifact_store.ts";
+export { createProviderHandler } from "./provider/provider_handler.ts";
+export type {
+  DiskSpace,
+  ProviderHandler,
+  ProviderHandlerOptions,
+  ProviderMetrics,
+} from "./provider/provider_handler.ts";
+export { fetchArtifacts } from "./provider/fetch_artifacts.ts";
+export type {
+  FetchArtifactsOptions,
+  FetchArtifactsResult,
+  FetchedArtifact,
+} from "./provider/fetch_artifacts.ts";
+export { fetchBootManifest } from "./provider/fetch_boot_manifest.ts";
+export type {
+  FetchBootManifestOptions,
+  FetchedBootManifest,
+} from "./provider/fetch_boot_manifest.ts";
+export { ArtifactFetchError, downloadArtifact } from "./provider/download_artifact.ts";
+export type { DownloadArtifactOptions, DownloadResult } from "./provider/download_artifact.ts";
+export { acceptBootManifest } from "./provider/accept_boot_manifest.ts";
+export type { AcceptBootManifestOptions } from "./provider/accept_boot_manifest.ts";
+export {
+  ArtifactSizeError,
+  hashFile,
+  verifyArtifactFile,
+  verifyArtifacts,
+} from "./provider/verify_artifacts.ts";
+export type { ArtifactCheck } from "./provider/verify_artifacts.ts";
+export {
+  lastAcceptedSequence,
+  readManifestState,
+  recordAcceptedManifest,
+} from "./provider/manifest_state.ts";
+export type { ManifestState, ManifestStateEntry } from "./provider/manifest_state.ts";

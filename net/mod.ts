@@ -1,0 +1,31 @@
+/**
+ * The network part of Phase: the libp2p node, discovery and advertisement. Kept out of the
+ * main `mod.ts` because js-libp2p's dependencies read environment variables when they load
+ * (run with `--ignore-env` or `--allow-env`), while `mod.ts` loads with no permissions.
+ *
+ * @example Two nodes on loopback, one asking the other who it is
+ * ```ts
+ * import { startNode } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using a = await startNode({ mdns: false });
+ * await using b = await startNode({ mdns: false });
+ * const info = await b.queryInfo(a.peerId, { multiaddrs: a.multiaddrs });
+ * assert.equal(info.peer_id, a.peerId);
+ * ```
+ *
+ * @module
+ */
+export { PhaseNode, startNode } from "./node.ts";
+export type { FoundPeer, NodeLogRecord, StartNodeOptions } from "./node.ts";
+export { discoverPeers } from "./discover_peers.ts";
+export type { DiscoveredPeer, DiscoverPeersOptions } from "./discover_peers.ts";
+export { advertiseProvider } from "./advertise_provider.ts";
+export type { AdvertiseProviderOptions } from "./advertise_provider.ts";
+export { capabilityKey, manifestKey } from "./provider_key.ts";
+export { INFO_PROTOCOL, parseNodeInfo } from "./node_info.ts";
+export type { NodeInfo, WasmCapability } from "./node_info.ts";
+export { defaultNodeConfig, parseNodeConfig } from "./node_config.ts";
+export type { NodeConfig, NodeMode } from "./node_config.ts";
+export { defaultStateDir, loadOrCreateIdentity } from "./identity.ts";
+export type { KeyPair } from "../runtime/ed25519.ts";

@@ -229,7 +229,7 @@ Deno.test("unknown channel, arch or artifact gives a JSON 404", async () => {
       ]
     ) {
       const res = await get(path!);
-      assert.equal(res.status, 404, path);
+      assert.equal(res.status, 404, String(path));
       assert.equal(res.headers.get("content-type"), "application/json; charset=utf-8");
       assert.deepEqual(await res.json(), { error: message, status: 404 });
     }

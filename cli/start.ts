@@ -1,6 +1,9 @@
 // deno run --allow-net --allow-sys=networkInterfaces --allow-read --allow-write
-//   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --ignore-env cli/start.ts [flags]
+//   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --ignore-env --allow-run=<deno binary>
+//   cli/start.ts [flags]
 //
+// --allow-run=<deno binary> (Deno.execPath(), spelled out by the task): only to spawn the job
+//   sandbox, a deno process with no permissions at all. Without it the node runs no jobs.
 // --allow-net: listen (0.0.0.0 by default), dial peers, mDNS multicast on 224.0.0.251:5353.
 // --allow-sys=networkInterfaces: mDNS and the addresses of a 0.0.0.0 listener.
 // --allow-read/--allow-write: the state dir (node.key) and --config; a launcher may narrow
@@ -25,9 +28,13 @@ import { parseArgs } from "node:util";
 import { startNode } from "../net/node.ts";
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { defaultNodeConfig, type NodeConfig, parseNodeConfig } from "../net/node_config.ts";
+// Remote execution (issue 6): flags, service and local API; see cli/_exec.ts.
+import { EXEC_FLAGS, EXEC_USAGE, type ExecFlags, parseExecFlags, startExec } from "./_exec.ts";
+import { generateKeyPair } from "../runtime/ed25519.ts";
 
 const _USAGE = `Usage: start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]
-             [--mode internet|local|private] [--config FILE] [--state-dir DIR]`;
+             [--mode internet|local|private] [--config FILE] [--state-dir DIR]
+${EXEC_USAGE}`;
 
 /**
  * Run the `start` subcommand; resolves with the exit code once the node has stopped.
@@ -43,6 +50,7 @@ const _USAGE = `Usage: start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... 
 export async function main(args: string[], signal?: AbortSignal): Promise<number> {
   let config: NodeConfig;
   let stateDirFlag: string | undefined;
+  let execFlags: ExecFlags;
   try {
     const { values } = parseArgs({
       args,
@@ -54,6 +62,7 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
         config: { type: "string" },
         "state-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
+        ...EXEC_FLAGS,
       },
       strict: true,
       allowPositionals: false,
@@ -77,6 +86,7 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
     if (values.bootstrap) config.bootstrap = values.bootstrap;
     if (values["no-mdns"]) config.mdns = false;
     stateDirFlag = values["state-dir"];
+    execFlags = parseExecFlags(values);
   } catch (error) {
     console.error(`error: ${_message(error)}`);
     console.error(_USAGE);
@@ -93,11 +103,15 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
   signal?.addEventListener("abort", onSignal, { once: true });
   try {
     let secretKey: Uint8Array | undefined;
+    let stateDir: string | undefined;
     if (config.mode !== "private") {
-      const stateDir = stateDirFlag ?? config.state_dir ??
+      stateDir = stateDirFlag ?? config.state_dir ??
         defaultStateDir((name) => Deno.env.get(name));
       secretKey = (await loadOrCreateIdentity(stateDir)).secretKey;
     }
+    // Receipts are signed with the PeerId's key, so private mode needs one in hand too.
+    const keyPair = await generateKeyPair(secretKey);
+    secretKey = keyPair.secretKey;
     if (config.mode === "local" && config.bootstrap.length > 0) {
       log({ level: "warn", event: "bootstrap_ignored", reason: "mode local runs no DHT" });
     }
@@ -115,18 +129,27 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
       onLog: log,
       signal: shutdown.signal,
     });
+    let exec: Awaited<ReturnType<typeof startExec>> | undefined;
     try {
+      exec = await startExec(node, execFlags, {
+        keyPair,
+        stateDir,
+        wasm: config.capabilities.wasm,
+        log,
+      });
       console.log(JSON.stringify({
         event: "started",
         peer_id: node.peerId,
         multiaddrs: node.multiaddrs,
         mode: config.mode,
+        ...(exec.apiUrl ? { api_url: exec.apiUrl } : {}),
       }));
       if (!shutdown.signal.aborted) {
         await new Promise((resolve) => shutdown.signal.addEventListener("abort", resolve));
       }
       log({ level: "info", event: "shutting_down" });
     } finally {
+      await exec?.stop();
       await node.stop();
     }
     return 0;

@@ -1,0 +1,297 @@
+/**
+ * A typed client of a node's local API: submit a job, get its verified result.
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { verifyReceipt } from "../runtime/receipt.ts";
+import type { Receipt } from "../runtime/receipt.ts";
+import { peerPublicKey } from "./peer_key.ts";
+import { ReceiptMismatchError } from "../runtime/receipt.ts";
+
+/** Options of {@linkcode Client}. */
+export interface ClientOptions {
+  /** The API base URL, such as `http://127.0.0.1:4000/` (from `<state>/api.json`). */
+  url: string;
+  /** The bearer token (from `<state>/api.token`). */
+  token: string;
+}
+
+/** Options of {@linkcode Client.submit}. */
+export interface ClientSubmitOptions {
+  /** Stdin bytes. @default {empty} */
+  input?: Uint8Array;
+  /** CPU cores. @default {1} */
+  cpu?: number;
+  /** Linear memory limit in bytes. @default {67108864} (64 MiB) */
+  memoryBytes?: number;
+  /** Wall-clock limit in ms. @default {10000} */
+  timeoutMs?: number;
+  /** Workers that must run the job and agree on the output. @default {1} */
+  replicas?: number;
+  /** Only this worker (PeerId) may run it. @default any */
+  worker?: string;
+  /** Aborts the request. */
+  signal?: AbortSignal;
+}
+
+/** Where a job stands. */
+export interface JobStatusInfo {
+  /** Hex job id. */
+  jobId: string;
+  /** `queued`, `running`, `done` or `failed`. */
+  status: "queued" | "running" | "done" | "failed";
+  /** Workers tried. */
+  attempts: number;
+  /** The worker(s) whose result was kept. */
+  workerPeerId?: string;
+  /** The error, when failed (or the last attempt's error). */
+  error?: string;
+}
+
+/** A finished job's verified result. */
+export interface JobResultInfo {
+  /** The job's stdout. */
+  output: Uint8Array;
+  /** The job's stderr. */
+  stderr: Uint8Array;
+  /** The exit code, or null when the job did not end by itself. */
+  exitCode: number | null;
+  /** `stop`, `length`, `cancelled` or `error`. */
+  completion: string;
+  /** The worker's signed receipt. */
+  receipt: Receipt;
+  /** The worker that ran it (comma-separated when replicated). */
+  workerPeerId: string;
+  /** Always true: the receipt was checked here too (signature by the worker's PeerId key, job id, output). */
+  verified: true;
+}
+
+/** Thrown by {@linkcode Client.result} when the job failed. */
+export class JobFailedError extends Error {
+  /**
+   * Make the error.
+   *
+   * @example
+   * ```ts
+   * import { JobFailedError } from "./client.ts";
+   * import assert from "node:assert/strict";
+   * assert.equal(new JobFailedError("x").name, "JobFailedError");
+   * ```
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "JobFailedError";
+  }
+}
+
+/**
+ * Client of a node's local API.
+ *
+ * @example
+ * ```ts
+ * import { Client } from "./client.ts";
+ * import { createLocalApiHandler } from "./local_api.ts";
+ * import { localDispatcher, Scheduler } from "./scheduler.ts";
+ * import { JobStore } from "./job_store.ts";
+ * import { JobWorker } from "./job_worker.ts";
+ * import { WorkerPolicy } from "./worker_policy.ts";
+ * import { generateKeyPair } from "../runtime/ed25519.ts";
+ * import { toHex } from "../runtime/digest.ts";
+ * import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
+ * import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+ * import assert from "node:assert/strict";
+ *
+ * // A node's API over a scheduler with one in-process worker.
+ * const workerKeys = await generateKeyPair();
+ * const peerId = peerIdFromPrivateKey(
+ *   await generateKeyPairFromSeed("Ed25519", workerKeys.secretKey),
+ * ).toString();
+ * const worker = new JobWorker({ keyPair: workerKeys, peerId, sandbox: "worker",
+ *   policy: new WorkerPolicy({ arch: "x86_64" }) });
+ * const requester = await generateKeyPair();
+ * using store = JobStore.open(":memory:");
+ * const scheduler = new Scheduler({ store, keyPair: requester,
+ *   dispatcher: localDispatcher({ [peerId]: worker }, toHex(requester.publicKey)) });
+ * const token = "t".repeat(32);
+ * await using server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} },
+ *   createLocalApiHandler({ token, jobs: scheduler }));
+ *
+ * const client = new Client({ url: `http://127.0.0.1:${server.addr.port}/`, token });
+ * const module = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+ * const id = await client.submit(module, { input: new TextEncoder().encode("Hello") });
+ * const result = await client.result(id, { waitMs: 10_000 });
+ * assert.equal(new TextDecoder().decode(result.output), "olleH");
+ * assert.equal(result.verified, true);
+ * await scheduler.stop();
+ * worker.stop();
+ * ```
+ */
+export class Client {
+  #url: URL;
+  #token: string;
+
+  /**
+   * Make a client; nothing is sent until a call.
+   *
+   * @example
+   * ```ts
+   * import { Client } from "./client.ts";
+   * import assert from "node:assert/strict";
+   * assert.throws(() => new Client({ url: "not a url", token: "t".repeat(32) }), TypeError);
+   * ```
+   */
+  constructor(options: ClientOptions) {
+    const { url, token } = options;
+    try {
+      this.#url = new URL(url);
+    } catch (cause) {
+      throw new TypeError(`Cannot use API URL '${url}'`, { cause });
+    }
+    if (typeof token !== "string" || token.length < 16) {
+      throw new TypeError("Cannot use API token: expected at least 16 characters");
+    }
+    this.#token = token;
+  }
+
+  /**
+   * Submit a job; resolves with its hex job id.
+   *
+   * @throws {Error} If the node refuses the job.
+   */
+  async submit(module: Uint8Array, options: ClientSubmitOptions = {}): Promise<string> {
+    const { input, cpu, memoryBytes, timeoutMs, replicas, worker, signal } = options;
+    const body: Record<string, unknown> = { module: Buffer.from(module).toString("base64") };
+    if (input) body.input = Buffer.from(input).toString("base64");
+    if (cpu !== undefined) body.cpu = cpu;
+    if (memoryBytes !== undefined) body.memory_bytes = memoryBytes;
+    if (timeoutMs !== undefined) body.timeout_ms = timeoutMs;
+    if (replicas !== undefined) body.replicas = replicas;
+    if (worker !== undefined) body.worker = worker;
+    const { status, json } = await this.#call("jobs", {
+      method: "POST",
+      body: JSON.stringify(body),
+      ...(signal ? { signal } : {}),
+    });
+    if (status !== 201 || typeof json.job_id !== "string") {
+      throw new Error(`Cannot submit job: ${json.error ?? `HTTP ${status}`}`);
+    }
+    return json.job_id;
+  }
+
+  /**
+   * Where a job stands.
+   *
+   * @throws {RangeError} If the node does not know the job.
+   */
+  async status(jobId: string, options: { signal?: AbortSignal } = {}): Promise<JobStatusInfo> {
+    const { status, json } = await this.#call(`jobs/${_id(jobId)}`, options);
+    if (status === 404) throw new RangeError(`Cannot find job ${jobId}`);
+    if (status !== 200) throw new Error(`Cannot get job ${jobId}: ${json.error ?? status}`);
+    return _statusInfo(json);
+  }
+
+  /**
+   * A finished job's result, verified here as well: the receipt must be signed by the key of the
+   * worker's PeerId, name this job id and commit to the output returned. With `waitMs`, waits
+   * that long for the job to finish.
+   *
+   * @throws {JobFailedError} If the job failed (no worker returned a verified result).
+   * @throws {Error} If it is not finished (yet).
+   * @throws {SignatureError | ReceiptMismatchError} If the receipt does not verify.
+   */
+  async result(
+    jobId: string,
+    options: { waitMs?: number; signal?: AbortSignal } = {},
+  ): Promise<JobResultInfo> {
+    const { waitMs = 0, signal } = options;
+    const deadline = Date.now() + waitMs;
+    while (true) {
+      const left = Math.max(0, deadline - Date.now());
+      const { status, json } = await this.#call(
+        `jobs/${_id(jobId)}/result${left > 0 ? `?wait=${Math.min(left, 60_000)}` : ""}`,
+        signal ? { signal } : {},
+      );
+      if (status === 404) throw new RangeError(`Cannot find job ${jobId}`);
+      if (status === 409) throw new JobFailedError(`Job ${jobId} failed: ${json.error}`);
+      if (status === 202) {
+        if (Date.now() < deadline) continue;
+        throw new Error(`Cannot get result of job ${jobId}: it is still ${json.status}`);
+      }
+      if (status !== 200) {
+        throw new Error(`Cannot get result of job ${jobId}: ${json.error ?? status}`);
+      }
+      return await _verified(jobId, json);
+    }
+  }
+
+  async #call(
+    path: string,
+    init: RequestInit,
+  ): Promise<{ status: number; json: Record<string, string> & Record<string, unknown> }> {
+    const response = await fetch(new URL(path, this.#url), {
+      ...init,
+      headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+    });
+    const text = await response.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new SyntaxError(`Cannot parse API answer (HTTP ${response.status})`);
+    }
+    return { status: response.status, json };
+  }
+}
+
+async function _verified(
+  jobId: string,
+  json: Record<string, unknown>,
+): Promise<JobResultInfo> {
+  const output = new Uint8Array(Buffer.from(String(json.output ?? ""), "base64"));
+  const stderr = new Uint8Array(Buffer.from(String(json.stderr ?? ""), "base64"));
+  const workers = String(json.worker_peer_id ?? "");
+  const first = workers.split(",")[0]!;
+  const receipt = await verifyReceipt(json.receipt, {
+    publicKey: peerPublicKey(first),
+    jobId,
+    output,
+  });
+  const extra = receipt.result.metrics.extra;
+  for (const field of ["module_hash", "input_hash"] as const) {
+    if (extra[field] !== json[field]) {
+      throw new ReceiptMismatchError(field, String(json[field]), String(extra[field]));
+    }
+  }
+  const exitCode = json.exit_code === null ? null : Number(json.exit_code);
+  if ((extra.exit_code ?? null) !== (exitCode === null ? null : String(exitCode))) {
+    throw new ReceiptMismatchError("exit_code", String(extra.exit_code), String(exitCode));
+  }
+  return {
+    output,
+    stderr,
+    exitCode,
+    completion: receipt.result.completion,
+    receipt,
+    workerPeerId: workers,
+    verified: true,
+  };
+}
+
+function _statusInfo(json: Record<string, unknown>): JobStatusInfo {
+  const info: JobStatusInfo = {
+    jobId: String(json.job_id),
+    status: json.status as JobStatusInfo["status"],
+    attempts: Number(json.attempts ?? 0),
+  };
+  if (typeof json.worker_peer_id === "string") info.workerPeerId = json.worker_peer_id;
+  if (typeof json.error === "string") info.error = json.error;
+  return info;
+}
+
+function _id(jobId: string): string {
+  if (!/^[0-9a-f]{64}$/.test(jobId)) {
+    throw new TypeError(`Cannot use job id '${jobId}': expected 64 lowercase hex`);
+  }
+  return jobId;
+}

@@ -1,0 +1,176 @@
+/**
+ * Remote execution on a running {@linkcode PhaseNode}: the worker protocols (when the node offers
+ * the `wasm` capability), the scheduler that sends this node's jobs to peers, the job store and
+ * the local API handler. `cli/start.ts` starts it after the node; `Deno.serve` stays in the CLI.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { peerIdFromString } from "@libp2p/peer-id";
+import type { KeyPair } from "../runtime/ed25519.ts";
+import type { PhaseNode } from "./node.ts";
+import { capabilityKey } from "./provider_key.ts";
+import { JOB_OFFER_PROTOCOL, sendJobOffer } from "./job_protocol.ts";
+import { JOB_EXEC_PROTOCOL, requestJobExec } from "./job_exec_protocol.ts";
+import { JobStore } from "./job_store.ts";
+import { JobWorker } from "./job_worker.ts";
+import { type Dispatcher, Scheduler } from "./scheduler.ts";
+import { WorkerPolicy, type WorkerPolicyOptions } from "./worker_policy.ts";
+import { createLocalApiHandler } from "./local_api.ts";
+
+/** File name of the job database in the state dir. */
+export const JOB_DB_FILE = "jobs.db";
+
+/** Options of {@linkcode startExecService}. */
+export interface ExecServiceOptions {
+  /** The node's key pair (its PeerId's key): signs manifests and receipts. */
+  keyPair: KeyPair;
+  /** State dir holding `jobs.db`; without it jobs live in memory only. @default none */
+  stateDir?: string;
+  /** Run jobs for peers under this policy, or `false` to only submit. @default {{}} */
+  worker?: WorkerPolicyOptions | false;
+  /** API bearer token; without it no API handler is made. @default none */
+  apiToken?: string;
+  /** Scheduler retries per replica. @default {5} */
+  maxAttempts?: number;
+  /** Test only: the worker corrupts the output it returns. @default {false} */
+  tamperResultsForTests?: boolean;
+  /** Per-stream time limit, in ms. @default {10000} */
+  streamTimeoutMs?: number;
+  /** Receives structured log records. */
+  onLog?: (record: Record<string, unknown>) => void;
+}
+
+/** A running execution service; see {@linkcode startExecService}. */
+export interface ExecService {
+  /** Sends this node's jobs to workers. */
+  scheduler: Scheduler;
+  /** The job database. */
+  store: JobStore;
+  /** Runs peers' jobs, when this node is a worker. */
+  worker: JobWorker | undefined;
+  /** The local API handler, when a token was given. */
+  handler: ((request: Request) => Promise<Response>) | undefined;
+  /** Stop scheduling and working, close the database; idempotent. */
+  stop(): Promise<void>;
+  /** Same as `stop`. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Add remote execution to a started node.
+ *
+ * @example
+ * ```ts
+ * import { startNode } from "./node.ts";
+ * import { startExecService } from "./exec_service.ts";
+ * import { loadOrCreateIdentity } from "./identity.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const keyPair = await loadOrCreateIdentity(dir);
+ * await using node = await startNode({ secretKey: keyPair.secretKey, mdns: false, dht: false });
+ * await using exec = await startExecService(node, { keyPair, worker: false });
+ * assert.equal(exec.worker, undefined);
+ * await exec.stop();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function startExecService(
+  node: PhaseNode,
+  options: ExecServiceOptions,
+): Promise<ExecService> {
+  const {
+    keyPair,
+    stateDir,
+    worker: policyOptions = {},
+    apiToken,
+    maxAttempts = 5,
+    tamperResultsForTests = false,
+    streamTimeoutMs = 10_000,
+    onLog,
+  } = options;
+  const libp2p = node.libp2p;
+  const arch = node.info().arch;
+  const store = JobStore.open(stateDir ? join(stateDir, JOB_DB_FILE) : ":memory:");
+  let worker: JobWorker | undefined;
+  try {
+    if (policyOptions !== false) {
+      worker = new JobWorker({
+        keyPair,
+        peerId: node.peerId,
+        policy: new WorkerPolicy({ arch, ...policyOptions }),
+        store,
+        sandbox: "process",
+        tamperResultsForTests,
+        ...(onLog ? { onLog } : {}),
+      });
+      await worker.attach(libp2p, { streamTimeoutMs });
+    }
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  let turn = 0;
+  const dispatcher: Dispatcher = {
+    async candidates(signal) {
+      const known: string[] = [];
+      const unknown: string[] = [];
+      for (const peer of libp2p.getPeers()) {
+        const protocols: string[] = await libp2p.peerStore.get(peer).then(
+          (p) => p.protocols,
+          () => [],
+        );
+        if (protocols.includes(JOB_OFFER_PROTOCOL)) known.push(peer.toString());
+        else if (protocols.length === 0) unknown.push(peer.toString());
+      }
+      if (known.length === 0 && libp2p.services.dht) {
+        const found = await node.findProviders(capabilityKey(arch), { limit: 20, signal })
+          .catch(() => []);
+        for (const peer of found) {
+          if (peer.peerId !== node.peerId && !known.includes(peer.peerId)) known.push(peer.peerId);
+        }
+      }
+      // Rotate, so concurrent jobs spread over the workers.
+      const start = known.length ? turn++ % known.length : 0;
+      return [...known.slice(start), ...known.slice(0, start), ...unknown];
+    },
+    async offer(peer, offer, signal) {
+      const stream = await libp2p.dialProtocol(peerIdFromString(peer), JOB_OFFER_PROTOCOL, {
+        signal,
+      });
+      return await sendJobOffer(stream, offer, { signal });
+    },
+    async exec(peer, request, signal) {
+      const stream = await libp2p.dialProtocol(peerIdFromString(peer), JOB_EXEC_PROTOCOL, {
+        signal,
+      });
+      return await requestJobExec(stream, request, { signal });
+    },
+  };
+  const scheduler = new Scheduler({
+    store,
+    keyPair,
+    dispatcher,
+    arch,
+    maxAttempts,
+    ...(onLog ? { onLog } : {}),
+  });
+  const resumed = scheduler.resume();
+  if (resumed.length > 0) onLog?.({ level: "info", event: "jobs_resumed", job_ids: resumed });
+  const handler = apiToken
+    ? createLocalApiHandler({ token: apiToken, jobs: scheduler })
+    : undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      worker?.stop();
+      await scheduler.stop();
+      await Promise.allSettled([
+        libp2p.unhandle(JOB_OFFER_PROTOCOL),
+        libp2p.unhandle(JOB_EXEC_PROTOCOL),
+      ]);
+      store.close();
+    })();
+  return { scheduler, store, worker, handler, stop, [Symbol.asyncDispose]: stop };
+}

@@ -1,0 +1,256 @@
+/**
+ * Persistent jobs and receipts in an embedded SQLite database (`node:sqlite`), so a restarted
+ * node loses no result: submitted jobs with their module and input, their state, the verified
+ * output and receipt; and the receipts a worker signed.
+ *
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import type { JobManifest } from "../runtime/job_manifest.ts";
+import type { Receipt } from "../runtime/receipt.ts";
+
+/** Where a job stands. */
+export type JobStatus = "queued" | "running" | "done" | "failed";
+
+/** What a requester asked for besides the manifest. */
+export interface JobRequestOptions {
+  /** CPU cores asked for. */
+  cpu: number;
+  /** Workers that must run the job and agree on the output. */
+  replicas: number;
+  /** Only this worker (PeerId) may run it, when set. */
+  worker?: string;
+}
+
+/** A job as stored. */
+export interface JobRecord {
+  /** Hex job id. */
+  jobId: string;
+  /** Where it stands. */
+  status: JobStatus;
+  /** The signed manifest. */
+  manifest: JobManifest;
+  /** Requester options. */
+  options: JobRequestOptions;
+  /** Creation time, ms since the epoch. */
+  createdAt: number;
+  /** Last change, ms since the epoch. */
+  updatedAt: number;
+  /** Workers tried so far. */
+  attempts: number;
+  /** The worker(s) whose verified result was kept, comma separated. */
+  workerPeerId?: string;
+  /** Why it failed (or the last attempt's error). */
+  error?: string;
+  /** The job's exit code. */
+  exitCode?: number | null;
+  /** How it ended. */
+  completion?: string;
+  /** The verified stdout. */
+  stdout?: Uint8Array;
+  /** The verified stderr. */
+  stderr?: Uint8Array;
+  /** The verified receipt. */
+  receipt?: Receipt;
+}
+
+/** Fields {@linkcode JobStore.update} may change. */
+export type JobPatch = Partial<
+  Pick<
+    JobRecord,
+    | "status"
+    | "attempts"
+    | "workerPeerId"
+    | "error"
+    | "exitCode"
+    | "completion"
+    | "stdout"
+    | "stderr"
+    | "receipt"
+  >
+>;
+
+const _SCHEMA = `
+CREATE TABLE IF NOT EXISTS modules (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY, status TEXT NOT NULL, manifest TEXT NOT NULL, options TEXT NOT NULL,
+  input BLOB NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0, worker_peer_id TEXT, error TEXT, exit_code INTEGER,
+  completion TEXT, stdout BLOB, stderr BLOB, receipt TEXT);
+CREATE TABLE IF NOT EXISTS receipts (
+  job_id TEXT NOT NULL, peer_id TEXT NOT NULL, role TEXT NOT NULL, receipt TEXT NOT NULL,
+  created_at INTEGER NOT NULL, PRIMARY KEY (job_id, peer_id, role));
+`;
+
+/**
+ * Jobs and receipts in SQLite. Open with {@linkcode JobStore.open}; close when done.
+ *
+ * @example
+ * ```ts
+ * import { JobStore } from "./job_store.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using store = JobStore.open(":memory:");
+ * store.putModule("sha256:" + "a".repeat(64), new Uint8Array([0, 97, 115, 109]));
+ * assert.deepEqual(store.getModule("sha256:" + "a".repeat(64)), new Uint8Array([0, 97, 115, 109]));
+ * ```
+ */
+export class JobStore {
+  #db: DatabaseSync;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /**
+   * Open (creating if needed) the database at `path` (`:memory:` for a throwaway one).
+   *
+   * @example
+   * ```ts
+   * import { JobStore } from "./job_store.ts";
+   * const store = JobStore.open(":memory:");
+   * store.close();
+   * ```
+   */
+  static open(path: string): JobStore {
+    const db = new DatabaseSync(path);
+    try {
+      db.exec(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+      );
+      db.exec(_SCHEMA);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    return new JobStore(db);
+  }
+
+  /** Store a module by its `sha256:` tag (kept once). */
+  putModule(hash: string, bytes: Uint8Array): void {
+    this.#db.prepare("INSERT OR IGNORE INTO modules (hash, bytes) VALUES (?, ?)").run(hash, bytes);
+  }
+
+  /** A stored module, or `undefined`. */
+  getModule(hash: string): Uint8Array | undefined {
+    const row = this.#db.prepare("SELECT bytes FROM modules WHERE hash = ?").get(hash) as
+      | { bytes: Uint8Array }
+      | undefined;
+    return row ? new Uint8Array(row.bytes) : undefined;
+  }
+
+  /** Add a new job in state `queued`; its module must be stored with {@linkcode putModule}. */
+  insert(job: {
+    jobId: string;
+    manifest: JobManifest;
+    input: Uint8Array;
+    options: JobRequestOptions;
+  }): void {
+    const now = Date.now();
+    this.#db.prepare(
+      "INSERT INTO jobs (job_id, status, manifest, options, input, created_at, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?)",
+    ).run(
+      job.jobId,
+      JSON.stringify(job.manifest),
+      JSON.stringify(job.options),
+      job.input,
+      now,
+      now,
+    );
+  }
+
+  /** A job, or `undefined` if unknown. */
+  get(jobId: string): JobRecord | undefined {
+    const row = this.#db.prepare("SELECT * FROM jobs WHERE job_id = ?").get(jobId) as
+      | Record<string, unknown>
+      | undefined;
+    return row ? _record(row) : undefined;
+  }
+
+  /** A job's input bytes. */
+  input(jobId: string): Uint8Array | undefined {
+    const row = this.#db.prepare("SELECT input FROM jobs WHERE job_id = ?").get(jobId) as
+      | { input: Uint8Array }
+      | undefined;
+    return row ? new Uint8Array(row.input) : undefined;
+  }
+
+  /** Change fields of a job. */
+  update(jobId: string, patch: JobPatch): void {
+    const columns: Record<string, unknown> = {
+      status: patch.status,
+      attempts: patch.attempts,
+      worker_peer_id: patch.workerPeerId,
+      error: patch.error,
+      exit_code: patch.exitCode,
+      completion: patch.completion,
+      stdout: patch.stdout,
+      stderr: patch.stderr,
+      receipt: patch.receipt === undefined ? undefined : JSON.stringify(patch.receipt),
+    };
+    const set = Object.entries(columns).filter(([, v]) => v !== undefined);
+    const sql = `UPDATE jobs SET ${set.map(([k]) => `${k} = ?`).join(", ")}${
+      set.length ? ", " : ""
+    }updated_at = ? WHERE job_id = ?`;
+    this.#db.prepare(sql).run(
+      ...set.map(([, v]) => v as string | number | Uint8Array | null),
+      Date.now(),
+      jobId,
+    );
+  }
+
+  /** Ids of jobs not finished (queued or running), oldest first. */
+  unfinished(): string[] {
+    const rows = this.#db.prepare(
+      "SELECT job_id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at",
+    ).all() as { job_id: string }[];
+    return rows.map((row) => row.job_id);
+  }
+
+  /** Record a receipt: one this node signed as a worker, or one it verified as requester. */
+  addReceipt(jobId: string, peerId: string, role: "worker" | "requester", receipt: Receipt): void {
+    this.#db.prepare(
+      "INSERT OR REPLACE INTO receipts (job_id, peer_id, role, receipt, created_at) VALUES (?, ?, ?, ?, ?)",
+    ).run(jobId, peerId, role, JSON.stringify(receipt), Date.now());
+  }
+
+  /** The receipts recorded for a job. */
+  receipts(jobId: string): { peerId: string; role: string; receipt: Receipt }[] {
+    const rows = this.#db.prepare(
+      "SELECT peer_id, role, receipt FROM receipts WHERE job_id = ? ORDER BY created_at",
+    ).all(jobId) as { peer_id: string; role: string; receipt: string }[];
+    return rows.map((r) => ({ peerId: r.peer_id, role: r.role, receipt: JSON.parse(r.receipt) }));
+  }
+
+  /** Close the database; idempotent. */
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  /** Close the database. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function _record(row: Record<string, unknown>): JobRecord {
+  const record: JobRecord = {
+    jobId: row.job_id as string,
+    status: row.status as JobStatus,
+    manifest: JSON.parse(row.manifest as string),
+    options: JSON.parse(row.options as string),
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+    attempts: Number(row.attempts),
+  };
+  if (row.worker_peer_id != null) record.workerPeerId = row.worker_peer_id as string;
+  if (row.error != null) record.error = row.error as string;
+  if (row.completion != null) {
+    record.completion = row.completion as string;
+    record.exitCode = row.exit_code == null ? null : Number(row.exit_code);
+  }
+  if (row.stdout != null) record.stdout = new Uint8Array(row.stdout as Uint8Array);
+  if (row.stderr != null) record.stderr = new Uint8Array(row.stderr as Uint8Array);
+  if (row.receipt != null) record.receipt = JSON.parse(row.receipt as string);
+  return record;
+}

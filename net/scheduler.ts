@@ -1,0 +1,612 @@
+/**
+ * The requester side of remote execution: sign a manifest, offer the job to workers, send it
+ * to one that accepts, verify the receipt against that worker's PeerId key and bind it to the
+ * job; retry on another worker when one rejects, dies or returns a bad result; optionally run
+ * on N workers and compare their output commitments. Jobs and results persist in a
+ * {@linkcode JobStore}.
+ *
+ * @module
+ */
+import { sha256TagAsync, toHex } from "../runtime/digest.ts";
+import type { KeyPair } from "../runtime/ed25519.ts";
+import {
+  jobIdOf,
+  type JobManifest,
+  jobSpecHash,
+  signJobManifest,
+} from "../runtime/job_manifest.ts";
+import { verifyReceipt } from "../runtime/receipt.ts";
+import {
+  encodeExecRequest,
+  encodeExecResponse,
+  type ExecDone,
+  type ExecRequest,
+  type ExecResponse,
+  parseExecRequest,
+  parseExecResponse,
+} from "./job_exec_protocol.ts";
+import {
+  describeReason,
+  encodeOfferMessage,
+  type JobOffer,
+  type OfferResponse,
+  parseJobOffer,
+  parseOfferResponse,
+} from "./job_protocol.ts";
+import type { JobWorker } from "./job_worker.ts";
+import type { JobRecord, JobRequestOptions, JobStore } from "./job_store.ts";
+import { peerPublicKey } from "./peer_key.ts";
+
+/** How the scheduler reaches workers; {@linkcode Scheduler} is transport-free. */
+export interface Dispatcher {
+  /** PeerIds of workers worth offering jobs to, best first. */
+  candidates(signal: AbortSignal): Promise<string[]>;
+  /** Offer a job to a worker. */
+  offer(peerId: string, offer: JobOffer, signal: AbortSignal): Promise<OfferResponse>;
+  /** Send a job to a worker and wait for its answer. */
+  exec(peerId: string, request: ExecRequest, signal: AbortSignal): Promise<ExecResponse>;
+}
+
+/** Options of {@linkcode Scheduler}. */
+export interface SchedulerOptions {
+  /** Where jobs, modules and results persist. */
+  store: JobStore;
+  /** The requester's key pair: signs job manifests. */
+  keyPair: KeyPair;
+  /** How workers are reached. */
+  dispatcher: Dispatcher;
+  /** Architecture asked of workers. @default {"x86_64"} */
+  arch?: string;
+  /** Workers tried per replica before the job fails. @default {5} */
+  maxAttempts?: number;
+  /** Jobs dispatched at once; more wait. @default {64} */
+  maxInflight?: number;
+  /** Extra time granted over a job's own limit before a worker is given up on, in ms. @default {15000} */
+  graceMs?: number;
+  /**
+   * Times a replica backs off and offers again when workers answer `QueueFull` (exponential
+   * backoff up to 2 s each), before that counts as a failed attempt. @default {12}
+   */
+  maxBusyRetries?: number;
+  /** Receives structured log records. */
+  onLog?: (record: Record<string, unknown>) => void;
+}
+
+/** Options of {@linkcode Scheduler.submit}. */
+export interface SubmitOptions {
+  /** Stdin bytes. @default {empty} */
+  input?: Uint8Array;
+  /** CPU cores. @default {1} */
+  cpu?: number;
+  /** Linear memory limit in bytes. @default {67108864} (64 MiB) */
+  memoryBytes?: number;
+  /** Wall-clock limit in ms. @default {10000} */
+  timeoutMs?: number;
+  /** Workers that must run the job and agree on its output. @default {1} */
+  replicas?: number;
+  /** Run only on this worker (PeerId). @default any */
+  worker?: string;
+}
+
+/** A verified result from one worker. */
+interface _Verified {
+  peerId: string;
+  done: ExecDone;
+}
+
+/**
+ * Schedules jobs onto workers and keeps their verified results.
+ *
+ * @example
+ * ```ts
+ * import { Scheduler } from "./scheduler.ts";
+ * import { JobStore } from "./job_store.ts";
+ * import { generateKeyPair } from "../runtime/ed25519.ts";
+ * import assert from "node:assert/strict";
+ *
+ * using store = JobStore.open(":memory:");
+ * const scheduler = new Scheduler({ store, keyPair: await generateKeyPair(), dispatcher: {
+ *   candidates: () => Promise.resolve([]),
+ *   offer: () => Promise.reject(new Error("unused")),
+ *   exec: () => Promise.reject(new Error("unused")),
+ * } });
+ * const id = await scheduler.submit(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
+ * const job = await scheduler.wait(id);
+ * assert.equal(job.status, "failed");
+ * await scheduler.stop();
+ * ```
+ */
+export class Scheduler {
+  #o: Required<Omit<SchedulerOptions, "onLog">> & Pick<SchedulerOptions, "onLog">;
+  #controller = new AbortController();
+  #running = new Map<string, Promise<void>>();
+  #slots: number;
+  #waiting: Array<() => void> = [];
+  #watchers = new Map<string, Set<() => void>>();
+
+  /**
+   * Make a scheduler; call {@linkcode Scheduler.resume} to pick up jobs a previous run left.
+   *
+   * @example
+   * ```ts
+   * import { Scheduler } from "./scheduler.ts";
+   * import { JobStore } from "./job_store.ts";
+   * import { generateKeyPair } from "../runtime/ed25519.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using store = JobStore.open(":memory:");
+   * const dispatcher = { candidates: () => Promise.resolve([]), offer: () => Promise.reject(),
+   *   exec: () => Promise.reject() };
+   * assert.throws(() => new Scheduler({ store, keyPair: {} as never, dispatcher, maxAttempts: 0 }),
+   *   RangeError);
+   * ```
+   */
+  constructor(options: SchedulerOptions) {
+    const {
+      store,
+      keyPair,
+      dispatcher,
+      arch = "x86_64",
+      maxAttempts = 5,
+      maxInflight = 64,
+      graceMs = 15_000,
+      maxBusyRetries = 12,
+      onLog,
+    } = options;
+    for (const [name, value] of Object.entries({ maxAttempts, maxInflight, graceMs })) {
+      if (!Number.isSafeInteger(value) || value < 1) {
+        throw new RangeError(`Cannot use ${name} ${value}: expected a positive integer`);
+      }
+    }
+    if (!Number.isSafeInteger(maxBusyRetries) || maxBusyRetries < 0) {
+      throw new RangeError(`Cannot use maxBusyRetries ${maxBusyRetries}: expected an integer >= 0`);
+    }
+    this.#o = {
+      store,
+      keyPair,
+      dispatcher,
+      arch,
+      maxAttempts,
+      maxInflight,
+      graceMs,
+      maxBusyRetries,
+      ...(onLog ? { onLog } : {}),
+    };
+    this.#slots = maxInflight;
+  }
+
+  /**
+   * Store a job and start scheduling it; resolves with its hex job id at once.
+   *
+   * @throws {RangeError} If an option is out of range.
+   */
+  async submit(module: Uint8Array, options: SubmitOptions = {}): Promise<string> {
+    const {
+      input = new Uint8Array(),
+      cpu = 1,
+      memoryBytes = 64 * 2 ** 20,
+      timeoutMs = 10_000,
+      replicas = 1,
+      worker,
+    } = options;
+    if (!(module instanceof Uint8Array) || module.length === 0) {
+      throw new TypeError("Cannot submit job: module must be a non-empty Uint8Array");
+    }
+    for (
+      const [name, value, max] of [
+        ["cpu", cpu, 256],
+        ["memoryBytes", memoryBytes, 2 ** 32],
+        ["timeoutMs", timeoutMs, 24 * 3600_000],
+        ["replicas", replicas, 16],
+      ] as const
+    ) {
+      if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+        throw new RangeError(
+          `Cannot submit job: ${name} must be an integer from 1 to ${max}, got ${value}`,
+        );
+      }
+    }
+    const moduleHash = await sha256TagAsync(module);
+    const manifest = await signJobManifest({
+      kind: "wasm",
+      module_cid: moduleHash,
+      input: await sha256TagAsync(input),
+      max_duration_ms: timeoutMs,
+      max_memory_bytes: memoryBytes,
+    }, { keyPair: this.#o.keyPair });
+    const jobId = jobIdOf(manifest);
+    const jobOptions: JobRequestOptions = { cpu, replicas, ...(worker ? { worker } : {}) };
+    this.#o.store.putModule(moduleHash, module);
+    // Job ids are content addresses with one-second timestamps: the same job submitted twice
+    // within a second is the same job.
+    const existing = this.#o.store.get(jobId);
+    if (existing) {
+      if (existing.status === "failed") this.#o.store.update(jobId, { status: "queued" });
+    } else {
+      this.#o.store.insert({ jobId, manifest, input, options: jobOptions });
+    }
+    this.#start(jobId);
+    return jobId;
+  }
+
+  /** Restart every job a previous run left queued or running. */
+  resume(): string[] {
+    const ids = this.#o.store.unfinished();
+    for (const id of ids) this.#start(id);
+    return ids;
+  }
+
+  /** A job as stored, or `undefined`. */
+  get(jobId: string): JobRecord | undefined {
+    return this.#o.store.get(jobId);
+  }
+
+  /**
+   * Wait until a job is done or failed (or the signal aborts), then return it.
+   *
+   * @throws {RangeError} If the job is unknown.
+   */
+  async wait(jobId: string, options: { signal?: AbortSignal } = {}): Promise<JobRecord> {
+    const { signal } = options;
+    while (true) {
+      const job = this.#o.store.get(jobId);
+      if (!job) throw new RangeError(`Cannot find job ${jobId}`);
+      if (job.status === "done" || job.status === "failed" || signal?.aborted) return job;
+      await new Promise<void>((resolve) => {
+        const set = this.#watchers.get(jobId) ?? new Set();
+        this.#watchers.set(jobId, set);
+        const wake = () => {
+          set.delete(wake);
+          if (set.size === 0) this.#watchers.delete(jobId);
+          signal?.removeEventListener("abort", wake);
+          resolve();
+        };
+        set.add(wake);
+        signal?.addEventListener("abort", wake, { once: true });
+      });
+    }
+  }
+
+  /** Stop scheduling; running attempts are cancelled (their jobs stay queued for resume). */
+  async stop(): Promise<void> {
+    this.#controller.abort(new Error("The scheduler stopped"));
+    for (const wake of this.#waiting.splice(0)) wake();
+    await Promise.allSettled(this.#running.values());
+    for (const set of this.#watchers.values()) for (const wake of [...set]) wake();
+  }
+
+  /** Stop scheduling. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  #start(jobId: string): void {
+    if (this.#running.has(jobId)) return;
+    const run = this.#run(jobId).catch((error) => {
+      if (!this.#controller.signal.aborted) {
+        this.#fail(jobId, `Cannot run job: ${_message(error)}`);
+      }
+    }).finally(() => {
+      this.#running.delete(jobId);
+      this.#notify(jobId);
+    });
+    this.#running.set(jobId, run);
+  }
+
+  async #run(jobId: string): Promise<void> {
+    const signal = this.#controller.signal;
+    if (this.#slots === 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    if (signal.aborted) return;
+    this.#slots--;
+    try {
+      const store = this.#o.store;
+      const job = store.get(jobId)!;
+      const module = store.getModule(job.manifest.payload.module_cid);
+      const input = store.input(jobId);
+      if (!module || !input) {
+        return this.#fail(jobId, "Cannot run job: its module or input is lost");
+      }
+      store.update(jobId, { status: "running" });
+      this.#notify(jobId);
+      const claimed = new Set<string>();
+      const offered = new Set<string>();
+      const errors: string[] = [];
+      const replicas = Math.max(1, job.options.replicas);
+      const results = await Promise.all(
+        Array.from(
+          { length: replicas },
+          () => this.#runReplica(job, module, input, { claimed, offered, errors }, signal),
+        ),
+      );
+      if (signal.aborted) return;
+      store.update(jobId, { attempts: offered.size });
+      const good = results.filter((r): r is _Verified => r !== undefined);
+      if (good.length < replicas) {
+        return this.#fail(
+          jobId,
+          `Cannot run job: ${good.length} of ${replicas} workers returned a verified result; ${
+            errors.slice(-5).join("; ") || "no worker found"
+          }`,
+        );
+      }
+      const commitments = new Set(
+        good.map((r) => toHex(Uint8Array.from(r.done.receipt.result.output_commitment))),
+      );
+      if (commitments.size > 1) {
+        return this.#fail(
+          jobId,
+          `Cannot accept job result: replicas disagree (${
+            good.map((r) =>
+              `${r.peerId}: ${
+                toHex(Uint8Array.from(r.done.receipt.result.output_commitment)).slice(0, 16)
+              }`
+            ).join(", ")
+          })`,
+        );
+      }
+      const { done } = good[0]!;
+      for (const r of good) store.addReceipt(jobId, r.peerId, "requester", r.done.receipt);
+      store.update(jobId, {
+        status: "done",
+        workerPeerId: good.map((r) => r.peerId).join(","),
+        exitCode: done.exit_code,
+        completion: done.completion,
+        stdout: done.stdout,
+        stderr: done.stderr,
+        receipt: done.receipt,
+        ...(done.error ? { error: done.error } : {}),
+      });
+      this.#log("info", "job_done", { job_id: jobId, workers: good.map((r) => r.peerId) });
+    } finally {
+      this.#slots++;
+      this.#waiting.shift()?.();
+    }
+  }
+
+  async #runReplica(
+    job: JobRecord,
+    module: Uint8Array,
+    input: Uint8Array,
+    tally: { claimed: Set<string>; offered: Set<string>; errors: string[] },
+    signal: AbortSignal,
+  ): Promise<_Verified | undefined> {
+    const { claimed, offered, errors } = tally;
+    let attempts = 0;
+    let emptyRounds = 0;
+    let busy = 0;
+    const busyPeers = new Set<string>();
+    while (attempts < this.#o.maxAttempts && !signal.aborted) {
+      const all = job.options.worker
+        ? [job.options.worker]
+        : await this.#o.dispatcher.candidates(signal).catch(() => []);
+      const fresh = all.filter((p) => !claimed.has(p));
+      const peer = fresh.find((p) => !busyPeers.has(p)) ?? fresh[0];
+      if (!peer) {
+        // Nobody left to try: wait briefly for peers to appear (at most a few rounds).
+        if (++emptyRounds > 3) break;
+        await _sleep(500 * emptyRounds, signal);
+        continue;
+      }
+      claimed.add(peer);
+      offered.add(peer);
+      attempts++;
+      try {
+        return await this.#attempt(peer, job, module, input, signal);
+      } catch (error) {
+        if (signal.aborted) return undefined;
+        const text = `${peer}: ${_message(error)}`;
+        if (error instanceof _BusyError && busy < this.#o.maxBusyRetries) {
+          // A full worker is not a failed one: try the others, and once every one was full,
+          // back off and offer again (none of this counts as an attempt).
+          attempts--;
+          claimed.delete(peer);
+          busyPeers.add(peer);
+          this.#log("info", "job_backoff", { job_id: job.jobId, peer_id: peer, error: text });
+          if (fresh.every((p) => busyPeers.has(p))) {
+            busy++;
+            busyPeers.clear();
+            await _sleep(Math.min(2000, 50 * 2 ** busy) * (0.5 + Math.random()), signal);
+          }
+          continue;
+        }
+        errors.push(text);
+        this.#log("warn", "job_attempt_failed", { job_id: job.jobId, peer_id: peer, error: text });
+        this.#o.store.update(job.jobId, { error: text, attempts: offered.size });
+      }
+    }
+    return undefined;
+  }
+
+  async #attempt(
+    peer: string,
+    job: JobRecord,
+    module: Uint8Array,
+    input: Uint8Array,
+    parent: AbortSignal,
+  ): Promise<_Verified> {
+    const { manifest } = job;
+    const publicKey = peerPublicKey(peer);
+    const offerSignal = AbortSignal.any([parent, AbortSignal.timeout(10_000)]);
+    const answer = await this.#o.dispatcher.offer(peer, {
+      job_id: job.jobId,
+      nonce: toHex(crypto.getRandomValues(new Uint8Array(16))),
+      module_hash: manifest.payload.module_cid,
+      requirements: {
+        cpu_cores: job.options.cpu,
+        memory_mb: Math.ceil(manifest.payload.max_memory_bytes / 2 ** 20),
+        timeout_seconds: Math.ceil(manifest.payload.max_duration_ms / 1000),
+        arch: this.#o.arch,
+        wasm_runtime: "wasi-preview1",
+      },
+    }, offerSignal);
+    if ("Rejected" in answer) {
+      const message = `Offer rejected: ${describeReason(answer.Rejected.reason)}`;
+      throw answer.Rejected.reason === "QueueFull" ? new _BusyError(message) : new Error(message);
+    }
+    const signal = AbortSignal.any([
+      parent,
+      AbortSignal.timeout(manifest.payload.max_duration_ms + this.#o.graceMs),
+    ]);
+    let response = await this.#o.dispatcher.exec(peer, { manifest, input }, signal);
+    if ("NeedModule" in response) {
+      response = await this.#o.dispatcher.exec(peer, { manifest, input, module }, signal);
+    }
+    if ("NeedModule" in response) throw new Error("Worker asked for the module twice");
+    if ("Rejected" in response) {
+      const message = `Job rejected: ${describeReason(response.Rejected.reason)}`;
+      throw response.Rejected.reason === "QueueFull" ? new _BusyError(message) : new Error(message);
+    }
+    const done = response.Done;
+    await _verifyDone(done, { publicKey, jobId: job.jobId, manifest, module, input });
+    return { peerId: peer, done };
+  }
+
+  #fail(jobId: string, error: string): void {
+    this.#o.store.update(jobId, { status: "failed", error });
+    this.#log("warn", "job_failed", { job_id: jobId, error });
+    this.#notify(jobId);
+  }
+
+  #notify(jobId: string): void {
+    for (const wake of [...(this.#watchers.get(jobId) ?? [])]) wake();
+  }
+
+  #log(level: string, event: string, fields: Record<string, unknown>): void {
+    try {
+      this.#o.onLog?.({ level, event, ...fields });
+    } catch {
+      // A failing log sink must not break scheduling.
+    }
+  }
+}
+
+/**
+ * Check a worker's answer: the receipt is signed by the worker's key, names our job id, job
+ * spec, module, input and the output we got, and agrees with the reported exit code and
+ * completion.
+ */
+async function _verifyDone(
+  done: ExecDone,
+  expected: {
+    publicKey: Uint8Array;
+    jobId: string;
+    manifest: JobManifest;
+    module: Uint8Array;
+    input: Uint8Array;
+  },
+): Promise<void> {
+  const receipt = await verifyReceipt(done.receipt, {
+    publicKey: expected.publicKey,
+    jobId: expected.jobId,
+    module: expected.module,
+    input: expected.input,
+    output: done.stdout,
+  });
+  if (done.job_id !== expected.jobId) {
+    throw new TypeError(`Cannot accept result: it names job ${done.job_id}`);
+  }
+  const spec = toHex(jobSpecHash(expected.manifest.payload));
+  if (toHex(Uint8Array.from(receipt.result.job_spec_hash)) !== spec) {
+    throw new TypeError("Cannot accept result: the receipt's job_spec_hash is not this job's");
+  }
+  if (receipt.result.completion !== done.completion) {
+    throw new TypeError("Cannot accept result: completion differs from the receipt's");
+  }
+  const signedExit = receipt.result.metrics.extra.exit_code;
+  if ((signedExit ?? null) !== (done.exit_code === null ? null : String(done.exit_code))) {
+    throw new TypeError("Cannot accept result: exit code differs from the receipt's");
+  }
+  const stderrHash = receipt.result.metrics.extra.stderr_hash;
+  if (stderrHash !== undefined && stderrHash !== await sha256TagAsync(done.stderr)) {
+    throw new TypeError("Cannot accept result: stderr differs from the receipt's");
+  }
+}
+
+/** A worker answered `QueueFull`. */
+class _BusyError extends Error {
+  override name = "BusyError";
+}
+
+function _sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * A {@linkcode Dispatcher} that reaches workers in this process, each under a PeerId whose key
+ * signs its receipts; messages still go through the wire codecs. For tests and examples.
+ *
+ * @example
+ * ```ts
+ * import { localDispatcher, Scheduler } from "./scheduler.ts";
+ * import { JobStore } from "./job_store.ts";
+ * import { JobWorker } from "./job_worker.ts";
+ * import { WorkerPolicy } from "./worker_policy.ts";
+ * import { generateKeyPair } from "../runtime/ed25519.ts";
+ * import { toHex } from "../runtime/digest.ts";
+ * import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
+ * import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+ * import assert from "node:assert/strict";
+ *
+ * const workerKeys = await generateKeyPair();
+ * const peerId = peerIdFromPrivateKey(
+ *   await generateKeyPairFromSeed("Ed25519", workerKeys.secretKey),
+ * ).toString();
+ * const worker = new JobWorker({ keyPair: workerKeys, peerId, sandbox: "worker",
+ *   policy: new WorkerPolicy({ arch: "x86_64" }) });
+ * const requester = await generateKeyPair();
+ * using store = JobStore.open(":memory:");
+ * const scheduler = new Scheduler({ store, keyPair: requester,
+ *   dispatcher: localDispatcher({ [peerId]: worker }, toHex(requester.publicKey)) });
+ * const module = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+ * const id = await scheduler.submit(module, { input: new TextEncoder().encode("abc") });
+ * const job = await scheduler.wait(id);
+ * assert.equal(new TextDecoder().decode(job.stdout), "cba");
+ * assert.equal(job.workerPeerId, peerId);
+ * await scheduler.stop();
+ * worker.stop();
+ * ```
+ */
+export function localDispatcher(
+  workers: Record<string, JobWorker>,
+  requesterKey: string,
+): Dispatcher {
+  const find = (peerId: string) => {
+    const worker = workers[peerId];
+    if (!worker) throw new Error(`Cannot reach peer ${peerId}`);
+    return worker;
+  };
+  return {
+    candidates: () => Promise.resolve(Object.keys(workers)),
+    offer: (peerId, offer) =>
+      Promise.resolve(
+        parseOfferResponse(
+          encodeOfferMessage(
+            find(peerId).decideOffer(parseJobOffer(encodeOfferMessage(offer)), requesterKey),
+          ),
+        ),
+      ),
+    exec: async (peerId, request, signal) =>
+      parseExecResponse(
+        encodeExecResponse(
+          await find(peerId).execute(
+            parseExecRequest(encodeExecRequest(request)),
+            requesterKey,
+            { signal },
+          ),
+        ),
+      ),
+  };
+}

@@ -138,3 +138,10 @@ export {
   recordAcceptedManifest,
 } from "./provider/manifest_state.ts";
 export type { ManifestState, ManifestStateEntry } from "./provider/manifest_state.ts";
+export { Client, JobFailedError } from "./net/client.ts";
+export type {
+  ClientOptions,
+  ClientSubmitOptions,
+  JobResultInfo,
+  JobStatusInfo,
+} from "./net/client.ts";

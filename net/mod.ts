@@ -29,3 +29,30 @@ export { defaultNodeConfig, parseNodeConfig } from "./node_config.ts";
 export type { NodeConfig, NodeMode } from "./node_config.ts";
 export { defaultStateDir, loadOrCreateIdentity } from "./identity.ts";
 export type { KeyPair } from "../runtime/ed25519.ts";
+export {
+  describeReason,
+  JOB_OFFER_PROTOCOL,
+  MAX_OFFER_BYTES,
+  NonceGuard,
+  parseJobOffer,
+  parseOfferResponse,
+} from "./job_protocol.ts";
+export type {
+  JobOffer,
+  JobRequirements,
+  NonceGuardOptions,
+  OfferResponse,
+  RejectReason,
+} from "./job_protocol.ts";
+export { JOB_EXEC_PROTOCOL } from "./job_exec_protocol.ts";
+export type { ExecDone, ExecRequest, ExecResponse } from "./job_exec_protocol.ts";
+export { QueueFullError, WorkerPolicy } from "./worker_policy.ts";
+export type { WorkerPolicyOptions } from "./worker_policy.ts";
+export { Scheduler } from "./scheduler.ts";
+export type { Dispatcher, SchedulerOptions, SubmitOptions } from "./scheduler.ts";
+export { JobStore } from "./job_store.ts";
+export type { JobPatch, JobRecord, JobRequestOptions, JobStatus } from "./job_store.ts";
+export type { JobManifest, WasmJobPayload } from "../runtime/job_manifest.ts";
+export type { Receipt } from "../runtime/receipt.ts";
+export type { ExecContext } from "./job_exec_protocol.ts";
+export type { Completion, JobResult, ResultMetrics } from "../runtime/receipt.ts";

@@ -1,0 +1,732 @@
+// deno run --allow-read --allow-write=boot/build --allow-run --allow-env=DENORT_BIN boot/build.ts
+//
+// --allow-run is not narrowed to names: the build runs apt-get, dpkg, dpkg-deb, ldd, xz, zstd,
+// gzip, the `deno` binary it ships (by absolute path) and the extracted static busybox.
+/**
+ * Build the Phase Boot images from Debian packages: the stub initramfs (busybox, kexec-tools,
+ * virtio network modules, the Deno runtime, the project's `fetch`/`verify`/`discover` with a
+ * pre-filled module cache and the baked trusted keys), a tiny second-stage initramfs for tests,
+ * and the kernel they boot with.
+ *
+ * Outputs in `--out` (default `boot/build`): `vmlinuz`, `stub.cpio.<xz|zst>`,
+ * `second-stage.cpio.gz`, `build.json` (sizes, versions, what went in).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { cpioArchive, type CpioEntry } from "./cpio.ts";
+import { parseTrustedKeys } from "../provider/key_files.ts";
+
+/** The virtio network modules, in the order they must be loaded. */
+export const VIRTIO_NET_MODULES: readonly string[] = [
+  "virtio_ring",
+  "virtio",
+  "virtio_pci_legacy_dev",
+  "virtio_pci_modern_dev",
+  "virtio_pci",
+  "failover",
+  "net_failover",
+  "virtio_net",
+];
+
+/** The project tools the stub carries, each as `/bin/phase-<tool>`. */
+export const STUB_TOOLS: readonly string[] = ["fetch", "verify", "discover"];
+
+/**
+ * How the stub carries the project's tools: `bundle` (deno + one bundled file per tool),
+ * `cache` (deno + sources + pre-filled module cache) or `compiled` (`deno compile` binaries).
+ */
+export type ToolForm = "bundle" | "cache" | "compiled";
+
+/** Options of {@linkcode buildBootImages}. */
+export interface BuildBootImagesOptions {
+  /** The repository root (holding deno.json and cli/). */
+  projectDir: string;
+  /** Where downloads, staging trees and images go. */
+  outDir: string;
+  /** Trusted-keys file to bake in; without it the stub trusts no key and refuses every manifest. @default {undefined} */
+  trustedKeys?: string;
+  /** Compressor of the stub initramfs. @default {"zstd"} */
+  compression?: "xz" | "zstd";
+  /** Compression level (xz 0-9, zstd 1-19). @default {undefined} (xz 6, zstd 19) */
+  level?: number;
+  /** Extra kernel modules loaded after the virtio ones (e.g. `e1000e`), by name. @default {[]} */
+  extraModules?: string[];
+  /** The deno binary to ship. @default {Deno.execPath()} */
+  denoBinary?: string;
+  /**
+   * How the tools are shipped with the deno binary: `bundle` (one JavaScript file per tool, made
+   * by `deno bundle`) or `cache` (the project's sources and a pre-filled module cache).
+   * @default {"bundle"}
+   */
+  toolForm?: "bundle" | "cache";
+  /** A denort base binary: ship `deno compile` binaries instead of deno + sources. @default {undefined} */
+  denortBin?: string;
+  /** Also build the stub without Deno, to measure its cost. @default {false} */
+  measureWithoutDeno?: boolean;
+  /** Print progress lines to stderr. @default {false} */
+  verbose?: boolean;
+  /** Cancel the build. @default {undefined} */
+  signal?: AbortSignal;
+}
+
+/** What {@linkcode buildBootImages} made, as also written to `build.json`. */
+export interface BootBuildResult {
+  /** The kernel (Debian's vmlinuz) path. */
+  kernel: string;
+  /** Kernel release, e.g. `6.1.0-56-amd64`. */
+  kernelRelease: string;
+  /** The stub initramfs path. */
+  stub: string;
+  /** Its size in bytes. */
+  stubBytes: number;
+  /** Size of the uncompressed cpio. */
+  stubCpioBytes: number;
+  /** The compressor used. */
+  compression: "xz" | "zstd";
+  /** The compressed size of the stub without deno and the project, when measured. */
+  stubWithoutDenoBytes?: number;
+  /** The second-stage test initramfs. */
+  secondStage: string;
+  /** Its size in bytes. */
+  secondStageBytes: number;
+  /** Tools in the image (`fetch`, `verify`, ...). */
+  tools: string[];
+  /** Tools missing from the project when it was built. */
+  missingTools: string[];
+  /** How the tools were shipped. */
+  toolForm: ToolForm;
+  /** Number of trusted keys baked in. */
+  trustedKeyCount: number;
+  /** Seconds the build took. */
+  seconds: number;
+}
+
+/**
+ * Build the stub initramfs, the second-stage test initramfs and fetch the kernel.
+ *
+ * Needs a Debian system with `apt-get`, `dpkg`, `ldd`, `xz`/`zstd` and `gzip`; downloads
+ * packages with `apt-get download` (kept in `<outDir>/debs` and reused).
+ *
+ * @example
+ * ```ts ignore
+ * import { buildBootImages } from "./build.ts";
+ *
+ * const result = await buildBootImages({ projectDir: ".", outDir: "boot/build" });
+ * console.log(result.stub, result.stubBytes);
+ * ```
+ */
+export async function buildBootImages(options: BuildBootImagesOptions): Promise<BootBuildResult> {
+  const {
+    projectDir,
+    outDir,
+    trustedKeys,
+    compression = "zstd",
+    level,
+    extraModules = [],
+    denoBinary = Deno.execPath(),
+    denortBin,
+    toolForm = "bundle",
+    measureWithoutDeno = false,
+    verbose = false,
+    signal,
+  } = options;
+  if (toolForm !== "bundle" && toolForm !== "cache") {
+    throw new TypeError(`Cannot build: tool form must be bundle or cache, got '${toolForm}'`);
+  }
+  if (compression !== "xz" && compression !== "zstd") {
+    throw new TypeError(`Cannot build: compression must be xz or zstd, got '${compression}'`);
+  }
+  if (level !== undefined && (!Number.isInteger(level) || level < 0 || level > 19)) {
+    throw new RangeError(`Cannot build: level must be a whole number 0-19, got ${level}`);
+  }
+  const started = performance.now();
+  const log = (line: string) => verbose && console.error(`boot:build: ${line}`);
+  const project = await Deno.realPath(projectDir);
+  await Deno.mkdir(outDir, { recursive: true });
+  const out = await Deno.realPath(outDir);
+  let keyCount = 0;
+  let keysText = "# No trusted keys were baked in: this image refuses every manifest.\n";
+  if (trustedKeys !== undefined) {
+    keysText = await Deno.readTextFile(trustedKeys);
+    keyCount = parseTrustedKeys(keysText).length;
+    if (keyCount === 0) throw new RangeError(`Cannot build: '${trustedKeys}' holds no key`);
+  }
+
+  // 1. Debian packages.
+  log("downloading Debian packages");
+  const debs = `${out}/debs`;
+  await Deno.mkdir(debs, { recursive: true });
+  const kernelMeta = await _download(debs, "linux-image-amd64", signal);
+  const kernelPackage = (await _depends(kernelMeta, signal)).find((d) =>
+    d.startsWith("linux-image-")
+  );
+  if (kernelPackage === undefined) {
+    throw new Error("Cannot build: linux-image-amd64 names no linux-image package");
+  }
+  const pkgRoot = `${out}/pkgroot`;
+  await Deno.remove(pkgRoot, { recursive: true }).catch(_ignoreNotFound);
+  await Deno.mkdir(pkgRoot, { recursive: true });
+  for (const name of [kernelPackage, "busybox-static", "kexec-tools"]) {
+    await _extract(await _download(debs, name, signal), pkgRoot, signal);
+  }
+  const kexecDeb = await _download(debs, "kexec-tools", signal);
+  const kexecLibs = await _resolveLibraries(
+    `${pkgRoot}/sbin/kexec`,
+    pkgRoot,
+    debs,
+    (await _depends(kexecDeb, signal)).filter((d) => d.startsWith("lib") && d !== "libc6"),
+    signal,
+  );
+
+  const modulesRoot = `${pkgRoot}/lib/modules`;
+  const kernelRelease = [...Deno.readDirSync(modulesRoot)][0]?.name;
+  if (kernelRelease === undefined) {
+    throw new Error("Cannot build: the kernel package has no modules");
+  }
+  const kernel = `${out}/vmlinuz`;
+  await Deno.copyFile(`${pkgRoot}/boot/vmlinuz-${kernelRelease}`, kernel);
+  const moduleFiles = _findModules(`${modulesRoot}/${kernelRelease}`, [
+    ...VIRTIO_NET_MODULES,
+    ...extraModules,
+  ]);
+  const busybox = `${pkgRoot}/bin/busybox`;
+  const applets = (await _run(busybox, ["--list"], { signal })).split("\n").filter((a) =>
+    /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox"
+  );
+
+  // 2. The project's tools and their module cache.
+  const stage = `${out}/stub-root`;
+  await Deno.remove(stage, { recursive: true }).catch(_ignoreNotFound);
+  const tools = STUB_TOOLS.filter((t) => _exists(`${project}/cli/${t}.ts`));
+  const missingTools = STUB_TOOLS.filter((t) => !tools.includes(t));
+  for (const t of missingTools) log(`warning: cli/${t}.ts does not exist; phase-${t} is left out`);
+  const toolEntries: CpioEntry[] = [];
+  const form: ToolForm = denortBin !== undefined ? "compiled" : toolForm;
+  const commands = [...tools.map((t) => ({ name: t, entry: `cli/${t}.ts` })), {
+    name: "kexec-plan",
+    entry: "boot/kexec_plan.ts",
+  }];
+  if (form === "bundle") {
+    log("bundling the tools");
+    await Deno.mkdir(`${stage}/phase`, { recursive: true });
+    for (const { name, entry } of commands) {
+      await _run(Deno.execPath(), [
+        "bundle",
+        "--quiet",
+        "--platform=deno",
+        "--output",
+        `${stage}/phase/${name}.js`,
+        entry,
+      ], { cwd: project, env: { DENO_NO_UPDATE_CHECK: "1" }, signal });
+      const flags = await _headerFlags(`${project}/${entry}`);
+      toolEntries.push(_wrapperEntry(name, `/phase/${name}.js`, flags, "--no-config"));
+    }
+  } else if (form === "cache") {
+    log("copying project sources and filling the module cache");
+    await Deno.mkdir(`${stage}/phase`, { recursive: true });
+    const files = new Set<string>(["deno.json", "deno.lock"]);
+    for (const { entry } of commands) {
+      const info = JSON.parse(
+        await _run(Deno.execPath(), ["info", "--json", entry], { cwd: project, signal }),
+      ) as { modules: { specifier: string }[] };
+      for (const m of info.modules) {
+        if (m.specifier.startsWith(`file://${project}/`)) {
+          files.add(decodeURIComponent(m.specifier.slice(`file://${project}/`.length)));
+        }
+      }
+    }
+    for (const file of files) {
+      const dest = `${stage}/phase/${file}`;
+      await Deno.mkdir(dest.slice(0, dest.lastIndexOf("/")), { recursive: true });
+      await Deno.copyFile(`${project}/${file}`, dest);
+    }
+    await _run(Deno.execPath(), ["cache", "--quiet", ...commands.map((c) => c.entry)], {
+      cwd: `${stage}/phase`,
+      env: { DENO_DIR: `${stage}/phase/.deno`, DENO_NO_UPDATE_CHECK: "1" },
+      signal,
+    });
+    await _pruneCache(`${stage}/phase/.deno`);
+    for (const { name, entry } of commands) {
+      const flags = await _headerFlags(`${project}/${entry}`);
+      toolEntries.push(
+        _wrapperEntry(
+          name,
+          `/phase/${entry}`,
+          flags,
+          "--config=/phase/deno.json --lock=/phase/deno.lock",
+        ),
+      );
+    }
+  } else {
+    log("compiling tools with deno compile");
+    await Deno.mkdir(`${stage}/bin`, { recursive: true });
+    for (const { name, entry } of commands) {
+      const flags = await _headerFlags(`${project}/${entry}`);
+      await _run(Deno.execPath(), [
+        "compile",
+        "--no-check",
+        ...flags,
+        "--output",
+        `${stage}/bin/phase-${name}`,
+        entry,
+      ], { cwd: project, env: { DENORT_BIN: denortBin! }, signal });
+    }
+  }
+
+  // 3. The stub's file list.
+  const base: CpioEntry[] = [];
+  for (
+    const dir of [
+      "bin",
+      "sbin",
+      "dev",
+      "etc",
+      "etc/phase",
+      "lib",
+      "lib/modules",
+      "lib/x86_64-linux-gnu",
+      "lib64",
+      "proc",
+      "run",
+      "sys",
+      "tmp",
+      "usr",
+      "usr/share",
+      "usr/share/udhcpc",
+    ]
+  ) base.push({ kind: "dir", path: dir, ...(dir === "tmp" ? { mode: 0o1777 } : {}) });
+  base.push({ kind: "char", path: "dev/console", major: 5, minor: 1 });
+  base.push({ kind: "char", path: "dev/null", mode: 0o666, major: 1, minor: 3 });
+  base.push({ kind: "file", path: "bin/busybox", mode: 0o755, source: busybox });
+  for (const applet of applets) {
+    base.push({ kind: "symlink", path: `bin/${applet}`, target: "busybox" });
+  }
+  base.push({ kind: "file", path: "init", mode: 0o755, source: `${project}/boot/init` });
+  base.push({
+    kind: "file",
+    path: "usr/share/udhcpc/default.script",
+    mode: 0o755,
+    source: `${project}/boot/udhcpc.script`,
+  });
+  base.push({
+    kind: "file",
+    path: "etc/hosts",
+    data: new TextEncoder().encode("127.0.0.1 localhost\n::1 localhost\n"),
+  });
+  base.push({
+    kind: "file",
+    path: "etc/phase/trusted-keys",
+    data: new TextEncoder().encode(keysText),
+  });
+  base.push({ kind: "file", path: "sbin/kexec", mode: 0o755, source: `${pkgRoot}/sbin/kexec` });
+  const libs = new Map<string, string>(kexecLibs);
+  for (const m of moduleFiles) {
+    base.push({ kind: "file", path: `lib/modules/${m.name}.ko`, source: m.path });
+  }
+  base.push({
+    kind: "file",
+    path: "etc/phase/modules",
+    data: new TextEncoder().encode(moduleFiles.map((m) => m.name).join("\n") + "\n"),
+  });
+  const denoEntries: CpioEntry[] = [...toolEntries];
+  if (form !== "compiled") {
+    denoEntries.push({ kind: "file", path: "bin/deno", mode: 0o755, source: denoBinary });
+    for (const [name, path] of await _ldd(denoBinary, {}, signal)) libs.set(name, path);
+    denoEntries.push(...await _treeEntries(stage, "phase"));
+  } else {
+    denoEntries.push(...await _treeEntries(stage, "bin"));
+  }
+  const libEntries = (libMap: Map<string, string>): CpioEntry[] => {
+    const list: CpioEntry[] = [];
+    for (const [name, path] of [...libMap].sort()) {
+      if (name.startsWith("ld-linux")) {
+        list.push({ kind: "file", path: `lib64/${name}`, mode: 0o755, source: path });
+      } else list.push({ kind: "file", path: `lib/x86_64-linux-gnu/${name}`, source: path });
+    }
+    return list;
+  };
+  base.push({
+    kind: "file",
+    path: "etc/phase/build.txt",
+    data: new TextEncoder().encode(
+      `kernel ${kernelRelease}\ntools ${tools.join(" ")}\nform ${form}\n`,
+    ),
+  });
+
+  log(`compressing the stub with ${compression}`);
+  const suffix = compression === "xz" ? "xz" : "zst";
+  const stub = `${out}/stub.cpio.${suffix}`;
+  const stubCpioBytes = await _writeCompressed(
+    [...base, ...libEntries(libs), ...denoEntries],
+    stub,
+    compression,
+    level,
+    signal,
+  );
+  let stubWithoutDenoBytes: number | undefined;
+  if (measureWithoutDeno) {
+    log("measuring the stub without deno");
+    const path = `${out}/stub-without-deno.cpio.${suffix}`;
+    await _writeCompressed([...base, ...libEntries(kexecLibs)], path, compression, level, signal);
+    stubWithoutDenoBytes = (await Deno.stat(path)).size;
+  }
+
+  // 4. The second stage: prints a marker and powers off.
+  log("building the second stage");
+  const secondStage = `${out}/second-stage.cpio.gz`;
+  await _writeCompressed(
+    [
+      { kind: "dir", path: "bin" },
+      { kind: "dir", path: "dev" },
+      { kind: "dir", path: "proc" },
+      { kind: "char", path: "dev/console", major: 5, minor: 1 },
+      { kind: "file", path: "bin/busybox", mode: 0o755, source: busybox },
+      ...applets.map((a): CpioEntry => ({ kind: "symlink", path: `bin/${a}`, target: "busybox" })),
+      { kind: "file", path: "init", mode: 0o755, source: `${project}/boot/second_stage_init` },
+    ],
+    secondStage,
+    "gzip",
+    undefined,
+    signal,
+  );
+
+  const result: BootBuildResult = {
+    kernel,
+    kernelRelease,
+    stub,
+    stubBytes: (await Deno.stat(stub)).size,
+    stubCpioBytes,
+    compression,
+    ...(stubWithoutDenoBytes === undefined ? {} : { stubWithoutDenoBytes }),
+    secondStage,
+    secondStageBytes: (await Deno.stat(secondStage)).size,
+    tools,
+    missingTools,
+    toolForm: form,
+    trustedKeyCount: keyCount,
+    seconds: Math.round((performance.now() - started) / 100) / 10,
+  };
+  await Deno.writeTextFile(`${out}/build.json`, JSON.stringify(result, null, 2) + "\n");
+  return result;
+}
+
+/** `/bin/phase-<name>`: runs one tool with exactly the permissions its header declares, offline. */
+function _wrapperEntry(name: string, script: string, flags: string[], config: string): CpioEntry {
+  const text = [
+    "#!/bin/sh",
+    `# phase-${name}: ${script} with the permissions its source declares; nothing is downloaded.`,
+    "export DENO_DIR=/phase/.deno DENO_NO_UPDATE_CHECK=1 DENO_NO_PROMPT=1 NO_COLOR=1",
+    `exec /bin/deno run --cached-only ${config} ${flags.join(" ")} ${script} "$@"`,
+    "",
+  ].join("\n");
+  return {
+    kind: "file",
+    path: `bin/phase-${name}`,
+    mode: 0o755,
+    data: new TextEncoder().encode(text),
+  };
+}
+
+/**
+ * The `--allow-*` flags an entrypoint declares in the first `deno run ...` line of its header
+ * comment, e.g. `// deno run --allow-net --allow-read cli/fetch.ts`. Values that are placeholders
+ * (`=<dir>`, `=DIR`) or relative paths cannot hold inside the image and are dropped.
+ */
+async function _headerFlags(path: string): Promise<string[]> {
+  const head = (await Deno.readTextFile(path)).split("\n").slice(0, 16)
+    .find((line) => /^\s*(\/\/|\*)\s*deno run /.test(line)) ?? "";
+  const flags = new Set<string>();
+  for (const [flag] of head.matchAll(/--(?:allow-[a-z-]+|ignore-env)(=[^\s`'"]+)?/g)) {
+    const [name, value] = flag.split("=", 2) as [string, string | undefined];
+    if (value === undefined) flags.add(name);
+    else if (/[<>]|^[A-Z_]+$/.test(value)) flags.add(name);
+    else if (name === "--allow-read" || name === "--allow-write") {
+      const absolute = value.split(",").filter((p) => p.startsWith("/"));
+      flags.add(absolute.length === value.split(",").length ? flag : name);
+    } else flags.add(flag);
+  }
+  if (flags.size === 0) {
+    throw new SyntaxError(`Cannot build: '${path}' does not declare its --allow-* flags`);
+  }
+  return [...flags];
+}
+
+async function _download(dir: string, name: string, signal?: AbortSignal): Promise<string> {
+  const found = [...Deno.readDirSync(dir)].find((e) =>
+    e.name.startsWith(`${name}_`) && e.name.endsWith(".deb")
+  );
+  if (found) return `${dir}/${found.name}`;
+  await _run("apt-get", ["download", name], { cwd: dir, signal });
+  const got = [...Deno.readDirSync(dir)].find((e) =>
+    e.name.startsWith(`${name}_`) && e.name.endsWith(".deb")
+  );
+  if (!got) throw new Error(`Cannot build: apt-get download ${name} left no .deb`);
+  return `${dir}/${got.name}`;
+}
+
+async function _depends(deb: string, signal?: AbortSignal): Promise<string[]> {
+  const text = await _run("dpkg-deb", ["-f", deb, "Depends"], { signal });
+  return text.split(/[,|]/).map((d) => d.trim().split(/\s/)[0] ?? "").filter((d) => d !== "");
+}
+
+async function _extract(deb: string, dir: string, signal?: AbortSignal): Promise<void> {
+  await _run("dpkg", ["-x", deb, dir], { signal });
+}
+
+/**
+ * The shared libraries a binary needs, extracting Debian packages into `pkgRoot` until `ldd`
+ * finds them all. Missing sonames map to packages by Debian's naming rule
+ * (`libfoo.so.1` -> `libfoo1`) after the binary's own library dependencies.
+ */
+async function _resolveLibraries(
+  binary: string,
+  pkgRoot: string,
+  debs: string,
+  candidates: string[],
+  signal?: AbortSignal,
+): Promise<Map<string, string>> {
+  const env = {
+    LD_LIBRARY_PATH: `${pkgRoot}/usr/lib/x86_64-linux-gnu:${pkgRoot}/lib/x86_64-linux-gnu`,
+  };
+  const tried = new Set<string>();
+  for (const name of candidates) {
+    await _extract(await _download(debs, name, signal), pkgRoot, signal);
+    tried.add(name);
+  }
+  for (let round = 0; round < 10; round++) {
+    const text = await _run("ldd", [binary], { env, signal });
+    const missing = [...text.matchAll(/^\s*(\S+) => not found/gm)].map((m) => m[1]!);
+    if (missing.length === 0) return await _ldd(binary, env, signal);
+    for (const soname of new Set(missing)) {
+      const m = /^(lib[^.]+)\.so\.(\d+)/.exec(soname);
+      const name = m ? `${m[1]}${m[2]}`.toLowerCase().replaceAll("_", "-") : undefined;
+      if (name === undefined || tried.has(name)) {
+        throw new Error(`Cannot build: no package found for ${soname} needed by ${binary}`);
+      }
+      tried.add(name);
+      await _extract(await _download(debs, name, signal), pkgRoot, signal);
+    }
+  }
+  throw new Error(`Cannot build: libraries of ${binary} did not resolve`);
+}
+
+/** `ldd` as a map from file name to the resolved real path. */
+async function _ldd(
+  binary: string,
+  env: Record<string, string>,
+  signal?: AbortSignal,
+): Promise<Map<string, string>> {
+  const text = await _run("ldd", [binary], { env, signal });
+  const libs = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const m = /^\s*(\S+) => (\/\S+)/.exec(line) ?? /^\s*(\/\S+) \(/.exec(line);
+    if (!m) continue;
+    const path = m[2] ?? m[1]!;
+    const name = path.slice(path.lastIndexOf("/") + 1);
+    libs.set(name, await Deno.realPath(path));
+  }
+  return libs;
+}
+
+function _findModules(root: string, names: string[]): { name: string; path: string }[] {
+  const all = new Map<string, string>();
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(dir)) {
+      if (e.isDirectory) walk(`${dir}/${e.name}`);
+      else if (e.name.endsWith(".ko")) all.set(e.name.slice(0, -3), `${dir}/${e.name}`);
+    }
+  };
+  walk(root);
+  return names.map((name) => {
+    const path = all.get(name) ?? all.get(name.replaceAll("-", "_"));
+    if (path === undefined) throw new Error(`Cannot build: kernel module '${name}' not found`);
+    return { name, path };
+  });
+}
+
+/** Remove what a module cache does not need at run time: source maps, type declarations, docs. */
+async function _pruneCache(dir: string): Promise<void> {
+  const walk = async (path: string) => {
+    for await (const e of Deno.readDir(path)) {
+      const full = `${path}/${e.name}`;
+      if (e.isDirectory) await walk(full);
+      else if (
+        /\.(map|d\.ts|d\.mts|d\.cts|md|markdown)$/.test(e.name) && !/^license/i.test(e.name)
+      ) {
+        await Deno.remove(full);
+      }
+    }
+  };
+  if (_exists(dir)) await walk(dir);
+}
+
+/** Entries for a staged tree under `root/top`, sorted, directories before their contents. */
+async function _treeEntries(root: string, top: string): Promise<CpioEntry[]> {
+  const entries: CpioEntry[] = [];
+  const walk = async (rel: string) => {
+    const info = await Deno.lstat(`${root}/${rel}`);
+    if (info.isSymlink) {
+      entries.push({ kind: "symlink", path: rel, target: await Deno.readLink(`${root}/${rel}`) });
+    } else if (info.isDirectory) {
+      if (rel !== "bin") entries.push({ kind: "dir", path: rel });
+      const names = [];
+      for await (const e of Deno.readDir(`${root}/${rel}`)) names.push(e.name);
+      for (const name of names.sort()) await walk(`${rel}/${name}`);
+    } else {
+      const mode = (info.mode ?? 0o644) & 0o777;
+      entries.push({ kind: "file", path: rel, mode, source: `${root}/${rel}` });
+    }
+  };
+  if (_exists(`${root}/${top}`)) await walk(top);
+  return entries;
+}
+
+/** Stream a cpio archive through a compressor into `path`; returns the uncompressed size. */
+async function _writeCompressed(
+  entries: CpioEntry[],
+  path: string,
+  compression: "xz" | "zstd" | "gzip",
+  level: number | undefined,
+  signal?: AbortSignal,
+): Promise<number> {
+  const args = compression === "xz"
+    // The kernel's xz decoder checks CRC32 only; the x86 BCJ filter shrinks the binaries.
+    ? ["--check=crc32", "--x86", `--lzma2=preset=${level ?? 6}`, "-T1", "-c"]
+    : compression === "zstd"
+    ? [`-${level ?? 19}`, "-q", "-c", "-T1"]
+    : ["-9", "-n", "-c"];
+  using file = await Deno.open(`${path}.part`, { write: true, create: true, truncate: true });
+  const child = new Deno.Command(compression, {
+    args,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+    ...(signal ? { signal } : {}),
+  }).spawn();
+  let size = 0;
+  const counted = cpioArchive(entries, signal ? { signal } : {}).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        size += chunk.length;
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  const writing = child.stdout.pipeTo(file.writable);
+  const stderr = new Response(child.stderr).text();
+  await counted.pipeTo(child.stdin);
+  const [status, errText] = await Promise.all([child.status, stderr, writing]).then((
+    [s, e],
+  ) => [s, e] as const);
+  if (!status.success) {
+    throw new Error(`Cannot compress '${path}' with ${compression}: ${errText.trim()}`);
+  }
+  await Deno.rename(`${path}.part`, path);
+  return size;
+}
+
+async function _run(
+  command: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; signal?: AbortSignal | undefined } = {},
+): Promise<string> {
+  const { cwd, env, signal } = options;
+  const output = await new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(cwd ? { cwd } : {}),
+    ...(env ? { env } : {}),
+    ...(signal ? { signal } : {}),
+  }).output();
+  if (!output.success) {
+    const err = new TextDecoder().decode(output.stderr).trim().split("\n").slice(-3).join(" | ");
+    throw new Error(`Cannot build: '${command} ${args.join(" ")}' failed: ${err}`);
+  }
+  return new TextDecoder().decode(output.stdout);
+}
+
+function _exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function _ignoreNotFound(error: unknown): void {
+  if (!(error instanceof Deno.errors.NotFound)) throw error;
+}
+
+const USAGE = `Usage: deno task boot:build [--out DIR] [--trusted-keys FILE] [--compression xz|zstd]
+       [--tool-form bundle|cache]
+       [--level N] [--extra-modules a,b] [--measure-without-deno] [--quiet] [--json]`;
+
+/** CLI entry: build the images and print a summary (or JSON). */
+async function main(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        out: { type: "string", default: "boot/build" },
+        project: { type: "string", default: "." },
+        "trusted-keys": { type: "string" },
+        compression: { type: "string", default: "zstd" },
+        "tool-form": { type: "string", default: "bundle" },
+        level: { type: "string" },
+        "extra-modules": { type: "string" },
+        "measure-without-deno": { type: "boolean", default: false },
+        quiet: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    console.error(`boot:build: error: ${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const denortBin = Deno.env.get("DENORT_BIN");
+  try {
+    const result = await buildBootImages({
+      projectDir: values.project,
+      outDir: values.out,
+      ...(values["trusted-keys"] ? { trustedKeys: values["trusted-keys"] } : {}),
+      compression: values.compression as "xz" | "zstd",
+      toolForm: values["tool-form"] as "bundle" | "cache",
+      ...(values.level ? { level: Number(values.level) } : {}),
+      extraModules: values["extra-modules"]?.split(",").filter((m) => m !== "") ?? [],
+      ...(denortBin ? { denortBin } : {}),
+      measureWithoutDeno: values["measure-without-deno"],
+      verbose: !values.quiet && !values.json,
+    });
+    if (values.json) console.log(JSON.stringify(result));
+    else {
+      const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+      console.log(`stub        ${result.stub}  ${mb(result.stubBytes)} (${result.compression})`);
+      if (result.stubWithoutDenoBytes !== undefined) {
+        console.log(`  without deno: ${mb(result.stubWithoutDenoBytes)}`);
+      }
+      console.log(`second stage ${result.secondStage}  ${mb(result.secondStageBytes)}`);
+      console.log(`kernel      ${result.kernel}  (${result.kernelRelease})`);
+      console.log(`tools       ${result.tools.join(", ")} (${result.toolForm})`);
+      if (result.missingTools.length) console.log(`missing     ${result.missingTools.join(", ")}`);
+      console.log(`trusted keys ${result.trustedKeyCount}; built in ${result.seconds} s`);
+    }
+    return 0;
+  } catch (error) {
+    console.error(`boot:build: error: ${(error as Error).message}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

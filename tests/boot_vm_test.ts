@@ -1,0 +1,452 @@
+/**
+ * Phase Boot end to end under qemu (TCG): the stub initramfs boots, finds the project's own
+ * `serve` on the host (10.0.2.2 from inside the VM), fetches and verifies the manifest and the
+ * artifacts, and kexecs into a second stage that prints a marker; a tampered kernel, an expired
+ * manifest and an untrusted key each stop before kexec with the right one-line error; and the
+ * self-hosting loop (a VM booted by the stub serves the next VM).
+ *
+ * Builds the images (`boot/build.ts`) when they are missing or older than their sources.
+ * Skips only when qemu is not installed and CI is not set; with CI=true a missing qemu fails.
+ * Runs one VM at a time.
+ */
+import assert from "node:assert/strict";
+import { qemuAvailable, runVm, type VmRun } from "../boot/qemu.ts";
+import { writeInitrdOverlay } from "../boot/initrd_overlay.ts";
+import { runBootLoop } from "../boot/loop.ts";
+import { VIRTIO_NET_MODULES } from "../boot/build.ts";
+import { writeKeyPairFiles } from "../provider/key_files.ts";
+import { toHex } from "../runtime/digest.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
+const BUILD = `${ROOT}/boot/build`;
+const VM_TIMEOUT_MS = 300_000;
+const SERVE_FLAGS = (stateDir: string) => [
+  "run",
+  "--allow-net",
+  "--allow-read",
+  `--allow-write=${stateDir}`,
+  "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
+  "--allow-sys=statfs",
+  `${ROOT}/cli/serve.ts`,
+];
+
+const HAVE_QEMU = await qemuAvailable();
+const IN_CI = Deno.env.get("CI") === "true";
+if (!HAVE_QEMU && !IN_CI) {
+  console.log(
+    "boot_vm_test: SKIPPED: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)",
+  );
+}
+
+Deno.test({
+  name: "boot VM tests have qemu-system-x86_64 when CI=true",
+  ignore: !IN_CI,
+  fn() {
+    assert.ok(HAVE_QEMU, "qemu-system-x86_64 is missing in CI: apt-get install qemu-system-x86");
+  },
+});
+
+interface Fixture {
+  dir: string;
+  kernel: string;
+  initrd: string;
+  artifacts: string;
+  trustedKey: string;
+  untrustedKey: string;
+}
+
+let fixture: Promise<Fixture> | undefined;
+
+/** Build (if needed) and prepare keys, the overlaid stub and the artifacts dir, once. */
+function prepare(): Promise<Fixture> {
+  fixture ??= (async () => {
+    await ensureBuilt();
+    const dir = await Deno.makeTempDir({ prefix: "phase-boot-vm-" });
+    const trusted = await writeKeyPairFiles(`${dir}/trusted`);
+    await writeKeyPairFiles(`${dir}/untrusted`);
+    const build = JSON.parse(await Deno.readTextFile(`${BUILD}/build.json`));
+    const initrd = `${dir}/stub-with-test-key.img`;
+    await writeInitrdOverlay(build.stub, [{
+      path: "etc/phase/trusted-keys",
+      data: `${toHex(trusted.publicKey)} boot-vm-test\n`,
+    }], initrd);
+    const artifacts = `${dir}/artifacts`;
+    await Deno.mkdir(`${artifacts}/stable/x86_64`, { recursive: true });
+    await Deno.copyFile(build.kernel, `${artifacts}/stable/x86_64/kernel`);
+    await Deno.copyFile(build.secondStage, `${artifacts}/stable/x86_64/initramfs`);
+    return {
+      dir,
+      kernel: build.kernel,
+      initrd,
+      artifacts,
+      trustedKey: `${dir}/trusted.key`,
+      untrustedKey: `${dir}/untrusted.key`,
+    };
+  })();
+  return fixture;
+}
+
+async function ensureBuilt(): Promise<void> {
+  const sources = [
+    "boot/build.ts",
+    "boot/cpio.ts",
+    "boot/init",
+    "boot/udhcpc.script",
+    "boot/second_stage_init",
+    "boot/kexec_plan.ts",
+    "cli/fetch.ts",
+    "cli/verify.ts",
+    "cli/discover.ts",
+  ];
+  let built = 0;
+  try {
+    const info = JSON.parse(await Deno.readTextFile(`${BUILD}/build.json`));
+    built = (await Deno.stat(info.stub)).mtime?.getTime() ?? 0;
+    await Deno.stat(info.secondStage);
+    await Deno.stat(info.kernel);
+  } catch {
+    built = 0;
+  }
+  let newest = 0;
+  for (const source of sources) {
+    try {
+      newest = Math.max(newest, (await Deno.stat(`${ROOT}/${source}`)).mtime?.getTime() ?? 0);
+    } catch {
+      // a tool that has not landed is reported by the build itself
+    }
+  }
+  if (built > newest) return;
+  console.log("boot_vm_test: building the boot images (boot/build.ts --level 12)");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write=boot/build",
+      "--allow-run",
+      "--allow-env=DENORT_BIN",
+      "boot/build.ts",
+      "--out",
+      "boot/build",
+      "--level",
+      "12",
+      "--quiet",
+    ],
+    cwd: ROOT,
+    stdin: "null",
+  }).output();
+  assert.ok(
+    out.success,
+    `boot build failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}`,
+  );
+}
+
+interface Serve {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Start the project's `serve` on 127.0.0.1 with an ephemeral port. */
+async function startServe(f: Fixture, key: string, extra: string[] = []): Promise<Serve> {
+  const state = await Deno.makeTempDir({ dir: f.dir, prefix: "serve-state-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...SERVE_FLAGS(state),
+      "--artifacts",
+      f.artifacts,
+      "--port",
+      "0",
+      "--bind",
+      "127.0.0.1",
+      "--key",
+      key,
+      "--arch",
+      "x86_64",
+      "--no-dht",
+      "--no-mdns",
+      "--state-dir",
+      state,
+      ...extra,
+    ],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let url: string | undefined;
+  while (url === undefined) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+    url = /Listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(text)?.[1];
+  }
+  const drain = (async () => {
+    while (!(await reader.read()).done) { /* keep the pipe flowing */ }
+  })();
+  if (url === undefined) {
+    await child.status;
+    await drain;
+    throw new Error(`serve did not start: ${text} ${await stderr}`);
+  }
+  return {
+    url,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      await child.status;
+      await drain;
+      await stderr;
+    },
+  };
+}
+
+/** A mirror that passes everything through but flips the first byte of the kernel. */
+function startTamperingMirror(upstream: string): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const headers = new Headers();
+    const range = req.headers.get("range");
+    if (range) headers.set("range", range);
+    const res = await fetch(`${upstream}${url.pathname}`, { method: req.method, headers });
+    if (!url.pathname.endsWith("/kernel") || res.body === null) return res;
+    let first = true;
+    const body = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          if (first && chunk.length > 0) {
+            chunk = chunk.slice();
+            chunk[0] = chunk[0]! ^ 0xff;
+            first = false;
+          }
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body, { status: res.status, headers: res.headers });
+  });
+}
+
+function stubAppend(provider: string, mode = "private"): string {
+  return `console=ttyS0 panic=-1 phase.mode=${mode} phase.channel=stable ` +
+    `phase.provider=${provider} phase.test=1`;
+}
+
+function vmFailure(run: VmRun): string {
+  return `VM ended by ${run.ended} after ${run.ms} ms; console tail:\n` +
+    run.output.split("\n").slice(-25).join("\n");
+}
+
+/** A failure case: the console shows the error line, the rescue marker, and no kexec. */
+function assertStoppedBeforeKexec(run: VmRun, error: RegExp): void {
+  assert.notEqual(run.ended, "timeout", vmFailure(run));
+  assert.match(run.output, /PHASE-BOOT-RESCUE/, vmFailure(run));
+  assert.match(run.output, error, vmFailure(run));
+  const errors = run.output.split("\n").filter((l) => l.startsWith("phase-boot: error:"));
+  assert.equal(errors.length, 1, `expected exactly one error line, got: ${errors.join(" / ")}`);
+  console.log(errors[0]!.trim());
+  assert.doesNotMatch(run.output, /phase-boot: \[[\d.]+\] kexec:/);
+  assert.doesNotMatch(run.output, /kexec_core: Starting new kernel/);
+  assert.doesNotMatch(run.output, /PHASE-SECOND-STAGE-OK/);
+}
+
+const vmTest = (name: string, fn: (f: Fixture) => Promise<void>) =>
+  Deno.test({
+    name,
+    ignore: !HAVE_QEMU,
+    async fn() {
+      await fn(await prepare());
+    },
+  });
+
+/** The files of a newc archive (regular files and symlinks), by path. */
+function readCpio(bytes: Uint8Array): Map<string, { mode: number; data: Uint8Array }> {
+  const text = new TextDecoder();
+  const files = new Map<string, { mode: number; data: Uint8Array }>();
+  let at = 0;
+  while (at < bytes.length) {
+    assert.equal(text.decode(bytes.subarray(at, at + 6)), "070701", `cpio header at ${at}`);
+    const field = (i: number) =>
+      parseInt(text.decode(bytes.subarray(at + 6 + i * 8, at + 14 + i * 8)), 16);
+    const nameSize = field(11);
+    const size = field(6);
+    const name = text.decode(bytes.subarray(at + 110, at + 110 + nameSize - 1));
+    const dataAt = Math.ceil((at + 110 + nameSize) / 4) * 4;
+    if (name === "TRAILER!!!") break;
+    files.set(name, { mode: field(1), data: bytes.subarray(dataAt, dataAt + size) });
+    at = Math.ceil((dataAt + size) / 4) * 4;
+  }
+  return files;
+}
+
+Deno.test("stub image runs each tool offline with exactly its declared permissions", async () => {
+  await prepare();
+  const build = JSON.parse(await Deno.readTextFile(`${BUILD}/build.json`));
+  const out = await new Deno.Command(build.compression === "xz" ? "xz" : "zstd", {
+    args: ["-dc", build.stub],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const files = readCpio(out.stdout);
+  const text = (path: string) => {
+    const file = files.get(path);
+    assert.ok(file, `${path} is in the stub`);
+    return new TextDecoder().decode(file.data);
+  };
+  const expected: Record<string, string> = {
+    "phase-fetch": "--allow-net --allow-read --allow-write /phase/fetch.js",
+    "phase-verify": "--allow-read /phase/verify.js",
+    "phase-discover": "--allow-net --allow-sys=networkInterfaces --ignore-env /phase/discover.js",
+    "phase-kexec-plan": "--allow-read=/run/phase,/etc/phase /phase/kexec-plan.js",
+  };
+  for (const [tool, flags] of Object.entries(expected)) {
+    const wrapper = text(`bin/${tool}`);
+    const exec = wrapper.split("\n").find((l) => l.startsWith("exec "));
+    assert.equal(
+      exec,
+      `exec /bin/deno run --cached-only --no-config ${flags} "$@"`,
+      `${tool} wrapper`,
+    );
+    assert.doesNotMatch(wrapper, /(^|\s)(-A|--allow-all|--allow-run|--allow-ffi)(\s|=|$)/);
+    assert.equal(files.get(`bin/${tool}`)!.mode & 0o777, 0o755);
+    assert.ok(files.has(`phase/${tool.slice("phase-".length)}.js`), `${tool} bundle`);
+  }
+  assert.equal(text("init"), await Deno.readTextFile(`${ROOT}/boot/init`));
+  assert.deepEqual(text("etc/phase/modules").trim().split("\n"), [...VIRTIO_NET_MODULES]);
+  for (const m of VIRTIO_NET_MODULES) assert.ok(files.has(`lib/modules/${m}.ko`), m);
+  for (const path of ["bin/deno", "bin/busybox", "sbin/kexec", "lib64/ld-linux-x86-64.so.2"]) {
+    assert.ok(files.has(path), `${path} is in the stub`);
+  }
+  assert.ok(files.has("lib/x86_64-linux-gnu/libxenctrl.so.4.17"), "kexec's libraries");
+});
+
+vmTest("stub boots, fetches and verifies from serve, kexecs into the second stage", async (f) => {
+  const serve = await startServe(f, f.trustedKey);
+  try {
+    const provider = serve.url.replace("127.0.0.1", "10.0.2.2");
+    const run = await runVm({
+      kernel: f.kernel,
+      initrd: f.initrd,
+      append: stubAppend(provider),
+      until: /PHASE-SECOND-STAGE-OK.*\n|PHASE-BOOT-RESCUE/,
+      timeoutMs: VM_TIMEOUT_MS,
+    });
+    assert.notEqual(run.ended, "timeout", vmFailure(run));
+    assert.doesNotMatch(run.output, /phase-boot: error:/, vmFailure(run));
+    assert.match(run.output, /phase-boot: \[[\d.]+\] fetched and verified: .*kernel/);
+    assert.match(run.output, /kexec_core: Starting new kernel/);
+    const marker = /PHASE-SECOND-STAGE-OK cmdline: (.*)/.exec(run.output);
+    assert.ok(marker, vmFailure(run));
+    // The next stage gets the console and every phase.* parameter of the stub.
+    assert.match(marker[1]!, /console=ttyS0/);
+    assert.match(marker[1]!, /phase\.mode=private/);
+    assert.match(marker[1]!, new RegExp(`phase\\.provider=${provider.replaceAll(".", "\\.")}`));
+  } finally {
+    await serve.stop();
+  }
+});
+
+vmTest("stub refuses a kernel tampered with by a mirror and does not kexec", async (f) => {
+  const serve = await startServe(f, f.trustedKey);
+  const mirror = startTamperingMirror(serve.url);
+  try {
+    const provider = `http://10.0.2.2:${mirror.addr.port}`;
+    const run = await runVm({
+      kernel: f.kernel,
+      initrd: f.initrd,
+      append: stubAppend(provider),
+      until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
+      timeoutMs: VM_TIMEOUT_MS,
+    });
+    assertStoppedBeforeKexec(run, /phase-boot: error: fetch failed: .*'kernel'.*sha256 mismatch/);
+  } finally {
+    await mirror.shutdown();
+    await serve.stop();
+  }
+});
+
+vmTest("stub refuses an expired manifest and does not kexec", async (f) => {
+  // serve signs manifests valid for one day; the VM's clock is three days ahead.
+  const serve = await startServe(f, f.trustedKey, ["--validity-days", "1"]);
+  try {
+    const ahead = new Date(Date.now() + 3 * 86_400_000).toISOString().slice(0, 19);
+    const run = await runVm({
+      kernel: f.kernel,
+      initrd: f.initrd,
+      append: stubAppend(serve.url.replace("127.0.0.1", "10.0.2.2")),
+      rtcBase: ahead,
+      until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
+      timeoutMs: VM_TIMEOUT_MS,
+    });
+    assertStoppedBeforeKexec(run, /phase-boot: error: fetch failed: .*expired/);
+  } finally {
+    await serve.stop();
+  }
+});
+
+vmTest("stub refuses a manifest signed by an untrusted key and does not kexec", async (f) => {
+  const serve = await startServe(f, f.untrustedKey);
+  try {
+    const run = await runVm({
+      kernel: f.kernel,
+      initrd: f.initrd,
+      append: stubAppend(serve.url.replace("127.0.0.1", "10.0.2.2")),
+      until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
+      timeoutMs: VM_TIMEOUT_MS,
+    });
+    assertStoppedBeforeKexec(run, /phase-boot: error: fetch failed: .*no trusted key/);
+  } finally {
+    await serve.stop();
+  }
+});
+
+vmTest("stub rejects an unknown phase.mode with one error line, before the network", async (f) => {
+  const run = await runVm({
+    kernel: f.kernel,
+    initrd: f.initrd,
+    append: "console=ttyS0 panic=-1 phase.mode=bogus phase.test=1",
+    until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
+    timeoutMs: VM_TIMEOUT_MS,
+  });
+  assertStoppedBeforeKexec(run, /phase-boot: error: unknown phase\.mode 'bogus'/);
+  assert.doesNotMatch(run.output, /network up/);
+});
+
+vmTest("stub in local mode runs phase-discover and stops when no provider answers", async (f) => {
+  // User-mode networking carries no multicast, so mDNS finds nothing: the stub must say so.
+  const run = await runVm({
+    kernel: f.kernel,
+    initrd: f.initrd,
+    append: "console=ttyS0 panic=-1 phase.mode=local phase.test=1",
+    until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
+    timeoutMs: VM_TIMEOUT_MS,
+  });
+  assert.match(run.output, /discovering a provider of stable\/x86_64 \(--mdns\)/);
+  assertStoppedBeforeKexec(run, /phase-boot: error: no provider found \(local\): /);
+});
+
+vmTest("self-hosting loop: a VM booted by the stub serves the next VM's boot", async () => {
+  // VM 1: stub -> serving stage running `serve`; VM 2: stub fetching from VM 1 -> marker.
+  const result = await runBootLoop({ build: BUILD });
+  assert.match(result.marker, /^PHASE-SECOND-STAGE-OK /);
+  assert.match(
+    result.marker,
+    new RegExp(`phase\\.provider=http://10\\.0\\.2\\.2:${result.port}( |$)`),
+  );
+  console.log(`loop: VM 1 served after ${result.servingMs} ms, VM 2 up after ${result.totalMs} ms`);
+});
+
+Deno.test({
+  name: "boot VM fixture is removed",
+  ignore: !HAVE_QEMU,
+  async fn() {
+    if (fixture === undefined) return;
+    const f = await fixture;
+    await Deno.remove(f.dir, { recursive: true });
+  },
+});

@@ -145,3 +145,9 @@ export type {
   JobResultInfo,
   JobStatusInfo,
 } from "./net/client.ts";
+export { planKexec } from "./boot/kexec_plan.ts";
+export type { KexecPlan, PlanKexecOptions } from "./boot/kexec_plan.ts";
+export { writeInitrdOverlay } from "./boot/initrd_overlay.ts";
+export type { OverlayFile } from "./boot/initrd_overlay.ts";
+export { cpioArchive } from "./boot/cpio.ts";
+export type { CpioEntry } from "./boot/cpio.ts";

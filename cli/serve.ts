@@ -73,7 +73,7 @@ export interface ServeMainOptions {
  * const lines: string[] = [];
  * const done = main([
  *   "--artifacts", `${dir}/art`, "--state-dir", `${dir}/state`, "--arch", "x86_64",
- *   "--bind", "127.0.0.1", "--port", "0", "--min-free", "0",
+ *   "--bind", "127.0.0.1", "--port", "0", "--min-free", "0", "--no-dht", "--no-mdns",
  * ], {
  *   signal: stop.signal,
  *   print: (line) => lines.push(line),

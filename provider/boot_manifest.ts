@@ -277,7 +277,10 @@ export function parseBootManifest(value: unknown): BootManifest {
     if (typeof m[key] !== "string" || m[key] === "") throw bad(`${key} is not a non-empty string`);
   }
   for (const key of ["created_at", "expires_at"]) {
-    if (!_isUtcTime(m[key])) throw bad(`${key} is not an RFC 3339 UTC time`);
+    if (typeof m[key] !== "string" || !RFC3339.test(m[key] as string)) {
+      throw bad(`${key} is not an RFC 3339 UTC time`);
+    }
+    if (!_isUtcTime(m[key])) throw bad(`${key} '${m[key]}' is not a real date and time`);
   }
   if (m.cmdline !== undefined && typeof m.cmdline !== "string") {
     throw bad("cmdline is not a string");
@@ -286,7 +289,7 @@ export function parseBootManifest(value: unknown): BootManifest {
   if (typeof artifacts !== "object" || artifacts === null || Array.isArray(artifacts)) {
     throw bad("artifacts is not an object");
   }
-  const filenames = new Set<string>();
+  const filenames = new Map<string, string>();
   for (const [name, a] of Object.entries(artifacts as Record<string, unknown>)) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw bad(`artifact name '${name}'`);
     if (typeof a !== "object" || a === null) throw bad(`artifacts.${name} is not an object`);
@@ -298,11 +301,17 @@ export function parseBootManifest(value: unknown): BootManifest {
       throw bad(`artifacts.${name}.size_bytes is not a size`);
     }
     if (!isSha256Tag(art.hash)) throw bad(`artifacts.${name}.hash is not sha256:<64 hex>`);
-    if (typeof art.download_url !== "string" || !_isDownloadUrl(art.download_url)) {
-      throw bad(`artifacts.${name}.download_url is neither a path nor an http(s) URL`);
+    if (typeof art.download_url !== "string" || art.download_url === "") {
+      throw bad(`artifacts.${name}.download_url is not a string`);
     }
-    if (filenames.has(art.filename)) throw bad(`artifacts.${name}.filename is used twice`);
-    filenames.add(art.filename);
+    if (!_isDownloadUrl(art.download_url)) {
+      throw bad(`artifacts.${name}.download_url '${art.download_url}' is not http(s)`);
+    }
+    const other = filenames.get(art.filename);
+    if (other !== undefined) {
+      throw bad(`artifacts ${other} and ${name} share the filename '${art.filename}'`);
+    }
+    filenames.set(art.filename, name);
   }
   if (!Array.isArray(m.signatures)) throw bad("signatures is not an array");
   for (const [i, s] of m.signatures.entries()) {

@@ -67,3 +67,27 @@ export function parseSize(text: string): number {
   }
   return Math.floor(Number(match[1]) * unit);
 }
+
+/**
+ * Format a byte count for people: `512 B`, `1.5 KiB`, `35.5 MiB`, `2.0 GiB`.
+ *
+ * @example
+ * ```ts
+ * import { formatSize } from "./_units.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(formatSize(512), "512 B");
+ * assert.equal(formatSize(37224448), "35.5 MiB");
+ * ```
+ */
+export function formatSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}

@@ -10,7 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { parseDuration } from "./_units.ts";
+import { formatSize, parseDuration } from "./_units.ts";
 
 const USAGE = `Usage: provider status [--addr URL] [--json] [--timeout 10s]
        provider list   [--addr URL] [--json] [--timeout 10s]
@@ -197,7 +197,9 @@ function _statusLines(base: URL, s: _Status): string[] {
   const yes = (v: boolean | undefined) => v === true ? "yes" : "no";
   const byStatus = Object.entries(m.responses_by_status ?? {}).map(([k, v]) => `${k}: ${v}`)
     .join(", ");
-  const free = typeof h.disk_free_bytes === "number" ? `, ${_size(h.disk_free_bytes)} free` : "";
+  const free = typeof h.disk_free_bytes === "number"
+    ? `, ${formatSize(h.disk_free_bytes)} free`
+    : "";
   return [
     `Provider   ${base.href}`,
     `  name       ${s.name ?? "?"} ${s.version ?? ""}`.trimEnd(),
@@ -210,9 +212,9 @@ function _statusLines(base: URL, s: _Status): string[] {
     `  DHT        ${s.dht ?? "?"}`,
     `  mDNS       ${s.mdns ?? "?"}`,
     `  requests   ${m.requests_total ?? 0}${byStatus ? ` (${byStatus})` : ""}`,
-    `  served     ${_size(m.bytes_served_total ?? 0)} in ${m.downloads_total ?? 0} download(s), ${
-      m.downloads_active ?? 0
-    } active`,
+    `  served     ${formatSize(m.bytes_served_total ?? 0)} in ${
+      m.downloads_total ?? 0
+    } download(s), ${m.downloads_active ?? 0} active`,
     `  channels   ${(s.channels ?? []).map((c) => `${c.channel}/${c.arch}`).join(", ") || "none"}`,
   ];
 }
@@ -231,7 +233,7 @@ function _listLines(channels: _ListedChannel[]): string[] {
         c.arch,
         name,
         a.filename,
-        _size(a.size_bytes),
+        formatSize(a.size_bytes),
         a.hash.replace(/^sha256:/, "").slice(0, 16),
         String(c.sequence),
         c.expires_at,
@@ -247,18 +249,6 @@ function _reason(error: unknown): string {
   const text = cause instanceof Error ? cause.message : (error as Error)?.message ?? String(error);
   const os = /([A-Za-z ]+) \(os error \d+\)/.exec(text);
   return (os ? os[1]!.trim() : text.split("\n")[0]!).replace(/^tcp connect error: /, "");
-}
-
-function _size(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function _duration(seconds: number): string {

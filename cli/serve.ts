@@ -26,7 +26,7 @@ import { ArtifactStore, SAFE_NAME } from "../provider/artifact_store.ts";
 import { createProviderHandler } from "../provider/provider_handler.ts";
 import { toHex } from "../runtime/digest.ts";
 import type { PhaseNode } from "../net/node.ts";
-import { parseDuration, parseSize } from "./_units.ts";
+import { formatSize, parseDuration, parseSize } from "./_units.ts";
 
 const VERSION = "0.1.0";
 
@@ -216,7 +216,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
     const manifest = await store.manifest(values.channel, arch);
     summary = manifest
       ? `${
-        Object.entries(manifest.artifacts).map(([n, a]) => `${n} ${_size(a.size_bytes)}`)
+        Object.entries(manifest.artifacts).map(([n, a]) => `${n} ${formatSize(a.size_bytes)}`)
           .join(", ") || "no artifacts"
       }; sequence ${manifest.sequence}`
       : `no ${values.channel}/${arch} directory (health: unhealthy)`;
@@ -340,18 +340,6 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
   const m = handler.metrics();
   log(`serve: stopped after ${m.requests_total} request(s), ${m.bytes_served_total} bytes served`);
   return 0;
-}
-
-function _size(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function _message(error: unknown): string {

@@ -7,6 +7,7 @@ import { startNode } from "./node.ts";
 import { applyNodeCompat } from "./node_compat.ts";
 import type { NodeInfo } from "./node_info.ts";
 import { capabilityKey, manifestKey } from "./provider_key.ts";
+import { sleep } from "./_sleep.ts";
 
 /** A node found, with what it said about itself. */
 export interface DiscoveredPeer {
@@ -170,7 +171,7 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
       for (const p of providers) consider(p.peerId, p.multiaddrs, "dht");
       if (providers.length > 0) return;
       // Nobody yet: the client may still be joining, or the record not yet stored; try again.
-      await _sleep(500, deadline);
+      await sleep(500, deadline);
     }
   }
 
@@ -183,7 +184,7 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
       const wait = Math.max(2000 - ranFor, mdnsQuietMs - quietFor, 50);
       const nap = new AbortController();
       wakeMdns = () => nap.abort();
-      await _sleep(wait, AbortSignal.any([deadline, nap.signal]));
+      await sleep(wait, AbortSignal.any([deadline, nap.signal]));
     }
   }
 }
@@ -202,19 +203,6 @@ function _matches(
   }
   if (filter.capability !== undefined && !(filter.capability in info.capabilities)) return false;
   return true;
-}
-
-function _sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 function _message(error: unknown): string {

@@ -26,6 +26,7 @@ import {
 } from "./node_info.ts";
 import { capabilityKey, providerKeyCid } from "./provider_key.ts";
 import { applyNodeCompat } from "./node_compat.ts";
+import { sleep } from "./_sleep.ts";
 
 /** One structured log record; the CLI prints each as a JSON line. */
 export interface NodeLogRecord {
@@ -263,11 +264,11 @@ export class PhaseNode {
         this.#log("info", "provided", { key, cid: cid.toString(), peers });
         if (peers >= 3) {
           backoff = 1000;
-          await _sleep(this.#options.reprovideIntervalMs, signal);
+          await sleep(this.#options.reprovideIntervalMs, signal);
         } else if (peers > 0) {
-          await _sleep(Math.min(60_000, this.#options.reprovideIntervalMs), signal);
+          await sleep(Math.min(60_000, this.#options.reprovideIntervalMs), signal);
         } else {
-          await _sleep(backoff, signal);
+          await sleep(backoff, signal);
           backoff = Math.min(backoff * 2, 30_000);
         }
       }
@@ -548,7 +549,7 @@ export class PhaseNode {
           }
         }
       }));
-      await _sleep(missing > 0 ? 5_000 : 30_000, signal);
+      await sleep(missing > 0 ? 5_000 : 30_000, signal);
     }
   }
 
@@ -574,19 +575,6 @@ function _multiaddr(text: string) {
   } catch (cause) {
     throw new TypeError(`Cannot parse multiaddr '${text}': ${_message(cause)}`, { cause });
   }
-}
-
-function _sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 function _message(error: unknown): string {

@@ -36,6 +36,7 @@ import {
 import type { JobWorker } from "./job_worker.ts";
 import type { JobRecord, JobRequestOptions, JobStore } from "./job_store.ts";
 import { peerPublicKey } from "./peer_key.ts";
+import { sleep } from "./_sleep.ts";
 
 /** How the scheduler reaches workers; {@linkcode Scheduler} is transport-free. */
 export interface Dispatcher {
@@ -384,7 +385,7 @@ export class Scheduler {
       if (!peer) {
         // Nobody left to try: wait briefly for peers to appear (at most a few rounds).
         if (++emptyRounds > 3) break;
-        await _sleep(500 * emptyRounds, signal);
+        await sleep(500 * emptyRounds, signal);
         continue;
       }
       claimed.add(peer);
@@ -405,7 +406,7 @@ export class Scheduler {
           if (fresh.every((p) => busyPeers.has(p))) {
             busy++;
             busyPeers.clear();
-            await _sleep(Math.min(2000, 50 * 2 ** busy) * (0.5 + Math.random()), signal);
+            await sleep(Math.min(2000, 50 * 2 ** busy) * (0.5 + Math.random()), signal);
           }
           continue;
         }
@@ -525,19 +526,6 @@ async function _verifyDone(
 /** A worker answered `QueueFull`. */
 class _BusyError extends Error {
   override name = "BusyError";
-}
-
-function _sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 function _message(error: unknown): string {

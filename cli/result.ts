@@ -17,8 +17,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Buffer } from "node:buffer";
-import { localClient } from "./_api_client.ts";
+import { localClient, printJobResult } from "./_api_client.ts";
 
 const _USAGE = "Usage: result <job-id> [--wait] [--json] [--state-dir DIR]";
 
@@ -63,20 +62,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     const client = await localClient(values["state-dir"]);
     const result = await client.result(id, { waitMs: values.wait ? 24 * 3600_000 : 0 });
-    if (values.json) {
-      console.log(JSON.stringify({
-        job_id: id,
-        exit_code: result.exitCode,
-        completion: result.completion,
-        output: Buffer.from(result.output).toString("base64"),
-        stderr: Buffer.from(result.stderr).toString("base64"),
-        worker_peer_id: result.workerPeerId,
-        verified: result.verified,
-        receipt: result.receipt,
-      }));
-    } else {
-      await Deno.stdout.write(result.output);
-    }
+    await printJobResult(id, result, values.json === true);
     return 0;
   } catch (error) {
     console.error(`error: ${_message(error)}`);

@@ -17,9 +17,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Buffer } from "node:buffer";
 import { parseDuration, parseSize } from "./_units.ts";
-import { localClient } from "./_api_client.ts";
+import { localClient, printJobResult } from "./_api_client.ts";
 
 const _USAGE =
   `Usage: submit <module.wasm> [--input F] [--cpu N] [--memory SIZE] [--timeout DURATION]
@@ -96,19 +95,7 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     const result = await client.result(id, { waitMs: 24 * 3600_000 });
-    if (values.json) {
-      console.log(JSON.stringify({
-        job_id: id,
-        exit_code: result.exitCode,
-        completion: result.completion,
-        output: Buffer.from(result.output).toString("base64"),
-        worker_peer_id: result.workerPeerId,
-        verified: result.verified,
-        receipt: result.receipt,
-      }));
-    } else {
-      await Deno.stdout.write(result.output);
-    }
+    await printJobResult(id, result, values.json === true);
     return 0;
   } catch (error) {
     console.error(`error: ${_message(error)}`);

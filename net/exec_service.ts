@@ -17,6 +17,7 @@ import { JobWorker } from "./job_worker.ts";
 import { type Dispatcher, Scheduler } from "./scheduler.ts";
 import { WorkerPolicy, type WorkerPolicyOptions } from "./worker_policy.ts";
 import { createLocalApiHandler } from "./local_api.ts";
+import { SandboxPool } from "../runtime/sandbox_pool.ts";
 
 /** File name of the job database in the state dir. */
 export const JOB_DB_FILE = "jobs.db";
@@ -94,6 +95,8 @@ export async function startExecService(
   const arch = node.info().arch;
   const store = JobStore.open(stateDir ? join(stateDir, JOB_DB_FILE) : ":memory:");
   let worker: JobWorker | undefined;
+  // One sandbox process kept started, so a job does not wait for deno to boot.
+  const pool = policyOptions !== false ? new SandboxPool({ size: 1 }) : undefined;
   try {
     if (policyOptions !== false) {
       worker = new JobWorker({
@@ -102,6 +105,7 @@ export async function startExecService(
         policy: new WorkerPolicy({ arch, ...policyOptions }),
         store,
         sandbox: "process",
+        ...(pool ? { pool } : {}),
         tamperResultsForTests,
         ...(onLog ? { onLog } : {}),
       });
@@ -109,6 +113,7 @@ export async function startExecService(
     }
   } catch (error) {
     store.close();
+    await pool?.close();
     throw error;
   }
   let turn = 0;
@@ -171,6 +176,7 @@ export async function startExecService(
         libp2p.unhandle(JOB_EXEC_PROTOCOL),
       ]);
       store.close();
+      await pool?.close();
     })();
   return { scheduler, store, worker, handler, stop, [Symbol.asyncDispose]: stop };
 }

@@ -10,6 +10,7 @@ import { sha256TagAsync, toHex } from "../runtime/digest.ts";
 import type { KeyPair } from "../runtime/ed25519.ts";
 import { verifyJobManifest } from "../runtime/job_manifest.ts";
 import { runSignedJob } from "../runtime/run_signed_job.ts";
+import type { SandboxPool } from "../runtime/sandbox_pool.ts";
 import {
   JOB_OFFER_PROTOCOL,
   type JobOffer,
@@ -46,6 +47,8 @@ export interface JobWorkerOptions {
   store?: JobStore;
   /** Sandbox kind; `"process"` on a node. @default {"process"} */
   sandbox?: "worker" | "process";
+  /** Pre-started sandbox processes (with `sandbox: "process"`). @default none */
+  pool?: SandboxPool;
   /** Modules kept by hash (most recently used first), in bytes. @default {268435456} */
   moduleCacheBytes?: number;
   /** Test only: corrupt returned output (see {@linkcode TAMPER_RESULTS_VALUE}). @default {false} */
@@ -171,6 +174,7 @@ export class JobWorker {
             input: request.input,
             ...limits,
             sandbox: this.#o.sandbox ?? "process",
+            ...(this.#o.pool ? { pool: this.#o.pool } : {}),
             signal,
           });
         },

@@ -7,6 +7,7 @@ import type { JobErrorKind, SandboxEvent, SandboxJob } from "./sandbox_core.ts";
 import { encodeJob, FrameDecoder } from "./sandbox_frames.ts";
 import { WASM_PAGE_BYTES } from "./limit_memory.ts";
 import { type FuelCache, instrumentFuel } from "./fuel.ts";
+import type { SandboxPool } from "./sandbox_pool.ts";
 // Both sandbox entries are started by URL, never imported for use here; these imports put them
 // in this module's graph so that a remote (JSR) install caches them for `--cached-only`.
 import "./sandbox_main.ts";
@@ -49,6 +50,11 @@ export interface RunJobOptions {
   fuel?: bigint | number;
   /** Where instrumented modules are cached by hash; without it every metered run instruments. */
   fuelCache?: FuelCache;
+  /**
+   * Pre-started sandbox processes to take one from (`sandbox: "process"` only); without it
+   * each job spawns its own.
+   */
+  pool?: SandboxPool;
   /** Aborting ends the job with completion `cancelled`. */
   signal?: AbortSignal;
 }
@@ -149,6 +155,7 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     sandbox = "worker",
     fuel,
     fuelCache,
+    pool,
     signal,
   } = options;
   _validate({ input, args, argv0, env, memoryBytes, timeoutMs, maxOutputBytes, maxModuleBytes });
@@ -277,7 +284,7 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
   signal?.addEventListener("abort", onAbort, { once: true });
   let box: _Sandbox | undefined;
   try {
-    box = sandbox === "worker" ? _startWorker(job, handlers) : _startProcess(job, handlers);
+    box = sandbox === "worker" ? _startWorker(job, handlers) : _startProcess(job, handlers, pool);
     const end = await ended;
     const completion: JobOutcome["completion"] = end.error === null
       ? "stop"
@@ -301,7 +308,10 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
     box?.kill();
-    await box?.closed;
+    // A pooled process is reaped by its pool (awaited by pool.close()), so the outcome does not
+    // wait for the killed process to exit; otherwise wait here, so nothing outlives the call.
+    if (box && pool && sandbox === "process") pool._track(box.closed);
+    else await box?.closed;
   }
 }
 
@@ -485,8 +495,9 @@ export function _spawnSandboxProcess(entry: URL): Deno.ChildProcess {
   }).spawn();
 }
 
-function _startProcess(job: SandboxJob, handlers: _Handlers): _Sandbox {
-  const child = _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
+function _startProcess(job: SandboxJob, handlers: _Handlers, pool?: SandboxPool): _Sandbox {
+  const child = pool?.take() ??
+    _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
   let killed = false;
   let exited = false;
   const kill = () => {

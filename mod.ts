@@ -57,6 +57,8 @@ export type { JobManifest, WasmJobPayload } from "./runtime/job_manifest.ts";
 export { MEMORY_LIMIT_FRACTION, runJob } from "./runtime/run_job.ts";
 export type { JobErrorKind, JobOutcome, RunJobOptions } from "./runtime/run_job.ts";
 export { DEFAULT_LIMITS, runSignedJob } from "./runtime/run_signed_job.ts";
+export { SandboxPool } from "./runtime/sandbox_pool.ts";
+export type { SandboxPoolOptions } from "./runtime/sandbox_pool.ts";
 export type { RunSignedJobOptions, SignedJob } from "./runtime/run_signed_job.ts";
 export { defaultStateDir, loadOrCreateIdentity, NODE_KEY_FILE } from "./net/identity.ts";
 export {

@@ -2,7 +2,8 @@
  * Benchmarks of local execution (issue 2), each against a named reference in the same run:
  * - cold `run` of hello.wasm, whole process, vs a bare `deno run` of an empty script;
  * - the SHA-256 CPU example under `run` vs the same C compiled natively (clang -O2);
- * - sandbox start cost per job: worker with `permissions: "none"` vs a separate deno process;
+ * - sandbox start cost per job: worker with `permissions: "none"` vs a separate deno process,
+ *   spawned per job or taken from a `SandboxPool`;
  * - 200 back-to-back hello jobs.
  *
  * Run with `deno task bench` (it builds the native binaries first).
@@ -10,6 +11,7 @@
  * @module
  */
 import { runJob } from "../runtime/run_job.ts";
+import { SandboxPool } from "../runtime/sandbox_pool.ts";
 import { taskCommand } from "../tests/_task.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -78,6 +80,21 @@ Deno.bench("runJob hello, process sandbox", { group: "sandbox start per job" }, 
   await runJob(hello, { input, sandbox: "process" });
 });
 
+const pool = new SandboxPool({ size: 1 });
+Deno.bench("runJob hello, process sandbox from a SandboxPool", {
+  group: "sandbox start per job",
+}, async () => {
+  await runJob(hello, { input, sandbox: "process", pool });
+});
+
+Deno.bench("200 back-to-back hello jobs, process sandbox from a SandboxPool", {
+  group: "200 jobs",
+  n: 3,
+  warmup: 1,
+}, async () => {
+  for (let i = 0; i < 200; i++) await runJob(hello, { input, sandbox: "process", pool });
+});
+
 Deno.bench("200 back-to-back hello jobs, worker sandbox", {
   group: "200 jobs",
   baseline: true,
@@ -95,4 +112,7 @@ Deno.bench(
   },
 );
 
-globalThis.addEventListener("unload", () => Deno.removeSync(HOME, { recursive: true }));
+globalThis.addEventListener("unload", () => {
+  pool.close();
+  Deno.removeSync(HOME, { recursive: true });
+});

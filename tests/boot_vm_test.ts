@@ -16,20 +16,11 @@ import { runBootLoop } from "../boot/loop.ts";
 import { VIRTIO_NET_MODULES } from "../boot/build.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
+import { startServe as startServeProcess } from "./fetch_testlib.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const BUILD = `${ROOT}/boot/build`;
 const VM_TIMEOUT_MS = 300_000;
-const SERVE_FLAGS = (stateDir: string) => [
-  "run",
-  "--allow-net",
-  "--allow-read",
-  `--allow-write=${stateDir}`,
-  "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
-  "--allow-sys=statfs",
-  `${ROOT}/cli/serve.ts`,
-];
-
 const HAVE_QEMU = await qemuAvailable();
 const IN_CI = Deno.env.get("CI") === "true";
 if (!HAVE_QEMU && !IN_CI) {
@@ -140,69 +131,18 @@ async function ensureBuilt(): Promise<void> {
   );
 }
 
-interface Serve {
-  url: string;
-  stop(): Promise<void>;
-}
-
-/** Start the project's `serve` on 127.0.0.1 with an ephemeral port. */
-async function startServe(f: Fixture, key: string, extra: string[] = []): Promise<Serve> {
+/**
+ * Start the project's `serve` on 127.0.0.1 with an ephemeral port; `url` without the trailing
+ * slash (`http://127.0.0.1:PORT`), as the provider URLs below are written.
+ */
+async function startServe(
+  f: Fixture,
+  key: string,
+  args: string[] = [],
+): Promise<{ url: string; stop(): Promise<void> }> {
   const state = await Deno.makeTempDir({ dir: f.dir, prefix: "serve-state-" });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      ...SERVE_FLAGS(state),
-      "--artifacts",
-      f.artifacts,
-      "--port",
-      "0",
-      "--bind",
-      "127.0.0.1",
-      "--key",
-      key,
-      "--arch",
-      "x86_64",
-      "--no-dht",
-      "--no-mdns",
-      "--state-dir",
-      state,
-      ...extra,
-    ],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let url: string | undefined;
-  while (url === undefined) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += value;
-    url = /Listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(text)?.[1];
-  }
-  const drain = (async () => {
-    while (!(await reader.read()).done) { /* keep the pipe flowing */ }
-  })();
-  if (url === undefined) {
-    await child.status;
-    await drain;
-    throw new Error(`serve did not start: ${text} ${await stderr}`);
-  }
-  return {
-    url,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-      await child.status;
-      await drain;
-      await stderr;
-    },
-  };
+  const serve = await startServeProcess(f.artifacts, key, state, { args });
+  return { url: serve.url.replace(/\/$/, ""), stop: serve.stop };
 }
 
 /** A mirror that passes everything through but flips the first byte of the kernel. */

@@ -11,6 +11,7 @@ import {
   signBootManifest,
 } from "../provider/boot_manifest.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
+import { taskCommand } from "./_task.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 import type { KeyPair } from "../runtime/ed25519.ts";
 
@@ -141,6 +142,8 @@ export interface ServeProcess extends AsyncDisposable {
   url: string;
   /** The process. */
   child: Deno.ChildProcess;
+  /** What it printed on stdout so far (the banner). */
+  output(): string;
   /** Stop with SIGTERM and wait (idempotent). */
   stop(): Promise<void>;
   /** Kill with SIGKILL at once and wait. */
@@ -169,36 +172,26 @@ export async function startServe(
   artifactsDir: string,
   keyFile: string,
   stateDir: string,
+  options: {
+    /** More `serve` arguments, after the defaults. @default {[]} */
+    args?: string[];
+    /** Arguments for the libp2p advertisement, instead of `--no-dht --no-mdns`. @default {undefined} */
+    p2p?: string[];
+  } = {},
 ): Promise<ServeProcess> {
+  const { args = [], p2p = ["--no-dht", "--no-mdns"] } = options;
   await Deno.mkdir(stateDir, { recursive: true });
+  // The `serve` task's own flags, its write grant narrowed to this state dir.
+  const { flags } = await taskCommand("serve");
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--no-prompt",
-      "--allow-net",
-      "--allow-read",
-      `--allow-write=${stateDir}`,
-      "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
-      "--allow-sys=statfs",
+      ...flags.map((f) => f.startsWith("--allow-write=") ? `--allow-write=${stateDir}` : f),
       new URL("cli/serve.ts", ROOT).pathname,
-      "--artifacts",
-      artifactsDir,
-      "--key",
-      keyFile,
-      "--state-dir",
-      stateDir,
-      "--arch",
-      "x86_64",
-      "--port",
-      "0",
-      "--bind",
-      "127.0.0.1",
-      "--no-dht",
-      "--no-mdns",
-      "--min-free",
-      "0",
-      "--shutdown-timeout",
-      "1s",
+      ...["--artifacts", artifactsDir, "--key", keyFile, "--state-dir", stateDir],
+      ...["--arch", "x86_64", "--port", "0", "--bind", "127.0.0.1", ...p2p],
+      ...["--min-free", "0", "--shutdown-timeout", "1s", ...args],
     ],
     stdin: "null",
     stdout: "piped",
@@ -218,7 +211,8 @@ export async function startServe(
     url = /Listening on (http:\/\/\S+\/)/.exec(text)?.[1];
   }
   const drained = (async () => {
-    while (!(await reader.read()).done) { /* keep stdout flowing */ }
+    // Keep stdout flowing, and keep what the banner says after the first line.
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += r.value;
   })();
   let stopped: Promise<void> | undefined;
   const finish = (signal: Deno.Signal) =>
@@ -233,6 +227,7 @@ export async function startServe(
   return {
     url,
     child,
+    output: () => text,
     stop: () => finish("SIGTERM"),
     kill: () => finish("SIGKILL"),
     [Symbol.asyncDispose]: () => finish("SIGTERM"),

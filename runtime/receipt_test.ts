@@ -13,7 +13,7 @@ import {
 } from "./receipt.ts";
 
 const VECTOR = JSON.parse(
-  await Deno.readTextFile(new URL("../../shared/testdata/receipt_v1_vector.json", import.meta.url)),
+  await Deno.readTextFile(new URL("./testdata/receipt_v1_vector.json", import.meta.url)),
 );
 
 Deno.test("receiptSignedBytes() reproduces the shared vector's signed message byte for byte", () => {

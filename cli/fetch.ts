@@ -18,13 +18,18 @@
  */
 import { parseArgs } from "node:util";
 import { fetchArtifacts } from "../provider/fetch_artifacts.ts";
-import { parseTrustedKeys } from "../provider/key_files.ts";
+import { readTrustedKeysFile } from "../provider/key_files.ts";
+import { describeError, fsErrorReason } from "./_fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 
 const USAGE = `Usage: fetch --provider URL [--provider URL]... --out DIR --trusted-keys FILE
              [--channel stable] [--arch x86_64] [--threshold N] [--state FILE]
              [--only kernel,initramfs] [--json] [--retries 3] [--stall-timeout 30s]
-             [--max-redirects 5] [--parallel-threshold 8MiB] [--segment-size 4MiB] [--no-fsync]`;
+             [--max-redirects 5] [--parallel-threshold 8MiB] [--segment-size 4MiB] [--no-fsync]
+
+--trusted-keys is a list of hex public keys (a keygen .pub is one), never a secret .key.
+Exit codes: 0 verified and in place, 1 failed, 2 usage or unusable input, 130 interrupted.
+Errors are one line (the last one on stderr).`;
 
 /**
  * Run `fetch`; returns the exit code.
@@ -98,10 +103,11 @@ export async function main(
     stallTimeoutMs = parseDuration(values["stall-timeout"]);
     parallelThreshold = parseSize(values["parallel-threshold"]);
     segmentSize = parseSize(values["segment-size"]);
-    if (stallTimeoutMs < 1 || segmentSize < 1) throw new RangeError("must be above zero");
   } catch (error) {
     return _usage(`Cannot fetch: ${(error as Error).message}`);
   }
+  if (stallTimeoutMs < 1) return _usage("Cannot fetch: --stall-timeout must be above zero");
+  if (segmentSize < 1) return _usage("Cannot fetch: --segment-size must be above zero");
   const only = values.only?.split(",").map((s) => s.trim()).filter((s) => s !== "");
   const json = values.json;
   const out = values.out;
@@ -113,12 +119,21 @@ export async function main(
       return _fail(2, `Cannot use '${path}': run with --allow-${name}=${target}`, json);
     }
   }
+  try {
+    if (!(await Deno.stat(out)).isDirectory) {
+      return _fail(2, `Cannot use --out '${out}': not a directory`, json);
+    }
+  } catch (error) {
+    // A missing --out is made by the download; anything else is a problem to name now.
+    if (!(error instanceof Deno.errors.NotFound)) {
+      return _fail(2, `Cannot use --out '${out}': ${fsErrorReason(error)}`, json);
+    }
+  }
   let trustedKeys;
   try {
-    trustedKeys = parseTrustedKeys(await Deno.readTextFile(values["trusted-keys"]))
-      .map((k) => k.publicKey);
+    trustedKeys = (await readTrustedKeysFile(values["trusted-keys"])).map((k) => k.publicKey);
   } catch (error) {
-    return _fail(2, `Cannot read trusted keys '${values["trusted-keys"]}': ${_line(error)}`, json);
+    return _fail(2, _line(error), json);
   }
 
   const progress = json ? undefined : new _Progress(Deno.stderr.isTerminal());
@@ -188,7 +203,7 @@ export async function main(
       );
     }
     const code = error instanceof TypeError || error instanceof RangeError ? 2 : 1;
-    return _fail(code, _line(error), json, warnings);
+    return _fail(code, describeError(error), json, warnings);
   } finally {
     Deno.removeSignalListener("SIGINT", onSigint);
   }
@@ -270,7 +285,8 @@ function _dirname(path: string): string {
 }
 
 function _usage(message: string): number {
-  console.error(`${message}\n${USAGE}`);
+  const line = message.split("\n")[0]!.replace(/\. To specify a positional .*$|\.$/, "");
+  console.error(`${line} (see fetch --help)`);
   return 2;
 }
 

@@ -10,8 +10,12 @@
 import { parseArgs } from "node:util";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
+import { fsErrorReason } from "./_fs_error.ts";
 
-const USAGE = "Usage: keygen --out BASE [--json]   (writes BASE.key and BASE.pub)";
+const USAGE = `Usage: keygen --out BASE [--json]
+
+Writes BASE.key (the raw 32-byte secret, 0600: keep it private) and BASE.pub (the hex public
+key: give it to those who verify). Never overwrites either file.`;
 
 /**
  * Run `keygen`; returns the exit code.
@@ -45,7 +49,10 @@ export async function main(args: string[]): Promise<number> {
       },
     }));
   } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
+    const message = (error as Error).message.split("\n")[0]!;
+    console.error(
+      `${message.replace(/\. To specify a positional .*$|\.$/, "")} (see keygen --help)`,
+    );
     return 2;
   }
   if (values.help) {
@@ -54,8 +61,20 @@ export async function main(args: string[]): Promise<number> {
   }
   const base = values.out;
   if (base === undefined || base === "" || base.endsWith("/")) {
-    console.error(`Cannot make keys: --out BASE is required (a path without extension)\n${USAGE}`);
+    console.error(
+      "Cannot make keys: --out BASE is required (a path without extension, e.g. keys/release)",
+    );
     return 2;
+  }
+  try {
+    if ((await Deno.stat(base)).isDirectory) {
+      console.error(
+        `Cannot make keys: '${base}' is a directory; give a base name inside it, e.g. ${base}/release`,
+      );
+      return 2;
+    }
+  } catch {
+    // Not there: the usual case.
   }
   for (const path of [`${base}.key`, `${base}.pub`]) {
     try {
@@ -64,7 +83,7 @@ export async function main(args: string[]): Promise<number> {
       return 1;
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) {
-        console.error(`Cannot make keys: ${(error as Error).message}`);
+        console.error(`Cannot make keys: cannot check '${path}': ${fsErrorReason(error)}`);
         return 1;
       }
     }
@@ -75,7 +94,9 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     const message = error instanceof Deno.errors.AlreadyExists
       ? `'${base}.key' exists; a key file is never overwritten`
-      : (error as Error).message.split("\n")[0];
+      : error instanceof Deno.errors.NotFound
+      ? `directory '${_dirname(base)}' does not exist`
+      : `cannot write '${base}.key': ${fsErrorReason(error)}`;
     console.error(`Cannot make keys: ${message}`);
     return 1;
   }
@@ -93,6 +114,11 @@ export async function main(args: string[]): Promise<number> {
     console.log(`Public key (add to a trusted-keys file): ${pub}`);
   }
   return 0;
+}
+
+function _dirname(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
 }
 
 if (import.meta.main) {

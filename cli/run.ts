@@ -6,17 +6,19 @@
  *   deno run --unstable-worker-options --allow-read --allow-write
  *     --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/run.ts <module.wasm> [options]
  * No --allow-net, --allow-run, --allow-sys or --allow-ffi: the job itself runs in a worker with
- * `permissions: "none"`. Write access is used only for the state dir (node key, on first use)
- * and `--receipt FILE`; env only to find the state dir.
+ * `permissions: "none"`. Write access is used only for the state dir (node key, on first use,
+ * and every receipt it signs, under `receipts/`) and `--receipt FILE`; env only to find the
+ * state dir.
  *
  * @module
  */
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
-import { toHex } from "../runtime/digest.ts";
 import { FuelCache } from "../runtime/fuel.ts";
+import { storeReceipt } from "../runtime/receipt_store.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
 import type { JobErrorKind } from "../runtime/run_job.ts";
 import { parseFlags } from "./_flags.ts";
+import { fsErrorReason } from "./_fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 
 const USAGE = `Usage: run <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]...
@@ -24,8 +26,11 @@ const USAGE = `Usage: run <module.wasm> [--input FILE|-] [--arg A]... [--env K=V
            [--receipt FILE] [--json] [--state-dir DIR]
 
 Runs a WASI module with stdin from --input (default: stdin when it is not a terminal), prints
-its stdout and stderr, and signs a receipt with the node key. Exit code: the job's own, or
-118-125 when the job was stopped (see README).`;
+its stdout and stderr, and signs a receipt with the node key (in --state-dir, default
+$PLASM_HOME or ~/.local/share/plasm). A two-line summary of the receipt follows on stderr; the
+full receipt is kept in <state dir>/receipts/, copied to --receipt FILE and included in --json.
+Exit code: the job's own, or 118-125 when the job was stopped (see README); 1 when a file
+cannot be read or written, 2 for bad arguments. Errors are one line: run: error: ...`;
 
 /** Exit codes `run` uses when the job did not end by itself. */
 export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
@@ -127,7 +132,7 @@ export async function main(argv: string[]): Promise<number> {
   let keyPair;
   let stateDir: string;
   try {
-    const stat = await Deno.stat(modulePath);
+    const stat = await _io("read module", modulePath, () => Deno.stat(modulePath));
     if (!stat.isFile) throw new Error(`Cannot read module '${modulePath}': not a file`);
     if (stat.size > limits.maxModuleBytes) {
       return _fail(
@@ -135,12 +140,13 @@ export async function main(argv: string[]): Promise<number> {
         EXIT_CODES.module_too_large,
       );
     }
-    module = await Deno.readFile(modulePath);
-    input = await _readInput(values.input);
-    stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
-    keyPair = await loadOrCreateIdentity(stateDir);
+    module = await _io("read module", modulePath, () => Deno.readFile(modulePath));
+    input = await _io("read input", values.input ?? "-", () => _readInput(values.input));
+    const dir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
+    stateDir = dir;
+    keyPair = await _io("use state dir", dir, () => loadOrCreateIdentity(dir));
   } catch (error) {
-    return _fail(_describe(error), 1);
+    return _fail(_line(error), 1);
   }
   await Deno.permissions.revoke({ name: "env" });
 
@@ -161,17 +167,30 @@ export async function main(argv: string[]): Promise<number> {
         fuelCache: new FuelCache({ dir: `${stateDir}/fuel-cache` }),
       }),
     });
+  } catch (error) {
+    return _fail(_line(error), 1);
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
   }
   const { outcome, receipt, jobId, manifest } = signed;
 
-  if (values.receipt) {
-    try {
-      await _writeAtomically(values.receipt, JSON.stringify(receipt, null, 2) + "\n");
-    } catch (error) {
-      return _fail(_describe(error), 1);
+  let stored: string;
+  try {
+    stored = await _io(
+      "store receipt in",
+      `${stateDir}/receipts`,
+      () => storeReceipt(stateDir, receipt),
+    );
+    if (values.receipt) {
+      const path = values.receipt;
+      await _io(
+        "write receipt",
+        path,
+        () => _writeAtomically(path, JSON.stringify(receipt, null, 2) + "\n"),
+      );
     }
+  } catch (error) {
+    return _fail(_line(error), 1);
   }
   if (values.json) {
     const text = (bytes: Uint8Array) => {
@@ -193,19 +212,26 @@ export async function main(argv: string[]): Promise<number> {
       stderr_base64: _base64(outcome.stderr),
       manifest,
       receipt,
+      receipt_file: stored,
     }));
   } else {
     await _writeAll(Deno.stdout, outcome.stdout);
     await _writeAll(Deno.stderr, outcome.stderr);
-    const where = values.receipt ? ` (saved to ${values.receipt})` : "";
+    const extra = receipt.result.metrics.extra;
+    const ended = outcome.error
+      ? `${receipt.result.completion} (${outcome.error.kind})`
+      : `${receipt.result.completion}, exit ${outcome.exitCode ?? "none"}`;
+    // Start on a line of its own when the job's last output (on a terminal they share one
+    // screen) did not end one.
+    const last = outcome.stderr.length > 0 ? outcome.stderr : outcome.stdout;
     const lines = [
-      "",
-      `--- phase-receipt:v1${where}: job ${jobId.slice(0, 16)}..., worker ${
-        toHex(keyPair.publicKey)
+      ...(last.length > 0 && last.at(-1) !== 0x0a ? [""] : []),
+      ...(outcome.error ? [`run: error: ${outcome.error.message}`] : []),
+      `--- receipt: job ${jobId}, completion ${ended}, output ${extra.output_hash}`,
+      `--- signed by ${receipt.worker_pubkey}; full receipt: ${stored}${
+        values.receipt ? ` (copy: ${values.receipt})` : ""
       }`,
-      _pretty(receipt),
     ];
-    if (outcome.error) lines.unshift(`run: error: ${outcome.error.message}`);
     await _writeAll(Deno.stderr, new TextEncoder().encode(lines.join("\n") + "\n"));
   }
   if (outcome.error) return EXIT_CODES[outcome.error.kind];
@@ -235,14 +261,6 @@ async function _writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes:
   for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
 }
 
-/** Indented JSON with byte arrays kept on one line. */
-function _pretty(value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(
-    /\[\s*(\d+(?:,\s*\d+)*)\s*\]/g,
-    (_, items: string) => `[${items.split(/,\s*/).join(",")}]`,
-  );
-}
-
 function _base64(bytes: Uint8Array): string {
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
@@ -251,17 +269,22 @@ function _base64(bytes: Uint8Array): string {
   return btoa(binary);
 }
 
-function _describe(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) {
-    return `Cannot read file: ${
-      (error as Error).message.replace(/^No such file or directory \(os error 2\): /, "not found: ")
-    }`;
+/** Run a file operation; a failure becomes `Cannot <what> '<path>': <reason>`. */
+async function _io<T>(what: string, path: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (error) {
+    if (error instanceof RangeError) throw error; // already says which file and why
+    throw new Error(`Cannot ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
   }
-  return (error as Error)?.message ?? String(error);
+}
+
+function _line(error: unknown): string {
+  return String((error as Error)?.message ?? error).split("\n")[0]!;
 }
 
 function _usage(message: string): number {
-  console.error(`run: ${message}\n\n${USAGE}`);
+  console.error(`run: ${message.split("\n")[0]} (see run --help)`);
   return EXIT_CODES.usage;
 }
 

@@ -15,17 +15,20 @@
 import { parseArgs } from "node:util";
 import { acceptBootManifest } from "../provider/accept_boot_manifest.ts";
 import { ManifestRejectedError } from "../provider/boot_manifest.ts";
-import { parseTrustedKeys } from "../provider/key_files.ts";
+import { readTrustedKeysFile } from "../provider/key_files.ts";
 import { recordAcceptedManifest } from "../provider/manifest_state.ts";
 import { hashFile, verifyArtifacts } from "../provider/verify_artifacts.ts";
 import { isSha256Tag, toHex } from "../runtime/digest.ts";
+import { fsErrorReason } from "./_fs_error.ts";
 import { verifyReceiptMain } from "./verify_receipt.ts";
 
 const USAGE = `Usage:
   verify manifest <manifest.json> --trusted-keys FILE [--threshold N] [--state FILE]
                   [--artifacts DIR] [--only NAME,...] [--json]
   verify artifact <file> --hash sha256:<hex> [--size BYTES] [--json]
-  verify receipt <receipt.json> --key <hex|FILE.pub> [...]`;
+  verify receipt <receipt.json> --key <hex|PeerId|FILE.pub> [...]
+
+Exit codes: 0 verified, 1 not verified, 2 usage or unreadable input. Errors are one line.`;
 
 /**
  * Run `verify` with its arguments; returns the exit code.
@@ -62,8 +65,11 @@ export async function main(args: string[]): Promise<number> {
       console.log(USAGE);
       return 0;
     default:
-      console.error(sub === undefined ? USAGE : `Cannot verify '${sub}': unknown kind\n${USAGE}`);
-      return 2;
+      return _usage(
+        sub === undefined
+          ? "Cannot verify: give what to verify: manifest, artifact or receipt"
+          : `Cannot verify '${sub}': unknown kind (manifest, artifact or receipt)`,
+      );
   }
 }
 
@@ -123,7 +129,7 @@ export async function verifyManifestMain(args: string[]): Promise<number> {
   }
   let text: string, trusted;
   try {
-    trusted = parseTrustedKeys(await _read(values["trusted-keys"], "trusted keys"));
+    trusted = await readTrustedKeysFile(values["trusted-keys"]);
     text = await _read(path, "manifest");
   } catch (error) {
     return _fail(2, _message(error), json);
@@ -244,7 +250,7 @@ export async function verifyArtifactMain(args: string[]): Promise<number> {
   try {
     got = await hashFile(path);
   } catch (error) {
-    return _fail(2, `Cannot verify artifact '${path}': ${_message(error)}`, values.json);
+    return _fail(2, `Cannot verify artifact '${path}': ${fsErrorReason(error)}`, values.json);
   }
   const problems: string[] = [];
   if (values.size !== undefined && got.size !== Number(values.size)) {
@@ -265,8 +271,7 @@ async function _read(path: string, what: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
-    const cause = error instanceof Deno.errors.NotFound ? "no such file" : _message(error);
-    throw new Error(`Cannot read ${what} '${path}': ${cause}`, { cause: error });
+    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
   }
 }
 
@@ -276,7 +281,8 @@ function _dirname(path: string): string {
 }
 
 function _usage(message: string): number {
-  console.error(`${message}\n${USAGE}`);
+  const line = message.split("\n")[0]!.replace(/\. To specify a positional .*$|\.$/, "");
+  console.error(`${line} (see verify --help)`);
   return 2;
 }
 

@@ -194,7 +194,11 @@ export async function fetchBootManifest(
       reasons.set(provider, reason);
       const retry = retryable && round < retries;
       if (retry) again.push(candidate);
-      onWarning?.(`Skipping provider ${provider}: ${reason}${retry ? " (will retry)" : ""}`);
+      // The last failure before giving up is named by the error itself: no warning repeats it.
+      const last = !retry && again.length === 0 && candidate === pending.at(-1);
+      if (!last) {
+        onWarning?.(`Skipping provider ${provider}: ${reason}${retry ? " (will retry)" : ""}`);
+      }
     }
     if (again.length === 0) break;
     pending = again;

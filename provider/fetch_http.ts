@@ -119,7 +119,7 @@ export async function openHttp(
     } catch (error) {
       signal?.throwIfAborted();
       if (timeout.signal.aborted) throw timeout.signal.reason;
-      throw new SourceError(parsed.href, _oneLine(error), { retryable: true, cause: error });
+      throw new SourceError(parsed.href, _networkReason(error), { retryable: true, cause: error });
     } finally {
       clearTimeout(timer);
     }
@@ -190,4 +190,19 @@ export async function readWithin(
 
 function _oneLine(error: unknown): string {
   return String((error as Error)?.message ?? error).split("\n")[0]!;
+}
+
+/** `fetch failed` says nothing: name the cause (`connection refused`) in a few words. */
+function _networkReason(error: unknown): string {
+  const e = error as Error & { cause?: unknown };
+  const text = e?.message === "fetch failed" && e.cause instanceof Error
+    ? e.cause.message
+    : _oneLine(error);
+  const reason = text.split("\n")[0]!
+    .replace(/^error sending request for url \([^)]*\): /, "")
+    .replace(/^client error \(\w+\): /, "")
+    .replace(/ \(os error \d+\)$/, "")
+    .replace(/^tcp connect error: /, "")
+    .replace(/^dns error: failed to lookup address information: /, "cannot resolve host: ");
+  return reason.charAt(0).toLowerCase() + reason.slice(1);
 }

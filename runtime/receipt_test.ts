@@ -61,9 +61,9 @@ Deno.test("verifyReceipt() rejects a re-keyed receipt whose signature is not by 
 /** Every signed leaf of the vector receipt, changed by one unit. */
 const TAMPERS: [string, (r: Receipt) => void][] = [
   ["completed_at", (r) => r.completed_at = "2026-11-24T19:00:01Z"],
-  ["job_id", (r) => r.job_id = "ff" + r.job_id.slice(2)],
-  ["result.job_spec_hash[31]", (r) => r.result.job_spec_hash[31] = 32],
-  ["result.output_commitment[0]", (r) => r.result.output_commitment[0] = 254],
+  ["job_id", (r) => r.job_id = (r.job_id[0] === "f" ? "e" : "f") + r.job_id.slice(1)],
+  ["result.job_spec_hash[31]", (r) => r.result.job_spec_hash[31]! ^= 1],
+  ["result.output_commitment[0]", (r) => r.result.output_commitment[0]! ^= 1],
   ["result.output_chunk_count", (r) => r.result.output_chunk_count = 2],
   ["result.completion", (r) => r.result.completion = "error"],
   ["result.metrics.total_duration_ms", (r) => r.result.metrics.total_duration_ms = 13],

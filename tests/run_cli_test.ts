@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { sha256Tag } from "../runtime/digest.ts";
 import { runTask, taskCommand } from "./_task.ts";
+import { auditCli } from "./_cli_audit.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const HELLO = `${ROOT}examples/hello.wasm`;
@@ -14,7 +15,7 @@ async function withHome<T>(fn: (home: string) => Promise<T>): Promise<T> {
   }
 }
 
-Deno.test("run reverses stdin with hello.wasm, prints a receipt and verifies with the node key", async () => {
+Deno.test("run reverses stdin with hello.wasm, writes --receipt FILE and verifies with the node key", async () => {
   await withHome(async (home) => {
     const receiptPath = `${home}/receipt.json`;
     const run = await runTask("run", [HELLO, "--receipt", receiptPath], {
@@ -23,7 +24,7 @@ Deno.test("run reverses stdin with hello.wasm, prints a receipt and verifies wit
     });
     assert.equal(run.code, 0, run.err);
     assert.equal(run.out, "dlroW ,olleH");
-    assert.match(run.err, /--- phase-receipt:v1 \(saved to .*receipt\.json\)/);
+    assert.match(run.err, /; full receipt: .*\.json \(copy: .*\/receipt\.json\)\n$/);
     const receipt = JSON.parse(await Deno.readTextFile(receiptPath));
     assert.equal(receipt.result.completion, "stop");
     assert.equal(receipt.result.metrics.extra.exit_code, "0");
@@ -64,6 +65,59 @@ Deno.test("run reverses stdin with hello.wasm, prints a receipt and verifies wit
   });
 });
 
+Deno.test("run prints a two-line receipt summary on stderr and keeps the full receipt in its state dir", async () => {
+  await withHome(async (home) => {
+    const state = `${home}/state`;
+    const run = await runTask("run", [HELLO], {
+      stdin: "Hello, World",
+      env: { PLASM_HOME: state },
+    });
+    assert.equal(run.code, 0, run.err);
+    assert.equal(run.out, "dlroW ,olleH");
+    const files = [...Deno.readDirSync(`${state}/receipts`)].map((e) => e.name);
+    assert.equal(files.length, 1);
+    const path = `${state}/receipts/${files[0]}`;
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    const receipt = JSON.parse(await Deno.readTextFile(path));
+    assert.equal(files[0], `${receipt.job_id}-${receipt.worker_pubkey.slice(0, 16)}.json`);
+    // A blank line first: the job's output did not end its line.
+    assert.equal(
+      run.err,
+      `\n--- receipt: job ${receipt.job_id}, completion stop, exit 0, output ${
+        sha256Tag("dlroW ,olleH")
+      }\n--- signed by ${receipt.worker_pubkey}; full receipt: ${path}\n`,
+    );
+    // The kept receipt is the whole signed one: it verifies with the node key.
+    await Deno.writeTextFile(`${home}/out`, "dlroW ,olleH");
+    const ok = await runTask("verify", [
+      "receipt",
+      path,
+      "--key",
+      receipt.worker_pubkey,
+      "--output",
+      `${home}/out`,
+    ]);
+    assert.equal(ok.code, 0, ok.err);
+
+    // A failed job's receipt is kept and summarised too, after the one error line.
+    const trap = await runTask("run", [`${ROOT}runtime/testdata/trap.wasm`], {
+      env: { PLASM_HOME: state },
+    });
+    assert.equal(trap.code, 121);
+    const lines = trap.err.split("\n");
+    assert.equal(lines.length, 4, trap.err);
+    assert.match(lines[0]!, /^run: error: /);
+    const m = /^--- receipt: job ([0-9a-f]{64}), completion error \(trap\), output sha256:/.exec(
+      lines[1]!,
+    );
+    assert.ok(m, lines[1]);
+    assert.equal([...Deno.readDirSync(`${state}/receipts`)].length, 2);
+    assert.ok(
+      lines[2]!.endsWith(`${state}/receipts/${m[1]}-${receipt.worker_pubkey.slice(0, 16)}.json`),
+    );
+  });
+});
+
 Deno.test("run keeps one node identity across runs", async () => {
   await withHome(async (home) => {
     const env = { PLASM_HOME: `${home}/state` };
@@ -98,6 +152,8 @@ Deno.test("run --json reports stdout, exit code, manifest and receipt in one obj
       result.receipt.result.metrics.extra.module_hash,
     );
     assert.equal(result.job_id, result.receipt.job_id);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(result.receipt_file)), result.receipt);
+    assert.ok(result.receipt_file.startsWith(`${home}/receipts/${result.job_id}-`));
   });
 });
 
@@ -112,8 +168,140 @@ Deno.test("run gives one clear line and exit 2 for bad arguments, 1 for a missin
     assert.match(badSize.err, /^run: Cannot parse size 'lots'/);
     const missing = await runTask("run", [`${home}/nope.wasm`], { env });
     assert.equal(missing.code, 1);
-    assert.match(missing.err, /^run: error: Cannot read file: .*nope\.wasm/);
+    assert.equal(missing.err, `run: error: Cannot read module '${home}/nope.wasm': no such file\n`);
     assert.ok(!missing.err.includes("    at "), "no stack trace");
+  });
+});
+
+Deno.test("run answers each bad argument, unreadable file and denied grant with one line", async (t) => {
+  await withHome(async (home) => {
+    const state = `${home}/state`;
+    const mkdir = (path: string) => async () => void await Deno.mkdir(path, { recursive: true });
+    const write = (path: string, text: string) => async () => await Deno.writeTextFile(path, text);
+    await auditCli(t, "run", [
+      {
+        name: "no module",
+        args: [],
+        code: 2,
+        line: /^run: Missing <module\.wasm> \(see run --help\)$/,
+      },
+      { name: "two modules", args: [HELLO, HELLO], code: 2, line: /^run: Too many arguments / },
+      {
+        name: "an unknown flag",
+        args: [HELLO, "--bogus"],
+        code: 2,
+        line: /^run: Unknown option '--bogus' \(see run --help\)$/,
+      },
+      {
+        name: "a flag without its value",
+        args: [HELLO, "--memory"],
+        code: 2,
+        line: /^run: Option '--memory <value>' needs a value /,
+      },
+      {
+        name: "a value for a boolean flag",
+        args: [HELLO, "--json=yes"],
+        code: 2,
+        line: /^run: Option '--json' does not take a value /,
+      },
+      {
+        name: "a bad size",
+        args: [HELLO, "--max-output", "lots"],
+        code: 2,
+        line: /^run: Cannot parse size 'lots'/,
+      },
+      {
+        name: "a bad duration",
+        args: [HELLO, "--timeout", "soon"],
+        code: 2,
+        line: /^run: Cannot parse duration 'soon'/,
+      },
+      {
+        name: "a bad --fuel",
+        args: [HELLO, "--fuel", "-1"],
+        code: 2,
+        line: /^run: Cannot parse --fuel '-1'/,
+      },
+      {
+        name: "a bad --env",
+        args: [HELLO, "--env", "NOEQ"],
+        code: 2,
+        line: /^run: Cannot parse --env 'NOEQ': use K=V/,
+      },
+      {
+        name: "a missing module",
+        args: [`${home}/nope.wasm`],
+        code: 1,
+        line: new RegExp(`^run: error: Cannot read module '${home}/nope\\.wasm': no such file$`),
+      },
+      {
+        name: "a directory as module",
+        args: [home],
+        code: 1,
+        line: new RegExp(`^run: error: Cannot read module '${home}': not a file$`),
+      },
+      {
+        name: "a missing --input",
+        args: [HELLO, "--input", `${home}/nope`],
+        code: 1,
+        line: new RegExp(`^run: error: Cannot read input '${home}/nope': no such file$`),
+      },
+      {
+        name: "a directory as --input",
+        args: [HELLO, "--input", home],
+        code: 1,
+        line: new RegExp(`^run: error: Cannot read input '${home}': is a directory$`),
+      },
+      {
+        name: "a file as --state-dir",
+        setup: write(`${home}/file`, "x"),
+        args: [HELLO, "--state-dir", `${home}/file`],
+        code: 1,
+        line: new RegExp(`^run: error: Cannot use state dir '${home}/file': not a directory$`),
+      },
+      {
+        name: "a node key of the wrong size",
+        setup: async () => {
+          await mkdir(`${home}/bad-state`)();
+          await write(`${home}/bad-state/node.key`, "abc")();
+        },
+        args: [HELLO, "--state-dir", `${home}/bad-state`],
+        code: 1,
+        line: /^run: error: Cannot load node key '.*node\.key': expected 32 bytes, got 3$/,
+      },
+      {
+        name: "--receipt in a missing directory",
+        args: [HELLO, "--receipt", `${home}/no/dir/r.json`],
+        code: 1,
+        line: new RegExp(
+          `^run: error: Cannot write receipt '${home}/no/dir/r\\.json': no such file$`,
+        ),
+      },
+      {
+        name: "--receipt naming a directory",
+        args: [HELLO, "--receipt", home],
+        code: 1,
+        line: new RegExp(`^run: error: Cannot write receipt '${home}': is a directory$`),
+      },
+      {
+        name: "--receipt outside a narrowed write grant",
+        flags: (f) => f.map((x) => x === "--allow-write" ? `--allow-write=${state}` : x),
+        args: [HELLO, "--receipt", `${home}/r.json`],
+        code: 1,
+        line: new RegExp(
+          `^run: error: Cannot write receipt '${home}/r\\.json': not allowed: run with --allow-write$`,
+        ),
+      },
+      {
+        name: "a module outside a narrowed read grant",
+        flags: (f) => f.map((x) => x === "--allow-read" ? `--allow-read=${state}` : x),
+        args: [HELLO],
+        code: 1,
+        line: new RegExp(
+          `^run: error: Cannot read module '${HELLO}': not allowed: run with --allow-read$`,
+        ),
+      },
+    ], { PLASM_HOME: state });
   });
 });
 
@@ -198,6 +386,10 @@ for (const [file, flags, code, kind, completion] of BREACHES) {
       assert.equal(plain.code, code, plain.err);
       const errorLines = plain.err.split("\n").filter((l) => l.startsWith("run: error: "));
       assert.equal(errorLines.length, 1, plain.err);
+      assert.match(
+        plain.err,
+        new RegExp(`\n--- receipt: job [0-9a-f]{64}, completion ${completion} \\(${kind}\\), `),
+      );
       assert.ok(!plain.err.includes("    at "), "no stack trace");
 
       const json = await runTask("run", [`${TESTDATA}/${file}`, ...flags, "--json"], { env });

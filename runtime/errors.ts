@@ -55,3 +55,28 @@ export class DigestMismatchError extends Error {
     this.actual = actual;
   }
 }
+
+/**
+ * A WebAssembly module uses a feature, import or declaration that jobs may not use (see
+ * `checkModule`); a job with such a module ends as `invalid_module`.
+ *
+ * @example
+ * ```ts
+ * import { UnsupportedModuleError } from "./errors.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new UnsupportedModuleError("Cannot run module: it uses GC types", "GC types");
+ * assert.equal(err.name, "UnsupportedModuleError");
+ * assert.equal(err.feature, "GC types");
+ * ```
+ */
+export class UnsupportedModuleError extends Error {
+  /** What was refused, e.g. `GC types (type form 0x5f)` or `import`. */
+  readonly feature: string;
+  /** Make the error; `feature` names what was refused. */
+  constructor(message: string, feature: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UnsupportedModuleError";
+    this.feature = feature;
+  }
+}

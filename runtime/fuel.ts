@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { WasmReader } from "./wasm_binary.ts";
 
 /** Name of the exported mutable `i64` global that holds the remaining fuel. */
 export const FUEL_GLOBAL_EXPORT = "__phase_fuel";
@@ -54,41 +55,7 @@ export class FuelExhaustedError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Byte reading and writing
 
-class _Reader {
-  pos: number;
-  constructor(readonly bytes: Uint8Array, pos: number, readonly end: number) {
-    this.pos = pos;
-  }
-  byte(): number {
-    if (this.pos >= this.end) throw _truncated(this.pos);
-    return this.bytes[this.pos++]!;
-  }
-  u32(): number {
-    let result = 0;
-    let shift = 0;
-    for (let i = 0; i < 5; i++) {
-      const b = this.byte();
-      result += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) {
-        if (result > 0xffffffff) throw _malformed(this.pos, "u32 out of range");
-        return result;
-      }
-      shift += 7;
-    }
-    throw _malformed(this.pos, "LEB128 u32 too long");
-  }
-  /** Skip a LEB128 number of at most `maxBytes` bytes. */
-  skipLeb(maxBytes: number): void {
-    for (let i = 0; i < maxBytes; i++) {
-      if ((this.byte() & 0x80) === 0) return;
-    }
-    throw _malformed(this.pos, "LEB128 number too long");
-  }
-  skip(n: number): void {
-    if (this.pos + n > this.end) throw _truncated(this.pos);
-    this.pos += n;
-  }
-}
+const _ERROR_PREFIX = "Cannot instrument module";
 
 class _Writer {
   buf: Uint8Array<ArrayBuffer>;
@@ -160,11 +127,11 @@ class _Writer {
 }
 
 function _truncated(pos: number): SyntaxError {
-  return new SyntaxError(`Cannot instrument module: unexpected end of data at byte ${pos}`);
+  return new SyntaxError(`${_ERROR_PREFIX}: unexpected end of data at byte ${pos}`);
 }
 
 function _malformed(pos: number, what: string): SyntaxError {
-  return new SyntaxError(`Cannot instrument module: ${what} at byte ${pos}`);
+  return new SyntaxError(`${_ERROR_PREFIX}: ${what} at byte ${pos}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,7 +593,7 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
     );
   }
   const sections: _Section[] = [];
-  const r = new _Reader(bytes, 8, bytes.length);
+  const r = new WasmReader(bytes, _ERROR_PREFIX, 8, bytes.length);
   let last = 0;
   while (r.pos < bytes.length) {
     const id = r.byte();
@@ -649,7 +616,7 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
   let funcTypes: number[] = [];
   const exportNames = new Set<string>();
   for (const s of sections) {
-    const sr = new _Reader(bytes, s.start, s.end);
+    const sr = new WasmReader(bytes, _ERROR_PREFIX, s.start, s.end);
     if (s.id === 1) types = _readParamCounts(sr);
     else if (s.id === 3) funcTypes = _readFuncTypes(sr);
     else if (s.id === 2) globals += _countImportedGlobals(sr);
@@ -709,7 +676,7 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
       if (!wroteGlobals && rank > _ORDER[_GLOBAL]!) newGlobals(0, new Uint8Array());
       if (!wroteExports && rank > _ORDER[_EXPORT]!) newExports(0, new Uint8Array());
     }
-    const sr = new _Reader(bytes, s.start, s.end);
+    const sr = new WasmReader(bytes, _ERROR_PREFIX, s.start, s.end);
     if (s.id === _GLOBAL) {
       const count = sr.u32();
       newGlobals(count, bytes.subarray(sr.pos, s.end));
@@ -743,7 +710,7 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
   return result;
 }
 
-function _rewriteCode(r: _Reader, params: number[], fuel: number, flag: number): Uint8Array {
+function _rewriteCode(r: WasmReader, params: number[], fuel: number, flag: number): Uint8Array {
   const w = new _Writer(r.end - r.pos + ((r.end - r.pos) >> 2) + 1024);
   const count = r.u32();
   if (count !== params.length) {
@@ -767,7 +734,7 @@ function _rewriteCode(r: _Reader, params: number[], fuel: number, flag: number):
 }
 
 /** Number of parameters of each type in the type section. */
-function _readParamCounts(r: _Reader): number[] {
+function _readParamCounts(r: WasmReader): number[] {
   const n = r.u32();
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -782,21 +749,21 @@ function _readParamCounts(r: _Reader): number[] {
 }
 
 /** Type index of each function defined by the module. */
-function _readFuncTypes(r: _Reader): number[] {
+function _readFuncTypes(r: WasmReader): number[] {
   const n = r.u32();
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push(r.u32());
   return out;
 }
 
-function _skipLimits(r: _Reader): void {
+function _skipLimits(r: WasmReader): void {
   const flags = r.byte();
   if (flags > 7) throw _malformed(r.pos - 1, `unsupported limits flags 0x${_hex(flags)}`);
   r.skipLeb(10);
   if (flags & 1) r.skipLeb(10);
 }
 
-function _countImportedGlobals(r: _Reader): number {
+function _countImportedGlobals(r: WasmReader): number {
   const n = r.u32();
   let globals = 0;
   for (let i = 0; i < n; i++) {
@@ -820,7 +787,7 @@ function _countImportedGlobals(r: _Reader): number {
   return globals;
 }
 
-function _readExportNames(r: _Reader, names: Set<string>): void {
+function _readExportNames(r: WasmReader, names: Set<string>): void {
   const n = r.u32();
   const decoder = new TextDecoder();
   for (let i = 0; i < n; i++) {

@@ -102,9 +102,29 @@ interface _Sandbox {
 
 interface _Handlers {
   event(event: SandboxEvent): void;
-  /** The sandbox failed by itself (crashed, or could not start). */
-  failed(message: string): void;
+  /**
+   * The sandbox failed by itself (crashed, or could not start); `kind` is `memory_limit` when
+   * it died at its engine heap limit.
+   */
+  failed(message: string, kind?: JobErrorKind): void;
 }
+
+/**
+ * V8 heap (old space) of a sandbox process, in MiB: `--v8-flags=--max-old-space-size=128`.
+ * Linear memory and compiled code live outside this heap; the heap holds the job frame, the WASI
+ * host's small objects and, for the refused features (GC objects, exceptions), what a module
+ * would make the engine allocate, so no module can grow the process without bound. A sandbox
+ * that reaches it dies, and the job ends as `memory_limit`.
+ *
+ * @example
+ * ```ts
+ * import { SANDBOX_HEAP_MIB } from "./run_job.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(SANDBOX_HEAP_MIB, 128);
+ * ```
+ */
+export const SANDBOX_HEAP_MIB = 128;
 
 /**
  * Run a WASI preview1 command module (`_start`) in a sandbox without permissions and report
@@ -261,9 +281,18 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
         settle({ exitCode: event.exitCode, error: event.error });
       }
     },
-    failed(message) {
+    failed(message, kind = "trap") {
       if (!ready) fail(new Error(`Cannot start the ${sandbox} sandbox: ${message}`));
-      else {
+      else if (kind === "memory_limit") {
+        settle({
+          exitCode: null,
+          error: {
+            kind,
+            message: `Cannot finish job: the sandbox reached its ${SANDBOX_HEAP_MIB} MiB engine ` +
+              `heap limit (${message})`,
+          },
+        });
+      } else {
         settle({
           exitCode: null,
           error: { kind: "trap", message: `Cannot finish job: the sandbox died: ${message}` },
@@ -430,8 +459,8 @@ function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {
 
 /**
  * The `deno` arguments that run `entry` as a sandbox process: no `--allow-*` flag at all, no
- * prompt, no config, lock file, npm or remote modules. Tests pass another entry to prove what
- * such a process can reach.
+ * prompt, no config, lock file, npm or remote modules, and a V8 heap of
+ * {@linkcode SANDBOX_HEAP_MIB}. Tests pass another entry to prove what such a process can reach.
  *
  * @example
  * ```ts
@@ -453,6 +482,7 @@ export function sandboxProcessArgs(entry: URL): string[] {
     "--no-config",
     "--no-lock",
     "--quiet",
+    `--v8-flags=--max-old-space-size=${SANDBOX_HEAP_MIB}`,
     local ? decodeURIComponent(entry.pathname) : entry.href,
   ];
 }
@@ -547,8 +577,15 @@ function _startProcess(job: SandboxJob, handlers: _Handlers, pool?: SandboxPool)
     await Promise.allSettled([writing, readingErr, readingOut]);
     if (!killed && !gotResult) {
       const why = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
-      const tail = diagnostics.trim().split("\n").slice(-3).join(" | ");
-      handlers.failed(`it ended with ${why}${tail ? `: ${tail}` : ""}`);
+      // V8 prints "Fatal JavaScript out of memory: ..." (and a C stack trace) when the heap
+      // limit is reached: report that one line, not the trace.
+      const oom = /Fatal JavaScript out of memory[^\n]*|JavaScript heap out of memory[^\n]*/
+        .exec(diagnostics);
+      if (oom) handlers.failed(`${oom[0].replace(/^#\s*/, "").trim()}; ${why}`, "memory_limit");
+      else {
+        const tail = diagnostics.trim().split("\n").slice(-3).join(" | ");
+        handlers.failed(`it ended with ${why}${tail ? `: ${tail}` : ""}`);
+      }
     }
   })();
   return { kill, closed };

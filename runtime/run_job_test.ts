@@ -6,7 +6,18 @@ import {
   type JobOutcome,
   runJob,
   type RunJobOptions,
+  SANDBOX_HEAP_MIB,
 } from "./run_job.ts";
+import type { SandboxPool } from "./sandbox_pool.ts";
+import {
+  alternatingWrites,
+  exitWith,
+  gcBomb,
+  manyIovecs,
+  multiMemory,
+  tableGrower,
+  wat,
+} from "./testdata/hostile_modules.ts";
 
 const here = (path: string) => new URL(path, import.meta.url);
 const load = (path: string) => Deno.readFile(here(path));
@@ -36,7 +47,9 @@ for (const sandbox of SANDBOXES) {
     assert.equal(outcome.completion, "stop");
     assert.equal(outcome.error, undefined);
     assert.ok(Number.isInteger(outcome.durationMs) && outcome.durationMs >= 0);
-    assert.ok(outcome.peakMemoryBytes >= 65536 && outcome.peakMemoryBytes % 65536 === 0);
+    // Linear memory (whole pages) plus 24 bytes per table entry.
+    assert.ok(outcome.peakMemoryBytes >= 65536, String(outcome.peakMemoryBytes));
+    assert.equal(outcome.peakMemoryBytes % 65536 % 24, 0);
   });
 
   Deno.test(`runJob() [${sandbox}] returns the proc_exit code with completion stop`, async () => {
@@ -131,7 +144,9 @@ for (const sandbox of SANDBOXES) {
     const outcome = await run(await load("testdata/memory_bomb.wasm"), { memoryBytes: cap });
     assertError(outcome, "memory_limit", /reached the 16777216 byte cap.*exit code 1/);
     assert.equal(outcome.exitCode, 1);
-    assert.equal(outcome.peakMemoryBytes, cap);
+    // The cap of linear memory, plus its small function table (24 bytes an entry).
+    assert.ok(outcome.peakMemoryBytes - cap >= 0 && outcome.peakMemoryBytes - cap < 24 * 64);
+    assert.equal((outcome.peakMemoryBytes - cap) % 24, 0);
     assert.match(text(outcome.stderr), /^out of memory after \d+ KiB\n$/);
   });
 
@@ -313,4 +328,111 @@ Deno.test("sandbox process has no permission: cannot read, write, connect, run",
     assertDeniedEverything(JSON.parse(out));
     assert.equal(accepted(), 0, "no connection reached the listener");
   });
+});
+
+// Engine bounds (issue 15): hostile modules that are valid WebAssembly.
+for (const sandbox of SANDBOXES) {
+  const run = (module: Uint8Array, options: RunJobOptions = {}) =>
+    runJob(module, { sandbox, ...options });
+
+  Deno.test(`runJob() [${sandbox}] refuses a WasmGC module as invalid_module before it runs`, async () => {
+    const outcome = await run(gcBomb(), { memoryBytes: 16 * 2 ** 20 });
+    assertError(outcome, "invalid_module", /^Cannot run module: it uses GC types/);
+    assert.equal(outcome.peakMemoryBytes, 0);
+  });
+
+  Deno.test(`runJob() [${sandbox}] refuses 32 memories as invalid_module`, async () => {
+    const outcome = await run(multiMemory(32), { memoryBytes: 16 * 2 ** 20 });
+    assertError(outcome, "invalid_module", /multiple memories/);
+  });
+
+  Deno.test(`runJob() [${sandbox}] refuses env and non-WASI imports as invalid_module, never a trap`, async () => {
+    for (
+      const [module, name] of [
+        ["env", "abort"],
+        ["wasi_snapshot_preview1", "constructor"],
+        ["wasi_snapshot_preview1", "toString"],
+        ["wasi_snapshot_preview1", "__proto__"],
+        ["wasi_snapshot_preview1", "hasOwnProperty"],
+      ]
+    ) {
+      const bytes = await wat(`(module
+        (import "${module}" "${name}" (func $f (result i32)))
+        (func (export "_start") (drop (call $f))))`);
+      assertError(await run(bytes), "invalid_module", new RegExp(`'${module}\\.${name}'`));
+    }
+  });
+
+  Deno.test(`runJob() [${sandbox}] answers fd_write with 4 million iovecs with EINVAL`, async () => {
+    const outcome = await run(await manyIovecs(4_000_000));
+    assert.equal(outcome.exitCode, 28, JSON.stringify(outcome.error));
+    assert.equal(outcome.stdout.length, 0);
+  });
+
+  Deno.test(`runJob() [${sandbox}] answers absurd random_get and poll_oneoff lengths with EFAULT`, async () => {
+    const random = await run(await exitWith("(call $random_get (i32.const 0) (i32.const -1))"));
+    assert.equal(random.exitCode, 21);
+    const poll = await run(
+      await exitWith("(call $poll (i32.const 0) (i32.const 0) (i32.const -1) (i32.const 0))"),
+    );
+    assert.equal(poll.exitCode, 21);
+  });
+
+  Deno.test(`runJob() [${sandbox}] gets 1-byte writes alternating stdout and stderr whole`, async () => {
+    const outcome = await run(await alternatingWrites(300_000));
+    assert.equal(outcome.completion, "stop");
+    assert.equal(outcome.stdout.length, 300_000);
+    assert.equal(outcome.stderr.length, 300_000);
+    assert.ok(outcome.stdout.every((b) => b === 0x6f) && outcome.stderr.every((b) => b === 0x65));
+  });
+
+  Deno.test(`runJob() [${sandbox}] caps a table and counts it in peakMemoryBytes`, async () => {
+    const cap = 16 * 2 ** 20;
+    const tableCap = Math.floor(cap / 16 / 24);
+    const outcome = await run(await tableGrower(), { memoryBytes: cap });
+    const size = new DataView(outcome.stdout.buffer, outcome.stdout.byteOffset).getUint32(0, true);
+    assert.ok(size <= tableCap && size > tableCap - 1000, `table grew to ${size}`);
+    assertError(outcome, "memory_limit", /its table reached the 43690 entry cap/);
+    assert.equal(outcome.peakMemoryBytes, 65536 + size * 24);
+  });
+
+  Deno.test(`runJob() [${sandbox}] refuses an initial table over the table cap as memory_limit`, async () => {
+    const outcome = await run(
+      await wat(`(module (table 100000 funcref) (func (export "_start")))`),
+      {
+        memoryBytes: 2 ** 20,
+      },
+    );
+    assertError(outcome, "memory_limit", /initial table of 100000 entries exceeds the 2730 entry/);
+  });
+}
+
+Deno.test("sandbox process runs with a bounded V8 heap and dies at it", async () => {
+  const child = _spawnSandboxProcess(here("testdata/probe_heap.ts"));
+  await child.stdin.close();
+  const [, err, status] = await Promise.all([
+    new Response(child.stdout).arrayBuffer(),
+    new Response(child.stderr).text(),
+    child.status,
+  ]);
+  const limit = Number(/heap_size_limit (\d+)/.exec(err)?.[1]);
+  assert.ok(limit > 0 && limit <= 2 * SANDBOX_HEAP_MIB * 2 ** 20, `heap limit ${limit}`);
+  assert.notEqual(status.code, 0);
+  assert.match(err, /Fatal JavaScript out of memory/);
+});
+
+Deno.test("runJob() [process] reports a sandbox that dies at its heap limit as memory_limit", async () => {
+  // A stand-in pool hands out the heap probe instead of a real sandbox process.
+  const closing: Promise<void>[] = [];
+  const pool = {
+    take: () => _spawnSandboxProcess(here("testdata/probe_heap.ts")),
+    _track: (p: Promise<void>) => void closing.push(p),
+  } as unknown as SandboxPool;
+  const outcome = await runJob(HELLO, { sandbox: "process", pool });
+  await Promise.all(closing);
+  assertError(
+    outcome,
+    "memory_limit",
+    /reached its 128 MiB engine heap limit \(Fatal JavaScript out of memory/,
+  );
 });

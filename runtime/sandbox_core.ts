@@ -1,13 +1,21 @@
 /**
  * The part of a job that runs inside the sandbox (a worker or a process without permissions):
- * cap the module's memory, compile, instantiate with WASI, run `_start`, stream the output and
- * classify how it ended. Both sandbox kinds call {@linkcode executeJob}; they differ only in how
+ * check the module's features and imports, cap its memory and tables, compile, instantiate with
+ * WASI, run `_start`, stream the output and classify how it ended. Both sandbox kinds call {@linkcode executeJob}; they differ only in how
  * the events travel to the parent.
  *
  * @module
  */
+import { checkModule } from "./check_module.ts";
 import { readFuel, startFuel } from "./fuel.ts";
-import { limitMemory, MemoryCapError } from "./limit_memory.ts";
+import {
+  limitMemory,
+  MEMORY_EXPORT,
+  MemoryCapError,
+  TABLE_CAP_FRACTION,
+  TABLE_ENTRY_BYTES,
+  TABLE_EXPORT,
+} from "./limit_memory.ts";
 import { createWasi, WasiExit } from "./wasi.ts";
 
 /** Why a job failed; see `JobOutcome.error` in run_job.ts. */
@@ -68,15 +76,19 @@ export type SandboxEvent =
  * Output is passed to the parent when this much is pending, at the end of the job, or on a
  * write at least {@linkcode FLUSH_MS} after the previous pass (the first write always passes at
  * once). A kill (timeout, cancel) can therefore lose at most the output of the last
- * `FLUSH_MS` before the module stopped calling the host.
+ * `FLUSH_MS` before the module stopped calling the host. Pending stdout and stderr are kept in
+ * one growable buffer each, whatever the writes alternate between, and a pass sends at most one
+ * event per descriptor: a job sends at most `2 * (maxOutputBytes / FLUSH_BYTES +
+ * duration / FLUSH_MS + 2)` output events, however small its writes.
  */
 const FLUSH_BYTES = 64 * 1024;
 const FLUSH_MS = 5;
 
 /**
- * A failing job whose linear memory ends at or above this fraction of the cap is classified as
- * `memory_limit`: the engine refused `memory.grow` at the cap, and the allocator's failure then
- * surfaced as a trap or a non-zero exit.
+ * A failing job whose linear memory ends at or above this fraction of the cap, or whose table
+ * ends at or above this fraction of the table cap, is classified as `memory_limit`: the engine
+ * refused `memory.grow` (or `table.grow`) at the cap, and the failure then surfaced as a trap or
+ * a non-zero exit.
  *
  * @example
  * ```ts
@@ -121,20 +133,22 @@ class _Stop extends Error {
  */
 export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void): void {
   let memory: WebAssembly.Memory | null = null;
+  let table: WebAssembly.Table | null = null;
   let instance: WebAssembly.Instance | undefined;
+  const tableCap = Math.floor(job.memoryBytes * TABLE_CAP_FRACTION / TABLE_ENTRY_BYTES);
   const fuel = job.fuel === undefined ? undefined : BigInt(job.fuel);
   let fuelStarted = false;
   const fuelUsed = () =>
     fuel === undefined || instance === undefined || !fuelStarted ? {} : {
       fuelUsed: String(readFuel(instance, fuel).used),
     };
-  let pendingFd: 1 | 2 = 1;
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
+  const pending = { 1: new _Buffer(), 2: new _Buffer() };
   let lastFlush = -Infinity;
   let written = 0;
   let finished = false;
-  const memoryBytes = () => memory?.buffer.byteLength ?? 0;
+  const linearBytes = () => memory?.buffer.byteLength ?? 0;
+  /** Linear memory plus tables: what the job makes the engine hold for it. */
+  const memoryBytes = () => linearBytes() + (table?.length ?? 0) * TABLE_ENTRY_BYTES;
   const deadline = performance.now() + job.timeoutMs;
   const check = () => {
     if (finished) throw new _Stop();
@@ -148,12 +162,11 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
   };
 
   const flush = () => {
-    if (pendingBytes > 0) {
-      const data = pending.length === 1 ? pending[0]! : _concat(pending, pendingBytes);
-      emit({ type: "output", fd: pendingFd, data, memoryBytes: memoryBytes() });
+    for (const fd of [1, 2] as const) {
+      if (pending[fd].length > 0) {
+        emit({ type: "output", fd, data: pending[fd].take(), memoryBytes: memoryBytes() });
+      }
     }
-    pending = [];
-    pendingBytes = 0;
     lastFlush = performance.now();
   };
   const finish = (
@@ -163,27 +176,41 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
     if (finished) return;
     finished = true;
     flush();
+    // One line whatever the engine or the module's names put in a message.
+    if (error) error = { kind: error.kind, message: _oneLine(error.message) };
     emit({ type: "result", exitCode, error, memoryBytes: memoryBytes(), ...fuelUsed() });
   };
-  const write = (fd: 1 | 2, data: Uint8Array) => {
+  /** One `fd_write` call: its chunks are views of the module's memory, copied here. */
+  const write = (fd: 1 | 2, chunks: readonly Uint8Array[]) => {
     if (finished) throw new _Stop();
-    if (fd !== pendingFd) flush();
-    pendingFd = fd;
-    const room = job.maxOutputBytes - written;
-    const take = data.length > room ? data.subarray(0, room) : data;
-    if (take.length > 0) {
-      pending.push(take);
-      pendingBytes += take.length;
+    for (const data of chunks) {
+      const room = job.maxOutputBytes - written;
+      const take = data.length > room ? data.subarray(0, room) : data;
+      if (take.length >= FLUSH_BYTES) {
+        // Large: pass it on after what is pending, in copies of FLUSH_BYTES at most.
+        flush();
+        for (let at = 0; at < take.length; at += FLUSH_BYTES) {
+          const slice = take.slice(at, at + FLUSH_BYTES);
+          emit({ type: "output", fd, data: slice, memoryBytes: memoryBytes() });
+        }
+      } else if (take.length > 0) {
+        pending[fd].push(take);
+      }
       written += take.length;
+      if (data.length > room) {
+        finish(null, {
+          kind: "output_limit",
+          message: `Cannot finish job: output exceeded the ${job.maxOutputBytes} byte cap`,
+        });
+        throw new _Stop();
+      }
     }
-    if (data.length > room) {
-      finish(null, {
-        kind: "output_limit",
-        message: `Cannot finish job: output exceeded the ${job.maxOutputBytes} byte cap`,
-      });
-      throw new _Stop();
+    if (
+      pending[1].length + pending[2].length >= FLUSH_BYTES ||
+      performance.now() - lastFlush >= FLUSH_MS
+    ) {
+      flush();
     }
-    if (pendingBytes >= FLUSH_BYTES || performance.now() - lastFlush >= FLUSH_MS) flush();
   };
   const failure = (error: unknown, exitCode: number | null) => {
     if (error instanceof _Stop) return finish(null, null);
@@ -209,12 +236,19 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
     error: { kind: JobErrorKind; message: string } | null,
   ) => {
     const failed = error !== null || (exitCode !== null && exitCode !== 0);
-    if (failed && memory !== null && memoryBytes() >= job.memoryBytes * MEMORY_LIMIT_FRACTION) {
-      const how = error === null ? `exit code ${exitCode}` : error.message.replace(/^.*: /, "");
+    const how = () => error === null ? `exit code ${exitCode}` : error.message.replace(/^.*: /, "");
+    if (failed && memory !== null && linearBytes() >= job.memoryBytes * MEMORY_LIMIT_FRACTION) {
       return finish(exitCode, {
         kind: "memory_limit",
         message: `Cannot finish job: linear memory reached the ${job.memoryBytes} byte cap ` +
-          `(${memoryBytes()} bytes in use; ${how})`,
+          `(${linearBytes()} bytes in use; ${how()})`,
+      });
+    }
+    if (failed && table !== null && table.length >= tableCap * MEMORY_LIMIT_FRACTION) {
+      return finish(exitCode, {
+        kind: "memory_limit",
+        message: `Cannot finish job: its table reached the ${tableCap} entry cap of the ` +
+          `${job.memoryBytes} byte memory cap (${table.length} entries; ${how()})`,
       });
     }
     finish(exitCode, error);
@@ -222,6 +256,7 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
 
   let limited;
   try {
+    checkModule(job.module);
     limited = limitMemory(job.module, job.memoryBytes);
   } catch (error) {
     const kind = error instanceof MemoryCapError ? "memory_limit" : "invalid_module";
@@ -239,7 +274,10 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
     });
   }
   const wasi = createWasi({ args: job.args, env: job.env, stdin: job.input, write, check });
-  const imports: WebAssembly.Imports = { wasi_snapshot_preview1: wasi.imports };
+  // No prototype anywhere: a name the module was not given resolves to nothing.
+  const imports: WebAssembly.Imports = Object.assign(Object.create(null), {
+    wasi_snapshot_preview1: wasi.imports,
+  });
   for (const m of limited.memories) {
     if (m.imported?.module === "env" && m.imported.name === "memory") {
       try {
@@ -251,14 +289,14 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
       } catch (error) {
         return failure(error, null);
       }
-      imports.env = { memory };
+      imports.env = Object.freeze(Object.assign(Object.create(null), { memory }));
       wasi.bindMemory(memory);
     }
   }
   try {
     instance = new WebAssembly.Instance(module, imports);
   } catch (error) {
-    if (error instanceof WebAssembly.LinkError) {
+    if (error instanceof WebAssembly.LinkError || error instanceof TypeError) {
       return finish(null, {
         kind: "invalid_module",
         message: `Cannot instantiate module: ${
@@ -268,11 +306,13 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
     }
     return failure(error, null);
   }
-  const exported = instance.exports.memory;
+  const exported = instance.exports[MEMORY_EXPORT];
   if (memory === null && exported instanceof WebAssembly.Memory) {
     memory = exported;
     wasi.bindMemory(memory);
   }
+  const exportedTable = instance.exports[TABLE_EXPORT];
+  if (exportedTable instanceof WebAssembly.Table) table = exportedTable;
   emit({ type: "started", memoryBytes: memoryBytes() });
   const start = instance.exports._start;
   if (typeof start !== "function") {
@@ -304,12 +344,29 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
   classify(0, null);
 }
 
-function _concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
+/** A growable byte buffer: pending output of one descriptor. */
+class _Buffer {
+  #bytes = new Uint8Array(0);
+  length = 0;
+  push(data: Uint8Array): void {
+    if (this.length + data.length > this.#bytes.length) {
+      const next = new Uint8Array(Math.max(256, 2 * (this.length + data.length)));
+      next.set(this.#bytes.subarray(0, this.length));
+      this.#bytes = next;
+    }
+    this.#bytes.set(data, this.length);
+    this.length += data.length;
   }
-  return out;
+  /** The pending bytes as a new array of their own; empties the buffer. */
+  take(): Uint8Array {
+    const out = this.#bytes.slice(0, this.length);
+    this.length = 0;
+    return out;
+  }
+}
+
+/** Control characters (a newline from a module's names, say) become spaces. */
+function _oneLine(message: string): string {
+  // deno-lint-ignore no-control-regex -- control characters are exactly what is replaced
+  return message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ");
 }

@@ -7,7 +7,8 @@
  *
  * Sandbox to parent (stdout, repeated): `u8 type`, `u32be payload length`, payload. Type 0 is a
  * JSON {@linkcode SandboxEvent} other than output; types 1 and 2 are stdout and stderr bytes,
- * whose payload starts with `u32be linear memory pages` followed by the data.
+ * whose payload starts with `f64be memory bytes` (linear memory plus tables, which need not be
+ * whole pages and may pass 4 GiB) followed by the data.
  *
  * @module
  */
@@ -108,12 +109,12 @@ export function decodeJob(bytes: Uint8Array): SandboxJob {
  */
 export function encodeEvent(event: SandboxEvent): Uint8Array {
   if (event.type === "output") {
-    const out = new Uint8Array(9 + event.data.length);
+    const out = new Uint8Array(13 + event.data.length);
     const v = new DataView(out.buffer);
     v.setUint8(0, event.fd);
-    v.setUint32(1, 4 + event.data.length);
-    v.setUint32(5, Math.floor(event.memoryBytes / 65536));
-    out.set(event.data, 9);
+    v.setUint32(1, 8 + event.data.length);
+    v.setFloat64(5, event.memoryBytes);
+    out.set(event.data, 13);
     return out;
   }
   const json = new TextEncoder().encode(JSON.stringify(event));
@@ -163,12 +164,12 @@ export class FrameDecoder {
       const payload = b.subarray(5, 5 + length);
       this.#buffer = b.subarray(5 + length);
       if (type === 1 || type === 2) {
-        if (length < 4) throw new SyntaxError("Cannot decode sandbox frame: short output frame");
+        if (length < 8) throw new SyntaxError("Cannot decode sandbox frame: short output frame");
         yield {
           type: "output",
           fd: type,
-          memoryBytes: v.getUint32(5) * 65536,
-          data: payload.slice(4),
+          memoryBytes: v.getFloat64(5),
+          data: payload.slice(8),
         };
       } else if (type === 0) {
         yield JSON.parse(new TextDecoder().decode(payload)) as SandboxEvent;

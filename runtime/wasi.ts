@@ -19,6 +19,12 @@ const E = {
   SPIPE: 70,
 } as const;
 
+/**
+ * Most iovecs one `fd_read` or `fd_write` call may pass (wasi-libc's `IOV_MAX`); more is
+ * `EINVAL`, so a call's host work is bounded whatever the module asks.
+ */
+const IOV_MAX = 1024;
+
 const FILETYPE_UNKNOWN = 0;
 const FDFLAGS_APPEND = 1;
 const RIGHTS_FD_READ = 1n << 1n;
@@ -52,6 +58,73 @@ export class WasiExit extends Error {
   }
 }
 
+/**
+ * Every WASI preview1 function, with its core WebAssembly type: parameters, a colon, results;
+ * `i` is `i32`, `I` is `i64`. The module gate (check_module.ts) lets a module import exactly
+ * these names from `wasi_snapshot_preview1`, with exactly these types; {@linkcode createWasi}
+ * provides exactly these names.
+ *
+ * @example
+ * ```ts
+ * import { WASI_PREVIEW1_FUNCTIONS } from "./wasi.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(WASI_PREVIEW1_FUNCTIONS.fd_write, "iiii:i");
+ * assert.equal(Object.getPrototypeOf(WASI_PREVIEW1_FUNCTIONS), null);
+ * assert.equal(WASI_PREVIEW1_FUNCTIONS.constructor, undefined);
+ * ```
+ */
+export const WASI_PREVIEW1_FUNCTIONS: Readonly<Record<string, string>> = Object.freeze(
+  Object.assign(Object.create(null), {
+    args_get: "ii:i",
+    args_sizes_get: "ii:i",
+    environ_get: "ii:i",
+    environ_sizes_get: "ii:i",
+    clock_res_get: "ii:i",
+    clock_time_get: "iIi:i",
+    fd_advise: "iIIi:i",
+    fd_allocate: "iII:i",
+    fd_close: "i:i",
+    fd_datasync: "i:i",
+    fd_fdstat_get: "ii:i",
+    fd_fdstat_set_flags: "ii:i",
+    fd_fdstat_set_rights: "iII:i",
+    fd_filestat_get: "ii:i",
+    fd_filestat_set_size: "iI:i",
+    fd_filestat_set_times: "iIIi:i",
+    fd_pread: "iiiIi:i",
+    fd_prestat_get: "ii:i",
+    fd_prestat_dir_name: "iii:i",
+    fd_pwrite: "iiiIi:i",
+    fd_read: "iiii:i",
+    fd_readdir: "iiiIi:i",
+    fd_renumber: "ii:i",
+    fd_seek: "iIii:i",
+    fd_sync: "i:i",
+    fd_tell: "ii:i",
+    fd_write: "iiii:i",
+    path_create_directory: "iii:i",
+    path_filestat_get: "iiiii:i",
+    path_filestat_set_times: "iiiiIIi:i",
+    path_link: "iiiiiii:i",
+    path_open: "iiiiiIIii:i",
+    path_readlink: "iiiiii:i",
+    path_remove_directory: "iii:i",
+    path_rename: "iiiiii:i",
+    path_symlink: "iiiii:i",
+    path_unlink_file: "iii:i",
+    poll_oneoff: "iiii:i",
+    proc_exit: "i:",
+    proc_raise: "i:i",
+    sched_yield: ":i",
+    random_get: "ii:i",
+    sock_accept: "iii:i",
+    sock_recv: "iiiiii:i",
+    sock_send: "iiiii:i",
+    sock_shutdown: "ii:i",
+  }),
+);
+
 /** Options of {@linkcode createWasi}. */
 export interface WasiOptions {
   /** The complete argv, `argv[0]` included. */
@@ -61,10 +134,12 @@ export interface WasiOptions {
   /** Everything the module reads from fd 0. */
   stdin: Uint8Array;
   /**
-   * Receives every write to fd 1 (stdout) and fd 2 (stderr). It may throw to stop the module
-   * (the error propagates out of the module's call); the bytes passed are a copy.
+   * Receives every write to fd 1 (stdout) and fd 2 (stderr): one call per `fd_write`, with its
+   * non-empty iovecs in order (at most 1024). They are views of the module's memory, valid only
+   * during the call: copy what you keep. It may throw to stop the module (the error propagates
+   * out of the module's call).
    */
-  write(fd: 1 | 2, data: Uint8Array): void;
+  write(fd: 1 | 2, chunks: readonly Uint8Array[]): void;
   /**
    * Called at the start of every call and while `poll_oneoff` sleeps; it may throw to stop the
    * module (used for the wall-clock deadline).
@@ -74,7 +149,11 @@ export interface WasiOptions {
 
 /** What {@linkcode createWasi} returns. */
 export interface Wasi {
-  /** The import object for `wasi_snapshot_preview1`. */
+  /**
+   * The import object for `wasi_snapshot_preview1`: a frozen object without prototype that
+   * holds exactly the functions of {@linkcode WASI_PREVIEW1_FUNCTIONS}, so no other name
+   * (`constructor`, `toString`, `__proto__`) resolves to anything.
+   */
   imports: Record<string, (...args: never[]) => unknown>;
   /** Bind the module's memory; call after instantiation, before `_start`. */
   bindMemory(memory: WebAssembly.Memory): void;
@@ -84,6 +163,10 @@ export interface Wasi {
  * Make a WASI preview1 host. Every filesystem and socket call fails with a WASI errno (`EBADF`
  * for descriptors above 2, which is every directory: there are no preopens); nothing of the host
  * is reachable from the module.
+ *
+ * Every `i32` argument is read as unsigned, as WASI defines them, so a "negative" length is a
+ * huge one and fails its bounds check (`EFAULT`); `fd_read` and `fd_write` take at most 1024
+ * iovecs (`EINVAL` beyond); no call allocates in proportion to what the module asks for.
  *
  * @example
  * ```ts
@@ -117,9 +200,16 @@ export function createWasi(options: WasiOptions): Wasi {
     return new Uint8Array(memory.buffer);
   };
   const stdio = (fd: number) => fd >= 0 && fd <= 2;
-  /** Run a call; out-of-bounds memory access becomes EFAULT, other errors propagate. */
+  /**
+   * Run a call with its arguments as WASI types (`i32` as u32, `i64` as u64); out-of-bounds
+   * memory access becomes EFAULT, other errors propagate.
+   */
   const guard = <A extends (number | bigint)[]>(fn: (...a: A) => number) => (...a: A): number => {
     check();
+    for (let i = 0; i < a.length; i++) {
+      const v = a[i];
+      a[i] = (typeof v === "bigint" ? BigInt.asUintN(64, v) : (v as number) >>> 0) as A[number];
+    }
     try {
       return fn(...a);
     } catch (error) {
@@ -147,16 +237,17 @@ export function createWasi(options: WasiOptions): Wasi {
     v.setUint32(sizePtr, list.reduce((n, a) => n + a.length, 0), true);
     return E.SUCCESS;
   };
-  const iovecs = (ptr: number, len: number): Array<[number, number]> => {
+  /** Check an iovec array: null when it is fine, else the errno. */
+  const badIovecs = (ptr: number, len: number): number | null => {
+    if (len > IOV_MAX) return E.INVAL;
     const v = view();
-    const out: Array<[number, number]> = [];
+    if (ptr + len * 8 > v.byteLength) return E.FAULT;
     for (let i = 0; i < len; i++) {
       const base = v.getUint32(ptr + i * 8, true);
       const size = v.getUint32(ptr + i * 8 + 4, true);
-      if (base + size > v.byteLength) throw new RangeError("iovec out of bounds");
-      out.push([base, size]);
+      if (base + size > v.byteLength) return E.FAULT;
     }
-    return out;
+    return null;
   };
   const clockNs = (id: number): bigint | null => {
     if (id === CLOCK_REALTIME) return BigInt(Date.now()) * 1_000_000n;
@@ -215,9 +306,15 @@ export function createWasi(options: WasiOptions): Wasi {
     fd_pwrite: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
     fd_read: guard((fd: number, iovs: number, iovsLen: number, nread: number) => {
       if (fd !== 0) return E.BADF;
+      const bad = badIovecs(iovs, iovsLen);
+      if (bad !== null) return bad;
       const m = bytes();
+      const v = view();
+      v.getUint32(nread, true); // bounds check before the side effect
       let total = 0;
-      for (const [base, size] of iovecs(iovs, iovsLen)) {
+      for (let i = 0; i < iovsLen; i++) {
+        const base = v.getUint32(iovs + i * 8, true);
+        const size = v.getUint32(iovs + i * 8 + 4, true);
         const n = Math.min(size, stdin.length - stdinPos);
         m.set(stdin.subarray(stdinPos, stdinPos + n), base);
         stdinPos += n;
@@ -237,20 +334,23 @@ export function createWasi(options: WasiOptions): Wasi {
     fd_tell: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
     fd_write: guard((fd: number, iovs: number, iovsLen: number, nwritten: number) => {
       if (fd !== 1 && fd !== 2) return E.BADF;
+      const bad = badIovecs(iovs, iovsLen);
+      if (bad !== null) return bad;
       const m = bytes();
-      const list = iovecs(iovs, iovsLen);
-      const total = list.reduce((n, [, size]) => n + size, 0);
-      view().getUint32(nwritten, true); // bounds check before the side effect
-      if (total > 0) {
-        const data = new Uint8Array(total);
-        let at = 0;
-        for (const [base, size] of list) {
-          data.set(m.subarray(base, base + size), at);
-          at += size;
-        }
-        options.write(fd, data);
+      const v = view();
+      v.getUint32(nwritten, true); // bounds check before the side effect
+      let total = 0;
+      const chunks: Uint8Array[] = [];
+      for (let i = 0; i < iovsLen; i++) {
+        const base = v.getUint32(iovs + i * 8, true);
+        const size = v.getUint32(iovs + i * 8 + 4, true);
+        if (size === 0) continue;
+        chunks.push(m.subarray(base, base + size));
+        total += size;
       }
-      view().setUint32(nwritten, total, true);
+      if (chunks.length > 0) options.write(fd, chunks);
+      // A sum over 4 GiB cannot be reported; the output cap stops such a job long before.
+      v.setUint32(nwritten, Math.min(total, 0xffffffff), true);
       return E.SUCCESS;
     }),
     path_create_directory: guard(pathCall),
@@ -266,51 +366,69 @@ export function createWasi(options: WasiOptions): Wasi {
     poll_oneoff: guard((inPtr: number, outPtr: number, nsubs: number, neventsPtr: number) => {
       if (nsubs === 0) return E.INVAL;
       const v = view();
-      const events: Array<{ userdata: bigint; error: number; type: number }> = [];
+      if (inPtr + nsubs * 48 > v.byteLength || outPtr + nsubs * 32 > v.byteLength) return E.FAULT;
+      v.getUint32(neventsPtr, true); // bounds check before the side effects
+      // Two passes over the subscriptions and nothing allocated per subscription: first find
+      // whether any event is ready at once and the earliest clock deadline, then (after the
+      // sleep, if nothing was ready) write the events that are due.
+      const now0 = _nowNs();
+      let immediate = 0;
       let sleepUntil: bigint | null = null;
-      const clocks: Array<{ userdata: bigint; deadline: bigint }> = [];
+      const deadline = (at: number, now: bigint): bigint => {
+        const timeout = v.getBigUint64(at + 24, true);
+        const flags = v.getUint16(at + 40, true);
+        return now0 +
+          (flags & SUBCLOCKFLAGS_ABSTIME ? (timeout > now ? timeout - now : 0n) : timeout);
+      };
+      for (let i = 0; i < nsubs; i++) {
+        const at = inPtr + i * 48;
+        if (v.getUint8(at + 8) !== EVENTTYPE_CLOCK) {
+          immediate++;
+          continue;
+        }
+        const now = clockNs(v.getUint32(at + 16, true));
+        if (now === null) {
+          immediate++;
+          continue;
+        }
+        const d = deadline(at, now);
+        if (sleepUntil === null || d < sleepUntil) sleepUntil = d;
+      }
+      if (immediate === 0 && sleepUntil !== null) _sleepUntil(sleepUntil, check);
+      let events = 0;
+      const event = (userdata: bigint, error: number, type: number) => {
+        const at = outPtr + events++ * 32;
+        v.setBigUint64(at, userdata, true);
+        v.setUint16(at + 8, error, true);
+        v.setUint8(at + 10, type);
+        v.setBigUint64(at + 16, 0n, true);
+        v.setUint16(at + 24, 0, true);
+      };
       for (let i = 0; i < nsubs; i++) {
         const at = inPtr + i * 48;
         const userdata = v.getBigUint64(at, true);
         const type = v.getUint8(at + 8);
-        if (type === EVENTTYPE_CLOCK) {
-          const id = v.getUint32(at + 16, true);
-          const timeout = v.getBigUint64(at + 24, true);
-          const flags = v.getUint16(at + 40, true);
-          const now = clockNs(id);
-          if (now === null) {
-            events.push({ userdata, error: E.INVAL, type });
-            continue;
-          }
-          const deadline = _nowNs() +
-            (flags & SUBCLOCKFLAGS_ABSTIME ? (timeout > now ? timeout - now : 0n) : timeout);
-          clocks.push({ userdata, deadline });
-          if (sleepUntil === null || deadline < sleepUntil) sleepUntil = deadline;
-        } else if (type === EVENTTYPE_FD_READ || type === EVENTTYPE_FD_WRITE) {
+        if (type === EVENTTYPE_FD_READ || type === EVENTTYPE_FD_WRITE) {
           const fd = v.getUint32(at + 16, true);
           const ok = type === EVENTTYPE_FD_READ ? fd === 0 : fd === 1 || fd === 2;
-          events.push({ userdata, error: ok ? E.SUCCESS : E.BADF, type });
+          event(userdata, ok ? E.SUCCESS : E.BADF, type);
+        } else if (type !== EVENTTYPE_CLOCK) {
+          event(userdata, E.INVAL, type);
         } else {
-          events.push({ userdata, error: E.INVAL, type });
-        }
-      }
-      if (events.length === 0 && sleepUntil !== null) {
-        _sleepUntil(sleepUntil, check);
-        for (const c of clocks) {
-          if (c.deadline <= _nowNs()) {
-            events.push({ userdata: c.userdata, error: E.SUCCESS, type: EVENTTYPE_CLOCK });
+          const id = v.getUint32(at + 16, true);
+          const clock = clockNs(id);
+          if (clock === null) event(userdata, E.INVAL, type);
+          else if (immediate === 0) {
+            const flags = v.getUint16(at + 40, true);
+            const timeout = v.getBigUint64(at + 24, true);
+            const due = flags & SUBCLOCKFLAGS_ABSTIME
+              ? clock >= timeout
+              : _nowNs() >= now0 + timeout;
+            if (due) event(userdata, E.SUCCESS, type);
           }
         }
       }
-      for (const [i, e] of events.entries()) {
-        const at = outPtr + i * 32;
-        v.setBigUint64(at, e.userdata, true);
-        v.setUint16(at + 8, e.error, true);
-        v.setUint8(at + 10, e.type);
-        v.setBigUint64(at + 16, 0n, true);
-        v.setUint16(at + 24, 0, true);
-      }
-      v.setUint32(neventsPtr, events.length, true);
+      v.setUint32(neventsPtr, events, true);
       return E.SUCCESS;
     }),
     proc_exit: (code: number): never => {
@@ -322,6 +440,7 @@ export function createWasi(options: WasiOptions): Wasi {
       const m = bytes();
       if (buf + len > m.length) return E.FAULT;
       for (let at = 0; at < len; at += 65_536) {
+        if (at % (1 << 24) === 0) check(); // a 4 GiB request still honours the deadline
         crypto.getRandomValues(m.subarray(buf + at, buf + Math.min(len, at + 65_536)));
       }
       return E.SUCCESS;
@@ -332,8 +451,9 @@ export function createWasi(options: WasiOptions): Wasi {
     sock_send: guard((fd: number) => (stdio(fd) ? E.NOTSOCK : E.BADF)),
     sock_shutdown: guard((fd: number) => (stdio(fd) ? E.NOTSOCK : E.BADF)),
   };
+  const frozen = Object.freeze(Object.assign(Object.create(null), imports));
   return {
-    imports: imports as unknown as Wasi["imports"],
+    imports: frozen as Wasi["imports"],
     bindMemory(m: WebAssembly.Memory) {
       memory = m;
     },

@@ -1,12 +1,19 @@
 /**
- * Shared by `submit` and `result`: find the local node's API (URL and token in the state dir).
+ * Shared by `submit` and `result`: find the local node's API (URL and token in the state dir),
+ * and report a job's outcome the way `run` does (output, stderr, exit code, one `error:` line).
  *
  * @module
  */
 import { defaultStateDir } from "../net/identity.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
-import { Buffer } from "node:buffer";
-import { Client, type JobResultInfo } from "../net/client.ts";
+import {
+  ApiUnreachableError,
+  Client,
+  JobFailedError,
+  type JobResultInfo,
+  type JobWorkerResult,
+} from "../net/client.ts";
+import { EXIT_CODES } from "./run.ts";
 
 /**
  * A {@linkcode Client} of the node whose state dir is `stateDir` (default: the usual one).
@@ -28,47 +35,192 @@ export async function localClient(stateDir?: string): Promise<Client> {
   try {
     return new Client(await readApiEndpoint(dir));
   } catch (cause) {
-    throw new Error(
-      `Cannot find the node's API in '${dir}': start a node with 'start' first (${
-        cause instanceof Error ? cause.message : cause
-      })`,
-      { cause },
-    );
+    const why = cause instanceof Deno.errors.NotFound
+      ? "no node has recorded one there (is start running with this state dir?)"
+      : _message(cause);
+    throw new Error(`Cannot find the node's API in '${dir}': ${why}`, { cause });
   }
 }
 
+/** How {@linkcode reportJobResult} prints. */
+export interface ReportOptions {
+  /** One JSON object on stdout instead of the raw output. */
+  json: boolean;
+  /** Write the receipt (several workers: `[{peer_id, receipt}]`) to this file. */
+  receiptFile?: string | undefined;
+}
+
 /**
- * Print a verified job result the way `submit --wait` and `result` do: the job's output bytes
- * on stdout, or with `json` one object with the output and stderr in base64, the exit code,
- * completion, worker and receipt.
+ * Print a verified job result the way `run` does and return the exit code: the job's stdout
+ * on stdout and its stderr on stderr, then, when it did not run to its end, one `error:` line
+ * naming the kind; exit code the job's own, or `run`'s 118-125 for the kind. With `json`, one
+ * object with the same fields as `run --json` (`stdout`/`stderr` as text when UTF-8, with
+ * `stdout_base64`/`stderr_base64`), plus the workers and their receipts.
  *
  * @example
  * ```ts ignore
- * import { localClient, printJobResult } from "./_api_client.ts";
+ * import { localClient, reportJobResult } from "./_api_client.ts";
  *
  * const client = await localClient();
- * await printJobResult("<job id>", await client.result("<job id>"), false);
+ * Deno.exitCode = await reportJobResult("<job id>", await client.result("<job id>"), {
+ *   json: false,
+ * });
  * ```
  */
-export async function printJobResult(
+export async function reportJobResult(
   jobId: string,
   result: JobResultInfo,
-  json: boolean,
-): Promise<void> {
+  options: ReportOptions,
+): Promise<number> {
+  const { json, receiptFile } = options;
+  if (receiptFile !== undefined) await _writeReceipts(receiptFile, result.workers);
   if (json) {
-    console.log(JSON.stringify({
-      job_id: jobId,
-      exit_code: result.exitCode,
-      completion: result.completion,
-      output: Buffer.from(result.output).toString("base64"),
-      stderr: Buffer.from(result.stderr).toString("base64"),
-      worker_peer_id: result.workerPeerId,
-      verified: result.verified,
-      receipt: result.receipt,
-    }));
-    return;
+    await _writeAll(
+      Deno.stdout,
+      new TextEncoder().encode(
+        JSON.stringify({
+          job_id: jobId,
+          status: "done",
+          completion: result.completion,
+          exit_code: result.exitCode,
+          error: result.error,
+          stdout: _text(result.output),
+          stdout_base64: _base64(result.output),
+          stderr: _text(result.stderr),
+          stderr_base64: _base64(result.stderr),
+          worker_peer_id: result.workerPeerId,
+          workers: result.workers.map(_worker),
+          replicas_agree: result.replicasAgree,
+          verified: result.verified,
+          receipt: result.receipt,
+        }) + "\n",
+      ),
+    );
+  } else {
+    await _writeAll(Deno.stdout, result.output);
+    await _writeAll(Deno.stderr, result.stderr);
+    if (result.error) {
+      const newline = result.stderr.length > 0 && result.stderr.at(-1) !== 10 ? "\n" : "";
+      await _writeAll(
+        Deno.stderr,
+        new TextEncoder().encode(
+          `${newline}error: ${result.error.kind}: ${_oneLine(result.error.message)}\n`,
+        ),
+      );
+    }
   }
-  for (let at = 0; at < result.output.length;) {
-    at += await Deno.stdout.write(result.output.subarray(at));
+  if (result.error) return (EXIT_CODES as Record<string, number>)[result.error.kind] ?? 1;
+  return Math.min(result.exitCode ?? 0, 255);
+}
+
+/**
+ * Report an error of `submit`/`result` in one line (or, for a failed job with `json`, one JSON
+ * object on stdout) and return exit code 1.
+ *
+ * @example
+ * ```ts
+ * import { reportError } from "./_api_client.ts";
+ * import { ApiUnreachableError } from "../net/client.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const lines: string[] = [];
+ * const code = await reportError(new ApiUnreachableError("http://127.0.0.1:9/"), {
+ *   json: false,
+ *   print: (line) => lines.push(line),
+ * });
+ * assert.equal(code, 1);
+ * assert.deepEqual(lines, [
+ *   "error: node API at http://127.0.0.1:9/ is not answering (is start running with this state dir?)",
+ * ]);
+ * ```
+ */
+export async function reportError(
+  error: unknown,
+  options: { json: boolean; jobId?: string; print?: (line: string) => void },
+): Promise<number> {
+  const { json, jobId, print = (line: string) => console.error(line) } = options;
+  if (error instanceof JobFailedError && json && jobId) {
+    await _writeAll(
+      Deno.stdout,
+      new TextEncoder().encode(
+        JSON.stringify({
+          job_id: jobId,
+          status: "failed",
+          error: { kind: error.kind, message: error.reason },
+          ...(error.workers.length > 0
+            ? { workers: error.workers.map(_worker), replicas_agree: false }
+            : {}),
+        }) + "\n",
+      ),
+    );
+    return 1;
   }
+  print(`error: ${_oneLine(describeError(error))}`);
+  return 1;
+}
+
+/**
+ * The one-line text of an error of `submit`/`result`.
+ *
+ * @example
+ * ```ts
+ * import { describeError } from "./_api_client.ts";
+ * import { JobFailedError } from "../net/client.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const failed = new JobFailedError("Job ab failed: x", { kind: "no_worker_found", reason: "x" });
+ * assert.equal(describeError(failed), "Job ab failed: x");
+ * ```
+ */
+export function describeError(error: unknown): string {
+  if (error instanceof ApiUnreachableError) {
+    return `node API at ${error.url} is not answering (is start running with this state dir?)`;
+  }
+  return _message(error);
+}
+
+async function _writeReceipts(path: string, workers: JobWorkerResult[]): Promise<void> {
+  const value = workers.length === 1
+    ? workers[0]!.receipt
+    : workers.map((w) => ({ peer_id: w.peerId, receipt: w.receipt }));
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
+  try {
+    await Deno.writeTextFile(tmp, JSON.stringify(value, null, 2) + "\n", { createNew: true });
+    await Deno.rename(tmp, path);
+  } catch (cause) {
+    await Deno.remove(tmp).catch(() => {});
+    throw new Error(`Cannot write receipt '${path}': ${_message(cause)}`, { cause });
+  }
+}
+
+function _worker(w: JobWorkerResult): Record<string, unknown> {
+  return { peer_id: w.peerId, output_commitment: w.outputCommitment, receipt: w.receipt };
+}
+
+function _text(bytes: Uint8Array): string | null {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+function _base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
+}
+
+async function _writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
+  for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+}
+
+function _oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ").trim();
+}
+
+function _message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

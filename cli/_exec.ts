@@ -5,7 +5,9 @@
  * Flags: `--api-port N` (default 0: any free port; the URL is written to `<state>/api.json`),
  * `--no-api`, `--no-worker` (only submit, never run peers' jobs), `--max-jobs N` (jobs run at
  * once, default 2), `--max-queue N` (jobs waiting, default 16), `--allow-requester HEX`
- * (repeatable; the requester keys allowed to submit; none given: open to every peer).
+ * (repeatable; the requester keys allowed to submit; none given: open to every peer),
+ * `--worker-search-timeout DURATION` (how long a job looks for a usable worker before it fails
+ * with `no worker found`, default 30s).
  *
  * Test only: with `PLASM_TEST_ONLY_TAMPER_RESULTS=flip-output-byte` in the environment AND that
  * variable granted by `--allow-env`, the worker flips a byte of every output it returns. The
@@ -18,6 +20,7 @@ import type { PhaseNode } from "../net/node.ts";
 import { type ExecService, startExecService } from "../net/exec_service.ts";
 import { loadOrCreateApiToken, writeApiEndpoint } from "../net/api_token.ts";
 import { TAMPER_RESULTS_VALUE } from "../net/job_worker.ts";
+import { parseDuration } from "./_units.ts";
 
 /** The `parseArgs` options of the execution flags. */
 export const EXEC_FLAGS = {
@@ -27,12 +30,13 @@ export const EXEC_FLAGS = {
   "max-jobs": { type: "string" },
   "max-queue": { type: "string" },
   "allow-requester": { type: "string", multiple: true },
+  "worker-search-timeout": { type: "string" },
 } as const;
 
 /** The usage lines of the execution flags. */
 export const EXEC_USAGE =
   `       [--api-port N] [--no-api] [--no-worker] [--max-jobs N] [--max-queue N]
-       [--allow-requester HEX]...`;
+       [--allow-requester HEX]... [--worker-search-timeout DURATION]`;
 
 /** The environment variable of the test-only tamper switch. */
 export const TAMPER_ENV = "PLASM_TEST_ONLY_TAMPER_RESULTS";
@@ -49,6 +53,8 @@ export interface ExecFlags {
   maxQueue: number;
   /** Requester keys allowed, or `"open"`. */
   allowRequesters: "open" | string[];
+  /** How long a job looks for a usable worker before it fails, in ms. */
+  workerSearchTimeoutMs: number;
 }
 
 /**
@@ -70,6 +76,7 @@ export function parseExecFlags(values: {
   "max-jobs"?: string | undefined;
   "max-queue"?: string | undefined;
   "allow-requester"?: string[] | undefined;
+  "worker-search-timeout"?: string | undefined;
 }): ExecFlags {
   const int = (text: string | undefined, name: string, fallback: number, min: number) => {
     if (text === undefined) return fallback;
@@ -91,6 +98,7 @@ export function parseExecFlags(values: {
     maxJobs: int(values["max-jobs"], "max-jobs", 2, 1),
     maxQueue: int(values["max-queue"], "max-queue", 16, 0),
     allowRequesters: allow.length ? allow : "open",
+    workerSearchTimeoutMs: _searchTimeout(values["worker-search-timeout"]),
   };
 }
 
@@ -168,6 +176,7 @@ export async function startExec(
       }
       : false,
     ...(apiToken ? { apiToken } : {}),
+    workerSearchTimeoutMs: flags.workerSearchTimeoutMs,
     tamperResultsForTests: tamper,
     onLog: log,
   });
@@ -199,4 +208,13 @@ export async function startExec(
       await service.stop();
     },
   };
+}
+
+function _searchTimeout(text: string | undefined): number {
+  if (text === undefined) return 30_000;
+  const ms = parseDuration(text);
+  if (ms < 1 || ms > 24 * 3600_000) {
+    throw new RangeError(`Cannot use --worker-search-timeout '${text}': expected 1ms to 24h`);
+  }
+  return ms;
 }

@@ -1,25 +1,33 @@
-// deno run --allow-read --allow-net=127.0.0.1 --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME
-//   cli/result.ts <job-id> [flags]
+// deno run --allow-read --allow-write --allow-net=127.0.0.1
+//   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/result.ts <job-id> [flags]
 //
-// --allow-read: the node's api.json/api.token in the state dir. --allow-net=127.0.0.1: the
-// node's local API. --allow-env=...: to find the state dir.
+// --allow-read: the node's api.json/api.token in the state dir. --allow-write: only
+// `--receipt FILE`. --allow-net=127.0.0.1: the node's local API. --allow-env=...: to find the
+// state dir.
 /**
- * `result`: print a job's verified output (or, with `--json`, the result and its receipt).
+ * `result`: report a job's verified result like `run` does (or, with `--json`, the result and
+ * its receipts).
  *
  * ```
- * result <job-id> [--wait] [--json] [--state-dir DIR]
+ * result <job-id> [--wait] [--receipt FILE] [--json] [--state-dir DIR]
  * ```
  *
- * The receipt is verified here too: signed by the key of the worker's PeerId, for this job
- * id, committing to the output printed. Exit codes: 0 verified result, 1 failed, not finished
- * (without `--wait`) or not verified, 2 bad usage.
+ * Every receipt is verified here too: signed by the key of its worker's PeerId, for this job
+ * id, committing to the output printed. Exit codes: the job's own, or `run`'s 118-125 with one
+ * `error:` line naming the kind when it did not run to its end; 1 failed, not finished
+ * (without `--wait`), not verified or node not answering; 2 bad usage.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { localClient, printJobResult } from "./_api_client.ts";
+import { localClient, reportError, reportJobResult } from "./_api_client.ts";
 
-const _USAGE = "Usage: result <job-id> [--wait] [--json] [--state-dir DIR]";
+const _USAGE = `Usage: result <job-id> [--wait] [--receipt FILE] [--json] [--state-dir DIR]
+
+Prints a job's verified output and stderr, and exits like run: the job's own exit code, or
+118-125 with one error line when it did not run to its end. 1: failed, not finished (without
+--wait) or the node is not answering. 2: bad usage. --receipt FILE writes the receipt (with
+replicas: [{peer_id, receipt}, ...]).`;
 
 /**
  * Run `result`; resolves with the exit code.
@@ -41,6 +49,7 @@ export async function main(args: string[]): Promise<number> {
       strict: true,
       options: {
         wait: { type: "boolean" },
+        receipt: { type: "string" },
         json: { type: "boolean" },
         "state-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -54,19 +63,17 @@ export async function main(args: string[]): Promise<number> {
       throw new TypeError("Cannot get result: give one job id (64 lowercase hex)");
     }
   } catch (error) {
-    console.error(`error: ${_message(error)}`);
-    console.error(_USAGE);
+    console.error(`error: ${_message(error).split("\n")[0]} (see result --help)`);
     return 2;
   }
   const id = positionals[0]!;
+  const json = values.json === true;
   try {
     const client = await localClient(values["state-dir"]);
     const result = await client.result(id, { waitMs: values.wait ? 24 * 3600_000 : 0 });
-    await printJobResult(id, result, values.json === true);
-    return 0;
+    return await reportJobResult(id, result, { json, receiptFile: values.receipt });
   } catch (error) {
-    console.error(`error: ${_message(error)}`);
-    return 1;
+    return await reportError(error, { json, jobId: id });
   }
 }
 

@@ -1,28 +1,45 @@
-// deno run --allow-read --allow-net=127.0.0.1 --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME
-//   cli/submit.ts <module.wasm> [flags]
+// deno run --allow-read --allow-write --allow-net=127.0.0.1
+//   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/submit.ts <module.wasm> [flags]
 //
 // --allow-read: the module, --input and the node's api.json/api.token in the state dir.
+// --allow-write: only `--receipt FILE` (a launcher may narrow it to that file).
 // --allow-net=127.0.0.1: the node's local API. --allow-env=...: to find the state dir.
 /**
  * `submit`: hand a WASM job to the local node, which runs it on a peer and verifies the receipt.
  *
  * ```
- * submit <module.wasm> [--input F] [--cpu N] [--memory SIZE] [--timeout DURATION]
- *        [--replicas N] [--worker PEERID] [--wait] [--json] [--state-dir DIR]
+ * submit <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]... [--memory SIZE]
+ *        [--timeout DURATION] [--max-output SIZE] [--fuel N] [--cpu N] [--replicas N]
+ *        [--worker PEERID] [--search-timeout DURATION] [--wait] [--receipt FILE] [--json]
+ *        [--state-dir DIR]
  * ```
  *
- * Prints the job id; with `--wait`, waits and prints the output (or the result as JSON with
- * `--json`). Exit codes: 0 ok, 1 the job failed or its result did not verify, 2 bad usage.
+ * Everything the job gets (module, input, arguments, environment, limits, fuel) is signed into
+ * its manifest, hence into its job id and receipt. Stdin is the input when it is piped and no
+ * `--input` is given. Prints the job id; with `--wait`, waits and reports like `run`: the job's
+ * stdout and stderr, exit code the job's own, or 118-125 with one `error:` line naming the kind
+ * when it did not run to its end. 1: the job failed (no worker found, no verified result,
+ * replicas disagree) or the node is not answering; 2: bad usage.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { parseDuration, parseSize } from "./_units.ts";
-import { localClient, printJobResult } from "./_api_client.ts";
+import { fsErrorReason } from "./_fs_error.ts";
+import { localClient, reportError, reportJobResult } from "./_api_client.ts";
+import type { ClientSubmitOptions } from "../net/client.ts";
 
 const _USAGE =
-  `Usage: submit <module.wasm> [--input F] [--cpu N] [--memory SIZE] [--timeout DURATION]
-              [--replicas N] [--worker PEERID] [--wait] [--json] [--state-dir DIR]`;
+  `Usage: submit <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]... [--memory SIZE]
+              [--timeout DURATION] [--max-output SIZE] [--fuel N] [--cpu N] [--replicas N]
+              [--worker PEERID] [--search-timeout DURATION] [--wait] [--receipt FILE]
+              [--json] [--state-dir DIR]
+
+Sends a WASI job to the local node (start), which runs it on a peer and verifies the receipt.
+Input: --input, else stdin when it is piped. Prints the job id; with --wait, the job's output
+and stderr, and exits like run: the job's own exit code, or 118-125 with one error line when it
+did not run to its end. 1: the job failed or the node is not answering. 2: bad usage.
+--receipt FILE (with --wait) writes the receipt; with --replicas N, [{peer_id, receipt}, ...].`;
 
 /**
  * Run `submit`; resolves with the exit code.
@@ -37,7 +54,7 @@ const _USAGE =
  */
 export async function main(args: string[]): Promise<number> {
   let values, positionals;
-  let options: Record<string, number> = {};
+  let options: ClientSubmitOptions = {};
   try {
     ({ values, positionals } = parseArgs({
       args,
@@ -45,12 +62,18 @@ export async function main(args: string[]): Promise<number> {
       strict: true,
       options: {
         input: { type: "string" },
+        arg: { type: "string", multiple: true },
+        env: { type: "string", multiple: true },
         cpu: { type: "string" },
         memory: { type: "string" },
         timeout: { type: "string" },
+        "max-output": { type: "string" },
+        fuel: { type: "string" },
         replicas: { type: "string" },
         worker: { type: "string" },
+        "search-timeout": { type: "string" },
         wait: { type: "boolean" },
+        receipt: { type: "string" },
         json: { type: "boolean" },
         "state-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -61,53 +84,82 @@ export async function main(args: string[]): Promise<number> {
       return 0;
     }
     if (positionals.length !== 1) throw new TypeError("Cannot submit: give exactly one module");
+    if (values.receipt !== undefined && !values.wait) {
+      throw new TypeError("Cannot use --receipt without --wait: there is no receipt yet");
+    }
     const int = (text: string | undefined, name: string) => {
       if (text === undefined) return undefined;
-      if (!/^\d+$/.test(text) || Number(text) < 1) {
+      if (!/^\d{1,9}$/.test(text) || Number(text) < 1) {
         throw new RangeError(`Cannot use --${name} '${text}': expected a positive integer`);
       }
       return Number(text);
     };
     const cpu = int(values.cpu, "cpu");
     const replicas = int(values.replicas, "replicas");
+    if (values.fuel !== undefined && !/^\d{1,19}$/.test(values.fuel)) {
+      throw new SyntaxError(
+        `Cannot parse --fuel '${values.fuel}': use a whole number of instructions`,
+      );
+    }
+    const env: Record<string, string> = {};
+    for (const pair of values.env ?? []) {
+      const eq = pair.indexOf("=");
+      if (eq <= 0) throw new SyntaxError(`Cannot parse --env '${pair}': use K=V`);
+      env[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
     options = {
       ...(cpu ? { cpu } : {}),
       ...(replicas ? { replicas } : {}),
       ...(values.memory ? { memoryBytes: parseSize(values.memory) } : {}),
       ...(values.timeout ? { timeoutMs: parseDuration(values.timeout) } : {}),
+      ...(values["max-output"] ? { maxOutputBytes: parseSize(values["max-output"]) } : {}),
+      ...(values["search-timeout"]
+        ? { searchTimeoutMs: parseDuration(values["search-timeout"]) }
+        : {}),
+      ...(values.fuel !== undefined ? { fuel: values.fuel } : {}),
+      ...(values.arg?.length ? { args: values.arg } : {}),
+      ...(Object.keys(env).length ? { env } : {}),
+      ...(values.worker ? { worker: values.worker } : {}),
     };
   } catch (error) {
-    console.error(`error: ${_message(error)}`);
-    console.error(_USAGE);
+    console.error(`error: ${_message(error).split("\n")[0]} (see submit --help)`);
     return 2;
   }
+  const json = values.json === true;
+  let id: string | undefined;
   try {
     const module = await _read(positionals[0]!, "module");
-    const input = values.input === undefined ? undefined : await _read(values.input, "input");
+    const input = await _readInput(values.input);
     const client = await localClient(values["state-dir"]);
-    const id = await client.submit(module, {
-      ...options,
-      ...(input ? { input } : {}),
-      ...(values.worker ? { worker: values.worker } : {}),
-    });
+    id = await client.submit(module, { ...options, ...(input.length ? { input } : {}) });
     if (!values.wait) {
-      console.log(values.json ? JSON.stringify({ job_id: id }) : id);
+      console.log(json ? JSON.stringify({ job_id: id }) : id);
       return 0;
     }
     const result = await client.result(id, { waitMs: 24 * 3600_000 });
-    await printJobResult(id, result, values.json === true);
-    return 0;
+    return await reportJobResult(id, result, { json, receiptFile: values.receipt });
   } catch (error) {
-    console.error(`error: ${_message(error)}`);
-    return 1;
+    return await reportError(error, { json, ...(id ? { jobId: id } : {}) });
   }
+}
+
+async function _readInput(spec: string | undefined): Promise<Uint8Array> {
+  if (spec === "-" || (spec === undefined && !Deno.stdin.isTerminal())) {
+    try {
+      return new Uint8Array(await new Response(Deno.stdin.readable).arrayBuffer());
+    } catch (cause) {
+      throw new Error(`Cannot read input from stdin: ${fsErrorReason(cause)}`, { cause });
+    }
+  }
+  if (spec === undefined) return new Uint8Array();
+  return await _read(spec, "input");
 }
 
 async function _read(path: string, what: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
   } catch (cause) {
-    throw new Error(`Cannot read ${what} '${path}': ${_message(cause)}`, { cause });
+    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(cause)}`, { cause });
   }
 }
 

@@ -8,6 +8,7 @@ import { verifyReceipt } from "../runtime/receipt.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import { peerPublicKey } from "./peer_key.ts";
 import { ReceiptMismatchError } from "../runtime/receipt.ts";
+import { toHex } from "../runtime/digest.ts";
 
 /** Options of {@linkcode Client}. */
 export interface ClientOptions {
@@ -29,8 +30,18 @@ export interface ClientSubmitOptions {
   timeoutMs?: number;
   /** Workers that must run the job and agree on the output. @default {1} */
   replicas?: number;
-  /** Only this worker (PeerId) may run it. @default any */
+  /** Only this worker (PeerId) may run it; one replica only. @default any */
   worker?: string;
+  /** Arguments after `argv[0]`. @default {[]} */
+  args?: string[];
+  /** The job's whole environment. @default {{}} */
+  env?: Record<string, string>;
+  /** Cap on stdout and stderr together, in bytes. @default {the worker's (16 MiB)} */
+  maxOutputBytes?: number;
+  /** Fuel limit (instructions). @default unmetered */
+  fuel?: bigint | number | string;
+  /** How long the node looks for a usable worker, in ms. @default {the node's (30000)} */
+  searchTimeoutMs?: number;
   /** Aborts the request. */
   signal?: AbortSignal;
 }
@@ -41,12 +52,33 @@ export interface JobStatusInfo {
   jobId: string;
   /** `queued`, `running`, `done` or `failed`. */
   status: "queued" | "running" | "done" | "failed";
+  /**
+   * What an unfinished job waits for (`queued`, `waiting_for_workers`, `offering`,
+   * `executing`); for a finished one, its status.
+   */
+  state: string;
   /** Workers tried. */
   attempts: number;
-  /** The worker(s) whose result was kept. */
+  /** Why an unfinished job still waits. */
+  lastReason?: string;
+  /** When the search for a worker gives up (RFC 3339), while waiting for one. */
+  searchDeadline?: string;
+  /** The (first) worker whose result was kept. */
   workerPeerId?: string;
   /** The error, when failed (or the last attempt's error). */
   error?: string;
+  /** Why it failed: `no_worker_found`, `workers_failed`, `not_verified`, `replicas_disagree`... */
+  errorKind?: string;
+}
+
+/** One worker's verified part of a result. */
+export interface JobWorkerResult {
+  /** The worker's PeerId. */
+  peerId: string;
+  /** Its receipt's output commitment, hex. */
+  outputCommitment: string;
+  /** Its signed receipt, verified against the key of its PeerId. */
+  receipt: Receipt;
 }
 
 /** A finished job's verified result. */
@@ -59,16 +91,32 @@ export interface JobResultInfo {
   exitCode: number | null;
   /** `stop`, `length`, `cancelled` or `error`. */
   completion: string;
-  /** The worker's signed receipt. */
+  /**
+   * Why the job did not run to its end (`kind` as `run` names it: `trap`, `timeout`,
+   * `memory_limit`, `invalid_module`, `output_limit`, `fuel_exhausted`...), or null.
+   */
+  error: { kind: string; message: string } | null;
+  /** The (first) worker's signed receipt. */
   receipt: Receipt;
-  /** The worker that ran it (comma-separated when replicated). */
+  /** The (first) worker that ran it. */
   workerPeerId: string;
+  /** Every worker that ran it (several with replicas), each with its verified receipt. */
+  workers: JobWorkerResult[];
+  /** Always true for a result: replicas that disagree fail the job instead. */
+  replicasAgree: true;
   /** Always true: the receipt was checked here too (signature by the worker's PeerId key, job id, output). */
   verified: true;
 }
 
 /** Thrown by {@linkcode Client.result} when the job failed. */
 export class JobFailedError extends Error {
+  /** Why: `no_worker_found`, `workers_failed`, `not_verified`, `replicas_disagree`, `internal`. */
+  readonly kind: string;
+  /** The node's message, without the job id. */
+  readonly reason: string;
+  /** For replicas that disagreed: each worker and its receipt (checked against its PeerId). */
+  readonly workers: JobWorkerResult[];
+
   /**
    * Make the error.
    *
@@ -76,12 +124,43 @@ export class JobFailedError extends Error {
    * ```ts
    * import { JobFailedError } from "./client.ts";
    * import assert from "node:assert/strict";
-   * assert.equal(new JobFailedError("x").name, "JobFailedError");
+   * const error = new JobFailedError("x", { kind: "no_worker_found" });
+   * assert.equal(error.name, "JobFailedError");
+   * assert.equal(error.kind, "no_worker_found");
    * ```
    */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    options: ErrorOptions & { kind?: string; reason?: string; workers?: JobWorkerResult[] } = {},
+  ) {
     super(message, options);
     this.name = "JobFailedError";
+    this.kind = options.kind ?? "failed";
+    this.reason = options.reason ?? message;
+    this.workers = options.workers ?? [];
+  }
+}
+
+/** Thrown when the node's API does not answer (no node running there, or it stopped). */
+export class ApiUnreachableError extends Error {
+  /** The API URL that did not answer. */
+  readonly url: string;
+
+  /**
+   * Make the error.
+   *
+   * @example
+   * ```ts
+   * import { ApiUnreachableError } from "./client.ts";
+   * import assert from "node:assert/strict";
+   * const error = new ApiUnreachableError("http://127.0.0.1:9/");
+   * assert.equal(error.message, "Cannot reach the node API at http://127.0.0.1:9/");
+   * ```
+   */
+  constructor(url: string, options?: ErrorOptions) {
+    super(`Cannot reach the node API at ${url}`, options);
+    this.name = "ApiUnreachableError";
+    this.url = url;
   }
 }
 
@@ -160,7 +239,20 @@ export class Client {
    * @throws {Error} If the node refuses the job.
    */
   async submit(module: Uint8Array, options: ClientSubmitOptions = {}): Promise<string> {
-    const { input, cpu, memoryBytes, timeoutMs, replicas, worker, signal } = options;
+    const {
+      input,
+      cpu,
+      memoryBytes,
+      timeoutMs,
+      replicas,
+      worker,
+      args,
+      env,
+      maxOutputBytes,
+      fuel,
+      searchTimeoutMs,
+      signal,
+    } = options;
     const body: Record<string, unknown> = { module: Buffer.from(module).toString("base64") };
     if (input) body.input = Buffer.from(input).toString("base64");
     if (cpu !== undefined) body.cpu = cpu;
@@ -168,13 +260,19 @@ export class Client {
     if (timeoutMs !== undefined) body.timeout_ms = timeoutMs;
     if (replicas !== undefined) body.replicas = replicas;
     if (worker !== undefined) body.worker = worker;
+    if (args !== undefined) body.args = args;
+    if (env !== undefined) body.env = env;
+    if (maxOutputBytes !== undefined) body.max_output_bytes = maxOutputBytes;
+    if (fuel !== undefined) body.fuel = String(fuel);
+    if (searchTimeoutMs !== undefined) body.search_timeout_ms = searchTimeoutMs;
     const { status, json } = await this.#call("jobs", {
       method: "POST",
       body: JSON.stringify(body),
       ...(signal ? { signal } : {}),
     });
     if (status !== 201 || typeof json.job_id !== "string") {
-      throw new Error(`Cannot submit job: ${json.error ?? `HTTP ${status}`}`);
+      const why = json.error ?? `HTTP ${status}`;
+      throw new Error(why.startsWith("Cannot ") ? why : `Cannot submit job: ${why}`);
     }
     return json.job_id;
   }
@@ -196,7 +294,8 @@ export class Client {
    * worker's PeerId, name this job id and commit to the output returned. With `waitMs`, waits
    * that long for the job to finish.
    *
-   * @throws {JobFailedError} If the job failed (no worker returned a verified result).
+   * @throws {JobFailedError} If the job failed (no worker returned a verified result, or
+   *   replicas disagreed); its `kind` says which.
    * @throws {Error} If it is not finished (yet).
    * @throws {SignatureError | ReceiptMismatchError} If the receipt does not verify.
    */
@@ -213,10 +312,20 @@ export class Client {
         signal ? { signal } : {},
       );
       if (status === 404) throw new RangeError(`Cannot find job ${jobId}`);
-      if (status === 409) throw new JobFailedError(`Job ${jobId} failed: ${json.error}`);
+      if (status === 409) {
+        const workers = Array.isArray(json.workers) ? await _verifiedWorkers(json.workers) : [];
+        throw new JobFailedError(`Job ${jobId} failed: ${json.error}`, {
+          kind: typeof json.error_kind === "string" ? json.error_kind : "failed",
+          reason: String(json.error),
+          workers,
+        });
+      }
       if (status === 202) {
         if (Date.now() < deadline) continue;
-        throw new Error(`Cannot get result of job ${jobId}: it is still ${json.status}`);
+        const why = json.state && json.state !== json.status
+          ? ` (${json.state}${json.last_reason ? `: ${json.last_reason}` : ""})`
+          : "";
+        throw new Error(`Cannot get result of job ${jobId}: it is still ${json.status}${why}`);
       }
       if (status !== 200) {
         throw new Error(`Cannot get result of job ${jobId}: ${json.error ?? status}`);
@@ -229,10 +338,19 @@ export class Client {
     path: string,
     init: RequestInit,
   ): Promise<{ status: number; json: Record<string, string> & Record<string, unknown> }> {
-    const response = await fetch(new URL(path, this.#url), {
-      ...init,
-      headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
-    });
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.#url), {
+        ...init,
+        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+      });
+    } catch (cause) {
+      // Connection refused or reset: nobody (or no longer anybody) listens there.
+      if (cause instanceof TypeError && !init.signal?.aborted) {
+        throw new ApiUnreachableError(this.#url.href, { cause });
+      }
+      throw cause;
+    }
     const text = await response.text();
     let json;
     try {
@@ -250,13 +368,12 @@ async function _verified(
 ): Promise<JobResultInfo> {
   const output = new Uint8Array(Buffer.from(String(json.output ?? ""), "base64"));
   const stderr = new Uint8Array(Buffer.from(String(json.stderr ?? ""), "base64"));
-  const workers = String(json.worker_peer_id ?? "");
-  const first = workers.split(",")[0]!;
-  const receipt = await verifyReceipt(json.receipt, {
-    publicKey: peerPublicKey(first),
-    jobId,
-    output,
-  });
+  // Every worker's receipt: signed by the key inside its PeerId, for this job and this output.
+  const listed = Array.isArray(json.workers) && json.workers.length > 0
+    ? json.workers
+    : [{ peer_id: String(json.worker_peer_id ?? "").split(",")[0], receipt: json.receipt }];
+  const workers = await _verifiedWorkers(listed, { jobId, output });
+  const receipt = workers[0]!.receipt;
   const extra = receipt.result.metrics.extra;
   for (const field of ["module_hash", "input_hash"] as const) {
     if (extra[field] !== json[field]) {
@@ -267,25 +384,64 @@ async function _verified(
   if ((extra.exit_code ?? null) !== (exitCode === null ? null : String(exitCode))) {
     throw new ReceiptMismatchError("exit_code", String(extra.exit_code), String(exitCode));
   }
+  let error: JobResultInfo["error"] = null;
+  const given = json.error as { kind?: unknown; message?: unknown } | null | undefined;
+  if (receipt.result.completion !== "stop" || extra.error !== undefined) {
+    // The kind is the signed one; the message is the worker's word.
+    const kind = extra.error ?? receipt.result.completion;
+    error = {
+      kind,
+      message: typeof given?.message === "string" ? given.message : kind,
+    };
+  }
   return {
     output,
     stderr,
     exitCode,
     completion: receipt.result.completion,
+    error,
     receipt,
-    workerPeerId: workers,
+    workerPeerId: workers[0]!.peerId,
+    workers,
+    replicasAgree: true,
     verified: true,
   };
+}
+
+async function _verifiedWorkers(
+  list: unknown[],
+  expected: { jobId?: string; output?: Uint8Array } = {},
+): Promise<JobWorkerResult[]> {
+  const workers: JobWorkerResult[] = [];
+  for (const item of list) {
+    const entry = item as { peer_id?: unknown; receipt?: unknown };
+    const peerId = String(entry?.peer_id ?? "");
+    const receipt = await verifyReceipt(entry?.receipt, {
+      publicKey: peerPublicKey(peerId),
+      ...(expected.jobId ? { jobId: expected.jobId } : {}),
+      ...(expected.output ? { output: expected.output } : {}),
+    });
+    workers.push({
+      peerId,
+      outputCommitment: toHex(Uint8Array.from(receipt.result.output_commitment)),
+      receipt,
+    });
+  }
+  return workers;
 }
 
 function _statusInfo(json: Record<string, unknown>): JobStatusInfo {
   const info: JobStatusInfo = {
     jobId: String(json.job_id),
     status: json.status as JobStatusInfo["status"],
+    state: String(json.state ?? json.status),
     attempts: Number(json.attempts ?? 0),
   };
+  if (typeof json.last_reason === "string") info.lastReason = json.last_reason;
+  if (typeof json.search_deadline === "string") info.searchDeadline = json.search_deadline;
   if (typeof json.worker_peer_id === "string") info.workerPeerId = json.worker_peer_id;
   if (typeof json.error === "string") info.error = json.error;
+  if (typeof json.error_kind === "string") info.errorKind = json.error_kind;
   return info;
 }
 

@@ -18,6 +18,9 @@ import { type Dispatcher, Scheduler } from "./scheduler.ts";
 import { WorkerPolicy, type WorkerPolicyOptions } from "./worker_policy.ts";
 import { createLocalApiHandler } from "./local_api.ts";
 import { SandboxPool } from "../runtime/sandbox_pool.ts";
+import { storeReceipt } from "../runtime/receipt_store.ts";
+import { toHex } from "../runtime/digest.ts";
+import type { Receipt } from "../runtime/receipt.ts";
 
 /** File name of the job database in the state dir. */
 export const JOB_DB_FILE = "jobs.db";
@@ -34,6 +37,11 @@ export interface ExecServiceOptions {
   apiToken?: string;
   /** Scheduler retries per replica. @default {5} */
   maxAttempts?: number;
+  /**
+   * How long a job looks for a usable worker before it fails with `no worker found`, in ms.
+   * @default {30000}
+   */
+  workerSearchTimeoutMs?: number;
   /** Test only: the worker corrupts the output it returns. @default {false} */
   tamperResultsForTests?: boolean;
   /** Per-stream time limit, in ms. @default {10000} */
@@ -87,6 +95,7 @@ export async function startExecService(
     worker: policyOptions = {},
     apiToken,
     maxAttempts = 5,
+    workerSearchTimeoutMs = 30_000,
     tamperResultsForTests = false,
     streamTimeoutMs = 10_000,
     onLog,
@@ -94,6 +103,8 @@ export async function startExecService(
   const libp2p = node.libp2p;
   const arch = node.info().arch;
   const store = JobStore.open(stateDir ? join(stateDir, JOB_DB_FILE) : ":memory:");
+  // Every receipt this node signs (as a worker) or accepts (as a requester) is kept as a file.
+  const keepReceipt = stateDir ? (receipt: Receipt) => storeReceipt(stateDir, receipt) : undefined;
   let worker: JobWorker | undefined;
   // One sandbox process kept started, so a job does not wait for deno to boot.
   const pool = policyOptions !== false ? new SandboxPool({ size: 1 }) : undefined;
@@ -107,6 +118,7 @@ export async function startExecService(
         sandbox: "process",
         ...(pool ? { pool } : {}),
         tamperResultsForTests,
+        ...(keepReceipt ? { keepReceipt } : {}),
         ...(onLog ? { onLog } : {}),
       });
       await worker.attach(libp2p, { streamTimeoutMs });
@@ -117,6 +129,14 @@ export async function startExecService(
     throw error;
   }
   let turn = 0;
+  // A job pinned to this node's own PeerId runs on its own worker, in process (libp2p cannot
+  // dial itself); the scheduler refuses it when this node runs no jobs.
+  const ownKey = toHex(keyPair.publicKey);
+  const self = (peer: string) => {
+    if (peer !== node.peerId) return undefined;
+    if (!worker) throw new Error("This node runs no jobs");
+    return worker;
+  };
   const dispatcher: Dispatcher = {
     async candidates(signal) {
       const known: string[] = [];
@@ -130,8 +150,10 @@ export async function startExecService(
         else if (protocols.length === 0) unknown.push(peer.toString());
       }
       if (known.length === 0 && libp2p.services.dht) {
-        const found = await node.findProviders(capabilityKey(arch), { limit: 20, signal })
-          .catch(() => []);
+        const found = await node.findProviders(capabilityKey(arch), {
+          limit: 20,
+          signal: AbortSignal.any([signal, AbortSignal.timeout(streamTimeoutMs)]),
+        }).catch(() => []);
         for (const peer of found) {
           if (peer.peerId !== node.peerId && !known.includes(peer.peerId)) known.push(peer.peerId);
         }
@@ -141,12 +163,16 @@ export async function startExecService(
       return [...known.slice(start), ...known.slice(0, start), ...unknown];
     },
     async offer(peer, offer, signal) {
+      const local = self(peer);
+      if (local) return local.decideOffer(offer, ownKey);
       const stream = await libp2p.dialProtocol(peerIdFromString(peer), JOB_OFFER_PROTOCOL, {
         signal,
       });
       return await sendJobOffer(stream, offer, { signal });
     },
     async exec(peer, request, signal) {
+      const local = self(peer);
+      if (local) return await local.execute(request, ownKey, { signal });
       const stream = await libp2p.dialProtocol(peerIdFromString(peer), JOB_EXEC_PROTOCOL, {
         signal,
       });
@@ -159,6 +185,9 @@ export async function startExecService(
     dispatcher,
     arch,
     maxAttempts,
+    workerSearchTimeoutMs,
+    self: { peerId: node.peerId, runsJobs: worker !== undefined },
+    ...(keepReceipt ? { keepReceipt } : {}),
     ...(onLog ? { onLog } : {}),
   });
   const resumed = scheduler.resume();

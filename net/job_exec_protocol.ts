@@ -31,6 +31,8 @@ export const MAX_EXEC_INPUT_BYTES = 16 * 1024 * 1024;
 export const MAX_EXEC_MODULE_BYTES = 64 * 1024 * 1024;
 /** Largest stdout plus stderr sent back, in bytes. */
 export const MAX_EXEC_OUTPUT_BYTES = 16 * 1024 * 1024;
+/** Most arguments (and most environment entries) a job manifest may carry. */
+export const MAX_JOB_ARGS = 1024;
 
 /** A request to run a job. */
 export interface ExecRequest {
@@ -317,6 +319,7 @@ export function parseManifestShape(value: unknown): JobManifest {
       input: tag(p.input, "input"),
       max_duration_ms: _count(p.max_duration_ms, "max_duration_ms", Number.MAX_SAFE_INTEGER),
       max_memory_bytes: _count(p.max_memory_bytes, "max_memory_bytes", Number.MAX_SAFE_INTEGER),
+      ..._optionalPayload(p),
     },
     signer_pubkey: hex(m.signer_pubkey, "signer_pubkey", 64),
     signature: hex(m.signature, "signature", 128),
@@ -324,6 +327,47 @@ export function parseManifestShape(value: unknown): JobManifest {
   };
   if (m.expires_at !== undefined) manifest.expires_at = time(m.expires_at, "expires_at");
   return manifest;
+}
+
+/** The optional WASM payload fields (args, env, output cap, fuel), checked; absent stay absent. */
+function _optionalPayload(p: Record<string, unknown>): Partial<JobManifest["payload"]> {
+  const out: Partial<JobManifest["payload"]> = {};
+  if (p.args !== undefined) {
+    if (
+      !Array.isArray(p.args) || p.args.length > MAX_JOB_ARGS ||
+      !p.args.every((a) => typeof a === "string")
+    ) {
+      throw new TypeError(
+        `Cannot accept job manifest: args must be a list of at most ${MAX_JOB_ARGS} strings`,
+      );
+    }
+    out.args = [...p.args];
+  }
+  if (p.env !== undefined) {
+    const env = _object(p.env, "env");
+    const entries = Object.entries(env);
+    if (
+      entries.length > MAX_JOB_ARGS ||
+      !entries.every(([k, v]) => k.length > 0 && !k.includes("=") && typeof v === "string")
+    ) {
+      throw new TypeError(
+        `Cannot accept job manifest: env must map at most ${MAX_JOB_ARGS} names (no '=') to strings`,
+      );
+    }
+    out.env = Object.fromEntries(entries) as Record<string, string>;
+  }
+  if (p.max_output_bytes !== undefined) {
+    out.max_output_bytes = _count(p.max_output_bytes, "max_output_bytes", Number.MAX_SAFE_INTEGER);
+  }
+  if (p.fuel !== undefined) {
+    if (typeof p.fuel !== "string" || !/^\d{1,19}$/.test(p.fuel) || BigInt(p.fuel) >= 2n ** 63n) {
+      throw new TypeError(
+        "Cannot accept job manifest: fuel must be a decimal string from 0 to 2^63-1",
+      );
+    }
+    out.fuel = p.fuel;
+  }
+  return out;
 }
 
 /** What {@linkcode serveJobExec} passes to its handler. */

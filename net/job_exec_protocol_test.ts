@@ -8,6 +8,7 @@ import {
   type ExecResponse,
   parseExecRequest,
   parseExecResponse,
+  parseManifestShape,
   requestJobExec,
   serveJobExec,
 } from "./job_exec_protocol.ts";
@@ -113,4 +114,38 @@ Deno.test("parseExecResponse() rejects a Done whose receipt is malformed", () =>
     parseExecResponse(encodeExecResponse({ Rejected: { job_id: "x", reason: "QueueFull" } })),
     { Rejected: { job_id: "x", reason: "QueueFull" } },
   );
+});
+
+Deno.test("parseManifestShape() keeps signed args, env, output cap and fuel, and checks them", async () => {
+  const full = await signJobManifest({
+    ...manifest.payload,
+    args: ["a", ""],
+    env: { K: "V" },
+    max_output_bytes: 100,
+    fuel: "5000",
+  }, { keyPair });
+  // Dropping a field would change the job id and break the signature.
+  assert.deepEqual(parseManifestShape(JSON.parse(JSON.stringify(full))), full);
+  assert.deepEqual(
+    parseExecRequest(encodeExecRequest({ manifest: full, input: new Uint8Array() })).manifest,
+    full,
+  );
+  for (
+    const bad of [
+      { args: "a" },
+      { args: [1] },
+      { env: { "A=B": "x" } },
+      { env: { A: 1 } },
+      { max_output_bytes: -1 },
+      { fuel: 5000 },
+      { fuel: "1e3" },
+      { fuel: "9223372036854775808" },
+    ]
+  ) {
+    assert.throws(
+      () => parseManifestShape({ ...full, payload: { ...full.payload, ...bad } }),
+      TypeError,
+      JSON.stringify(bad),
+    );
+  }
 });

@@ -20,6 +20,8 @@ export interface JobRequestOptions {
   replicas: number;
   /** Only this worker (PeerId) may run it, when set. */
   worker?: string;
+  /** How long to look for a usable worker before the job fails, in ms; unset: the node's. */
+  searchTimeoutMs?: number;
 }
 
 /** A job as stored. */
@@ -40,8 +42,16 @@ export interface JobRecord {
   attempts: number;
   /** The worker(s) whose verified result was kept, comma separated. */
   workerPeerId?: string;
-  /** Why it failed (or the last attempt's error). */
+  /**
+   * Why it failed (or the last attempt's error); for a job that ran but did not end by itself,
+   * the job's own error, `<kind>: <message>`.
+   */
   error?: string;
+  /**
+   * Why the job failed, as a kind: `no_worker_found`, `workers_failed`, `not_verified`,
+   * `replicas_disagree` or `internal`. Set only when `status` is `failed`.
+   */
+  errorKind?: string;
   /** The job's exit code. */
   exitCode?: number | null;
   /** How it ended. */
@@ -54,21 +64,22 @@ export interface JobRecord {
   receipt?: Receipt;
 }
 
-/** Fields {@linkcode JobStore.update} may change. */
-export type JobPatch = Partial<
-  Pick<
-    JobRecord,
-    | "status"
-    | "attempts"
-    | "workerPeerId"
-    | "error"
-    | "exitCode"
-    | "completion"
-    | "stdout"
-    | "stderr"
-    | "receipt"
+/** Fields {@linkcode JobStore.update} may change; `null` clears `error` and `errorKind`. */
+export type JobPatch =
+  & Partial<
+    Pick<
+      JobRecord,
+      | "status"
+      | "attempts"
+      | "workerPeerId"
+      | "exitCode"
+      | "completion"
+      | "stdout"
+      | "stderr"
+      | "receipt"
+    >
   >
->;
+  & { error?: string | null; errorKind?: string | null };
 
 const _SCHEMA = `
 CREATE TABLE IF NOT EXISTS modules (hash TEXT PRIMARY KEY, bytes BLOB NOT NULL);
@@ -76,7 +87,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   job_id TEXT PRIMARY KEY, status TEXT NOT NULL, manifest TEXT NOT NULL, options TEXT NOT NULL,
   input BLOB NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0, worker_peer_id TEXT, error TEXT, exit_code INTEGER,
-  completion TEXT, stdout BLOB, stderr BLOB, receipt TEXT);
+  completion TEXT, stdout BLOB, stderr BLOB, receipt TEXT, error_kind TEXT);
 CREATE TABLE IF NOT EXISTS receipts (
   job_id TEXT NOT NULL, peer_id TEXT NOT NULL, role TEXT NOT NULL, receipt TEXT NOT NULL,
   created_at INTEGER NOT NULL, PRIMARY KEY (job_id, peer_id, role));
@@ -119,6 +130,11 @@ export class JobStore {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
       );
       db.exec(_SCHEMA);
+      // Databases made before a column existed gain it.
+      const columns = new Set(
+        (db.prepare("PRAGMA table_info(jobs)").all() as { name: string }[]).map((c) => c.name),
+      );
+      if (!columns.has("error_kind")) db.exec("ALTER TABLE jobs ADD COLUMN error_kind TEXT");
     } catch (error) {
       db.close();
       throw error;
@@ -182,6 +198,7 @@ export class JobStore {
       attempts: patch.attempts,
       worker_peer_id: patch.workerPeerId,
       error: patch.error,
+      error_kind: patch.errorKind,
       exit_code: patch.exitCode,
       completion: patch.completion,
       stdout: patch.stdout,
@@ -212,6 +229,11 @@ export class JobStore {
     this.#db.prepare(
       "INSERT OR REPLACE INTO receipts (job_id, peer_id, role, receipt, created_at) VALUES (?, ?, ?, ?, ?)",
     ).run(jobId, peerId, role, JSON.stringify(receipt), Date.now());
+  }
+
+  /** Forget the receipts recorded for a job in one role (a job scheduled again). */
+  deleteReceipts(jobId: string, role: "worker" | "requester"): void {
+    this.#db.prepare("DELETE FROM receipts WHERE job_id = ? AND role = ?").run(jobId, role);
   }
 
   /** The receipts recorded for a job. */
@@ -245,6 +267,7 @@ function _record(row: Record<string, unknown>): JobRecord {
   };
   if (row.worker_peer_id != null) record.workerPeerId = row.worker_peer_id as string;
   if (row.error != null) record.error = row.error as string;
+  if (row.error_kind != null) record.errorKind = row.error_kind as string;
   if (row.completion != null) {
     record.completion = row.completion as string;
     record.exitCode = row.exit_code == null ? null : Number(row.exit_code);

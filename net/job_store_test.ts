@@ -60,3 +60,43 @@ Deno.test("JobStore keeps jobs, results and receipts across a reopen", async () 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("JobStore keeps why a job failed, and adds the column to an older database", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const { DatabaseSync } = await import("node:sqlite");
+    // A database as the first version made it: no error_kind column.
+    const old = new DatabaseSync(`${dir}/jobs.db`);
+    old.exec(`CREATE TABLE jobs (
+      job_id TEXT PRIMARY KEY, status TEXT NOT NULL, manifest TEXT NOT NULL, options TEXT NOT NULL,
+      input BLOB NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0, worker_peer_id TEXT, error TEXT, exit_code INTEGER,
+      completion TEXT, stdout BLOB, stderr BLOB, receipt TEXT)`);
+    old.close();
+    using store = JobStore.open(`${dir}/jobs.db`);
+    store.insert({
+      jobId: "1".repeat(64),
+      manifest: {} as never,
+      input: new Uint8Array(),
+      options: { cpu: 1, replicas: 1, searchTimeoutMs: 500 },
+    });
+    store.update("1".repeat(64), {
+      status: "failed",
+      error: "Cannot run job: no worker found",
+      errorKind: "no_worker_found",
+    });
+    const failed = store.get("1".repeat(64))!;
+    assert.equal(failed.errorKind, "no_worker_found");
+    assert.equal(failed.options.searchTimeoutMs, 500);
+    store.update("1".repeat(64), { status: "queued", error: null, errorKind: null });
+    const again = store.get("1".repeat(64))!;
+    assert.equal(again.errorKind, undefined);
+    assert.equal(again.error, undefined);
+    store.addReceipt("1".repeat(64), "p", "requester", { job_id: "1".repeat(64) } as never);
+    store.addReceipt("1".repeat(64), "p", "worker", { job_id: "1".repeat(64) } as never);
+    store.deleteReceipts("1".repeat(64), "requester");
+    assert.deepEqual(store.receipts("1".repeat(64)).map((r) => r.role), ["worker"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -9,7 +9,8 @@ import type { Connection, Stream } from "@libp2p/interface";
 import { sha256TagAsync, toHex } from "../runtime/digest.ts";
 import type { KeyPair } from "../runtime/ed25519.ts";
 import { verifyJobManifest } from "../runtime/job_manifest.ts";
-import { runSignedJob } from "../runtime/run_signed_job.ts";
+import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
+import type { Receipt } from "../runtime/receipt.ts";
 import type { SandboxPool } from "../runtime/sandbox_pool.ts";
 import {
   JOB_OFFER_PROTOCOL,
@@ -23,6 +24,7 @@ import {
   type ExecRequest,
   type ExecResponse,
   JOB_EXEC_PROTOCOL,
+  MAX_EXEC_OUTPUT_BYTES,
   serveJobExec,
 } from "./job_exec_protocol.ts";
 import { QueueFullError, type WorkerPolicy } from "./worker_policy.ts";
@@ -45,6 +47,11 @@ export interface JobWorkerOptions {
   policy: WorkerPolicy;
   /** Where signed receipts are recorded. @default none */
   store?: JobStore;
+  /**
+   * Keeps each receipt this worker signs (a node writes it under its state dir); a failure is
+   * logged, never fails the job. @default none
+   */
+  keepReceipt?: (receipt: Receipt) => Promise<unknown>;
   /** Sandbox kind; `"process"` on a node. @default {"process"} */
   sandbox?: "worker" | "process";
   /** Pre-started sandbox processes (with `sandbox: "process"`). @default none */
@@ -158,8 +165,21 @@ export class JobWorker {
     if (await sha256TagAsync(request.input) !== manifest.payload.input) {
       return reject(jobId, `input bytes do not hash to ${manifest.payload.input}`);
     }
-    const limits = this.#o.policy.clamp(manifest.payload);
-    this.#log("info", "job_accepted", { job_id: jobId, ...limits });
+    const payload = manifest.payload;
+    const limits = {
+      ...this.#o.policy.clamp(payload),
+      // Enforce what the requester signed: output cap (never over what one answer carries),
+      // arguments, environment and fuel.
+      maxOutputBytes: Math.max(
+        1,
+        Math.min(payload.max_output_bytes ?? DEFAULT_LIMITS.maxOutputBytes, MAX_EXEC_OUTPUT_BYTES),
+      ),
+    };
+    this.#log("info", "job_accepted", {
+      job_id: jobId,
+      ...limits,
+      ...(payload.fuel !== undefined ? { fuel: payload.fuel } : {}),
+    });
     const signal = AbortSignal.any([context.signal, this.#controller.signal]);
     const job = module;
     let signed;
@@ -173,6 +193,9 @@ export class JobWorker {
             manifest,
             input: request.input,
             ...limits,
+            args: payload.args ?? [],
+            env: payload.env ?? {},
+            ...(payload.fuel !== undefined ? { fuel: BigInt(payload.fuel) } : {}),
             sandbox: this.#o.sandbox ?? "process",
             ...(this.#o.pool ? { pool: this.#o.pool } : {}),
             signal,
@@ -184,10 +207,19 @@ export class JobWorker {
       if (error instanceof QueueFullError) {
         return { Rejected: { job_id: jobId, reason: "QueueFull" } };
       }
+      // Arguments or environment WASI cannot carry, an out-of-range limit: the request's fault.
+      if (error instanceof TypeError || error instanceof RangeError) {
+        return reject(jobId, _message(error));
+      }
       throw error;
     }
     const { outcome, receipt } = signed;
     this.#o.store?.addReceipt(jobId, this.#o.peerId, "worker", receipt);
+    if (this.#o.keepReceipt) {
+      await this.#o.keepReceipt(receipt).catch((error) =>
+        this.#log("warn", "receipt_not_kept", { job_id: jobId, error: _message(error) })
+      );
+    }
     this.#log("info", "job_ran", {
       job_id: jobId,
       completion: outcome.completion,

@@ -2,13 +2,19 @@
  * The node's local HTTP API, a `(Request) => Promise<Response>` handler meant for 127.0.0.1 and
  * guarded by a bearer token:
  *
- * - `POST /jobs` with JSON `{module, input?, cpu?, memory_bytes?, timeout_ms?, replicas?,
- *   worker?}` (`module` and `input` base64) → `201 {job_id, status}`.
- * - `GET /jobs/:id` → `200 {job_id, status, attempts, worker_peer_id?, error?}`.
+ * - `POST /jobs` with JSON `{module, input?, args?, env?, cpu?, memory_bytes?, timeout_ms?,
+ *   max_output_bytes?, fuel?, replicas?, worker?, search_timeout_ms?}` (`module` and `input`
+ *   base64, `fuel` a decimal string or integer) → `201 {job_id, status}`.
+ * - `GET /jobs/:id` → `200 {job_id, status, state, attempts, last_reason?, search_deadline?,
+ *   worker_peer_id?, error?, error_kind?, created_at, updated_at}`; `state` says why a running
+ *   job waits (`queued`, `waiting_for_workers`, `offering`, `executing`).
  * - `GET /jobs/:id/result[?wait=MS]` → `200 {job_id, status:"done", exit_code, completion,
- *   output, stderr, receipt, worker_peer_id, module_hash, input_hash}` (base64 bytes; the
- *   receipt already verified by the node), `202` with the status while not finished, `409`
- *   with the error when the job failed, `404` when unknown.
+ *   error, output, stderr, receipt, worker_peer_id, workers, replicas_agree, module_hash,
+ *   input_hash}` (base64 bytes; every receipt already verified by the node; `error` is
+ *   `{kind, message}` when the job did not end by itself, else null; `workers` lists
+ *   `{peer_id, output_commitment, receipt}` per worker), `202` with the status while not
+ *   finished, `409` with the status (`error`, `error_kind`, and for replicas that disagreed
+ *   `workers` and `replicas_agree: false`) when the job failed, `404` when unknown.
  *
  * Errors are JSON `{error}`. A missing or wrong token gives `401`.
  *
@@ -17,7 +23,9 @@
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import type { JobRecord } from "./job_store.ts";
-import type { SubmitOptions } from "./scheduler.ts";
+import type { JobProgress, SubmitOptions } from "./scheduler.ts";
+import type { Receipt } from "../runtime/receipt.ts";
+import { toHex } from "../runtime/digest.ts";
 
 /** Largest request body accepted, in bytes (a 64 MiB module in base64, with room). */
 export const MAX_API_BODY_BYTES = 96 * 1024 * 1024;
@@ -30,6 +38,10 @@ export interface JobService {
   get(jobId: string): JobRecord | undefined;
   /** Wait until a job is finished or the signal aborts. */
   wait(jobId: string, options?: { signal?: AbortSignal }): Promise<JobRecord>;
+  /** Where an unfinished job stands (why it waits). */
+  progress?(jobId: string): JobProgress | undefined;
+  /** The verified receipts of a job, one per worker. */
+  workers?(jobId: string): { peerId: string; receipt: Receipt }[];
 }
 
 /** Options of {@linkcode createLocalApiHandler}. */
@@ -90,33 +102,42 @@ export function createLocalApiHandler(
       if (!/^[0-9a-f]{64}$/.test(id)) return _json(404, { error: `Cannot find job ${id}` });
       let job = jobs.get(id);
       if (!job) return _json(404, { error: `Cannot find job ${id}` });
-      if (parts.length === 2) return _json(200, _status(job));
+      if (parts.length === 2) return _json(200, _status(job, jobs.progress?.(id)));
       if (parts[2] !== "result") return _json(404, { error: "Not found" });
       const wait = Number(url.searchParams.get("wait") ?? "0");
       if (!Number.isFinite(wait) || wait < 0) {
         return _json(400, { error: "Cannot wait: ?wait= must be a number of ms" });
       }
       if (wait > 0 && job.status !== "done" && job.status !== "failed") {
-        const signal = AbortSignal.any([
-          AbortSignal.timeout(Math.min(wait, maxWaitMs)),
-          request.signal,
-        ]);
+        // Not request.signal: reading it makes Deno.serve print a plain-text warning about its
+        // legacy abort behaviour into the node's JSON-lines log. The wait is bounded anyway.
+        const signal = AbortSignal.timeout(Math.min(wait, maxWaitMs));
         job = await jobs.wait(id, { signal });
       }
-      if (job.status === "failed") return _json(409, _status(job));
-      if (job.status !== "done") return _json(202, _status(job));
+      const workers = _workers(job, jobs.workers?.(id));
+      if (job.status === "failed") {
+        return _json(409, {
+          ..._status(job, undefined),
+          ...(job.errorKind === "replicas_disagree" && workers.length > 0
+            ? { workers, replicas_agree: false }
+            : {}),
+        });
+      }
+      if (job.status !== "done") return _json(202, _status(job, jobs.progress?.(id)));
       return _json(200, {
         job_id: job.jobId,
         status: job.status,
         exit_code: job.exitCode ?? null,
         completion: job.completion,
+        error: _jobError(job),
         output: Buffer.from(job.stdout ?? new Uint8Array()).toString("base64"),
         stderr: Buffer.from(job.stderr ?? new Uint8Array()).toString("base64"),
         receipt: job.receipt,
-        worker_peer_id: job.workerPeerId,
+        worker_peer_id: workers[0]?.peer_id ?? job.workerPeerId,
+        workers,
+        replicas_agree: true,
         module_hash: job.manifest.payload.module_cid,
         input_hash: job.manifest.payload.input,
-        ...(job.error ? { error: job.error } : {}),
       });
     } catch (error) {
       const status = error instanceof TypeError || error instanceof RangeError ||
@@ -163,7 +184,9 @@ async function _submit(request: Request, jobs: JobService): Promise<Response> {
     cpu: "cpu",
     memory_bytes: "memoryBytes",
     timeout_ms: "timeoutMs",
+    max_output_bytes: "maxOutputBytes",
     replicas: "replicas",
+    search_timeout_ms: "searchTimeoutMs",
   } as const;
   for (const [field, option] of Object.entries(numbers)) {
     const value = body[field];
@@ -179,19 +202,78 @@ async function _submit(request: Request, jobs: JobService): Promise<Response> {
     }
     options.worker = body.worker;
   }
+  if (body.args !== undefined) {
+    if (!Array.isArray(body.args) || !body.args.every((a) => typeof a === "string")) {
+      throw new TypeError("Cannot accept job: args must be a list of strings");
+    }
+    options.args = body.args;
+  }
+  if (body.env !== undefined) {
+    const env = body.env;
+    if (
+      typeof env !== "object" || env === null || Array.isArray(env) ||
+      !Object.values(env).every((v) => typeof v === "string")
+    ) {
+      throw new TypeError("Cannot accept job: env must map names to strings");
+    }
+    options.env = env as Record<string, string>;
+  }
+  if (body.fuel !== undefined) {
+    if (typeof body.fuel !== "string" && typeof body.fuel !== "number") {
+      throw new TypeError("Cannot accept job: fuel must be a decimal string or an integer");
+    }
+    options.fuel = body.fuel;
+  }
   const jobId = await jobs.submit(new Uint8Array(Buffer.from(body.module, "base64")), options);
   return _json(201, { job_id: jobId, status: jobs.get(jobId)?.status ?? "queued" });
 }
 
-function _status(job: JobRecord): Record<string, unknown> {
+function _status(job: JobRecord, progress: JobProgress | undefined): Record<string, unknown> {
+  const finished = job.status === "done" || job.status === "failed";
   return {
     job_id: job.jobId,
     status: job.status,
+    state: finished ? job.status : progress?.state ?? job.status,
     attempts: job.attempts,
-    ...(job.workerPeerId ? { worker_peer_id: job.workerPeerId } : {}),
+    ...(!finished && progress?.lastReason ? { last_reason: progress.lastReason } : {}),
+    ...(!finished && progress?.searchDeadline
+      ? { search_deadline: new Date(progress.searchDeadline).toISOString() }
+      : {}),
+    ...(job.workerPeerId ? { worker_peer_id: job.workerPeerId.split(",")[0] } : {}),
     ...(job.error ? { error: job.error } : {}),
+    ...(job.status === "failed" && job.errorKind ? { error_kind: job.errorKind } : {}),
     created_at: new Date(job.createdAt).toISOString(),
     updated_at: new Date(job.updatedAt).toISOString(),
+  };
+}
+
+function _workers(
+  job: JobRecord,
+  receipts: { peerId: string; receipt: Receipt }[] | undefined,
+): { peer_id: string; output_commitment: string; receipt: Receipt }[] {
+  const list = receipts ??
+    (job.receipt && job.workerPeerId
+      ? [{ peerId: job.workerPeerId.split(",")[0]!, receipt: job.receipt }]
+      : []);
+  return list.map(({ peerId, receipt }) => ({
+    peer_id: peerId,
+    output_commitment: toHex(Uint8Array.from(receipt.result.output_commitment)),
+    receipt,
+  }));
+}
+
+/** A job's own error as `{kind, message}` (the kind from its verified receipt), or null. */
+function _jobError(
+  job: Pick<JobRecord, "completion" | "error" | "receipt">,
+): { kind: string; message: string } | null {
+  const kind = job.receipt?.result.metrics.extra.error ??
+    (job.completion === "length" ? "output_limit" : undefined);
+  if (!kind && (job.completion === "stop" || job.completion === undefined)) return null;
+  const name = kind ?? "error";
+  const text = job.error ?? name;
+  return {
+    kind: name,
+    message: text.startsWith(`${name}: `) ? text.slice(name.length + 2) : text,
   };
 }
 

@@ -1,10 +1,26 @@
 import assert from "node:assert/strict";
 import { createLocalApiHandler, type JobService, MAX_API_BODY_BYTES } from "./local_api.ts";
 import type { JobRecord } from "./job_store.ts";
+import type { Receipt } from "../runtime/receipt.ts";
 
 const TOKEN = "t".repeat(32);
 const ID = "ab".repeat(32);
 const auth = { authorization: `Bearer ${TOKEN}` };
+const RECEIPT: Receipt = {
+  schema_version: 1,
+  job_id: ID,
+  worker_pubkey: "cd".repeat(32),
+  signature: "00".repeat(64),
+  completed_at: "2026-01-01T00:00:00Z",
+  result: {
+    job_spec_hash: Array(32).fill(1),
+    output_commitment: Array(32).fill(7),
+    output_chunk_count: 1,
+    completion: "stop",
+    resumption: null,
+    metrics: { total_duration_ms: 1, prompt_tokens: 0, completion_tokens: 0, extra: {} },
+  },
+};
 
 function service(record?: Partial<JobRecord>): JobService & { submitted: unknown[] } {
   const submitted: unknown[] = [];
@@ -112,7 +128,7 @@ Deno.test("GET /jobs/:id/result returns output and receipt of a done job", async
       completion: "stop",
       stdout: new TextEncoder().encode("out"),
       stderr: new Uint8Array(),
-      receipt: { job_id: ID } as never,
+      receipt: RECEIPT,
       workerPeerId: "peer",
     }),
   });
@@ -125,11 +141,119 @@ Deno.test("GET /jobs/:id/result returns output and receipt of a done job", async
     status: "done",
     exit_code: 0,
     completion: "stop",
+    error: null,
     output: btoa("out"),
     stderr: "",
-    receipt: { job_id: ID },
+    receipt: RECEIPT,
     worker_peer_id: "peer",
+    workers: [{ peer_id: "peer", output_commitment: "07".repeat(32), receipt: RECEIPT }],
+    replicas_agree: true,
     module_hash: "sha256:m",
     input_hash: "sha256:i",
   });
+});
+
+Deno.test("GET /jobs/:id/result names the kind of a job that did not run to its end", async () => {
+  const receipt = structuredClone(RECEIPT);
+  receipt.result.metrics.extra.error = "trap";
+  const handler = createLocalApiHandler({
+    token: TOKEN,
+    jobs: service({
+      status: "done",
+      exitCode: null,
+      completion: "error",
+      error: "trap: wasm trap: unreachable",
+      stdout: new Uint8Array(),
+      stderr: new Uint8Array(),
+      receipt,
+      workerPeerId: "peer",
+    }),
+  });
+  const response = await handler(
+    new Request(`http://127.0.0.1/jobs/${ID}/result`, { headers: auth }),
+  );
+  const json = await response.json();
+  assert.equal(response.status, 200);
+  assert.deepEqual(json.error, { kind: "trap", message: "wasm trap: unreachable" });
+  assert.equal(json.exit_code, null);
+});
+
+Deno.test("GET /jobs/:id says why a running job waits: state, attempts, last reason, deadline", async () => {
+  const jobs = service({ status: "running", attempts: 2 });
+  jobs.progress = () => ({
+    state: "waiting_for_workers",
+    lastReason: "peer: Offer rejected: QueueFull",
+    searchDeadline: Date.parse("2030-01-01T00:00:00Z"),
+  });
+  const handler = createLocalApiHandler({ token: TOKEN, jobs });
+  const response = await handler(new Request(`http://127.0.0.1/jobs/${ID}`, { headers: auth }));
+  const json = await response.json();
+  assert.equal(json.status, "running");
+  assert.equal(json.state, "waiting_for_workers");
+  assert.equal(json.attempts, 2);
+  assert.equal(json.last_reason, "peer: Offer rejected: QueueFull");
+  assert.equal(json.search_deadline, "2030-01-01T00:00:00.000Z");
+});
+
+Deno.test("GET /jobs/:id/result of replicas that disagreed lists every worker and receipt", async () => {
+  const other = structuredClone(RECEIPT);
+  other.result.output_commitment = Array(32).fill(8);
+  const jobs = service({
+    status: "failed",
+    error: "Cannot accept job result: replicas disagree (...)",
+    errorKind: "replicas_disagree",
+  });
+  jobs.workers = () => [{ peerId: "one", receipt: RECEIPT }, { peerId: "two", receipt: other }];
+  const handler = createLocalApiHandler({ token: TOKEN, jobs });
+  const response = await handler(
+    new Request(`http://127.0.0.1/jobs/${ID}/result`, { headers: auth }),
+  );
+  const json = await response.json();
+  assert.equal(response.status, 409);
+  assert.equal(json.error_kind, "replicas_disagree");
+  assert.equal(json.replicas_agree, false);
+  assert.deepEqual(json.workers.map((w: { peer_id: string }) => w.peer_id), ["one", "two"]);
+  assert.equal(json.workers[1].output_commitment, "08".repeat(32));
+});
+
+Deno.test("POST /jobs passes args, env, fuel, output cap and search timeout on", async () => {
+  const jobs = service();
+  const handler = createLocalApiHandler({ token: TOKEN, jobs });
+  const response = await handler(
+    new Request("http://127.0.0.1/jobs", {
+      method: "POST",
+      headers: auth,
+      body: JSON.stringify({
+        module: btoa("\0asm"),
+        args: ["a", "b"],
+        env: { K: "V" },
+        fuel: "1000",
+        max_output_bytes: 100,
+        search_timeout_ms: 2000,
+      }),
+    }),
+  );
+  assert.equal(response.status, 201);
+  await response.body?.cancel();
+  assert.deepEqual(jobs.submitted, [{
+    module: new TextEncoder().encode("\0asm"),
+    options: {
+      args: ["a", "b"],
+      env: { K: "V" },
+      fuel: "1000",
+      maxOutputBytes: 100,
+      searchTimeoutMs: 2000,
+    },
+  }]);
+  for (const bad of [{ args: "a" }, { env: { K: 1 } }, { fuel: true }]) {
+    const refused = await handler(
+      new Request("http://127.0.0.1/jobs", {
+        method: "POST",
+        headers: auth,
+        body: JSON.stringify({ module: btoa("\0asm"), ...bad }),
+      }),
+    );
+    assert.equal(refused.status, 400, JSON.stringify(bad));
+    assert.match((await refused.json()).error, /^Cannot accept job/);
+  }
 });

@@ -17,8 +17,8 @@
  * @module
  */
 export { PhaseNode, startNode } from "./node.ts";
-export type { FoundPeer, NodeLogRecord, StartNodeOptions } from "./node.ts";
-export { discoverPeers } from "./discover_peers.ts";
+export type { BootstrapResult, FoundPeer, NodeLogRecord, StartNodeOptions } from "./node.ts";
+export { BootstrapFailedError, discoverPeers } from "./discover_peers.ts";
 export type { DiscoveredPeer, DiscoverPeersOptions } from "./discover_peers.ts";
 export { advertiseProvider } from "./advertise_provider.ts";
 export type { AdvertiseProviderOptions } from "./advertise_provider.ts";
@@ -49,7 +49,13 @@ export type { ExecDone, ExecRequest, ExecResponse } from "./job_exec_protocol.ts
 export { QueueFullError, WorkerPolicy } from "./worker_policy.ts";
 export type { WorkerPolicyOptions } from "./worker_policy.ts";
 export { Scheduler } from "./scheduler.ts";
-export type { Dispatcher, SchedulerOptions, SubmitOptions } from "./scheduler.ts";
+export type {
+  Dispatcher,
+  JobFailureKind,
+  JobProgress,
+  SchedulerOptions,
+  SubmitOptions,
+} from "./scheduler.ts";
 export { JobStore } from "./job_store.ts";
 export type { JobPatch, JobRecord, JobRequestOptions, JobStatus } from "./job_store.ts";
 export type { JobManifest, WasmJobPayload } from "../runtime/job_manifest.ts";

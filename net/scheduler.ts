@@ -7,21 +7,25 @@
  *
  * @module
  */
-import { sha256TagAsync, toHex } from "../runtime/digest.ts";
+import { canonicalJson } from "../runtime/canonical_json.ts";
+import { sha256Tag, sha256TagAsync, toHex } from "../runtime/digest.ts";
 import type { KeyPair } from "../runtime/ed25519.ts";
 import {
   jobIdOf,
   type JobManifest,
   jobSpecHash,
   signJobManifest,
+  type WasmJobPayload,
 } from "../runtime/job_manifest.ts";
-import { verifyReceipt } from "../runtime/receipt.ts";
+import { type Receipt, verifyReceipt } from "../runtime/receipt.ts";
 import {
   encodeExecRequest,
   encodeExecResponse,
   type ExecDone,
   type ExecRequest,
   type ExecResponse,
+  MAX_EXEC_OUTPUT_BYTES,
+  MAX_JOB_ARGS,
   parseExecRequest,
   parseExecResponse,
 } from "./job_exec_protocol.ts";
@@ -69,9 +73,47 @@ export interface SchedulerOptions {
    * backoff up to 2 s each), before that counts as a failed attempt. @default {12}
    */
   maxBusyRetries?: number;
+  /**
+   * How long a job looks for a usable worker (one that is found and accepts it) before it fails
+   * with `no worker found`, in ms; a job may set its own. @default {30000}
+   */
+  workerSearchTimeoutMs?: number;
+  /**
+   * This node. A job pinned to its PeerId is refused at submit when it runs no jobs (the
+   * dispatcher runs it in process otherwise). @default none
+   */
+  self?: { peerId: string; runsJobs: boolean };
+  /**
+   * Keeps each verified receipt the scheduler accepts (a node writes it under its state dir);
+   * a failure is logged, never fails the job. @default none
+   */
+  keepReceipt?: (receipt: Receipt) => Promise<unknown>;
   /** Receives structured log records. */
   onLog?: (record: Record<string, unknown>) => void;
 }
+
+/** Where a job stands while the scheduler works on it (not persisted). */
+export interface JobProgress {
+  /**
+   * `queued` (waiting for a scheduler slot), `waiting_for_workers` (no usable worker yet),
+   * `offering` (asking a worker) or `executing` (a worker runs it).
+   */
+  state: "queued" | "waiting_for_workers" | "offering" | "executing";
+  /** Why the job is still waiting: the last failed attempt or what the search found. */
+  lastReason?: string;
+  /** When the search for a worker gives up, ms since the epoch (while waiting). */
+  searchDeadline?: number;
+  /** The worker offered or running it. */
+  peerId?: string;
+}
+
+/** Why a job failed, as {@linkcode JobRecord.errorKind} holds it. */
+export type JobFailureKind =
+  | "no_worker_found"
+  | "workers_failed"
+  | "not_verified"
+  | "replicas_disagree"
+  | "internal";
 
 /** Options of {@linkcode Scheduler.submit}. */
 export interface SubmitOptions {
@@ -85,14 +127,35 @@ export interface SubmitOptions {
   timeoutMs?: number;
   /** Workers that must run the job and agree on its output. @default {1} */
   replicas?: number;
-  /** Run only on this worker (PeerId). @default any */
+  /** Run only on this worker (PeerId); with one replica only. @default any */
   worker?: string;
+  /** Arguments after `argv[0]`, signed into the manifest. @default {[]} */
+  args?: string[];
+  /** The job's whole environment, signed into the manifest. @default {{}} */
+  env?: Record<string, string>;
+  /** Cap on stdout and stderr together, in bytes. @default {the worker's (16 MiB)} */
+  maxOutputBytes?: number;
+  /** Fuel limit (instructions); the job stops with `fuel_exhausted` past it. @default unmetered */
+  fuel?: bigint | number | string;
+  /** How long to look for a usable worker, in ms. @default {the scheduler's workerSearchTimeoutMs} */
+  searchTimeoutMs?: number;
 }
 
 /** A verified result from one worker. */
 interface _Verified {
   peerId: string;
   done: ExecDone;
+}
+
+/** A replica that got no verified result, and why. */
+interface _Failed {
+  failed: JobFailureKind;
+}
+
+interface _Tally {
+  claimed: Set<string>;
+  offered: Set<string>;
+  errors: string[];
 }
 
 /**
@@ -106,19 +169,25 @@ interface _Verified {
  * import assert from "node:assert/strict";
  *
  * using store = JobStore.open(":memory:");
+ * // Nobody to run it: the search for a worker gives up after 200 ms.
  * const scheduler = new Scheduler({ store, keyPair: await generateKeyPair(), dispatcher: {
  *   candidates: () => Promise.resolve([]),
  *   offer: () => Promise.reject(new Error("unused")),
  *   exec: () => Promise.reject(new Error("unused")),
- * } });
+ * }, workerSearchTimeoutMs: 200 });
  * const id = await scheduler.submit(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0]));
  * const job = await scheduler.wait(id);
  * assert.equal(job.status, "failed");
+ * assert.equal(job.errorKind, "no_worker_found");
+ * assert.match(job.error!, /no worker found within 200 ms/);
  * await scheduler.stop();
  * ```
  */
 export class Scheduler {
-  #o: Required<Omit<SchedulerOptions, "onLog">> & Pick<SchedulerOptions, "onLog">;
+  #o:
+    & Required<Omit<SchedulerOptions, "onLog" | "self" | "keepReceipt">>
+    & Pick<SchedulerOptions, "onLog" | "self" | "keepReceipt">;
+  #progress = new Map<string, JobProgress>();
   #controller = new AbortController();
   #running = new Map<string, Promise<void>>();
   #slots: number;
@@ -152,9 +221,19 @@ export class Scheduler {
       maxInflight = 64,
       graceMs = 15_000,
       maxBusyRetries = 12,
+      workerSearchTimeoutMs = 30_000,
+      self,
+      keepReceipt,
       onLog,
     } = options;
-    for (const [name, value] of Object.entries({ maxAttempts, maxInflight, graceMs })) {
+    for (
+      const [name, value] of Object.entries({
+        maxAttempts,
+        maxInflight,
+        graceMs,
+        workerSearchTimeoutMs,
+      })
+    ) {
       if (!Number.isSafeInteger(value) || value < 1) {
         throw new RangeError(`Cannot use ${name} ${value}: expected a positive integer`);
       }
@@ -171,6 +250,9 @@ export class Scheduler {
       maxInflight,
       graceMs,
       maxBusyRetries,
+      workerSearchTimeoutMs,
+      ...(self ? { self } : {}),
+      ...(keepReceipt ? { keepReceipt } : {}),
       ...(onLog ? { onLog } : {}),
     };
     this.#slots = maxInflight;
@@ -189,6 +271,11 @@ export class Scheduler {
       timeoutMs = 10_000,
       replicas = 1,
       worker,
+      args = [],
+      env = {},
+      maxOutputBytes,
+      fuel,
+      searchTimeoutMs,
     } = options;
     if (!(module instanceof Uint8Array) || module.length === 0) {
       throw new TypeError("Cannot submit job: module must be a non-empty Uint8Array");
@@ -199,11 +286,32 @@ export class Scheduler {
         ["memoryBytes", memoryBytes, 2 ** 32],
         ["timeoutMs", timeoutMs, 24 * 3600_000],
         ["replicas", replicas, 16],
+        ["maxOutputBytes", maxOutputBytes ?? 1, MAX_EXEC_OUTPUT_BYTES],
+        ["searchTimeoutMs", searchTimeoutMs ?? 1, 24 * 3600_000],
       ] as const
     ) {
       if (!Number.isSafeInteger(value) || value < 1 || value > max) {
         throw new RangeError(
           `Cannot submit job: ${name} must be an integer from 1 to ${max}, got ${value}`,
+        );
+      }
+    }
+    const payloadExtra = _payloadExtra({ args, env, fuel });
+    if (worker !== undefined) {
+      try {
+        peerPublicKey(worker);
+      } catch (cause) {
+        throw new TypeError(`Cannot submit job: worker ${_message(cause)}`, { cause });
+      }
+      if (replicas > 1) {
+        throw new RangeError(
+          `Cannot submit job: a pinned worker runs one replica, got replicas ${replicas}`,
+        );
+      }
+      const self = this.#o.self;
+      if (self && worker === self.peerId && !self.runsJobs) {
+        throw new RangeError(
+          `Cannot submit job: worker ${worker} is this node, which runs no jobs (no worker)`,
         );
       }
     }
@@ -214,15 +322,25 @@ export class Scheduler {
       input: await sha256TagAsync(input),
       max_duration_ms: timeoutMs,
       max_memory_bytes: memoryBytes,
+      ...payloadExtra,
+      ...(maxOutputBytes !== undefined ? { max_output_bytes: maxOutputBytes } : {}),
     }, { keyPair: this.#o.keyPair });
     const jobId = jobIdOf(manifest);
-    const jobOptions: JobRequestOptions = { cpu, replicas, ...(worker ? { worker } : {}) };
+    const jobOptions: JobRequestOptions = {
+      cpu,
+      replicas,
+      ...(worker ? { worker } : {}),
+      ...(searchTimeoutMs !== undefined ? { searchTimeoutMs } : {}),
+    };
     this.#o.store.putModule(moduleHash, module);
     // Job ids are content addresses with one-second timestamps: the same job submitted twice
     // within a second is the same job.
     const existing = this.#o.store.get(jobId);
     if (existing) {
-      if (existing.status === "failed") this.#o.store.update(jobId, { status: "queued" });
+      if (existing.status === "failed") {
+        this.#o.store.deleteReceipts(jobId, "requester");
+        this.#o.store.update(jobId, { status: "queued", error: null, errorKind: null });
+      }
     } else {
       this.#o.store.insert({ jobId, manifest, input, options: jobOptions });
     }
@@ -240,6 +358,20 @@ export class Scheduler {
   /** A job as stored, or `undefined`. */
   get(jobId: string): JobRecord | undefined {
     return this.#o.store.get(jobId);
+  }
+
+  /** The verified receipts kept for a job, one per worker, in the order they were kept. */
+  workers(jobId: string): { peerId: string; receipt: Receipt }[] {
+    return this.#o.store.receipts(jobId).filter((r) => r.role === "requester").map((r) => ({
+      peerId: r.peerId,
+      receipt: r.receipt,
+    }));
+  }
+
+  /** Where an unfinished job stands right now (why it waits), or `undefined`. */
+  progress(jobId: string): JobProgress | undefined {
+    const progress = this.#progress.get(jobId);
+    return progress ? { ...progress } : undefined;
   }
 
   /**
@@ -283,12 +415,14 @@ export class Scheduler {
 
   #start(jobId: string): void {
     if (this.#running.has(jobId)) return;
+    this.#progress.set(jobId, { state: "queued" });
     const run = this.#run(jobId).catch((error) => {
       if (!this.#controller.signal.aborted) {
-        this.#fail(jobId, `Cannot run job: ${_message(error)}`);
+        this.#fail(jobId, `Cannot run job: ${_message(error)}`, "internal");
       }
     }).finally(() => {
       this.#running.delete(jobId);
+      this.#progress.delete(jobId);
       this.#notify(jobId);
     });
     this.#running.set(jobId, run);
@@ -305,35 +439,50 @@ export class Scheduler {
       const module = store.getModule(job.manifest.payload.module_cid);
       const input = store.input(jobId);
       if (!module || !input) {
-        return this.#fail(jobId, "Cannot run job: its module or input is lost");
+        return this.#fail(jobId, "Cannot run job: its module or input is lost", "internal");
       }
       store.update(jobId, { status: "running" });
       this.#notify(jobId);
-      const claimed = new Set<string>();
-      const offered = new Set<string>();
-      const errors: string[] = [];
+      const tally: _Tally = { claimed: new Set(), offered: new Set(), errors: [] };
       const replicas = Math.max(1, job.options.replicas);
       const results = await Promise.all(
         Array.from(
           { length: replicas },
-          () => this.#runReplica(job, module, input, { claimed, offered, errors }, signal),
+          () => this.#runReplica(job, module, input, tally, signal),
         ),
       );
       if (signal.aborted) return;
+      const { offered, errors } = tally;
       store.update(jobId, { attempts: offered.size });
-      const good = results.filter((r): r is _Verified => r !== undefined);
+      const good = results.filter((r): r is _Verified => "done" in r);
       if (good.length < replicas) {
+        // The most telling failure wins: a result that did not verify, then workers that
+        // failed, then no worker at all.
+        const kinds = results.filter((r): r is _Failed => "failed" in r).map((r) => r.failed);
+        const kind = (["not_verified", "workers_failed", "no_worker_found"] as const).find((k) =>
+          kinds.includes(k)
+        ) ?? "workers_failed";
+        const last = errors.at(-1) ?? "no peer that runs jobs was found";
+        const searchMs = job.options.searchTimeoutMs ?? this.#o.workerSearchTimeoutMs;
         return this.#fail(
           jobId,
-          `Cannot run job: ${good.length} of ${replicas} workers returned a verified result; ${
-            errors.slice(-5).join("; ") || "no worker found"
-          }`,
+          kind === "no_worker_found"
+            ? `Cannot run job: no worker found${
+              job.options.worker ? "" : ` within ${_seconds(searchMs)}`
+            } (last reason: ${last})`
+            : `Cannot run job: ${good.length} of ${replicas} workers returned a verified result; ${
+              errors.slice(-5).join("; ")
+            }`,
+          kind,
         );
       }
       const commitments = new Set(
         good.map((r) => toHex(Uint8Array.from(r.done.receipt.result.output_commitment))),
       );
+      // Every verified receipt is kept in the job's record, agreeing or not.
+      for (const r of good) store.addReceipt(jobId, r.peerId, "requester", r.done.receipt);
       if (commitments.size > 1) {
+        store.update(jobId, { workerPeerId: good.map((r) => r.peerId).join(",") });
         return this.#fail(
           jobId,
           `Cannot accept job result: replicas disagree (${
@@ -343,10 +492,17 @@ export class Scheduler {
               }`
             ).join(", ")
           })`,
+          "replicas_disagree",
         );
       }
       const { done } = good[0]!;
-      for (const r of good) store.addReceipt(jobId, r.peerId, "requester", r.done.receipt);
+      if (this.#o.keepReceipt) {
+        for (const r of good) {
+          await this.#o.keepReceipt(r.done.receipt).catch((error) =>
+            this.#log("warn", "receipt_not_kept", { job_id: jobId, error: _message(error) })
+          );
+        }
+      }
       store.update(jobId, {
         status: "done",
         workerPeerId: good.map((r) => r.peerId).join(","),
@@ -355,7 +511,8 @@ export class Scheduler {
         stdout: done.stdout,
         stderr: done.stderr,
         receipt: done.receipt,
-        ...(done.error ? { error: done.error } : {}),
+        error: done.error ?? null,
+        errorKind: null,
       });
       this.#log("info", "job_done", { job_id: jobId, workers: good.map((r) => r.peerId) });
     } finally {
@@ -368,40 +525,87 @@ export class Scheduler {
     job: JobRecord,
     module: Uint8Array,
     input: Uint8Array,
-    tally: { claimed: Set<string>; offered: Set<string>; errors: string[] },
+    tally: _Tally,
     signal: AbortSignal,
-  ): Promise<_Verified | undefined> {
+  ): Promise<_Verified | _Failed> {
     const { claimed, offered, errors } = tally;
+    const pinned = job.options.worker;
+    const searchMs = job.options.searchTimeoutMs ?? this.#o.workerSearchTimeoutMs;
     let attempts = 0;
-    let emptyRounds = 0;
     let busy = 0;
+    let accepted = 0;
+    let unverified = 0;
+    // Since when this replica has had no worker to try (undefined while it has one).
+    let searchingSince: number | undefined;
+    let lastReason: string | undefined;
     const busyPeers = new Set<string>();
+    const failure = (): _Failed => ({
+      failed: unverified > 0 ? "not_verified" : accepted > 0 ? "workers_failed" : "no_worker_found",
+    });
     while (attempts < this.#o.maxAttempts && !signal.aborted) {
-      const all = job.options.worker
-        ? [job.options.worker]
-        : await this.#o.dispatcher.candidates(signal).catch(() => []);
+      let all: string[];
+      if (pinned) {
+        all = [pinned];
+      } else {
+        // A lookup may not outlast the search: the deadline bounds it too.
+        const left = searchingSince === undefined
+          ? searchMs
+          : Math.max(1, searchingSince + searchMs - Date.now());
+        all = await this.#o.dispatcher.candidates(
+          AbortSignal.any([signal, AbortSignal.timeout(left)]),
+        ).catch(() => []);
+        if (signal.aborted) break;
+      }
       const fresh = all.filter((p) => !claimed.has(p));
       const peer = fresh.find((p) => !busyPeers.has(p)) ?? fresh[0];
       if (!peer) {
-        // Nobody left to try: wait briefly for peers to appear (at most a few rounds).
-        if (++emptyRounds > 3) break;
-        await sleep(500 * emptyRounds, signal);
+        // A pinned worker that was tried is not coming back; others may still appear.
+        if (pinned) break;
+        const now = Date.now();
+        if (searchingSince === undefined) {
+          searchingSince = now;
+          lastReason ??= all.length > 0
+            ? "every worker found was tried"
+            : "no peer that runs jobs was found";
+          this.#log("info", "job_waiting_for_workers", {
+            job_id: job.jobId,
+            reason: lastReason,
+            search_timeout_ms: searchMs,
+          });
+        }
+        const deadline = searchingSince + searchMs;
+        this.#setProgress(job.jobId, {
+          state: "waiting_for_workers",
+          lastReason: lastReason ?? "no peer that runs jobs was found",
+          searchDeadline: deadline,
+        });
+        if (now >= deadline) {
+          if (errors.length === 0 || errors.at(-1) !== lastReason) {
+            errors.push(lastReason ?? "no peer that runs jobs was found");
+          }
+          break;
+        }
+        await sleep(Math.min(1000, deadline - now), signal);
         continue;
       }
+      searchingSince = undefined;
       claimed.add(peer);
       offered.add(peer);
       attempts++;
+      this.#o.store.update(job.jobId, { attempts: offered.size });
       try {
-        return await this.#attempt(peer, job, module, input, signal);
+        return await this.#attempt(peer, job, module, input, signal, () => accepted++);
       } catch (error) {
-        if (signal.aborted) return undefined;
+        if (signal.aborted) return failure();
         const text = `${peer}: ${_message(error)}`;
+        lastReason = text;
         if (error instanceof _BusyError && busy < this.#o.maxBusyRetries) {
           // A full worker is not a failed one: try the others, and once every one was full,
           // back off and offer again (none of this counts as an attempt).
           attempts--;
           claimed.delete(peer);
           busyPeers.add(peer);
+          this.#setProgress(job.jobId, { state: "waiting_for_workers", lastReason: text });
           this.#log("info", "job_backoff", { job_id: job.jobId, peer_id: peer, error: text });
           if (fresh.every((p) => busyPeers.has(p))) {
             busy++;
@@ -410,12 +614,13 @@ export class Scheduler {
           }
           continue;
         }
+        if (error instanceof _UnverifiedError) unverified++;
         errors.push(text);
         this.#log("warn", "job_attempt_failed", { job_id: job.jobId, peer_id: peer, error: text });
         this.#o.store.update(job.jobId, { error: text, attempts: offered.size });
       }
     }
-    return undefined;
+    return failure();
   }
 
   async #attempt(
@@ -424,9 +629,11 @@ export class Scheduler {
     module: Uint8Array,
     input: Uint8Array,
     parent: AbortSignal,
+    onAccepted: () => void,
   ): Promise<_Verified> {
     const { manifest } = job;
     const publicKey = peerPublicKey(peer);
+    this.#setProgress(job.jobId, { state: "offering", peerId: peer });
     const offerSignal = AbortSignal.any([parent, AbortSignal.timeout(10_000)]);
     const answer = await this.#o.dispatcher.offer(peer, {
       job_id: job.jobId,
@@ -444,6 +651,8 @@ export class Scheduler {
       const message = `Offer rejected: ${describeReason(answer.Rejected.reason)}`;
       throw answer.Rejected.reason === "QueueFull" ? new _BusyError(message) : new Error(message);
     }
+    onAccepted();
+    this.#setProgress(job.jobId, { state: "executing", peerId: peer });
     const signal = AbortSignal.any([
       parent,
       AbortSignal.timeout(manifest.payload.max_duration_ms + this.#o.graceMs),
@@ -458,13 +667,22 @@ export class Scheduler {
       throw response.Rejected.reason === "QueueFull" ? new _BusyError(message) : new Error(message);
     }
     const done = response.Done;
-    await _verifyDone(done, { publicKey, jobId: job.jobId, manifest, module, input });
+    try {
+      await _verifyDone(done, { publicKey, jobId: job.jobId, manifest, module, input });
+    } catch (cause) {
+      throw new _UnverifiedError(_message(cause), { cause });
+    }
     return { peerId: peer, done };
   }
 
-  #fail(jobId: string, error: string): void {
-    this.#o.store.update(jobId, { status: "failed", error });
-    this.#log("warn", "job_failed", { job_id: jobId, error });
+  #setProgress(jobId: string, progress: JobProgress): void {
+    if (this.#progress.has(jobId)) this.#progress.set(jobId, progress);
+  }
+
+  #fail(jobId: string, error: string, kind: JobFailureKind): void {
+    this.#o.store.update(jobId, { status: "failed", error, errorKind: kind });
+    this.#progress.delete(jobId);
+    this.#log("warn", "job_failed", { job_id: jobId, kind, error });
     this.#notify(jobId);
   }
 
@@ -521,6 +739,69 @@ async function _verifyDone(
   if (stderrHash !== undefined && stderrHash !== await sha256TagAsync(done.stderr)) {
     throw new TypeError("Cannot accept result: stderr differs from the receipt's");
   }
+  // The job spec hash already binds these; the worker must also say it ran with them.
+  const payload = expected.manifest.payload;
+  const extra = receipt.result.metrics.extra;
+  if (extra.args_hash !== sha256Tag(canonicalJson(payload.args ?? []))) {
+    throw new TypeError("Cannot accept result: the receipt's args_hash is not this job's");
+  }
+  if (extra.env_hash !== sha256Tag(canonicalJson(payload.env ?? {}))) {
+    throw new TypeError("Cannot accept result: the receipt's env_hash is not this job's");
+  }
+  if (payload.fuel !== undefined && extra.fuel_limit !== payload.fuel) {
+    throw new TypeError("Cannot accept result: the receipt's fuel_limit is not this job's");
+  }
+}
+
+/** The optional payload fields of a submission, checked; defaults are left out. */
+function _payloadExtra(options: {
+  args: string[];
+  env: Record<string, string>;
+  fuel: bigint | number | string | undefined;
+}): Pick<WasmJobPayload, "args" | "env" | "fuel"> {
+  const { args, env, fuel } = options;
+  if (
+    !Array.isArray(args) || args.length > MAX_JOB_ARGS || !args.every((a) => typeof a === "string")
+  ) {
+    throw new TypeError(`Cannot submit job: args must be at most ${MAX_JOB_ARGS} strings`);
+  }
+  if (typeof env !== "object" || env === null || Array.isArray(env)) {
+    throw new TypeError("Cannot submit job: env must map names to strings");
+  }
+  const entries = Object.entries(env);
+  for (const [key, value] of entries) {
+    if (key.length === 0 || key.includes("=") || typeof value !== "string") {
+      throw new TypeError(
+        `Cannot submit job: env entry '${key}' must have a name without '=' and a string value`,
+      );
+    }
+  }
+  if (entries.length > MAX_JOB_ARGS) {
+    throw new TypeError(`Cannot submit job: env must have at most ${MAX_JOB_ARGS} entries`);
+  }
+  let fuelText: string | undefined;
+  if (fuel !== undefined) {
+    fuelText = String(fuel);
+    if (!/^\d{1,19}$/.test(fuelText) || BigInt(fuelText) >= 2n ** 63n) {
+      throw new RangeError(
+        `Cannot submit job: fuel must be a whole number from 0 to 2^63-1, got ${fuelText}`,
+      );
+    }
+  }
+  return {
+    ...(args.length > 0 ? { args: [...args] } : {}),
+    ...(entries.length > 0 ? { env: { ...env } } : {}),
+    ...(fuelText !== undefined ? { fuel: fuelText } : {}),
+  };
+}
+
+function _seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/** A worker's answer did not verify. */
+class _UnverifiedError extends Error {
+  override name = "UnverifiedError";
 }
 
 /** A worker answered `QueueFull`. */

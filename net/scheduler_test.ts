@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
-import { type Dispatcher, localDispatcher, Scheduler } from "./scheduler.ts";
+import { type Dispatcher, localDispatcher, Scheduler, type SchedulerOptions } from "./scheduler.ts";
 import { JobStore } from "./job_store.ts";
 import { JobWorker } from "./job_worker.ts";
 import { WorkerPolicy } from "./worker_policy.ts";
@@ -30,13 +30,19 @@ async function makeWorker(
   return { peerId, worker, keyPair };
 }
 
-async function setup(dispatcherOf: (requesterKey: string) => Dispatcher) {
+async function setup(
+  dispatcherOf: (requesterKey: string) => Dispatcher,
+  options: Partial<SchedulerOptions> = {},
+) {
   const requester = await generateKeyPair();
   const store = JobStore.open(":memory:");
   const scheduler = new Scheduler({
     store,
     keyPair: requester,
     dispatcher: dispatcherOf(toHex(requester.publicKey)),
+    // Once every worker was tried, wait only briefly for another to appear.
+    workerSearchTimeoutMs: 300,
+    ...options,
   });
   return {
     scheduler,
@@ -78,6 +84,7 @@ Deno.test("Scheduler never returns a tampered result: the job fails with the mis
   const job = await s.scheduler.wait(id);
   assert.equal(job.status, "failed");
   assert.match(job.error!, /output_commitment/);
+  assert.equal(job.errorKind, "not_verified");
   assert.equal(job.stdout, undefined);
   assert.equal(job.receipt, undefined);
   bad.worker.stop();
@@ -108,6 +115,10 @@ Deno.test("Scheduler with replicas: agreeing workers give one result, a consiste
     assert.equal(job.status, "done", job.error ?? "");
     assert.deepEqual(job.workerPeerId!.split(",").sort(), [one.peerId, two.peerId].sort());
     assert.equal(s.store.receipts(id).length, 2);
+    assert.deepEqual(
+      s.scheduler.workers(id).map((w) => w.peerId).sort(),
+      [one.peerId, two.peerId].sort(),
+    );
   }
   // `two` lies consistently: other output, with a receipt it signs over that output.
   await using s = await setup((key) => {
@@ -134,6 +145,12 @@ Deno.test("Scheduler with replicas: agreeing workers give one result, a consiste
   const job = await s.scheduler.wait(id);
   assert.equal(job.status, "failed");
   assert.match(job.error!, /replicas disagree/);
+  assert.equal(job.errorKind, "replicas_disagree");
+  // Both verified receipts are kept, so a caller can see who said what.
+  assert.deepEqual(
+    s.scheduler.workers(id).map((w) => w.peerId).sort(),
+    [one.peerId, two.peerId].sort(),
+  );
   one.worker.stop();
   two.worker.stop();
 });
@@ -171,4 +188,130 @@ Deno.test("Scheduler.resume() finishes a job a previous run left queued", async 
   assert.equal(dec(job.stdout), "retal");
   await second.stop();
   good.worker.stop();
+});
+
+const PROBE = await Deno.readFile(new URL("../runtime/testdata/wasi_probe.wasm", import.meta.url));
+const LOOP = await Deno.readFile(
+  new URL("../runtime/testdata/infinite_loop.wasm", import.meta.url),
+);
+const HUGE = await Deno.readFile(new URL("../runtime/testdata/huge_output.wasm", import.meta.url));
+const nobody: Dispatcher = {
+  candidates: () => Promise.resolve([]),
+  offer: () => Promise.reject(new Error("unused")),
+  exec: () => Promise.reject(new Error("unused")),
+};
+
+Deno.test("Scheduler fails a job no worker takes after its search bound, saying why meanwhile", async () => {
+  const logs: Record<string, unknown>[] = [];
+  await using s = await setup(() => nobody, { onLog: (r) => logs.push(r) });
+  const id = await s.scheduler.submit(HELLO, { searchTimeoutMs: 400 });
+  // While it waits, the scheduler says so.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const progress = s.scheduler.progress(id);
+  assert.equal(progress?.state, "waiting_for_workers");
+  assert.equal(progress?.lastReason, "no peer that runs jobs was found");
+  assert.ok(progress.searchDeadline! > Date.now());
+  assert.ok(logs.some((l) => l.event === "job_waiting_for_workers" && l.job_id === id));
+  const job = await s.scheduler.wait(id);
+  assert.equal(job.status, "failed");
+  assert.equal(job.errorKind, "no_worker_found");
+  assert.equal(
+    job.error,
+    "Cannot run job: no worker found within 400 ms (last reason: no peer that runs jobs was found)",
+  );
+  assert.equal(job.attempts, 0);
+  assert.equal(s.scheduler.progress(id), undefined);
+});
+
+Deno.test("Scheduler bounds a worker lookup that never answers by the search timeout", async () => {
+  // Like a DHT lookup with nobody to ask: it ends only when its signal aborts.
+  const hanging: Dispatcher = {
+    ...nobody,
+    candidates: (signal) =>
+      new Promise((resolve) => signal.addEventListener("abort", () => resolve([]))),
+  };
+  await using s = await setup(() => hanging, { workerSearchTimeoutMs: 300 });
+  const job = await s.scheduler.wait(await s.scheduler.submit(HELLO));
+  assert.equal(job.status, "failed");
+  assert.equal(job.errorKind, "no_worker_found");
+  assert.match(job.error!, /no worker found within 300 ms/);
+});
+
+Deno.test("Scheduler fails at once when the pinned worker rejects, naming its reason", async () => {
+  const good = await makeWorker();
+  await using s = await setup((key) => {
+    const local = localDispatcher({ [good.peerId]: good.worker }, key);
+    return {
+      ...local,
+      offer: (_peer, offer) =>
+        Promise.resolve({
+          Rejected: { job_id: offer.job_id, reason: { InsufficientResources: { missing: "ram" } } },
+        }),
+    };
+  }, { workerSearchTimeoutMs: 3_600_000 });
+  const job = await s.scheduler.wait(await s.scheduler.submit(HELLO, { worker: good.peerId }));
+  assert.equal(job.status, "failed");
+  assert.equal(job.errorKind, "no_worker_found");
+  assert.match(
+    job.error!,
+    /^Cannot run job: no worker found \(last reason: 12D3KooW\w+: Offer rejected/,
+  );
+  good.worker.stop();
+});
+
+Deno.test("Scheduler signs args, env, fuel and output cap into the job; the worker runs with them", async () => {
+  const good = await makeWorker();
+  const kept: string[] = [];
+  await using s = await setup(
+    (key) => localDispatcher({ [good.peerId]: good.worker }, key),
+    { keepReceipt: (r) => Promise.resolve(kept.push(r.job_id)) },
+  );
+  const args = await s.scheduler.submit(PROBE, { args: ["args", "two words"] });
+  const env = await s.scheduler.submit(PROBE, { args: ["env"], env: { GREETING: "hi" } });
+  const fuel = await s.scheduler.submit(LOOP, { fuel: 5000n });
+  const capped = await s.scheduler.submit(HUGE, { maxOutputBytes: 100 });
+  const [a, e, f, c] = await Promise.all(
+    [args, env, fuel, capped].map((id) => s.scheduler.wait(id)),
+  );
+  assert.equal(a!.status, "done", a!.error ?? "");
+  assert.equal(dec(a!.stdout), "module.wasm\nargs\ntwo words\n");
+  assert.deepEqual(a!.manifest.payload.args, ["args", "two words"]);
+  assert.equal(dec(e!.stdout), "GREETING=hi\n");
+  assert.deepEqual(e!.manifest.payload.env, { GREETING: "hi" });
+  assert.equal(f!.status, "done", f!.error ?? "");
+  assert.equal(f!.manifest.payload.fuel, "5000");
+  assert.equal(f!.receipt!.result.metrics.extra.error, "fuel_exhausted");
+  assert.equal(f!.receipt!.result.metrics.extra.fuel_limit, "5000");
+  assert.equal(c!.completion, "length");
+  assert.equal(c!.manifest.payload.max_output_bytes, 100);
+  assert.ok(c!.stdout!.length + c!.stderr!.length <= 100);
+  assert.equal(c!.receipt!.result.metrics.extra.max_output_bytes, "100");
+  // Same module and input, other arguments: another job.
+  assert.notEqual(args, await s.scheduler.submit(PROBE, { args: ["args", "other"] }));
+  assert.deepEqual(kept.sort(), [args, env, fuel, capped].sort());
+  good.worker.stop();
+});
+
+Deno.test("Scheduler.submit() refuses bad args, env, fuel and worker options up front", async () => {
+  await using s = await setup(() => nobody, {
+    self: { peerId: "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq", runsJobs: false },
+  });
+  await assert.rejects(s.scheduler.submit(HELLO, { env: { "A=B": "x" } }), TypeError);
+  await assert.rejects(s.scheduler.submit(HELLO, { args: [1 as never] }), TypeError);
+  await assert.rejects(s.scheduler.submit(HELLO, { fuel: "1e9" }), RangeError);
+  await assert.rejects(s.scheduler.submit(HELLO, { maxOutputBytes: 2 ** 30 }), RangeError);
+  await assert.rejects(s.scheduler.submit(HELLO, { worker: "not-a-peer" }), /worker Cannot parse/);
+  await assert.rejects(
+    s.scheduler.submit(HELLO, {
+      worker: "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq",
+    }),
+    /is this node, which runs no jobs/,
+  );
+  await assert.rejects(
+    s.scheduler.submit(HELLO, {
+      worker: "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq",
+      replicas: 2,
+    }),
+    /a pinned worker runs one replica/,
+  );
 });

@@ -24,6 +24,20 @@ export interface WasmJobPayload {
   max_duration_ms: number;
   /** Linear memory limit in bytes. */
   max_memory_bytes: number;
+  /**
+   * Arguments after `argv[0]`. Optional, like the fields below: an absent field is left out of
+   * the signed bytes, so manifests without it sign exactly as before. @default {[]}
+   */
+  args?: string[];
+  /** The job's whole environment (nothing is inherited). @default {{}} */
+  env?: Record<string, string>;
+  /** Cap on stdout and stderr together, in bytes. @default {the worker's own cap (16 MiB)} */
+  max_output_bytes?: number;
+  /**
+   * Fuel limit: instructions the job may execute, a decimal string (it may pass 2^53, and
+   * signed data holds safe integers only). @default {unmetered}
+   */
+  fuel?: string;
 }
 
 /** A signed job manifest. */

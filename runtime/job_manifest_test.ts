@@ -66,3 +66,38 @@ Deno.test("verifyJobManifest() rejects tampered payloads, foreign keys and expir
     /expired at 2026-11-24T20:00:00Z/,
   );
 });
+
+Deno.test("signJobManifest() signs args, env, output cap and fuel when given, and only then", async () => {
+  const keyPair = await generateKeyPair(SEED);
+  const createdAt = new Date("2026-11-24T19:00:00Z");
+  const plain = await signJobManifest(PAYLOAD, { keyPair, createdAt });
+  const full = await signJobManifest({
+    ...PAYLOAD,
+    args: ["-v", "x"],
+    env: { B: "2", A: "1" },
+    max_output_bytes: 1024,
+    fuel: "9007199254740993",
+  }, { keyPair, createdAt });
+  const text = new TextDecoder().decode(jobManifestSignedBytes(full));
+  assert.match(
+    text,
+    /"payload":\{"args":\["-v","x"\],"env":\{"A":"1","B":"2"\},"fuel":"9007199254740993","input":/,
+  );
+  assert.match(text, /"max_memory_bytes":268435456,"max_output_bytes":1024,"module_cid"/);
+  assert.notEqual(jobIdOf(full), jobIdOf(plain));
+  await verifyJobManifest(full, { now: createdAt });
+  // Changing what the job gets breaks the signature.
+  for (
+    const payload of [
+      { ...full.payload, args: ["-v"] },
+      { ...full.payload, env: { A: "1" } },
+      { ...full.payload, fuel: "1" },
+      { ...full.payload, max_output_bytes: 1 << 30 },
+    ]
+  ) {
+    await assert.rejects(
+      () => verifyJobManifest({ ...full, payload }, { now: createdAt }),
+      SignatureError,
+    );
+  }
+});

@@ -125,10 +125,8 @@ Deno.test({
           ]);
           assert.equal(out.code, 0, out.stderr);
           const json = JSON.parse(out.stdout);
-          assert.equal(
-            dec(Uint8Array.from(atob(json.output), (ch) => ch.charCodeAt(0))),
-            "dlroW ,olleH",
-          );
+          assert.equal(json.stdout, "dlroW ,olleH");
+          assert.equal(atob(json.stdout_base64), "dlroW ,olleH");
           assert.equal(json.worker_peer_id, b.peerId);
           assert.equal(json.verified, true);
           firstJob = json.job_id;
@@ -238,7 +236,7 @@ Deno.test({
         const json = JSON.parse(out.stdout);
         assert.equal(json.worker_peer_id, b.peerId);
         assert.equal(json.verified, true);
-        assert.equal(atob(json.output), "dlroW ,olleH");
+        assert.equal(json.stdout, "dlroW ,olleH");
         await again.stop();
       });
     } finally {

@@ -75,10 +75,16 @@ export type {
   BootSignature,
   VerifyBootManifestOptions,
 } from "./provider/boot_manifest.ts";
-export { parseTrustedKeys, readSecretKeyFile, writeKeyPairFiles } from "./provider/key_files.ts";
+export {
+  parseTrustedKeys,
+  readPublicKeyFile,
+  readSecretKeyFile,
+  readTrustedKeysFile,
+  writeKeyPairFiles,
+} from "./provider/key_files.ts";
 export type { TrustedKey } from "./provider/key_files.ts";
 export { limitMemory, MemoryCapError, WASM_PAGE_BYTES } from "./runtime/limit_memory.ts";
-export type { LimitedModule, MemoryLimits } from "./runtime/limit_memory.ts";
+export type { LimitedModule, MemoryLimits, TableLimits } from "./runtime/limit_memory.ts";
 export {
   FUEL_EXHAUSTED_EXPORT,
   FUEL_GLOBAL_EXPORT,
@@ -140,12 +146,13 @@ export {
   recordAcceptedManifest,
 } from "./provider/manifest_state.ts";
 export type { ManifestState, ManifestStateEntry } from "./provider/manifest_state.ts";
-export { Client, JobFailedError } from "./net/client.ts";
+export { ApiUnreachableError, Client, JobFailedError } from "./net/client.ts";
 export type {
   ClientOptions,
   ClientSubmitOptions,
   JobResultInfo,
   JobStatusInfo,
+  JobWorkerResult,
 } from "./net/client.ts";
 export { planKexec } from "./boot/kexec_plan.ts";
 export type { KexecPlan, PlanKexecOptions } from "./boot/kexec_plan.ts";

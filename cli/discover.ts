@@ -8,10 +8,14 @@
  *
  * ```
  * discover [--mdns] [--dht] [--bootstrap MULTIADDR]... [--channel C] [--arch A]
- *          [--capability wasm] [--timeout 10s] [--json]
+ *          [--capability wasm] [--timeout 10s] [--json] [-v|--verbose]
  * ```
  *
- * Exits 0 when something was found, 1 when nothing was, 2 for bad flags.
+ * Bootstrap peers that cannot be dialled are reported on stderr (`warning: ...`); when all of
+ * them failed and mDNS is off, it stops at once. `-v` adds every log record as a JSON line.
+ *
+ * Exits 0 when something was found, 1 when nothing was (or no bootstrap peer answered), 2 for
+ * bad flags.
  *
  * @module
  */
@@ -19,7 +23,12 @@ import { parseArgs } from "node:util";
 import { type DiscoveredPeer, discoverPeers } from "../net/discover_peers.ts";
 
 const _USAGE = `Usage: discover [--mdns] [--dht] [--bootstrap MULTIADDR]... [--channel C] [--arch A]
-                [--capability wasm] [--timeout 10s] [--json]`;
+                [--capability wasm] [--timeout 10s] [--json] [-v|--verbose]
+
+Sources: --mdns and/or --dht; neither means mDNS, plus the DHT when --bootstrap is given.
+Bootstrap peers that cannot be dialled are reported on stderr; if none answers and mDNS is
+off, discover stops at once (exit 1). -v, --verbose: also every log record (JSON lines).
+Exit codes: 0 found, 1 nothing found, 2 bad flags.`;
 
 /**
  * Run the `discover` subcommand; resolves with the exit code.
@@ -68,23 +77,26 @@ export async function main(args: string[]): Promise<number> {
       ...(values.channel !== undefined ? { channel: values.channel } : {}),
       ...(values.arch !== undefined ? { arch: values.arch } : {}),
       ...(values.capability !== undefined ? { capability: values.capability } : {}),
-      ...(values.verbose
-        ? { onLog: (r: Record<string, unknown>) => console.error(JSON.stringify(r)) }
-        : {}),
+      onLog: (r: Record<string, unknown>) => {
+        if (values.verbose) {
+          console.error(JSON.stringify({ ts: new Date().toISOString(), ...r }));
+        } else if (r.event === "bootstrap_dial_failed") {
+          console.error(`warning: Cannot dial bootstrap peer '${r.multiaddr}': ${r.error}`);
+        }
+      },
     };
     if (options.capability !== undefined && options.capability !== "wasm") {
       throw new TypeError(`Cannot use --capability '${options.capability}': only wasm is known`);
     }
   } catch (error) {
-    console.error(`error: ${_message(error)}`);
-    console.error(_USAGE);
+    console.error(`error: ${_flagMessage(error)}`);
     return 2;
   }
   let found: DiscoveredPeer[];
   try {
     found = await discoverPeers(options);
   } catch (error) {
-    console.error(`error: ${_message(error)}`);
+    console.error(`error: ${_firstLine(_message(error))}`);
     return error instanceof TypeError || error instanceof RangeError ? 2 : 1;
   }
   if (json) {
@@ -154,6 +166,21 @@ function _record(peer: DiscoveredPeer) {
 
 function _message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+function _firstLine(text: string): string {
+  return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "failed";
+}
+
+/** parseArgs errors, without node's advice on positionals. */
+function _flagMessage(error: unknown): string {
+  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0]!
+    .replace(/\. To specify a positional argument.*$/, "")
+    .replace(/\. This command does not take positional arguments$/, "");
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")
+    ? `${text} (see discover --help)`
+    : text;
 }
 
 if (import.meta.main) {

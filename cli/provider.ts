@@ -15,7 +15,8 @@ import { formatSize, parseDuration } from "./_units.ts";
 const USAGE = `Usage: provider status [--addr URL] [--json] [--timeout 10s]
        provider list   [--addr URL] [--json] [--timeout 10s]
 
-status: name, version, default channel, uptime, health, metrics of a running provider.
+status: name, version, default channel, uptime, key, PeerId and libp2p listen addresses,
+        health, DHT/mDNS state and metrics of a running provider.
 list:   every channel/arch with its manifest sequence, expiry and artifacts (unverified).
 --addr defaults to http://127.0.0.1:8080/.`;
 
@@ -64,7 +65,7 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
       },
     });
   } catch (error) {
-    log(`provider: ${(error as Error).message}\n${USAGE}`);
+    log(`provider: ${_flagMessage(error)}`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -74,7 +75,11 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
   }
   const [command, ...rest] = positionals;
   if ((command !== "status" && command !== "list") || rest.length > 0) {
-    log(`provider: Cannot run '${positionals.join(" ")}': expected 'status' or 'list'\n${USAGE}`);
+    log(
+      positionals.length === 0
+        ? "provider: Cannot run: expected 'status' or 'list' (see provider --help)"
+        : `provider: Cannot run '${positionals.join(" ")}': expected 'status' or 'list'`,
+    );
     return 2;
   }
   let base: URL;
@@ -85,7 +90,7 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
     if (!base.pathname.endsWith("/")) base.pathname += "/";
     timeoutMs = parseDuration(values.timeout);
   } catch (error) {
-    const message = error instanceof SyntaxError && /duration/.test(error.message)
+    const message = error instanceof Error && /duration/.test(error.message)
       ? error.message
       : `Cannot use --addr '${values.addr}': expected a URL like http://127.0.0.1:8080`;
     log(`provider: ${message}`);
@@ -119,6 +124,9 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
   };
   try {
     const status = await get("status", [200]) as _Status;
+    if (typeof status !== "object" || status === null || Array.isArray(status)) {
+      throw new _Failure(`Cannot read ${new URL("status", base)}: not a provider status`);
+    }
     if (command === "status") {
       if (values.json) print(JSON.stringify(status, null, 2));
       else for (const line of _statusLines(base, status)) print(line);
@@ -126,7 +134,14 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
     }
     const channels: _ListedChannel[] = [];
     for (const { channel, arch } of status.channels ?? []) {
-      const m = await get(`${channel}/${arch}/manifest.json`) as _Manifest;
+      const path = `${channel}/${arch}/manifest.json`;
+      const m = await get(path) as _Manifest;
+      if (
+        typeof m !== "object" || m === null || typeof m.sequence !== "number" ||
+        typeof m.artifacts !== "object" || m.artifacts === null
+      ) {
+        throw new _Failure(`Cannot read ${new URL(path, base)}: not a boot manifest`);
+      }
       channels.push({
         channel,
         arch,
@@ -141,8 +156,14 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
     else for (const line of _listLines(channels)) print(line);
     return 0;
   } catch (error) {
-    if (!(error instanceof _Failure)) throw error;
-    log(`provider: ${error.message}`);
+    // A malformed answer (not the shape of /status or a manifest) is a bad answer too.
+    log(
+      `provider: ${
+        error instanceof _Failure
+          ? error.message
+          : `Cannot read the answer of ${base}: ${_flagMessage(error)}`
+      }`,
+    );
     return 1;
   }
 }
@@ -158,6 +179,8 @@ interface _Status {
   public_key?: string;
   dht?: string;
   mdns?: string;
+  peer_id?: string;
+  p2p_listen?: string[];
   health?: {
     status?: string;
     checks?: Record<string, boolean>;
@@ -209,6 +232,10 @@ function _statusLines(base: URL, s: _Status): string[] {
     `  health     ${h.status ?? "?"} (artifacts readable: ${
       yes(h.checks?.artifacts_readable)
     }, disk space ok: ${yes(h.checks?.disk_space_ok)}${free})`,
+    ...(s.peer_id ? [`  peer id    ${s.peer_id}`] : []),
+    ...(s.p2p_listen?.length
+      ? s.p2p_listen.map((addr, i) => `  ${i === 0 ? "p2p       " : "          "} ${addr}`)
+      : ["  p2p        off"]),
     `  DHT        ${s.dht ?? "?"}`,
     `  mDNS       ${s.mdns ?? "?"}`,
     `  requests   ${m.requests_total ?? 0}${byStatus ? ` (${byStatus})` : ""}`,
@@ -242,6 +269,17 @@ function _listLines(channels: _ListedChannel[]): string[] {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
+}
+
+/** parseArgs errors, without node's advice on positionals. */
+function _flagMessage(error: unknown): string {
+  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0]!
+    .replace(/\. To specify a positional argument.*$/, "")
+    .replace(/\. This command does not take positional arguments$/, "");
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")
+    ? `${text} (see provider --help)`
+    : text;
 }
 
 function _reason(error: unknown): string {

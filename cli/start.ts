@@ -6,8 +6,8 @@
 //   sandbox, a deno process with no permissions at all. Without it the node runs no jobs.
 // --allow-net: listen (0.0.0.0 by default), dial peers, mDNS multicast on 224.0.0.251:5353.
 // --allow-sys=networkInterfaces: mDNS and the addresses of a 0.0.0.0 listener.
-// --allow-read/--allow-write: the state dir (node.key) and --config; a launcher may narrow
-//   both to those paths. Mode `private` reads and writes nothing.
+// --allow-read/--allow-write: the state dir (node.key, state.lock, ...) and --config; a launcher
+//   may narrow both to those paths. Mode `private` reads and writes nothing.
 // --allow-env=...: to find the state dir. --ignore-env: libraries probing other variables
 //   (colour support) read `undefined` instead of failing.
 /**
@@ -19,8 +19,12 @@
  * ```
  *
  * Prints one JSON line on stdout once listening:
- * `{"event":"started","peer_id":...,"multiaddrs":[...],"mode":...}`; logs are JSON lines on
- * stderr.
+ * `{"event":"started","peer_id":...,"public_key":...,"multiaddrs":[...],"mode":...}`; logs are
+ * JSON lines on stderr, each with `ts`. Holds `<state dir>/state.lock` while it runs: a second
+ * `start` (or `serve`) on the same state dir is refused with the PID of the first.
+ *
+ * Exit codes: 0 after a clean shutdown, 1 when the node cannot start (one `error:` line on
+ * stderr), 2 for bad flags or a bad config file (one `error:` line).
  *
  * @module
  */
@@ -31,10 +35,19 @@ import { defaultNodeConfig, type NodeConfig, parseNodeConfig } from "../net/node
 // Remote execution (issue 6): flags, service and local API; see cli/_exec.ts.
 import { EXEC_FLAGS, EXEC_USAGE, type ExecFlags, parseExecFlags, startExec } from "./_exec.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
+import { toHex } from "../runtime/digest.ts";
+import { lockStateDir, type StateLock } from "../net/state_lock.ts";
+import { multiaddr } from "@multiformats/multiaddr";
 
 const _USAGE = `Usage: start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]
              [--mode internet|local|private] [--config FILE] [--state-dir DIR]
-${EXEC_USAGE}`;
+${EXEC_USAGE}
+
+Once listening, prints one JSON line on stdout: {"event":"started","peer_id":...,
+"public_key":<hex>,"multiaddrs":[...],...}; logs are JSON lines on stderr.
+State dir: --state-dir, else the config's state_dir, else $PLASM_HOME, else
+$XDG_DATA_HOME/plasm, else ~/.local/share/plasm; one start (or serve) per state dir.
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`;
 
 /**
  * Run the `start` subcommand; resolves with the exit code once the node has stopped.
@@ -87,9 +100,15 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
     if (values["no-mdns"]) config.mdns = false;
     stateDirFlag = values["state-dir"];
     execFlags = parseExecFlags(values);
+    for (const addr of [...config.listen, ...config.bootstrap]) {
+      try {
+        multiaddr(addr);
+      } catch (cause) {
+        throw new TypeError(`Cannot parse multiaddr '${addr}': ${_message(cause)}`, { cause });
+      }
+    }
   } catch (error) {
-    console.error(`error: ${_message(error)}`);
-    console.error(_USAGE);
+    console.error(`error: ${_flagMessage(error)}`);
     return 2;
   }
 
@@ -101,12 +120,23 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
   for (const name of signals) Deno.addSignalListener(name, onSignal);
   signal?.addEventListener("abort", onSignal, { once: true });
+  let lock: StateLock | undefined;
   try {
     let secretKey: Uint8Array | undefined;
     let stateDir: string | undefined;
     if (config.mode !== "private") {
       stateDir = stateDirFlag ?? config.state_dir ??
         defaultStateDir((name) => Deno.env.get(name));
+      // One process per state dir: the same key would mean two nodes with one PeerId.
+      lock = await lockStateDir(stateDir, { command: "start" });
+      if (lock.staleFrom !== undefined) {
+        log({
+          level: "warn",
+          event: "stale_lock_taken_over",
+          path: lock.path,
+          pid: lock.staleFrom,
+        });
+      }
       secretKey = (await loadOrCreateIdentity(stateDir)).secretKey;
     }
     // Receipts are signed with the PeerId's key, so private mode needs one in hand too.
@@ -120,6 +150,7 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
       listen: config.listen,
       bootstrap: config.mode === "local" ? [] : config.bootstrap,
       mdns: config.mdns,
+      mdnsIntervalMs: config.mdns_interval_ms,
       dht: config.mode !== "local",
       arch: config.arch,
       maxConnections: config.max_connections,
@@ -137,13 +168,16 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
         wasm: config.capabilities.wasm,
         log,
       });
-      console.log(JSON.stringify({
-        event: "started",
+      const started = {
         peer_id: node.peerId,
+        public_key: toHex(keyPair.publicKey),
         multiaddrs: node.multiaddrs,
         mode: config.mode,
+        ...(stateDir ? { state_dir: stateDir } : {}),
         ...(exec.apiUrl ? { api_url: exec.apiUrl } : {}),
-      }));
+      };
+      console.log(JSON.stringify({ event: "started", ...started }));
+      log({ level: "info", event: "started", ...started });
       if (!shutdown.signal.aborted) {
         await new Promise((resolve) => shutdown.signal.addEventListener("abort", resolve));
       }
@@ -155,19 +189,53 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
     return 0;
   } catch (error) {
     if (shutdown.signal.aborted) return 0;
-    console.error(`error: ${_message(error)}`);
+    console.error(`error: ${_startError(error, execFlags)}`);
     return 1;
   } finally {
     for (const name of signals) Deno.removeSignalListener(name, onSignal);
     signal?.removeEventListener("abort", onSignal);
+    await lock?.release();
   }
+}
+
+/** One line for a start-up failure, naming what the user can change. */
+function _startError(error: unknown, exec: ExecFlags): string {
+  if (error instanceof Error && error.name === "StateDirLockedError") {
+    return `${error.message}; stop it first or give this node another --state-dir`;
+  }
+  if (error instanceof Deno.errors.AddrInUse && exec.apiPort !== undefined) {
+    return `Cannot listen on 127.0.0.1:${exec.apiPort} (--api-port): address already in use`;
+  }
+  return _firstLine(_message(error));
+}
+
+/** parseArgs errors, without node's advice on positionals. */
+function _flagMessage(error: unknown): string {
+  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0]!
+    .replace(/\. To specify a positional argument.*$/, "")
+    .replace(/\. This command does not take positional arguments$/, "");
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")
+    ? `${text} (see start --help)`
+    : text;
+}
+
+function _firstLine(text: string): string {
+  return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "failed";
 }
 
 async function _readConfig(path: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (cause) {
-    throw new TypeError(`Cannot read config '${path}': ${_message(cause)}`, { cause });
+    const why = cause instanceof Deno.errors.NotFound
+      ? "no such file"
+      : cause instanceof Deno.errors.IsADirectory
+      ? "it is a directory"
+      : cause instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : _message(cause);
+    throw new TypeError(`Cannot read config '${path}': ${why}`, { cause });
   }
 }
 

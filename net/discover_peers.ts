@@ -9,6 +9,44 @@ import type { NodeInfo } from "./node_info.ts";
 import { capabilityKey, manifestKey } from "./provider_key.ts";
 import { sleep } from "./_sleep.ts";
 
+/**
+ * Thrown by {@linkcode discoverPeers} when the DHT is the only source and none of the bootstrap
+ * peers could be dialled.
+ *
+ * @example
+ * ```ts
+ * import { BootstrapFailedError } from "./discover_peers.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new BootstrapFailedError([{ multiaddr: "/ip4/127.0.0.1/tcp/1", error: "connection refused" }]);
+ * assert.equal(error.message, "Cannot discover in the DHT: no bootstrap peer answered (1 tried)");
+ * ```
+ */
+export class BootstrapFailedError extends Error {
+  /** Each bootstrap multiaddr tried, with why it failed. */
+  readonly failed: { multiaddr: string; error: string }[];
+
+  /**
+   * Make the error from the failed dials.
+   *
+   * @example
+   * ```ts
+   * import { BootstrapFailedError } from "./discover_peers.ts";
+   * import assert from "node:assert/strict";
+   *
+   * assert.equal(new BootstrapFailedError([]).failed.length, 0);
+   * ```
+   */
+  constructor(failed: { multiaddr: string; error: string }[], options?: ErrorOptions) {
+    super(
+      `Cannot discover in the DHT: no bootstrap peer answered (${failed.length} tried)`,
+      options,
+    );
+    this.name = "BootstrapFailedError";
+    this.failed = failed;
+  }
+}
+
 /** A node found, with what it said about itself. */
 export interface DiscoveredPeer {
   /** Its PeerId. */
@@ -51,11 +89,16 @@ export interface DiscoverPeersOptions {
  * nothing and answers no mDNS queries. Each candidate is asked for its info (capped, timed out,
  * validated); those that fail or do not match the filters are left out.
  *
+ * Bootstrap peers that cannot be dialled are logged (`bootstrap_dial_failed`, level `warn`).
+ * When every one of them failed, the DHT search ends there; without mDNS that ends the whole
+ * search with an error, rather than waiting for the timeout.
+ *
+ * @throws {BootstrapFailedError} If the DHT is the only source and no bootstrap peer answered.
+ *
  * @example
  * ```ts
  * import { discoverPeers } from "./discover_peers.ts";
  * import { startNode } from "./node.ts";
-import { applyNodeCompat } from "./node_compat.ts";
  * import assert from "node:assert/strict";
  *
  * await using node = await startNode({ mdns: false, arch: "riscv64",
@@ -166,6 +209,18 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
   return [...found.values()].sort((a, b) => a.peer_id.localeCompare(b.peer_id));
 
   async function _searchDht(): Promise<void> {
+    let boot;
+    try {
+      boot = await node.bootstrapped({ signal: deadline });
+    } catch {
+      return; // the deadline passed first
+    }
+    if (boot.connected.length === 0) {
+      // Nobody to ask: end the DHT search now. With mDNS as well, that search goes on.
+      if (!mdns) throw new BootstrapFailedError(boot.failed);
+      onLog({ level: "warn", event: "dht_search_skipped", reason: "no bootstrap peer answered" });
+      return;
+    }
     while (!deadline.aborted) {
       const providers = await node.findProviders(key, { signal: deadline });
       for (const p of providers) consider(p.peerId, p.multiaddrs, "dht");

@@ -74,6 +74,14 @@ export interface StartNodeOptions {
   signal?: AbortSignal;
 }
 
+/** The first round of bootstrap dials; see {@linkcode PhaseNode.bootstrapped}. */
+export interface BootstrapResult {
+  /** Bootstrap multiaddrs connected to. */
+  connected: string[];
+  /** Bootstrap multiaddrs that could not be dialled, with a one-line reason. */
+  failed: { multiaddr: string; error: string }[];
+}
+
 /** A peer found in the DHT or by mDNS: its PeerId and the addresses it was found with. */
 export interface FoundPeer {
   /** The PeerId, base58. */
@@ -115,6 +123,8 @@ export class PhaseNode {
   #controller = new AbortController();
   #loops = new Set<Promise<void>>();
   #advertised = new Set<string>();
+  #mdnsSeen = new Map<string, string>();
+  #bootstrapRound = Promise.withResolvers<BootstrapResult>();
   #state: "new" | "starting" | "started" | "stopping" | "stopped" = "new";
   #transition: Promise<void> | undefined;
 
@@ -339,9 +349,25 @@ export class PhaseNode {
     if (!dht) throw new TypeError("Cannot find providers: the node runs no DHT");
     const cid = await providerKeyCid(key);
     const found = new Map<string, FoundPeer>();
-    // With nobody to ask (and no local record), a lookup would only wait for its signal.
-    const table = (dht as unknown as { routingTable?: { size: number } }).routingTable;
-    if (table && table.size === 0 && this.#advertised.size === 0) return [];
+    // With nobody to ask, kad-dht's lookup waits for a peer to join the routing table (until
+    // its signal, maybe never): answer at once from the provider records held here.
+    const internals = dht as unknown as {
+      routingTable?: { size: number };
+      providers?: { getProviders(cid: unknown): Promise<{ toString(): string }[]> };
+    };
+    if (internals.routingTable && internals.routingTable.size === 0) {
+      const held = await internals.providers?.getProviders(cid).catch(() => []) ?? [];
+      const local: FoundPeer[] = [];
+      for (const id of held) {
+        if (id.toString() === this.peerId) continue;
+        const peer = await this.libp2p.peerStore.get(id as never).catch(() => undefined);
+        local.push({
+          peerId: id.toString(),
+          multiaddrs: peer?.addresses.map((a) => a.multiaddr.toString()) ?? [],
+        });
+      }
+      return local.slice(0, limit);
+    }
     const lookup = AbortSignal.any([this.#controller.signal, ...(signal ? [signal] : [])]);
     try {
       for await (const event of dht.findProviders(cid, { signal: lookup })) {
@@ -365,6 +391,44 @@ export class PhaseNode {
       }
     }
     return [...found.values()].slice(0, limit);
+  }
+
+  /**
+   * The outcome of the first round of bootstrap dials: which `bootstrap` addresses are connected
+   * and which failed, with why. Resolves at once without bootstrap peers; rejects when `signal`
+   * aborts or the node stops first. Later rounds (redials while unconnected) only log.
+   *
+   * @example
+   * ```ts
+   * import { startNode } from "./node.ts";
+   * import assert from "node:assert/strict";
+   *
+   * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+   * const port = listener.addr.port;
+   * listener.close(); // nothing listens there now
+   * await using node = await startNode({ mdns: false, bootstrap: [`/ip4/127.0.0.1/tcp/${port}`] });
+   * const { connected, failed } = await node.bootstrapped();
+   * assert.deepEqual(connected, []);
+   * assert.equal(failed[0]!.multiaddr, `/ip4/127.0.0.1/tcp/${port}`);
+   * ```
+   */
+  async bootstrapped(options: { signal?: AbortSignal } = {}): Promise<BootstrapResult> {
+    const { signal } = options;
+    const stop = AbortSignal.any([this.#controller.signal, ...(signal ? [signal] : [])]);
+    const round = this.#bootstrapRound.promise;
+    stop.throwIfAborted();
+    let onAbort = () => {};
+    try {
+      return await Promise.race([
+        round,
+        new Promise<never>((_, reject) => {
+          onAbort = () => reject(stop.reason);
+          stop.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]);
+    } finally {
+      stop.removeEventListener("abort", onAbort);
+    }
   }
 
   /**
@@ -435,6 +499,11 @@ export class PhaseNode {
     applyNodeCompat();
     this.#controller = new AbortController();
     this.#advertised.clear();
+    this.#mdnsSeen.clear();
+    this.#bootstrapRound = Promise.withResolvers<BootstrapResult>();
+    if (this.#options.bootstrap.length === 0) {
+      this.#bootstrapRound.resolve({ connected: [], failed: [] });
+    }
     const o = this.#options;
     if (!this.#libp2p) {
       const privateKey = this.#secretKey
@@ -478,7 +547,32 @@ export class PhaseNode {
       });
     }
     const libp2p = this.#libp2p;
-    await libp2p.start();
+    // Node's net module reports a denied listen as an uncaught error on a later tick (a stack
+    // trace and a crash); ask first, and fail like any other listen failure.
+    await _checkListenPermission(o.listen);
+    if (o.mdns || o.listen.some((a) => /^\/ip[46]\/(0\.0\.0\.0|::)\//.test(a))) {
+      const sys = await Deno.permissions.query({ name: "sys", kind: "networkInterfaces" });
+      if (sys.state !== "granted") {
+        throw new Error(
+          `Cannot ${
+            o.mdns ? "use mDNS" : "list the addresses of a wildcard listener"
+          }: requires --allow-sys=networkInterfaces`,
+        );
+      }
+    }
+    if (o.mdns) {
+      for (const host of ["0.0.0.0:5353", "224.0.0.251:5353"]) {
+        const net = await Deno.permissions.query({ name: "net", host });
+        if (net.state !== "granted") {
+          throw new Error(`Cannot use mDNS: requires net access to ${host} (--allow-net)`);
+        }
+      }
+    }
+    try {
+      await libp2p.start();
+    } catch (error) {
+      throw _listenError(error);
+    }
     signal?.throwIfAborted();
     await libp2p.handle(INFO_PROTOCOL, (stream) => this.#serveInfo(stream), {
       maxInboundStreams: 32,
@@ -504,7 +598,21 @@ export class PhaseNode {
           peerId: event.detail.id.toString(),
           multiaddrs: event.detail.multiaddrs.map(String),
         };
-        this.#log("info", "mdns_peer", { peer_id: peer.peerId, multiaddrs: peer.multiaddrs });
+        // mDNS answers every query again: log a peer on first sight and when its addresses change.
+        const seen = [...peer.multiaddrs].sort().join(" ");
+        const before = this.#mdnsSeen.get(peer.peerId);
+        if (before !== seen) {
+          this.#mdnsSeen.delete(peer.peerId);
+          this.#mdnsSeen.set(peer.peerId, seen);
+          if (this.#mdnsSeen.size > _MDNS_SEEN_MAX) {
+            this.#mdnsSeen.delete(this.#mdnsSeen.keys().next().value!);
+          }
+          this.#log("info", "mdns_peer", {
+            peer_id: peer.peerId,
+            multiaddrs: peer.multiaddrs,
+            ...(before !== undefined ? { changed: true } : {}),
+          });
+        }
         try {
           this.#onMdnsPeer?.(peer);
         } catch {
@@ -527,11 +635,16 @@ export class PhaseNode {
 
   async #bootstrap(signal: AbortSignal): Promise<void> {
     const addrs = this.#options.bootstrap.map(_multiaddr);
+    let first = true;
     while (!signal.aborted) {
       let missing = 0;
+      const round: BootstrapResult = { connected: [], failed: [] };
       await Promise.all(addrs.map(async (addr) => {
         const peer = addr.getComponents().findLast((c) => c.name === "p2p")?.value;
-        if (peer && this.libp2p.getConnections(peerIdFromString(peer)).length > 0) return;
+        if (peer && this.libp2p.getConnections(peerIdFromString(peer)).length > 0) {
+          round.connected.push(String(addr));
+          return;
+        }
         missing++;
         try {
           const limit = AbortSignal.any([
@@ -540,15 +653,17 @@ export class PhaseNode {
           ]);
           await this.libp2p.dial(addr, { signal: limit });
           missing--;
+          round.connected.push(String(addr));
         } catch (error) {
           if (!signal.aborted) {
-            this.#log("warn", "bootstrap_dial_failed", {
-              multiaddr: String(addr),
-              error: _message(error),
-            });
+            const reason = _dialError(error);
+            round.failed.push({ multiaddr: String(addr), error: reason });
+            this.#log("warn", "bootstrap_dial_failed", { multiaddr: String(addr), error: reason });
           }
         }
       }));
+      if (first && !signal.aborted) this.#bootstrapRound.resolve(round);
+      first = false;
       await sleep(missing > 0 ? 5_000 : 30_000, signal);
     }
   }
@@ -579,4 +694,61 @@ function _multiaddr(text: string) {
 
 function _message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+const _MDNS_SEEN_MAX = 1024;
+
+const _OS_ERRORS: Record<string, string> = {
+  EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "address not available on this host",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  ECONNREFUSED: "connection refused",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  ETIMEDOUT: "timed out",
+};
+
+/** One line for an OS-level reason: `listen EADDRINUSE: ...` becomes `address already in use`. */
+function _oneLine(text: string): string {
+  const code = /\b(E[A-Z]{3,})\b/.exec(text)?.[1];
+  if (code && _OS_ERRORS[code]) return _OS_ERRORS[code];
+  const line = text.split("\n").map((l) => l.trim()).find((l) => l && !l.startsWith("at ")) ?? "";
+  return line.replace(/^Error: /, "");
+}
+
+/**
+ * libp2p reports listen failures as one multi-line message with a stack per address; keep one
+ * line: `Cannot listen on /ip4/127.0.0.1/tcp/4001: address already in use`.
+ */
+function _listenError(error: unknown): unknown {
+  if (!(error instanceof Error) || error.name !== "UnsupportedListenAddressesError") return error;
+  const failures = [...error.message.matchAll(/^ {2}(\/\S+): (.*)$/gm)].map((m) =>
+    `${m[1]}: ${_oneLine(m[2]!)}`
+  );
+  return new Error(`Cannot listen on ${failures.join("; ") || "the listen addresses"}`, {
+    cause: error,
+  });
+}
+
+async function _checkListenPermission(listen: string[]): Promise<void> {
+  for (const text of listen) {
+    const parts = _multiaddr(text).getComponents();
+    const host = parts.find((c) => ["ip4", "ip6", "dns", "dns4", "dns6"].includes(c.name))?.value;
+    const port = parts.find((c) => c.name === "tcp")?.value;
+    if (host === undefined || port === undefined) continue;
+    const target = `${host.includes(":") ? `[${host}]` : host}:${port}`;
+    const status = await Deno.permissions.query({ name: "net", host: target });
+    if (status.state !== "granted") {
+      throw new Error(`Cannot listen on ${text}: requires net access to ${target} (--allow-net)`);
+    }
+  }
+}
+
+/** A dial failure in one line (libp2p aggregates one error per address tried). */
+function _dialError(error: unknown): string {
+  const errors = (error as { errors?: unknown[] })?.errors;
+  const first = Array.isArray(errors) && errors.length > 0 ? errors[0] : error;
+  if (first instanceof Error && first.name === "AbortError") return "no answer before the timeout";
+  return _oneLine(_message(first)) || _oneLine(_message(error)) || "dial failed";
 }

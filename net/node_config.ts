@@ -19,6 +19,8 @@ export interface NodeConfig {
   bootstrap: string[];
   /** Use mDNS on the LAN. */
   mdns: boolean;
+  /** Interval between mDNS queries, in ms. */
+  mdns_interval_ms: number;
   /** The state dir holding `node.key`; unset means the default (`$PLASM_HOME`, ...). */
   state_dir?: string;
   /** The architecture the node reports and advertises. */
@@ -34,8 +36,8 @@ export interface NodeConfig {
 }
 
 /**
- * The defaults: mode `internet`, listen on `/ip4/0.0.0.0/tcp/4001`, no bootstrap peers, mDNS on,
- * the host's architecture, 100 connections, 10 s stream timeout, re-provide every 12 h, and a
+ * The defaults: mode `internet`, listen on `/ip4/0.0.0.0/tcp/4001`, no bootstrap peers, mDNS on
+ * (a query every 10 s), the host's architecture, 100 connections, 10 s stream timeout, re-provide every 12 h, and a
  * `wasm` capability with 256 MiB memory and 60 s per job.
  *
  * @example
@@ -52,6 +54,7 @@ export function defaultNodeConfig(): NodeConfig {
     listen: ["/ip4/0.0.0.0/tcp/4001"],
     bootstrap: [],
     mdns: true,
+    mdns_interval_ms: 10_000,
     arch: Deno.build.arch,
     max_connections: 100,
     stream_timeout_ms: 10_000,
@@ -115,6 +118,7 @@ export function parseNodeConfig(text: string, base: NodeConfig = defaultNodeConf
         config[key] = v;
         break;
       case "max_connections":
+      case "mdns_interval_ms":
       case "stream_timeout_ms":
       case "reprovide_interval_ms":
         config[key] = _positive(v, key);

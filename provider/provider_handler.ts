@@ -46,8 +46,11 @@ export interface ProviderHandlerOptions {
   name?: string;
   /** Software version shown by `/`. @default {"0.1.0"} */
   version?: string;
-  /** Extra fields for `/` and `/status`, e.g. `{ dht: "off" }`. @default {{}} */
-  info?: Record<string, string | number | boolean>;
+  /**
+   * Extra fields for `/` and `/status`, e.g. `{ dht: "off", p2p_listen: ["/ip4/..."] }`; read at
+   * each request, so a caller may fill them in later. @default {{}}
+   */
+  info?: Record<string, string | number | boolean | string[]>;
   /** Health is `unhealthy` below this many free bytes on the artifacts' file system. @default {67108864} */
   minFreeBytes?: number;
   /** How disk space is measured. @default {statfs of `store.dir` (needs `--allow-sys=statfs`)} */

@@ -187,7 +187,7 @@ export async function startServe(
     args: [
       "run",
       "--no-prompt",
-      ...flags.map((f) => f.startsWith("--allow-write=") ? `--allow-write=${stateDir}` : f),
+      ...flags.map((f) => f.split("=")[0] === "--allow-write" ? `--allow-write=${stateDir}` : f),
       new URL("cli/serve.ts", ROOT).pathname,
       ...["--artifacts", artifactsDir, "--key", keyFile, "--state-dir", stateDir],
       ...["--arch", "x86_64", "--port", "0", "--bind", "127.0.0.1", ...p2p],

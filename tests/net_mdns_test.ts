@@ -35,3 +35,32 @@ Deno.test("start: three nodes in local mode find each other by mDNS and exit pro
     await Deno.remove(home, { recursive: true });
   }
 });
+
+Deno.test("start: a peer seen again by mDNS is logged on first sight, not at every query", async () => {
+  const home = await Deno.makeTempDir();
+  const nodes: NodeProcess[] = [];
+  try {
+    // Query every 100 ms, so that within a second each node hears about the other ~10 times.
+    await Deno.writeTextFile(`${home}/fast.json`, JSON.stringify({ mdns_interval_ms: 100 }));
+    for (const name of ["a", "b"]) {
+      nodes.push(
+        await NodeProcess.spawn([
+          ...["--mode", "local", "--listen", "/ip4/127.0.0.1/tcp/0"],
+          ...["--config", `${home}/fast.json`, "--state-dir", `${home}/${name}`],
+        ]),
+      );
+    }
+    const [a, b] = nodes as [NodeProcess, NodeProcess];
+    await a.waitForLog((l) => l.event === "mdns_peer" && l.peer_id === b.peerId);
+    await b.waitForLog((l) => l.event === "mdns_peer" && l.peer_id === a.peerId);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    for (const [node, other] of [[a, b], [b, a]] as const) {
+      assert.equal((await node.stop()).code, 0);
+      const seen = node.logs.filter((l) => l.event === "mdns_peer" && l.peer_id === other.peerId);
+      assert.equal(seen.length, 1, JSON.stringify(seen));
+    }
+  } finally {
+    for (const node of nodes) await node[Symbol.asyncDispose]();
+    await Deno.remove(home, { recursive: true });
+  }
+});

@@ -30,6 +30,8 @@ export class NodeProcess {
   readonly child: Deno.ChildProcess;
   readonly peerId: string;
   readonly multiaddrs: string[];
+  /** The whole `started` line. */
+  readonly started: Record<string, unknown>;
   readonly logs: Record<string, unknown>[];
   readonly #stderrDone: Promise<void>;
   readonly waiters: Set<() => void>;
@@ -37,13 +39,14 @@ export class NodeProcess {
 
   private constructor(
     child: Deno.ChildProcess,
-    started: { peer_id: string; multiaddrs: string[] },
+    started: { peer_id: string; multiaddrs: string[] } & Record<string, unknown>,
     logs: Record<string, unknown>[],
     stderrDone: Promise<void>,
     waiters: Set<() => void>,
   ) {
     this.waiters = waiters;
     this.child = child;
+    this.started = started;
     this.peerId = started.peer_id;
     this.multiaddrs = started.multiaddrs;
     this.logs = logs;

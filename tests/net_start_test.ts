@@ -1,5 +1,26 @@
 import assert from "node:assert/strict";
+import { peerIdFromString } from "@libp2p/peer-id";
 import { NodeProcess, ROOT, START_FLAGS } from "./net_spawn.ts";
+import { type AuditCase, auditCli, spawn } from "./_cli_audit.ts";
+import { Client } from "../net/client.ts";
+import { toHex } from "../runtime/digest.ts";
+import { generateKeyPair } from "../runtime/ed25519.ts";
+
+/**
+ * The `start` task's flags, its `--allow-run="$(deno eval ...)"` resolved as the task's shell
+ * resolves it (the deno binary).
+ */
+async function startTaskFlags(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  const task: string = config.tasks.start;
+  const resolved = task.replace(
+    `--allow-run="$(deno eval --quiet 'console.log(Deno.execPath())')"`,
+    `--allow-run=${Deno.execPath()}`,
+  );
+  assert.notEqual(resolved, task, "the start task computes --allow-run as expected");
+  const words = resolved.split(/\s+/);
+  return words.slice(2, words.indexOf("cli/start.ts"));
+}
 
 const LOCAL = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
 
@@ -62,56 +83,216 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   });
 }
 
-Deno.test("start: bad flags and a bad config file fail with one line and exit code 2", async () => {
-  const dir = await Deno.makeTempDir();
+Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with one line", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "plasm-start-audit-" });
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const busy = taken.addr.port;
+  const flags = await startTaskFlags();
+  const without = (prefix: string) => (f: string[]) => f.filter((x) => !x.startsWith(prefix));
+  const local = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
+  await using running = await NodeProcess.spawn([...local, "--state-dir", `${dir}/busy`], {
+    flags: [...START_FLAGS, `--allow-run=${Deno.execPath()}`],
+  });
   try {
     await Deno.writeTextFile(`${dir}/bad.json`, '{"listen": "not-a-list"}');
-    for (
-      const [args, message] of [
-        [
-          ["--mode", "galactic"],
-          "error: Cannot use --mode 'galactic': expected internet, local or private",
-        ],
-        [
-          ["--config", `${dir}/bad.json`],
-          "error: Cannot use config listen: expected an array of multiaddr strings",
-        ],
-        [["--frobnicate"], "error: Unknown option '--frobnicate'"],
-      ] as const
-    ) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", ...START_FLAGS, "cli/start.ts", ...args],
-        cwd: ROOT,
-        env: { PLASM_HOME: `${dir}/state`, NO_COLOR: "1" },
-        stdin: "null",
-      }).output();
-      assert.equal(out.code, 2);
-      const lines = new TextDecoder().decode(out.stderr).split("\n");
-      assert.ok(lines[0]!.startsWith(message), lines[0]!);
-    }
-    await assert.rejects(Deno.stat(`${dir}/state`), Deno.errors.NotFound);
+    await Deno.writeTextFile(`${dir}/broken.json`, "{nope");
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const cases: AuditCase[] = [
+      {
+        name: "unknown flag",
+        args: ["--frobnicate"],
+        code: 2,
+        line: /^error: Unknown option '--frobnicate' \(see start --help\)$/,
+      },
+      { name: "missing value", args: ["--listen"], code: 2, line: /^error: Option '--listen/ },
+      {
+        name: "bad mode",
+        args: ["--mode", "galactic"],
+        code: 2,
+        line: /^error: Cannot use --mode 'galactic': expected internet, local or private$/,
+      },
+      {
+        name: "bad listen multiaddr",
+        args: ["--listen", "/ip4/127.0.0.1/tcp/not-a-port"],
+        code: 2,
+        line: /^error: Cannot parse multiaddr '\/ip4\/127\.0\.0\.1\/tcp\/not-a-port'/,
+      },
+      {
+        name: "bad bootstrap multiaddr",
+        args: ["--bootstrap", "nowhere"],
+        code: 2,
+        line: /^error: Cannot parse multiaddr 'nowhere'/,
+      },
+      {
+        name: "bad exec flag",
+        args: ["--max-jobs", "x"],
+        code: 2,
+        line: /^error: Cannot use --max-jobs 'x'/,
+      },
+      {
+        name: "missing config",
+        args: ["--config", `${dir}/missing.json`],
+        code: 2,
+        line: /^error: Cannot read config '.*missing\.json': no such file$/,
+      },
+      {
+        name: "config is a directory",
+        args: ["--config", dir],
+        code: 2,
+        line: /^error: Cannot read config '.*': it is a directory$/,
+      },
+      {
+        name: "config not JSON",
+        args: ["--config", `${dir}/broken.json`],
+        code: 2,
+        line: /^error: Cannot parse config: /,
+      },
+      {
+        name: "config of the wrong shape",
+        args: ["--config", `${dir}/bad.json`],
+        code: 2,
+        line: /^error: Cannot use config listen: expected an array of multiaddr strings$/,
+      },
+      {
+        name: "state dir is a file",
+        args: [...local, "--state-dir", `${dir}/file`],
+        code: 1,
+        line: /^error: Cannot use state dir '.*\/file': not a directory$/,
+      },
+      {
+        name: "state dir in use",
+        args: [...local, "--state-dir", `${dir}/busy`],
+        code: 1,
+        line: new RegExp(
+          `^error: Cannot use state dir '.*/busy': start is already running there ` +
+            `\\(PID ${running.child.pid}\\); stop it first or give this node another --state-dir$`,
+        ),
+      },
+      {
+        name: "listen port in use",
+        args: ["--no-mdns", "--listen", `/ip4/127.0.0.1/tcp/${busy}`, "--state-dir", `${dir}/a`],
+        code: 1,
+        line: new RegExp(
+          `^error: Cannot listen on /ip4/127\\.0\\.0\\.1/tcp/${busy}: address already in use$`,
+        ),
+      },
+      {
+        name: "no net grant",
+        args: [...local, "--state-dir", `${dir}/c`],
+        flags: without("--allow-net"),
+        code: 1,
+        line: /^error: Cannot listen on \/ip4\/127\.0\.0\.1\/tcp\/0: requires net access/,
+      },
+      {
+        name: "no sys grant, with mDNS",
+        args: ["--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", `${dir}/d`],
+        flags: without("--allow-sys"),
+        code: 1,
+        line: /^error: Cannot use mDNS: requires --allow-sys=networkInterfaces$/,
+      },
+      {
+        name: "write grant elsewhere",
+        args: [...local, "--state-dir", `${dir}/e`],
+        flags: (f) => [...without("--allow-write")(f), `--allow-write=${dir}/other`],
+        code: 1,
+        line: /^error: Requires write access to ".*\/e", run again with the --allow-write flag$/,
+      },
+    ];
+    await auditCli(
+      t,
+      "start",
+      cases.map((c) => ({ ...c, flags: c.flags ? () => c.flags!(flags) : () => flags })),
+      { NO_COLOR: "1", PLASM_HOME: `${dir}/home` },
+    );
+    await t.step(
+      "start: API port in use -> exit 1, JSON logs of the node's stop, one error line",
+      async () => {
+        const res = await spawn(flags, "cli/start.ts", [
+          ...[...local, "--api-port", String(busy), "--state-dir", `${dir}/b`],
+        ], { env: { NO_COLOR: "1" } });
+        assert.equal(res.code, 1);
+        const lines = res.err.trimEnd().split("\n");
+        assert.equal(
+          lines.pop(),
+          `error: Cannot listen on 127.0.0.1:${busy} (--api-port): address already in use`,
+        );
+        for (const line of lines) assert.ok(JSON.parse(line).ts, line);
+      },
+    );
   } finally {
+    taken.close();
+    await running[Symbol.asyncDispose]();
     await Deno.remove(dir, { recursive: true });
   }
 });
 
-Deno.test("start: a listen address that cannot be bound fails with one line and exit code 1", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...START_FLAGS,
-      "cli/start.ts",
-      "--mode",
-      "private",
-      "--no-mdns",
-      "--listen",
-      "/ip4/127.0.0.1/tcp/not-a-port",
-    ],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-  }).output();
-  assert.equal(out.code, 1);
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.match(stderr, /^error: Cannot parse multiaddr '\/ip4\/127\.0\.0\.1\/tcp\/not-a-port'/);
+Deno.test("start: the lock of a start that crashed is detected as stale and taken over", async () => {
+  const home = await Deno.makeTempDir();
+  try {
+    const args = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", `${home}/s`];
+    const first = await NodeProcess.spawn(args);
+    const pid = first.child.pid;
+    const lock = JSON.parse(await Deno.readTextFile(`${home}/s/state.lock`));
+    assert.equal(lock.pid, pid);
+    assert.equal(lock.command, "start");
+    await first[Symbol.asyncDispose](); // SIGKILL: no chance to release
+    const second = await NodeProcess.spawn(args);
+    assert.equal(second.peerId, first.peerId);
+    const stale = second.logs.find((l) => l.event === "stale_lock_taken_over");
+    assert.equal(stale?.pid, pid);
+    assert.equal(stale?.level, "warn");
+    assert.equal((await second.stop()).code, 0);
+    await assert.rejects(Deno.stat(`${home}/s/state.lock`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("start: the started line and log give the public key hex next to the PeerId", async () => {
+  const home = await Deno.makeTempDir();
+  try {
+    const node = await NodeProcess.spawn([
+      ...["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", home],
+    ]);
+    assert.equal((await node.stop()).code, 0);
+    const { publicKey } = await generateKeyPair(await Deno.readFile(`${home}/node.key`));
+    assert.deepEqual(Object.keys(node.started).slice(0, 3), ["event", "peer_id", "public_key"]);
+    assert.equal(node.started.public_key, toHex(publicKey));
+    assert.equal(toHex(peerIdFromString(node.peerId).publicKey!.raw), toHex(publicKey));
+    const logged = node.logs.find((l) => l.event === "started");
+    assert.equal(logged?.peer_id, node.peerId);
+    assert.equal(logged?.public_key, toHex(publicKey));
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("start: every log line is JSON with ts, also while the local API waits for a job", async () => {
+  const home = await Deno.makeTempDir();
+  try {
+    const node = await NodeProcess.spawn([
+      ...["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", home, "--no-worker"],
+    ], { flags: [...START_FLAGS, `--allow-run=${Deno.execPath()}`] });
+    try {
+      const url = JSON.parse(await Deno.readTextFile(`${home}/api.json`)).url;
+      const token = (await Deno.readTextFile(`${home}/api.token`)).trim();
+      const client = new Client({ url, token });
+      const id = await client.submit(await Deno.readFile(`${ROOT}examples/hello.wasm`));
+      // Nobody runs it (no worker anywhere): this request waits, then answers 202.
+      const res = await fetch(`${url}jobs/${id}/result?wait=200`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      await res.body?.cancel();
+      assert.equal(res.status, 202);
+    } finally {
+      assert.equal((await node.stop()).code, 0);
+    }
+    assert.ok(node.logs.length > 3);
+    for (const line of node.logs) {
+      assert.ok(!("raw" in line), `not JSON: ${line.raw}`);
+      assert.match(String(line.ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    }
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
 });

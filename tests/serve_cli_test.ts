@@ -3,7 +3,9 @@ import { verifyBootManifest } from "../provider/boot_manifest.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
+import { peerIdFromString } from "@libp2p/peer-id";
 import { runTask, taskCommand } from "./_task.ts";
+import { type AuditCase, auditCli } from "./_cli_audit.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -18,17 +20,21 @@ interface Served extends AsyncDisposable {
 }
 
 /**
- * Start `serve` with the `serve` task's flags on 127.0.0.1 port 0, as a launcher would: the
- * task's `--allow-write=$HOME/.local/share/plasm` is narrowed to a temp home's state dir, which
- * PLASM_HOME names. (HOME itself stays, so Deno keeps its module cache.)
+ * Start `serve` with exactly the `serve` task's flags on 127.0.0.1 port 0, its state dir under a
+ * temp home (PLASM_HOME, unless `env` says otherwise). HOME itself stays, so Deno keeps its
+ * module cache.
  */
-async function startServe(home: string, args: string[]): Promise<Served> {
+async function startServe(
+  home: string,
+  args: string[],
+  env: Record<string, string> = { PLASM_HOME: `${home}/.local/share/plasm` },
+): Promise<Served> {
   const { flags, script } = await taskCommand("serve");
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--no-prompt",
-      ...flags.map((f) => f.replace("$HOME", home)),
+      ...flags,
       `${ROOT}${script}`,
       "--bind",
       "127.0.0.1",
@@ -36,7 +42,7 @@ async function startServe(home: string, args: string[]): Promise<Served> {
       "0",
       ...args,
     ],
-    env: { PLASM_HOME: `${home}/.local/share/plasm` },
+    env,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -86,6 +92,15 @@ async function startServe(home: string, args: string[]): Promise<Served> {
       await exited;
     },
   };
+}
+
+/** Every stderr line of serve, parsed: each must be a JSON object with an RFC 3339 `ts`. */
+function jsonLines(err: string): Record<string, unknown>[] {
+  return err.split("\n").filter((line) => line !== "").map((line) => {
+    const record = JSON.parse(line);
+    assert.match(record.ts, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, line);
+    return record;
+  });
 }
 
 async function withHome(fn: (home: string) => Promise<void>): Promise<void> {
@@ -153,7 +168,7 @@ Deno.test("serve prints its banner, serves a manifest signed by the node key, ra
     served.child.kill("SIGTERM");
     const { code, err } = await within(10_000, served.exited, "exit after SIGTERM");
     assert.equal(code, 0, err);
-    assert.match(err, /serve: SIGTERM: shutting down/);
+    assert.equal(jsonLines(err).find((l) => l.event === "shutting_down")?.reason, "SIGTERM");
   });
 });
 
@@ -201,7 +216,10 @@ Deno.test("serve finishes an in-flight download on SIGTERM, then exits by itself
     assert.equal(received, big.length, `got ${received} of ${big.length} bytes`);
     const { code, err } = await within(10_000, served.exited, "exit after the download");
     assert.equal(code, 0, err);
-    assert.match(err, /1 download\(s\) in flight/);
+    assert.equal(
+      jsonLines(err).find((l) => l.event === "shutting_down")?.downloads_in_flight,
+      1,
+    );
   });
 });
 
@@ -222,7 +240,7 @@ Deno.test("serve ends a stalled download after --shutdown-timeout and still exit
     served.child.kill("SIGTERM");
     const { code, err } = await within(10_000, served.exited, "exit after the shutdown timeout");
     assert.equal(code, 0, err);
-    assert.match(err, /Shutdown timeout reached/);
+    assert.ok(jsonLines(err).some((l) => l.event === "shutdown_timeout"), err);
     let total = 0;
     try {
       for (;;) {
@@ -285,55 +303,174 @@ Deno.test("serve --key FILE signs with that publisher key", async () => {
   });
 });
 
-Deno.test("serve refuses bad flags with exit 2, and an unwritable state dir with exit 1 naming the flag", async () => {
+Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with one line", async (t) => {
   await withHome(async (home) => {
-    const env = { PLASM_HOME: `${home}/.local/share/plasm` };
-    const usage = await runTask("serve", ["--port", "99999"], { env });
-    assert.equal(usage.code, 2);
-    assert.match(
-      usage.err,
-      /^serve: Cannot use --port '99999': expected a number from 0 to 65535\n/,
-    );
-    const channel = await runTask("serve", ["--channel", "../etc"], { env });
-    assert.equal(channel.code, 2);
-    assert.match(channel.err, /^serve: Cannot use --channel '\.\.\/etc'/);
-    const dir = await runTask("serve", ["--artifacts", `${home}/nope`, "--port", "0"], { env });
-    // The task's write flag names $HOME literally; without the launcher's substitution the
-    // state dir is not writable, and serve names the flag it needs.
-    assert.equal(dir.code, 1);
-    assert.match(dir.err, /^serve: Cannot write state dir '.*': run with --allow-write=/);
+    const dir = await artifacts(home, { kernel: "K" });
+    await Deno.writeTextFile(`${home}/bad.key`, "not a key");
+    await Deno.writeTextFile(`${home}/file`, "");
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    await using running = await startServe(home, [
+      ...["--artifacts", dir, "--state-dir", `${home}/busy`, "--no-dht", "--no-mdns"],
+    ]);
+    const ok = ["--artifacts", dir, "--bind", "127.0.0.1", "--port", "0", "--no-dht", "--no-mdns"];
+    const without = (prefix: string) => (f: string[]) => f.filter((x) => !x.startsWith(prefix));
+    const cases: AuditCase[] = [
+      {
+        name: "unknown flag",
+        args: ["--frobnicate"],
+        code: 2,
+        line: /^serve: Unknown option '--frobnicate' \(see serve --help\)$/,
+      },
+      {
+        name: "port out of range",
+        args: ["--port", "99999"],
+        code: 2,
+        line: /^serve: Cannot use --port '99999': expected a number from 0 to 65535$/,
+      },
+      {
+        name: "unsafe channel",
+        args: ["--channel", "../etc"],
+        code: 2,
+        line: /^serve: Cannot use --channel '\.\.\/etc'/,
+      },
+      {
+        name: "bad validity",
+        args: ["--validity-days", "0"],
+        code: 2,
+        line: /^serve: Cannot use --validity-days '0': expected 1 to 3650$/,
+      },
+      {
+        name: "bad bootstrap multiaddr",
+        args: ["--bootstrap", "nowhere"],
+        code: 2,
+        line: /^serve: Cannot use --bootstrap 'nowhere': /,
+      },
+      {
+        name: "bad p2p listen multiaddr",
+        args: ["--p2p-listen", "/ip4/1.2.3.4/tcp/x"],
+        code: 2,
+        line: /^serve: Cannot use --p2p-listen '\/ip4\/1\.2\.3\.4\/tcp\/x': /,
+      },
+      {
+        name: "missing artifacts dir",
+        args: [...ok, "--artifacts", `${home}/nope`],
+        code: 1,
+        line: new RegExp(
+          `^serve: Cannot serve '${home}/nope': not a directory \\(pass --artifacts DIR\\)$`,
+        ),
+      },
+      {
+        name: "missing key file",
+        args: [...ok, "--key", `${home}/none.key`],
+        code: 1,
+        line: new RegExp(`^serve: Cannot read key '${home}/none\\.key': no such file$`),
+      },
+      {
+        name: "malformed key file",
+        args: [...ok, "--key", `${home}/bad.key`],
+        code: 1,
+        line: new RegExp(`^serve: Cannot read secret key '${home}/bad\\.key'`),
+      },
+      {
+        name: "state dir is a file",
+        args: [...ok, "--state-dir", `${home}/file`],
+        code: 1,
+        line: new RegExp(`^serve: Cannot use state dir '${home}/file': not a directory$`),
+      },
+      {
+        name: "state dir in use",
+        args: [...ok, "--state-dir", `${home}/busy`],
+        code: 1,
+        line: new RegExp(
+          `^serve: Cannot use state dir '${home}/busy': serve is already running there ` +
+            `\\(PID ${running.child.pid}\\); stop it first or give this provider another --state-dir$`,
+        ),
+      },
+      {
+        name: "write grant for another dir",
+        args: [...ok, "--state-dir", `${home}/s`],
+        flags: (f) => [...without("--allow-write")(f), `--allow-write=${home}/other`],
+        code: 1,
+        line: new RegExp(
+          `^serve: Cannot write state dir '${home}/s': run with --allow-write=${home}/s$`,
+        ),
+      },
+      {
+        name: "port in use",
+        args: [...ok, "--port", String(taken.addr.port), "--state-dir", `${home}/s`],
+        code: 1,
+        line: new RegExp(
+          `^serve: Cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: address already in use$`,
+        ),
+      },
+      {
+        name: "no net grant",
+        args: [...ok, "--state-dir", `${home}/s`],
+        flags: without("--allow-net"),
+        code: 1,
+        line: /^serve: Cannot listen on 127\.0\.0\.1:0: Requires net access/,
+      },
+    ];
+    try {
+      await auditCli(t, "serve", cases, { PLASM_HOME: `${home}/state`, NO_COLOR: "1" });
+    } finally {
+      taken.close();
+    }
   });
 });
 
-Deno.test("serve refuses a missing artifacts dir and a malformed key file with exit 1", async () => {
+Deno.test("serve honours --state-dir and PLASM_HOME through its task: one PeerId per state dir", async () => {
   await withHome(async (home) => {
-    const { flags, script } = await taskCommand("serve");
-    const run = async (args: string[]) => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--no-prompt",
-          ...flags.map((f) => f.replace("$HOME", home)),
-          `${ROOT}${script}`,
-          ...args,
-        ],
-        env: { PLASM_HOME: `${home}/.local/share/plasm` },
-      }).output();
-      return { code: out.code, err: new TextDecoder().decode(out.stderr) };
-    };
-    const missing = await run(["--artifacts", `${home}/nope`]);
-    assert.equal(missing.code, 1);
-    assert.equal(
-      missing.err,
-      `serve: Cannot serve '${home}/nope': not a directory (pass --artifacts DIR)\n`,
-    );
     const dir = await artifacts(home, { kernel: "K" });
-    await Deno.writeTextFile(`${home}/bad.key`, "not a key");
-    const badKey = await run(["--artifacts", dir, "--key", `${home}/bad.key`]);
-    assert.equal(badKey.code, 1);
-    assert.equal(
-      badKey.err,
-      `serve: Cannot read secret key '${home}/bad.key': expected 32 raw bytes, got 9\n`,
-    );
+    const p2p = ["--no-mdns", "--p2p-listen", "/ip4/127.0.0.1/tcp/0"];
+    await using x = await startServe(home, [
+      ...["--artifacts", dir, "--state-dir", `${home}/x`, ...p2p],
+    ]);
+    await using y = await startServe(home, ["--artifacts", dir, ...p2p], {
+      PLASM_HOME: `${home}/y`,
+    });
+    const line = (banner: string[], name: string) =>
+      banner.find((l) => l.startsWith(`  ${name.padEnd(10)} `))?.slice(13);
+    assert.equal(line(x.banner, "state dir"), `${home}/x`);
+    assert.equal(line(y.banner, "state dir"), `${home}/y`);
+    const peers = [line(x.banner, "peer id"), line(y.banner, "peer id")];
+    assert.match(peers[0]!, /^12D3KooW\w+$/);
+    assert.match(peers[1]!, /^12D3KooW\w+$/);
+    assert.notEqual(peers[0], peers[1]);
+    for (const [state, peer] of [[`${home}/x`, peers[0]], [`${home}/y`, peers[1]]]) {
+      const { publicKey } = await generateKeyPair(await Deno.readFile(`${state}/node.key`));
+      assert.equal(toHex(peerIdFromString(peer!).publicKey!.raw), toHex(publicKey));
+    }
+  });
+});
+
+Deno.test("serve shows its PeerId and libp2p addresses (banner, /status, provider status) and logs JSON lines", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { kernel: "K" });
+    const served = await startServe(home, [
+      ...["--artifacts", dir, "--no-mdns", "--p2p-listen", "/ip4/127.0.0.1/tcp/0"],
+    ]);
+    try {
+      const peer = /^ {2}peer id {4}(12D3KooW\w+)$/m.exec(served.banner.join("\n"))?.[1];
+      assert.ok(peer, served.banner.join("\n"));
+      const p2p = served.banner.find((l) => l.startsWith("  p2p        "))!.slice(13);
+      assert.match(p2p, new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/\\d+/p2p/${peer}$`));
+      const status = await (await fetch(`${served.url}status`)).json();
+      assert.equal(status.peer_id, peer);
+      assert.deepEqual(status.p2p_listen, [p2p]);
+      const cli = await runTask("provider", ["status", "--addr", served.url]);
+      assert.equal(cli.code, 0, cli.err);
+      assert.match(cli.out, new RegExp(`^ {2}peer id {4}${peer}$`, "m"));
+      assert.match(cli.out, new RegExp(`^ {2}p2p {8}${p2p.replaceAll(".", "\\.")}$`, "m"));
+    } finally {
+      served.child.kill("SIGTERM");
+    }
+    const { code, err } = await within(10_000, served.exited, "exit after SIGTERM");
+    assert.equal(code, 0, err);
+    const logs = jsonLines(err);
+    const warned = logs.filter((l) => l.event === "dht_without_bootstrap");
+    assert.equal(warned.length, 1);
+    assert.equal(warned[0]!.level, "warn");
+    assert.ok(logs.some((l) => l.event === "stopped" && l.requests === 2), err);
   });
 });

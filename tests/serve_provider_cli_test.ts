@@ -4,6 +4,7 @@ import { createProviderHandler } from "../provider/provider_handler.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 import { runTask } from "./_task.ts";
+import { auditCli } from "./_cli_audit.ts";
 
 /** A real provider handler on 127.0.0.1 (in this process) for the `provider` CLI to query. */
 async function withProvider(fn: (url: string, publicKey: Uint8Array) => Promise<void>) {
@@ -123,4 +124,72 @@ Deno.test("provider refuses unknown commands and bad addresses with exit code 2"
     badAddr.err,
     "provider: Cannot use --addr 'ftp://x': expected a URL like http://127.0.0.1:8080\n",
   );
+});
+
+Deno.test("provider: bad flags, grants, unreachable and malformed providers fail with one line", async (t) => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = listener.addr.port;
+  listener.close();
+  // A provider whose answers have the wrong shape.
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    return Response.json(
+      path === "/status" ? { channels: [{ channel: "stable", arch: "x86_64" }] } : null,
+    );
+  });
+  const odd = `http://127.0.0.1:${server.addr.port}/`;
+  try {
+    await auditCli(t, "provider", [
+      {
+        name: "no command",
+        args: [],
+        code: 2,
+        line: /^provider: Cannot run: expected 'status' or 'list' \(see provider --help\)$/,
+      },
+      {
+        name: "unknown command",
+        args: ["restart"],
+        code: 2,
+        line: /^provider: Cannot run 'restart': expected 'status' or 'list'$/,
+      },
+      {
+        name: "unknown flag",
+        args: ["status", "--frobnicate"],
+        code: 2,
+        line: /^provider: Unknown option '--frobnicate' \(see provider --help\)$/,
+      },
+      {
+        name: "bad timeout",
+        args: ["status", "--timeout", "soon"],
+        code: 2,
+        line: /^provider: Cannot parse duration 'soon'/,
+      },
+      {
+        name: "unreachable",
+        args: ["list", "--addr", `127.0.0.1:${dead}`],
+        code: 1,
+        line: new RegExp(
+          `^provider: Cannot reach provider at http://127\\.0\\.0\\.1:${dead}/: Connection refused$`,
+        ),
+      },
+      {
+        name: "no net grant for the address",
+        args: ["status", "--addr", odd],
+        flags: () => ["--allow-net=127.0.0.1:1"],
+        code: 1,
+        line: /^provider: Cannot reach provider at .*: Requires net access to "127\.0\.0\.1:\d+"/,
+      },
+      {
+        name: "malformed manifest",
+        args: ["list", "--addr", odd],
+        code: 1,
+        line: new RegExp(
+          `^provider: Cannot read ${odd.replaceAll(".", "\\.")}stable/x86_64/manifest\\.json: ` +
+            "not a boot manifest$",
+        ),
+      },
+    ], { NO_COLOR: "1" });
+  } finally {
+    await server.shutdown();
+  }
 });

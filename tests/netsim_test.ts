@@ -201,8 +201,8 @@ Deno.test({
   async fn() {
     const { gateway, observed } = await mappings("symmetric");
     const [first, second] = observed;
-    assert.ok(first?.startsWith(`${gateway}:`), first);
-    assert.ok(second?.startsWith(`${gateway}:`), second);
+    assert.ok(first?.startsWith(`${gateway}:`), String(first));
+    assert.ok(second?.startsWith(`${gateway}:`), String(second));
     assert.notEqual(first, second);
   },
 });

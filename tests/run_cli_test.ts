@@ -110,7 +110,7 @@ Deno.test("run prints a two-line receipt summary on stderr and keeps the full re
     const m = /^--- receipt: job ([0-9a-f]{64}), completion error \(trap\), output sha256:/.exec(
       lines[1]!,
     );
-    assert.ok(m, lines[1]);
+    assert.ok(m, String(lines[1]));
     assert.equal([...Deno.readDirSync(`${state}/receipts`)].length, 2);
     assert.ok(
       lines[2]!.endsWith(`${state}/receipts/${m[1]}-${receipt.worker_pubkey.slice(0, 16)}.json`),

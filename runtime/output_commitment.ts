@@ -23,7 +23,7 @@ export interface OutputChunk {
  * `s0 = SHA256("phase-protocol:v1:commitment")`, then per chunk
  * `s = SHA256(s || u64be(seq) || u32be(len(kind)) || kind || u32be(len(data)) || data)`.
  *
- * @example The check value of DESIGN.md
+ * @example The check value of docs/protocol.md: one empty stdout chunk
  * ```ts
  * import { commitChunks } from "./output_commitment.ts";
  * import { toHex } from "./digest.ts";

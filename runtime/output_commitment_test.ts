@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { toHex } from "./digest.ts";
 import { commitChunks, OUTPUT_CHUNK_BYTES, stdoutChunks } from "./output_commitment.ts";
 
-Deno.test("commitChunks() gives DESIGN.md's check value for one empty stdout chunk", () => {
+Deno.test("commitChunks() gives the protocol's check value for one empty stdout chunk", () => {
   assert.equal(
     toHex(commitChunks([{ kind: "stdout", data: new Uint8Array() }])),
     "fa9b4526d069cad21010765604a145c410fc8e16505eb38ef843ce1e3370282e",

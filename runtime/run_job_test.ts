@@ -204,7 +204,7 @@ for (const sandbox of SANDBOXES) {
 }
 
 // Only the process sandbox: Deno 2.9's worker.terminate() does not stop a worker that never
-// yields (its thread keeps spinning), see runtime-README "Sandbox".
+// yields (its thread keeps spinning), see docs/runtime.md "Sandbox model".
 Deno.test("runJob() [process] kills a busy infinite loop at the timeout", async () => {
   const module = await load("testdata/infinite_loop.wasm");
   const outcome = await runJob(module, { sandbox: "process", timeoutMs: 500 });

@@ -154,6 +154,7 @@ export type {
   JobStatusInfo,
   JobWorkerResult,
 } from "./net/client.ts";
+export type { SubmitOptions } from "./net/scheduler.ts";
 export { planKexec } from "./boot/kexec_plan.ts";
 export type { KexecPlan, PlanKexecOptions } from "./boot/kexec_plan.ts";
 export { writeInitrdOverlay } from "./boot/initrd_overlay.ts";

@@ -10,6 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { runVm } from "../boot/qemu.ts";
+import { startServeProcess } from "../boot/serve_process.ts";
 import { writeInitrdOverlay } from "../boot/initrd_overlay.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
@@ -35,46 +36,12 @@ try {
   await Deno.copyFile(build.kernel, `${dir}/art/stable/x86_64/kernel`);
   await Deno.copyFile(build.secondStage, `${dir}/art/stable/x86_64/initramfs`);
   await Deno.mkdir(`${dir}/state`);
-  const serve = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      `--allow-write=${dir}/state`,
-      "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
-      "--allow-sys=statfs",
-      `${ROOT}/cli/serve.ts`,
-      "--artifacts",
-      `${dir}/art`,
-      "--port",
-      "0",
-      "--bind",
-      "127.0.0.1",
-      "--key",
-      `${dir}/publisher.key`,
-      "--arch",
-      "x86_64",
-      "--no-dht",
-      "--no-mdns",
-      "--state-dir",
-      `${dir}/state`,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = serve.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let banner = "";
-  let url: string | undefined;
-  while (url === undefined) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`serve did not start: ${banner}`);
-    banner += value;
-    url = /Listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(banner)?.[1];
-  }
-  const drain = (async () => {
-    while (!(await reader.read()).done) { /* keep the pipe flowing */ }
-  })();
+  const serve = await startServeProcess({
+    artifacts: `${dir}/art`,
+    stateDir: `${dir}/state`,
+    args: ["--key", `${dir}/publisher.key`, "--no-dht", "--no-mdns"],
+  });
+  const url = serve.origin;
   try {
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
     console.log(`stub initramfs (${build.compression}, ${build.toolForm}): ${mb(build.stubBytes)}`);
@@ -115,9 +82,7 @@ try {
       console.log(`  guest clock: ${guest}`);
     }
   } finally {
-    serve.kill("SIGTERM");
-    await serve.status;
-    await drain;
+    await serve.stop();
   }
 } finally {
   await Deno.remove(dir, { recursive: true });

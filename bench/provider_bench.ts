@@ -10,6 +10,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { startServeProcess } from "../boot/serve_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -34,52 +35,7 @@ async function run(cmd: string, args: string[]): Promise<string> {
 }
 
 async function startProvider(dir: string, state: string): Promise<Proc & { url: string }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      `--allow-write=${state}`,
-      "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
-      "--allow-sys=statfs",
-      `${ROOT}cli/serve.ts`,
-      "--artifacts",
-      dir,
-      "--state-dir",
-      state,
-      "--arch",
-      "x86_64",
-      "--bind",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--min-free",
-      "0",
-    ],
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let url: string | undefined;
-  while (url === undefined) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("Provider exited before listening");
-    text += value;
-    url = /Listening on (\S+)/.exec(text)?.[1];
-  }
-  const drain = (async () => {
-    while (!(await reader.read()).done);
-  })();
-  return {
-    url,
-    pid: child.pid,
-    stop: async () => {
-      child.kill("SIGTERM");
-      await child.status;
-      await drain;
-    },
-  };
+  return await startServeProcess({ artifacts: dir, stateDir: state, args: ["--min-free", "0"] });
 }
 
 async function startBaseline(file: string): Promise<Proc & { url: string }> {

@@ -14,8 +14,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { basename, dirname } from "node:path";
 import { cpioArchive, type CpioEntry } from "./cpio.ts";
 import { parseTrustedKeys } from "../provider/key_files.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /** The virtio network modules, in the order they must be loaded. */
 export const VIRTIO_NET_MODULES: readonly string[] = [
@@ -211,15 +213,8 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     log("bundling the tools");
     await Deno.mkdir(`${stage}/phase`, { recursive: true });
     for (const { name, entry } of commands) {
-      await _run(Deno.execPath(), [
-        "bundle",
-        "--quiet",
-        "--platform=deno",
-        "--output",
-        `${stage}/phase/${name}.js`,
-        entry,
-      ], { cwd: project, env: { DENO_NO_UPDATE_CHECK: "1" }, signal });
-      const flags = await _headerFlags(`${project}/${entry}`);
+      await bundleEntrypoint(entry, `${stage}/phase/${name}.js`, { projectDir: project, signal });
+      const flags = await headerFlags(`${project}/${entry}`);
       toolEntries.push(_wrapperEntry(name, `/phase/${name}.js`, flags, "--no-config"));
     }
   } else if (form === "cache") {
@@ -238,7 +233,7 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     }
     for (const file of files) {
       const dest = `${stage}/phase/${file}`;
-      await Deno.mkdir(dest.slice(0, dest.lastIndexOf("/")), { recursive: true });
+      await Deno.mkdir(dirname(dest), { recursive: true });
       await Deno.copyFile(`${project}/${file}`, dest);
     }
     await _run(Deno.execPath(), ["cache", "--quiet", ...commands.map((c) => c.entry)], {
@@ -248,7 +243,7 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     });
     await _pruneCache(`${stage}/phase/.deno`);
     for (const { name, entry } of commands) {
-      const flags = await _headerFlags(`${project}/${entry}`);
+      const flags = await headerFlags(`${project}/${entry}`);
       toolEntries.push(
         _wrapperEntry(
           name,
@@ -262,7 +257,7 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     log("compiling tools with deno compile");
     await Deno.mkdir(`${stage}/bin`, { recursive: true });
     for (const { name, entry } of commands) {
-      const flags = await _headerFlags(`${project}/${entry}`);
+      const flags = await headerFlags(`${project}/${entry}`);
       await _run(Deno.execPath(), [
         "compile",
         "--no-check",
@@ -429,15 +424,75 @@ function _wrapperEntry(name: string, script: string, flags: string[], config: st
 }
 
 /**
- * The `--allow-*` flags an entrypoint declares in the first `deno run ...` line of its header
- * comment, e.g. `// deno run --allow-net --allow-read cli/fetch.ts`. Values that are placeholders
- * (`=<dir>`, `=DIR`) or relative paths cannot hold inside the image and are dropped.
+ * Bundle one of the project's entrypoints into a single JavaScript file with `deno bundle`, the
+ * way the stub carries its tools (the Debian package, `packaging/deb.ts`, does the same).
+ *
+ * @example
+ * ```ts
+ * import { bundleEntrypoint } from "./build.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const out = await Deno.makeTempFile({ suffix: ".js" });
+ * await bundleEntrypoint("boot/kexec_plan.ts", out, {
+ *   projectDir: new URL("..", import.meta.url).pathname,
+ * });
+ * assert.ok((await Deno.stat(out)).size > 0);
+ * await Deno.remove(out);
+ * ```
  */
-async function _headerFlags(path: string): Promise<string[]> {
-  const head = (await Deno.readTextFile(path)).split("\n").slice(0, 16)
-    .find((line) => /^\s*(\/\/|\*)\s*deno run /.test(line)) ?? "";
+export async function bundleEntrypoint(
+  entry: string,
+  output: string,
+  options: { projectDir: string; signal?: AbortSignal | undefined },
+): Promise<void> {
+  const { projectDir, signal } = options;
+  await _run(Deno.execPath(), [
+    "bundle",
+    "--quiet",
+    "--platform=deno",
+    "--output",
+    output,
+    entry,
+  ], { cwd: projectDir, env: { DENO_NO_UPDATE_CHECK: "1" }, signal });
+}
+
+/**
+ * The `--allow-*` (and `--ignore-env`, `--unstable-*`) flags an entrypoint declares in the
+ * `deno run ...` command of its header comment, e.g.
+ * `// deno run --allow-net --allow-read cli/fetch.ts`; the command may go on over the following
+ * comment lines until it names the entrypoint. Values that are placeholders (`=<dir>`, `=DIR`)
+ * or relative paths cannot hold inside an image and are dropped, unless `placeholders` gives the
+ * placeholder's value (`{ "<deno binary>": "/usr/lib/plasm/deno" }`).
+ *
+ * @example
+ * ```ts
+ * import { headerFlags } from "./build.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const flags = await headerFlags(new URL("./kexec_plan.ts", import.meta.url).pathname);
+ * assert.deepEqual(flags, ["--allow-read=/run/phase,/etc/phase"]);
+ * ```
+ */
+export async function headerFlags(
+  path: string,
+  options: { placeholders?: Record<string, string> } = {},
+): Promise<string[]> {
+  const { placeholders = {} } = options;
+  const lines = (await Deno.readTextFile(path)).split("\n").slice(0, 24);
+  const start = lines.findIndex((line) => /^\s*(\/\/|\*)\s*deno run /.test(line));
+  let head = start < 0 ? "" : lines[start]!;
+  for (let i = start + 1; start >= 0 && !/\.[jt]s\b/.test(head) && i < lines.length; i++) {
+    if (!/^\s*(\/\/|\*)\s+--/.test(lines[i]!)) break;
+    head += " " + lines[i]!.replace(/^\s*(\/\/|\*)/, "");
+  }
+  head = head.replace(/\s[\w./-]+\.[jt]s\b.*$/, "");
+  for (const [placeholder, value] of Object.entries(placeholders)) {
+    head = head.replaceAll(`=${placeholder}`, `=${value}`);
+  }
   const flags = new Set<string>();
-  for (const [flag] of head.matchAll(/--(?:allow-[a-z-]+|ignore-env)(=[^\s`'"]+)?/g)) {
+  for (
+    const [flag] of head.matchAll(/--(?:allow-[a-z-]+|ignore-env|unstable-[a-z-]+)(=[^\s`'"]+)?/g)
+  ) {
     const [name, value] = flag.split("=", 2) as [string, string | undefined];
     if (value === undefined) flags.add(name);
     else if (/[<>]|^[A-Z_]+$/.test(value)) flags.add(name);
@@ -523,7 +578,7 @@ async function _ldd(
     const m = /^\s*(\S+) => (\/\S+)/.exec(line) ?? /^\s*(\/\S+) \(/.exec(line);
     if (!m) continue;
     const path = m[2] ?? m[1]!;
-    const name = path.slice(path.lastIndexOf("/") + 1);
+    const name = basename(path);
     libs.set(name, await Deno.realPath(path));
   }
   return libs;
@@ -596,7 +651,6 @@ async function _writeCompressed(
     : compression === "zstd"
     ? [`-${level ?? 19}`, "-q", "-c", "-T1"]
     : ["-9", "-n", "-c"];
-  using file = await Deno.open(`${path}.part`, { write: true, create: true, truncate: true });
   const child = new Deno.Command(compression, {
     args,
     stdin: "piped",
@@ -613,20 +667,35 @@ async function _writeCompressed(
       },
     }),
   );
-  const writing = child.stdout.pipeTo(file.writable);
   const stderr = new Response(child.stderr).text();
-  await counted.pipeTo(child.stdin);
-  const [status, errText] = await Promise.all([child.status, stderr, writing]).then((
-    [s, e],
-  ) => [s, e] as const);
-  if (!status.success) {
-    throw new Error(`Cannot compress '${path}' with ${compression}: ${errText.trim()}`);
-  }
-  await Deno.rename(`${path}.part`, path);
+  // The compressed bytes are put in place only once the compressor has exited cleanly.
+  const checked = child.stdout.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      async flush() {
+        const [status, errText] = await Promise.all([child.status, stderr]);
+        if (!status.success) {
+          throw new Error(`Cannot compress '${path}' with ${compression}: ${errText.trim()}`);
+        }
+      },
+    }),
+  );
+  await Promise.all([counted.pipeTo(child.stdin), writeFileAtomic(path, checked, { signal })]);
   return size;
 }
 
-async function _run(
+/**
+ * Run a build tool and return its stdout; a failure throws one `Cannot build: ...` line with the
+ * end of its stderr. Shared with `packaging/deb.ts`.
+ *
+ * @example
+ * ```ts
+ * import { _run } from "./build.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await _run(Deno.execPath(), ["eval", "console.log(1)"]), "1\n");
+ * ```
+ */
+export async function _run(
   command: string,
   args: string[],
   options: { cwd?: string; env?: Record<string, string>; signal?: AbortSignal | undefined } = {},

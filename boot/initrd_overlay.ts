@@ -6,6 +6,7 @@
  * @module
  */
 import { cpioArchive, type CpioEntry } from "./cpio.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /** One file to add. */
 export interface OverlayFile {
@@ -19,8 +20,8 @@ export interface OverlayFile {
 
 /**
  * Write `out` = the initramfs `base`, zero-padded to a 4-byte boundary, followed by an
- * uncompressed cpio archive of `files` (with their parent directories). Written to `out.part`
- * first and renamed, so `out` is never a half-written image.
+ * uncompressed cpio archive of `files` (with their parent directories). Written atomically
+ * (a temporary file, fsync, rename), so `out` is never a half-written image.
  *
  * @example
  * ```ts
@@ -55,20 +56,17 @@ export async function writeInitrdOverlay(
     const data = typeof file.data === "string" ? new TextEncoder().encode(file.data) : file.data;
     entries.push({ kind: "file", path: file.path, data, mode: file.mode ?? 0o644 });
   }
-  const archive = cpioArchive(entries);
-  const part = `${out}.part`;
-  try {
-    await Deno.copyFile(base, part);
-    const length = (await Deno.stat(part)).size;
-    using file = await Deno.open(part, { append: true });
-    if (length % 4 !== 0) await file.write(new Uint8Array(4 - (length % 4)));
-    for await (const chunk of archive) {
-      let written = 0;
-      while (written < chunk.length) written += await file.write(chunk.subarray(written));
-    }
-  } catch (error) {
-    await Deno.remove(part).catch(() => {});
-    throw error;
-  }
-  await Deno.rename(part, out);
+  const length = (await Deno.stat(base)).size;
+  await writeFileAtomic(out, ReadableStream.from(_image(base, length, cpioArchive(entries))));
+}
+
+/** The bytes of `base`, zero padding to a 4-byte boundary, then `archive`. */
+async function* _image(
+  base: string,
+  length: number,
+  archive: ReadableStream<Uint8Array>,
+): AsyncGenerator<Uint8Array> {
+  yield* (await Deno.open(base)).readable;
+  if (length % 4 !== 0) yield new Uint8Array(4 - (length % 4));
+  yield* archive;
 }

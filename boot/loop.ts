@@ -13,6 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { runVm } from "./qemu.ts";
+import { startServeProcess } from "./serve_process.ts";
 import { writeInitrdOverlay } from "./initrd_overlay.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
@@ -87,35 +88,12 @@ export async function runBootLoop(options: BootLoopOptions): Promise<BootLoopRes
     await Deno.copyFile(servingStage, `${art}/initramfs`);
     await Deno.mkdir(`${dir}/state`);
 
-    const serve = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-read",
-        `--allow-write=${dir}/state`,
-        "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
-        "--allow-sys=statfs",
-        `${ROOT}/cli/serve.ts`,
-        ...["--artifacts", `${dir}/art`, "--port", "0", "--bind", "127.0.0.1"],
-        ...["--key", `${dir}/publisher.key`, "--arch", "x86_64", "--no-dht", "--no-mdns"],
-        ...["--state-dir", `${dir}/state`],
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-    const reader = serve.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let banner = "";
-    let url: string | undefined;
-    while (url === undefined) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`serve did not start: ${banner}`);
-      banner += value;
-      url = /Listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(banner)?.[1];
-    }
-    const drain = (async () => {
-      while (!(await reader.read()).done) { /* keep the pipe flowing */ }
-    })();
+    const serve = await startServeProcess({
+      artifacts: `${dir}/art`,
+      stateDir: `${dir}/state`,
+      args: ["--key", `${dir}/publisher.key`, "--no-dht", "--no-mdns"],
+    });
+    const url = serve.origin;
     const vm1Stop = new AbortController();
     let vm1: Promise<unknown> | undefined;
     try {
@@ -174,9 +152,7 @@ export async function runBootLoop(options: BootLoopOptions): Promise<BootLoopRes
     } finally {
       vm1Stop.abort();
       await vm1;
-      serve.kill("SIGTERM");
-      await serve.status;
-      await drain;
+      await serve.stop();
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

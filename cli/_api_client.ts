@@ -14,6 +14,17 @@ import {
   type JobWorkerResult,
 } from "../net/client.ts";
 import { EXIT_CODES } from "./run.ts";
+import { errorMessage } from "../util/error_message.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
+
+/** The flags `submit` and `result` share: waiting, the receipt copy, JSON output, the node. */
+export const API_CLIENT_FLAGS = {
+  wait: { type: "boolean" },
+  receipt: { type: "string" },
+  json: { type: "boolean" },
+  "state-dir": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
 /**
  * A {@linkcode Client} of the node whose state dir is `stateDir` (default: the usual one).
@@ -37,7 +48,7 @@ export async function localClient(stateDir?: string): Promise<Client> {
   } catch (cause) {
     const why = cause instanceof Deno.errors.NotFound
       ? "no node has recorded one there (is start running with this state dir?)"
-      : _message(cause);
+      : errorMessage(cause);
     throw new Error(`Cannot find the node's API in '${dir}': ${why}`, { cause });
   }
 }
@@ -85,9 +96,9 @@ export async function reportJobResult(
           exit_code: result.exitCode,
           error: result.error,
           stdout: _text(result.output),
-          stdout_base64: _base64(result.output),
+          stdout_base64: result.output.toBase64(),
           stderr: _text(result.stderr),
-          stderr_base64: _base64(result.stderr),
+          stderr_base64: result.stderr.toBase64(),
           worker_peer_id: result.workerPeerId,
           workers: result.workers.map(_worker),
           replicas_agree: result.replicasAgree,
@@ -176,20 +187,17 @@ export function describeError(error: unknown): string {
   if (error instanceof ApiUnreachableError) {
     return `node API at ${error.url} is not answering (is start running with this state dir?)`;
   }
-  return _message(error);
+  return errorMessage(error);
 }
 
 async function _writeReceipts(path: string, workers: JobWorkerResult[]): Promise<void> {
   const value = workers.length === 1
     ? workers[0]!.receipt
     : workers.map((w) => ({ peer_id: w.peerId, receipt: w.receipt }));
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
   try {
-    await Deno.writeTextFile(tmp, JSON.stringify(value, null, 2) + "\n", { createNew: true });
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
   } catch (cause) {
-    await Deno.remove(tmp).catch(() => {});
-    throw new Error(`Cannot write receipt '${path}': ${_message(cause)}`, { cause });
+    throw new Error(`Cannot write receipt '${path}': ${errorMessage(cause)}`, { cause });
   }
 }
 
@@ -205,22 +213,10 @@ function _text(bytes: Uint8Array): string | null {
   }
 }
 
-function _base64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
-}
-
 async function _writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
   for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
 }
 
 function _oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, " ").trim();
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

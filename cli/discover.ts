@@ -21,6 +21,8 @@
  */
 import { parseArgs } from "node:util";
 import { type DiscoveredPeer, discoverPeers } from "../net/discover_peers.ts";
+import { errorLine } from "../util/error_message.ts";
+import { flagMessage } from "./_flag_message.ts";
 
 const _USAGE = `Usage: discover [--mdns] [--dht] [--bootstrap MULTIADDR]... [--channel C] [--arch A]
                 [--capability wasm] [--timeout 10s] [--json] [-v|--verbose]
@@ -89,14 +91,14 @@ export async function main(args: string[]): Promise<number> {
       throw new TypeError(`Cannot use --capability '${options.capability}': only wasm is known`);
     }
   } catch (error) {
-    console.error(`error: ${_flagMessage(error)}`);
+    console.error(`error: ${flagMessage(error, "discover")}`);
     return 2;
   }
   let found: DiscoveredPeer[];
   try {
     found = await discoverPeers(options);
   } catch (error) {
-    console.error(`error: ${_firstLine(_message(error))}`);
+    console.error(`error: ${errorLine(error)}`);
     return error instanceof TypeError || error instanceof RangeError ? 2 : 1;
   }
   if (json) {
@@ -162,25 +164,6 @@ function _record(peer: DiscoveredPeer) {
     capabilities: Object.keys(peer.info.capabilities),
     limits: peer.info.capabilities,
   };
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function _firstLine(text: string): string {
-  return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "failed";
-}
-
-/** parseArgs errors, without node's advice on positionals. */
-function _flagMessage(error: unknown): string {
-  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0]!
-    .replace(/\. To specify a positional argument.*$/, "")
-    .replace(/\. This command does not take positional arguments$/, "");
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")
-    ? `${text} (see discover --help)`
-    : text;
 }
 
 if (import.meta.main) {

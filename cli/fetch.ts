@@ -19,8 +19,10 @@
 import { parseArgs } from "node:util";
 import { fetchArtifacts } from "../provider/fetch_artifacts.ts";
 import { readTrustedKeysFile } from "../provider/key_files.ts";
-import { describeError, fsErrorReason } from "./_fs_error.ts";
+import { describeError, fsErrorReason } from "../util/fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
+import { errorLine } from "../util/error_message.ts";
+import { dirname } from "node:path";
 
 const USAGE = `Usage: fetch --provider URL [--provider URL]... --out DIR --trusted-keys FILE
              [--channel stable] [--arch x86_64] [--threshold N] [--state FILE]
@@ -114,7 +116,7 @@ export async function main(
 
   for (const [path, name] of [[out, "write"], [values.state, "write"], [out, "read"]] as const) {
     if (path === undefined) continue;
-    const target = path === values.state ? _dirname(path) : path;
+    const target = path === values.state ? dirname(path) : path;
     if ((await Deno.permissions.query({ name, path: target })).state !== "granted") {
       return _fail(2, `Cannot use '${path}': run with --allow-${name}=${target}`, json);
     }
@@ -133,7 +135,7 @@ export async function main(
   try {
     trustedKeys = (await readTrustedKeysFile(values["trusted-keys"])).map((k) => k.publicKey);
   } catch (error) {
-    return _fail(2, _line(error), json);
+    return _fail(2, errorLine(error), json);
   }
 
   const progress = json ? undefined : new _Progress(Deno.stderr.isTerminal());
@@ -279,11 +281,6 @@ class _Progress {
   }
 }
 
-function _dirname(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
-}
-
 function _usage(message: string): number {
   const line = message.split("\n")[0]!.replace(/\. To specify a positional .*$|\.$/, "");
   console.error(`${line} (see fetch --help)`);
@@ -294,10 +291,6 @@ function _fail(code: number, message: string, json: boolean, warnings: string[] 
   if (json) console.log(JSON.stringify({ ok: false, error: message, warnings }));
   console.error(message);
   return code;
-}
-
-function _line(error: unknown): string {
-  return String((error as Error)?.message ?? error).split("\n")[0]!;
 }
 
 if (import.meta.main) {

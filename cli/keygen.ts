@@ -10,7 +10,8 @@
 import { parseArgs } from "node:util";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
-import { fsErrorReason } from "./_fs_error.ts";
+import { fsErrorReason } from "../util/fs_error.ts";
+import { dirname } from "node:path";
 
 const USAGE = `Usage: keygen --out BASE [--json]
 
@@ -95,7 +96,7 @@ export async function main(args: string[]): Promise<number> {
     const message = error instanceof Deno.errors.AlreadyExists
       ? `'${base}.key' exists; a key file is never overwritten`
       : error instanceof Deno.errors.NotFound
-      ? `directory '${_dirname(base)}' does not exist`
+      ? `directory '${dirname(base)}' does not exist`
       : `cannot write '${base}.key': ${fsErrorReason(error)}`;
     console.error(`Cannot make keys: ${message}`);
     return 1;
@@ -114,11 +115,6 @@ export async function main(args: string[]): Promise<number> {
     console.log(`Public key (add to a trusted-keys file): ${pub}`);
   }
   return 0;
-}
-
-function _dirname(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
 }
 
 if (import.meta.main) {

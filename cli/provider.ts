@@ -11,6 +11,8 @@
  */
 import { parseArgs } from "node:util";
 import { formatSize, parseDuration } from "./_units.ts";
+import { flagMessage } from "./_flag_message.ts";
+import { errorLine } from "../util/error_message.ts";
 
 const USAGE = `Usage: provider status [--addr URL] [--json] [--timeout 10s]
        provider list   [--addr URL] [--json] [--timeout 10s]
@@ -65,7 +67,7 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
       },
     });
   } catch (error) {
-    log(`provider: ${_flagMessage(error)}`);
+    log(`provider: ${flagMessage(error, "provider")}`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -161,7 +163,7 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
       `provider: ${
         error instanceof _Failure
           ? error.message
-          : `Cannot read the answer of ${base}: ${_flagMessage(error)}`
+          : `Cannot read the answer of ${base}: ${errorLine(error)}`
       }`,
     );
     return 1;
@@ -269,17 +271,6 @@ function _listLines(channels: _ListedChannel[]): string[] {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
-}
-
-/** parseArgs errors, without node's advice on positionals. */
-function _flagMessage(error: unknown): string {
-  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0]!
-    .replace(/\. To specify a positional argument.*$/, "")
-    .replace(/\. This command does not take positional arguments$/, "");
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")
-    ? `${text} (see provider --help)`
-    : text;
 }
 
 function _reason(error: unknown): string {

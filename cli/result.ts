@@ -20,7 +20,8 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { localClient, reportError, reportJobResult } from "./_api_client.ts";
+import { API_CLIENT_FLAGS, localClient, reportError, reportJobResult } from "./_api_client.ts";
+import { errorLine } from "../util/error_message.ts";
 
 const _USAGE = `Usage: result <job-id> [--wait] [--receipt FILE] [--json] [--state-dir DIR]
 
@@ -47,13 +48,7 @@ export async function main(args: string[]): Promise<number> {
       args,
       allowPositionals: true,
       strict: true,
-      options: {
-        wait: { type: "boolean" },
-        receipt: { type: "string" },
-        json: { type: "boolean" },
-        "state-dir": { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: API_CLIENT_FLAGS,
     }));
     if (values.help) {
       console.log(_USAGE);
@@ -63,7 +58,7 @@ export async function main(args: string[]): Promise<number> {
       throw new TypeError("Cannot get result: give one job id (64 lowercase hex)");
     }
   } catch (error) {
-    console.error(`error: ${_message(error).split("\n")[0]} (see result --help)`);
+    console.error(`error: ${errorLine(error)} (see result --help)`);
     return 2;
   }
   const id = positionals[0]!;
@@ -75,10 +70,6 @@ export async function main(args: string[]): Promise<number> {
   } catch (error) {
     return await reportError(error, { json, jobId: id });
   }
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 if (import.meta.main) {

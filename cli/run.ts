@@ -18,8 +18,10 @@ import { storeReceipt } from "../runtime/receipt_store.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
 import type { JobErrorKind } from "../runtime/run_job.ts";
 import { parseFlags } from "./_flags.ts";
-import { fsErrorReason } from "./_fs_error.ts";
+import { fsErrorReason } from "../util/fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
+import { errorLine } from "../util/error_message.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 const USAGE = `Usage: run <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]...
            [--memory 256MiB] [--timeout 30s] [--max-output 16MiB] [--max-module 64MiB] [--fuel N]
@@ -146,7 +148,7 @@ export async function main(argv: string[]): Promise<number> {
     stateDir = dir;
     keyPair = await _io("use state dir", dir, () => loadOrCreateIdentity(dir));
   } catch (error) {
-    return _fail(_line(error), 1);
+    return _fail(errorLine(error), 1);
   }
   await Deno.permissions.revoke({ name: "env" });
 
@@ -168,7 +170,7 @@ export async function main(argv: string[]): Promise<number> {
       }),
     });
   } catch (error) {
-    return _fail(_line(error), 1);
+    return _fail(errorLine(error), 1);
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
   }
@@ -186,11 +188,11 @@ export async function main(argv: string[]): Promise<number> {
       await _io(
         "write receipt",
         path,
-        () => _writeAtomically(path, JSON.stringify(receipt, null, 2) + "\n"),
+        () => writeFileAtomic(path, JSON.stringify(receipt, null, 2) + "\n"),
       );
     }
   } catch (error) {
-    return _fail(_line(error), 1);
+    return _fail(errorLine(error), 1);
   }
   if (values.json) {
     const text = (bytes: Uint8Array) => {
@@ -207,9 +209,9 @@ export async function main(argv: string[]): Promise<number> {
       error: outcome.error ?? null,
       duration_ms: outcome.durationMs,
       stdout: text(outcome.stdout),
-      stdout_base64: _base64(outcome.stdout),
+      stdout_base64: outcome.stdout.toBase64(),
       stderr: text(outcome.stderr),
-      stderr_base64: _base64(outcome.stderr),
+      stderr_base64: outcome.stderr.toBase64(),
       manifest,
       receipt,
       receipt_file: stored,
@@ -246,27 +248,8 @@ async function _readInput(spec: string | undefined): Promise<Uint8Array> {
   return await Deno.readFile(spec);
 }
 
-async function _writeAtomically(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.part`;
-  try {
-    await Deno.writeTextFile(tmp, text, { createNew: true });
-    await Deno.rename(tmp, path);
-  } catch (error) {
-    await Deno.remove(tmp).catch(() => {});
-    throw error;
-  }
-}
-
 async function _writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
   for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
-}
-
-function _base64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(binary);
 }
 
 /** Run a file operation; a failure becomes `Cannot <what> '<path>': <reason>`. */
@@ -277,10 +260,6 @@ async function _io<T>(what: string, path: string, op: () => Promise<T>): Promise
     if (error instanceof RangeError) throw error; // already says which file and why
     throw new Error(`Cannot ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
   }
-}
-
-function _line(error: unknown): string {
-  return String((error as Error)?.message ?? error).split("\n")[0]!;
 }
 
 function _usage(message: string): number {

@@ -35,6 +35,9 @@ import { toHex } from "../runtime/digest.ts";
 import type { PhaseNode } from "../net/node.ts";
 import { lockStateDir, type StateLock } from "../net/state_lock.ts";
 import { formatSize, parseDuration, parseSize } from "./_units.ts";
+import { errorLine, errorMessage } from "../util/error_message.ts";
+import { flagMessage } from "./_flag_message.ts";
+import { fsErrorReason } from "../util/fs_error.ts";
 
 const VERSION = "0.1.0";
 
@@ -129,7 +132,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
       },
     }));
   } catch (error) {
-    log(`serve: ${_flagMessage(error)}`);
+    log(`serve: ${flagMessage(error, "serve")}`);
     return 2;
   }
   if (values.help) {
@@ -178,7 +181,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
       try {
         multiaddr(addr);
       } catch (error) {
-        return usage(`Cannot use ${flag} '${addr}': ${_message(error)}`);
+        return usage(`Cannot use ${flag} '${addr}': ${errorMessage(error)}`);
       }
     }
   }
@@ -207,7 +210,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
     const hint = error instanceof Error && error.name === "StateDirLockedError"
       ? "; stop it first or give this provider another --state-dir"
       : "";
-    log(`serve: ${_message(error)}${hint}`);
+    log(`serve: ${errorMessage(error)}${hint}`);
     return 1;
   }
   try {
@@ -240,14 +243,13 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
         keySource = `node identity, ${stateDir}/node.key`;
       }
     } catch (error) {
-      const why = error instanceof Deno.errors.NotFound
-        ? "no such file"
-        : error instanceof Deno.errors.IsADirectory
-        ? "it is a directory"
-        : error instanceof Deno.errors.PermissionDenied
-        ? "permission denied"
-        : undefined;
-      log(`serve: ${why ? `Cannot read key '${flags.key}': ${why}` : _firstLine(_message(error))}`);
+      const file = error instanceof Deno.errors.NotFound ||
+        error instanceof Deno.errors.IsADirectory || error instanceof Deno.errors.PermissionDenied;
+      log(
+        `serve: ${
+          file ? `Cannot read key '${flags.key}': ${fsErrorReason(error)}` : errorLine(error)
+        }`,
+      );
       return 1;
     }
 
@@ -269,7 +271,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
         logEvent("error", "request_failed", {
           method: req.method,
           url: req.url,
-          error: _message(error),
+          error: errorMessage(error),
         }),
     });
 
@@ -284,7 +286,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
         }; sequence ${manifest.sequence}`
         : `no ${flags.channel}/${arch} directory (health: unhealthy)`;
     } catch (error) {
-      log(`serve: ${_message(error)}`);
+      log(`serve: ${errorMessage(error)}`);
       return 1;
     }
 
@@ -297,7 +299,7 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
         port,
         onListen: (addr) => listening(addr),
         onError: (error) => {
-          logEvent("error", "request_failed", { error: _message(error) });
+          logEvent("error", "request_failed", { error: errorMessage(error) });
           return new Response(JSON.stringify({ error: "Cannot answer: internal error" }), {
             status: 500,
             headers: { "content-type": "application/json" },
@@ -346,12 +348,12 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
         }
       } catch (error) {
         logEvent("warn", "p2p_start_failed", {
-          error: _firstLine(_message(error)),
+          error: errorLine(error),
           reason: "serving HTTP only",
         });
         if (wantDht) dht = "off (node failed to start)";
         if (wantMdns) mdns = "off (node failed to start)";
-        p2pLine = `off (node failed to start: ${_firstLine(_message(error))})`;
+        p2pLine = `off (node failed to start: ${errorLine(error)})`;
       }
     }
     p2pInfo.dht = dht;
@@ -437,28 +439,9 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
   }
 }
 
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function _firstLine(text: string): string {
-  return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "failed";
-}
-
-/** parseArgs errors, without node's advice on positionals. */
-function _flagMessage(error: unknown): string {
-  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0]!
-    .replace(/\. To specify a positional argument.*$/, "")
-    .replace(/\. This command does not take positional arguments$/, "");
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")
-    ? `${text} (see serve --help)`
-    : text;
-}
-
 /** `Address already in use (os error 98)` becomes `address already in use`. */
 function _osReason(error: unknown): string {
-  const text = _firstLine(_message(error));
+  const text = errorLine(error);
   const os = /^([A-Za-z ]+) \(os error \d+\)$/.exec(text);
   return os ? os[1]!.trim().toLowerCase() : text;
 }
@@ -521,11 +504,11 @@ async function _advertise(o: {
   try {
     await publish();
   } catch (error) {
-    o.logEvent("warn", "advertise_failed", { error: _message(error), retry_in_ms: 30_000 });
+    o.logEvent("warn", "advertise_failed", { error: errorMessage(error), retry_in_ms: 30_000 });
   }
   const timer = setInterval(() => {
     publish().catch((error) =>
-      o.logEvent("warn", "advertise_failed", { error: _message(error), retry_in_ms: 30_000 })
+      o.logEvent("warn", "advertise_failed", { error: errorMessage(error), retry_in_ms: 30_000 })
     );
   }, 30_000);
   return {

@@ -38,6 +38,8 @@ import { generateKeyPair } from "../runtime/ed25519.ts";
 import { toHex } from "../runtime/digest.ts";
 import { lockStateDir, type StateLock } from "../net/state_lock.ts";
 import { multiaddr } from "@multiformats/multiaddr";
+import { errorLine, errorMessage } from "../util/error_message.ts";
+import { flagMessage } from "./_flag_message.ts";
 
 const _USAGE = `Usage: start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]
              [--mode internet|local|private] [--config FILE] [--state-dir DIR]
@@ -104,11 +106,11 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
       try {
         multiaddr(addr);
       } catch (cause) {
-        throw new TypeError(`Cannot parse multiaddr '${addr}': ${_message(cause)}`, { cause });
+        throw new TypeError(`Cannot parse multiaddr '${addr}': ${errorMessage(cause)}`, { cause });
       }
     }
   } catch (error) {
-    console.error(`error: ${_flagMessage(error)}`);
+    console.error(`error: ${flagMessage(error, "start")}`);
     return 2;
   }
 
@@ -206,22 +208,7 @@ function _startError(error: unknown, exec: ExecFlags): string {
   if (error instanceof Deno.errors.AddrInUse && exec.apiPort !== undefined) {
     return `Cannot listen on 127.0.0.1:${exec.apiPort} (--api-port): address already in use`;
   }
-  return _firstLine(_message(error));
-}
-
-/** parseArgs errors, without node's advice on positionals. */
-function _flagMessage(error: unknown): string {
-  const text = (error instanceof Error ? error.message : String(error)).split("\n")[0]!
-    .replace(/\. To specify a positional argument.*$/, "")
-    .replace(/\. This command does not take positional arguments$/, "");
-  const code = (error as { code?: unknown })?.code;
-  return typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")
-    ? `${text} (see start --help)`
-    : text;
-}
-
-function _firstLine(text: string): string {
-  return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "failed";
+  return errorLine(error);
 }
 
 async function _readConfig(path: string): Promise<string> {
@@ -234,13 +221,9 @@ async function _readConfig(path: string): Promise<string> {
       ? "it is a directory"
       : cause instanceof Deno.errors.PermissionDenied
       ? "permission denied"
-      : _message(cause);
+      : errorMessage(cause);
     throw new TypeError(`Cannot read config '${path}': ${why}`, { cause });
   }
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 if (import.meta.main) {

@@ -25,9 +25,10 @@
  */
 import { parseArgs } from "node:util";
 import { parseDuration, parseSize } from "./_units.ts";
-import { fsErrorReason } from "./_fs_error.ts";
-import { localClient, reportError, reportJobResult } from "./_api_client.ts";
+import { fsErrorReason } from "../util/fs_error.ts";
+import { API_CLIENT_FLAGS, localClient, reportError, reportJobResult } from "./_api_client.ts";
 import type { ClientSubmitOptions } from "../net/client.ts";
+import { errorLine } from "../util/error_message.ts";
 
 const _USAGE =
   `Usage: submit <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]... [--memory SIZE]
@@ -72,11 +73,7 @@ export async function main(args: string[]): Promise<number> {
         replicas: { type: "string" },
         worker: { type: "string" },
         "search-timeout": { type: "string" },
-        wait: { type: "boolean" },
-        receipt: { type: "string" },
-        json: { type: "boolean" },
-        "state-dir": { type: "string" },
-        help: { type: "boolean", short: "h" },
+        ...API_CLIENT_FLAGS,
       },
     }));
     if (values.help) {
@@ -122,7 +119,7 @@ export async function main(args: string[]): Promise<number> {
       ...(values.worker ? { worker: values.worker } : {}),
     };
   } catch (error) {
-    console.error(`error: ${_message(error).split("\n")[0]} (see submit --help)`);
+    console.error(`error: ${errorLine(error)} (see submit --help)`);
     return 2;
   }
   const json = values.json === true;
@@ -161,10 +158,6 @@ async function _read(path: string, what: string): Promise<Uint8Array> {
   } catch (cause) {
     throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(cause)}`, { cause });
   }
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 if (import.meta.main) {

@@ -19,8 +19,10 @@ import { readTrustedKeysFile } from "../provider/key_files.ts";
 import { recordAcceptedManifest } from "../provider/manifest_state.ts";
 import { hashFile, verifyArtifacts } from "../provider/verify_artifacts.ts";
 import { isSha256Tag, toHex } from "../runtime/digest.ts";
-import { fsErrorReason } from "./_fs_error.ts";
+import { fsErrorReason } from "../util/fs_error.ts";
 import { verifyReceiptMain } from "./verify_receipt.ts";
+import { errorLine } from "../util/error_message.ts";
+import { dirname } from "node:path";
 
 const USAGE = `Usage:
   verify manifest <manifest.json> --trusted-keys FILE [--threshold N] [--state FILE]
@@ -122,7 +124,7 @@ export async function verifyManifestMain(args: string[]): Promise<number> {
   const json = values.json;
   const path = positionals[0]!;
   if (values.state !== undefined) {
-    const dir = _dirname(values.state);
+    const dir = dirname(values.state);
     if ((await Deno.permissions.query({ name: "write", path: dir })).state !== "granted") {
       return _fail(2, `Cannot use --state '${values.state}': run with --allow-write=${dir}`, json);
     }
@@ -132,7 +134,7 @@ export async function verifyManifestMain(args: string[]): Promise<number> {
     trusted = await readTrustedKeysFile(values["trusted-keys"]);
     text = await _read(path, "manifest");
   } catch (error) {
-    return _fail(2, _message(error), json);
+    return _fail(2, errorLine(error), json);
   }
   let manifest;
   try {
@@ -143,15 +145,15 @@ export async function verifyManifestMain(args: string[]): Promise<number> {
     });
   } catch (error) {
     const code = error instanceof ManifestRejectedError ? 1 : 2;
-    return _fail(code, _message(error), json, _reason(error));
+    return _fail(code, errorLine(error), json, _reason(error));
   }
   if (values.state !== undefined) {
     try {
       await recordAcceptedManifest(values.state, manifest);
     } catch (error) {
       const hint = error instanceof Deno.errors.NotCapable
-        ? `run with --allow-write=${_dirname(values.state)}`
-        : _message(error);
+        ? `run with --allow-write=${dirname(values.state)}`
+        : errorLine(error);
       return _fail(1, `Cannot record state in '${values.state}': ${hint}`, json);
     }
   }
@@ -173,7 +175,7 @@ export async function verifyManifestMain(args: string[]): Promise<number> {
     try {
       checks = await verifyArtifacts(manifest, values.artifacts, only ? { only } : {});
     } catch (error) {
-      return _fail(2, _message(error), json);
+      return _fail(2, errorLine(error), json);
     }
     const failed = checks.filter((c) => !c.ok);
     if (failed.length > 0) {
@@ -275,11 +277,6 @@ async function _read(path: string, what: string): Promise<string> {
   }
 }
 
-function _dirname(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
-}
-
 function _usage(message: string): number {
   const line = message.split("\n")[0]!.replace(/\. To specify a positional .*$|\.$/, "");
   console.error(`${line} (see verify --help)`);
@@ -296,10 +293,6 @@ function _fail(code: number, message: string, json: boolean, reason?: string): n
 
 function _reason(error: unknown): string | undefined {
   return error instanceof ManifestRejectedError ? error.reason : undefined;
-}
-
-function _message(error: unknown): string {
-  return String((error as Error)?.message ?? error).split("\n")[0]!;
 }
 
 if (import.meta.main) {

@@ -11,7 +11,7 @@ import { readPublicKeyFile } from "../provider/key_files.ts";
 import { fromHex } from "../runtime/digest.ts";
 import { SignatureError } from "../runtime/errors.ts";
 import { ReceiptMismatchError, verifyReceipt } from "../runtime/receipt.ts";
-import { fsErrorReason } from "./_fs_error.ts";
+import { fsErrorReason } from "../util/fs_error.ts";
 
 const USAGE =
   `Usage: verify receipt <receipt.json> --key <hex|PeerId|FILE.pub> [--module m.wasm] [--input F]

@@ -14,6 +14,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { errorMessage } from "../util/error_message.ts";
 
 /** One WebAssembly output and how to make it. */
 interface BuildTarget {
@@ -131,7 +132,7 @@ if (import.meta.main) {
   try {
     Deno.exitCode = await main(Deno.args);
   } catch (error) {
-    console.error(error instanceof Error ? error.message : String(error));
+    console.error(errorMessage(error));
     Deno.exitCode = 1;
   }
 }

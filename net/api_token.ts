@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import { toHex } from "../runtime/digest.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /** File name of the API token in the state dir. */
 export const API_TOKEN_FILE = "api.token";
@@ -50,7 +51,7 @@ export async function loadOrCreateApiToken(stateDir: string): Promise<string> {
 }
 
 /**
- * Record the API URL in `stateDir/api.json` (written to a temporary file, then renamed).
+ * Record the API URL in `stateDir/api.json` (written atomically, with fsync).
  *
  * @example
  * ```ts
@@ -66,9 +67,7 @@ export async function loadOrCreateApiToken(stateDir: string): Promise<string> {
  */
 export async function writeApiEndpoint(stateDir: string, url: string): Promise<void> {
   const path = join(stateDir, API_ENDPOINT_FILE);
-  const temp = `${path}.${toHex(crypto.getRandomValues(new Uint8Array(6)))}.tmp`;
-  await Deno.writeTextFile(temp, JSON.stringify({ url, pid: Deno.pid }) + "\n", { mode: 0o600 });
-  await Deno.rename(temp, path);
+  await writeFileAtomic(path, JSON.stringify({ url, pid: Deno.pid }) + "\n", { mode: 0o600 });
 }
 
 /**

@@ -3,12 +3,12 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { verifyReceipt } from "../runtime/receipt.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import { peerPublicKey } from "./peer_key.ts";
 import { ReceiptMismatchError } from "../runtime/receipt.ts";
 import { toHex } from "../runtime/digest.ts";
+import type { SubmitOptions } from "./scheduler.ts";
 
 /** Options of {@linkcode Client}. */
 export interface ClientOptions {
@@ -18,30 +18,11 @@ export interface ClientOptions {
   token: string;
 }
 
-/** Options of {@linkcode Client.submit}. */
-export interface ClientSubmitOptions {
-  /** Stdin bytes. @default {empty} */
-  input?: Uint8Array;
-  /** CPU cores. @default {1} */
-  cpu?: number;
-  /** Linear memory limit in bytes. @default {67108864} (64 MiB) */
-  memoryBytes?: number;
-  /** Wall-clock limit in ms. @default {10000} */
-  timeoutMs?: number;
-  /** Workers that must run the job and agree on the output. @default {1} */
-  replicas?: number;
-  /** Only this worker (PeerId) may run it; one replica only. @default any */
-  worker?: string;
-  /** Arguments after `argv[0]`. @default {[]} */
-  args?: string[];
-  /** The job's whole environment. @default {{}} */
-  env?: Record<string, string>;
-  /** Cap on stdout and stderr together, in bytes. @default {the worker's (16 MiB)} */
-  maxOutputBytes?: number;
-  /** Fuel limit (instructions). @default unmetered */
-  fuel?: bigint | number | string;
-  /** How long the node looks for a usable worker, in ms. @default {the node's (30000)} */
-  searchTimeoutMs?: number;
+/**
+ * Options of {@linkcode Client.submit}: the scheduler's {@linkcode SubmitOptions} (the node
+ * looks for a worker for `searchTimeoutMs`, by default its own 30000 ms), and a signal.
+ */
+export interface ClientSubmitOptions extends SubmitOptions {
   /** Aborts the request. */
   signal?: AbortSignal;
 }
@@ -177,6 +158,7 @@ export class ApiUnreachableError extends Error {
  * import { WorkerPolicy } from "./worker_policy.ts";
  * import { generateKeyPair } from "../runtime/ed25519.ts";
  * import { toHex } from "../runtime/digest.ts";
+import type { SubmitOptions } from "./scheduler.ts";
  * import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
  * import { peerIdFromPrivateKey } from "@libp2p/peer-id";
  * import assert from "node:assert/strict";
@@ -253,8 +235,8 @@ export class Client {
       searchTimeoutMs,
       signal,
     } = options;
-    const body: Record<string, unknown> = { module: Buffer.from(module).toString("base64") };
-    if (input) body.input = Buffer.from(input).toString("base64");
+    const body: Record<string, unknown> = { module: module.toBase64() };
+    if (input) body.input = input.toBase64();
     if (cpu !== undefined) body.cpu = cpu;
     if (memoryBytes !== undefined) body.memory_bytes = memoryBytes;
     if (timeoutMs !== undefined) body.timeout_ms = timeoutMs;
@@ -366,8 +348,8 @@ async function _verified(
   jobId: string,
   json: Record<string, unknown>,
 ): Promise<JobResultInfo> {
-  const output = new Uint8Array(Buffer.from(String(json.output ?? ""), "base64"));
-  const stderr = new Uint8Array(Buffer.from(String(json.stderr ?? ""), "base64"));
+  const output = _fromBase64(json.output, "output");
+  const stderr = _fromBase64(json.stderr, "stderr");
   // Every worker's receipt: signed by the key inside its PeerId, for this job and this output.
   const listed = Array.isArray(json.workers) && json.workers.length > 0
     ? json.workers
@@ -450,4 +432,12 @@ function _id(jobId: string): string {
     throw new TypeError(`Cannot use job id '${jobId}': expected 64 lowercase hex`);
   }
   return jobId;
+}
+
+function _fromBase64(value: unknown, field: string): Uint8Array {
+  try {
+    return Uint8Array.fromBase64(String(value ?? ""));
+  } catch (cause) {
+    throw new SyntaxError(`Cannot read job result: ${field} is not base64`, { cause });
+  }
 }

@@ -7,7 +7,8 @@ import { startNode } from "./node.ts";
 import { applyNodeCompat } from "./node_compat.ts";
 import type { NodeInfo } from "./node_info.ts";
 import { capabilityKey, manifestKey } from "./provider_key.ts";
-import { sleep } from "./_sleep.ts";
+import { sleep } from "../util/sleep.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /**
  * Thrown by {@linkcode discoverPeers} when the DHT is the only source and none of the bootstrap
@@ -187,7 +188,7 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
           info,
         });
       }, (error) => {
-        onLog({ level: "warn", event: "info_failed", peer_id: peerId, error: _message(error) });
+        onLog({ level: "warn", event: "info_failed", peer_id: peerId, error: errorMessage(error) });
       }),
     );
   }
@@ -258,8 +259,4 @@ function _matches(
   }
   if (filter.capability !== undefined && !(filter.capability in info.capabilities)) return false;
   return true;
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

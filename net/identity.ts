@@ -4,6 +4,7 @@
  * @module
  */
 import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /** File name of the node key inside the state dir. */
 export const NODE_KEY_FILE = "node.key";
@@ -60,20 +61,10 @@ export async function loadOrCreateIdentity(stateDir: string): Promise<KeyPair> {
   if (existing) return existing;
   await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
   const keys = await generateKeyPair();
-  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
   try {
-    await file.write(keys.secretKey);
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  try {
-    await Deno.link(tmp, path);
+    await writeFileAtomic(path, keys.secretKey, { mode: 0o600, createNew: true });
   } catch (error) {
     if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-  } finally {
-    await Deno.remove(tmp);
   }
   // Another process may have won the race: the key on disk is the identity.
   return (await _readKey(path))!;

@@ -19,6 +19,7 @@ import type { JobManifest } from "../runtime/job_manifest.ts";
 import { parseReceipt, type Receipt } from "../runtime/receipt.ts";
 import { type MessageStreamLike, readStreamMessage } from "./node_info.ts";
 import type { RejectReason } from "./job_protocol.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** The protocol id of job execution. */
 export const JOB_EXEC_PROTOCOL = "/phase/job-exec/1.0.0";
@@ -129,7 +130,7 @@ export function decodeFrame(bytes: Uint8Array): { json: unknown; rest: Uint8Arra
       new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(4, 4 + length)),
     );
   } catch (cause) {
-    throw new SyntaxError(`Cannot parse job message: ${_message(cause)}`, { cause });
+    throw new SyntaxError(`Cannot parse job message: ${errorMessage(cause)}`, { cause });
   }
   return { json, rest: bytes.subarray(4 + length) };
 }
@@ -158,13 +159,7 @@ export function parseExecRequest(bytes: Uint8Array): ExecRequest {
   const obj = _object(json, "request");
   const inputLen = _count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
   const moduleLen = _count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
-  if (rest.length !== inputLen + moduleLen) {
-    throw new TypeError(
-      `Cannot accept job request: expected ${
-        inputLen + moduleLen
-      } bytes after the JSON, got ${rest.length}`,
-    );
-  }
+  _expectRest(rest, inputLen + moduleLen, "job request");
   return {
     manifest: parseManifestShape(obj.manifest),
     input: rest.slice(0, inputLen),
@@ -242,13 +237,7 @@ export function parseExecResponse(bytes: Uint8Array): ExecResponse {
   const d = _object(obj.Done, "Done");
   const stdoutLen = _count(d.stdout_len, "stdout_len", MAX_EXEC_OUTPUT_BYTES);
   const stderrLen = _count(d.stderr_len, "stderr_len", MAX_EXEC_OUTPUT_BYTES);
-  if (rest.length !== stdoutLen + stderrLen) {
-    throw new TypeError(
-      `Cannot accept job answer: expected ${
-        stdoutLen + stderrLen
-      } bytes after the JSON, got ${rest.length}`,
-    );
-  }
+  _expectRest(rest, stdoutLen + stderrLen, "job answer");
   if (d.exit_code !== null && (typeof d.exit_code !== "number" || !Number.isInteger(d.exit_code))) {
     throw new TypeError("Cannot accept job answer: exit_code must be an integer or null");
   }
@@ -426,7 +415,7 @@ export async function serveJobExec(
       answer = {
         Rejected: {
           job_id: "",
-          reason: { InvalidRequest: { details: _message(error).slice(0, 512) } },
+          reason: { InvalidRequest: { details: errorMessage(error).slice(0, 512) } },
         },
       };
     }
@@ -549,6 +538,10 @@ function _count(value: unknown, what: string, max: number): number {
   return value;
 }
 
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+function _expectRest(rest: Uint8Array, length: number, what: string): void {
+  if (rest.length !== length) {
+    throw new TypeError(
+      `Cannot accept ${what}: expected ${length} bytes after the JSON, got ${rest.length}`,
+    );
+  }
 }

@@ -9,6 +9,7 @@
  * @module
  */
 import { type MessageStreamLike, readStreamMessage } from "./node_info.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** The protocol id of job offers. */
 export const JOB_OFFER_PROTOCOL = "/phase/job-offer/1.0.0";
@@ -298,7 +299,7 @@ export async function serveJobOffer(
       answer = {
         Rejected: {
           job_id: _jobIdOf(bytes),
-          reason: { InvalidRequest: { details: _message(error).slice(0, 512) } },
+          reason: { InvalidRequest: { details: errorMessage(error).slice(0, 512) } },
         },
       };
     }
@@ -400,7 +401,7 @@ function _json(bytes: Uint8Array, what: string): unknown {
   try {
     return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (cause) {
-    throw new SyntaxError(`Cannot parse ${what}: ${_message(cause)}`, { cause });
+    throw new SyntaxError(`Cannot parse ${what}: ${errorMessage(cause)}`, { cause });
   }
 }
 
@@ -430,8 +431,4 @@ function _count(value: unknown, what: string): number {
     throw new TypeError(`Cannot accept job offer message: ${what} must be a non-negative integer`);
   }
   return value;
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -29,6 +29,7 @@ import {
 } from "./job_exec_protocol.ts";
 import { QueueFullError, type WorkerPolicy } from "./worker_policy.ts";
 import type { JobStore } from "./job_store.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /**
  * The value of the test-only switch that makes a worker corrupt the output it returns (one
@@ -148,7 +149,7 @@ export class JobWorker {
     try {
       jobId = await verifyJobManifest(manifest);
     } catch (error) {
-      return reject("", _message(error));
+      return reject("", errorMessage(error));
     }
     const hash = manifest.payload.module_cid;
     let module = request.module;
@@ -209,7 +210,7 @@ export class JobWorker {
       }
       // Arguments or environment WASI cannot carry, an out-of-range limit: the request's fault.
       if (error instanceof TypeError || error instanceof RangeError) {
-        return reject(jobId, _message(error));
+        return reject(jobId, errorMessage(error));
       }
       throw error;
     }
@@ -217,7 +218,7 @@ export class JobWorker {
     this.#o.store?.addReceipt(jobId, this.#o.peerId, "worker", receipt);
     if (this.#o.keepReceipt) {
       await this.#o.keepReceipt(receipt).catch((error) =>
-        this.#log("warn", "receipt_not_kept", { job_id: jobId, error: _message(error) })
+        this.#log("warn", "receipt_not_kept", { job_id: jobId, error: errorMessage(error) })
       );
     }
     this.#log("info", "job_ran", {
@@ -271,7 +272,7 @@ export class JobWorker {
           signal: AbortSignal.any([AbortSignal.timeout(streamTimeoutMs), this.#controller.signal]),
         });
       } catch (error) {
-        this.#log("warn", "offer_failed", { error: _message(error) });
+        this.#log("warn", "offer_failed", { error: errorMessage(error) });
       } finally {
         this.#inflightOffers--;
       }
@@ -284,7 +285,7 @@ export class JobWorker {
           readTimeoutMs: Math.max(streamTimeoutMs, 30_000),
         });
       } catch (error) {
-        this.#log("warn", "exec_failed", { error: _message(error) });
+        this.#log("warn", "exec_failed", { error: errorMessage(error) });
       }
     }, { maxInboundStreams: 32, maxOutboundStreams: 32 });
   }
@@ -323,8 +324,4 @@ export class JobWorker {
 
 function _peerKey(peerId: string): string {
   return toHex(peerPublicKey(peerId));
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

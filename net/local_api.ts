@@ -20,12 +20,12 @@
  *
  * @module
  */
-import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import type { JobRecord } from "./job_store.ts";
 import type { JobProgress, SubmitOptions } from "./scheduler.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import { toHex } from "../runtime/digest.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** Largest request body accepted, in bytes (a 64 MiB module in base64, with room). */
 export const MAX_API_BODY_BYTES = 96 * 1024 * 1024;
@@ -130,8 +130,8 @@ export function createLocalApiHandler(
         exit_code: job.exitCode ?? null,
         completion: job.completion,
         error: _jobError(job),
-        output: Buffer.from(job.stdout ?? new Uint8Array()).toString("base64"),
-        stderr: Buffer.from(job.stderr ?? new Uint8Array()).toString("base64"),
+        output: (job.stdout ?? new Uint8Array()).toBase64(),
+        stderr: (job.stderr ?? new Uint8Array()).toBase64(),
         receipt: job.receipt,
         worker_peer_id: workers[0]?.peer_id ?? job.workerPeerId,
         workers,
@@ -144,7 +144,7 @@ export function createLocalApiHandler(
           error instanceof SyntaxError
         ? 400
         : 500;
-      return _json(status, { error: error instanceof Error ? error.message : String(error) });
+      return _json(status, { error: errorMessage(error) });
     }
   };
 }
@@ -155,7 +155,7 @@ async function _submit(request: Request, jobs: JobService): Promise<Response> {
     await request.body?.cancel();
     return _json(413, { error: `Cannot accept job: body over ${MAX_API_BODY_BYTES} bytes` });
   }
-  const chunks: Uint8Array[] = [];
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;
   for await (const chunk of request.body ?? []) {
     size += chunk.length;
@@ -166,7 +166,7 @@ async function _submit(request: Request, jobs: JobService): Promise<Response> {
   }
   let body: Record<string, unknown>;
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    body = JSON.parse(await new Blob(chunks).text());
   } catch {
     throw new SyntaxError("Cannot parse job: the body must be JSON");
   }
@@ -178,7 +178,7 @@ async function _submit(request: Request, jobs: JobService): Promise<Response> {
     if (typeof body.input !== "string") {
       throw new TypeError("Cannot accept job: input must be base64");
     }
-    options.input = new Uint8Array(Buffer.from(body.input, "base64"));
+    options.input = _fromBase64(body.input, "input");
   }
   const numbers = {
     cpu: "cpu",
@@ -224,7 +224,7 @@ async function _submit(request: Request, jobs: JobService): Promise<Response> {
     }
     options.fuel = body.fuel;
   }
-  const jobId = await jobs.submit(new Uint8Array(Buffer.from(body.module, "base64")), options);
+  const jobId = await jobs.submit(_fromBase64(body.module, "module"), options);
   return _json(201, { job_id: jobId, status: jobs.get(jobId)?.status ?? "queued" });
 }
 
@@ -282,4 +282,12 @@ function _json(status: number, body: unknown): Response {
     status,
     headers: { "content-type": "application/json", "cache-control": "no-store" },
   });
+}
+
+function _fromBase64(text: string, field: string): Uint8Array {
+  try {
+    return Uint8Array.fromBase64(text);
+  } catch (cause) {
+    throw new TypeError(`Cannot accept job: ${field} must be base64`, { cause });
+  }
 }

@@ -26,7 +26,8 @@ import {
 } from "./node_info.ts";
 import { capabilityKey, providerKeyCid } from "./provider_key.ts";
 import { applyNodeCompat } from "./node_compat.ts";
-import { sleep } from "./_sleep.ts";
+import { sleep } from "../util/sleep.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** One structured log record; the CLI prints each as a JSON line. */
 export interface NodeLogRecord {
@@ -268,7 +269,7 @@ export class PhaseNode {
           }
         } catch (error) {
           if (signal.aborted) return;
-          this.#log("warn", "provide_failed", { key, error: _message(error) });
+          this.#log("warn", "provide_failed", { key, error: errorMessage(error) });
         }
         if (signal.aborted) return;
         this.#log("info", "provided", { key, cid: cid.toString(), peers });
@@ -387,7 +388,7 @@ export class PhaseNode {
     } catch (error) {
       // An empty routing table or an aborted lookup ends the search with what was found.
       if (!lookup.aborted && found.size === 0) {
-        this.#log("warn", "find_providers_failed", { key, error: _message(error) });
+        this.#log("warn", "find_providers_failed", { key, error: errorMessage(error) });
       }
     }
     return [...found.values()].slice(0, limit);
@@ -629,7 +630,7 @@ export class PhaseNode {
       this.#controller.signal,
     ]);
     await serveInfo(stream, this.info(), { signal }).catch((error) => {
-      this.#log("warn", "info_request_failed", { error: _message(error) });
+      this.#log("warn", "info_request_failed", { error: errorMessage(error) });
     });
   }
 
@@ -670,7 +671,7 @@ export class PhaseNode {
 
   #loop(body: (signal: AbortSignal) => Promise<void>): void {
     const run = body(this.#controller.signal).catch((error) => {
-      this.#log("error", "loop_failed", { error: _message(error) });
+      this.#log("error", "loop_failed", { error: errorMessage(error) });
     }).finally(() => this.#loops.delete(run));
     this.#loops.add(run);
   }
@@ -688,12 +689,8 @@ function _multiaddr(text: string) {
   try {
     return multiaddr(text);
   } catch (cause) {
-    throw new TypeError(`Cannot parse multiaddr '${text}': ${_message(cause)}`, { cause });
+    throw new TypeError(`Cannot parse multiaddr '${text}': ${errorMessage(cause)}`, { cause });
   }
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 const _MDNS_SEEN_MAX = 1024;
@@ -750,5 +747,5 @@ function _dialError(error: unknown): string {
   const errors = (error as { errors?: unknown[] })?.errors;
   const first = Array.isArray(errors) && errors.length > 0 ? errors[0] : error;
   if (first instanceof Error && first.name === "AbortError") return "no answer before the timeout";
-  return _oneLine(_message(first)) || _oneLine(_message(error)) || "dial failed";
+  return _oneLine(errorMessage(first)) || _oneLine(errorMessage(error)) || "dial failed";
 }

@@ -40,7 +40,9 @@ import {
 import type { JobWorker } from "./job_worker.ts";
 import type { JobRecord, JobRequestOptions, JobStore } from "./job_store.ts";
 import { peerPublicKey } from "./peer_key.ts";
-import { sleep } from "./_sleep.ts";
+import { sleep } from "../util/sleep.ts";
+import { Semaphore } from "../util/semaphore.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** How the scheduler reaches workers; {@linkcode Scheduler} is transport-free. */
 export interface Dispatcher {
@@ -190,8 +192,7 @@ export class Scheduler {
   #progress = new Map<string, JobProgress>();
   #controller = new AbortController();
   #running = new Map<string, Promise<void>>();
-  #slots: number;
-  #waiting: Array<() => void> = [];
+  #slots: Semaphore;
   #watchers = new Map<string, Set<() => void>>();
 
   /**
@@ -255,7 +256,7 @@ export class Scheduler {
       ...(keepReceipt ? { keepReceipt } : {}),
       ...(onLog ? { onLog } : {}),
     };
-    this.#slots = maxInflight;
+    this.#slots = new Semaphore(maxInflight);
   }
 
   /**
@@ -301,7 +302,7 @@ export class Scheduler {
       try {
         peerPublicKey(worker);
       } catch (cause) {
-        throw new TypeError(`Cannot submit job: worker ${_message(cause)}`, { cause });
+        throw new TypeError(`Cannot submit job: worker ${errorMessage(cause)}`, { cause });
       }
       if (replicas > 1) {
         throw new RangeError(
@@ -403,7 +404,6 @@ export class Scheduler {
   /** Stop scheduling; running attempts are cancelled (their jobs stay queued for resume). */
   async stop(): Promise<void> {
     this.#controller.abort(new Error("The scheduler stopped"));
-    for (const wake of this.#waiting.splice(0)) wake();
     await Promise.allSettled(this.#running.values());
     for (const set of this.#watchers.values()) for (const wake of [...set]) wake();
   }
@@ -418,7 +418,7 @@ export class Scheduler {
     this.#progress.set(jobId, { state: "queued" });
     const run = this.#run(jobId).catch((error) => {
       if (!this.#controller.signal.aborted) {
-        this.#fail(jobId, `Cannot run job: ${_message(error)}`, "internal");
+        this.#fail(jobId, `Cannot run job: ${errorMessage(error)}`, "internal");
       }
     }).finally(() => {
       this.#running.delete(jobId);
@@ -430,10 +430,10 @@ export class Scheduler {
 
   async #run(jobId: string): Promise<void> {
     const signal = this.#controller.signal;
-    if (this.#slots === 0) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    if (signal.aborted) return;
-    this.#slots--;
+    // Stopping the scheduler aborts the wait; the job stays queued for resume.
+    if (!(await this.#slots.acquire(signal).then(() => true, () => false))) return;
     try {
+      if (signal.aborted) return;
       const store = this.#o.store;
       const job = store.get(jobId)!;
       const module = store.getModule(job.manifest.payload.module_cid);
@@ -499,7 +499,7 @@ export class Scheduler {
       if (this.#o.keepReceipt) {
         for (const r of good) {
           await this.#o.keepReceipt(r.done.receipt).catch((error) =>
-            this.#log("warn", "receipt_not_kept", { job_id: jobId, error: _message(error) })
+            this.#log("warn", "receipt_not_kept", { job_id: jobId, error: errorMessage(error) })
           );
         }
       }
@@ -516,8 +516,7 @@ export class Scheduler {
       });
       this.#log("info", "job_done", { job_id: jobId, workers: good.map((r) => r.peerId) });
     } finally {
-      this.#slots++;
-      this.#waiting.shift()?.();
+      this.#slots.release();
     }
   }
 
@@ -597,7 +596,7 @@ export class Scheduler {
         return await this.#attempt(peer, job, module, input, signal, () => accepted++);
       } catch (error) {
         if (signal.aborted) return failure();
-        const text = `${peer}: ${_message(error)}`;
+        const text = `${peer}: ${errorMessage(error)}`;
         lastReason = text;
         if (error instanceof _BusyError && busy < this.#o.maxBusyRetries) {
           // A full worker is not a failed one: try the others, and once every one was full,
@@ -670,7 +669,7 @@ export class Scheduler {
     try {
       await _verifyDone(done, { publicKey, jobId: job.jobId, manifest, module, input });
     } catch (cause) {
-      throw new _UnverifiedError(_message(cause), { cause });
+      throw new _UnverifiedError(errorMessage(cause), { cause });
     }
     return { peerId: peer, done };
   }
@@ -807,10 +806,6 @@ class _UnverifiedError extends Error {
 /** A worker answered `QueueFull`. */
 class _BusyError extends Error {
   override name = "BusyError";
-}
-
-function _message(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import type { WasmJobPayload } from "../runtime/job_manifest.ts";
 import type { JobOffer, OfferResponse, RejectReason } from "./job_protocol.ts";
+import { Semaphore } from "../util/semaphore.ts";
 
 /** The WASM runtimes a worker runs (`wasm_runtime` in offers). */
 export const SUPPORTED_RUNTIMES: readonly string[] = [
@@ -75,8 +76,7 @@ export class QueueFullError extends Error {
  */
 export class WorkerPolicy {
   #o: Required<WorkerPolicyOptions>;
-  #running = 0;
-  #waiting: Array<() => void> = [];
+  #slots: Semaphore;
   #reserved = new Map<string, { requester: string; timer: ReturnType<typeof setTimeout> }>();
 
   /**
@@ -139,16 +139,17 @@ export class WorkerPolicy {
       reservationMs,
       maxReservationsPerRequester,
     };
+    this.#slots = new Semaphore(maxConcurrentJobs);
   }
 
   /** Jobs running now. */
   get running(): number {
-    return this.#running;
+    return this.#slots.held;
   }
 
   /** Places taken in the queue: waiting jobs and accepted offers whose job has not come. */
   get queued(): number {
-    return this.#waiting.length + this.#reserved.size;
+    return this.#slots.waiting + this.#reserved.size;
   }
 
   /** True if `requesterKey` (hex) may submit jobs. */
@@ -195,7 +196,7 @@ export class WorkerPolicy {
     if (held >= this.#o.maxReservationsPerRequester) return reject("QueueFull");
     const timer = setTimeout(() => this.#reserved.delete(offer.job_id), this.#o.reservationMs);
     this.#reserved.set(offer.job_id, { requester: requesterKey, timer });
-    const ahead = Math.max(0, this.#running + this.queued - this.#o.maxConcurrentJobs);
+    const ahead = Math.max(0, this.#slots.held + this.queued - this.#o.maxConcurrentJobs);
     return {
       Accepted: {
         job_id: offer.job_id,
@@ -229,31 +230,8 @@ export class WorkerPolicy {
     } else if (!this.#hasPlace()) {
       throw new QueueFullError();
     }
-    if (this.#running >= this.#o.maxConcurrentJobs) {
-      // The slot is handed over by the job that ends: `running` is not decremented for it.
-      await new Promise<void>((resolve, reject) => {
-        const wake = () => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        };
-        const onAbort = () => {
-          const i = this.#waiting.indexOf(wake);
-          if (i >= 0) this.#waiting.splice(i, 1);
-          reject(signal!.reason);
-        };
-        this.#waiting.push(wake);
-        signal?.addEventListener("abort", onAbort, { once: true });
-      });
-    } else {
-      this.#running++;
-    }
-    try {
-      return await job();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#running--;
-    }
+    // A slot that ends is handed over to the next waiting job: no newcomer overtakes it.
+    return await this.#slots.use(job, signal);
   }
 
   /** Drop every reservation (and its timer). */
@@ -263,7 +241,7 @@ export class WorkerPolicy {
   }
 
   #hasPlace(): boolean {
-    const free = this.#o.maxConcurrentJobs - this.#running;
+    const free = this.#o.maxConcurrentJobs - this.#slots.held;
     return this.queued < Math.max(0, free) + this.#o.maxQueuedJobs;
   }
 }

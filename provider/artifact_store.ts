@@ -21,6 +21,7 @@ import { sha256Tag } from "../runtime/digest.ts";
 import type { KeyPair } from "../runtime/ed25519.ts";
 import { rfc3339 } from "../runtime/receipt.ts";
 import { type BootArtifact, type BootManifest, signBootManifest } from "./boot_manifest.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /**
  * File names accepted for each artifact, in order of preference: the first one present is the
@@ -596,15 +597,8 @@ export class ArtifactStore {
     const dir = this.#stateDir!;
     await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     const path = `${dir}/${PROVIDER_STATE_FILE}`;
-    const tmp = `${path}.${crypto.randomUUID()}.tmp`;
     const text = `${JSON.stringify({ version: 1, channels: state }, null, 2)}\n`;
-    try {
-      await Deno.writeTextFile(tmp, text, { createNew: true, mode: 0o600 });
-      await Deno.rename(tmp, path);
-    } catch (error) {
-      await Deno.remove(tmp).catch(() => {});
-      throw error;
-    }
+    await writeFileAtomic(path, text, { mode: 0o600 });
   }
 }
 

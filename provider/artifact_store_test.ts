@@ -3,6 +3,7 @@ import { ArtifactStore, PROVIDER_STATE_FILE } from "./artifact_store.ts";
 import { bootManifestSignedBytes, verifyBootManifest } from "./boot_manifest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { sha256Tag } from "../runtime/digest.ts";
+import { dirname } from "node:path";
 
 const SEED = new Uint8Array(32).fill(7);
 
@@ -16,7 +17,7 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 }
 
 async function put(path: string, data: string | Uint8Array, mtimeSeconds?: number) {
-  await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+  await Deno.mkdir(dirname(path), { recursive: true });
   if (typeof data === "string") await Deno.writeTextFile(path, data);
   else await Deno.writeFile(path, data);
   if (mtimeSeconds !== undefined) await Deno.utime(path, mtimeSeconds, mtimeSeconds);

@@ -14,8 +14,11 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { DigestMismatchError } from "../runtime/errors.ts";
-import { openHttp, readWithin, SourceError } from "./fetch_http.ts";
+import { openHttp, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
 import { hashFile, hashFileInto } from "./verify_artifacts.ts";
+import { sleep } from "../util/sleep.ts";
+import { syncDirectory } from "../util/write_file_atomic.ts";
+import { dirname } from "node:path";
 
 /**
  * Every source of an artifact failed (the `.part` file, if any, is kept for a later resume).
@@ -238,6 +241,7 @@ export async function downloadArtifact(
     }
     await part.close();
     await Deno.rename(partPath, path);
+    if (sync) await syncDirectory(dirname(path));
   } finally {
     await part.close();
   }
@@ -394,37 +398,9 @@ class _BatchWriter {
   }
 }
 
-/** Sleep, ending early (without throwing) when `signal` aborts. */
-function _sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done);
-  });
-}
-
 function _backoff(ctx: _Ctx): number {
   const base = ctx.retryDelayMs * 2 ** Math.min(ctx.failures - 1, 10);
   return Math.min(5000, base) * (0.75 + Math.random() * 0.5);
-}
-
-/** Whether an HTTP status is worth trying again at the same source. */
-function _retryableStatus(status: number): boolean {
-  return status >= 500 || status === 408 || status === 429;
-}
-
-function _toSourceError(url: string, error: unknown, signal?: AbortSignal): Error {
-  signal?.throwIfAborted();
-  if (error instanceof SourceError) return error;
-  return new SourceError(url, String((error as Error)?.message ?? error).split("\n")[0]!, {
-    retryable: true,
-    cause: error,
-  });
 }
 
 function _contentRange(response: Response): [number, number, number] | undefined {
@@ -462,7 +438,7 @@ async function _sequential(part: _Part, sources: string[], ctx: _Ctx): Promise<s
         index++;
       }
       if (live.length > 0) {
-        await _sleep(_backoff(ctx), ctx.signal);
+        await sleep(_backoff(ctx), ctx.signal);
         ctx.signal?.throwIfAborted();
       }
     }
@@ -510,7 +486,7 @@ async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
       ctx.contributors.clear();
     }
   } else {
-    await fail(`HTTP ${response.status}`, _retryableStatus(response.status));
+    await fail(`HTTP ${response.status}`, retryableStatus(response.status));
   }
   if (response.body === null) await fail("no body", true);
   const reader = response.body!.getReader();
@@ -519,12 +495,12 @@ async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
   let finished = false;
   try {
     for (;;) {
-      let result;
-      try {
-        result = await readWithin(reader, ctx.stallTimeoutMs, finalUrl, () => attempt.abort());
-      } catch (error) {
-        throw _toSourceError(finalUrl, error, ctx.signal);
-      }
+      const result = await readWithin(reader, {
+        timeoutMs: ctx.stallTimeoutMs,
+        url: finalUrl,
+        onStall: () => attempt.abort(),
+        signal: ctx.signal,
+      });
       if (result.done) {
         finished = true;
         break;
@@ -661,7 +637,7 @@ async function _parallel(part: _Part, sources: string[], ctx: _Ctx): Promise<str
           return;
         }
         ctx.warn(`${error.message}; retrying`);
-        await _sleep(_backoff(ctx), stop.signal);
+        await sleep(_backoff(ctx), stop.signal);
       } finally {
         segment.holders.delete(attempt);
         signalChange();
@@ -735,7 +711,7 @@ async function _fetchRange(
   };
   if (response.status === 200) await fail("does not support Range requests", false);
   if (response.status !== 206) {
-    await fail(`HTTP ${response.status}`, _retryableStatus(response.status));
+    await fail(`HTTP ${response.status}`, retryableStatus(response.status));
   }
   const range = _contentRange(response);
   if (range === undefined || range[0] !== start || range[1] !== end || range[2] !== ctx.size) {
@@ -754,16 +730,16 @@ async function _fetchRange(
   const data = new Uint8Array(want);
   let got = 0;
   const reader = response.body!.getReader();
+  const stopped = AbortSignal.any(signals);
   let finished = false;
   try {
     for (;;) {
-      let result;
-      try {
-        result = await readWithin(reader, ctx.stallTimeoutMs, finalUrl, () => stall.abort());
-      } catch (error) {
-        for (const s of signals) s.throwIfAborted();
-        throw _toSourceError(finalUrl, error);
-      }
+      const result = await readWithin(reader, {
+        timeoutMs: ctx.stallTimeoutMs,
+        url: finalUrl,
+        onStall: () => stall.abort(),
+        signal: stopped,
+      });
       if (result.done) {
         finished = true;
         break;

@@ -7,7 +7,8 @@
  */
 import { acceptBootManifest, type AcceptBootManifestOptions } from "./accept_boot_manifest.ts";
 import type { BootManifest } from "./boot_manifest.ts";
-import { openHttp, readWithin, SourceError } from "./fetch_http.ts";
+import { openHttp, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
+import { sleep } from "../util/sleep.ts";
 
 /** Largest manifest accepted, in bytes. */
 export const MAX_MANIFEST_BYTES = 1 << 20;
@@ -202,7 +203,7 @@ export async function fetchBootManifest(
     }
     if (again.length === 0) break;
     pending = again;
-    await _sleep(Math.min(5000, retryDelayMs * 2 ** round), signal);
+    await sleep(Math.min(5000, retryDelayMs * 2 ** round), signal);
     signal?.throwIfAborted();
   }
   throw new Error(
@@ -210,18 +211,6 @@ export async function fetchBootManifest(
       [...reasons].map(([p, r]) => `${p}: ${r}`).join("; ")
     })`,
   );
-}
-
-function _sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done);
-  });
 }
 
 async function _getText(
@@ -235,7 +224,7 @@ async function _getText(
     await response.body?.cancel();
     const status = response.status;
     throw new SourceError(finalUrl, `HTTP ${status}`, {
-      retryable: status >= 500 || status === 408 || status === 429,
+      retryable: retryableStatus(status),
     });
   }
   const length = Number(response.headers.get("content-length") ?? 0);
@@ -250,16 +239,12 @@ async function _getText(
   let total = 0;
   try {
     for (;;) {
-      let result;
-      try {
-        result = await readWithin(reader, options.timeoutMs, finalUrl, () => stall.abort());
-      } catch (error) {
-        options.signal?.throwIfAborted();
-        if (error instanceof SourceError) throw error;
-        throw new SourceError(finalUrl, String((error as Error).message).split("\n")[0]!, {
-          retryable: true,
-        });
-      }
+      const result = await readWithin(reader, {
+        timeoutMs: options.timeoutMs,
+        url: finalUrl,
+        onStall: () => stall.abort(),
+        signal: options.signal,
+      });
       if (result.done) break;
       total += result.value.length;
       if (total > MAX_MANIFEST_BYTES) {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { errorMessage } from "../util/error_message.ts";
 
 /**
  * A source (provider or mirror URL) failed. `retryable` says whether the same source may work
@@ -151,9 +152,38 @@ export async function openHttp(
 }
 
 /**
- * Read one chunk from a body reader, failing if nothing arrives within `ms` (a stalled
+ * Whether an HTTP status is worth trying again at the same source: a server error, 408 or 429.
+ *
+ * @example
+ * ```ts
+ * import { retryableStatus } from "./fetch_http.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(retryableStatus(503), true);
+ * assert.equal(retryableStatus(404), false);
+ * ```
+ */
+export function retryableStatus(status: number): boolean {
+  return status >= 500 || status === 408 || status === 429;
+}
+
+/** Options of {@linkcode readWithin}. */
+export interface ReadWithinOptions {
+  /** How long to wait for the chunk, in ms. */
+  timeoutMs: number;
+  /** The source's URL, for the error. */
+  url: string;
+  /** Called on a stall, e.g. to abort the request. */
+  onStall: () => void;
+  /** When aborted, its reason is thrown instead of a {@linkcode SourceError}. */
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * Read one chunk from a body reader, failing if nothing arrives within `timeoutMs` (a stalled
  * source). On a stall `onStall` is called (to abort the request) and a retryable
- * {@linkcode SourceError} is thrown.
+ * {@linkcode SourceError} is thrown; any other read error becomes a retryable `SourceError`
+ * naming its first line, unless `signal` was aborted (then its reason is thrown).
  *
  * @example
  * ```ts
@@ -161,35 +191,38 @@ export async function openHttp(
  * import assert from "node:assert/strict";
  *
  * const reader = new Response("abc").body!.getReader();
- * const { value } = await readWithin(reader, 1000, "http://x/", () => {});
+ * const { value } = await readWithin(reader, { timeoutMs: 1000, url: "http://x/", onStall() {} });
  * assert.equal(new TextDecoder().decode(value), "abc");
  * reader.releaseLock();
  * ```
  */
 export async function readWithin(
   reader: ReadableStreamDefaultReader<Uint8Array>,
-  ms: number,
-  url: string,
-  onStall: () => void,
+  options: ReadWithinOptions,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
+  const { timeoutMs, url, onStall, signal } = options;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
       reader.read(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          reject(new SourceError(url, `stalled: no data for ${ms} ms`, { retryable: true }));
+          reject(new SourceError(url, `stalled: no data for ${timeoutMs} ms`, { retryable: true }));
           onStall();
-        }, ms);
+        }, timeoutMs);
       }),
     ]);
+  } catch (error) {
+    signal?.throwIfAborted();
+    if (error instanceof SourceError) throw error;
+    throw new SourceError(url, _oneLine(error), { retryable: true, cause: error });
   } finally {
     clearTimeout(timer);
   }
 }
 
 function _oneLine(error: unknown): string {
-  return String((error as Error)?.message ?? error).split("\n")[0]!;
+  return errorMessage(error).split("\n")[0]!;
 }
 
 /** `fetch failed` says nothing: name the cause (`connection refused`) in a few words. */

@@ -11,6 +11,8 @@
  */
 import { fromHex, toHex } from "../runtime/digest.ts";
 import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
+import { fsErrorReason } from "../util/fs_error.ts";
 
 /** The size of a secret key file: the raw Ed25519 seed. */
 const SECRET_KEY_BYTES = 32;
@@ -70,15 +72,9 @@ export async function readSecretKeyFile(path: string): Promise<KeyPair> {
  */
 export async function writeKeyPairFiles(base: string): Promise<KeyPair> {
   const keys = await generateKeyPair();
-  const file = await Deno.open(`${base}.key`, { write: true, createNew: true, mode: 0o600 });
+  await writeFileAtomic(`${base}.key`, keys.secretKey, { mode: 0o600, createNew: true });
   try {
-    await file.write(keys.secretKey);
-    await file.sync();
-  } finally {
-    file.close();
-  }
-  try {
-    await Deno.writeTextFile(`${base}.pub`, `${toHex(keys.publicKey)}\n`, { createNew: true });
+    await writeFileAtomic(`${base}.pub`, `${toHex(keys.publicKey)}\n`, { createNew: true });
   } catch (error) {
     // No half pair: a secret whose public half was never written is removed again.
     await Deno.remove(`${base}.key`).catch(() => {});
@@ -203,16 +199,7 @@ async function _readKeyText(path: string, what: string): Promise<string> {
   try {
     bytes = await Deno.readFile(path);
   } catch (error) {
-    const reason = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : error instanceof Deno.errors.IsADirectory
-      ? "is a directory"
-      : error instanceof Deno.errors.PermissionDenied
-      ? "permission denied"
-      : error instanceof Deno.errors.NotCapable
-      ? "not allowed: run with --allow-read"
-      : (error as Error).message.split("\n")[0]!;
-    throw new Error(`Cannot read ${what} '${path}': ${reason}`, { cause: error });
+    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
   }
   const text = new TextDecoder().decode(bytes);
   // No line of a key file fits in 32 bytes, so 32 bytes with anything but comments in them

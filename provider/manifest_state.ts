@@ -19,6 +19,7 @@
  * @module
  */
 import { rfc3339 } from "../runtime/receipt.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /** What the state remembers of the last accepted manifest of one channel and architecture. */
 export interface ManifestStateEntry {
@@ -155,55 +156,6 @@ export async function recordAcceptedManifest(
     version: manifest.version,
     accepted_at: rfc3339(now),
   };
-  await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(state, null, 2)}\n`));
+  await writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`);
   return state;
-}
-
-/**
- * Write a file atomically: a fresh temporary file beside it, fsync, rename over the target,
- * then fsync of the directory (best effort where the platform cannot open directories).
- *
- * @example
- * ```ts
- * import { writeFileAtomic } from "./manifest_state.ts";
- * import assert from "node:assert/strict";
- *
- * const dir = await Deno.makeTempDir();
- * await writeFileAtomic(`${dir}/a.txt`, new TextEncoder().encode("hi"));
- * assert.equal(await Deno.readTextFile(`${dir}/a.txt`), "hi");
- * await Deno.remove(dir, { recursive: true });
- * ```
- */
-export async function writeFileAtomic(
-  path: string,
-  data: Uint8Array,
-  options: {
-    /** File mode of a newly written file. @default {0o644} */
-    mode?: number;
-  } = {},
-): Promise<void> {
-  const { mode = 0o644 } = options;
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
-  const temp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  const file = await Deno.open(temp, { write: true, createNew: true, mode });
-  try {
-    try {
-      let written = 0;
-      while (written < data.length) written += await file.write(data.subarray(written));
-      await file.sync();
-    } finally {
-      file.close();
-    }
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
-  try {
-    using d = await Deno.open(dir, { read: true });
-    await d.sync();
-  } catch {
-    // Directories cannot be opened for fsync on every platform; the rename is still atomic.
-  }
 }

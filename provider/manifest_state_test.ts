@@ -3,7 +3,6 @@ import {
   lastAcceptedSequence,
   readManifestState,
   recordAcceptedManifest,
-  writeFileAtomic,
 } from "./manifest_state.ts";
 
 Deno.test("recordAcceptedManifest() keeps the highest sequence per channel and arch", async () => {
@@ -70,24 +69,6 @@ Deno.test("readManifestState() refuses a state file that is not a state", async 
       );
       assert.equal(await Deno.readTextFile(path), text);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("writeFileAtomic() replaces the file whole and leaves no temporary file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/f`, "old content that is longer");
-    await writeFileAtomic(`${dir}/f`, new TextEncoder().encode("new"));
-    assert.equal(await Deno.readTextFile(`${dir}/f`), "new");
-    const names = [];
-    for await (const e of Deno.readDir(dir)) names.push(e.name);
-    assert.deepEqual(names, ["f"]);
-    await assert.rejects(
-      () => writeFileAtomic(`${dir}/missing/f`, new Uint8Array(1)),
-      Deno.errors.NotFound,
-    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

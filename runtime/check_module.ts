@@ -6,7 +6,7 @@
  */
 import { UnsupportedModuleError } from "./errors.ts";
 import { WASI_PREVIEW1_FUNCTIONS } from "./wasi.ts";
-import { WasmReader } from "./wasm_binary.ts";
+import { SECTION_ORDER, WasmReader } from "./wasm_binary.ts";
 
 /**
  * The WebAssembly features a job may use. Everything else is refused by
@@ -43,23 +43,6 @@ const V128 = 0x7b;
 const FUNCREF = 0x70;
 const EXTERNREF = 0x6f;
 const VALTYPES = new Set([I32, I64, F32, F64, V128, FUNCREF, EXTERNREF]);
-
-/** Section id to its rank in the required order; ids not listed are refused. */
-const ORDER: Record<number, number> = {
-  1: 1,
-  2: 2,
-  3: 3,
-  4: 4,
-  5: 5,
-  13: 6,
-  6: 7,
-  7: 8,
-  8: 9,
-  9: 10,
-  12: 11,
-  10: 12,
-  11: 13,
-};
 
 /** What a refused opcode belongs to. */
 const REFUSED_OPCODES: Record<number, string> = {
@@ -485,7 +468,7 @@ class _Gate {
       this.r.skip(size);
       if (id === 0) continue; // custom sections are not executed
       if (id === 13) throw this.refuse("exception handling (tag section)", at);
-      const rank = ORDER[id];
+      const rank = SECTION_ORDER[id];
       if (rank === undefined) throw this.refuse(`an unknown section (id ${id})`, at);
       if (rank <= last) throw this.r.malformed(`section ${id} out of order`, at);
       last = rank;

@@ -5,8 +5,6 @@
  */
 import { sha256 as _nobleSha256 } from "@noble/hashes/sha2.js";
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
 /**
  * Encode bytes as lowercase hex.
  *
@@ -19,9 +17,7 @@ const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"
  * ```
  */
 export function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (const byte of bytes) out += HEX[byte];
-  return out;
+  return bytes.toHex();
 }
 
 /**
@@ -40,17 +36,19 @@ export function toHex(bytes: Uint8Array): string {
  * ```
  */
 export function fromHex(hex: string, length?: number): Uint8Array {
-  if (typeof hex !== "string" || hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
+  let bytes: Uint8Array;
+  try {
+    // Uint8Array.fromHex takes either case; an odd length or a non-hex digit throws.
+    bytes = Uint8Array.fromHex(hex);
+  } catch {
     throw new SyntaxError(`Cannot decode hex: not an even-length hex string: '${_clip(hex)}'`);
   }
-  if (length !== undefined && hex.length !== length * 2) {
+  if (length !== undefined && bytes.length !== length) {
     throw new SyntaxError(
-      `Cannot decode hex: expected ${length} bytes, got ${hex.length / 2}: '${_clip(hex)}'`,
+      `Cannot decode hex: expected ${length} bytes, got ${bytes.length}: '${_clip(hex)}'`,
     );
   }
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
+  return bytes;
 }
 
 /**

@@ -36,8 +36,7 @@ export async function generateKeyPair(seed?: Uint8Array): Promise<KeyPair> {
     throw new RangeError(`Cannot use Ed25519 seed: expected 32 bytes, got ${secretKey.length}`);
   }
   const jwk = await crypto.subtle.exportKey("jwk", await _importSecret(secretKey, true));
-  const x = jwk.x!.replace(/-/g, "+").replace(/_/g, "/");
-  return { secretKey, publicKey: Uint8Array.from(atob(x), (c) => c.charCodeAt(0)) };
+  return { secretKey, publicKey: Uint8Array.fromBase64(jwk.x!, { alphabet: "base64url" }) };
 }
 
 /** PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): a fixed 16-byte prefix, then the seed. */

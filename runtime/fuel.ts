@@ -13,7 +13,8 @@
  *
  * @module
  */
-import { WasmReader } from "./wasm_binary.ts";
+import { SECTION_ORDER, WasmReader } from "./wasm_binary.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /** Name of the exported mutable `i64` global that holds the remaining fuel. */
 export const FUEL_GLOBAL_EXPORT = "__phase_fuel";
@@ -518,23 +519,6 @@ interface _Section {
   end: number;
 }
 
-// Position of each known section in the required order (custom sections may go anywhere).
-const _ORDER: Record<number, number> = {
-  1: 1,
-  2: 2,
-  3: 3,
-  4: 4,
-  5: 5,
-  13: 6,
-  6: 7,
-  7: 8,
-  8: 9,
-  9: 10,
-  12: 11,
-  10: 12,
-  11: 13,
-};
-
 const _GLOBAL = 6;
 const _EXPORT = 7;
 const _START = 8;
@@ -601,7 +585,7 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
     const start = r.pos;
     r.skip(size);
     if (id !== 0) {
-      const rank = _ORDER[id];
+      const rank = SECTION_ORDER[id];
       if (rank === undefined) throw _malformed(start, `unknown section id ${id}`);
       if (rank <= last) throw _malformed(start, `section ${id} out of order`);
       last = rank;
@@ -671,10 +655,10 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
     wroteExports = true;
   };
   for (const s of sections) {
-    const rank = _ORDER[s.id];
+    const rank = SECTION_ORDER[s.id];
     if (rank !== undefined) {
-      if (!wroteGlobals && rank > _ORDER[_GLOBAL]!) newGlobals(0, new Uint8Array());
-      if (!wroteExports && rank > _ORDER[_EXPORT]!) newExports(0, new Uint8Array());
+      if (!wroteGlobals && rank > SECTION_ORDER[_GLOBAL]!) newGlobals(0, new Uint8Array());
+      if (!wroteExports && rank > SECTION_ORDER[_EXPORT]!) newExports(0, new Uint8Array());
     }
     const sr = new WasmReader(bytes, _ERROR_PREFIX, s.start, s.end);
     if (s.id === _GLOBAL) {
@@ -964,9 +948,7 @@ export class FuelCache {
       throw new TypeError("Cannot instrument module: expected a Uint8Array");
     }
     const digest = await crypto.subtle.digest("SHA-256", module as Uint8Array<ArrayBuffer>);
-    let hex = "";
-    for (const byte of new Uint8Array(digest)) hex += byte.toString(16).padStart(2, "0");
-    const key = `fuel-v${FUEL_VERSION}-${hex}`;
+    const key = `fuel-v${FUEL_VERSION}-${new Uint8Array(digest).toHex()}`;
     let entry = this.#memory.get(key);
     if (entry) {
       this.#memory.delete(key);
@@ -1000,14 +982,7 @@ export class FuelCache {
     this.#instrumented++;
     if (dir !== undefined && file !== undefined) {
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-      const tmp = `${file}.${crypto.randomUUID()}.tmp`;
-      try {
-        await Deno.writeFile(tmp, out, { mode: 0o600, ...(signal ? { signal } : {}) });
-        await Deno.rename(tmp, file);
-      } catch (err) {
-        await Deno.remove(tmp).catch(() => {});
-        throw err;
-      }
+      await writeFileAtomic(file, out, { mode: 0o600, signal });
     }
     return out;
   }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { WasmReader } from "./wasm_binary.ts";
+import { encodeName, encodeU32, SECTION_ORDER, WasmReader } from "./wasm_binary.ts";
 
 /**
  * Bytes in one WebAssembly page.
@@ -82,22 +82,6 @@ const SECTION_IMPORT = 2;
 const SECTION_TABLE = 4;
 const SECTION_MEMORY = 5;
 const SECTION_EXPORT = 7;
-/** Rank of each known section id in the required order (custom sections may go anywhere). */
-const ORDER: Record<number, number> = {
-  1: 1,
-  2: 2,
-  3: 3,
-  4: 4,
-  5: 5,
-  13: 6,
-  6: 7,
-  7: 8,
-  8: 9,
-  9: 10,
-  12: 11,
-  10: 12,
-  11: 13,
-};
 const PREFIX = "Cannot read module";
 
 /** One linear memory of a module, after {@linkcode limitMemory} rewrote it. */
@@ -152,23 +136,6 @@ export class MemoryCapError extends Error {
   }
 }
 
-function _encodeU32(value: number): number[] {
-  const out: number[] = [];
-  let v = value >>> 0;
-  do {
-    let b = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) b |= 0x80;
-    out.push(b);
-  } while (v !== 0);
-  return out;
-}
-
-function _name(text: string): number[] {
-  const bytes = new TextEncoder().encode(text);
-  return [..._encodeU32(bytes.length), ...bytes];
-}
-
 function _refType(r: WasmReader): void {
   const t = r.byte();
   // (ref null ht) / (ref ht) from the function-references and GC proposals carry a heap type.
@@ -204,7 +171,7 @@ function _readLimits(r: WasmReader, table: boolean): _Limits {
 /** The limits with the maximum capped at `cap`, encoded. */
 function _cap(limits: _Limits, cap: number): { encoded: number[]; max: number } {
   const max = limits.max === null ? cap : Math.min(limits.max, cap);
-  return { encoded: [limits.flags | 0x01, ..._encodeU32(limits.min), ..._encodeU32(max)], max };
+  return { encoded: [limits.flags | 0x01, ...encodeU32(limits.min), ...encodeU32(max)], max };
 }
 
 /**
@@ -287,15 +254,15 @@ export function limitMemory(module: Uint8Array, capBytes: number): LimitedModule
   ];
   const exportSection = (count: number, rest: Uint8Array) => {
     const extra = reserved();
-    const body = [..._encodeU32(count + extra.length), ...rest];
-    for (const [name, kind] of extra) body.push(..._name(name), kind, 0);
-    pieces.push(new Uint8Array([SECTION_EXPORT, ..._encodeU32(body.length), ...body]));
+    const body = [...encodeU32(count + extra.length), ...rest];
+    for (const [name, kind] of extra) body.push(...encodeName(name), kind, 0);
+    pieces.push(new Uint8Array([SECTION_EXPORT, ...encodeU32(body.length), ...body]));
     exported = true;
     if (extra.length > 0) changed = true;
   };
   for (const s of sections) {
-    const rank = ORDER[s.id];
-    if (!exported && rank !== undefined && rank > ORDER[SECTION_EXPORT]!) {
+    const rank = SECTION_ORDER[s.id];
+    if (!exported && rank !== undefined && rank > SECTION_ORDER[SECTION_EXPORT]!) {
       exportSection(0, new Uint8Array());
     }
     if (s.id === SECTION_EXPORT) {
@@ -398,7 +365,7 @@ export function limitMemory(module: Uint8Array, capBytes: number): LimitedModule
       throw new SyntaxError(`Cannot read module: section ${s.id} has trailing bytes`);
     }
     flush(s.end);
-    pieces.push(new Uint8Array([s.id, ..._encodeU32(body.length), ...body]));
+    pieces.push(new Uint8Array([s.id, ...encodeU32(body.length), ...body]));
   }
   if (!exported) exportSection(0, new Uint8Array());
   if (!changed) return { bytes: module, memories, tables };

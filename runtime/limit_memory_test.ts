@@ -1,32 +1,21 @@
 import assert from "node:assert/strict";
 import { limitMemory, MemoryCapError, WASM_PAGE_BYTES } from "./limit_memory.ts";
+import { encodeName, encodeU32 } from "./wasm_binary.ts";
 
 const HEADER = [0, 97, 115, 109, 1, 0, 0, 0];
 const PAGE = WASM_PAGE_BYTES;
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
 function section(id: number, body: number[]): number[] {
-  return [id, ...leb(body.length), ...body];
+  return [id, ...encodeU32(body.length), ...body];
 }
 
-function name(s: string): number[] {
-  const b = [...new TextEncoder().encode(s)];
-  return [...leb(b.length), ...b];
-}
+const name = encodeName;
 
 /** (module (memory min max?) (export "memory" (memory 0)) (func (export "grow") ...)) */
 function definedMemory(min: number, max?: number): Uint8Array {
-  const limits = max === undefined ? [0, ...leb(min)] : [1, ...leb(min), ...leb(max)];
+  const limits = max === undefined
+    ? [0, ...encodeU32(min)]
+    : [1, ...encodeU32(min), ...encodeU32(max)];
   return new Uint8Array([
     ...HEADER,
     ...section(1, [1, 0x60, 1, 0x7f, 1, 0x7f]), // type 0: (i32) -> i32
@@ -85,7 +74,7 @@ Deno.test("limitMemory() caps an imported memory and reports its import name", (
       ...name("memory"),
       2,
       0,
-      ...leb(1),
+      ...encodeU32(1),
     ]),
   ]);
   const withType = new Uint8Array([

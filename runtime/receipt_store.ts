@@ -5,7 +5,7 @@
  * @module
  */
 import type { Receipt } from "./receipt.ts";
-import { writeFileAtomic } from "../provider/manifest_state.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /**
  * The path a receipt is kept at: `<stateDir>/receipts/<job id>-<first 16 hex of the worker
@@ -58,8 +58,6 @@ export function receiptPath(
 export async function storeReceipt(stateDir: string, receipt: Receipt): Promise<string> {
   const path = receiptPath(stateDir, receipt);
   await Deno.mkdir(`${stateDir}/receipts`, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(receipt, null, 2) + "\n"), {
-    mode: 0o600,
-  });
+  await writeFileAtomic(path, JSON.stringify(receipt, null, 2) + "\n", { mode: 0o600 });
   return path;
 }

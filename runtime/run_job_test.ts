@@ -239,7 +239,7 @@ Deno.test("runJob() runs the sha256 example to the value node:crypto computes", 
   }
   let d: Uint8Array = new Uint8Array(32);
   for (let r = 0; r < rounds; r++) d = createHash("sha256").update(d).update(data).digest();
-  const hex = Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+  const hex = d.toHex();
   const outcome = await runJob(await load("../examples/sha256.wasm"), {
     args: [String(mib), String(rounds)],
   });

@@ -17,6 +17,7 @@ import {
   TABLE_EXPORT,
 } from "./limit_memory.ts";
 import { createWasi, WasiExit } from "./wasi.ts";
+import { errorMessage } from "../util/error_message.ts";
 
 /** Why a job failed; see `JobOutcome.error` in run_job.ts. */
 export type JobErrorKind =
@@ -227,7 +228,7 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
         message: `Cannot allocate linear memory: ${error.message}`,
       });
     }
-    const message = error instanceof Error ? error.message : String(error);
+    const message = errorMessage(error);
     classify(exitCode, { kind: "trap", message: `Cannot finish job: module trapped: ${message}` });
   };
   /** Apply the memory rule to a job that ended with `exitCode` or `error`. */

@@ -5,6 +5,36 @@
  * @module
  */
 
+/**
+ * Each known section id's rank in the order the binary format requires (the data count
+ * section, 12, sits between import-related and code sections); custom sections (id 0) may go
+ * anywhere and are not listed.
+ *
+ * @example
+ * ```ts
+ * import { SECTION_ORDER } from "./wasm_binary.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(SECTION_ORDER[12]! < SECTION_ORDER[10]!); // data count before code
+ * assert.equal(SECTION_ORDER[0], undefined);
+ * ```
+ */
+export const SECTION_ORDER: Readonly<Record<number, number>> = {
+  1: 1,
+  2: 2,
+  3: 3,
+  4: 4,
+  5: 5,
+  13: 6,
+  6: 7,
+  7: 8,
+  8: 9,
+  9: 10,
+  12: 11,
+  10: 12,
+  11: 13,
+};
+
 /** Made on first use: nothing happens at import time. */
 let _utf8: TextDecoder | undefined;
 
@@ -119,4 +149,44 @@ export class WasmReader {
       throw this.malformed("name is not UTF-8", start);
     }
   }
+}
+
+/**
+ * Encode an unsigned 32-bit integer as LEB128 bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeU32 } from "./wasm_binary.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(encodeU32(624485), [0xe5, 0x8e, 0x26]);
+ * assert.deepEqual(encodeU32(0), [0]);
+ * ```
+ */
+export function encodeU32(value: number): number[] {
+  const out: number[] = [];
+  let v = value >>> 0;
+  do {
+    let b = v & 0x7f;
+    v >>>= 7;
+    if (v !== 0) b |= 0x80;
+    out.push(b);
+  } while (v !== 0);
+  return out;
+}
+
+/**
+ * Encode a name as the binary format does: its UTF-8 length as LEB128, then the bytes.
+ *
+ * @example
+ * ```ts
+ * import { encodeName } from "./wasm_binary.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(encodeName("abc"), [3, 97, 98, 99]);
+ * ```
+ */
+export function encodeName(text: string): number[] {
+  const bytes = new TextEncoder().encode(text);
+  return [...encodeU32(bytes.length), ...bytes];
 }

@@ -6,9 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { type Finished, taskCommand } from "./_task.ts";
-
-const ROOT = new URL("../", import.meta.url);
+import { runScript, taskCommand } from "./_task.ts";
 
 /** One bad input and the answer expected. */
 export interface AuditCase {
@@ -67,37 +65,5 @@ export async function auditCli(
   }
 }
 
-/**
- * Run a script as its own process with these flags (plus `--no-prompt`).
- *
- * @example
- * ```ts ignore
- * import { spawn } from "./_cli_audit.ts";
- *
- * const res = await spawn(["--allow-read"], "cli/verify.ts", ["--help"]);
- * ```
- */
-export async function spawn(
-  flags: string[],
-  script: string,
-  args: string[],
-  options: { env?: Record<string, string>; stdin?: string } = {},
-): Promise<Finished> {
-  const { env = {}, stdin } = options;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...flags, new URL(script, ROOT).pathname, ...args],
-    cwd: new URL(".", ROOT).pathname,
-    env,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await child.output();
-  const decoder = new TextDecoder();
-  return { code, stdout, out: decoder.decode(stdout), err: decoder.decode(stderr) };
-}
+/** Run a script as its own process with these flags (plus `--no-prompt`). */
+export const spawn = runScript;

@@ -64,6 +64,26 @@ export async function runTask(
   options: { stdin?: Uint8Array | string; env?: Record<string, string>; cwd?: string } = {},
 ): Promise<Finished> {
   const { flags, script } = await taskCommand(task);
+  return await runScript(flags, script, args, options);
+}
+
+/**
+ * Run a project script as its own process with these flags (plus `--no-prompt`), optionally
+ * feeding `stdin`; resolves with its exit code and output.
+ *
+ * @example
+ * ```ts ignore
+ * import { runScript } from "./_task.ts";
+ *
+ * const res = await runScript(["--allow-read"], "cli/verify.ts", ["--help"]);
+ * ```
+ */
+export async function runScript(
+  flags: string[],
+  script: string,
+  args: string[],
+  options: { stdin?: Uint8Array | string; env?: Record<string, string>; cwd?: string } = {},
+): Promise<Finished> {
   const { stdin, env = {}, cwd = new URL(".", ROOT).pathname } = options;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...flags, new URL(script, ROOT).pathname, ...args],

@@ -5,7 +5,12 @@
  * servers are small Deno.serve handlers.
  */
 import assert from "node:assert/strict";
-import { ArtifactFetchError, downloadArtifact } from "../provider/download_artifact.ts";
+import {
+  ArtifactFetchError,
+  downloadArtifact,
+  type DownloadArtifactOptions,
+  type DownloadResult,
+} from "../provider/download_artifact.ts";
 import { fetchArtifacts } from "../provider/fetch_artifacts.ts";
 import { sha256Tag } from "../runtime/digest.ts";
 import { DigestMismatchError } from "../runtime/errors.ts";
@@ -23,6 +28,22 @@ import {
 const FAST = { retryDelayMs: 5, stallTimeoutMs: 400, sync: false };
 const BYTES = pseudoRandomBytes(300_000, 7);
 const HASH = sha256Tag(BYTES);
+
+/** `downloadArtifact()` of BYTES from `sources` into `<dir>/vmlinuz`, with the FAST timings. */
+function download(
+  dir: string,
+  sources: string[],
+  options: Partial<DownloadArtifactOptions> = {},
+): Promise<DownloadResult> {
+  return downloadArtifact("kernel", {
+    ...FAST,
+    sources,
+    size: BYTES.length,
+    hash: HASH,
+    path: `${dir}/vmlinuz`,
+    ...options,
+  });
+}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -54,12 +75,7 @@ Deno.test("downloadArtifact() resumes with Range after a truncated response", as
   });
   await using dir = await tempDir();
   const warnings: string[] = [];
-  const result = await downloadArtifact("kernel", {
-    ...FAST,
-    sources: [`${server.url}/k`],
-    size: BYTES.length,
-    hash: HASH,
-    path: `${dir.path}/vmlinuz`,
+  const result = await download(dir.path, [`${server.url}/k`], {
     onWarning: (w) => warnings.push(w),
   });
   assert.equal(result.status, "downloaded");
@@ -87,13 +103,8 @@ Deno.test("downloadArtifact() keeps the .part and names the cause when every att
   await using dir = await tempDir();
   await assert.rejects(
     () =>
-      downloadArtifact("kernel", {
-        ...FAST,
+      download(dir.path, [`${server.url}/k`], {
         retries: 2,
-        sources: [`${server.url}/k`],
-        size: BYTES.length,
-        hash: HASH,
-        path: `${dir.path}/vmlinuz`,
       }),
     (error: Error) => {
       assert.ok(error instanceof ArtifactFetchError);
@@ -116,12 +127,7 @@ Deno.test("downloadArtifact() refuses a wrong Content-Length and fails over", as
   await using good = startServer((req) => rangeResponse(req, BYTES));
   await using dir = await tempDir();
   const warnings: string[] = [];
-  const result = await downloadArtifact("kernel", {
-    ...FAST,
-    sources: [`${liar.url}/k`, `${good.url}/k`],
-    size: BYTES.length,
-    hash: HASH,
-    path: `${dir.path}/vmlinuz`,
+  const result = await download(dir.path, [`${liar.url}/k`, `${good.url}/k`], {
     onWarning: (w) => warnings.push(w),
   });
   assert.deepEqual(result.sources, [`${good.url}/k`]);
@@ -141,14 +147,7 @@ Deno.test("downloadArtifact() refuses a wrong Content-Range when resuming", asyn
   await using dir = await tempDir();
   await Deno.writeFile(`${dir.path}/vmlinuz.part`, BYTES.subarray(0, 5000));
   await assert.rejects(
-    () =>
-      downloadArtifact("kernel", {
-        ...FAST,
-        sources: [`${server.url}/k`],
-        size: BYTES.length,
-        hash: HASH,
-        path: `${dir.path}/vmlinuz`,
-      }),
+    () => download(dir.path, [`${server.url}/k`]),
     /wrong Content-Range 'bytes 0-299999\/300000', expected 'bytes 5000-299999\/300000'/,
   );
   assert.equal(await exists(`${dir.path}/vmlinuz`), false);
@@ -164,13 +163,8 @@ Deno.test("downloadArtifact() abandons a stalled provider after the stall timeou
   const warnings: string[] = [];
   const started = performance.now();
   try {
-    const result = await downloadArtifact("kernel", {
-      ...FAST,
+    const result = await download(dir.path, [`${slow.url}/k`, `${good.url}/k`], {
       stallTimeoutMs: 300,
-      sources: [`${slow.url}/k`, `${good.url}/k`],
-      size: BYTES.length,
-      hash: HASH,
-      path: `${dir.path}/vmlinuz`,
       onWarning: (w) => warnings.push(w),
     });
     assert.equal(result.status, "downloaded");
@@ -189,14 +183,7 @@ Deno.test("downloadArtifact() reports a redirect loop in one line and does not f
   });
   await using dir = await tempDir();
   await assert.rejects(
-    () =>
-      downloadArtifact("kernel", {
-        ...FAST,
-        sources: [`${server.url}/a`],
-        size: BYTES.length,
-        hash: HASH,
-        path: `${dir.path}/vmlinuz`,
-      }),
+    () => download(dir.path, [`${server.url}/a`]),
     (error: Error) => {
       assert.match(
         error.message,
@@ -221,24 +208,13 @@ Deno.test("downloadArtifact() stops after maxRedirects and follows a good redire
   await using dir = await tempDir();
   await assert.rejects(
     () =>
-      downloadArtifact("kernel", {
-        ...FAST,
+      download(dir.path, [`${endless.url}/0`], {
         maxRedirects: 3,
-        sources: [`${endless.url}/0`],
-        size: BYTES.length,
-        hash: HASH,
-        path: `${dir.path}/vmlinuz`,
       }),
     /too many redirects \(more than 3\)/,
   );
   assert.equal(endless.log.length, 4);
-  const result = await downloadArtifact("kernel", {
-    ...FAST,
-    sources: [`${hop.url}/k`],
-    size: BYTES.length,
-    hash: HASH,
-    path: `${dir.path}/vmlinuz`,
-  });
+  const result = await download(dir.path, [`${hop.url}/k`]);
   assert.equal(result.status, "downloaded");
 });
 
@@ -248,14 +224,7 @@ Deno.test("downloadArtifact() never renames tampered bytes and deletes the part"
   await using server = startServer((req) => rangeResponse(req, tampered));
   await using dir = await tempDir();
   await assert.rejects(
-    () =>
-      downloadArtifact("kernel", {
-        ...FAST,
-        sources: [`${server.url}/k`],
-        size: BYTES.length,
-        hash: HASH,
-        path: `${dir.path}/vmlinuz`,
-      }),
+    () => download(dir.path, [`${server.url}/k`]),
     (error: Error) => {
       assert.ok(error instanceof DigestMismatchError);
       assert.equal(
@@ -275,12 +244,7 @@ Deno.test("downloadArtifact() drops a provider serving tampered bytes and uses t
   await using good = startServer((req) => rangeResponse(req, BYTES));
   await using dir = await tempDir();
   const warnings: string[] = [];
-  const result = await downloadArtifact("kernel", {
-    ...FAST,
-    sources: [`${bad.url}/k`, `${good.url}/k`],
-    size: BYTES.length,
-    hash: HASH,
-    path: `${dir.path}/vmlinuz`,
+  const result = await download(dir.path, [`${bad.url}/k`, `${good.url}/k`], {
     onWarning: (w) => warnings.push(w),
   });
   assert.deepEqual(result.sources, [`${good.url}/k`]);
@@ -296,12 +260,7 @@ Deno.test("downloadArtifact() starts over when a server ignores Range", async ()
   await using dir = await tempDir();
   await Deno.writeFile(`${dir.path}/vmlinuz.part`, BYTES.subarray(0, 1234));
   const warnings: string[] = [];
-  const result = await downloadArtifact("kernel", {
-    ...FAST,
-    sources: [`${server.url}/k`],
-    size: BYTES.length,
-    hash: HASH,
-    path: `${dir.path}/vmlinuz`,
+  const result = await download(dir.path, [`${server.url}/k`], {
     onWarning: (w) => warnings.push(w),
   });
   assert.equal(result.resumed_from, 1234);
@@ -314,12 +273,7 @@ Deno.test("downloadArtifact() discards a .part that does not match and downloads
   await using dir = await tempDir();
   await Deno.writeFile(`${dir.path}/vmlinuz.part`, new Uint8Array(5000)); // zeros: wrong prefix
   const warnings: string[] = [];
-  const result = await downloadArtifact("kernel", {
-    ...FAST,
-    sources: [`${server.url}/k`],
-    size: BYTES.length,
-    hash: HASH,
-    path: `${dir.path}/vmlinuz`,
+  const result = await download(dir.path, [`${server.url}/k`], {
     onWarning: (w) => warnings.push(w),
   });
   assert.equal(result.status, "downloaded");
@@ -337,14 +291,7 @@ Deno.test("downloadArtifact() refuses a body longer than the signed size", async
   );
   await using dir = await tempDir();
   await assert.rejects(
-    () =>
-      downloadArtifact("kernel", {
-        ...FAST,
-        sources: [`${server.url}/k`],
-        size: BYTES.length,
-        hash: HASH,
-        path: `${dir.path}/vmlinuz`,
-      }),
+    () => download(dir.path, [`${server.url}/k`]),
     /sent more than the 300000 bytes of 'kernel'/,
   );
   assert.equal(await exists(`${dir.path}/vmlinuz`), false);
@@ -356,14 +303,7 @@ Deno.test("downloadArtifact() refuses a compressed response", async () => {
   );
   await using dir = await tempDir();
   await assert.rejects(
-    () =>
-      downloadArtifact("kernel", {
-        ...FAST,
-        sources: [`${server.url}/k`],
-        size: BYTES.length,
-        hash: HASH,
-        path: `${dir.path}/vmlinuz`,
-      }),
+    () => download(dir.path, [`${server.url}/k`]),
     /unexpected Content-Encoding 'br'/,
   );
 });
@@ -375,13 +315,7 @@ Deno.test("downloadArtifact() fails over from a 404 and retries a 503", async ()
   ) => (++calls === 1 ? new Response("busy", { status: 503 }) : rangeResponse(req, BYTES)));
   await using missing = startServer(() => new Response("no", { status: 404 }));
   await using dir = await tempDir();
-  const result = await downloadArtifact("kernel", {
-    ...FAST,
-    sources: [`${missing.url}/k`, `${flaky.url}/k`],
-    size: BYTES.length,
-    hash: HASH,
-    path: `${dir.path}/vmlinuz`,
-  });
+  const result = await download(dir.path, [`${missing.url}/k`, `${flaky.url}/k`]);
   assert.deepEqual(result.sources, [`${flaky.url}/k`]);
   assert.equal(missing.log.length, 1);
   assert.equal(flaky.log.length, 2);

@@ -22,9 +22,7 @@ const send = async (offer: JobOffer) => {
   const stream = await node.libp2p.dialProtocol(multiaddr(target!), JOB_OFFER_PROTOCOL, { signal });
   return await sendJobOffer(stream, offer, { signal });
 };
-const hex = () =>
-  Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0"))
-    .join("");
+const hex = () => crypto.getRandomValues(new Uint8Array(32)).toHex();
 const offer = (nonce = crypto.randomUUID(), arch = "x86_64"): JobOffer => ({
   job_id: hex(),
   nonce,

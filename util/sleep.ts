@@ -10,7 +10,7 @@
  *
  * @example
  * ```ts
- * import { sleep } from "./_sleep.ts";
+ * import { sleep } from "./sleep.ts";
  * import assert from "node:assert/strict";
  *
  * const stop = new AbortController();
@@ -18,17 +18,18 @@
  * setTimeout(() => stop.abort(), 10);
  * await sleep(10_000, stop.signal);
  * assert.ok(performance.now() - started < 5_000);
+ * await sleep(1);
  * ```
  */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
+    if (signal?.aborted) return resolve();
     const done = () => {
       clearTimeout(timer);
-      signal.removeEventListener("abort", done);
+      signal?.removeEventListener("abort", done);
       resolve();
     };
     const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
+    signal?.addEventListener("abort", done, { once: true });
   });
 }

@@ -1,9 +1,10 @@
 /**
- * One short, lower-case reason for a failed file operation, for the CLI's one-line errors:
+ * One short, lower-case reason for a failed file operation, for one-line errors:
  * `Cannot read module 'x.wasm': no such file`.
  *
  * @module
  */
+import { errorMessage } from "./error_message.ts";
 
 /**
  * Why a file operation failed, in a few words: `no such file`, `is a directory`, `permission
@@ -12,7 +13,7 @@
  *
  * @example
  * ```ts
- * import { fsErrorReason } from "./_fs_error.ts";
+ * import { fsErrorReason } from "./fs_error.ts";
  * import assert from "node:assert/strict";
  *
  * const error = await Deno.readFile("/no/such/file").catch((e) => e);
@@ -25,7 +26,7 @@ export function fsErrorReason(error: unknown): string {
   if (error instanceof Deno.errors.NotADirectory) return "not a directory";
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.AlreadyExists) return "already exists";
-  const message = String((error as Error)?.message ?? error).split("\n")[0]!;
+  const message = errorMessage(error).split("\n")[0]!;
   if (error instanceof Deno.errors.NotCapable) {
     // `Requires read access to "/x", run again with the --allow-read flag`
     const flag = /--allow-[a-z]+/.exec(message)?.[0];
@@ -41,7 +42,7 @@ export function fsErrorReason(error: unknown): string {
  *
  * @example
  * ```ts
- * import { describeError } from "./_fs_error.ts";
+ * import { describeError } from "./fs_error.ts";
  * import assert from "node:assert/strict";
  *
  * const error = await Deno.mkdir("/no/such/dir/x").catch((e) => e);
@@ -50,7 +51,7 @@ export function fsErrorReason(error: unknown): string {
  * ```
  */
 export function describeError(error: unknown): string {
-  const message = String((error as Error)?.message ?? error).split("\n")[0]!;
+  const message = errorMessage(error).split("\n")[0]!;
   const fs = /\(os error \d+\): (\w+) '([^']*)'/.exec(message);
   if (fs) return `Cannot ${fs[1]} '${fs[2]}': ${fsErrorReason(error)}`;
   return message;

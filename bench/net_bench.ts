@@ -139,6 +139,7 @@ async function dhtRun(count: number, lookups: number) {
 }
 
 if (import.meta.main) {
+  (await import("../net/node_compat.ts")).applyNodeCompat(); // see docs/network.md
   const { values } = parseArgs({
     args: Deno.args,
     options: {

@@ -133,6 +133,59 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     verbose = false,
     signal,
   } = options;
+  _validateBuildOptions(toolForm, compression, level);
+  const started = performance.now();
+  const log = (line: string) => verbose && console.error(`boot:build: ${line}`);
+  const project = await Deno.realPath(projectDir);
+  await Deno.mkdir(outDir, { recursive: true });
+  const out = await Deno.realPath(outDir);
+  const keys = await _readTrustedKeys(trustedKeys);
+
+  log("downloading Debian packages");
+  const debian = await _debianParts(out, extraModules, signal);
+  const form: ToolForm = denortBin !== undefined ? "compiled" : toolForm;
+  const tools = await _stageTools(project, `${out}/stub-root`, form, { denortBin, log, signal });
+
+  const base = _stubBaseEntries(project, debian, keys.text);
+  base.push(_textEntry(
+    "etc/phase/build.txt",
+    `kernel ${debian.kernelRelease}\ntools ${tools.tools.join(" ")}\nform ${form}\n`,
+  ));
+  const deno = await _denoEntries(tools, form, denoBinary, signal);
+
+  log(`compressing the stub with ${compression}`);
+  const { stub, stubCpioBytes, stubWithoutDenoBytes } = await _writeStub(out, {
+    base,
+    deno,
+    kexecLibs: debian.kexecLibs,
+  }, { compression, level, measureWithoutDeno, log, signal });
+
+  log("building the second stage");
+  const secondStage = `${out}/second-stage.cpio.gz`;
+  const secondStageEntries = _secondStageEntries(project, debian);
+  await _writeCompressed(secondStageEntries, secondStage, "gzip", undefined, signal);
+
+  const result: BootBuildResult = {
+    kernel: debian.kernel,
+    kernelRelease: debian.kernelRelease,
+    stub,
+    stubBytes: (await Deno.stat(stub)).size,
+    stubCpioBytes,
+    compression,
+    ...(stubWithoutDenoBytes === undefined ? {} : { stubWithoutDenoBytes }),
+    secondStage,
+    secondStageBytes: (await Deno.stat(secondStage)).size,
+    tools: tools.tools,
+    missingTools: tools.missingTools,
+    toolForm: form,
+    trustedKeyCount: keys.count,
+    seconds: Math.round((performance.now() - started) / 100) / 10,
+  };
+  await Deno.writeTextFile(`${out}/build.json`, JSON.stringify(result, null, 2) + "\n");
+  return result;
+}
+
+function _validateBuildOptions(toolForm: string, compression: string, level?: number): void {
   if (toolForm !== "bundle" && toolForm !== "cache") {
     throw new TypeError(`Cannot build: tool form must be bundle or cache, got '${toolForm}'`);
   }
@@ -142,21 +195,47 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
   if (level !== undefined && (!Number.isInteger(level) || level < 0 || level > 19)) {
     throw new RangeError(`Cannot build: level must be a whole number 0-19, got ${level}`);
   }
-  const started = performance.now();
-  const log = (line: string) => verbose && console.error(`boot:build: ${line}`);
-  const project = await Deno.realPath(projectDir);
-  await Deno.mkdir(outDir, { recursive: true });
-  const out = await Deno.realPath(outDir);
-  let keyCount = 0;
-  let keysText = "# No trusted keys were baked in: this image refuses every manifest.\n";
-  if (trustedKeys !== undefined) {
-    keysText = await Deno.readTextFile(trustedKeys);
-    keyCount = parseTrustedKeys(keysText).length;
-    if (keyCount === 0) throw new RangeError(`Cannot build: '${trustedKeys}' holds no key`);
-  }
+}
 
-  // 1. Debian packages.
-  log("downloading Debian packages");
+/** The trusted-keys text to bake in, and how many keys it holds. */
+async function _readTrustedKeys(
+  trustedKeys: string | undefined,
+): Promise<{ text: string; count: number }> {
+  if (trustedKeys === undefined) {
+    return {
+      text: "# No trusted keys were baked in: this image refuses every manifest.\n",
+      count: 0,
+    };
+  }
+  const text = await Deno.readTextFile(trustedKeys);
+  const count = parseTrustedKeys(text).length;
+  if (count === 0) throw new RangeError(`Cannot build: '${trustedKeys}' holds no key`);
+  return { text, count };
+}
+
+/** What the images take from Debian packages, extracted under `<out>/pkgroot`. */
+interface _DebianParts {
+  /** Where the packages are extracted. */
+  pkgRoot: string;
+  /** The kernel, copied to `<out>/vmlinuz`. */
+  kernel: string;
+  kernelRelease: string;
+  /** kexec's shared libraries, by file name. */
+  kexecLibs: Map<string, string>;
+  /** The kernel modules to load, in order. */
+  moduleFiles: { name: string; path: string }[];
+  /** The static busybox binary. */
+  busybox: string;
+  /** Its applets (each becomes a symlink). */
+  applets: string[];
+}
+
+/** Download and extract the kernel, busybox-static and kexec-tools (with its libraries). */
+async function _debianParts(
+  out: string,
+  extraModules: string[],
+  signal?: AbortSignal,
+): Promise<_DebianParts> {
   const debs = `${out}/debs`;
   await Deno.mkdir(debs, { recursive: true });
   const kernelMeta = await _download(debs, "linux-image-amd64", signal);
@@ -196,105 +275,230 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
   const applets = (await _run(busybox, ["--list"], { signal })).split("\n").filter((a) =>
     /^[a-z0-9_.[-]+$/.test(a) && a !== "busybox"
   );
+  return { pkgRoot, kernel, kernelRelease, kexecLibs, moduleFiles, busybox, applets };
+}
 
-  // 2. The project's tools and their module cache.
-  const stage = `${out}/stub-root`;
+/** The project's tools staged for the stub, and the `/bin/phase-<tool>` entries that run them. */
+interface _StagedTools {
+  /** The staging tree (`phase/` or `bin/` below it goes into the image). */
+  stage: string;
+  /** Tools in the image. */
+  tools: string[];
+  /** Tools missing from the project. */
+  missingTools: string[];
+  /** The wrapper scripts (none for compiled tools). */
+  entries: CpioEntry[];
+}
+
+/** Stage the tools (and `kexec-plan`) in the given form under `stage`. */
+async function _stageTools(
+  project: string,
+  stage: string,
+  form: ToolForm,
+  options: {
+    denortBin: string | undefined;
+    log: (line: string) => void;
+    signal?: AbortSignal | undefined;
+  },
+): Promise<_StagedTools> {
+  const { denortBin, log, signal } = options;
   await Deno.remove(stage, { recursive: true }).catch(_ignoreNotFound);
   const tools = STUB_TOOLS.filter((t) => _exists(`${project}/cli/${t}.ts`));
   const missingTools = STUB_TOOLS.filter((t) => !tools.includes(t));
   for (const t of missingTools) log(`warning: cli/${t}.ts does not exist; phase-${t} is left out`);
-  const toolEntries: CpioEntry[] = [];
-  const form: ToolForm = denortBin !== undefined ? "compiled" : toolForm;
   const commands = [...tools.map((t) => ({ name: t, entry: `cli/${t}.ts` })), {
     name: "kexec-plan",
     entry: "boot/kexec_plan.ts",
   }];
+  let entries: CpioEntry[] = [];
   if (form === "bundle") {
     log("bundling the tools");
-    await Deno.mkdir(`${stage}/phase`, { recursive: true });
-    for (const { name, entry } of commands) {
-      await bundleEntrypoint(entry, `${stage}/phase/${name}.js`, { projectDir: project, signal });
-      const flags = await headerFlags(`${project}/${entry}`);
-      toolEntries.push(_wrapperEntry(name, `/phase/${name}.js`, flags, "--no-config"));
-    }
+    entries = await _bundleTools(project, stage, commands, signal);
   } else if (form === "cache") {
     log("copying project sources and filling the module cache");
-    await Deno.mkdir(`${stage}/phase`, { recursive: true });
-    const files = new Set<string>(["deno.json", "deno.lock"]);
-    for (const { entry } of commands) {
-      const info = JSON.parse(
-        await _run(Deno.execPath(), ["info", "--json", entry], { cwd: project, signal }),
-      ) as { modules: { specifier: string }[] };
-      for (const m of info.modules) {
-        if (m.specifier.startsWith(`file://${project}/`)) {
-          files.add(decodeURIComponent(m.specifier.slice(`file://${project}/`.length)));
-        }
-      }
-    }
-    for (const file of files) {
-      const dest = `${stage}/phase/${file}`;
-      await Deno.mkdir(dirname(dest), { recursive: true });
-      await Deno.copyFile(`${project}/${file}`, dest);
-    }
-    await _run(Deno.execPath(), ["cache", "--quiet", ...commands.map((c) => c.entry)], {
-      cwd: `${stage}/phase`,
-      env: { DENO_DIR: `${stage}/phase/.deno`, DENO_NO_UPDATE_CHECK: "1" },
-      signal,
-    });
-    await _pruneCache(`${stage}/phase/.deno`);
-    for (const { name, entry } of commands) {
-      const flags = await headerFlags(`${project}/${entry}`);
-      toolEntries.push(
-        _wrapperEntry(
-          name,
-          `/phase/${entry}`,
-          flags,
-          "--config=/phase/deno.json --lock=/phase/deno.lock",
-        ),
-      );
-    }
+    entries = await _cacheTools(project, stage, commands, signal);
   } else {
     log("compiling tools with deno compile");
-    await Deno.mkdir(`${stage}/bin`, { recursive: true });
-    for (const { name, entry } of commands) {
-      const flags = await headerFlags(`${project}/${entry}`);
-      await _run(Deno.execPath(), [
-        "compile",
-        "--no-check",
-        ...flags,
-        "--output",
-        `${stage}/bin/phase-${name}`,
-        entry,
-      ], { cwd: project, env: { DENORT_BIN: denortBin! }, signal });
+    await _compileTools(project, stage, commands, denortBin!, signal);
+  }
+  return { stage, tools, missingTools, entries };
+}
+
+/** A tool of the stub: its name (`/bin/phase-<name>`) and entrypoint in the project. */
+type _Command = { name: string; entry: string };
+
+/** `deno bundle` each tool to `<stage>/phase/<name>.js`; returns the wrapper entries. */
+async function _bundleTools(
+  project: string,
+  stage: string,
+  commands: _Command[],
+  signal?: AbortSignal,
+): Promise<CpioEntry[]> {
+  const entries: CpioEntry[] = [];
+  await Deno.mkdir(`${stage}/phase`, { recursive: true });
+  for (const { name, entry } of commands) {
+    await bundleEntrypoint(entry, `${stage}/phase/${name}.js`, { projectDir: project, signal });
+    const flags = await headerFlags(`${project}/${entry}`);
+    entries.push(_wrapperEntry(name, `/phase/${name}.js`, flags, "--no-config"));
+  }
+  return entries;
+}
+
+/**
+ * Copy the tools' project sources to `<stage>/phase` and fill a module cache there; returns the
+ * wrapper entries.
+ */
+async function _cacheTools(
+  project: string,
+  stage: string,
+  commands: _Command[],
+  signal?: AbortSignal,
+): Promise<CpioEntry[]> {
+  await Deno.mkdir(`${stage}/phase`, { recursive: true });
+  const files = new Set<string>(["deno.json", "deno.lock"]);
+  for (const { entry } of commands) {
+    const info = JSON.parse(
+      await _run(Deno.execPath(), ["info", "--json", entry], { cwd: project, signal }),
+    ) as { modules: { specifier: string }[] };
+    for (const m of info.modules) {
+      if (m.specifier.startsWith(`file://${project}/`)) {
+        files.add(decodeURIComponent(m.specifier.slice(`file://${project}/`.length)));
+      }
     }
   }
+  for (const file of files) {
+    const dest = `${stage}/phase/${file}`;
+    await Deno.mkdir(dirname(dest), { recursive: true });
+    await Deno.copyFile(`${project}/${file}`, dest);
+  }
+  await _run(Deno.execPath(), ["cache", "--quiet", ...commands.map((c) => c.entry)], {
+    cwd: `${stage}/phase`,
+    env: { DENO_DIR: `${stage}/phase/.deno`, DENO_NO_UPDATE_CHECK: "1" },
+    signal,
+  });
+  await _pruneCache(`${stage}/phase/.deno`);
+  const entries: CpioEntry[] = [];
+  for (const { name, entry } of commands) {
+    const flags = await headerFlags(`${project}/${entry}`);
+    entries.push(
+      _wrapperEntry(
+        name,
+        `/phase/${entry}`,
+        flags,
+        "--config=/phase/deno.json --lock=/phase/deno.lock",
+      ),
+    );
+  }
+  return entries;
+}
 
-  // 3. The stub's file list.
-  const base: CpioEntry[] = [];
-  for (
-    const dir of [
-      "bin",
-      "sbin",
-      "dev",
-      "etc",
-      "etc/phase",
-      "lib",
-      "lib/modules",
-      "lib/x86_64-linux-gnu",
-      "lib64",
-      "proc",
-      "run",
-      "sys",
-      "tmp",
-      "usr",
-      "usr/share",
-      "usr/share/udhcpc",
-    ]
-  ) base.push({ kind: "dir", path: dir, ...(dir === "tmp" ? { mode: 0o1777 } : {}) });
+/** `deno compile` each tool to `<stage>/bin/phase-<name>` with the flags its header declares. */
+async function _compileTools(
+  project: string,
+  stage: string,
+  commands: _Command[],
+  denortBin: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  await Deno.mkdir(`${stage}/bin`, { recursive: true });
+  for (const { name, entry } of commands) {
+    const flags = await headerFlags(`${project}/${entry}`);
+    await _run(Deno.execPath(), [
+      "compile",
+      "--no-check",
+      ...flags,
+      "--output",
+      `${stage}/bin/phase-${name}`,
+      entry,
+    ], { cwd: project, env: { DENORT_BIN: denortBin }, signal });
+  }
+}
+
+/**
+ * The stub's part that `measureWithoutDeno` leaves out: the tools (wrappers and staged tree),
+ * the deno binary unless the tools are compiled, and deno's shared libraries.
+ */
+async function _denoEntries(
+  tools: _StagedTools,
+  form: ToolForm,
+  denoBinary: string,
+  signal?: AbortSignal,
+): Promise<{ entries: CpioEntry[]; libs: Map<string, string> }> {
+  const entries: CpioEntry[] = [...tools.entries];
+  if (form === "compiled") {
+    entries.push(...await _treeEntries(tools.stage, "bin"));
+    return { entries, libs: new Map() };
+  }
+  entries.push({ kind: "file", path: "bin/deno", mode: 0o755, source: denoBinary });
+  const libs = await _ldd(denoBinary, {}, signal);
+  entries.push(...await _treeEntries(tools.stage, "phase"));
+  return { entries, libs };
+}
+
+/**
+ * Write `<out>/stub.cpio.<xz|zst>` from the base entries, the deno part and all their shared
+ * libraries; with `measureWithoutDeno`, also the stub without the deno part, to measure it.
+ */
+async function _writeStub(
+  out: string,
+  parts: {
+    base: CpioEntry[];
+    deno: { entries: CpioEntry[]; libs: Map<string, string> };
+    kexecLibs: Map<string, string>;
+  },
+  options: {
+    compression: "xz" | "zstd";
+    level: number | undefined;
+    measureWithoutDeno: boolean;
+    log: (line: string) => void;
+    signal?: AbortSignal | undefined;
+  },
+): Promise<{ stub: string; stubCpioBytes: number; stubWithoutDenoBytes?: number }> {
+  const { base, deno, kexecLibs } = parts;
+  const { compression, level, measureWithoutDeno, log, signal } = options;
+  const suffix = compression === "xz" ? "xz" : "zst";
+  const stub = `${out}/stub.cpio.${suffix}`;
+  const libs = new Map<string, string>([...kexecLibs, ...deno.libs]);
+  const entries = [...base, ..._libEntries(libs), ...deno.entries];
+  const stubCpioBytes = await _writeCompressed(entries, stub, compression, level, signal);
+  if (!measureWithoutDeno) return { stub, stubCpioBytes };
+  log("measuring the stub without deno");
+  const path = `${out}/stub-without-deno.cpio.${suffix}`;
+  await _writeCompressed([...base, ..._libEntries(kexecLibs)], path, compression, level, signal);
+  return { stub, stubCpioBytes, stubWithoutDenoBytes: (await Deno.stat(path)).size };
+}
+
+/** The directories the stub's root holds. */
+const STUB_DIRS = [
+  "bin",
+  "sbin",
+  "dev",
+  "etc",
+  "etc/phase",
+  "lib",
+  "lib/modules",
+  "lib/x86_64-linux-gnu",
+  "lib64",
+  "proc",
+  "run",
+  "sys",
+  "tmp",
+  "usr",
+  "usr/share",
+  "usr/share/udhcpc",
+];
+
+/** The stub's files besides deno, the tools and the shared libraries. */
+function _stubBaseEntries(project: string, debian: _DebianParts, keysText: string): CpioEntry[] {
+  const base: CpioEntry[] = STUB_DIRS.map((dir) => ({
+    kind: "dir",
+    path: dir,
+    ...(dir === "tmp" ? { mode: 0o1777 } : {}),
+  }));
   base.push({ kind: "char", path: "dev/console", major: 5, minor: 1 });
   base.push({ kind: "char", path: "dev/null", mode: 0o666, major: 1, minor: 3 });
-  base.push({ kind: "file", path: "bin/busybox", mode: 0o755, source: busybox });
-  for (const applet of applets) {
+  base.push({ kind: "file", path: "bin/busybox", mode: 0o755, source: debian.busybox });
+  for (const applet of debian.applets) {
     base.push({ kind: "symlink", path: `bin/${applet}`, target: "busybox" });
   }
   base.push({ kind: "file", path: "init", mode: 0o755, source: `${project}/boot/init` });
@@ -304,106 +508,53 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     mode: 0o755,
     source: `${project}/boot/udhcpc.script`,
   });
+  base.push(_textEntry("etc/hosts", "127.0.0.1 localhost\n::1 localhost\n"));
+  base.push(_textEntry("etc/phase/trusted-keys", keysText));
   base.push({
     kind: "file",
-    path: "etc/hosts",
-    data: new TextEncoder().encode("127.0.0.1 localhost\n::1 localhost\n"),
+    path: "sbin/kexec",
+    mode: 0o755,
+    source: `${debian.pkgRoot}/sbin/kexec`,
   });
-  base.push({
-    kind: "file",
-    path: "etc/phase/trusted-keys",
-    data: new TextEncoder().encode(keysText),
-  });
-  base.push({ kind: "file", path: "sbin/kexec", mode: 0o755, source: `${pkgRoot}/sbin/kexec` });
-  const libs = new Map<string, string>(kexecLibs);
-  for (const m of moduleFiles) {
+  for (const m of debian.moduleFiles) {
     base.push({ kind: "file", path: `lib/modules/${m.name}.ko`, source: m.path });
   }
-  base.push({
-    kind: "file",
-    path: "etc/phase/modules",
-    data: new TextEncoder().encode(moduleFiles.map((m) => m.name).join("\n") + "\n"),
-  });
-  const denoEntries: CpioEntry[] = [...toolEntries];
-  if (form !== "compiled") {
-    denoEntries.push({ kind: "file", path: "bin/deno", mode: 0o755, source: denoBinary });
-    for (const [name, path] of await _ldd(denoBinary, {}, signal)) libs.set(name, path);
-    denoEntries.push(...await _treeEntries(stage, "phase"));
-  } else {
-    denoEntries.push(...await _treeEntries(stage, "bin"));
-  }
-  const libEntries = (libMap: Map<string, string>): CpioEntry[] => {
-    const list: CpioEntry[] = [];
-    for (const [name, path] of [...libMap].sort()) {
-      if (name.startsWith("ld-linux")) {
-        list.push({ kind: "file", path: `lib64/${name}`, mode: 0o755, source: path });
-      } else list.push({ kind: "file", path: `lib/x86_64-linux-gnu/${name}`, source: path });
-    }
-    return list;
-  };
-  base.push({
-    kind: "file",
-    path: "etc/phase/build.txt",
-    data: new TextEncoder().encode(
-      `kernel ${kernelRelease}\ntools ${tools.join(" ")}\nform ${form}\n`,
-    ),
-  });
-
-  log(`compressing the stub with ${compression}`);
-  const suffix = compression === "xz" ? "xz" : "zst";
-  const stub = `${out}/stub.cpio.${suffix}`;
-  const stubCpioBytes = await _writeCompressed(
-    [...base, ...libEntries(libs), ...denoEntries],
-    stub,
-    compression,
-    level,
-    signal,
+  base.push(
+    _textEntry("etc/phase/modules", debian.moduleFiles.map((m) => m.name).join("\n") + "\n"),
   );
-  let stubWithoutDenoBytes: number | undefined;
-  if (measureWithoutDeno) {
-    log("measuring the stub without deno");
-    const path = `${out}/stub-without-deno.cpio.${suffix}`;
-    await _writeCompressed([...base, ...libEntries(kexecLibs)], path, compression, level, signal);
-    stubWithoutDenoBytes = (await Deno.stat(path)).size;
+  return base;
+}
+
+/** The second stage: busybox and an init that prints a marker and powers off. */
+function _secondStageEntries(project: string, debian: _DebianParts): CpioEntry[] {
+  return [
+    { kind: "dir", path: "bin" },
+    { kind: "dir", path: "dev" },
+    { kind: "dir", path: "proc" },
+    { kind: "char", path: "dev/console", major: 5, minor: 1 },
+    { kind: "file", path: "bin/busybox", mode: 0o755, source: debian.busybox },
+    ...debian.applets.map((a): CpioEntry => ({
+      kind: "symlink",
+      path: `bin/${a}`,
+      target: "busybox",
+    })),
+    { kind: "file", path: "init", mode: 0o755, source: `${project}/boot/second_stage_init` },
+  ];
+}
+
+/** Shared libraries by name: the loader in `lib64/`, the others in `lib/x86_64-linux-gnu/`. */
+function _libEntries(libs: Map<string, string>): CpioEntry[] {
+  const list: CpioEntry[] = [];
+  for (const [name, path] of [...libs].sort()) {
+    if (name.startsWith("ld-linux")) {
+      list.push({ kind: "file", path: `lib64/${name}`, mode: 0o755, source: path });
+    } else list.push({ kind: "file", path: `lib/x86_64-linux-gnu/${name}`, source: path });
   }
+  return list;
+}
 
-  // 4. The second stage: prints a marker and powers off.
-  log("building the second stage");
-  const secondStage = `${out}/second-stage.cpio.gz`;
-  await _writeCompressed(
-    [
-      { kind: "dir", path: "bin" },
-      { kind: "dir", path: "dev" },
-      { kind: "dir", path: "proc" },
-      { kind: "char", path: "dev/console", major: 5, minor: 1 },
-      { kind: "file", path: "bin/busybox", mode: 0o755, source: busybox },
-      ...applets.map((a): CpioEntry => ({ kind: "symlink", path: `bin/${a}`, target: "busybox" })),
-      { kind: "file", path: "init", mode: 0o755, source: `${project}/boot/second_stage_init` },
-    ],
-    secondStage,
-    "gzip",
-    undefined,
-    signal,
-  );
-
-  const result: BootBuildResult = {
-    kernel,
-    kernelRelease,
-    stub,
-    stubBytes: (await Deno.stat(stub)).size,
-    stubCpioBytes,
-    compression,
-    ...(stubWithoutDenoBytes === undefined ? {} : { stubWithoutDenoBytes }),
-    secondStage,
-    secondStageBytes: (await Deno.stat(secondStage)).size,
-    tools,
-    missingTools,
-    toolForm: form,
-    trustedKeyCount: keyCount,
-    seconds: Math.round((performance.now() - started) / 100) / 10,
-  };
-  await Deno.writeTextFile(`${out}/build.json`, JSON.stringify(result, null, 2) + "\n");
-  return result;
+function _textEntry(path: string, text: string): CpioEntry {
+  return { kind: "file", path, data: new TextEncoder().encode(text) };
 }
 
 /** `/bin/phase-<name>`: runs one tool with exactly the permissions its header declares, offline. */

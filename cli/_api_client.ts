@@ -16,15 +16,18 @@ import {
 import { EXIT_CODES } from "./run.ts";
 import { errorMessage } from "../util/error_message.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
+import type { CommandIo, CommandStyle } from "./_main.ts";
 
 /** The flags `submit` and `result` share: waiting, the receipt copy, JSON output, the node. */
 export const API_CLIENT_FLAGS = {
-  wait: { type: "boolean" },
-  receipt: { type: "string" },
-  json: { type: "boolean" },
-  "state-dir": { type: "string" },
-  help: { type: "boolean", short: "h" },
+  wait: { type: "boolean", description: "wait for the result" },
+  receipt: { type: "string", value: "FILE", description: "write the receipt(s) (with --wait)" },
+  json: { type: "boolean", description: "one JSON object on stdout" },
+  "state-dir": { type: "string", value: "DIR", description: "the node's state dir" },
 } as const;
+
+/** The error lines of `submit` and `result`, as scripts and docs quote them: `error: ...`. */
+export const API_CLIENT_STYLE: CommandStyle = { usage: "error: ", failure: "error: " };
 
 /**
  * A {@linkcode Client} of the node whose state dir is `stateDir` (default: the usual one).
@@ -72,13 +75,17 @@ export interface ReportOptions {
  * ```ts ignore
  * import { localClient, reportJobResult } from "./_api_client.ts";
  *
+ * import { CommandIo } from "./_main.ts";
+ *
+ * const io = new CommandIo({ name: "result", about: "", options: {} });
  * const client = await localClient();
- * Deno.exitCode = await reportJobResult("<job id>", await client.result("<job id>"), {
+ * Deno.exitCode = await reportJobResult(io, "<job id>", await client.result("<job id>"), {
  *   json: false,
  * });
  * ```
  */
 export async function reportJobResult(
+  io: CommandIo,
   jobId: string,
   result: JobResultInfo,
   options: ReportOptions,
@@ -86,38 +93,30 @@ export async function reportJobResult(
   const { json, receiptFile } = options;
   if (receiptFile !== undefined) await _writeReceipts(receiptFile, result.workers);
   if (json) {
-    await _writeAll(
-      Deno.stdout,
-      new TextEncoder().encode(
-        JSON.stringify({
-          job_id: jobId,
-          status: "done",
-          completion: result.completion,
-          exit_code: result.exitCode,
-          error: result.error,
-          stdout: _text(result.output),
-          stdout_base64: result.output.toBase64(),
-          stderr: _text(result.stderr),
-          stderr_base64: result.stderr.toBase64(),
-          worker_peer_id: result.workerPeerId,
-          workers: result.workers.map(_worker),
-          replicas_agree: result.replicasAgree,
-          verified: result.verified,
-          receipt: result.receipt,
-        }) + "\n",
-      ),
+    io.print(
+      JSON.stringify({
+        job_id: jobId,
+        status: "done",
+        completion: result.completion,
+        exit_code: result.exitCode,
+        error: result.error,
+        stdout: _text(result.output),
+        stdout_base64: result.output.toBase64(),
+        stderr: _text(result.stderr),
+        stderr_base64: result.stderr.toBase64(),
+        worker_peer_id: result.workerPeerId,
+        workers: result.workers.map(_worker),
+        replicas_agree: result.replicasAgree,
+        verified: result.verified,
+        receipt: result.receipt,
+      }),
     );
   } else {
-    await _writeAll(Deno.stdout, result.output);
-    await _writeAll(Deno.stderr, result.stderr);
+    io.write(result.output);
+    io.writeError(result.stderr);
     if (result.error) {
       const newline = result.stderr.length > 0 && result.stderr.at(-1) !== 10 ? "\n" : "";
-      await _writeAll(
-        Deno.stderr,
-        new TextEncoder().encode(
-          `${newline}error: ${result.error.kind}: ${_oneLine(result.error.message)}\n`,
-        ),
-      );
+      io.log(`${newline}error: ${result.error.kind}: ${_oneLine(result.error.message)}`);
     }
   }
   if (result.error) return (EXIT_CODES as Record<string, number>)[result.error.kind] ?? 1;
@@ -131,43 +130,43 @@ export async function reportJobResult(
  * @example
  * ```ts
  * import { reportError } from "./_api_client.ts";
+ * import { API_CLIENT_STYLE } from "./_api_client.ts";
+ * import { CommandIo } from "./_main.ts";
  * import { ApiUnreachableError } from "../net/client.ts";
  * import assert from "node:assert/strict";
  *
- * const lines: string[] = [];
- * const code = await reportError(new ApiUnreachableError("http://127.0.0.1:9/"), {
- *   json: false,
- *   print: (line) => lines.push(line),
- * });
+ * let text = "";
+ * const stderr = { writeSync: (b: Uint8Array) => (text += new TextDecoder().decode(b), b.length) };
+ * const spec = { name: "result", about: "", options: {}, style: API_CLIENT_STYLE };
+ * const io = new CommandIo(spec, { stderr });
+ * const code = reportError(io, new ApiUnreachableError("http://127.0.0.1:9/"), { json: false });
  * assert.equal(code, 1);
- * assert.deepEqual(lines, [
- *   "error: node API at http://127.0.0.1:9/ is not answering (is start running with this state dir?)",
- * ]);
+ * assert.equal(
+ *   text,
+ *   "error: node API at http://127.0.0.1:9/ is not answering (is start running with this state dir?)\n",
+ * );
  * ```
  */
-export async function reportError(
+export function reportError(
+  io: CommandIo,
   error: unknown,
-  options: { json: boolean; jobId?: string; print?: (line: string) => void },
-): Promise<number> {
-  const { json, jobId, print = (line: string) => console.error(line) } = options;
+  options: { json: boolean; jobId?: string },
+): number {
+  const { json, jobId } = options;
   if (error instanceof JobFailedError && json && jobId) {
-    await _writeAll(
-      Deno.stdout,
-      new TextEncoder().encode(
-        JSON.stringify({
-          job_id: jobId,
-          status: "failed",
-          error: { kind: error.kind, message: error.reason },
-          ...(error.workers.length > 0
-            ? { workers: error.workers.map(_worker), replicas_agree: false }
-            : {}),
-        }) + "\n",
-      ),
+    io.print(
+      JSON.stringify({
+        job_id: jobId,
+        status: "failed",
+        error: { kind: error.kind, message: error.reason },
+        ...(error.workers.length > 0
+          ? { workers: error.workers.map(_worker), replicas_agree: false }
+          : {}),
+      }),
     );
     return 1;
   }
-  print(`error: ${_oneLine(describeError(error))}`);
-  return 1;
+  return io.fail(_oneLine(describeError(error)));
 }
 
 /**
@@ -211,10 +210,6 @@ function _text(bytes: Uint8Array): string | null {
   } catch {
     return null;
   }
-}
-
-async function _writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
-  for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
 }
 
 function _oneLine(text: string): string {

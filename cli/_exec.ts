@@ -22,21 +22,25 @@ import { loadOrCreateApiToken, writeApiEndpoint } from "../net/api_token.ts";
 import { TAMPER_RESULTS_VALUE } from "../net/job_worker.ts";
 import { parseDuration } from "./_units.ts";
 
-/** The `parseArgs` options of the execution flags. */
+/** The option specs of the execution flags. */
 export const EXEC_FLAGS = {
-  "api-port": { type: "string" },
-  "no-api": { type: "boolean" },
-  "no-worker": { type: "boolean" },
-  "max-jobs": { type: "string" },
-  "max-queue": { type: "string" },
-  "allow-requester": { type: "string", multiple: true },
-  "worker-search-timeout": { type: "string" },
+  "api-port": { type: "string", value: "N", description: "local API port (default 0: any)" },
+  "no-api": { type: "boolean", description: "no local API" },
+  "no-worker": { type: "boolean", description: "only submit, never run peers' jobs" },
+  "max-jobs": { type: "string", value: "N", description: "jobs run at once (default 2)" },
+  "max-queue": { type: "string", value: "N", description: "jobs waiting (default 16)" },
+  "allow-requester": {
+    type: "string",
+    multiple: true,
+    value: "HEX",
+    description: "a requester key allowed to submit (none: every peer)",
+  },
+  "worker-search-timeout": {
+    type: "string",
+    value: "DURATION",
+    description: "fail a job with no usable worker after (default 30s)",
+  },
 } as const;
-
-/** The usage lines of the execution flags. */
-export const EXEC_USAGE =
-  `       [--api-port N] [--no-api] [--no-worker] [--max-jobs N] [--max-queue N]
-       [--allow-requester HEX]... [--worker-search-timeout DURATION]`;
 
 /** The environment variable of the test-only tamper switch. */
 export const TAMPER_ENV = "PLASM_TEST_ONLY_TAMPER_RESULTS";

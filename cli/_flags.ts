@@ -1,31 +1,52 @@
 /**
- * A small command-line flag parser for the entrypoints on the hot start path (`run`), where
- * `node:util`'s `parseArgs` would cost ~12 ms of Node-compat start-up per process (measured;
- * see BENCHMARKS.md). Same shape of result as `parseArgs` for the subset we use.
+ * The command-line flag parser of every subcommand. It is ours rather than `node:util`'s
+ * `parseArgs` because `run` sits on the hot start path, where loading `node:util` costs ~12 ms
+ * of Node-compat start-up per process (measured; see BENCHMARKS.md), and one parser means one
+ * set of messages. The spec also carries what the generated usage text shows.
  *
  * @module
  */
 
-/** How one flag is read. */
+/** How one flag is read, and how the usage text shows it. */
 export interface FlagSpec {
   /** `boolean` flags take no value; `string` flags take the next argument or `=value`. */
-  type: "boolean" | "string";
+  readonly type: "boolean" | "string";
   /** A string flag that may repeat, collected in order. */
-  multiple?: boolean;
+  readonly multiple?: boolean;
   /** One-letter alias (`-h`). */
-  short?: string;
+  readonly short?: string;
+  /** The value of a string flag that is not given. */
+  readonly default?: string;
+  /** The placeholder of the value in the usage text. @default {"VALUE"} */
+  readonly value?: string;
+  /** One line for the usage text. */
+  readonly description?: string;
+  /** Shown without brackets in the usage line (the command checks it). */
+  readonly required?: boolean;
 }
 
+/** The values {@linkcode parseFlags} gives for one spec. */
+export type FlagValue<S extends FlagSpec> = S["type"] extends "boolean" ? boolean
+  : S["multiple"] extends true ? string[]
+  : S["default"] extends string ? string
+  : string | undefined;
+
+/** The values {@linkcode parseFlags} gives for a set of specs. */
+export type FlagValues<T extends Record<string, FlagSpec>> = {
+  -readonly [K in keyof T]: FlagValue<T[K]>;
+};
+
 /** What {@linkcode parseFlags} gives back. */
-export interface ParsedFlags {
-  /** Flag values by name: `true` for booleans, the string or the list of strings. */
-  values: Record<string, string | boolean | string[] | undefined>;
+export interface ParsedFlags<T extends Record<string, FlagSpec>> {
+  /** Flag values by name: booleans `false` and lists `[]` when absent, else the default. */
+  values: FlagValues<T>;
   /** Arguments that are not flags, in order (everything after `--` included). */
   positionals: string[];
 }
 
 /**
- * Parse `argv` against flag specs. `--name value`, `--name=value`, `-x`, `--` ends flags.
+ * Parse `argv` against flag specs. `--name value`, `--name=value`, `-x`, `--` ends flags; a
+ * lone `-` is a positional.
  *
  * @throws {SyntaxError} For an unknown flag, a missing value, or a value given to a boolean.
  *
@@ -37,13 +58,20 @@ export interface ParsedFlags {
  * const { values, positionals } = parseFlags(["job.wasm", "--arg", "a", "--arg=b", "--json"], {
  *   arg: { type: "string", multiple: true },
  *   json: { type: "boolean" },
+ *   timeout: { type: "string", default: "30s" },
  * });
- * assert.deepEqual(values, { arg: ["a", "b"], json: true });
+ * assert.deepEqual(values, { arg: ["a", "b"], json: true, timeout: "30s" });
  * assert.deepEqual(positionals, ["job.wasm"]);
  * ```
  */
-export function parseFlags(argv: string[], specs: Record<string, FlagSpec>): ParsedFlags {
-  const values: ParsedFlags["values"] = {};
+export function parseFlags<const T extends Record<string, FlagSpec>>(
+  argv: readonly string[],
+  specs: T,
+): ParsedFlags<T> {
+  const values: Record<string, string | boolean | string[] | undefined> = {};
+  for (const [name, spec] of Object.entries(specs)) {
+    values[name] = spec.type === "boolean" ? false : spec.multiple ? [] : spec.default;
+  }
   const positionals: string[] = [];
   const shorts = new Map(
     Object.entries(specs).filter(([, s]) => s.short).map(([name, s]) => [s.short!, name]),
@@ -73,8 +101,8 @@ export function parseFlags(argv: string[], specs: Record<string, FlagSpec>): Par
     if (eq !== -1) value = arg.slice(eq + 1);
     else if (i + 1 < argv.length) value = argv[++i]!;
     else throw new SyntaxError(`Option '--${name} <value>' needs a value`);
-    if (spec.multiple) ((values[name] ??= []) as string[]).push(value);
+    if (spec.multiple) (values[name] as string[]).push(value);
     else values[name] = value;
   }
-  return { values, positionals };
+  return { values: values as FlagValues<T>, positionals };
 }

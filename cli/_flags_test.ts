@@ -13,7 +13,7 @@ Deno.test("parseFlags() reads values, repeats, short aliases, '-' and '--'", () 
     ["m.wasm", "--input", "-", "--arg", "--json", "-h", "--arg=x=y", "--", "--json"],
     SPECS,
   );
-  assert.deepEqual(values, { input: "-", arg: ["--json", "x=y"], help: true });
+  assert.deepEqual(values, { input: "-", arg: ["--json", "x=y"], json: false, help: true });
   assert.deepEqual(positionals, ["m.wasm", "--json"]);
 });
 
@@ -23,4 +23,9 @@ Deno.test("parseFlags() refuses unknown flags, missing values and values on bool
   assert.throws(() => parseFlags(["--input"], SPECS), /'--input <value>' needs a value/);
   assert.throws(() => parseFlags(["--json=1"], SPECS), /does not take a value/);
   assert.throws(() => parseFlags(["--constructor"], SPECS), /Unknown option/);
+});
+
+Deno.test("parseFlags() gives defaults, false and [] for flags not given", () => {
+  const { values } = parseFlags([], { ...SPECS, timeout: { type: "string", default: "30s" } });
+  assert.deepEqual(values, { input: undefined, arg: [], json: false, help: false, timeout: "30s" });
 });

@@ -19,18 +19,34 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { type DiscoveredPeer, discoverPeers } from "../net/discover_peers.ts";
 import { errorLine } from "../util/error_message.ts";
-import { flagMessage } from "./_flag_message.ts";
+import type { FlagValues } from "./_flags.ts";
+import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
+import { parseDuration } from "./_units.ts";
 
-const _USAGE = `Usage: discover [--mdns] [--dht] [--bootstrap MULTIADDR]... [--channel C] [--arch A]
-                [--capability wasm] [--timeout 10s] [--json] [-v|--verbose]
-
-Sources: --mdns and/or --dht; neither means mDNS, plus the DHT when --bootstrap is given.
+/** The options of `discover`. */
+export const DISCOVER_COMMAND = {
+  name: "discover",
+  about: `Sources: --mdns and/or --dht; neither means mDNS, plus the DHT when --bootstrap is given.
 Bootstrap peers that cannot be dialled are reported on stderr; if none answers and mDNS is
 off, discover stops at once (exit 1). -v, --verbose: also every log record (JSON lines).
-Exit codes: 0 found, 1 nothing found, 2 bad flags.`;
+Exit codes: 0 found, 1 nothing found, 2 bad flags.`,
+  options: {
+    mdns: { type: "boolean", description: "look on the local network" },
+    dht: { type: "boolean", description: "look in the DHT (needs --bootstrap)" },
+    bootstrap: { type: "string", multiple: true, value: "MULTIADDR", description: "DHT peer" },
+    channel: { type: "string", value: "C", description: "only providers of this channel" },
+    arch: { type: "string", value: "A", description: "only this architecture" },
+    capability: { type: "string", value: "wasm", description: "only nodes that run jobs" },
+    timeout: { type: "string", default: "10s", value: "DURATION", description: "look for" },
+    json: { type: "boolean", description: "one JSON array on stdout" },
+    verbose: { type: "boolean", short: "v", description: "also every log record" },
+  },
+  // The lines scripts (boot/init) and docs quote: `error: ...`.
+  style: { usage: "error: ", failure: "error: ", hint: "flags" },
+} as const;
 
 /**
  * Run the `discover` subcommand; resolves with the exit code.
@@ -40,116 +56,82 @@ Exit codes: 0 found, 1 nothing found, 2 bad flags.`;
  * import { main } from "./discover.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(await main(["--timeout", "soon"]), 2);
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await main(["--timeout", "soon"], { stderr: quiet }), 2);
  * ```
  */
-export async function main(args: string[]): Promise<number> {
-  let options: Parameters<typeof discoverPeers>[0];
-  let json = false;
-  try {
-    const { values } = parseArgs({
-      args,
-      options: {
-        mdns: { type: "boolean" },
-        dht: { type: "boolean" },
-        bootstrap: { type: "string", multiple: true },
-        channel: { type: "string" },
-        arch: { type: "string" },
-        capability: { type: "string" },
-        timeout: { type: "string" },
-        json: { type: "boolean" },
-        verbose: { type: "boolean", short: "v" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-    if (values.help) {
-      console.log(_USAGE);
-      return 0;
-    }
-    json = values.json ?? false;
-    const bootstrap = values.bootstrap ?? [];
-    const either = values.mdns || values.dht;
-    options = {
-      mdns: either ? values.mdns ?? false : true,
-      dht: either ? values.dht ?? false : bootstrap.length > 0,
-      bootstrap,
-      timeoutMs: parseDuration(values.timeout ?? "10s"),
-      ...(values.channel !== undefined ? { channel: values.channel } : {}),
-      ...(values.arch !== undefined ? { arch: values.arch } : {}),
-      ...(values.capability !== undefined ? { capability: values.capability } : {}),
-      onLog: (r: Record<string, unknown>) => {
-        if (values.verbose) {
-          console.error(JSON.stringify({ ts: new Date().toISOString(), ...r }));
-        } else if (r.event === "bootstrap_dial_failed") {
-          console.error(`warning: Cannot dial bootstrap peer '${r.multiaddr}': ${r.error}`);
-        }
-      },
-    };
-    if (options.capability !== undefined && options.capability !== "wasm") {
-      throw new TypeError(`Cannot use --capability '${options.capability}': only wasm is known`);
-    }
-  } catch (error) {
-    console.error(`error: ${flagMessage(error, "discover")}`);
-    return 2;
-  }
-  let found: DiscoveredPeer[];
-  try {
-    found = await discoverPeers(options);
-  } catch (error) {
-    console.error(`error: ${errorLine(error)}`);
-    return error instanceof TypeError || error instanceof RangeError ? 2 : 1;
-  }
-  if (json) {
-    console.log(JSON.stringify(found.map(_record)));
-  } else {
-    for (const peer of found) {
-      const r = _record(peer);
-      console.log(
-        [
-          r.peer_id,
-          `via=${r.via.join(",")}`,
-          `arch=${r.arch}`,
-          ...(r.channel ? [`channel=${r.channel}`] : []),
-          ...(r.manifest_sequence !== undefined ? [`sequence=${r.manifest_sequence}`] : []),
-          ...(r.http_url ? [`http=${r.http_url}`] : []),
-          ...(r.capabilities.length ? [`capabilities=${r.capabilities.join(",")}`] : []),
-          ...r.multiaddrs,
-        ].join(" "),
+export function main(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(DISCOVER_COMMAND, args, context, async (values, _, io) => {
+    const options = _options(values, io);
+    let found: DiscoveredPeer[];
+    try {
+      found = await discoverPeers(options);
+    } catch (error) {
+      return io.fail(
+        errorLine(error),
+        error instanceof TypeError || error instanceof RangeError ? 2 : 1,
       );
     }
-  }
-  if (found.length === 0) {
-    console.error("error: Found no matching peers before the timeout");
-    return 1;
-  }
-  return 0;
+    if (values.json) {
+      io.print(JSON.stringify(found.map(_record)));
+    } else {
+      for (const peer of found) {
+        const r = _record(peer);
+        io.print(
+          [
+            r.peer_id,
+            `via=${r.via.join(",")}`,
+            `arch=${r.arch}`,
+            ...(r.channel ? [`channel=${r.channel}`] : []),
+            ...(r.manifest_sequence !== undefined ? [`sequence=${r.manifest_sequence}`] : []),
+            ...(r.http_url ? [`http=${r.http_url}`] : []),
+            ...(r.capabilities.length ? [`capabilities=${r.capabilities.join(",")}`] : []),
+            ...r.multiaddrs,
+          ].join(" "),
+        );
+      }
+    }
+    if (found.length === 0) return io.fail("Found no matching peers before the timeout");
+    return 0;
+  });
 }
 
-/**
- * Parse a duration: `10s`, `500ms`, `2m`, or a number of seconds.
- *
- * @throws {RangeError} If it is not a positive duration.
- *
- * @example
- * ```ts
- * import { parseDuration } from "./discover.ts";
- * import assert from "node:assert/strict";
- *
- * assert.equal(parseDuration("1.5s"), 1500);
- * assert.equal(parseDuration("250ms"), 250);
- * ```
- */
-export function parseDuration(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
-  const ms = match
-    ? Number(match[1]) * ({ ms: 1, s: 1000, m: 60_000 }[match[2] ?? "s"] ?? 1000)
-    : NaN;
-  if (!(ms > 0)) {
-    throw new RangeError(`Cannot parse duration '${text}': expected e.g. 10s or 500ms`);
+/** The options of `discoverPeers` the flags ask for, or a `UsageError`. */
+function _options(
+  values: FlagValues<typeof DISCOVER_COMMAND.options>,
+  io: CommandIo,
+): Parameters<typeof discoverPeers>[0] {
+  let timeoutMs;
+  try {
+    timeoutMs = parseDuration(values.timeout);
+  } catch (error) {
+    throw new UsageError(errorLine(error));
   }
-  return Math.round(ms);
+  if (timeoutMs < 1) {
+    throw new UsageError(`Cannot use --timeout '${values.timeout}': expected a duration above 0`);
+  }
+  if (values.capability !== undefined && values.capability !== "wasm") {
+    throw new UsageError(`Cannot use --capability '${values.capability}': only wasm is known`);
+  }
+  const bootstrap = values.bootstrap;
+  const either = values.mdns || values.dht;
+  return {
+    mdns: either ? values.mdns : true,
+    dht: either ? values.dht : bootstrap.length > 0,
+    bootstrap,
+    timeoutMs,
+    ...(values.channel !== undefined ? { channel: values.channel } : {}),
+    ...(values.arch !== undefined ? { arch: values.arch } : {}),
+    ...(values.capability !== undefined ? { capability: values.capability } : {}),
+    ...(io.signal ? { signal: io.signal } : {}),
+    onLog: (r: Record<string, unknown>) => {
+      if (values.verbose) {
+        io.log(JSON.stringify({ ts: new Date().toISOString(), ...r }));
+      } else if (r.event === "bootstrap_dial_failed") {
+        io.log(`warning: Cannot dial bootstrap peer '${r.multiaddr}': ${r.error}`);
+      }
+    },
+  };
 }
 
 function _record(peer: DiscoveredPeer) {
@@ -167,5 +149,6 @@ function _record(peer: DiscoveredPeer) {
 }
 
 if (import.meta.main) {
+  (await import("../net/node_compat.ts")).applyNodeCompat(); // see docs/network.md
   Deno.exitCode = await main(Deno.args);
 }

@@ -16,22 +16,56 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { fetchArtifacts } from "../provider/fetch_artifacts.ts";
+import { fetchArtifacts, type FetchArtifactsOptions } from "../provider/fetch_artifacts.ts";
 import { readTrustedKeysFile } from "../provider/key_files.ts";
 import { describeError, fsErrorReason } from "../util/fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 import { errorLine } from "../util/error_message.ts";
 import { dirname } from "node:path";
+import type { FlagValues } from "./_flags.ts";
+import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
+import { FetchProgress } from "./_progress.ts";
 
-const USAGE = `Usage: fetch --provider URL [--provider URL]... --out DIR --trusted-keys FILE
-             [--channel stable] [--arch x86_64] [--threshold N] [--state FILE]
-             [--only kernel,initramfs] [--json] [--retries 3] [--stall-timeout 30s]
-             [--max-redirects 5] [--parallel-threshold 8MiB] [--segment-size 4MiB] [--no-fsync]
-
---trusted-keys is a list of hex public keys (a keygen .pub is one), never a secret .key.
+/** The options of `fetch`. */
+export const FETCH_COMMAND = {
+  name: "fetch",
+  about: `--trusted-keys is a list of hex public keys (a keygen .pub is one), never a secret .key.
 Exit codes: 0 verified and in place, 1 failed, 2 usage or unusable input, 130 interrupted.
-Errors are one line (the last one on stderr).`;
+Errors are one line (the last one on stderr).`,
+  options: {
+    provider: {
+      type: "string",
+      multiple: true,
+      value: "URL",
+      required: true,
+      description: "a mirror",
+    },
+    out: { type: "string", value: "DIR", required: true, description: "where the artifacts go" },
+    "trusted-keys": { type: "string", value: "FILE", required: true, description: "hex keys" },
+    channel: { type: "string", default: "stable", value: "NAME", description: "boot channel" },
+    arch: { type: "string", default: "x86_64", value: "ARCH", description: "architecture" },
+    threshold: { type: "string", default: "1", value: "N", description: "signatures needed" },
+    state: { type: "string", value: "FILE", description: "the last accepted sequence" },
+    only: { type: "string", value: "NAME,...", description: "fetch only these artifacts" },
+    json: { type: "boolean", description: "one JSON object on stdout, no progress" },
+    retries: { type: "string", default: "3", value: "N", description: "per source" },
+    "stall-timeout": { type: "string", default: "30s", value: "DURATION", description: "no byte" },
+    "max-redirects": { type: "string", default: "5", value: "N", description: "per request" },
+    "parallel-threshold": {
+      type: "string",
+      default: "8MiB",
+      value: "SIZE",
+      description: "split above",
+    },
+    "segment-size": { type: "string", default: "4MiB", value: "SIZE", description: "per range" },
+    "no-fsync": { type: "boolean", description: "do not sync files to disk" },
+  },
+  // The lines scripts and docs quote: the bare message.
+  style: { usage: "", failure: "" },
+} as const;
+
+type _Values = FlagValues<typeof FETCH_COMMAND.options>;
 
 /**
  * Run `fetch`; returns the exit code.
@@ -41,256 +75,163 @@ Errors are one line (the last one on stderr).`;
  * import { main } from "./fetch.ts";
  * import assert from "node:assert/strict";
  *
- * const error = console.error;
- * console.error = () => {};
- * try {
- *   assert.equal(await main(["--out", "x"]), 2); // no --provider
- * } finally {
- *   console.error = error;
- * }
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await main(["--out", "x"], { stderr: quiet }), 2); // no --provider
  * ```
  */
-export async function main(
-  args: string[],
-  options: { signal?: AbortSignal } = {},
-): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        provider: { type: "string", multiple: true },
-        channel: { type: "string", default: "stable" },
-        arch: { type: "string", default: "x86_64" },
-        out: { type: "string" },
-        "trusted-keys": { type: "string" },
-        threshold: { type: "string", default: "1" },
-        state: { type: "string" },
-        only: { type: "string" },
-        json: { type: "boolean", default: false },
-        retries: { type: "string", default: "3" },
-        "stall-timeout": { type: "string", default: "30s" },
-        "max-redirects": { type: "string", default: "5" },
-        "parallel-threshold": { type: "string", default: "8MiB" },
-        "segment-size": { type: "string", default: "4MiB" },
-        "no-fsync": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (error) {
-    return _usage((error as Error).message);
+export function main(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(FETCH_COMMAND, args, context, async (values, _, io) => {
+    const options = _options(values);
+    const { json, out } = options;
+    const fail = (code: number, message: string, warnings: string[] = []) => {
+      if (json) io.print(JSON.stringify({ ok: false, error: message, warnings }));
+      return io.fail(message, code);
+    };
+    const problem = await _checkPaths(out, values.state);
+    if (problem) return fail(2, problem);
+    let trustedKeys;
+    try {
+      trustedKeys = (await readTrustedKeysFile(options.keysFile)).map((k) => k.publicKey);
+    } catch (error) {
+      return fail(2, errorLine(error));
+    }
+    const tty = context.stderr === undefined && Deno.stderr.isTerminal();
+    const progress = json
+      ? undefined
+      : new FetchProgress((text) => io.writeError(new TextEncoder().encode(text)), {
+        tty,
+      });
+    const warnings: string[] = [];
+    const controller = new AbortController();
+    const onSigint = () => controller.abort(new DOMException("Interrupted", "AbortError"));
+    Deno.addSignalListener("SIGINT", onSigint);
+    const signal = io.signal ? AbortSignal.any([io.signal, controller.signal]) : controller.signal;
+    try {
+      const result = await fetchArtifacts({
+        ...options.fetch,
+        trustedKeys,
+        signal,
+        onArtifact: (name, size, sources) => progress?.start(name, size, sources),
+        onProgress: (name, received, total) => progress?.update(name, received, total),
+        onDone: (a) => progress?.done(a.name, a.status, a.hash),
+        onWarning: (message) => {
+          warnings.push(message);
+          progress?.warn(message);
+        },
+      });
+      _report(io, result, { json, out, warnings });
+      return 0;
+    } catch (error) {
+      progress?.clear();
+      if (signal.aborted) {
+        return fail(130, `Interrupted: partial downloads kept as .part files in ${out}`, warnings);
+      }
+      const code = error instanceof TypeError || error instanceof RangeError ? 2 : 1;
+      return fail(code, describeError(error), warnings);
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSigint);
+    }
+  });
+}
+
+/** Validate the flags into the options of `fetchArtifacts`, or throw a `UsageError`. */
+function _options(values: _Values) {
+  const providers = values.provider;
+  if (providers.length === 0) {
+    throw new UsageError("Cannot fetch: give at least one --provider URL");
   }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const providers = values.provider ?? [];
-  if (providers.length === 0) return _usage("Cannot fetch: give at least one --provider URL");
-  if (values.out === undefined) return _usage("Cannot fetch: --out DIR is required");
-  if (values["trusted-keys"] === undefined) {
-    return _usage("Cannot fetch: --trusted-keys FILE is required");
-  }
-  const whole = (flag: string, text: string, min: number): number | string => {
+  const out = values.out;
+  if (out === undefined) throw new UsageError("Cannot fetch: --out DIR is required");
+  const keysFile = values["trusted-keys"];
+  if (keysFile === undefined) throw new UsageError("Cannot fetch: --trusted-keys FILE is required");
+  const whole = (flag: string, text: string, min: number): number => {
     if (!/^[0-9]+$/.test(text) || Number(text) < min) {
-      return `Cannot fetch: --${flag} must be a whole number >= ${min}, got '${text}'`;
+      throw new UsageError(
+        `Cannot fetch: --${flag} must be a whole number >= ${min}, got '${text}'`,
+      );
     }
     return Number(text);
   };
   const threshold = whole("threshold", values.threshold, 1);
   const retries = whole("retries", values.retries, 0);
   const maxRedirects = whole("max-redirects", values["max-redirects"], 0);
-  for (const v of [threshold, retries, maxRedirects]) if (typeof v === "string") return _usage(v);
   let stallTimeoutMs, parallelThreshold, segmentSize;
   try {
     stallTimeoutMs = parseDuration(values["stall-timeout"]);
     parallelThreshold = parseSize(values["parallel-threshold"]);
     segmentSize = parseSize(values["segment-size"]);
   } catch (error) {
-    return _usage(`Cannot fetch: ${(error as Error).message}`);
+    throw new UsageError(`Cannot fetch: ${errorLine(error)}`);
   }
-  if (stallTimeoutMs < 1) return _usage("Cannot fetch: --stall-timeout must be above zero");
-  if (segmentSize < 1) return _usage("Cannot fetch: --segment-size must be above zero");
+  if (stallTimeoutMs < 1) throw new UsageError("Cannot fetch: --stall-timeout must be above zero");
+  if (segmentSize < 1) throw new UsageError("Cannot fetch: --segment-size must be above zero");
   const only = values.only?.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  const json = values.json;
-  const out = values.out;
+  const fetch = {
+    providers,
+    out,
+    threshold,
+    statePath: values.state,
+    channel: values.channel,
+    arch: values.arch,
+    only,
+    retries,
+    maxRedirects,
+    stallTimeoutMs,
+    parallelThreshold,
+    segmentSize,
+    sync: !values["no-fsync"],
+  } satisfies Partial<FetchArtifactsOptions>;
+  return { json: values.json, out, keysFile, fetch };
+}
 
-  for (const [path, name] of [[out, "write"], [values.state, "write"], [out, "read"]] as const) {
+/** The problem with the output dir and state file (grants, not a directory), if any. */
+async function _checkPaths(out: string, state: string | undefined): Promise<string | undefined> {
+  for (const [path, name] of [[out, "write"], [state, "write"], [out, "read"]] as const) {
     if (path === undefined) continue;
-    const target = path === values.state ? dirname(path) : path;
+    const target = path === state ? dirname(path) : path;
     if ((await Deno.permissions.query({ name, path: target })).state !== "granted") {
-      return _fail(2, `Cannot use '${path}': run with --allow-${name}=${target}`, json);
+      return `Cannot use '${path}': run with --allow-${name}=${target}`;
     }
   }
   try {
-    if (!(await Deno.stat(out)).isDirectory) {
-      return _fail(2, `Cannot use --out '${out}': not a directory`, json);
-    }
+    if (!(await Deno.stat(out)).isDirectory) return `Cannot use --out '${out}': not a directory`;
   } catch (error) {
     // A missing --out is made by the download; anything else is a problem to name now.
     if (!(error instanceof Deno.errors.NotFound)) {
-      return _fail(2, `Cannot use --out '${out}': ${fsErrorReason(error)}`, json);
+      return `Cannot use --out '${out}': ${fsErrorReason(error)}`;
     }
   }
-  let trustedKeys;
-  try {
-    trustedKeys = (await readTrustedKeysFile(values["trusted-keys"])).map((k) => k.publicKey);
-  } catch (error) {
-    return _fail(2, errorLine(error), json);
-  }
+  return undefined;
+}
 
-  const progress = json ? undefined : new _Progress(Deno.stderr.isTerminal());
-  const warnings: string[] = [];
-  const controller = new AbortController();
-  const onSigint = () => controller.abort(new DOMException("Interrupted", "AbortError"));
-  Deno.addSignalListener("SIGINT", onSigint);
-  const signal = options.signal
-    ? AbortSignal.any([options.signal, controller.signal])
-    : controller.signal;
-  try {
-    const result = await fetchArtifacts({
-      providers,
-      out,
-      trustedKeys,
-      threshold: threshold as number,
-      statePath: values.state,
-      channel: values.channel,
-      arch: values.arch,
-      only,
-      signal,
-      retries: retries as number,
-      maxRedirects: maxRedirects as number,
-      stallTimeoutMs,
-      parallelThreshold,
-      segmentSize,
-      sync: !values["no-fsync"],
-      onArtifact: (name, size, sources) => progress?.start(name, size, sources),
-      onProgress: (name, received, total) => progress?.update(name, received, total),
-      onDone: (a) => progress?.done(a.name, a.status, a.hash),
-      onWarning: (message) => {
-        warnings.push(message);
-        progress?.warn(message);
+/** Print what was fetched: one JSON object, or one `OK ...` line on stderr. */
+function _report(
+  io: CommandIo,
+  result: Awaited<ReturnType<typeof fetchArtifacts>>,
+  o: { json: boolean; out: string; warnings: string[] },
+): void {
+  const m = result.manifest;
+  if (o.json) {
+    io.print(JSON.stringify({
+      ok: true,
+      manifest: {
+        channel: m.channel,
+        arch: m.arch,
+        version: m.version,
+        sequence: m.sequence,
+        expires_at: m.expires_at,
+        ...(m.cmdline === undefined ? {} : { cmdline: m.cmdline }),
       },
-    });
-    const m = result.manifest;
-    if (json) {
-      console.log(JSON.stringify({
-        ok: true,
-        manifest: {
-          channel: m.channel,
-          arch: m.arch,
-          version: m.version,
-          sequence: m.sequence,
-          expires_at: m.expires_at,
-          ...(m.cmdline === undefined ? {} : { cmdline: m.cmdline }),
-        },
-        provider: result.provider,
-        artifacts: result.artifacts,
-        warnings,
-      }));
-    } else {
-      console.error(
-        `OK ${m.channel}/${m.arch} version ${m.version} sequence ${m.sequence} from ${result.provider}: ` +
-          `${result.artifacts.length} artifact(s) in ${out}`,
-      );
-    }
-    return 0;
-  } catch (error) {
-    progress?.clear();
-    if (controller.signal.aborted || options.signal?.aborted) {
-      return _fail(
-        130,
-        `Interrupted: partial downloads kept as .part files in ${out}`,
-        json,
-        warnings,
-      );
-    }
-    const code = error instanceof TypeError || error instanceof RangeError ? 2 : 1;
-    return _fail(code, describeError(error), json, warnings);
-  } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+      provider: result.provider,
+      artifacts: result.artifacts,
+      warnings: o.warnings,
+    }));
+    return;
   }
-}
-
-const MiB = 1024 * 1024;
-
-/** Progress on stderr: a bar on a terminal, a few plain lines otherwise. */
-class _Progress {
-  #name = "";
-  #started = 0;
-  #lastDraw = 0;
-  #lastQuarter = 0;
-  #drawn = false;
-  constructor(readonly tty: boolean) {}
-
-  start(name: string, size: number, sources: string[]): void {
-    this.clear();
-    this.#name = name;
-    this.#started = performance.now();
-    this.#lastQuarter = 0;
-    if (!this.tty) {
-      console.error(`Fetching ${name} (${(size / MiB).toFixed(1)} MiB) from ${sources.join(", ")}`);
-    }
-  }
-
-  update(name: string, received: number, total: number): void {
-    const now = performance.now();
-    const seconds = (now - this.#started) / 1000;
-    const rate = seconds > 0 ? received / MiB / seconds : 0;
-    const fraction = total === 0 ? 1 : received / total;
-    if (this.tty) {
-      if (now - this.#lastDraw < 100 && received < total) return;
-      this.#lastDraw = now;
-      const width = 30;
-      const filled = Math.round(fraction * width);
-      const bar = "#".repeat(filled) + "-".repeat(width - filled);
-      Deno.stderr.writeSync(new TextEncoder().encode(
-        `\r\x1b[K${name} [${bar}] ${(fraction * 100).toFixed(0).padStart(3)}% ${
-          (received / MiB).toFixed(1)
-        }/${(total / MiB).toFixed(1)} MiB ${rate.toFixed(1)} MiB/s`,
-      ));
-      this.#drawn = true;
-    } else {
-      const quarter = Math.floor(fraction * 4);
-      if (quarter > this.#lastQuarter && quarter < 4) {
-        this.#lastQuarter = quarter;
-        console.error(
-          `${name}: ${quarter * 25}% (${(received / MiB).toFixed(1)} MiB, ${
-            rate.toFixed(1)
-          } MiB/s)`,
-        );
-      }
-    }
-  }
-
-  warn(message: string): void {
-    this.clear();
-    console.error(`Warning: ${message}`);
-  }
-
-  done(name: string, status: string, hash: string): void {
-    this.clear();
-    console.error(`${name}: ${status === "present" ? "already present" : "verified"} ${hash}`);
-  }
-
-  clear(): void {
-    if (this.#drawn) {
-      Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
-      this.#drawn = false;
-    }
-    void this.#name;
-  }
-}
-
-function _usage(message: string): number {
-  const line = message.split("\n")[0]!.replace(/\. To specify a positional .*$|\.$/, "");
-  console.error(`${line} (see fetch --help)`);
-  return 2;
-}
-
-function _fail(code: number, message: string, json: boolean, warnings: string[] = []): number {
-  if (json) console.log(JSON.stringify({ ok: false, error: message, warnings }));
-  console.error(message);
-  return code;
+  io.log(
+    `OK ${m.channel}/${m.arch} version ${m.version} sequence ${m.sequence} from ${result.provider}: ` +
+      `${result.artifacts.length} artifact(s) in ${o.out}`,
+  );
 }
 
 if (import.meta.main) {

@@ -7,16 +7,26 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
 import { dirname } from "node:path";
+import { type CliContext, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
-const USAGE = `Usage: keygen --out BASE [--json]
-
-Writes BASE.key (the raw 32-byte secret, 0600: keep it private) and BASE.pub (the hex public
-key: give it to those who verify). Never overwrites either file.`;
+/** The options of `keygen`. */
+export const KEYGEN_COMMAND = {
+  name: "keygen",
+  about:
+    `Writes BASE.key (the raw 32-byte secret, 0600: keep it private) and BASE.pub (the hex public
+key: give it to those who verify). Never overwrites either file.`,
+  options: {
+    out: { type: "string", value: "BASE", required: true, description: "path without extension" },
+    json: { type: "boolean", description: "print the file names and key as JSON" },
+  },
+  // The lines scripts and docs quote: the bare message.
+  style: { usage: "", failure: "Cannot make keys: ", hint: "flags" },
+} as const;
 
 /**
  * Run `keygen`; returns the exit code.
@@ -27,94 +37,68 @@ key: give it to those who verify). Never overwrites either file.`;
  * import assert from "node:assert/strict";
  *
  * const dir = await Deno.makeTempDir();
- * const log = console.log;
- * console.log = () => {};
- * try {
- *   assert.equal(await main(["--out", `${dir}/release`]), 0);
- * } finally {
- *   console.log = log;
- * }
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await main(["--out", `${dir}/release`], { stdout: quiet }), 0);
  * assert.equal((await Deno.stat(`${dir}/release.key`)).mode! & 0o777, 0o600);
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        out: { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (error) {
-    const message = (error as Error).message.split("\n")[0]!;
-    console.error(
-      `${message.replace(/\. To specify a positional .*$|\.$/, "")} (see keygen --help)`,
-    );
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const base = values.out;
-  if (base === undefined || base === "" || base.endsWith("/")) {
-    console.error(
-      "Cannot make keys: --out BASE is required (a path without extension, e.g. keys/release)",
-    );
-    return 2;
-  }
-  try {
-    if ((await Deno.stat(base)).isDirectory) {
-      console.error(
+export function main(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(KEYGEN_COMMAND, args, context, async (values, _, io) => {
+    const base = values.out;
+    if (base === undefined || base === "" || base.endsWith("/")) {
+      throw new UsageError(
+        "Cannot make keys: --out BASE is required (a path without extension, e.g. keys/release)",
+      );
+    }
+    if (await _isDirectory(base)) {
+      throw new UsageError(
         `Cannot make keys: '${base}' is a directory; give a base name inside it, e.g. ${base}/release`,
       );
-      return 2;
     }
-  } catch {
-    // Not there: the usual case.
-  }
-  for (const path of [`${base}.key`, `${base}.pub`]) {
-    try {
-      await Deno.lstat(path);
-      console.error(`Cannot make keys: '${path}' exists; a key file is never overwritten`);
-      return 1;
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) {
-        console.error(`Cannot make keys: cannot check '${path}': ${fsErrorReason(error)}`);
-        return 1;
+    for (const path of [`${base}.key`, `${base}.pub`]) {
+      try {
+        await Deno.lstat(path);
+        return io.fail(`'${path}' exists; a key file is never overwritten`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) {
+          return io.fail(`cannot check '${path}': ${fsErrorReason(error)}`);
+        }
       }
     }
-  }
-  let keys;
-  try {
-    keys = await writeKeyPairFiles(base);
-  } catch (error) {
-    const message = error instanceof Deno.errors.AlreadyExists
-      ? `'${base}.key' exists; a key file is never overwritten`
-      : error instanceof Deno.errors.NotFound
-      ? `directory '${dirname(base)}' does not exist`
-      : `cannot write '${base}.key': ${fsErrorReason(error)}`;
-    console.error(`Cannot make keys: ${message}`);
-    return 1;
-  }
-  const pub = toHex(keys.publicKey);
-  if (values.json) {
-    console.log(
-      JSON.stringify({
+    let keys;
+    try {
+      keys = await writeKeyPairFiles(base);
+    } catch (error) {
+      return io.fail(
+        error instanceof Deno.errors.AlreadyExists
+          ? `'${base}.key' exists; a key file is never overwritten`
+          : error instanceof Deno.errors.NotFound
+          ? `directory '${dirname(base)}' does not exist`
+          : `cannot write '${base}.key': ${fsErrorReason(error)}`,
+      );
+    }
+    const pub = toHex(keys.publicKey);
+    if (values.json) {
+      io.print(JSON.stringify({
         secret_key_file: `${base}.key`,
         public_key_file: `${base}.pub`,
         public_key: pub,
-      }),
-    );
-  } else {
-    console.log(`Wrote ${base}.key (secret, 0600) and ${base}.pub`);
-    console.log(`Public key (add to a trusted-keys file): ${pub}`);
+      }));
+    } else {
+      io.print(`Wrote ${base}.key (secret, 0600) and ${base}.pub`);
+      io.print(`Public key (add to a trusted-keys file): ${pub}`);
+    }
+    return 0;
+  });
+}
+
+async function _isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false; // Not there: the usual case.
   }
-  return 0;
 }
 
 if (import.meta.main) {

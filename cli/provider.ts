@@ -9,28 +9,25 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { formatSize, parseDuration } from "./_units.ts";
-import { flagMessage } from "./_flag_message.ts";
 import { errorLine } from "../util/error_message.ts";
+import { type CliContext, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
-const USAGE = `Usage: provider status [--addr URL] [--json] [--timeout 10s]
-       provider list   [--addr URL] [--json] [--timeout 10s]
-
-status: name, version, default channel, uptime, key, PeerId and libp2p listen addresses,
+/** The options of `provider`. */
+export const PROVIDER_COMMAND = {
+  name: "provider",
+  args: "status|list",
+  about: `status: name, version, default channel, uptime, key, PeerId and libp2p listen addresses,
         health, DHT/mDNS state and metrics of a running provider.
-list:   every channel/arch with its manifest sequence, expiry and artifacts (unverified).
---addr defaults to http://127.0.0.1:8080/.`;
-
-/** What {@linkcode main} can be given besides its arguments. */
-export interface ProviderMainOptions {
-  /** Where output goes. @default {console.log} */
-  print?: (line: string) => void;
-  /** Where errors go. @default {console.error} */
-  log?: (line: string) => void;
-  /** Cancels the requests. @default {undefined} */
-  signal?: AbortSignal;
-}
+list:   every channel/arch with its manifest sequence, expiry and artifacts (unverified).`,
+  options: {
+    addr: { type: "string", default: "http://127.0.0.1:8080/", value: "URL", description: "serve" },
+    json: { type: "boolean", description: "JSON instead of a table" },
+    timeout: { type: "string", default: "10s", value: "DURATION", description: "per request" },
+  },
+  style: { usage: "provider: ", failure: "provider: ", hint: "flags" },
+} as const;
 
 /**
  * Run `provider status|list`; resolves to the exit code.
@@ -43,62 +40,71 @@ export interface ProviderMainOptions {
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const port = listener.addr.port;
  * listener.close(); // nothing listens there now
- * const errors: string[] = [];
- * const code = await main(["status", "--addr", `http://127.0.0.1:${port}`], {
- *   log: (line) => errors.push(line),
- * });
+ * let errors = "";
+ * const stderr = { writeSync: (b: Uint8Array) => (errors += new TextDecoder().decode(b), b.length) };
+ * const code = await main(["status", "--addr", `http://127.0.0.1:${port}`], { stderr });
  * assert.equal(code, 1);
- * assert.match(errors[0]!, /^provider: Cannot reach provider at http:\/\/127\.0\.0\.1:\d+\//);
+ * assert.match(errors, /^provider: Cannot reach provider at http:\/\/127\.0\.0\.1:\d+\//);
  * ```
  */
-export async function main(args: string[], options: ProviderMainOptions = {}): Promise<number> {
-  const { print = console.log, log = console.error, signal } = options;
-  let parsed;
+export function main(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(PROVIDER_COMMAND, args, context, async (values, positionals, io) => {
+    const [command, ...rest] = positionals;
+    if ((command !== "status" && command !== "list") || rest.length > 0) {
+      throw new UsageError(
+        positionals.length === 0
+          ? "Cannot run: expected 'status' or 'list' (see provider --help)"
+          : `Cannot run '${positionals.join(" ")}': expected 'status' or 'list'`,
+      );
+    }
+    const { base, timeoutMs } = _target(values.addr, values.timeout);
+    const get = _getter(base, timeoutMs, io.signal);
+    try {
+      const status = await get("status", [200]) as _Status;
+      if (typeof status !== "object" || status === null || Array.isArray(status)) {
+        throw new _Failure(`Cannot read ${new URL("status", base)}: not a provider status`);
+      }
+      if (command === "status") {
+        if (values.json) io.print(JSON.stringify(status, null, 2));
+        else for (const line of _statusLines(base, status)) io.print(line);
+        return 0;
+      }
+      const channels = await _channels(base, status, get);
+      if (values.json) io.print(JSON.stringify({ provider: base.href, channels }, null, 2));
+      else for (const line of _listLines(channels)) io.print(line);
+      return 0;
+    } catch (error) {
+      // A malformed answer (not the shape of /status or a manifest) is a bad answer too.
+      return io.fail(
+        error instanceof _Failure
+          ? error.message
+          : `Cannot read the answer of ${base}: ${errorLine(error)}`,
+      );
+    }
+  });
+}
+
+/** The provider's base URL and the request timeout, or a `UsageError`. */
+function _target(addr: string, timeout: string): { base: URL; timeoutMs: number } {
   try {
-    parsed = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        addr: { type: "string", default: "http://127.0.0.1:8080/" },
-        json: { type: "boolean", default: false },
-        timeout: { type: "string", default: "10s" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (error) {
-    log(`provider: ${flagMessage(error, "provider")}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    print(USAGE);
-    return 0;
-  }
-  const [command, ...rest] = positionals;
-  if ((command !== "status" && command !== "list") || rest.length > 0) {
-    log(
-      positionals.length === 0
-        ? "provider: Cannot run: expected 'status' or 'list' (see provider --help)"
-        : `provider: Cannot run '${positionals.join(" ")}': expected 'status' or 'list'`,
-    );
-    return 2;
-  }
-  let base: URL;
-  let timeoutMs: number;
-  try {
-    base = new URL(values.addr.includes("://") ? values.addr : `http://${values.addr}`);
+    const base = new URL(addr.includes("://") ? addr : `http://${addr}`);
     if (base.protocol !== "http:" && base.protocol !== "https:") throw new TypeError("scheme");
     if (!base.pathname.endsWith("/")) base.pathname += "/";
-    timeoutMs = parseDuration(values.timeout);
+    return { base, timeoutMs: parseDuration(timeout) };
   } catch (error) {
-    const message = error instanceof Error && /duration/.test(error.message)
-      ? error.message
-      : `Cannot use --addr '${values.addr}': expected a URL like http://127.0.0.1:8080`;
-    log(`provider: ${message}`);
-    return 2;
+    throw new UsageError(
+      error instanceof Error && /duration/.test(error.message)
+        ? error.message
+        : `Cannot use --addr '${addr}': expected a URL like http://127.0.0.1:8080`,
+    );
   }
-  const get = async (path: string, okStatuses: number[] = [200]): Promise<unknown> => {
+}
+
+type _Get = (path: string, okStatuses?: number[]) => Promise<unknown>;
+
+/** GET a JSON document of the provider; any failure is a `_Failure` naming it. */
+function _getter(base: URL, timeoutMs: number, signal: AbortSignal | undefined): _Get {
+  return async (path, okStatuses = [200]) => {
     const url = new URL(path, base);
     const timeout = AbortSignal.timeout(timeoutMs);
     let res: Response;
@@ -124,50 +130,31 @@ export async function main(args: string[], options: ProviderMainOptions = {}): P
     }
     return body;
   };
-  try {
-    const status = await get("status", [200]) as _Status;
-    if (typeof status !== "object" || status === null || Array.isArray(status)) {
-      throw new _Failure(`Cannot read ${new URL("status", base)}: not a provider status`);
+}
+
+/** Each channel of the provider with its manifest (unverified). */
+async function _channels(base: URL, status: _Status, get: _Get): Promise<_ListedChannel[]> {
+  const channels: _ListedChannel[] = [];
+  for (const { channel, arch } of status.channels ?? []) {
+    const path = `${channel}/${arch}/manifest.json`;
+    const m = await get(path) as _Manifest;
+    if (
+      typeof m !== "object" || m === null || typeof m.sequence !== "number" ||
+      typeof m.artifacts !== "object" || m.artifacts === null
+    ) {
+      throw new _Failure(`Cannot read ${new URL(path, base)}: not a boot manifest`);
     }
-    if (command === "status") {
-      if (values.json) print(JSON.stringify(status, null, 2));
-      else for (const line of _statusLines(base, status)) print(line);
-      return 0;
-    }
-    const channels: _ListedChannel[] = [];
-    for (const { channel, arch } of status.channels ?? []) {
-      const path = `${channel}/${arch}/manifest.json`;
-      const m = await get(path) as _Manifest;
-      if (
-        typeof m !== "object" || m === null || typeof m.sequence !== "number" ||
-        typeof m.artifacts !== "object" || m.artifacts === null
-      ) {
-        throw new _Failure(`Cannot read ${new URL(path, base)}: not a boot manifest`);
-      }
-      channels.push({
-        channel,
-        arch,
-        sequence: m.sequence,
-        version: m.version,
-        expires_at: m.expires_at,
-        signers: (m.signatures ?? []).map((s) => s.key_id),
-        artifacts: m.artifacts ?? {},
-      });
-    }
-    if (values.json) print(JSON.stringify({ provider: base.href, channels }, null, 2));
-    else for (const line of _listLines(channels)) print(line);
-    return 0;
-  } catch (error) {
-    // A malformed answer (not the shape of /status or a manifest) is a bad answer too.
-    log(
-      `provider: ${
-        error instanceof _Failure
-          ? error.message
-          : `Cannot read the answer of ${base}: ${errorLine(error)}`
-      }`,
-    );
-    return 1;
+    channels.push({
+      channel,
+      arch,
+      sequence: m.sequence,
+      version: m.version,
+      expires_at: m.expires_at,
+      signers: (m.signatures ?? []).map((s) => s.key_id),
+      artifacts: m.artifacts ?? {},
+    });
   }
+  return channels;
 }
 
 class _Failure extends Error {}

@@ -19,16 +19,27 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { API_CLIENT_FLAGS, localClient, reportError, reportJobResult } from "./_api_client.ts";
-import { errorLine } from "../util/error_message.ts";
+import {
+  API_CLIENT_FLAGS,
+  API_CLIENT_STYLE,
+  localClient,
+  reportError,
+  reportJobResult,
+} from "./_api_client.ts";
+import { type CliContext, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
-const _USAGE = `Usage: result <job-id> [--wait] [--receipt FILE] [--json] [--state-dir DIR]
-
-Prints a job's verified output and stderr, and exits like run: the job's own exit code, or
+/** The options of `result`. */
+export const RESULT_COMMAND = {
+  name: "result",
+  args: "<job-id>",
+  about: `Prints a job's verified output and stderr, and exits like run: the job's own exit code, or
 118-125 with one error line when it did not run to its end. 1: failed, not finished (without
 --wait) or the node is not answering. 2: bad usage. --receipt FILE writes the receipt (with
-replicas: [{peer_id, receipt}, ...]).`;
+replicas: [{peer_id, receipt}, ...]).`,
+  options: API_CLIENT_FLAGS,
+  style: API_CLIENT_STYLE,
+} as const;
 
 /**
  * Run `result`; resolves with the exit code.
@@ -38,38 +49,28 @@ replicas: [{peer_id, receipt}, ...]).`;
  * import { main } from "./result.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(await main(["not-a-job-id"]), 2);
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await main(["not-a-job-id"], { stderr: quiet }), 2);
  * ```
  */
-export async function main(args: string[]): Promise<number> {
-  let values, positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: API_CLIENT_FLAGS,
-    }));
-    if (values.help) {
-      console.log(_USAGE);
-      return 0;
-    }
+export function main(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(RESULT_COMMAND, args, context, async (values, positionals, io) => {
     if (positionals.length !== 1 || !/^[0-9a-f]{64}$/.test(positionals[0]!)) {
-      throw new TypeError("Cannot get result: give one job id (64 lowercase hex)");
+      throw new UsageError("Cannot get result: give one job id (64 lowercase hex)");
     }
-  } catch (error) {
-    console.error(`error: ${errorLine(error)} (see result --help)`);
-    return 2;
-  }
-  const id = positionals[0]!;
-  const json = values.json === true;
-  try {
-    const client = await localClient(values["state-dir"]);
-    const result = await client.result(id, { waitMs: values.wait ? 24 * 3600_000 : 0 });
-    return await reportJobResult(id, result, { json, receiptFile: values.receipt });
-  } catch (error) {
-    return await reportError(error, { json, jobId: id });
-  }
+    const id = positionals[0]!;
+    const json = values.json;
+    try {
+      const client = await localClient(values["state-dir"]);
+      const result = await client.result(id, {
+        waitMs: values.wait ? 24 * 3600_000 : 0,
+        ...(io.signal ? { signal: io.signal } : {}),
+      });
+      return await reportJobResult(io, id, result, { json, receiptFile: values.receipt });
+    } catch (error) {
+      return reportError(io, error, { json, jobId: id });
+    }
+  });
 }
 
 if (import.meta.main) {

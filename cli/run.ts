@@ -17,22 +17,15 @@ import { FuelCache } from "../runtime/fuel.ts";
 import { storeReceipt } from "../runtime/receipt_store.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
 import type { JobErrorKind } from "../runtime/run_job.ts";
-import { parseFlags } from "./_flags.ts";
+import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
+export type { JobErrorKind };
+import type { FlagValues } from "./_flags.ts";
+import { checkFuel, JOB_FLAGS, parseJobEnv } from "./_job_flags.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 import { errorLine } from "../util/error_message.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
-
-const USAGE = `Usage: run <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]...
-           [--memory 256MiB] [--timeout 30s] [--max-output 16MiB] [--max-module 64MiB] [--fuel N]
-           [--receipt FILE] [--json] [--state-dir DIR]
-
-Runs a WASI module with stdin from --input (default: stdin when it is not a terminal), prints
-its stdout and stderr, and signs a receipt with the node key (in --state-dir, default
-$PLASM_HOME or ~/.local/share/plasm). A two-line summary of the receipt follows on stderr; the
-full receipt is kept in <state dir>/receipts/, copied to --receipt FILE and included in --json.
-Exit code: the job's own, or 118-125 when the job was stopped (see README); 1 when a file
-cannot be read or written, 2 for bad arguments. Errors are one line: run: error: ...`;
 
 /** Exit codes `run` uses when the job did not end by itself. */
 export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
@@ -49,6 +42,27 @@ export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
   output_limit: 125,
 };
 
+/** The options of `run`. */
+export const RUN_COMMAND = {
+  name: "run",
+  args: "<module.wasm>",
+  about:
+    `Runs a WASI module with stdin from --input (default: stdin when it is not a terminal), prints
+its stdout and stderr, and signs a receipt with the node key (in --state-dir, default
+$PLASM_HOME or ~/.local/share/plasm). A two-line summary of the receipt follows on stderr; the
+full receipt is kept in <state dir>/receipts/, copied to --receipt FILE and included in --json.
+Exit code: the job's own, or 118-125 when the job was stopped (see docs/cli.md); 1 when a file
+cannot be read or written, 2 for bad arguments. Errors are one line: run: error: ...
+Limits by default: --memory 256MiB, --timeout 30s, --max-output 16MiB, --max-module 64MiB.`,
+  options: {
+    ...JOB_FLAGS,
+    "max-module": { type: "string", value: "SIZE", description: "module cap" },
+    receipt: { type: "string", value: "FILE", description: "also write the receipt here" },
+    json: { type: "boolean", description: "one JSON object with output and receipt" },
+    "state-dir": { type: "string", value: "DIR", description: "where the node key lives" },
+  },
+} as const;
+
 /**
  * Run the `run` subcommand with the given arguments; returns the process exit code.
  *
@@ -59,126 +73,49 @@ export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
  * Deno.exit(await main(["examples/hello.wasm", "--input", "-"]));
  * ```
  */
-export async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseFlags(argv, {
-      input: { type: "string" },
-      arg: { type: "string", multiple: true },
-      env: { type: "string", multiple: true },
-      memory: { type: "string" },
-      timeout: { type: "string" },
-      "max-output": { type: "string" },
-      "max-module": { type: "string" },
-      fuel: { type: "string" },
-      receipt: { type: "string" },
-      json: { type: "boolean" },
-      "state-dir": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    });
-  } catch (error) {
-    return _usage((error as Error).message);
-  }
-  const { positionals } = parsed;
-  const values = parsed.values as {
-    input?: string;
-    arg?: string[];
-    env?: string[];
-    memory?: string;
-    timeout?: string;
-    "max-output"?: string;
-    "max-module"?: string;
-    fuel?: string;
-    receipt?: string;
-    json?: boolean;
-    "state-dir"?: string;
-    help?: boolean;
-  };
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) {
-    return _usage(positionals.length === 0 ? "Missing <module.wasm>" : "Too many arguments");
-  }
-  const modulePath = positionals[0]!;
-  let limits;
-  const env: Record<string, string> = {};
-  try {
-    limits = {
-      memoryBytes: values.memory ? parseSize(values.memory) : DEFAULT_LIMITS.memoryBytes,
-      timeoutMs: values.timeout ? parseDuration(values.timeout) : DEFAULT_LIMITS.timeoutMs,
-      maxOutputBytes: values["max-output"]
-        ? parseSize(values["max-output"])
-        : DEFAULT_LIMITS.maxOutputBytes,
-      maxModuleBytes: values["max-module"]
-        ? parseSize(values["max-module"])
-        : DEFAULT_LIMITS.maxModuleBytes,
-    };
-    if (values.fuel !== undefined && !/^\d{1,19}$/.test(values.fuel)) {
-      throw new SyntaxError(
-        `Cannot parse --fuel '${values.fuel}': use a whole number of instructions`,
+export function main(argv: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(RUN_COMMAND, argv, context, async (values, positionals, io) => {
+    if (positionals.length !== 1) {
+      throw new UsageError(
+        positionals.length === 0 ? "Missing <module.wasm>" : "Too many arguments",
       );
     }
-    for (const pair of values.env ?? []) {
-      const eq = pair.indexOf("=");
-      if (eq <= 0) throw new SyntaxError(`Cannot parse --env '${pair}': use K=V`);
-      env[pair.slice(0, eq)] = pair.slice(eq + 1);
-    }
-  } catch (error) {
-    return _usage((error as Error).message);
-  }
-
-  let module: Uint8Array;
-  let input: Uint8Array;
-  let keyPair;
-  let stateDir: string;
-  try {
-    const stat = await _io("read module", modulePath, () => Deno.stat(modulePath));
-    if (!stat.isFile) throw new Error(`Cannot read module '${modulePath}': not a file`);
-    if (stat.size > limits.maxModuleBytes) {
-      return _fail(
-        `Cannot run '${modulePath}': module is ${stat.size} bytes, over the ${limits.maxModuleBytes}-byte limit`,
-        EXIT_CODES.module_too_large,
+    const modulePath = positionals[0]!;
+    const { limits, env } = _limits(values);
+    let job;
+    try {
+      job = await _load(modulePath, values, limits.maxModuleBytes);
+    } catch (error) {
+      return io.fail(
+        errorLine(error),
+        error instanceof _TooLarge ? EXIT_CODES.module_too_large : 1,
       );
     }
-    module = await _io("read module", modulePath, () => Deno.readFile(modulePath));
-    input = await _io("read input", values.input ?? "-", () => _readInput(values.input));
-    const dir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
-    stateDir = dir;
-    keyPair = await _io("use state dir", dir, () => loadOrCreateIdentity(dir));
-  } catch (error) {
-    return _fail(errorLine(error), 1);
-  }
-  await Deno.permissions.revoke({ name: "env" });
-
-  const ac = new AbortController();
-  const onSignal = () => ac.abort();
-  Deno.addSignalListener("SIGINT", onSignal);
-  let signed;
-  try {
-    signed = await runSignedJob(module, {
-      ...limits,
-      input,
-      args: values.arg ?? [],
-      env,
-      keyPair,
-      signal: ac.signal,
-      ...(values.fuel === undefined ? {} : {
-        fuel: BigInt(values.fuel),
-        fuelCache: new FuelCache({ dir: `${stateDir}/fuel-cache` }),
-      }),
-    });
-  } catch (error) {
-    return _fail(errorLine(error), 1);
-  } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
-  }
-  const { outcome, receipt, jobId, manifest } = signed;
-
-  let stored: string;
-  try {
-    stored = await _io(
+    await Deno.permissions.revoke({ name: "env" });
+    const { module, input, keyPair, stateDir } = job;
+    const ac = new AbortController();
+    const onSignal = () => ac.abort();
+    Deno.addSignalListener("SIGINT", onSignal);
+    const signal = io.signal ? AbortSignal.any([io.signal, ac.signal]) : ac.signal;
+    let signed;
+    try {
+      signed = await runSignedJob(module, {
+        ...limits,
+        input,
+        args: values.arg,
+        env,
+        keyPair,
+        signal,
+        ...(values.fuel === undefined ? {} : {
+          fuel: BigInt(values.fuel),
+          fuelCache: new FuelCache({ dir: `${stateDir}/fuel-cache` }),
+        }),
+      });
+    } finally {
+      Deno.removeSignalListener("SIGINT", onSignal);
+    }
+    const { receipt } = signed;
+    const stored = await _io(
       "store receipt in",
       `${stateDir}/receipts`,
       () => storeReceipt(stateDir, receipt),
@@ -191,9 +128,60 @@ export async function main(argv: string[]): Promise<number> {
         () => writeFileAtomic(path, JSON.stringify(receipt, null, 2) + "\n"),
       );
     }
+    _report(io, signed, stored, values);
+    const { outcome } = signed;
+    if (outcome.error) return EXIT_CODES[outcome.error.kind];
+    return Math.min(outcome.exitCode ?? 0, 255);
+  });
+}
+
+type _Values = FlagValues<typeof RUN_COMMAND.options>;
+
+/** The limits and environment the flags ask for. */
+function _limits(values: _Values) {
+  const size = (text: string | undefined, fallback: number) => text ? parseSize(text) : fallback;
+  let limits, env;
+  try {
+    limits = {
+      memoryBytes: size(values.memory, DEFAULT_LIMITS.memoryBytes),
+      timeoutMs: values.timeout ? parseDuration(values.timeout) : DEFAULT_LIMITS.timeoutMs,
+      maxOutputBytes: size(values["max-output"], DEFAULT_LIMITS.maxOutputBytes),
+      maxModuleBytes: size(values["max-module"], DEFAULT_LIMITS.maxModuleBytes),
+    };
+    checkFuel(values.fuel);
+    env = parseJobEnv(values.env);
   } catch (error) {
-    return _fail(errorLine(error), 1);
+    throw new UsageError(errorLine(error), { cause: error });
   }
+  return { limits, env };
+}
+
+class _TooLarge extends Error {}
+
+/** Read the module and input, and load (or make) the node key. */
+async function _load(modulePath: string, values: _Values, maxModuleBytes: number) {
+  const stat = await _io("read module", modulePath, () => Deno.stat(modulePath));
+  if (!stat.isFile) throw new Error(`Cannot read module '${modulePath}': not a file`);
+  if (stat.size > maxModuleBytes) {
+    throw new _TooLarge(
+      `Cannot run '${modulePath}': module is ${stat.size} bytes, over the ${maxModuleBytes}-byte limit`,
+    );
+  }
+  const module = await _io("read module", modulePath, () => Deno.readFile(modulePath));
+  const input = await _io("read input", values.input ?? "-", () => _readInput(values.input));
+  const stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
+  const keyPair = await _io("use state dir", stateDir, () => loadOrCreateIdentity(stateDir));
+  return { module, input, keyPair, stateDir };
+}
+
+/** Print the job's output and the receipt summary (or one JSON object). */
+function _report(
+  io: CommandIo,
+  signed: Awaited<ReturnType<typeof runSignedJob>>,
+  stored: string,
+  values: _Values,
+): void {
+  const { outcome, receipt, jobId, manifest } = signed;
   if (values.json) {
     const text = (bytes: Uint8Array) => {
       try {
@@ -202,7 +190,7 @@ export async function main(argv: string[]): Promise<number> {
         return null;
       }
     };
-    console.log(JSON.stringify({
+    io.print(JSON.stringify({
       job_id: jobId,
       completion: outcome.completion,
       exit_code: outcome.exitCode,
@@ -216,28 +204,26 @@ export async function main(argv: string[]): Promise<number> {
       receipt,
       receipt_file: stored,
     }));
-  } else {
-    await _writeAll(Deno.stdout, outcome.stdout);
-    await _writeAll(Deno.stderr, outcome.stderr);
-    const extra = receipt.result.metrics.extra;
-    const ended = outcome.error
-      ? `${receipt.result.completion} (${outcome.error.kind})`
-      : `${receipt.result.completion}, exit ${outcome.exitCode ?? "none"}`;
-    // Start on a line of its own when the job's last output (on a terminal they share one
-    // screen) did not end one.
-    const last = outcome.stderr.length > 0 ? outcome.stderr : outcome.stdout;
-    const lines = [
-      ...(last.length > 0 && last.at(-1) !== 0x0a ? [""] : []),
-      ...(outcome.error ? [`run: error: ${outcome.error.message}`] : []),
-      `--- receipt: job ${jobId}, completion ${ended}, output ${extra.output_hash}`,
-      `--- signed by ${receipt.worker_pubkey}; full receipt: ${stored}${
-        values.receipt ? ` (copy: ${values.receipt})` : ""
-      }`,
-    ];
-    await _writeAll(Deno.stderr, new TextEncoder().encode(lines.join("\n") + "\n"));
+    return;
   }
-  if (outcome.error) return EXIT_CODES[outcome.error.kind];
-  return Math.min(outcome.exitCode ?? 0, 255);
+  io.write(outcome.stdout);
+  io.writeError(outcome.stderr);
+  const extra = receipt.result.metrics.extra;
+  const ended = outcome.error
+    ? `${receipt.result.completion} (${outcome.error.kind})`
+    : `${receipt.result.completion}, exit ${outcome.exitCode ?? "none"}`;
+  // Start on a line of its own when the job's last output (on a terminal they share one
+  // screen) did not end one.
+  const last = outcome.stderr.length > 0 ? outcome.stderr : outcome.stdout;
+  const lines = [
+    ...(last.length > 0 && last.at(-1) !== 0x0a ? [""] : []),
+    ...(outcome.error ? [`run: error: ${outcome.error.message}`] : []),
+    `--- receipt: job ${jobId}, completion ${ended}, output ${extra.output_hash}`,
+    `--- signed by ${receipt.worker_pubkey}; full receipt: ${stored}${
+      values.receipt ? ` (copy: ${values.receipt})` : ""
+    }`,
+  ];
+  io.log(lines.join("\n"));
 }
 
 async function _readInput(spec: string | undefined): Promise<Uint8Array> {
@@ -248,10 +234,6 @@ async function _readInput(spec: string | undefined): Promise<Uint8Array> {
   return await Deno.readFile(spec);
 }
 
-async function _writeAll(file: { write(p: Uint8Array): Promise<number> }, bytes: Uint8Array) {
-  for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
-}
-
 /** Run a file operation; a failure becomes `Cannot <what> '<path>': <reason>`. */
 async function _io<T>(what: string, path: string, op: () => Promise<T>): Promise<T> {
   try {
@@ -260,16 +242,6 @@ async function _io<T>(what: string, path: string, op: () => Promise<T>): Promise
     if (error instanceof RangeError) throw error; // already says which file and why
     throw new Error(`Cannot ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
   }
-}
-
-function _usage(message: string): number {
-  console.error(`run: ${message.split("\n")[0]} (see run --help)`);
-  return EXIT_CODES.usage;
-}
-
-function _fail(message: string, code: number): number {
-  console.error(`run: error: ${message}`);
-  return code;
 }
 
 if (import.meta.main) {

@@ -26,27 +26,26 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { readSecretKeyFile } from "../provider/key_files.ts";
 import { ArtifactStore, SAFE_NAME } from "../provider/artifact_store.ts";
 import { createProviderHandler } from "../provider/provider_handler.ts";
 import { toHex } from "../runtime/digest.ts";
-import type { PhaseNode } from "../net/node.ts";
-import { lockStateDir, type StateLock } from "../net/state_lock.ts";
+import type { AdvertiseLoop } from "../net/advertise_loop.ts";
+import { lockStateDir } from "../net/state_lock.ts";
 import { formatSize, parseDuration, parseSize } from "./_units.ts";
 import { errorLine, errorMessage } from "../util/error_message.ts";
-import { flagMessage } from "./_flag_message.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
+import type { FlagValues } from "./_flags.ts";
+import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
 const VERSION = "0.1.0";
 
-const USAGE = `Usage: serve [--artifacts DIR] [--channel stable] [--arch auto] [--port 8080]
-             [--bind 0.0.0.0] [--key FILE] [--no-dht] [--no-mdns] [--state-dir DIR]
-             [--validity-days 30] [--min-free 64MiB] [--shutdown-timeout 30s]
-             [--p2p-listen MULTIADDR]... [--bootstrap MULTIADDR]... [--public-url URL]
-
-Serves DIR/<channel>/<arch>/{kernel,initramfs,rootfs} (also vmlinuz, bzImage, initrd,
+/** The options of `serve`. */
+export const SERVE_COMMAND = {
+  name: "serve",
+  about: `Serves DIR/<channel>/<arch>/{kernel,initramfs,rootfs} (also vmlinuz, bzImage, initrd,
 initramfs.img, rootfs.img, rootfs.squashfs) with signed manifests at /manifest.json.
 DIR defaults to <state dir>/artifacts; the key to the node identity in the state dir.
 --port 0 picks a free port; the banner line 'Listening on http://HOST:PORT/' names it.
@@ -54,16 +53,30 @@ Unless --no-dht and --no-mdns are both given, a libp2p node (the node identity) 
 /phase/<channel>/<arch>/manifest with the HTTP URL (--public-url, else this host's address);
 the banner shows its PeerId and listen addresses. With the DHT on, give --bootstrap peers.
 The state dir is --state-dir, else $PLASM_HOME, else $XDG_DATA_HOME/plasm, else
-~/.local/share/plasm; one serve or start per state dir. Logs: JSON lines on stderr.`;
+~/.local/share/plasm; one serve or start per state dir. Logs: JSON lines on stderr.`,
+  options: {
+    artifacts: { type: "string", value: "DIR", description: "what to serve" },
+    channel: { type: "string", default: "stable", value: "NAME", description: "default channel" },
+    arch: { type: "string", default: "auto", value: "ARCH", description: "default arch" },
+    port: { type: "string", default: "8080", value: "N", description: "HTTP port (0: any)" },
+    bind: { type: "string", default: "0.0.0.0", value: "HOST", description: "HTTP address" },
+    key: { type: "string", value: "FILE", description: "manifest signing key (.key)" },
+    "no-dht": { type: "boolean", description: "no DHT advertisement" },
+    "no-mdns": { type: "boolean", description: "no mDNS answers" },
+    "state-dir": { type: "string", value: "DIR", description: "node key, lock, state" },
+    "validity-days": { type: "string", default: "30", value: "N", description: "manifests" },
+    "min-free": { type: "string", default: "64MiB", value: "SIZE", description: "for /health" },
+    "shutdown-timeout": { type: "string", default: "30s", value: "DURATION", description: "drain" },
+    "p2p-listen": { type: "string", multiple: true, value: "MULTIADDR", description: "libp2p" },
+    bootstrap: { type: "string", multiple: true, value: "MULTIADDR", description: "DHT peer" },
+    "public-url": { type: "string", value: "URL", description: "the URL advertised" },
+  },
+  // The lines scripts and docs quote: `serve: <message>`.
+  style: { usage: "serve: ", failure: "serve: ", hint: "flags" },
+} as const;
 
 /** What {@linkcode main} can be given besides its arguments. */
-export interface ServeMainOptions {
-  /** Stops the provider like SIGTERM does. @default {undefined} */
-  signal?: AbortSignal;
-  /** Where banner lines go. @default {console.log} */
-  print?: (line: string) => void;
-  /** Where log and error lines go. @default {console.error} */
-  log?: (line: string) => void;
+export interface ServeContext extends CliContext {
   /**
    * Called when connections of clients that stopped reading are still open after
    * `--shutdown-timeout`: the entrypoint passes `Deno.exit`, as ending the process is the only
@@ -73,7 +86,8 @@ export interface ServeMainOptions {
 }
 
 /**
- * Run `serve` until SIGINT, SIGTERM or `options.signal`; resolves to the exit code.
+ * Run `serve` until SIGINT, SIGTERM or `context.signal`; resolves to the exit code. The banner
+ * goes to stdout, JSON log lines to stderr.
  *
  * @example
  * ```ts
@@ -84,19 +98,15 @@ export interface ServeMainOptions {
  * await Deno.mkdir(`${dir}/art/stable/x86_64`, { recursive: true });
  * await Deno.writeTextFile(`${dir}/art/stable/x86_64/kernel`, "k");
  * const stop = new AbortController();
- * const lines: string[] = [];
+ * let banner = "";
+ * const stdout = { writeSync: (b: Uint8Array) => (banner += new TextDecoder().decode(b), b.length) };
+ * const stderr = { writeSync: (b: Uint8Array) => b.length };
  * const done = main([
  *   "--artifacts", `${dir}/art`, "--state-dir", `${dir}/state`, "--arch", "x86_64",
  *   "--bind", "127.0.0.1", "--port", "0", "--min-free", "0", "--no-dht", "--no-mdns",
- * ], {
- *   signal: stop.signal,
- *   print: (line) => lines.push(line),
- *   log: () => {},
- * });
- * while (!lines.some((l) => l.startsWith("Listening on "))) {
- *   await new Promise((r) => setTimeout(r, 10));
- * }
- * const url = lines.find((l) => l.startsWith("Listening on "))!.slice(13);
+ * ], { signal: stop.signal, stdout, stderr });
+ * while (!/^Listening on /m.test(banner)) await new Promise((r) => setTimeout(r, 10));
+ * const url = /^Listening on (\S+)$/m.exec(banner)![1]!;
  * const res = await fetch(`${url}stable/x86_64/kernel`);
  * assert.equal(await res.text(), "k");
  * stop.abort();
@@ -104,73 +114,94 @@ export interface ServeMainOptions {
  * await Deno.remove(dir, { recursive: true });
  * ```
  */
-export async function main(args: string[], options: ServeMainOptions = {}): Promise<number> {
-  const { signal, print = console.log, log = console.error } = options;
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        artifacts: { type: "string" },
-        channel: { type: "string", default: "stable" },
-        arch: { type: "string", default: "auto" },
-        port: { type: "string", default: "8080" },
-        bind: { type: "string", default: "0.0.0.0" },
-        key: { type: "string" },
-        "no-dht": { type: "boolean", default: false },
-        "no-mdns": { type: "boolean", default: false },
-        "state-dir": { type: "string" },
-        "validity-days": { type: "string", default: "30" },
-        "min-free": { type: "string", default: "64MiB" },
-        "shutdown-timeout": { type: "string", default: "30s" },
-        "p2p-listen": { type: "string", multiple: true, default: [] },
-        bootstrap: { type: "string", multiple: true, default: [] },
-        "public-url": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (error) {
-    log(`serve: ${flagMessage(error, "serve")}`);
-    return 2;
-  }
-  if (values.help) {
-    print(USAGE);
-    return 0;
-  }
-  const flags = values;
-  const usage = (message: string) => {
-    log(`serve: ${message}`);
-    return 2;
-  };
+export function main(args: string[], context: ServeContext = {}): Promise<number> {
+  return runCommand(SERVE_COMMAND, args, context, async (values, _, io) => {
+    const flags = await _flags(values);
+    let stateDir: string;
+    try {
+      stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
+    } catch (error) {
+      return io.fail(errorMessage(error));
+    }
+    const write = await Deno.permissions.query({ name: "write", path: stateDir });
+    if (write.state !== "granted") {
+      return io.fail(`Cannot write state dir '${stateDir}': run with --allow-write=${stateDir}`);
+    }
+    let lock;
+    try {
+      lock = await lockStateDir(stateDir, { command: "serve" });
+    } catch (error) {
+      const hint = error instanceof Error && error.name === "StateDirLockedError"
+        ? "; stop it first or give this provider another --state-dir"
+        : "";
+      return io.fail(`${errorMessage(error)}${hint}`);
+    }
+    const logEvent = _logger(io);
+    try {
+      if (lock.staleFrom !== undefined) {
+        logEvent("warn", "stale_lock_taken_over", { path: lock.path, pid: lock.staleFrom });
+      }
+      const forceExit = context.forceExit;
+      return await _serve(io, {
+        ...flags,
+        stateDir,
+        logEvent,
+        ...(forceExit
+          ? { forceExit: async (code: number) => (await lock.release(), forceExit(code)) }
+          : {}),
+      });
+    } finally {
+      await lock.release();
+    }
+  });
+}
+
+type _Values = FlagValues<typeof SERVE_COMMAND.options>;
+type _LogEvent = (
+  level: "info" | "warn" | "error",
+  event: string,
+  fields?: Record<string, unknown>,
+) => void;
+
+/** The validated flags of `serve`. */
+interface _Flags {
+  values: _Values;
+  port: number;
+  arch: string;
+  validityDays: number;
+  minFree: number;
+  shutdownMs: number;
+  dht: boolean;
+  mdns: boolean;
+}
+
+/** Validate the flags, or throw a `UsageError`. */
+async function _flags(values: _Values): Promise<_Flags> {
   const port = Number(values.port);
   if (!/^\d{1,5}$/.test(values.port) || port > 65535) {
-    return usage(`Cannot use --port '${values.port}': expected a number from 0 to 65535`);
+    throw new UsageError(`Cannot use --port '${values.port}': expected a number from 0 to 65535`);
   }
   const arch = values.arch === "auto" ? Deno.build.arch : values.arch;
   for (const [flag, value] of [["--channel", values.channel], ["--arch", arch]] as const) {
     if (!SAFE_NAME.test(value)) {
-      return usage(`Cannot use ${flag} '${value}': expected a plain name like 'stable'`);
+      throw new UsageError(`Cannot use ${flag} '${value}': expected a plain name like 'stable'`);
     }
   }
-  const validityDays = Number(values["validity-days"]);
-  if (!/^\d{1,4}$/.test(values["validity-days"]) || validityDays < 1 || validityDays > 3650) {
-    return usage(
-      `Cannot use --validity-days '${values["validity-days"]}': expected 1 to 3650`,
-    );
+  const days = values["validity-days"];
+  const validityDays = Number(days);
+  if (!/^\d{1,4}$/.test(days) || validityDays < 1 || validityDays > 3650) {
+    throw new UsageError(`Cannot use --validity-days '${days}': expected 1 to 3650`);
   }
-  let minFree: number;
-  let shutdownMs: number;
+  let minFree: number, shutdownMs: number;
   try {
     minFree = parseSize(values["min-free"]);
     shutdownMs = parseDuration(values["shutdown-timeout"]);
   } catch (error) {
-    return usage((error as Error).message);
+    throw new UsageError(errorLine(error));
   }
-  const wantDht = !values["no-dht"];
-  const wantMdns = !values["no-mdns"];
-  if (wantDht || wantMdns) {
+  const dht = !values["no-dht"];
+  const mdns = !values["no-mdns"];
+  if (dht || mdns) {
     // Checked here, so a typo is a usage error rather than a provider silently without libp2p.
     const { multiaddr } = await import("@multiformats/multiaddr");
     const given = [
@@ -181,261 +212,287 @@ export async function main(args: string[], options: ServeMainOptions = {}): Prom
       try {
         multiaddr(addr);
       } catch (error) {
-        return usage(`Cannot use ${flag} '${addr}': ${errorMessage(error)}`);
+        throw new UsageError(`Cannot use ${flag} '${addr}': ${errorMessage(error)}`);
       }
     }
   }
-  const logEvent = (
-    level: "info" | "warn" | "error",
-    event: string,
-    fields: Record<string, unknown> = {},
-  ) => log(JSON.stringify({ ts: new Date().toISOString(), level, event, ...fields }));
+  return { values, port, arch, validityDays, minFree, shutdownMs, dht, mdns };
+}
 
-  let stateDir: string;
+function _logger(io: CommandIo): _LogEvent {
+  return (level, event, fields = {}) =>
+    io.log(JSON.stringify({ ts: new Date().toISOString(), level, event, ...fields }));
+}
+
+interface _ServeOptions extends _Flags {
+  stateDir: string;
+  logEvent: _LogEvent;
+  forceExit?: (code: number) => Promise<void>;
+}
+
+/** Everything from here runs while this process holds the state dir. */
+async function _serve(io: CommandIo, o: _ServeOptions): Promise<number> {
+  const { values, arch, stateDir, logEvent } = o;
+  const artifactsDir = values.artifacts ?? `${stateDir}/artifacts`;
   try {
-    stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
-  } catch (error) {
-    log(`serve: ${(error as Error).message}`);
-    return 1;
+    if (!(await Deno.stat(artifactsDir)).isDirectory) throw new Deno.errors.NotADirectory();
+  } catch {
+    return io.fail(`Cannot serve '${artifactsDir}': not a directory (pass --artifacts DIR)`);
   }
-  const write = await Deno.permissions.query({ name: "write", path: stateDir });
-  if (write.state !== "granted") {
-    log(`serve: Cannot write state dir '${stateDir}': run with --allow-write=${stateDir}`);
-    return 1;
-  }
-  let lock: StateLock;
-  try {
-    lock = await lockStateDir(stateDir, { command: "serve" });
-  } catch (error) {
-    const hint = error instanceof Error && error.name === "StateDirLockedError"
-      ? "; stop it first or give this provider another --state-dir"
-      : "";
-    log(`serve: ${errorMessage(error)}${hint}`);
-    return 1;
-  }
-  try {
-    if (lock.staleFrom !== undefined) {
-      logEvent("warn", "stale_lock_taken_over", { path: lock.path, pid: lock.staleFrom });
-    }
-    return await _serve();
-  } finally {
-    await lock.release();
-  }
-
-  // Everything from here runs while this process holds the state dir.
-  async function _serve(): Promise<number> {
-    const artifactsDir = flags.artifacts ?? `${stateDir}/artifacts`;
-    try {
-      if (!(await Deno.stat(artifactsDir)).isDirectory) throw new Deno.errors.NotADirectory();
-    } catch {
-      log(`serve: Cannot serve '${artifactsDir}': not a directory (pass --artifacts DIR)`);
-      return 1;
-    }
-
-    let keyPair;
-    let keySource: string;
-    try {
-      if (flags.key !== undefined) {
-        keyPair = await readSecretKeyFile(flags.key);
-        keySource = `--key ${flags.key}`;
-      } else {
-        keyPair = await loadOrCreateIdentity(stateDir);
-        keySource = `node identity, ${stateDir}/node.key`;
-      }
-    } catch (error) {
-      const file = error instanceof Deno.errors.NotFound ||
-        error instanceof Deno.errors.IsADirectory || error instanceof Deno.errors.PermissionDenied;
-      log(
-        `serve: ${
-          file ? `Cannot read key '${flags.key}': ${fsErrorReason(error)}` : errorLine(error)
-        }`,
-      );
-      return 1;
-    }
-
-    const store = new ArtifactStore(artifactsDir, { keyPair, stateDir, validityDays });
-    let dht = wantDht ? "on" : "off (--no-dht)";
-    let mdns = wantMdns ? "on" : "off (--no-mdns)";
-    // Read by the handler at each request, so the node's state shows once it is known.
-    const p2pInfo: Record<string, string | string[]> = { dht, mdns };
-    const stopBodies = new AbortController();
-    const handler = createProviderHandler({
-      store,
-      channel: flags.channel,
-      arch,
-      version: VERSION,
-      info: p2pInfo,
-      minFreeBytes: minFree,
-      signal: stopBodies.signal,
-      onError: (error, req) =>
-        logEvent("error", "request_failed", {
-          method: req.method,
-          url: req.url,
-          error: errorMessage(error),
-        }),
-    });
-
-    // Hash the default channel before listening, so the first client never waits for it.
-    let summary: string;
-    try {
-      const manifest = await store.manifest(flags.channel, arch);
-      summary = manifest
-        ? `${
-          Object.entries(manifest.artifacts).map(([n, a]) => `${n} ${formatSize(a.size_bytes)}`)
-            .join(", ") || "no artifacts"
-        }; sequence ${manifest.sequence}`
-        : `no ${flags.channel}/${arch} directory (health: unhealthy)`;
-    } catch (error) {
-      log(`serve: ${errorMessage(error)}`);
-      return 1;
-    }
-
-    let listening: (addr: Deno.NetAddr) => void;
-    const listened = new Promise<Deno.NetAddr>((resolve) => listening = resolve);
-    let server: Deno.HttpServer<Deno.NetAddr>;
-    try {
-      server = Deno.serve({
-        hostname: flags.bind,
-        port,
-        onListen: (addr) => listening(addr),
-        onError: (error) => {
-          logEvent("error", "request_failed", { error: errorMessage(error) });
-          return new Response(JSON.stringify({ error: "Cannot answer: internal error" }), {
-            status: 500,
-            headers: { "content-type": "application/json" },
-          });
-        },
-      }, handler);
-    } catch (error) {
-      log(`serve: Cannot listen on ${flags.bind}:${port}: ${_osReason(error)}`);
-      return 1;
-    }
-    const addr = await listened;
-    const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-    let advert: _Advertisement | undefined;
-    let peerLine: string | undefined;
-    let p2pAddrs: string[] = [];
-    let p2pLine = "off (--no-dht --no-mdns)";
-    if (wantDht || wantMdns) {
-      const httpUrl = flags["public-url"] ?? _publicUrl(addr);
-      try {
-        advert = await _advertise({
-          stateDir,
-          store,
-          channel: flags.channel,
-          arch,
-          httpUrl,
-          dht: wantDht,
-          mdns: wantMdns,
-          listen: flags["p2p-listen"].length > 0
-            ? flags["p2p-listen"]
-            : [`/ip4/${addr.hostname.includes(":") ? "0.0.0.0" : addr.hostname}/tcp/0`],
-          bootstrap: flags.bootstrap,
-          logEvent,
-        });
-        const p2p = `as ${advert.node.peerId} at ${httpUrl}`;
-        if (wantDht) dht = `on (${p2p})`;
-        if (wantMdns) mdns = `on (${p2p})`;
-        peerLine = advert.node.peerId;
-        p2pAddrs = advert.node.multiaddrs;
-        p2pInfo.peer_id = advert.node.peerId;
-        p2pInfo.p2p_listen = p2pAddrs;
-        if (wantDht && flags.bootstrap.length === 0) {
-          logEvent("warn", "dht_without_bootstrap", {
-            reason: "no --bootstrap peer: the DHT holds the manifest record only once peers " +
-              "connect to this provider",
-          });
-        }
-      } catch (error) {
-        logEvent("warn", "p2p_start_failed", {
-          error: errorLine(error),
-          reason: "serving HTTP only",
-        });
-        if (wantDht) dht = "off (node failed to start)";
-        if (wantMdns) mdns = "off (node failed to start)";
-        p2pLine = `off (node failed to start: ${errorLine(error)})`;
-      }
-    }
-    p2pInfo.dht = dht;
-    p2pInfo.mdns = mdns;
-    print(`plasm serve ${VERSION}: boot-artifact provider`);
-    print(`Listening on http://${host}:${addr.port}/`);
-    print(`  artifacts  ${artifactsDir}`);
-    print(`  channel    ${flags.channel}`);
-    print(`  arch       ${arch}`);
-    print(`  manifest   /manifest.json (${summary})`);
-    print(`  key        ${toHex(keyPair.publicKey)} (${keySource})`);
-    print(`  state dir  ${stateDir}`);
-    if (peerLine) print(`  peer id    ${peerLine}`);
-    if (p2pAddrs.length > 0) {
-      p2pAddrs.forEach((addr, i) => print(`  ${i === 0 ? "p2p       " : "          "} ${addr}`));
-    } else print(`  p2p        ${p2pLine}`);
-    print(`  DHT        ${dht}`);
-    print(`  mDNS       ${mdns}`);
-
-    // Wait for a stop request, then shut down: no new connections, in-flight downloads finish
-    // within --shutdown-timeout, after which they are ended and their files closed.
-    let cleanup = () => {};
-    const stopped = new Promise<string>((resolve) => {
-      const onSignal = (name: string) => () => resolve(name);
-      const onInt = onSignal("SIGINT");
-      const onTerm = onSignal("SIGTERM");
-      Deno.addSignalListener("SIGINT", onInt);
-      Deno.addSignalListener("SIGTERM", onTerm);
-      const onAbort = () => resolve("stop request");
-      signal?.addEventListener("abort", onAbort, { once: true });
-      if (signal?.aborted) resolve("stop request");
-      server.finished.then(() => resolve("server closed"));
-      cleanup = () => {
-        Deno.removeSignalListener("SIGINT", onInt);
-        Deno.removeSignalListener("SIGTERM", onTerm);
-        signal?.removeEventListener("abort", onAbort);
-      };
-    });
-    const why = await stopped;
-    cleanup();
-    logEvent("info", "shutting_down", {
-      reason: why,
-      downloads_in_flight: handler.metrics().downloads_active,
-      shutdown_timeout_ms: shutdownMs,
-    });
-    await advert?.stop();
-    // A client that stops reading keeps its connection's write pending; ending the body does not
-    // end that write, and Deno.serve has no way to close a connection by force. So after the
-    // timeout and a short grace, the entrypoint (options.forceExit) ends the process, which is
-    // what closes those sockets. Under `main()` without forceExit the server is only unref'd.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        logEvent("warn", "shutdown_timeout", { action: "closing the remaining downloads" });
-        stopBodies.abort();
-        timer = setTimeout(resolve, 1000);
-      }, shutdownMs);
-    });
-    const closed = server.shutdown().then(() => server.finished).then(() => true);
-    let clean: boolean;
-    try {
-      clean = await Promise.race([closed, timedOut.then(() => false)]);
-    } finally {
-      clearTimeout(timer);
-    }
-    if (!clean) {
-      server.unref();
-      const m = handler.metrics();
-      logEvent("info", "stopped", {
-        requests: m.requests_total,
-        bytes_served: m.bytes_served_total,
-        action: "closing stalled connection(s)",
-      });
-      if (options.forceExit) {
-        await lock.release();
-        options.forceExit(0);
-      }
-      return 0;
-    }
-    const m = handler.metrics();
-    logEvent("info", "stopped", { requests: m.requests_total, bytes_served: m.bytes_served_total });
+  const key = await _key(values.key, stateDir);
+  const store = new ArtifactStore(artifactsDir, {
+    keyPair: key.keyPair,
+    stateDir,
+    validityDays: o.validityDays,
+  });
+  // Read by the handler at each request, so the node's state shows once it is known.
+  const p2pInfo: Record<string, string | string[]> = {
+    dht: o.dht ? "on" : "off (--no-dht)",
+    mdns: o.mdns ? "on" : "off (--no-mdns)",
+  };
+  const stopBodies = new AbortController();
+  const handler = createProviderHandler({
+    store,
+    channel: values.channel,
+    arch,
+    version: VERSION,
+    info: p2pInfo,
+    minFreeBytes: o.minFree,
+    signal: stopBodies.signal,
+    onError: (error, req) =>
+      logEvent("error", "request_failed", {
+        method: req.method,
+        url: req.url,
+        error: errorMessage(error),
+      }),
+  });
+  // Hash the default channel before listening, so the first client never waits for it.
+  const summary = await _manifestSummary(store, values.channel, arch);
+  const { server, addr } = await _listen(values.bind, o.port, handler, logEvent);
+  const p2p = await _startP2p(o, store, addr, p2pInfo);
+  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  _banner(
+    io,
+    [
+      `Listening on http://${host}:${addr.port}/`,
+      `  artifacts  ${artifactsDir}`,
+      `  channel    ${values.channel}`,
+      `  arch       ${arch}`,
+      `  manifest   /manifest.json (${summary})`,
+      `  key        ${toHex(key.keyPair.publicKey)} (${key.source})`,
+      `  state dir  ${stateDir}`,
+    ],
+    p2p,
+    p2pInfo,
+  );
+  const why = await _stopRequested(server, io.signal);
+  logEvent("info", "shutting_down", {
+    reason: why,
+    downloads_in_flight: handler.metrics().downloads_active,
+    shutdown_timeout_ms: o.shutdownMs,
+  });
+  await p2p.loop?.stop();
+  const clean = await _drain(server, o.shutdownMs, () => {
+    logEvent("warn", "shutdown_timeout", { action: "closing the remaining downloads" });
+    stopBodies.abort();
+  });
+  const m = handler.metrics();
+  const stats = { requests: m.requests_total, bytes_served: m.bytes_served_total };
+  if (clean) {
+    logEvent("info", "stopped", stats);
     return 0;
+  }
+  // A client that stops reading keeps its connection's write pending; ending the body does not
+  // end that write, and Deno.serve has no way to close a connection by force. So after the
+  // timeout and a short grace, the entrypoint (forceExit) ends the process, which is what
+  // closes those sockets. Under `main()` without forceExit the server is only unref'd.
+  server.unref();
+  logEvent("info", "stopped", { ...stats, action: "closing stalled connection(s)" });
+  await o.forceExit?.(0);
+  return 0;
+}
+
+/** The manifest signing key: `--key FILE`, else the node identity in the state dir. */
+async function _key(file: string | undefined, stateDir: string) {
+  try {
+    if (file !== undefined) {
+      return { keyPair: await readSecretKeyFile(file), source: `--key ${file}` };
+    }
+    const keyPair = await loadOrCreateIdentity(stateDir);
+    return { keyPair, source: `node identity, ${stateDir}/node.key` };
+  } catch (error) {
+    const unreadable = error instanceof Deno.errors.NotFound ||
+      error instanceof Deno.errors.IsADirectory || error instanceof Deno.errors.PermissionDenied;
+    throw new Error(
+      unreadable ? `Cannot read key '${file}': ${fsErrorReason(error)}` : errorLine(error),
+      { cause: error },
+    );
+  }
+}
+
+/** The banner's manifest line: artifacts and sequence, or why there is none. */
+async function _manifestSummary(store: ArtifactStore, channel: string, arch: string) {
+  const manifest = await store.manifest(channel, arch);
+  if (!manifest) return `no ${channel}/${arch} directory (health: unhealthy)`;
+  const artifacts = Object.entries(manifest.artifacts)
+    .map(([name, a]) => `${name} ${formatSize(a.size_bytes)}`).join(", ");
+  return `${artifacts || "no artifacts"}; sequence ${manifest.sequence}`;
+}
+
+/** `Deno.serve` on `bind:port`; resolves once listening. */
+async function _listen(
+  bind: string,
+  port: number,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  logEvent: _LogEvent,
+): Promise<{ server: Deno.HttpServer<Deno.NetAddr>; addr: Deno.NetAddr }> {
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  let server;
+  try {
+    server = Deno.serve({
+      hostname: bind,
+      port,
+      onListen: (addr) => listening.resolve(addr),
+      onError: (error) => {
+        logEvent("error", "request_failed", { error: errorMessage(error) });
+        return new Response(JSON.stringify({ error: "Cannot answer: internal error" }), {
+          status: 500,
+          headers: { "content-type": "application/json" },
+        });
+      },
+    }, handler);
+  } catch (error) {
+    throw new Error(`Cannot listen on ${bind}:${port}: ${_osReason(error)}`, { cause: error });
+  }
+  return { server, addr: await listening.promise };
+}
+
+/** What the libp2p side came to: its loop (when it runs) and the banner's p2p lines. */
+interface _P2p {
+  loop: AdvertiseLoop | undefined;
+  peerId: string | undefined;
+  addrs: string[];
+  off: string;
+}
+
+/**
+ * Start advertising unless both DHT and mDNS are off; a failure leaves HTTP serving alone.
+ * libp2p is imported only here, so `serve --no-dht --no-mdns` never loads it.
+ */
+async function _startP2p(
+  o: _ServeOptions,
+  store: ArtifactStore,
+  addr: Deno.NetAddr,
+  info: Record<string, string | string[]>,
+): Promise<_P2p> {
+  const { values, arch, logEvent } = o;
+  const p2p: _P2p = {
+    loop: undefined,
+    peerId: undefined,
+    addrs: [],
+    off: "off (--no-dht --no-mdns)",
+  };
+  if (!o.dht && !o.mdns) return p2p;
+  const { publicHttpUrl } = await import("../net/public_url.ts");
+  const httpUrl = values["public-url"] ?? publicHttpUrl(addr);
+  try {
+    const { startAdvertiseLoop } = await import("../net/advertise_loop.ts");
+    const loop = await startAdvertiseLoop({
+      secretKey: (await loadOrCreateIdentity(o.stateDir)).secretKey,
+      channel: values.channel,
+      arch,
+      httpUrl,
+      manifestSequence: async () => (await store.manifest(values.channel, arch))?.sequence,
+      dht: o.dht,
+      mdns: o.mdns,
+      listen: values["p2p-listen"].length > 0
+        ? values["p2p-listen"]
+        : [`/ip4/${addr.hostname.includes(":") ? "0.0.0.0" : addr.hostname}/tcp/0`],
+      bootstrap: values.bootstrap,
+      onLog: ({ level, event, ...fields }) =>
+        logEvent(level, event, { source: "libp2p", ...fields }),
+    });
+    const state = `on (as ${loop.node.peerId} at ${httpUrl})`;
+    if (o.dht) info.dht = state;
+    if (o.mdns) info.mdns = state;
+    Object.assign(p2p, { loop, peerId: loop.node.peerId, addrs: loop.node.multiaddrs });
+    info.peer_id = loop.node.peerId;
+    info.p2p_listen = loop.node.multiaddrs;
+    if (o.dht && values.bootstrap.length === 0) {
+      logEvent("warn", "dht_without_bootstrap", {
+        reason: "no --bootstrap peer: the DHT holds the manifest record only once peers " +
+          "connect to this provider",
+      });
+    }
+  } catch (error) {
+    logEvent("warn", "p2p_start_failed", { error: errorLine(error), reason: "serving HTTP only" });
+    if (o.dht) info.dht = "off (node failed to start)";
+    if (o.mdns) info.mdns = "off (node failed to start)";
+    p2p.off = `off (node failed to start: ${errorLine(error)})`;
+  }
+  return p2p;
+}
+
+function _banner(
+  io: CommandIo,
+  lines: string[],
+  p2p: _P2p,
+  info: Record<string, string | string[]>,
+): void {
+  io.print(`plasm serve ${VERSION}: boot-artifact provider`);
+  for (const line of lines) io.print(line);
+  if (p2p.peerId) io.print(`  peer id    ${p2p.peerId}`);
+  if (p2p.addrs.length > 0) {
+    p2p.addrs.forEach((addr, i) => io.print(`  ${i === 0 ? "p2p       " : "          "} ${addr}`));
+  } else io.print(`  p2p        ${p2p.off}`);
+  io.print(`  DHT        ${info.dht}`);
+  io.print(`  mDNS       ${info.mdns}`);
+}
+
+/** Resolves with why serving should stop: SIGINT, SIGTERM, `signal`, or the server closed. */
+async function _stopRequested(
+  server: Deno.HttpServer<Deno.NetAddr>,
+  signal: AbortSignal | undefined,
+): Promise<string> {
+  const stop = Promise.withResolvers<string>();
+  const onInt = () => stop.resolve("SIGINT");
+  const onTerm = () => stop.resolve("SIGTERM");
+  const onAbort = () => stop.resolve("stop request");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted) onAbort();
+  server.finished.then(() => stop.resolve("server closed"));
+  try {
+    return await stop.promise;
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInt);
+    Deno.removeSignalListener("SIGTERM", onTerm);
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Shut the server down: no new connections, in-flight downloads finish within `timeoutMs`,
+ * after which `onTimeout` ends them and a 1 s grace follows. Resolves `true` when it closed.
+ */
+async function _drain(
+  server: Deno.HttpServer<Deno.NetAddr>,
+  timeoutMs: number,
+  onTimeout: () => void,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      timer = setTimeout(resolve, 1000);
+    }, timeoutMs);
+  });
+  const closed = server.shutdown().then(() => server.finished).then(() => true);
+  try {
+    return await Promise.race([closed, timedOut.then(() => false)]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -447,87 +504,6 @@ function _osReason(error: unknown): string {
 }
 
 if (import.meta.main) {
+  (await import("../net/node_compat.ts")).applyNodeCompat(); // see docs/network.md
   Deno.exitCode = await main(Deno.args, { forceExit: (code) => Deno.exit(code) });
-}
-
-interface _Advertisement {
-  node: PhaseNode;
-  stop(): Promise<void>;
-}
-
-/**
- * Start the provider's libp2p node (the node identity) and advertise the manifest; then check
- * the manifest every 30 s and advertise again when its sequence changes. libp2p is imported
- * only here, so `serve --no-dht --no-mdns` never loads it.
- */
-async function _advertise(o: {
-  stateDir: string;
-  store: ArtifactStore;
-  channel: string;
-  arch: string;
-  httpUrl: string;
-  dht: boolean;
-  mdns: boolean;
-  listen: string[];
-  bootstrap: string[];
-  logEvent: (
-    level: "info" | "warn" | "error",
-    event: string,
-    fields?: Record<string, unknown>,
-  ) => void;
-}): Promise<_Advertisement> {
-  const { startNode } = await import("../net/node.ts");
-  const { advertiseProvider } = await import("../net/advertise_provider.ts");
-  const identity = await loadOrCreateIdentity(o.stateDir);
-  const node = await startNode({
-    secretKey: identity.secretKey,
-    listen: o.listen,
-    bootstrap: o.bootstrap,
-    dht: o.dht,
-    mdns: o.mdns,
-    arch: o.arch,
-    onLog: ({ level, event, ...fields }) =>
-      o.logEvent(level, event, { source: "libp2p", ...fields }),
-  });
-  let sequence = -1;
-  const publish = async () => {
-    const manifest = await o.store.manifest(o.channel, o.arch);
-    if (!manifest || manifest.sequence === sequence) return;
-    sequence = manifest.sequence;
-    await advertiseProvider(node, {
-      channel: o.channel,
-      arch: o.arch,
-      httpUrl: o.httpUrl,
-      manifestSequence: manifest.sequence,
-    });
-  };
-  try {
-    await publish();
-  } catch (error) {
-    o.logEvent("warn", "advertise_failed", { error: errorMessage(error), retry_in_ms: 30_000 });
-  }
-  const timer = setInterval(() => {
-    publish().catch((error) =>
-      o.logEvent("warn", "advertise_failed", { error: errorMessage(error), retry_in_ms: 30_000 })
-    );
-  }, 30_000);
-  return {
-    node,
-    async stop() {
-      clearInterval(timer);
-      await node.stop();
-    },
-  };
-}
-
-/** The URL clients should use: the bound address, or this host's first LAN IPv4 for 0.0.0.0. */
-function _publicUrl(addr: Deno.NetAddr): string {
-  let host = addr.hostname;
-  if (host === "0.0.0.0" || host === "::") {
-    const lan = Deno.networkInterfaces().find((i) =>
-      i.family === "IPv4" && !i.address.startsWith("127.")
-    );
-    host = lan?.address ?? "127.0.0.1";
-  }
-  return `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}/`;
 }

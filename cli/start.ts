@@ -1,9 +1,12 @@
 // deno run --allow-net --allow-sys=networkInterfaces --allow-read --allow-write
-//   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --ignore-env --allow-run=<deno binary>
-//   cli/start.ts [flags]
+//   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME --ignore-env
+//   --allow-run=<deno binary>,/bin/bash,/usr/bin/bwrap cli/start.ts [flags]
 //
 // --allow-run=<deno binary> (Deno.execPath(), spelled out by the task): only to spawn the job
 //   sandbox, a deno process with no permissions at all. Without it the node runs no jobs.
+//   /bin/bash,/usr/bin/bwrap: to confine that process by the OS too (bubblewrap, seccomp,
+//   rlimits; runtime/confine.ts); without them, or without bubblewrap, one sandbox_unconfined
+//   warning and Deno's permissions only.
 // --allow-net: listen (0.0.0.0 by default), dial peers, mDNS multicast on 224.0.0.251:5353.
 // --allow-sys=networkInterfaces: mDNS and the addresses of a 0.0.0.0 listener.
 // --allow-read/--allow-write: the state dir (node.key, state.lock, ...) and --config; a launcher
@@ -28,65 +31,104 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { startNode } from "../net/node.ts";
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { defaultNodeConfig, type NodeConfig, parseNodeConfig } from "../net/node_config.ts";
 // Remote execution (issue 6): flags, service and local API; see cli/_exec.ts.
-import { EXEC_FLAGS, EXEC_USAGE, type ExecFlags, parseExecFlags, startExec } from "./_exec.ts";
+import { EXEC_FLAGS, type ExecFlags, parseExecFlags, startExec } from "./_exec.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { toHex } from "../runtime/digest.ts";
 import { lockStateDir, type StateLock } from "../net/state_lock.ts";
 import { multiaddr } from "@multiformats/multiaddr";
 import { errorLine, errorMessage } from "../util/error_message.ts";
-import { flagMessage } from "./_flag_message.ts";
+import type { FlagValues } from "./_flags.ts";
+import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
-const _USAGE = `Usage: start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]
-             [--mode internet|local|private] [--config FILE] [--state-dir DIR]
-${EXEC_USAGE}
-
-Once listening, prints one JSON line on stdout: {"event":"started","peer_id":...,
+/** The options of `start`. */
+export const START_COMMAND = {
+  name: "start",
+  about: `Once listening, prints one JSON line on stdout: {"event":"started","peer_id":...,
 "public_key":<hex>,"multiaddrs":[...],...}; logs are JSON lines on stderr.
 State dir: --state-dir, else the config's state_dir, else $PLASM_HOME, else
 $XDG_DATA_HOME/plasm, else ~/.local/share/plasm; one start (or serve) per state dir.
-Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`;
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`,
+  options: {
+    listen: { type: "string", multiple: true, value: "MULTIADDR", description: "listen here" },
+    bootstrap: { type: "string", multiple: true, value: "MULTIADDR", description: "DHT peer" },
+    "no-mdns": { type: "boolean", description: "no mDNS discovery" },
+    mode: { type: "string", value: "internet|local|private", description: "see docs/network.md" },
+    config: { type: "string", value: "FILE", description: "a JSON node config" },
+    "state-dir": { type: "string", value: "DIR", description: "node key, lock, API files" },
+    ...EXEC_FLAGS,
+  },
+  // The lines scripts and docs quote: `error: ...`.
+  style: { usage: "error: ", failure: "error: ", hint: "flags" },
+} as const;
 
 /**
- * Run the `start` subcommand; resolves with the exit code once the node has stopped.
+ * Run the `start` subcommand; resolves with the exit code once the node has stopped (SIGINT,
+ * SIGTERM or `context.signal`).
  *
  * @example
  * ```ts
  * import { main } from "./start.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(await main(["--mode", "nowhere"]), 2);
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await main(["--mode", "nowhere"], { stderr: quiet }), 2);
  * ```
  */
-export async function main(args: string[], signal?: AbortSignal): Promise<number> {
-  let config: NodeConfig;
-  let stateDirFlag: string | undefined;
-  let execFlags: ExecFlags;
-  try {
-    const { values } = parseArgs({
-      args,
-      options: {
-        listen: { type: "string", multiple: true },
-        bootstrap: { type: "string", multiple: true },
-        "no-mdns": { type: "boolean" },
-        mode: { type: "string" },
-        config: { type: "string" },
-        "state-dir": { type: "string" },
-        help: { type: "boolean", short: "h" },
-        ...EXEC_FLAGS,
-      },
-      strict: true,
-      allowPositionals: false,
-    });
-    if (values.help) {
-      console.log(_USAGE);
+export function main(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(START_COMMAND, args, context, async (values, _, io) => {
+    const { config, execFlags } = await _config(values);
+    const log = (record: Record<string, unknown>) => {
+      io.log(JSON.stringify({ ts: new Date().toISOString(), ...record }));
+    };
+    const shutdown = new AbortController();
+    const onSignal = () => shutdown.abort();
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    for (const name of signals) Deno.addSignalListener(name, onSignal);
+    io.signal?.addEventListener("abort", onSignal, { once: true });
+    if (io.signal?.aborted) onSignal();
+    let lock: StateLock | undefined;
+    try {
+      let secretKey: Uint8Array | undefined;
+      let stateDir: string | undefined;
+      if (config.mode !== "private") {
+        stateDir = values["state-dir"] ?? config.state_dir ??
+          defaultStateDir((name) => Deno.env.get(name));
+        // One process per state dir: the same key would mean two nodes with one PeerId.
+        lock = await lockStateDir(stateDir, { command: "start" });
+        if (lock.staleFrom !== undefined) {
+          log({
+            level: "warn",
+            event: "stale_lock_taken_over",
+            path: lock.path,
+            pid: lock.staleFrom,
+          });
+        }
+        secretKey = (await loadOrCreateIdentity(stateDir)).secretKey;
+      }
+      await _runNode(io, { config, execFlags, secretKey, stateDir, log, signal: shutdown.signal });
       return 0;
+    } catch (error) {
+      if (shutdown.signal.aborted) return 0;
+      return io.fail(_startError(error, execFlags));
+    } finally {
+      for (const name of signals) Deno.removeSignalListener(name, onSignal);
+      io.signal?.removeEventListener("abort", onSignal);
+      await lock?.release();
     }
-    config = values.config
+  });
+}
+
+/** The node config and execution flags the flags (and `--config`) ask for, or a `UsageError`. */
+async function _config(
+  values: FlagValues<typeof START_COMMAND.options>,
+): Promise<{ config: NodeConfig; execFlags: ExecFlags }> {
+  try {
+    const config = values.config
       ? parseNodeConfig(await _readConfig(values.config))
       : defaultNodeConfig();
     if (values.mode !== undefined) {
@@ -97,11 +139,10 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
       }
       config.mode = values.mode;
     }
-    if (values.listen) config.listen = values.listen;
-    if (values.bootstrap) config.bootstrap = values.bootstrap;
+    if (values.listen.length > 0) config.listen = values.listen;
+    if (values.bootstrap.length > 0) config.bootstrap = values.bootstrap;
     if (values["no-mdns"]) config.mdns = false;
-    stateDirFlag = values["state-dir"];
-    execFlags = parseExecFlags(values);
+    const execFlags = parseExecFlags(values);
     for (const addr of [...config.listen, ...config.bootstrap]) {
       try {
         multiaddr(addr);
@@ -109,94 +150,67 @@ export async function main(args: string[], signal?: AbortSignal): Promise<number
         throw new TypeError(`Cannot parse multiaddr '${addr}': ${errorMessage(cause)}`, { cause });
       }
     }
+    return { config, execFlags };
   } catch (error) {
-    console.error(`error: ${flagMessage(error, "start")}`);
-    return 2;
+    throw new UsageError(errorLine(error), { cause: error });
   }
+}
 
-  const log = (record: Record<string, unknown>) => {
-    console.error(JSON.stringify({ ts: new Date().toISOString(), ...record }));
-  };
-  const shutdown = new AbortController();
-  const onSignal = () => shutdown.abort();
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const name of signals) Deno.addSignalListener(name, onSignal);
-  signal?.addEventListener("abort", onSignal, { once: true });
-  let lock: StateLock | undefined;
+/** Start the node and its execution service, print the `started` line, run until `signal`. */
+async function _runNode(io: CommandIo, o: {
+  config: NodeConfig;
+  execFlags: ExecFlags;
+  secretKey: Uint8Array | undefined;
+  stateDir: string | undefined;
+  log: (record: Record<string, unknown>) => void;
+  signal: AbortSignal;
+}): Promise<void> {
+  const { config, stateDir, log, signal } = o;
+  // Receipts are signed with the PeerId's key, so private mode needs one in hand too.
+  const keyPair = await generateKeyPair(o.secretKey);
+  if (config.mode === "local" && config.bootstrap.length > 0) {
+    log({ level: "warn", event: "bootstrap_ignored", reason: "mode local runs no DHT" });
+  }
+  const node = await startNode({
+    secretKey: keyPair.secretKey,
+    listen: config.listen,
+    bootstrap: config.mode === "local" ? [] : config.bootstrap,
+    mdns: config.mdns,
+    mdnsIntervalMs: config.mdns_interval_ms,
+    dht: config.mode !== "local",
+    arch: config.arch,
+    maxConnections: config.max_connections,
+    streamTimeoutMs: config.stream_timeout_ms,
+    reprovideIntervalMs: config.reprovide_interval_ms,
+    capabilities: config.capabilities,
+    onLog: log,
+    signal,
+  });
+  let exec: Awaited<ReturnType<typeof startExec>> | undefined;
   try {
-    let secretKey: Uint8Array | undefined;
-    let stateDir: string | undefined;
-    if (config.mode !== "private") {
-      stateDir = stateDirFlag ?? config.state_dir ??
-        defaultStateDir((name) => Deno.env.get(name));
-      // One process per state dir: the same key would mean two nodes with one PeerId.
-      lock = await lockStateDir(stateDir, { command: "start" });
-      if (lock.staleFrom !== undefined) {
-        log({
-          level: "warn",
-          event: "stale_lock_taken_over",
-          path: lock.path,
-          pid: lock.staleFrom,
-        });
-      }
-      secretKey = (await loadOrCreateIdentity(stateDir)).secretKey;
-    }
-    // Receipts are signed with the PeerId's key, so private mode needs one in hand too.
-    const keyPair = await generateKeyPair(secretKey);
-    secretKey = keyPair.secretKey;
-    if (config.mode === "local" && config.bootstrap.length > 0) {
-      log({ level: "warn", event: "bootstrap_ignored", reason: "mode local runs no DHT" });
-    }
-    const node = await startNode({
-      ...(secretKey ? { secretKey } : {}),
-      listen: config.listen,
-      bootstrap: config.mode === "local" ? [] : config.bootstrap,
-      mdns: config.mdns,
-      mdnsIntervalMs: config.mdns_interval_ms,
-      dht: config.mode !== "local",
-      arch: config.arch,
-      maxConnections: config.max_connections,
-      streamTimeoutMs: config.stream_timeout_ms,
-      reprovideIntervalMs: config.reprovide_interval_ms,
-      capabilities: config.capabilities,
-      onLog: log,
-      signal: shutdown.signal,
+    exec = await startExec(node, o.execFlags, {
+      keyPair,
+      stateDir,
+      wasm: config.capabilities.wasm,
+      log,
     });
-    let exec: Awaited<ReturnType<typeof startExec>> | undefined;
-    try {
-      exec = await startExec(node, execFlags, {
-        keyPair,
-        stateDir,
-        wasm: config.capabilities.wasm,
-        log,
-      });
-      const started = {
-        peer_id: node.peerId,
-        public_key: toHex(keyPair.publicKey),
-        multiaddrs: node.multiaddrs,
-        mode: config.mode,
-        ...(stateDir ? { state_dir: stateDir } : {}),
-        ...(exec.apiUrl ? { api_url: exec.apiUrl } : {}),
-      };
-      console.log(JSON.stringify({ event: "started", ...started }));
-      log({ level: "info", event: "started", ...started });
-      if (!shutdown.signal.aborted) {
-        await new Promise((resolve) => shutdown.signal.addEventListener("abort", resolve));
-      }
-      log({ level: "info", event: "shutting_down" });
-    } finally {
-      await exec?.stop();
-      await node.stop();
+    const started = {
+      peer_id: node.peerId,
+      public_key: toHex(keyPair.publicKey),
+      multiaddrs: node.multiaddrs,
+      mode: config.mode,
+      ...(stateDir ? { state_dir: stateDir } : {}),
+      ...(exec.apiUrl ? { api_url: exec.apiUrl } : {}),
+    };
+    io.print(JSON.stringify({ event: "started", ...started }));
+    log({ level: "info", event: "started", ...started });
+    if (!signal.aborted) {
+      await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
     }
-    return 0;
-  } catch (error) {
-    if (shutdown.signal.aborted) return 0;
-    console.error(`error: ${_startError(error, execFlags)}`);
-    return 1;
+    log({ level: "info", event: "shutting_down" });
   } finally {
-    for (const name of signals) Deno.removeSignalListener(name, onSignal);
-    signal?.removeEventListener("abort", onSignal);
-    await lock?.release();
+    await exec?.stop();
+    await node.stop();
   }
 }
 
@@ -227,5 +241,6 @@ async function _readConfig(path: string): Promise<string> {
 }
 
 if (import.meta.main) {
+  (await import("../net/node_compat.ts")).applyNodeCompat(); // see docs/network.md
   Deno.exitCode = await main(Deno.args);
 }

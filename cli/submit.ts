@@ -23,24 +23,42 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { parseDuration, parseSize } from "./_units.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
-import { API_CLIENT_FLAGS, localClient, reportError, reportJobResult } from "./_api_client.ts";
+import {
+  API_CLIENT_FLAGS,
+  API_CLIENT_STYLE,
+  localClient,
+  reportError,
+  reportJobResult,
+} from "./_api_client.ts";
 import type { ClientSubmitOptions } from "../net/client.ts";
 import { errorLine } from "../util/error_message.ts";
+import type { FlagValues } from "./_flags.ts";
+import { checkFuel, JOB_FLAGS, parseJobEnv } from "./_job_flags.ts";
+import { type CliContext, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
-const _USAGE =
-  `Usage: submit <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]... [--memory SIZE]
-              [--timeout DURATION] [--max-output SIZE] [--fuel N] [--cpu N] [--replicas N]
-              [--worker PEERID] [--search-timeout DURATION] [--wait] [--receipt FILE]
-              [--json] [--state-dir DIR]
-
-Sends a WASI job to the local node (start), which runs it on a peer and verifies the receipt.
+/** The options of `submit`. */
+export const SUBMIT_COMMAND = {
+  name: "submit",
+  args: "<module.wasm>",
+  about:
+    `Sends a WASI job to the local node (start), which runs it on a peer and verifies the receipt.
 Input: --input, else stdin when it is piped. Prints the job id; with --wait, the job's output
 and stderr, and exits like run: the job's own exit code, or 118-125 with one error line when it
 did not run to its end. 1: the job failed or the node is not answering. 2: bad usage.
---receipt FILE (with --wait) writes the receipt; with --replicas N, [{peer_id, receipt}, ...].`;
+--receipt FILE (with --wait) writes the receipt; with --replicas N, [{peer_id, receipt}, ...].`,
+  options: {
+    ...JOB_FLAGS,
+    cpu: { type: "string", value: "N", description: "cores the worker must offer" },
+    replicas: { type: "string", value: "N", description: "run on N workers, compare outputs" },
+    worker: { type: "string", value: "PEERID", description: "run on this worker" },
+    "search-timeout": { type: "string", value: "DURATION", description: "find a worker within" },
+    ...API_CLIENT_FLAGS,
+  },
+  style: API_CLIENT_STYLE,
+} as const;
 
 /**
  * Run `submit`; resolves with the exit code.
@@ -50,37 +68,41 @@ did not run to its end. 1: the job failed or the node is not answering. 2: bad u
  * import { main } from "./submit.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(await main(["--cpu", "x"]), 2);
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await main(["--cpu", "x"], { stderr: quiet }), 2);
  * ```
  */
-export async function main(args: string[]): Promise<number> {
-  let values, positionals;
-  let options: ClientSubmitOptions = {};
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        input: { type: "string" },
-        arg: { type: "string", multiple: true },
-        env: { type: "string", multiple: true },
-        cpu: { type: "string" },
-        memory: { type: "string" },
-        timeout: { type: "string" },
-        "max-output": { type: "string" },
-        fuel: { type: "string" },
-        replicas: { type: "string" },
-        worker: { type: "string" },
-        "search-timeout": { type: "string" },
-        ...API_CLIENT_FLAGS,
-      },
-    }));
-    if (values.help) {
-      console.log(_USAGE);
-      return 0;
+export function main(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(SUBMIT_COMMAND, args, context, async (values, positionals, io) => {
+    if (positionals.length !== 1) throw new UsageError("Cannot submit: give exactly one module");
+    const options = _submitOptions(values);
+    const json = values.json;
+    const signal = io.signal ? { signal: io.signal } : {};
+    let id: string | undefined;
+    try {
+      const module = await _read(positionals[0]!, "module");
+      const input = await _readInput(values.input);
+      const client = await localClient(values["state-dir"]);
+      id = await client.submit(module, {
+        ...options,
+        ...signal,
+        ...(input.length ? { input } : {}),
+      });
+      if (!values.wait) {
+        io.print(json ? JSON.stringify({ job_id: id }) : id);
+        return 0;
+      }
+      const result = await client.result(id, { waitMs: 24 * 3600_000, ...signal });
+      return await reportJobResult(io, id, result, { json, receiptFile: values.receipt });
+    } catch (error) {
+      return reportError(io, error, { json, ...(id ? { jobId: id } : {}) });
     }
-    if (positionals.length !== 1) throw new TypeError("Cannot submit: give exactly one module");
+  });
+}
+
+/** The submit options the flags ask for, or a `UsageError`. */
+function _submitOptions(values: FlagValues<typeof SUBMIT_COMMAND.options>): ClientSubmitOptions {
+  try {
     if (values.receipt !== undefined && !values.wait) {
       throw new TypeError("Cannot use --receipt without --wait: there is no receipt yet");
     }
@@ -93,18 +115,9 @@ export async function main(args: string[]): Promise<number> {
     };
     const cpu = int(values.cpu, "cpu");
     const replicas = int(values.replicas, "replicas");
-    if (values.fuel !== undefined && !/^\d{1,19}$/.test(values.fuel)) {
-      throw new SyntaxError(
-        `Cannot parse --fuel '${values.fuel}': use a whole number of instructions`,
-      );
-    }
-    const env: Record<string, string> = {};
-    for (const pair of values.env ?? []) {
-      const eq = pair.indexOf("=");
-      if (eq <= 0) throw new SyntaxError(`Cannot parse --env '${pair}': use K=V`);
-      env[pair.slice(0, eq)] = pair.slice(eq + 1);
-    }
-    options = {
+    checkFuel(values.fuel);
+    const env = parseJobEnv(values.env);
+    return {
       ...(cpu ? { cpu } : {}),
       ...(replicas ? { replicas } : {}),
       ...(values.memory ? { memoryBytes: parseSize(values.memory) } : {}),
@@ -114,29 +127,12 @@ export async function main(args: string[]): Promise<number> {
         ? { searchTimeoutMs: parseDuration(values["search-timeout"]) }
         : {}),
       ...(values.fuel !== undefined ? { fuel: values.fuel } : {}),
-      ...(values.arg?.length ? { args: values.arg } : {}),
+      ...(values.arg.length ? { args: values.arg } : {}),
       ...(Object.keys(env).length ? { env } : {}),
       ...(values.worker ? { worker: values.worker } : {}),
     };
   } catch (error) {
-    console.error(`error: ${errorLine(error)} (see submit --help)`);
-    return 2;
-  }
-  const json = values.json === true;
-  let id: string | undefined;
-  try {
-    const module = await _read(positionals[0]!, "module");
-    const input = await _readInput(values.input);
-    const client = await localClient(values["state-dir"]);
-    id = await client.submit(module, { ...options, ...(input.length ? { input } : {}) });
-    if (!values.wait) {
-      console.log(json ? JSON.stringify({ job_id: id }) : id);
-      return 0;
-    }
-    const result = await client.result(id, { waitMs: 24 * 3600_000 });
-    return await reportJobResult(id, result, { json, receiptFile: values.receipt });
-  } catch (error) {
-    return await reportError(error, { json, ...(id ? { jobId: id } : {}) });
+    throw new UsageError(errorLine(error), { cause: error });
   }
 }
 

@@ -12,25 +12,62 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { acceptBootManifest } from "../provider/accept_boot_manifest.ts";
-import { ManifestRejectedError } from "../provider/boot_manifest.ts";
+import { type BootManifest, ManifestRejectedError } from "../provider/boot_manifest.ts";
 import { readTrustedKeysFile } from "../provider/key_files.ts";
 import { recordAcceptedManifest } from "../provider/manifest_state.ts";
 import { hashFile, verifyArtifacts } from "../provider/verify_artifacts.ts";
 import { isSha256Tag, toHex } from "../runtime/digest.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
-import { verifyReceiptMain } from "./verify_receipt.ts";
+import { VERIFY_RECEIPT_COMMAND, verifyReceiptMain } from "./verify_receipt.ts";
 import { errorLine } from "../util/error_message.ts";
 import { dirname } from "node:path";
+import {
+  type CliContext,
+  CommandIo,
+  type CommandStyle,
+  runCommand,
+  UsageError,
+  usageText,
+} from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
-const USAGE = `Usage:
-  verify manifest <manifest.json> --trusted-keys FILE [--threshold N] [--state FILE]
-                  [--artifacts DIR] [--only NAME,...] [--json]
-  verify artifact <file> --hash sha256:<hex> [--size BYTES] [--json]
-  verify receipt <receipt.json> --key <hex|PeerId|FILE.pub> [...]
+// The lines scripts and docs quote: the bare message, usage errors pointing at `verify --help`.
+const STYLE: CommandStyle = { usage: "", failure: "", hint: "always", helpCommand: "verify" };
 
-Exit codes: 0 verified, 1 not verified, 2 usage or unreadable input. Errors are one line.`;
+/** The options of `verify manifest`. */
+export const VERIFY_MANIFEST_COMMAND = {
+  name: "verify manifest",
+  args: "<manifest.json>",
+  about:
+    `Checks the signatures (at least --threshold distinct trusted keys), expiry, rollback against
+--state (recorded there when accepted) and shape; with --artifacts DIR also each file's size and
+sha256. Exit codes: 0 verified, 1 not verified, 2 usage or unreadable input.`,
+  options: {
+    "trusted-keys": { type: "string", value: "FILE", required: true, description: "hex keys" },
+    threshold: { type: "string", default: "1", value: "N", description: "signatures needed" },
+    state: { type: "string", value: "FILE", description: "the last accepted sequence" },
+    artifacts: { type: "string", value: "DIR", description: "check the artifact files there" },
+    only: { type: "string", value: "NAME,...", description: "check only these artifacts" },
+    json: { type: "boolean", description: "one JSON object on stdout" },
+  },
+  style: STYLE,
+} as const;
+
+/** The options of `verify artifact`. */
+export const VERIFY_ARTIFACT_COMMAND = {
+  name: "verify artifact",
+  args: "<file>",
+  about: "Checks one file's sha256 (and size). Exit codes: 0 verified, 1 not verified, 2 usage.",
+  options: {
+    hash: { type: "string", value: "sha256:<hex>", required: true, description: "expected hash" },
+    size: { type: "string", value: "BYTES", description: "expected size" },
+    json: { type: "boolean", description: "one JSON object on stdout" },
+  },
+  style: STYLE,
+} as const;
+
+const DISPATCH = { name: "verify", about: "", options: {}, style: STYLE };
 
 /**
  * Run `verify` with its arguments; returns the exit code.
@@ -43,31 +80,33 @@ Exit codes: 0 verified, 1 not verified, 2 usage or unreadable input. Errors are 
  * const path = await Deno.makeTempFile();
  * await Deno.writeTextFile(path, "abc");
  * const hash = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
- * const log = console.log;
- * console.log = () => {};
- * try {
- *   assert.equal(await main(["artifact", path, "--hash", hash]), 0);
- * } finally {
- *   console.log = log;
- * }
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await main(["artifact", path, "--hash", hash], { stdout: quiet }), 0);
  * await Deno.remove(path);
  * ```
  */
-export async function main(args: string[]): Promise<number> {
+export async function main(args: string[], context: CliContext = {}): Promise<number> {
   const [sub, ...rest] = args;
   switch (sub) {
     case "manifest":
-      return await verifyManifestMain(rest);
+      return await verifyManifestMain(rest, context);
     case "receipt":
-      return await verifyReceiptMain(rest);
+      return await verifyReceiptMain(rest, context);
     case "artifact":
-      return await verifyArtifactMain(rest);
+      return await verifyArtifactMain(rest, context);
     case "-h":
-    case "--help":
-      console.log(USAGE);
+    case "--help": {
+      const specs = [VERIFY_MANIFEST_COMMAND, VERIFY_ARTIFACT_COMMAND, VERIFY_RECEIPT_COMMAND];
+      new CommandIo(DISPATCH, context).print([
+        ...specs.map((spec) => usageText(spec).split("\n\n")[0]!),
+        "",
+        "Each takes --help. Exit codes: 0 verified, 1 not verified, 2 usage or unreadable input.",
+        "Errors are one line.",
+      ].join("\n"));
       return 0;
+    }
     default:
-      return _usage(
+      return new CommandIo(DISPATCH, context).usage(
         sub === undefined
           ? "Cannot verify: give what to verify: manifest, artifact or receipt"
           : `Cannot verify '${sub}': unknown kind (manifest, artifact or receipt)`,
@@ -85,79 +124,104 @@ export async function main(args: string[]): Promise<number> {
  * import { verifyManifestMain } from "./verify.ts";
  * import assert from "node:assert/strict";
  *
- * const error = console.error;
- * console.error = () => {};
- * try {
- *   assert.equal(await verifyManifestMain(["m.json"]), 2); // --trusted-keys is required
- * } finally {
- *   console.error = error;
- * }
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * assert.equal(await verifyManifestMain(["m.json"], { stderr: quiet }), 2); // no --trusted-keys
  * ```
  */
-export async function verifyManifestMain(args: string[]): Promise<number> {
-  let values, positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        "trusted-keys": { type: "string" },
-        threshold: { type: "string", default: "1" },
-        state: { type: "string" },
-        artifacts: { type: "string" },
-        only: { type: "string" },
-        json: { type: "boolean", default: false },
-      },
-    }));
-  } catch (error) {
-    return _usage((error as Error).message);
+export function verifyManifestMain(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(VERIFY_MANIFEST_COMMAND, args, context, async (values, positionals, io) => {
+    if (positionals.length !== 1) {
+      throw new UsageError("Cannot verify manifest: give exactly one file");
+    }
+    const keysFile = values["trusted-keys"];
+    if (keysFile === undefined) {
+      throw new UsageError("Cannot verify manifest: --trusted-keys FILE is required");
+    }
+    if (!/^[1-9][0-9]*$/.test(values.threshold)) {
+      throw new UsageError(`Cannot verify manifest: --threshold must be a whole number >= 1`);
+    }
+    const threshold = Number(values.threshold);
+    const only = values.only?.split(",").map((s) => s.trim()).filter((s) => s !== "");
+    const { json } = values;
+    try {
+      const { manifest, trusted } = await _accept(
+        positionals[0]!,
+        keysFile,
+        threshold,
+        values.state,
+      );
+      let checks;
+      if (values.artifacts !== undefined) {
+        try {
+          checks = await verifyArtifacts(manifest, values.artifacts, only ? { only } : {});
+        } catch (error) {
+          throw new _Refused(2, errorLine(error));
+        }
+      }
+      return _report(io, { manifest, trusted, threshold, checks, json });
+    } catch (error) {
+      if (!(error instanceof _Refused)) throw error;
+      return _fail(io, error.code, error.message, json, error.reason);
+    }
+  });
+}
+
+/** A refusal of `verify manifest`: its exit code and, for a rejected manifest, the reason. */
+class _Refused extends Error {
+  constructor(readonly code: number, message: string, readonly reason?: string) {
+    super(message);
   }
-  if (positionals.length !== 1) return _usage("Cannot verify manifest: give exactly one file");
-  if (values["trusted-keys"] === undefined) {
-    return _usage("Cannot verify manifest: --trusted-keys FILE is required");
-  }
-  const threshold = Number(values.threshold);
-  if (!/^[1-9][0-9]*$/.test(values.threshold)) {
-    return _usage(`Cannot verify manifest: --threshold must be a whole number >= 1`);
-  }
-  const only = values.only?.split(",").map((s) => s.trim()).filter((s) => s !== "");
-  const json = values.json;
-  const path = positionals[0]!;
-  if (values.state !== undefined) {
-    const dir = dirname(values.state);
+}
+
+/** Read the keys and the manifest, accept it (and record it in `state`), or throw `_Refused`. */
+async function _accept(path: string, keysFile: string, threshold: number, state?: string) {
+  if (state !== undefined) {
+    const dir = dirname(state);
     if ((await Deno.permissions.query({ name: "write", path: dir })).state !== "granted") {
-      return _fail(2, `Cannot use --state '${values.state}': run with --allow-write=${dir}`, json);
+      throw new _Refused(2, `Cannot use --state '${state}': run with --allow-write=${dir}`);
     }
   }
-  let text: string, trusted;
+  let text: Uint8Array, trusted;
   try {
-    trusted = await readTrustedKeysFile(values["trusted-keys"]);
+    trusted = await readTrustedKeysFile(keysFile);
     text = await _read(path, "manifest");
   } catch (error) {
-    return _fail(2, errorLine(error), json);
+    throw new _Refused(2, errorLine(error));
   }
   let manifest;
   try {
     manifest = await acceptBootManifest(text, {
       trustedKeys: trusted.map((k) => k.publicKey),
       threshold,
-      statePath: values.state,
+      statePath: state,
     });
   } catch (error) {
     const code = error instanceof ManifestRejectedError ? 1 : 2;
-    return _fail(code, errorLine(error), json, _reason(error));
+    throw new _Refused(code, errorLine(error), _reason(error));
   }
-  if (values.state !== undefined) {
+  if (state !== undefined) {
     try {
-      await recordAcceptedManifest(values.state, manifest);
+      await recordAcceptedManifest(state, manifest);
     } catch (error) {
       const hint = error instanceof Deno.errors.NotCapable
-        ? `run with --allow-write=${dirname(values.state)}`
+        ? `run with --allow-write=${dirname(state)}`
         : errorLine(error);
-      return _fail(1, `Cannot record state in '${values.state}': ${hint}`, json);
+      throw new _Refused(1, `Cannot record state in '${state}': ${hint}`);
     }
   }
-  const trustedHex = new Set(trusted.map((k) => toHex(k.publicKey)));
+  return { manifest, trusted };
+}
+
+/** Print an accepted manifest (and its artifact checks); returns the exit code. */
+function _report(io: CommandIo, o: {
+  manifest: BootManifest;
+  trusted: { publicKey: Uint8Array }[];
+  threshold: number;
+  checks: Awaited<ReturnType<typeof verifyArtifacts>> | undefined;
+  json: boolean;
+}): number {
+  const { manifest, checks, json, threshold } = o;
+  const trustedHex = new Set(o.trusted.map((k) => toHex(k.publicKey)));
   const signers = [
     ...new Set(manifest.signatures.map((s) => s.key_id).filter((k) => trustedHex.has(k))),
   ];
@@ -170,38 +234,27 @@ export async function verifyManifestMain(args: string[]): Promise<number> {
     trusted_signers: signers,
     threshold,
   };
-  let checks;
-  if (values.artifacts !== undefined) {
-    try {
-      checks = await verifyArtifacts(manifest, values.artifacts, only ? { only } : {});
-    } catch (error) {
-      return _fail(2, errorLine(error), json);
+  const failed = (checks ?? []).filter((c) => !c.ok);
+  if (failed.length > 0) {
+    const line = failed.map((c) => c.error).join("; ");
+    if (json) {
+      io.print(JSON.stringify({ ok: false, error: line, manifest: summary, artifacts: checks }));
     }
-    const failed = checks.filter((c) => !c.ok);
-    if (failed.length > 0) {
-      const line = failed.map((c) => c.error).join("; ");
-      if (json) {
-        console.log(
-          JSON.stringify({ ok: false, error: line, manifest: summary, artifacts: checks }),
-        );
-      }
-      console.error(line);
-      return 1;
-    }
+    return io.fail(line);
   }
   if (json) {
-    console.log(
+    io.print(
       JSON.stringify({ ok: true, manifest: summary, ...(checks ? { artifacts: checks } : {}) }),
     );
-  } else {
-    console.log(
-      `OK manifest ${manifest.channel}/${manifest.arch} version ${manifest.version} sequence ${manifest.sequence}: ` +
-        `${signers.length} trusted signature(s), threshold ${threshold}, expires ${manifest.expires_at}`,
-    );
-    for (const c of checks ?? []) {
-      const a = manifest.artifacts[c.name]!;
-      console.log(`OK ${c.name} ${c.path} ${a.size_bytes} bytes ${a.hash}`);
-    }
+    return 0;
+  }
+  io.print(
+    `OK manifest ${manifest.channel}/${manifest.arch} version ${manifest.version} sequence ${manifest.sequence}: ` +
+      `${signers.length} trusted signature(s), threshold ${threshold}, expires ${manifest.expires_at}`,
+  );
+  for (const c of checks ?? []) {
+    const a = manifest.artifacts[c.name]!;
+    io.print(`OK ${c.name} ${c.path} ${a.size_bytes} bytes ${a.hash}`);
   }
   return 0;
 }
@@ -215,80 +268,63 @@ export async function verifyManifestMain(args: string[]): Promise<number> {
  * import assert from "node:assert/strict";
  *
  * const path = await Deno.makeTempFile();
- * const error = console.error;
- * console.error = () => {};
- * try {
- *   assert.equal(await verifyArtifactMain([path, "--hash", "sha256:" + "0".repeat(64)]), 1);
- * } finally {
- *   console.error = error;
- * }
+ * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
+ * const hash = "sha256:" + "0".repeat(64);
+ * assert.equal(await verifyArtifactMain([path, "--hash", hash], { stderr: quiet }), 1);
  * await Deno.remove(path);
  * ```
  */
-export async function verifyArtifactMain(args: string[]): Promise<number> {
-  let values, positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        hash: { type: "string" },
-        size: { type: "string" },
-        json: { type: "boolean", default: false },
-      },
-    }));
-  } catch (error) {
-    return _usage((error as Error).message);
-  }
-  if (positionals.length !== 1) return _usage("Cannot verify artifact: give exactly one file");
-  if (!isSha256Tag(values.hash)) {
-    return _usage("Cannot verify artifact: --hash must be sha256:<64 lowercase hex>");
-  }
-  if (values.size !== undefined && !/^(0|[1-9][0-9]*)$/.test(values.size)) {
-    return _usage("Cannot verify artifact: --size must be a whole number of bytes");
-  }
-  const path = positionals[0]!;
-  let got;
-  try {
-    got = await hashFile(path);
-  } catch (error) {
-    return _fail(2, `Cannot verify artifact '${path}': ${fsErrorReason(error)}`, values.json);
-  }
-  const problems: string[] = [];
-  if (values.size !== undefined && got.size !== Number(values.size)) {
-    problems.push(`size mismatch: expected ${values.size} bytes, got ${got.size}`);
-  }
-  if (got.hash !== values.hash) {
-    problems.push(`sha256 mismatch: expected ${values.hash}, got ${got.hash}`);
-  }
-  if (problems.length > 0) {
-    return _fail(1, `Cannot accept '${path}': ${problems.join("; ")}`, values.json);
-  }
-  if (values.json) console.log(JSON.stringify({ ok: true, path, ...got }));
-  else console.log(`OK ${path} ${got.size} bytes ${got.hash}`);
-  return 0;
+export function verifyArtifactMain(args: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(VERIFY_ARTIFACT_COMMAND, args, context, async (values, positionals, io) => {
+    if (positionals.length !== 1) {
+      throw new UsageError("Cannot verify artifact: give exactly one file");
+    }
+    if (!isSha256Tag(values.hash)) {
+      throw new UsageError("Cannot verify artifact: --hash must be sha256:<64 lowercase hex>");
+    }
+    if (values.size !== undefined && !/^(0|[1-9][0-9]*)$/.test(values.size)) {
+      throw new UsageError("Cannot verify artifact: --size must be a whole number of bytes");
+    }
+    const path = positionals[0]!;
+    let got;
+    try {
+      got = await hashFile(path);
+    } catch (error) {
+      return _fail(io, 2, `Cannot verify artifact '${path}': ${fsErrorReason(error)}`, values.json);
+    }
+    const problems: string[] = [];
+    if (values.size !== undefined && got.size !== Number(values.size)) {
+      problems.push(`size mismatch: expected ${values.size} bytes, got ${got.size}`);
+    }
+    if (got.hash !== values.hash) {
+      problems.push(`sha256 mismatch: expected ${values.hash}, got ${got.hash}`);
+    }
+    if (problems.length > 0) {
+      return _fail(io, 1, `Cannot accept '${path}': ${problems.join("; ")}`, values.json);
+    }
+    if (values.json) io.print(JSON.stringify({ ok: true, path, ...got }));
+    else io.print(`OK ${path} ${got.size} bytes ${got.hash}`);
+    return 0;
+  });
 }
 
-async function _read(path: string, what: string): Promise<string> {
+async function _read(path: string, what: string): Promise<Uint8Array> {
   try {
-    return await Deno.readTextFile(path);
+    return await Deno.readFile(path); // bytes: the strict parser refuses a BOM and bad UTF-8
   } catch (error) {
     throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
   }
 }
 
-function _usage(message: string): number {
-  const line = message.split("\n")[0]!.replace(/\. To specify a positional .*$|\.$/, "");
-  console.error(`${line} (see verify --help)`);
-  return 2;
-}
-
-function _fail(code: number, message: string, json: boolean, reason?: string): number {
-  if (json) {
-    console.log(JSON.stringify({ ok: false, error: message, ...(reason ? { reason } : {}) }));
-  }
-  console.error(message);
-  return code;
+function _fail(
+  io: CommandIo,
+  code: number,
+  message: string,
+  json: boolean,
+  reason?: string,
+): number {
+  if (json) io.print(JSON.stringify({ ok: false, error: message, ...(reason ? { reason } : {}) }));
+  return io.fail(message, code);
 }
 
 function _reason(error: unknown): string | undefined {

@@ -5,19 +5,35 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { peerPublicKey } from "../net/peer_key.ts";
 import { readPublicKeyFile } from "../provider/key_files.ts";
 import { fromHex } from "../runtime/digest.ts";
 import { SignatureError } from "../runtime/errors.ts";
-import { ReceiptMismatchError, verifyReceipt } from "../runtime/receipt.ts";
+import { parseReceiptJson, ReceiptMismatchError, verifyReceipt } from "../runtime/receipt.ts";
+import { StrictJsonError } from "../util/strict_json.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
+import { errorLine } from "../util/error_message.ts";
+import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
+export type { CliContext, CliWriter } from "./_main.ts";
 
-const USAGE =
-  `Usage: verify receipt <receipt.json> --key <hex|PeerId|FILE.pub> [--module m.wasm] [--input F]
-                      [--output F] [--job-id HEX] [--json]
-
---key pins the worker: its 64-hex public key, its PeerId (12D3KooW...), or a .pub file.`;
+/** The options of `verify receipt`. */
+export const VERIFY_RECEIPT_COMMAND = {
+  name: "verify receipt",
+  args: "<receipt.json>",
+  about:
+    `--key pins the worker: its 64-hex public key, its PeerId (12D3KooW...), or a .pub file. The
+receipt must be signed by it, and, when given, describe the module, input, output and job id.
+Exit codes: 0 verified, 1 not verified, 2 usage or unreadable files.`,
+  options: {
+    key: { type: "string", value: "<hex|PeerId|FILE.pub>", required: true, description: "worker" },
+    module: { type: "string", value: "FILE", description: "the module it ran" },
+    input: { type: "string", value: "FILE", description: "the input it was given" },
+    output: { type: "string", value: "FILE", description: "the output it committed to" },
+    "job-id": { type: "string", value: "HEX", description: "the job id" },
+    json: { type: "boolean", description: "{ok, message} on stdout" },
+  },
+  style: { failure: "verify receipt: " },
+} as const;
 
 /**
  * Run `verify receipt` with the arguments after `receipt`; returns the exit code: 0 verified,
@@ -31,71 +47,55 @@ const USAGE =
  * Deno.exitCode = await verifyReceiptMain(["receipt.json", "--key", "79b5...9664"]);
  * ```
  */
-export async function verifyReceiptMain(argv: string[]): Promise<number> {
-  let values, positionals;
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        key: { type: "string" },
-        module: { type: "string" },
-        input: { type: "string" },
-        output: { type: "string" },
-        "job-id": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (error) {
-    return _usage((error as Error).message.split("\n")[0]!.replace(/\. To specify .*$|\.$/, ""));
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1 || !values.key) {
-    return _usage(
-      positionals.length !== 1
-        ? "expected one <receipt.json>"
-        : "--key is required (the worker key is pinned, never taken from the receipt)",
-    );
-  }
-  let receipt: unknown, publicKey: Uint8Array;
-  const options: { module?: Uint8Array; input?: Uint8Array; output?: Uint8Array; jobId?: string } =
-    {};
-  try {
-    publicKey = await _pinnedKey(values.key);
-    const path = positionals[0]!;
-    const text = await _read(path, "receipt", Deno.readTextFile);
-    try {
-      receipt = JSON.parse(text);
-    } catch {
-      throw new SyntaxError(`Cannot read receipt '${path}': not JSON`);
+export function verifyReceiptMain(argv: string[], context: CliContext = {}): Promise<number> {
+  return runCommand(VERIFY_RECEIPT_COMMAND, argv, context, async (values, positionals, io) => {
+    if (positionals.length !== 1) throw new UsageError("expected one <receipt.json>");
+    if (!values.key) {
+      throw new UsageError(
+        "--key is required (the worker key is pinned, never taken from the receipt)",
+      );
     }
-    if (values.module) options.module = await _read(values.module, "module", Deno.readFile);
-    if (values.input) options.input = await _read(values.input, "input", Deno.readFile);
-    if (values.output) options.output = await _read(values.output, "output", Deno.readFile);
-    if (values["job-id"]) options.jobId = values["job-id"];
-  } catch (error) {
-    return _verdict(values.json, false, (error as Error).message.split("\n")[0]!, 2);
-  }
-  try {
-    const checked = await verifyReceipt(receipt, { publicKey, ...options });
-    const bound = ["module", "input", "output", "jobId"].filter((k) => k in options);
-    return _verdict(
-      values.json,
-      true,
-      `receipt OK: job ${checked.job_id}, completion ${checked.result.completion}, signed by ${checked.worker_pubkey}${
-        bound.length ? `; matches ${bound.join(", ")}` : ""
-      }`,
-      0,
-    );
-  } catch (error) {
-    const known = error instanceof SignatureError || error instanceof ReceiptMismatchError ||
-      error instanceof TypeError || error instanceof SyntaxError;
-    return _verdict(values.json, false, (error as Error).message, known ? 1 : 2);
-  }
+    let receipt: Uint8Array, publicKey: Uint8Array;
+    const options: {
+      module?: Uint8Array;
+      input?: Uint8Array;
+      output?: Uint8Array;
+      jobId?: string;
+    } = {};
+    try {
+      publicKey = await _pinnedKey(values.key);
+      const path = positionals[0]!;
+      receipt = await _read(path, "receipt", Deno.readFile);
+      if (values.module) options.module = await _read(values.module, "module", Deno.readFile);
+      if (values.input) options.input = await _read(values.input, "input", Deno.readFile);
+      if (values.output) options.output = await _read(values.output, "output", Deno.readFile);
+      if (values["job-id"]) options.jobId = values["job-id"];
+    } catch (error) {
+      return _verdict(io, values.json, false, errorLine(error), 2);
+    }
+    try {
+      // Strictly: a key twice, a float or a lone surrogate is refused, never read one way.
+      const checked = await verifyReceipt(parseReceiptJson(receipt), { publicKey, ...options });
+      const bound = ["module", "input", "output", "jobId"].filter((k) => k in options);
+      return _verdict(
+        io,
+        values.json,
+        true,
+        `receipt OK: job ${checked.job_id}, completion ${checked.result.completion}, signed by ${checked.worker_pubkey}${
+          bound.length ? `; matches ${bound.join(", ")}` : ""
+        }`,
+        0,
+      );
+    } catch (error) {
+      if (error instanceof StrictJsonError && error.notJson) {
+        const message = `Cannot read receipt '${positionals[0]}': not JSON`;
+        return _verdict(io, values.json, false, message, 2);
+      }
+      const known = error instanceof SignatureError || error instanceof ReceiptMismatchError ||
+        error instanceof TypeError || error instanceof SyntaxError;
+      return _verdict(io, values.json, false, (error as Error).message, known ? 1 : 2);
+    }
+  });
 }
 
 /** The pinned worker key: 64 hex, a PeerId, or a public key file. Never echoes a secret. */
@@ -123,15 +123,16 @@ async function _read<T>(path: string, what: string, read: (path: string) => Prom
   }
 }
 
-function _usage(message: string): number {
-  console.error(`verify receipt: ${message} (see verify receipt --help)`);
-  return 2;
-}
-
-function _verdict(json: boolean, ok: boolean, message: string, code: number): number {
-  if (json) console.log(JSON.stringify({ ok, message }));
-  else if (ok) console.log(message);
-  else if (code === 1) console.error(`verify receipt: FAILED: ${message}`);
-  else console.error(`verify receipt: ${message}`);
+function _verdict(
+  io: CommandIo,
+  json: boolean,
+  ok: boolean,
+  message: string,
+  code: number,
+): number {
+  if (json) io.print(JSON.stringify({ ok, message }));
+  else if (ok) io.print(message);
+  else if (code === 1) io.fail(`FAILED: ${message}`);
+  else io.fail(message);
   return code;
 }

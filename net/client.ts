@@ -8,7 +8,7 @@ import type { Receipt } from "../runtime/receipt.ts";
 import { peerPublicKey } from "./peer_key.ts";
 import { ReceiptMismatchError } from "../runtime/receipt.ts";
 import { toHex } from "../runtime/digest.ts";
-import type { SubmitOptions } from "./scheduler.ts";
+import { encodeSubmitRequest, type SubmitOptions } from "./submit_options.ts";
 
 /** Options of {@linkcode Client}. */
 export interface ClientOptions {
@@ -158,7 +158,6 @@ export class ApiUnreachableError extends Error {
  * import { WorkerPolicy } from "./worker_policy.ts";
  * import { generateKeyPair } from "../runtime/ed25519.ts";
  * import { toHex } from "../runtime/digest.ts";
-import type { SubmitOptions } from "./scheduler.ts";
  * import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
  * import { peerIdFromPrivateKey } from "@libp2p/peer-id";
  * import assert from "node:assert/strict";
@@ -221,32 +220,8 @@ export class Client {
    * @throws {Error} If the node refuses the job.
    */
   async submit(module: Uint8Array, options: ClientSubmitOptions = {}): Promise<string> {
-    const {
-      input,
-      cpu,
-      memoryBytes,
-      timeoutMs,
-      replicas,
-      worker,
-      args,
-      env,
-      maxOutputBytes,
-      fuel,
-      searchTimeoutMs,
-      signal,
-    } = options;
-    const body: Record<string, unknown> = { module: module.toBase64() };
-    if (input) body.input = input.toBase64();
-    if (cpu !== undefined) body.cpu = cpu;
-    if (memoryBytes !== undefined) body.memory_bytes = memoryBytes;
-    if (timeoutMs !== undefined) body.timeout_ms = timeoutMs;
-    if (replicas !== undefined) body.replicas = replicas;
-    if (worker !== undefined) body.worker = worker;
-    if (args !== undefined) body.args = args;
-    if (env !== undefined) body.env = env;
-    if (maxOutputBytes !== undefined) body.max_output_bytes = maxOutputBytes;
-    if (fuel !== undefined) body.fuel = String(fuel);
-    if (searchTimeoutMs !== undefined) body.search_timeout_ms = searchTimeoutMs;
+    const { signal, ...submit } = options;
+    const body = encodeSubmitRequest(module, submit);
     const { status, json } = await this.#call("jobs", {
       method: "POST",
       body: JSON.stringify(body),

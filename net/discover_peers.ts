@@ -4,9 +4,9 @@
  * @module
  */
 import { startNode } from "./node.ts";
-import { applyNodeCompat } from "./node_compat.ts";
 import type { NodeInfo } from "./node_info.ts";
 import { capabilityKey, manifestKey } from "./provider_key.ts";
+import { DEFAULT_JOB_KIND, jobKind } from "../runtime/job_kinds.ts";
 import { sleep } from "../util/sleep.ts";
 import { errorMessage } from "../util/error_message.ts";
 
@@ -72,7 +72,10 @@ export interface DiscoverPeersOptions {
   channel?: string;
   /** Architecture to look for. @default Deno.build.arch */
   arch?: string;
-  /** Find nodes with this capability (key `/phase/capability/<arch>/<capability>`). @default "wasm" in the DHT when no channel is given; no filter on mDNS */
+  /**
+   * Find nodes with this capability, a job kind's name (key `/phase/capability/<arch>/<capability>`).
+   * @default the default job kind (`wasm`) in the DHT when no channel is given; no filter on mDNS
+   */
   capability?: string;
   /** Give up after this long, in ms; the search ends sooner once it has its answer. @default 10000 */
   timeoutMs?: number;
@@ -128,11 +131,11 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
     throw new TypeError("Cannot discover in the DHT: give at least one bootstrap peer");
   }
   if (!(timeoutMs > 0)) throw new RangeError(`Cannot use timeout ${timeoutMs} ms`);
+  if (capability !== undefined) jobKind(capability, "capability");
   const lookArch = arch ?? Deno.build.arch;
   const key = channel !== undefined
     ? manifestKey(channel, lookArch)
-    : capabilityKey(lookArch, capability ?? "wasm");
-  applyNodeCompat(); // before the first AbortSignal.timeout, see node_compat.ts
+    : capabilityKey(lookArch, capability ?? DEFAULT_JOB_KIND.name);
   // A timer of our own (not AbortSignal.timeout) keeps the process alive until the deadline.
   const timeout = new AbortController();
   const deadlineTimer = setTimeout(() => timeout.abort(), timeoutMs);
@@ -257,6 +260,8 @@ function _matches(
   if (filter.arch !== undefined && info.arch !== filter.arch && filter.channel === undefined) {
     return false;
   }
-  if (filter.capability !== undefined && !(filter.capability in info.capabilities)) return false;
+  if (filter.capability !== undefined && !Object.hasOwn(info.capabilities, filter.capability)) {
+    return false;
+  }
   return true;
 }

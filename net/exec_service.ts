@@ -1,6 +1,5 @@
 /**
- * Remote execution on a running {@linkcode PhaseNode}: the worker protocols (when the node offers
- * the `wasm` capability), the scheduler that sends this node's jobs to peers, the job store and
+ * Remote execution on a running {@linkcode PhaseNode}: the job worker service (unless disabled), the scheduler that sends this node's jobs to peers, the job store and
  * the local API handler. `cli/start.ts` starts it after the node; `Deno.serve` stays in the CLI.
  *
  * @module
@@ -13,11 +12,12 @@ import { capabilityKey } from "./provider_key.ts";
 import { JOB_OFFER_PROTOCOL, sendJobOffer } from "./job_protocol.ts";
 import { JOB_EXEC_PROTOCOL, requestJobExec } from "./job_exec_protocol.ts";
 import { JobStore } from "./job_store.ts";
-import { JobWorker } from "./job_worker.ts";
+import { type JobWorker, jobWorker } from "./job_worker.ts";
 import { type Dispatcher, Scheduler } from "./scheduler.ts";
 import { WorkerPolicy, type WorkerPolicyOptions } from "./worker_policy.ts";
 import { createLocalApiHandler } from "./local_api.ts";
 import { SandboxPool } from "../runtime/sandbox_pool.ts";
+import type { SandboxConfinement } from "../runtime/sandbox_spawn.ts";
 import { storeReceipt } from "../runtime/receipt_store.ts";
 import { toHex } from "../runtime/digest.ts";
 import type { Receipt } from "../runtime/receipt.ts";
@@ -46,6 +46,13 @@ export interface ExecServiceOptions {
   tamperResultsForTests?: boolean;
   /** Per-stream time limit, in ms. @default {10000} */
   streamTimeoutMs?: number;
+  /**
+   * OS confinement of the job sandboxes (runtime/sandbox_spawn.ts): `"auto"` falls back to
+   * Deno's permissions alone with one `sandbox_unconfined` warning where bubblewrap cannot run,
+   * `"require"` makes this function throw there instead.
+   * @default {"auto"}
+   */
+  sandboxConfinement?: SandboxConfinement;
   /** Receives structured log records. */
   onLog?: (record: Record<string, unknown>) => void;
 }
@@ -98,6 +105,7 @@ export async function startExecService(
     workerSearchTimeoutMs = 30_000,
     tamperResultsForTests = false,
     streamTimeoutMs = 10_000,
+    sandboxConfinement = "auto",
     onLog,
   } = options;
   const libp2p = node.libp2p;
@@ -107,23 +115,31 @@ export async function startExecService(
   const keepReceipt = stateDir ? (receipt: Receipt) => storeReceipt(stateDir, receipt) : undefined;
   let worker: JobWorker | undefined;
   // One sandbox process kept started, so a job does not wait for deno to boot.
-  const pool = policyOptions !== false ? new SandboxPool({ size: 1 }) : undefined;
+  const pool = policyOptions !== false
+    ? new SandboxPool({ size: 1, confinement: sandboxConfinement })
+    : undefined;
+  if (pool && !pool.confinement.confined) {
+    // One line: jobs still run, confined by Deno's permissions only (docs/runtime.md).
+    onLog?.({ level: "warn", event: "sandbox_unconfined", reason: pool.confinement.reason });
+  }
   try {
     if (policyOptions !== false) {
-      worker = new JobWorker({
+      // The worker is a libp2p service; a started node lends its own handle/unhandle.
+      worker = jobWorker({
         keyPair,
-        peerId: node.peerId,
         policy: new WorkerPolicy({ arch, ...policyOptions }),
         store,
         sandbox: "process",
         ...(pool ? { pool } : {}),
+        streamTimeoutMs,
         tamperResultsForTests,
         ...(keepReceipt ? { keepReceipt } : {}),
         ...(onLog ? { onLog } : {}),
-      });
-      await worker.attach(libp2p, { streamTimeoutMs });
+      })({ registrar: libp2p, peerId: libp2p.peerId });
+      await worker.start();
     }
   } catch (error) {
+    await worker?.stop();
     store.close();
     await pool?.close();
     throw error;
@@ -198,12 +214,9 @@ export async function startExecService(
   let stopping: Promise<void> | undefined;
   const stop = () =>
     stopping ??= (async () => {
-      worker?.stop();
+      const stopping = worker?.stop();
       await scheduler.stop();
-      await Promise.allSettled([
-        libp2p.unhandle(JOB_OFFER_PROTOCOL),
-        libp2p.unhandle(JOB_EXEC_PROTOCOL),
-      ]);
+      await stopping;
       store.close();
       await pool?.close();
     })();

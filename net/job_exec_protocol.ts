@@ -16,10 +16,12 @@
  * @module
  */
 import type { JobManifest } from "../runtime/job_manifest.ts";
+import { JOB_KINDS, jobKind, MAX_JOB_ARGS } from "../runtime/job_kinds.ts";
 import { parseReceipt, type Receipt } from "../runtime/receipt.ts";
 import { type MessageStreamLike, readStreamMessage } from "./node_info.ts";
-import type { RejectReason } from "./job_protocol.ts";
+import { parseRejectReason, type RejectReason } from "./job_protocol.ts";
 import { errorMessage } from "../util/error_message.ts";
+import { jsonChecks } from "../util/json_checks.ts";
 
 /** The protocol id of job execution. */
 export const JOB_EXEC_PROTOCOL = "/phase/job-exec/1.0.0";
@@ -33,7 +35,7 @@ export const MAX_EXEC_MODULE_BYTES = 64 * 1024 * 1024;
 /** Largest stdout plus stderr sent back, in bytes. */
 export const MAX_EXEC_OUTPUT_BYTES = 16 * 1024 * 1024;
 /** Most arguments (and most environment entries) a job manifest may carry. */
-export const MAX_JOB_ARGS = 1024;
+export { MAX_JOB_ARGS };
 
 /** A request to run a job. */
 export interface ExecRequest {
@@ -156,9 +158,9 @@ export function decodeFrame(bytes: Uint8Array): { json: unknown; rest: Uint8Arra
  */
 export function parseExecRequest(bytes: Uint8Array): ExecRequest {
   const { json, rest } = decodeFrame(bytes);
-  const obj = _object(json, "request");
-  const inputLen = _count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
-  const moduleLen = _count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
+  const obj = _check.object(json, "request");
+  const inputLen = _check.count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
+  const moduleLen = _check.count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
   _expectRest(rest, inputLen + moduleLen, "job request");
   return {
     manifest: parseManifestShape(obj.manifest),
@@ -224,19 +226,24 @@ export function encodeExecResponse(response: ExecResponse): Uint8Array {
  */
 export function parseExecResponse(bytes: Uint8Array): ExecResponse {
   const { json, rest } = decodeFrame(bytes);
-  const obj = _object(json, "answer");
+  const obj = _check.object(json, "answer");
   if (obj.NeedModule !== undefined) {
-    return { NeedModule: { job_id: _jobId(_object(obj.NeedModule, "NeedModule").job_id) } };
+    return { NeedModule: { job_id: _jobId(_check.object(obj.NeedModule, "NeedModule").job_id) } };
   }
   if (obj.Rejected !== undefined) {
-    const r = _object(obj.Rejected, "Rejected");
+    const r = _check.object(obj.Rejected, "Rejected");
     if (r.reason === undefined) throw new TypeError("Cannot accept job answer: reason missing");
-    return { Rejected: { job_id: String(r.job_id), reason: r.reason as RejectReason } };
+    return {
+      Rejected: {
+        job_id: _check.string(r.job_id, "job_id", 128),
+        reason: parseRejectReason(r.reason),
+      },
+    };
   }
   if (obj.Done === undefined) throw new TypeError("Cannot accept job answer: unknown kind");
-  const d = _object(obj.Done, "Done");
-  const stdoutLen = _count(d.stdout_len, "stdout_len", MAX_EXEC_OUTPUT_BYTES);
-  const stderrLen = _count(d.stderr_len, "stderr_len", MAX_EXEC_OUTPUT_BYTES);
+  const d = _check.object(obj.Done, "Done");
+  const stdoutLen = _check.count(d.stdout_len, "stdout_len", MAX_EXEC_OUTPUT_BYTES);
+  const stderrLen = _check.count(d.stderr_len, "stderr_len", MAX_EXEC_OUTPUT_BYTES);
   _expectRest(rest, stdoutLen + stderrLen, "job answer");
   if (d.exit_code !== null && (typeof d.exit_code !== "number" || !Number.isInteger(d.exit_code))) {
     throw new TypeError("Cannot accept job answer: exit_code must be an integer or null");
@@ -274,89 +281,28 @@ export function parseExecResponse(bytes: Uint8Array): ExecResponse {
  * ```
  */
 export function parseManifestShape(value: unknown): JobManifest {
-  const m = _object(value, "manifest");
-  const p = _object(m.payload, "payload");
-  const hex = (v: unknown, what: string, len: number) => {
-    if (typeof v !== "string" || !new RegExp(`^[0-9a-f]{${len}}$`).test(v)) {
-      throw new TypeError(`Cannot accept job manifest: ${what} is malformed`);
-    }
-    return v;
-  };
-  const tag = (v: unknown, what: string) => {
-    if (typeof v !== "string" || !/^sha256:[0-9a-f]{64}$/.test(v)) {
-      throw new TypeError(`Cannot accept job manifest: ${what} must be sha256:<hex>`);
-    }
-    return v;
-  };
-  const time = (v: unknown, what: string) => {
-    if (typeof v !== "string" || v.length > 40 || Number.isNaN(Date.parse(v))) {
-      throw new TypeError(`Cannot accept job manifest: ${what} must be an RFC 3339 time`);
-    }
-    return v;
-  };
-  if (m.schema_version !== 1) {
-    throw new TypeError("Cannot accept job manifest: schema_version must be 1");
-  }
-  if (p.kind !== "wasm") {
-    throw new TypeError("Cannot accept job manifest: payload kind must be wasm");
+  const m = _manifest.object(value, "manifest");
+  const p = _manifest.object(m.payload, "payload");
+  if (m.schema_version !== 1) _manifest.fail("schema_version must be 1");
+  if (typeof p.kind !== "string" || !Object.hasOwn(JOB_KINDS, p.kind)) {
+    _manifest.fail(`payload kind must be ${Object.keys(JOB_KINDS).join(" or ")}`);
   }
   const manifest: JobManifest = {
     schema_version: 1,
-    payload: {
-      kind: "wasm",
-      module_cid: tag(p.module_cid, "module_cid"),
-      input: tag(p.input, "input"),
-      max_duration_ms: _count(p.max_duration_ms, "max_duration_ms", Number.MAX_SAFE_INTEGER),
-      max_memory_bytes: _count(p.max_memory_bytes, "max_memory_bytes", Number.MAX_SAFE_INTEGER),
-      ..._optionalPayload(p),
-    },
-    signer_pubkey: hex(m.signer_pubkey, "signer_pubkey", 64),
-    signature: hex(m.signature, "signature", 128),
-    created_at: time(m.created_at, "created_at"),
+    payload: jobKind(p.kind).parsePayload(p),
+    signer_pubkey: _manifest.match(m.signer_pubkey, /^[0-9a-f]{64}$/, "signer_pubkey"),
+    signature: _manifest.match(m.signature, /^[0-9a-f]{128}$/, "signature"),
+    created_at: _time(m.created_at, "created_at"),
   };
-  if (m.expires_at !== undefined) manifest.expires_at = time(m.expires_at, "expires_at");
+  if (m.expires_at !== undefined) manifest.expires_at = _time(m.expires_at, "expires_at");
   return manifest;
 }
 
-/** The optional WASM payload fields (args, env, output cap, fuel), checked; absent stay absent. */
-function _optionalPayload(p: Record<string, unknown>): Partial<JobManifest["payload"]> {
-  const out: Partial<JobManifest["payload"]> = {};
-  if (p.args !== undefined) {
-    if (
-      !Array.isArray(p.args) || p.args.length > MAX_JOB_ARGS ||
-      !p.args.every((a) => typeof a === "string")
-    ) {
-      throw new TypeError(
-        `Cannot accept job manifest: args must be a list of at most ${MAX_JOB_ARGS} strings`,
-      );
-    }
-    out.args = [...p.args];
+function _time(value: unknown, what: string): string {
+  if (typeof value !== "string" || value.length > 40 || Number.isNaN(Date.parse(value))) {
+    _manifest.fail(`${what} must be an RFC 3339 time`);
   }
-  if (p.env !== undefined) {
-    const env = _object(p.env, "env");
-    const entries = Object.entries(env);
-    if (
-      entries.length > MAX_JOB_ARGS ||
-      !entries.every(([k, v]) => k.length > 0 && !k.includes("=") && typeof v === "string")
-    ) {
-      throw new TypeError(
-        `Cannot accept job manifest: env must map at most ${MAX_JOB_ARGS} names (no '=') to strings`,
-      );
-    }
-    out.env = Object.fromEntries(entries) as Record<string, string>;
-  }
-  if (p.max_output_bytes !== undefined) {
-    out.max_output_bytes = _count(p.max_output_bytes, "max_output_bytes", Number.MAX_SAFE_INTEGER);
-  }
-  if (p.fuel !== undefined) {
-    if (typeof p.fuel !== "string" || !/^\d{1,19}$/.test(p.fuel) || BigInt(p.fuel) >= 2n ** 63n) {
-      throw new TypeError(
-        "Cannot accept job manifest: fuel must be a decimal string from 0 to 2^63-1",
-      );
-    }
-    out.fuel = p.fuel;
-  }
-  return out;
+  return value as string;
 }
 
 /** What {@linkcode serveJobExec} passes to its handler. */
@@ -517,25 +463,11 @@ export async function sendAll(
   }
 }
 
+const _check = jsonChecks("Cannot accept job message");
+const _manifest = jsonChecks("Cannot accept job manifest");
+
 function _jobId(value: unknown): string {
-  if (typeof value !== "string" || !/^[0-9a-f]{64}$/.test(value)) {
-    throw new TypeError("Cannot accept job message: job_id is malformed");
-  }
-  return value;
-}
-
-function _object(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new TypeError(`Cannot accept job message: ${what} must be an object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function _count(value: unknown, what: string, max: number): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0 || value > max) {
-    throw new TypeError(`Cannot accept job message: ${what} must be an integer from 0 to ${max}`);
-  }
-  return value;
+  return _check.match(value, /^[0-9a-f]{64}$/, "job_id");
 }
 
 function _expectRest(rest: Uint8Array, length: number, what: string): void {

@@ -149,3 +149,17 @@ Deno.test("parseManifestShape() keeps signed args, env, output cap and fuel, and
     );
   }
 });
+
+Deno.test("parseExecResponse() validates a Rejected answer's reason", () => {
+  for (const reason of [{ Bribe: {} }, { InvalidRequest: { details: 7 } }, 3, null]) {
+    const bytes = encodeFrame({ Rejected: { job_id: "a".repeat(64), reason } });
+    assert.throws(() => parseExecResponse(bytes), TypeError, JSON.stringify(reason));
+  }
+  const ok = {
+    Rejected: {
+      job_id: "a".repeat(64),
+      reason: { ArchMismatch: { required: "riscv64", available: "x86_64" } },
+    },
+  };
+  assert.deepEqual(parseExecResponse(encodeFrame(ok)), ok);
+});

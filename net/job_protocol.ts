@@ -10,6 +10,7 @@
  */
 import { type MessageStreamLike, readStreamMessage } from "./node_info.ts";
 import { errorMessage } from "../util/error_message.ts";
+import { jsonChecks } from "../util/json_checks.ts";
 
 /** The protocol id of job offers. */
 export const JOB_OFFER_PROTOCOL = "/phase/job-offer/1.0.0";
@@ -105,18 +106,18 @@ export function encodeOfferMessage(message: JobOffer | OfferResponse | string): 
  * ```
  */
 export function parseJobOffer(bytes: Uint8Array): JobOffer {
-  const obj = _object(_json(bytes, "job offer"), "job offer");
-  const req = _object(obj.requirements, "requirements");
+  const obj = _check.object(_json(bytes, "job offer"), "job offer");
+  const req = _check.object(obj.requirements, "requirements");
   return {
-    job_id: _match(obj.job_id, _HEX64, "job_id"),
-    nonce: _match(obj.nonce, _NONCE, "nonce"),
-    module_hash: _match(obj.module_hash, _SHA256, "module_hash"),
+    job_id: _check.match(obj.job_id, _HEX64, "job_id"),
+    nonce: _check.match(obj.nonce, _NONCE, "nonce"),
+    module_hash: _check.match(obj.module_hash, _SHA256, "module_hash"),
     requirements: {
-      cpu_cores: _count(req.cpu_cores, "cpu_cores"),
-      memory_mb: _count(req.memory_mb, "memory_mb"),
-      timeout_seconds: _count(req.timeout_seconds, "timeout_seconds"),
-      arch: _match(req.arch, _NAME, "arch"),
-      wasm_runtime: _match(req.wasm_runtime, _NAME, "wasm_runtime"),
+      cpu_cores: _check.count(req.cpu_cores, "cpu_cores"),
+      memory_mb: _check.count(req.memory_mb, "memory_mb"),
+      timeout_seconds: _check.count(req.timeout_seconds, "timeout_seconds"),
+      arch: _check.match(req.arch, _NAME, "arch"),
+      wasm_runtime: _check.match(req.wasm_runtime, _NAME, "wasm_runtime"),
     },
   };
 }
@@ -142,27 +143,31 @@ export function parseJobOffer(bytes: Uint8Array): JobOffer {
  * ```
  */
 export function parseOfferResponse(bytes: Uint8Array): OfferResponse {
-  const obj = _object(_json(bytes, "offer answer"), "offer answer");
+  const obj = _check.object(_json(bytes, "offer answer"), "offer answer");
   const keys = Object.keys(obj);
   if (keys.length !== 1) {
     throw new TypeError("Cannot accept offer answer: expected exactly Accepted or Rejected");
   }
   if (obj.Accepted !== undefined) {
-    const a = _object(obj.Accepted, "Accepted");
+    const a = _check.object(obj.Accepted, "Accepted");
     return {
       Accepted: {
-        job_id: _match(a.job_id, _HEX64, "job_id"),
-        estimated_start: _count(a.estimated_start, "estimated_start"),
-        node_peer_id: _match(a.node_peer_id, /^[1-9A-HJ-NP-Za-km-z]{32,128}$/, "node_peer_id"),
+        job_id: _check.match(a.job_id, _HEX64, "job_id"),
+        estimated_start: _check.count(a.estimated_start, "estimated_start"),
+        node_peer_id: _check.match(
+          a.node_peer_id,
+          /^[1-9A-HJ-NP-Za-km-z]{32,128}$/,
+          "node_peer_id",
+        ),
       },
     };
   }
   if (obj.Rejected !== undefined) {
-    const r = _object(obj.Rejected, "Rejected");
+    const r = _check.object(obj.Rejected, "Rejected");
     return {
       Rejected: {
-        job_id: _string(r.job_id, "job_id", 128),
-        reason: _reason(r.reason),
+        job_id: _check.string(r.job_id, "job_id", 128),
+        reason: parseRejectReason(r.reason),
       },
     };
   }
@@ -369,25 +374,40 @@ function _jobIdOf(bytes: Uint8Array): string {
   }
 }
 
-function _reason(value: unknown): RejectReason {
+/**
+ * Validate a reject reason a peer sent (in an offer answer or a job answer).
+ *
+ * @throws {TypeError} If it is not one of the listed reasons with short string fields.
+ *
+ * @example
+ * ```ts
+ * import { parseRejectReason } from "./job_protocol.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(parseRejectReason("QueueFull"), "QueueFull");
+ * assert.throws(() => parseRejectReason({ InvalidRequest: { details: 7 } }), TypeError);
+ * assert.throws(() => parseRejectReason({ Bribe: {} }), TypeError);
+ * ```
+ */
+export function parseRejectReason(value: unknown): RejectReason {
   if (value === "QueueFull") return "QueueFull";
-  const obj = _object(value, "reason");
+  const obj = _check.object(value, "reason");
   const keys = Object.keys(obj);
-  const f = keys.length === 1 ? _object(obj[keys[0]!], keys[0]!) : {};
+  const f = keys.length === 1 ? _check.object(obj[keys[0]!], keys[0]!) : {};
   switch (keys.length === 1 ? keys[0] : "") {
     case "InsufficientResources":
-      return { InsufficientResources: { missing: _string(f.missing, "missing", 512) } };
+      return { InsufficientResources: { missing: _check.string(f.missing, "missing", 512) } };
     case "ArchMismatch":
       return {
         ArchMismatch: {
-          required: _string(f.required, "required", 64),
-          available: _string(f.available, "available", 64),
+          required: _check.string(f.required, "required", 64),
+          available: _check.string(f.available, "available", 64),
         },
       };
     case "RuntimeNotSupported":
-      return { RuntimeNotSupported: { required: _string(f.required, "required", 64) } };
+      return { RuntimeNotSupported: { required: _check.string(f.required, "required", 64) } };
     case "InvalidRequest":
-      return { InvalidRequest: { details: _string(f.details, "details", 1024) } };
+      return { InvalidRequest: { details: _check.string(f.details, "details", 1024) } };
   }
   throw new TypeError("Cannot accept offer answer: unknown reject reason");
 }
@@ -405,30 +425,4 @@ function _json(bytes: Uint8Array, what: string): unknown {
   }
 }
 
-function _object(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new TypeError(`Cannot accept job offer message: ${what} must be an object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function _match(value: unknown, pattern: RegExp, what: string): string {
-  if (typeof value !== "string" || !pattern.test(value)) {
-    throw new TypeError(`Cannot accept job offer message: ${what} is malformed`);
-  }
-  return value;
-}
-
-function _string(value: unknown, what: string, max: number): string {
-  if (typeof value !== "string" || value.length > max) {
-    throw new TypeError(`Cannot accept job offer message: ${what} must be a short string`);
-  }
-  return value;
-}
-
-function _count(value: unknown, what: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new TypeError(`Cannot accept job offer message: ${what} must be a non-negative integer`);
-  }
-  return value;
-}
+const _check = jsonChecks("Cannot accept job offer message");

@@ -1,15 +1,20 @@
 /**
  * The worker side of remote execution: answers job offers and runs jobs for peers in the
- * sandbox, returning output and a signed receipt.
+ * sandbox, returning output and a signed receipt. A libp2p service in the js-libp2p way:
+ * {@linkcode jobWorker} returns a factory that `createLibp2p` (or `startNode`'s `services`)
+ * calls with the node's components; `start()` registers `/phase/job-offer/1.0.0` and
+ * `/phase/job-exec/1.0.0`, `stop()` unregisters them and cancels running jobs.
  *
  * @module
  */
 import { peerPublicKey } from "./peer_key.ts";
-import type { Connection, Stream } from "@libp2p/interface";
+import type { Connection, PeerId, Stream } from "@libp2p/interface";
 import { sha256TagAsync, toHex } from "../runtime/digest.ts";
 import type { KeyPair } from "../runtime/ed25519.ts";
 import { verifyJobManifest } from "../runtime/job_manifest.ts";
-import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
+import { DEFAULT_LIMITS, type SignedJob } from "../runtime/run_signed_job.ts";
+import { jobKind, type JobKindLimits } from "../runtime/job_kinds.ts";
+import type { JobManifest } from "../runtime/job_manifest.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import type { SandboxPool } from "../runtime/sandbox_pool.ts";
 import {
@@ -42,8 +47,8 @@ export const TAMPER_RESULTS_VALUE = "flip-output-byte";
 export interface JobWorkerOptions {
   /** The node's key pair (the one its PeerId derives from): signs receipts. */
   keyPair: KeyPair;
-  /** The node's PeerId (base58), reported in `Accepted`. */
-  peerId: string;
+  /** The node's PeerId (base58), reported in `Accepted`. @default {the components' peerId} */
+  peerId?: string;
   /** Admission policy and slots. */
   policy: WorkerPolicy;
   /** Where signed receipts are recorded. @default none */
@@ -59,6 +64,10 @@ export interface JobWorkerOptions {
   pool?: SandboxPool;
   /** Modules kept by hash (most recently used first), in bytes. @default {268435456} */
   moduleCacheBytes?: number;
+  /** Time limit for one offer stream (a job stream gets at least 30 s to arrive), in ms. @default {10000} */
+  streamTimeoutMs?: number;
+  /** Offer streams answered at once; more are reset. @default {256} */
+  maxInflightOffers?: number;
   /** Test only: corrupt returned output (see {@linkcode TAMPER_RESULTS_VALUE}). @default {false} */
   tamperResultsForTests?: boolean;
   /** Receives structured log records. */
@@ -66,7 +75,56 @@ export interface JobWorkerOptions {
 }
 
 /**
- * Runs jobs for peers. {@linkcode JobWorker.attach} serves its protocols on a libp2p node.
+ * What a {@linkcode JobWorker} service takes from its node: the libp2p registrar (a running
+ * `Libp2p` node has the same `handle`/`unhandle`) and the PeerId.
+ */
+export interface JobWorkerComponents {
+  /** Where the worker registers its protocol handlers. */
+  registrar: {
+    handle(
+      protocol: string,
+      handler: (stream: Stream, connection: Connection) => void | Promise<void>,
+      options?: { maxInboundStreams?: number; maxOutboundStreams?: number },
+    ): Promise<void>;
+    unhandle(protocol: string): Promise<void>;
+  };
+  /** The node's PeerId. */
+  peerId: PeerId | { toString(): string };
+}
+
+/**
+ * A libp2p service factory for a job worker, like js-libp2p's `ping()`: pass it in
+ * `startNode({ services: { jobs: jobWorker(...) } })`, or call it with a running node's
+ * `{ registrar: node.libp2p, peerId: node.libp2p.peerId }` and `start()` the worker.
+ *
+ * @example
+ * ```ts
+ * import { jobWorker } from "./job_worker.ts";
+ * import { WorkerPolicy } from "./worker_policy.ts";
+ * import { JOB_OFFER_PROTOCOL } from "./job_protocol.ts";
+ * import { startNode } from "./node.ts";
+ * import { generateKeyPair } from "../runtime/ed25519.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const keyPair = await generateKeyPair();
+ * await using node = await startNode({
+ *   secretKey: keyPair.secretKey, mdns: false, dht: false,
+ *   services: { jobs: jobWorker({ keyPair, policy: new WorkerPolicy() }) },
+ * });
+ * assert.ok(node.libp2p.getProtocols().includes(JOB_OFFER_PROTOCOL));
+ * await node.stop();
+ * assert.ok(!node.libp2p.getProtocols().includes(JOB_OFFER_PROTOCOL));
+ * ```
+ */
+export function jobWorker(
+  options: JobWorkerOptions,
+): (components: JobWorkerComponents) => JobWorker {
+  return (components) => new JobWorker(options, components);
+}
+
+/**
+ * Runs jobs for peers; as a libp2p service (see {@linkcode jobWorker}) it serves its protocols
+ * between `start()` and `stop()`.
  *
  * @example
  * ```ts
@@ -87,15 +145,20 @@ export interface JobWorkerOptions {
  * ```
  */
 export class JobWorker {
+  /** The service's name, as js-libp2p services have. */
+  readonly [Symbol.toStringTag] = "@phase/job-worker";
   #o: JobWorkerOptions;
+  #peerId: string;
+  #registrar: JobWorkerComponents["registrar"] | undefined;
   #nonces = new NonceGuard();
   #modules = new Map<string, Uint8Array>();
   #moduleBytes = 0;
   #inflightOffers = 0;
   #controller = new AbortController();
+  #started = false;
 
   /**
-   * Make a worker; nothing is served until {@linkcode JobWorker.attach}.
+   * Make a worker; nothing is served until {@linkcode JobWorker.start}.
    *
    * @example
    * ```ts
@@ -107,8 +170,14 @@ export class JobWorker {
    * w.stop();
    * ```
    */
-  constructor(options: JobWorkerOptions) {
+  constructor(options: JobWorkerOptions, components?: JobWorkerComponents) {
+    const peerId = options.peerId ?? components?.peerId.toString();
+    if (peerId === undefined) {
+      throw new TypeError("Cannot make job worker: give a peerId or the node's components");
+    }
     this.#o = options;
+    this.#peerId = peerId;
+    this.#registrar = components?.registrar;
     if (options.tamperResultsForTests) {
       this.#log("warn", "tamper_results_enabled", {
         warning: "TEST ONLY: this worker corrupts the output it returns",
@@ -119,26 +188,96 @@ export class JobWorker {
   /** Answer an offer from the requester with raw key `requesterKey` (hex). */
   decideOffer(offer: JobOffer, requesterKey: string): OfferResponse {
     if (!this.#nonces.check(offer.nonce)) {
-      return {
-        Rejected: {
-          job_id: offer.job_id,
-          reason: { InvalidRequest: { details: "nonce replayed" } },
-        },
-      };
+      return _reject(offer.job_id, "nonce replayed");
     }
-    return this.#o.policy.decideOffer(offer, requesterKey, this.#o.peerId);
+    return this.#o.policy.decideOffer(offer, requesterKey, this.#peerId);
   }
 
-  /** Run a job for the requester with raw key `requesterKey` (hex). */
+  /**
+   * Run a job for the requester with raw key `requesterKey` (hex): admit it (signature, allow
+   * list, module and input hashes), run it in a slot under the policy's limits, keep the
+   * receipt and answer with the output.
+   */
   async execute(
     request: ExecRequest,
     requesterKey: string,
     context: ExecContext,
   ): Promise<ExecResponse> {
+    const admitted = await this.#admit(request, requesterKey);
+    if ("answer" in admitted) return admitted.answer;
+    const { jobId, module } = admitted;
     const { manifest } = request;
-    const reject = (jobId: string, details: string): ExecResponse => ({
-      Rejected: { job_id: jobId, reason: { InvalidRequest: { details } } },
+    const limits = this.#limits(manifest);
+    this.#log("info", "job_accepted", {
+      job_id: jobId,
+      ...limits,
+      ...(manifest.payload.fuel !== undefined ? { fuel: manifest.payload.fuel } : {}),
     });
+    const ran = await this.#run(jobId, module, request, limits, context.signal);
+    if ("answer" in ran) return ran.answer;
+    await this.#keep(jobId, ran.signed.receipt);
+    return this.#done(jobId, ran.signed);
+  }
+
+  /**
+   * Serve `/phase/job-offer/1.0.0` and `/phase/job-exec/1.0.0` through the registrar. Offers
+   * are cheap to answer and capped in number; each stream is timed out. A second call does
+   * nothing; a worker without a registrar serves nothing.
+   */
+  async start(): Promise<void> {
+    if (this.#started || !this.#registrar) return;
+    this.#started = true;
+    if (this.#controller.signal.aborted) this.#controller = new AbortController();
+    const { streamTimeoutMs = 10_000, maxInflightOffers = 256 } = this.#o;
+    await this.#registrar.handle(JOB_OFFER_PROTOCOL, async (stream, connection) => {
+      if (this.#inflightOffers >= maxInflightOffers) {
+        stream.abort(new Error("Too many offers in flight"));
+        return;
+      }
+      this.#inflightOffers++;
+      try {
+        const key = _peerKey(connection.remotePeer.toString());
+        await serveJobOffer(stream, (offer) => this.decideOffer(offer, key), {
+          signal: AbortSignal.any([AbortSignal.timeout(streamTimeoutMs), this.#controller.signal]),
+        });
+      } catch (error) {
+        this.#log("warn", "offer_failed", { error: errorMessage(error) });
+      } finally {
+        this.#inflightOffers--;
+      }
+    }, { maxInboundStreams: 64, maxOutboundStreams: 64 });
+    await this.#registrar.handle(JOB_EXEC_PROTOCOL, async (stream, connection) => {
+      try {
+        const key = _peerKey(connection.remotePeer.toString());
+        await serveJobExec(stream, (request, context) => this.execute(request, key, context), {
+          signal: this.#controller.signal,
+          readTimeoutMs: Math.max(streamTimeoutMs, 30_000),
+        });
+      } catch (error) {
+        this.#log("warn", "exec_failed", { error: errorMessage(error) });
+      }
+    }, { maxInboundStreams: 32, maxOutboundStreams: 32 });
+  }
+
+  /** Stop serving, cancel running jobs and drop reservations; idempotent. */
+  async stop(): Promise<void> {
+    this.#controller.abort(new Error("The worker stopped"));
+    this.#o.policy.clear();
+    if (!this.#started) return;
+    this.#started = false;
+    await Promise.allSettled([
+      this.#registrar?.unhandle(JOB_OFFER_PROTOCOL),
+      this.#registrar?.unhandle(JOB_EXEC_PROTOCOL),
+    ]);
+  }
+
+  /** Check who asks, the manifest's signature and the bytes; find the module. */
+  async #admit(
+    request: ExecRequest,
+    requesterKey: string,
+  ): Promise<{ answer: ExecResponse } | { jobId: string; module: Uint8Array }> {
+    const { manifest } = request;
+    const reject = (jobId: string, details: string) => ({ answer: _reject(jobId, details) });
     if (manifest.signer_pubkey !== requesterKey) {
       return reject("", "the manifest is not signed by the requesting peer");
     }
@@ -157,70 +296,81 @@ export class JobWorker {
       if (await sha256TagAsync(module) !== hash) {
         return reject(jobId, `module bytes do not hash to ${hash}`);
       }
-      this.#remember(hash, module);
     } else {
       module = this.#modules.get(hash);
-      if (!module) return { NeedModule: { job_id: jobId } };
-      this.#remember(hash, module);
+      if (!module) return { answer: { NeedModule: { job_id: jobId } } };
     }
+    this.#remember(hash, module);
     if (await sha256TagAsync(request.input) !== manifest.payload.input) {
       return reject(jobId, `input bytes do not hash to ${manifest.payload.input}`);
     }
+    return { jobId, module };
+  }
+
+  /**
+   * The limits a job runs under: what it asks, clamped to the policy's ceilings, and the output
+   * cap it signed (never over what one answer carries).
+   */
+  #limits(manifest: JobManifest): JobKindLimits {
     const payload = manifest.payload;
-    const limits = {
+    return {
       ...this.#o.policy.clamp(payload),
-      // Enforce what the requester signed: output cap (never over what one answer carries),
-      // arguments, environment and fuel.
       maxOutputBytes: Math.max(
         1,
         Math.min(payload.max_output_bytes ?? DEFAULT_LIMITS.maxOutputBytes, MAX_EXEC_OUTPUT_BYTES),
       ),
     };
-    this.#log("info", "job_accepted", {
-      job_id: jobId,
-      ...limits,
-      ...(payload.fuel !== undefined ? { fuel: payload.fuel } : {}),
-    });
-    const signal = AbortSignal.any([context.signal, this.#controller.signal]);
-    const job = module;
-    let signed;
+  }
+
+  /** Run the job in a slot with its kind's runner; a full queue or a bad request answers. */
+  async #run(
+    jobId: string,
+    module: Uint8Array,
+    request: ExecRequest,
+    limits: JobKindLimits,
+    cancel: AbortSignal,
+  ): Promise<{ answer: ExecResponse } | { signed: SignedJob }> {
+    const { manifest } = request;
+    const signal = AbortSignal.any([cancel, this.#controller.signal]);
     try {
-      signed = await this.#o.policy.run(
-        jobId,
-        () => {
-          this.#log("info", "job_started", { job_id: jobId });
-          return runSignedJob(job, {
-            keyPair: this.#o.keyPair,
-            manifest,
-            input: request.input,
-            ...limits,
-            args: payload.args ?? [],
-            env: payload.env ?? {},
-            ...(payload.fuel !== undefined ? { fuel: BigInt(payload.fuel) } : {}),
-            sandbox: this.#o.sandbox ?? "process",
-            ...(this.#o.pool ? { pool: this.#o.pool } : {}),
-            signal,
-          });
-        },
-        signal,
-      );
+      const signed = await this.#o.policy.run(jobId, () => {
+        this.#log("info", "job_started", { job_id: jobId });
+        return jobKind(manifest.payload.kind).run(module, {
+          keyPair: this.#o.keyPair,
+          manifest,
+          input: request.input,
+          ...limits,
+          sandbox: this.#o.sandbox ?? "process",
+          ...(this.#o.pool ? { pool: this.#o.pool } : {}),
+          signal,
+        });
+      }, signal);
+      return { signed };
     } catch (error) {
       if (error instanceof QueueFullError) {
-        return { Rejected: { job_id: jobId, reason: "QueueFull" } };
+        return { answer: { Rejected: { job_id: jobId, reason: "QueueFull" } } };
       }
       // Arguments or environment WASI cannot carry, an out-of-range limit: the request's fault.
       if (error instanceof TypeError || error instanceof RangeError) {
-        return reject(jobId, errorMessage(error));
+        return { answer: _reject(jobId, errorMessage(error)) };
       }
       throw error;
     }
-    const { outcome, receipt } = signed;
-    this.#o.store?.addReceipt(jobId, this.#o.peerId, "worker", receipt);
+  }
+
+  /** Record the receipt in the store and keep its file; a failure to keep it is only logged. */
+  async #keep(jobId: string, receipt: Receipt): Promise<void> {
+    this.#o.store?.addReceipt(jobId, this.#peerId, "worker", receipt);
     if (this.#o.keepReceipt) {
       await this.#o.keepReceipt(receipt).catch((error) =>
         this.#log("warn", "receipt_not_kept", { job_id: jobId, error: errorMessage(error) })
       );
     }
+  }
+
+  /** The `Done` answer of a run (with one byte flipped when tampering for tests). */
+  #done(jobId: string, signed: SignedJob): ExecResponse {
+    const { outcome, receipt } = signed;
     this.#log("info", "job_ran", {
       job_id: jobId,
       completion: outcome.completion,
@@ -243,57 +393,6 @@ export class JobWorker {
         stderr: outcome.stderr,
       },
     };
-  }
-
-  /**
-   * Serve `/phase/job-offer/1.0.0` and `/phase/job-exec/1.0.0` on a libp2p node. Offers are
-   * cheap to answer and capped in number; each stream is timed out.
-   */
-  async attach(
-    libp2p: {
-      handle(
-        protocol: string,
-        handler: (stream: Stream, connection: Connection) => void | Promise<void>,
-        options?: { maxInboundStreams?: number; maxOutboundStreams?: number },
-      ): Promise<void>;
-    },
-    options: { streamTimeoutMs?: number; maxInflightOffers?: number } = {},
-  ): Promise<void> {
-    const { streamTimeoutMs = 10_000, maxInflightOffers = 256 } = options;
-    await libp2p.handle(JOB_OFFER_PROTOCOL, async (stream, connection) => {
-      if (this.#inflightOffers >= maxInflightOffers) {
-        stream.abort(new Error("Too many offers in flight"));
-        return;
-      }
-      this.#inflightOffers++;
-      try {
-        const key = _peerKey(connection.remotePeer.toString());
-        await serveJobOffer(stream, (offer) => this.decideOffer(offer, key), {
-          signal: AbortSignal.any([AbortSignal.timeout(streamTimeoutMs), this.#controller.signal]),
-        });
-      } catch (error) {
-        this.#log("warn", "offer_failed", { error: errorMessage(error) });
-      } finally {
-        this.#inflightOffers--;
-      }
-    }, { maxInboundStreams: 64, maxOutboundStreams: 64 });
-    await libp2p.handle(JOB_EXEC_PROTOCOL, async (stream, connection) => {
-      try {
-        const key = _peerKey(connection.remotePeer.toString());
-        await serveJobExec(stream, (request, context) => this.execute(request, key, context), {
-          signal: this.#controller.signal,
-          readTimeoutMs: Math.max(streamTimeoutMs, 30_000),
-        });
-      } catch (error) {
-        this.#log("warn", "exec_failed", { error: errorMessage(error) });
-      }
-    }, { maxInboundStreams: 32, maxOutboundStreams: 32 });
-  }
-
-  /** Cancel running jobs and drop reservations; idempotent. */
-  stop(): void {
-    this.#controller.abort(new Error("The worker stopped"));
-    this.#o.policy.clear();
   }
 
   #remember(hash: string, module: Uint8Array): void {
@@ -320,6 +419,13 @@ export class JobWorker {
       // A failing log sink must not break the worker.
     }
   }
+}
+
+function _reject(
+  jobId: string,
+  details: string,
+): { Rejected: { job_id: string; reason: { InvalidRequest: { details: string } } } } {
+  return { Rejected: { job_id: jobId, reason: { InvalidRequest: { details } } } };
 }
 
 function _peerKey(peerId: string): string {

@@ -22,7 +22,8 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import type { JobRecord } from "./job_store.ts";
-import type { JobProgress, SubmitOptions } from "./scheduler.ts";
+import type { JobProgress } from "./scheduler.ts";
+import { parseSubmitRequest, type SubmitOptions } from "./submit_options.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import { toHex } from "../runtime/digest.ts";
 import { errorMessage } from "../util/error_message.ts";
@@ -164,67 +165,14 @@ async function _submit(request: Request, jobs: JobService): Promise<Response> {
     }
     chunks.push(chunk);
   }
-  let body: Record<string, unknown>;
+  let body: unknown;
   try {
     body = JSON.parse(await new Blob(chunks).text());
   } catch {
     throw new SyntaxError("Cannot parse job: the body must be JSON");
   }
-  if (typeof body !== "object" || body === null || typeof body.module !== "string") {
-    throw new TypeError("Cannot accept job: module must be a base64 string");
-  }
-  const options: SubmitOptions = {};
-  if (body.input !== undefined) {
-    if (typeof body.input !== "string") {
-      throw new TypeError("Cannot accept job: input must be base64");
-    }
-    options.input = _fromBase64(body.input, "input");
-  }
-  const numbers = {
-    cpu: "cpu",
-    memory_bytes: "memoryBytes",
-    timeout_ms: "timeoutMs",
-    max_output_bytes: "maxOutputBytes",
-    replicas: "replicas",
-    search_timeout_ms: "searchTimeoutMs",
-  } as const;
-  for (const [field, option] of Object.entries(numbers)) {
-    const value = body[field];
-    if (value === undefined) continue;
-    if (typeof value !== "number") {
-      throw new TypeError(`Cannot accept job: ${field} must be a number`);
-    }
-    options[option] = value;
-  }
-  if (body.worker !== undefined) {
-    if (typeof body.worker !== "string") {
-      throw new TypeError("Cannot accept job: worker must be a PeerId");
-    }
-    options.worker = body.worker;
-  }
-  if (body.args !== undefined) {
-    if (!Array.isArray(body.args) || !body.args.every((a) => typeof a === "string")) {
-      throw new TypeError("Cannot accept job: args must be a list of strings");
-    }
-    options.args = body.args;
-  }
-  if (body.env !== undefined) {
-    const env = body.env;
-    if (
-      typeof env !== "object" || env === null || Array.isArray(env) ||
-      !Object.values(env).every((v) => typeof v === "string")
-    ) {
-      throw new TypeError("Cannot accept job: env must map names to strings");
-    }
-    options.env = env as Record<string, string>;
-  }
-  if (body.fuel !== undefined) {
-    if (typeof body.fuel !== "string" && typeof body.fuel !== "number") {
-      throw new TypeError("Cannot accept job: fuel must be a decimal string or an integer");
-    }
-    options.fuel = body.fuel;
-  }
-  const jobId = await jobs.submit(_fromBase64(body.module, "module"), options);
+  const { module, options } = parseSubmitRequest(body);
+  const jobId = await jobs.submit(module, options);
   return _json(201, { job_id: jobId, status: jobs.get(jobId)?.status ?? "queued" });
 }
 
@@ -282,12 +230,4 @@ function _json(status: number, body: unknown): Response {
     status,
     headers: { "content-type": "application/json", "cache-control": "no-store" },
   });
-}
-
-function _fromBase64(text: string, field: string): Uint8Array {
-  try {
-    return Uint8Array.fromBase64(text);
-  } catch (cause) {
-    throw new TypeError(`Cannot accept job: ${field} must be base64`, { cause });
-  }
 }

@@ -17,6 +17,7 @@
  * @module
  */
 export { PhaseNode, startNode } from "./node.ts";
+export { applyNodeCompat } from "./node_compat.ts";
 export type { BootstrapResult, FoundPeer, NodeLogRecord, StartNodeOptions } from "./node.ts";
 export { BootstrapFailedError, discoverPeers } from "./discover_peers.ts";
 export type { DiscoveredPeer, DiscoverPeersOptions } from "./discover_peers.ts";
@@ -24,7 +25,7 @@ export { advertiseProvider } from "./advertise_provider.ts";
 export type { AdvertiseProviderOptions } from "./advertise_provider.ts";
 export { capabilityKey, manifestKey } from "./provider_key.ts";
 export { INFO_PROTOCOL, parseNodeInfo } from "./node_info.ts";
-export type { NodeInfo, WasmCapability } from "./node_info.ts";
+export type { NodeCapabilities, NodeInfo, WasmCapability } from "./node_info.ts";
 export { defaultNodeConfig, parseNodeConfig } from "./node_config.ts";
 export type { NodeConfig, NodeMode } from "./node_config.ts";
 export { defaultStateDir, loadOrCreateIdentity } from "./identity.ts";
@@ -49,16 +50,12 @@ export type { ExecDone, ExecRequest, ExecResponse } from "./job_exec_protocol.ts
 export { QueueFullError, WorkerPolicy } from "./worker_policy.ts";
 export type { WorkerPolicyOptions } from "./worker_policy.ts";
 export { Scheduler } from "./scheduler.ts";
-export type {
-  Dispatcher,
-  JobFailureKind,
-  JobProgress,
-  SchedulerOptions,
-  SubmitOptions,
-} from "./scheduler.ts";
+export type { Dispatcher, JobFailureKind, JobProgress, SchedulerOptions } from "./scheduler.ts";
+export type { SubmitOptions } from "./submit_options.ts";
 export { JobStore } from "./job_store.ts";
 export type { JobPatch, JobRecord, JobRequestOptions, JobStatus } from "./job_store.ts";
-export type { JobManifest, WasmJobPayload } from "../runtime/job_manifest.ts";
+export { WASM_KIND } from "../runtime/job_manifest.ts";
+export type { JobManifest, JobPayload, WasmJobPayload } from "../runtime/job_manifest.ts";
 export type { Receipt } from "../runtime/receipt.ts";
 export type { ExecContext } from "./job_exec_protocol.ts";
 export type { Completion, JobResult, ResultMetrics } from "../runtime/receipt.ts";

@@ -1,6 +1,10 @@
 /**
  * The Phase libp2p node: TCP + Noise + Yamux, identify, ping, Kademlia DHT and mDNS, the
- * `/phase/info/1.0.0` protocol and provider-record advertisement with re-provide.
+ * `/phase/info/1.0.0` protocol and provider-record advertisement (kad-dht re-provides).
+ *
+ * It extends the libp2p way: more transports (QUIC, WebSockets, a relay) and more services
+ * (such as the job worker, `jobWorker()`) are options of {@linkcode startNode}, not edits here.
+ * Under `deno run`, call `applyNodeCompat()` (`node_compat.ts`) once before starting a node.
  *
  * @module
  */
@@ -15,7 +19,7 @@ import { mdns } from "@libp2p/mdns";
 import { generateKeyPair, generateKeyPairFromSeed } from "@libp2p/crypto/keys";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { multiaddr } from "@multiformats/multiaddr";
-import type { PeerId, PeerInfo, Stream } from "@libp2p/interface";
+import { KEEP_ALIVE, type PeerId, type PeerInfo, type Stream } from "@libp2p/interface";
 import {
   encodeNodeInfo,
   INFO_PROTOCOL,
@@ -25,7 +29,6 @@ import {
   serveInfo,
 } from "./node_info.ts";
 import { capabilityKey, providerKeyCid } from "./provider_key.ts";
-import { applyNodeCompat } from "./node_compat.ts";
 import { sleep } from "../util/sleep.ts";
 import { errorMessage } from "../util/error_message.ts";
 
@@ -45,7 +48,10 @@ export interface StartNodeOptions {
   secretKey?: Uint8Array;
   /** Multiaddrs to listen on. @default ["/ip4/127.0.0.1/tcp/0"] */
   listen?: string[];
-  /** Multiaddrs of peers to dial at start and keep dialling while unconnected. @default [] */
+  /**
+   * Multiaddrs of peers to dial at start; each one reached is tagged keep-alive, so libp2p
+   * redials it whenever it drops, and one not reached yet is dialled again every 5 s. @default []
+   */
   bootstrap?: string[];
   /** Find and be found by peers on the LAN with mDNS. @default true */
   mdns?: boolean;
@@ -61,8 +67,23 @@ export interface StartNodeOptions {
   maxConnections?: number;
   /** Time limit for one protocol stream and for one dial, in ms. @default 10000 */
   streamTimeoutMs?: number;
-  /** Re-provide interval for advertised keys, in ms (records live 48 h). @default 43200000 */
+  /**
+   * Re-provide interval for advertised keys, in ms (records live 48 h); kad-dht's reprovider
+   * publishes a record again once it is this old. @default 43200000
+   */
   reprovideIntervalMs?: number;
+  /**
+   * Transports besides TCP, as libp2p transport factories (such as `webSockets()` from
+   * `@libp2p/websockets` or a QUIC or circuit-relay transport); listen on their addresses
+   * with `listen`. @default []
+   */
+  transports?: ((components: never) => unknown)[];
+  /**
+   * More libp2p services, by name (such as `{ jobs: jobWorker(...) }`); each is started and
+   * stopped with the node and reachable as `node.libp2p.services[name]`. A name the node uses
+   * itself (`identify`, `ping`, `dht`) replaces that default. @default {}
+   */
+  services?: Record<string, (components: never) => unknown>;
   /** Architecture this node reports. @default Deno.build.arch */
   arch?: string;
   /** Capabilities the node offers; each is advertised in the DHT when it runs as a server. @default {} */
@@ -114,11 +135,16 @@ export async function startNode(options: StartNodeOptions = {}): Promise<PhaseNo
 /** A running Phase node; see {@linkcode startNode}. */
 export class PhaseNode {
   #options: Required<
-    Omit<StartNodeOptions, "secretKey" | "onLog" | "onMdnsPeer" | "signal" | "capabilities">
+    Omit<
+      StartNodeOptions,
+      "secretKey" | "onLog" | "onMdnsPeer" | "signal" | "capabilities" | "transports" | "services"
+    >
   >;
   #secretKey: Uint8Array | undefined;
   #onLog: (record: NodeLogRecord) => void;
   #onMdnsPeer: ((peer: FoundPeer) => void) | undefined;
+  #transports: NonNullable<StartNodeOptions["transports"]>;
+  #services: NonNullable<StartNodeOptions["services"]>;
   #info: NodeInfo | undefined;
   #libp2p: Libp2p<{ dht?: KadDHT }> | undefined;
   #controller = new AbortController();
@@ -158,6 +184,8 @@ export class PhaseNode {
       capabilities = {},
       onLog = () => {},
       onMdnsPeer,
+      transports = [],
+      services = {},
     } = options;
     if (secretKey !== undefined && secretKey.length !== 32) {
       throw new RangeError(`Cannot use node key: expected 32 bytes, got ${secretKey.length}`);
@@ -175,6 +203,8 @@ export class PhaseNode {
     this.#secretKey = secretKey;
     this.#onLog = onLog;
     this.#onMdnsPeer = onMdnsPeer;
+    this.#transports = [...transports];
+    this.#services = { ...services };
     this.#options = {
       listen,
       bootstrap,
@@ -239,9 +269,11 @@ export class PhaseNode {
   }
 
   /**
-   * Advertise `key` (such as `/phase/stable/x86_64/manifest`) with a DHT provider record, now and
-   * again before it expires; failed or unheard provides are retried with backoff. Returns at once;
-   * advertising stops with the node. A key already advertised is not advertised twice.
+   * Advertise `key` (such as `/phase/stable/x86_64/manifest`) with a DHT provider record. The
+   * first publication is retried with backoff until at least 3 peers stored the record (a node
+   * that starts alone is heard once peers join); from then on kad-dht's reprovider publishes it
+   * again before it expires (see `reprovideIntervalMs`). Returns at once; advertising stops
+   * with the node. A key already advertised is not advertised twice.
    *
    * @example
    * ```ts
@@ -273,10 +305,8 @@ export class PhaseNode {
         }
         if (signal.aborted) return;
         this.#log("info", "provided", { key, cid: cid.toString(), peers });
-        if (peers >= 3) {
-          backoff = 1000;
-          await sleep(this.#options.reprovideIntervalMs, signal);
-        } else if (peers > 0) {
+        if (peers >= 3) return; // kad-dht's reprovider takes over
+        if (peers > 0) {
           await sleep(Math.min(60_000, this.#options.reprovideIntervalMs), signal);
         } else {
           await sleep(backoff, signal);
@@ -329,7 +359,7 @@ export class PhaseNode {
 
   /**
    * Find providers of `key` in the DHT (draining the lookup), at most `limit` of them. Returns
-   * `[]` at once while the routing table is empty.
+   * `[]` at once while the node has no connection (nobody to ask).
    *
    * @example
    * ```ts
@@ -351,24 +381,8 @@ export class PhaseNode {
     const cid = await providerKeyCid(key);
     const found = new Map<string, FoundPeer>();
     // With nobody to ask, kad-dht's lookup waits for a peer to join the routing table (until
-    // its signal, maybe never): answer at once from the provider records held here.
-    const internals = dht as unknown as {
-      routingTable?: { size: number };
-      providers?: { getProviders(cid: unknown): Promise<{ toString(): string }[]> };
-    };
-    if (internals.routingTable && internals.routingTable.size === 0) {
-      const held = await internals.providers?.getProviders(cid).catch(() => []) ?? [];
-      const local: FoundPeer[] = [];
-      for (const id of held) {
-        if (id.toString() === this.peerId) continue;
-        const peer = await this.libp2p.peerStore.get(id as never).catch(() => undefined);
-        local.push({
-          peerId: id.toString(),
-          multiaddrs: peer?.addresses.map((a) => a.multiaddr.toString()) ?? [],
-        });
-      }
-      return local.slice(0, limit);
-    }
+    // its signal, maybe never): answer at once.
+    if (this.libp2p.getConnections().length === 0) return [];
     const lookup = AbortSignal.any([this.#controller.signal, ...(signal ? [signal] : [])]);
     try {
       for await (const event of dht.findProviders(cid, { signal: lookup })) {
@@ -497,7 +511,6 @@ export class PhaseNode {
 
   async #start(signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    applyNodeCompat();
     this.#controller = new AbortController();
     this.#advertised.clear();
     this.#mdnsSeen.clear();
@@ -510,19 +523,14 @@ export class PhaseNode {
       const privateKey = this.#secretKey
         ? await generateKeyPairFromSeed("Ed25519", this.#secretKey)
         : await generateKeyPair("Ed25519");
-      const services: Record<string, unknown> = { identify: identify(), ping: ping() };
-      if (o.dht) {
-        services.dht = kadDHT({
-          protocol: "/ipfs/kad/1.0.0",
-          clientMode: o.dhtClientMode,
-          peerInfoMapper: passthroughMapper,
-        });
-      }
       this.#libp2p = await createLibp2p({
         privateKey,
         start: false,
         addresses: { listen: o.listen },
-        transports: [tcp({ inboundSocketInactivityTimeout: 5 * 60_000 })],
+        transports: [
+          tcp({ inboundSocketInactivityTimeout: 5 * 60_000 }),
+          ...this.#transports as never[],
+        ],
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],
         connectionManager: {
@@ -530,9 +538,13 @@ export class PhaseNode {
           maxIncomingPendingConnections: Math.min(10, o.maxConnections),
           inboundUpgradeTimeout: o.streamTimeoutMs,
           dialTimeout: o.streamTimeoutMs,
+          // Keep-alive peers (the bootstrap peers) are redialled every 5 s while they are gone.
+          reconnectRetries: Infinity,
+          reconnectRetryInterval: 5_000,
+          reconnectBackoffFactor: 1,
         },
         peerDiscovery: o.mdns ? [this.#mdns()] : [],
-        services: services as never,
+        services: { ...this.#defaultServices(), ...this.#services } as never,
       }) as Libp2p<{ dht?: KadDHT }>;
       this.#libp2p.addEventListener("peer:discovery", (event: CustomEvent<PeerInfo>) => {
         this.#log("info", "peer_discovered", {
@@ -587,6 +599,25 @@ export class PhaseNode {
     }
   }
 
+  #defaultServices(): Record<string, unknown> {
+    const o = this.#options;
+    const services: Record<string, unknown> = { identify: identify(), ping: ping() };
+    if (o.dht) {
+      services.dht = kadDHT({
+        protocol: "/ipfs/kad/1.0.0",
+        clientMode: o.dhtClientMode,
+        peerInfoMapper: passthroughMapper,
+        // kad-dht re-provides our records once they are reprovideIntervalMs old.
+        reprovide: {
+          interval: Math.min(o.reprovideIntervalMs, 3600_000),
+          threshold: Math.max(0, _RECORD_VALIDITY_MS - o.reprovideIntervalMs),
+          validity: _RECORD_VALIDITY_MS,
+        },
+      });
+    }
+    return services;
+  }
+
   #mdns() {
     const factory = mdns({
       broadcast: this.#options.mdnsBroadcast,
@@ -634,28 +665,29 @@ export class PhaseNode {
     });
   }
 
+  /**
+   * Dial every bootstrap address; tag each peer reached keep-alive, so libp2p itself redials it
+   * when it drops. Addresses not reached are dialled again every 5 s until they are.
+   */
   async #bootstrap(signal: AbortSignal): Promise<void> {
-    const addrs = this.#options.bootstrap.map(_multiaddr);
+    let pending = this.#options.bootstrap.map(_multiaddr);
     let first = true;
-    while (!signal.aborted) {
-      let missing = 0;
+    while (!signal.aborted && pending.length > 0) {
       const round: BootstrapResult = { connected: [], failed: [] };
-      await Promise.all(addrs.map(async (addr) => {
-        const peer = addr.getComponents().findLast((c) => c.name === "p2p")?.value;
-        if (peer && this.libp2p.getConnections(peerIdFromString(peer)).length > 0) {
-          round.connected.push(String(addr));
-          return;
-        }
-        missing++;
+      const missed: typeof pending = [];
+      await Promise.all(pending.map(async (addr) => {
         try {
           const limit = AbortSignal.any([
             signal,
             AbortSignal.timeout(this.#options.streamTimeoutMs),
           ]);
-          await this.libp2p.dial(addr, { signal: limit });
-          missing--;
+          const connection = await this.libp2p.dial(addr, { signal: limit });
+          await this.libp2p.peerStore.merge(connection.remotePeer, {
+            tags: { [KEEP_ALIVE]: { value: 1 } },
+          });
           round.connected.push(String(addr));
         } catch (error) {
+          missed.push(addr);
           if (!signal.aborted) {
             const reason = _dialError(error);
             round.failed.push({ multiaddr: String(addr), error: reason });
@@ -665,7 +697,8 @@ export class PhaseNode {
       }));
       if (first && !signal.aborted) this.#bootstrapRound.resolve(round);
       first = false;
-      await sleep(missing > 0 ? 5_000 : 30_000, signal);
+      pending = missed;
+      if (pending.length > 0) await sleep(5_000, signal);
     }
   }
 
@@ -694,6 +727,9 @@ function _multiaddr(text: string) {
 }
 
 const _MDNS_SEEN_MAX = 1024;
+
+/** How long a provider record lives in the DHT: 48 h. */
+const _RECORD_VALIDITY_MS = 48 * 3600_000;
 
 const _OS_ERRORS: Record<string, string> = {
   EADDRINUSE: "address already in use",

@@ -3,7 +3,8 @@
  *
  * @module
  */
-import type { WasmCapability } from "./node_info.ts";
+import type { NodeCapabilities } from "./node_info.ts";
+import { jobKind } from "../runtime/job_kinds.ts";
 
 /** How a node takes part in the network. */
 export type NodeMode = "internet" | "local" | "private";
@@ -32,7 +33,7 @@ export interface NodeConfig {
   /** Interval between re-provides of advertised keys, in ms (records live 48 h). */
   reprovide_interval_ms: number;
   /** The capabilities advertised, with their limits; `{}` advertises none. */
-  capabilities: { wasm?: WasmCapability };
+  capabilities: NodeCapabilities;
 }
 
 /**
@@ -127,16 +128,17 @@ export function parseNodeConfig(text: string, base: NodeConfig = defaultNodeConf
         const caps = _object(v, "capabilities");
         config.capabilities = {};
         for (const [name, c] of Object.entries(caps)) {
-          if (name !== "wasm") {
-            throw new TypeError(`Cannot use capability '${name}': only wasm is known`);
-          }
-          const wasm = _object(c, "capabilities.wasm");
-          config.capabilities.wasm = {
+          const kind = jobKind(name, "capability").name;
+          const limits = _object(c, `capabilities.${kind}`);
+          config.capabilities[kind] = {
             max_memory_bytes: _positive(
-              wasm.max_memory_bytes,
-              "capabilities.wasm.max_memory_bytes",
+              limits.max_memory_bytes,
+              `capabilities.${kind}.max_memory_bytes`,
             ),
-            max_duration_ms: _positive(wasm.max_duration_ms, "capabilities.wasm.max_duration_ms"),
+            max_duration_ms: _positive(
+              limits.max_duration_ms,
+              `capabilities.${kind}.max_duration_ms`,
+            ),
           };
         }
         break;

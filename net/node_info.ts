@@ -9,6 +9,10 @@
  * @module
  */
 
+import type { JobPayload } from "../runtime/job_manifest.ts";
+import { JOB_KINDS } from "../runtime/job_kinds.ts";
+import { jsonChecks } from "../util/json_checks.ts";
+
 /** The protocol id of the node-info exchange. */
 export const INFO_PROTOCOL = "/phase/info/1.0.0";
 
@@ -26,6 +30,9 @@ export interface WasmCapability {
   max_duration_ms: number;
 }
 
+/** The capabilities a node offers: the limits of each job kind it runs, by kind name. */
+export type NodeCapabilities = { [K in JobPayload["kind"]]?: WasmCapability };
+
 /** What a node says about itself over {@linkcode INFO_PROTOCOL}. */
 export interface NodeInfo {
   /** The node's PeerId; an asker checks it equals the peer it asked. */
@@ -39,7 +46,7 @@ export interface NodeInfo {
   /** The `sequence` of the boot manifest it serves. */
   manifest_sequence?: number;
   /** The capabilities it offers, with their limits. */
-  capabilities: { wasm?: WasmCapability };
+  capabilities: NodeCapabilities;
 }
 
 const _NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -99,23 +106,28 @@ export function parseNodeInfo(bytes: Uint8Array): NodeInfo {
   } catch (cause) {
     throw new SyntaxError(`Cannot parse node info: ${(cause as Error).message}`, { cause });
   }
-  const obj = _object(value, "node info");
+  const obj = _check.object(value, "node info");
   const info: NodeInfo = {
-    peer_id: _match(obj.peer_id, _PEER_ID, "peer_id"),
-    arch: _match(obj.arch, _NAME, "arch"),
+    peer_id: _check.match(obj.peer_id, _PEER_ID, "peer_id"),
+    arch: _check.match(obj.arch, _NAME, "arch"),
     capabilities: {},
   };
   if (obj.http_url !== undefined) info.http_url = _httpUrl(obj.http_url);
-  if (obj.channel !== undefined) info.channel = _match(obj.channel, _NAME, "channel");
+  if (obj.channel !== undefined) info.channel = _check.match(obj.channel, _NAME, "channel");
   if (obj.manifest_sequence !== undefined) {
-    info.manifest_sequence = _count(obj.manifest_sequence, "manifest_sequence");
+    info.manifest_sequence = _check.count(obj.manifest_sequence, "manifest_sequence");
   }
-  const caps = _object(obj.capabilities, "capabilities");
-  if (caps.wasm !== undefined) {
-    const wasm = _object(caps.wasm, "capabilities.wasm");
-    info.capabilities.wasm = {
-      max_memory_bytes: _count(wasm.max_memory_bytes, "capabilities.wasm.max_memory_bytes"),
-      max_duration_ms: _count(wasm.max_duration_ms, "capabilities.wasm.max_duration_ms"),
+  const caps = _check.object(obj.capabilities, "capabilities");
+  // One entry per job kind the node runs; capabilities of kinds unknown here are dropped.
+  for (const name of Object.keys(JOB_KINDS) as (keyof NodeInfo["capabilities"])[]) {
+    if (caps[name] === undefined) continue;
+    const limits = _check.object(caps[name], `capabilities.${name}`);
+    info.capabilities[name] = {
+      max_memory_bytes: _check.count(
+        limits.max_memory_bytes,
+        `capabilities.${name}.max_memory_bytes`,
+      ),
+      max_duration_ms: _check.count(limits.max_duration_ms, `capabilities.${name}.max_duration_ms`),
     };
   }
   return info;
@@ -296,26 +308,7 @@ export async function requestInfo(
   }
 }
 
-function _object(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new TypeError(`Cannot accept node info: ${what} must be an object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-function _match(value: unknown, pattern: RegExp, what: string): string {
-  if (typeof value !== "string" || !pattern.test(value)) {
-    throw new TypeError(`Cannot accept node info: ${what} is not a valid name or id`);
-  }
-  return value;
-}
-
-function _count(value: unknown, what: string): number {
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new TypeError(`Cannot accept node info: ${what} must be a non-negative integer`);
-  }
-  return value;
-}
+const _check = jsonChecks("Cannot accept node info");
 
 function _httpUrl(value: unknown): string {
   if (typeof value !== "string" || value.length > 2048) {

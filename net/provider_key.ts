@@ -9,13 +9,15 @@
 import { CID } from "multiformats/cid";
 import * as raw from "multiformats/codecs/raw";
 import { create as createDigest } from "multiformats/hashes/digest";
+import { DEFAULT_JOB_KIND } from "../runtime/job_kinds.ts";
 
 /** The multihash code of SHA-256. */
 const _SHA2_256 = 0x12;
 const _SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /**
- * The key string for nodes that run a capability (only `wasm` today) on an architecture.
+ * The key string for nodes that run a capability (a job kind's name, see
+ * `runtime/job_kinds.ts`) on an architecture.
  *
  * @throws {TypeError} If `arch` or `capability` is not a plain name (letters, digits, `._-`).
  *
@@ -27,7 +29,7 @@ const _SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
  * assert.equal(capabilityKey("x86_64"), "/phase/capability/x86_64/wasm");
  * ```
  */
-export function capabilityKey(arch: string, capability = "wasm"): string {
+export function capabilityKey(arch: string, capability: string = DEFAULT_JOB_KIND.name): string {
   return `/phase/capability/${_segment("arch", arch)}/${_segment("capability", capability)}`;
 }
 

@@ -15,8 +15,9 @@ import {
   type JobManifest,
   jobSpecHash,
   signJobManifest,
-  type WasmJobPayload,
 } from "../runtime/job_manifest.ts";
+import { DEFAULT_JOB_KIND, jobKind } from "../runtime/job_kinds.ts";
+import { checkSubmitOptions, type SubmitOptions } from "./submit_options.ts";
 import { type Receipt, verifyReceipt } from "../runtime/receipt.ts";
 import {
   encodeExecRequest,
@@ -24,8 +25,6 @@ import {
   type ExecDone,
   type ExecRequest,
   type ExecResponse,
-  MAX_EXEC_OUTPUT_BYTES,
-  MAX_JOB_ARGS,
   parseExecRequest,
   parseExecResponse,
 } from "./job_exec_protocol.ts";
@@ -117,31 +116,8 @@ export type JobFailureKind =
   | "replicas_disagree"
   | "internal";
 
-/** Options of {@linkcode Scheduler.submit}. */
-export interface SubmitOptions {
-  /** Stdin bytes. @default {empty} */
-  input?: Uint8Array;
-  /** CPU cores. @default {1} */
-  cpu?: number;
-  /** Linear memory limit in bytes. @default {67108864} (64 MiB) */
-  memoryBytes?: number;
-  /** Wall-clock limit in ms. @default {10000} */
-  timeoutMs?: number;
-  /** Workers that must run the job and agree on its output. @default {1} */
-  replicas?: number;
-  /** Run only on this worker (PeerId); with one replica only. @default any */
-  worker?: string;
-  /** Arguments after `argv[0]`, signed into the manifest. @default {[]} */
-  args?: string[];
-  /** The job's whole environment, signed into the manifest. @default {{}} */
-  env?: Record<string, string>;
-  /** Cap on stdout and stderr together, in bytes. @default {the worker's (16 MiB)} */
-  maxOutputBytes?: number;
-  /** Fuel limit (instructions); the job stops with `fuel_exhausted` past it. @default unmetered */
-  fuel?: bigint | number | string;
-  /** How long to look for a usable worker, in ms. @default {the scheduler's workerSearchTimeoutMs} */
-  searchTimeoutMs?: number;
-}
+/** Options of {@linkcode Scheduler.submit}; declared in `submit_options.ts`. */
+export type { SubmitOptions };
 
 /** A verified result from one worker. */
 interface _Verified {
@@ -265,39 +241,11 @@ export class Scheduler {
    * @throws {RangeError} If an option is out of range.
    */
   async submit(module: Uint8Array, options: SubmitOptions = {}): Promise<string> {
-    const {
-      input = new Uint8Array(),
-      cpu = 1,
-      memoryBytes = 64 * 2 ** 20,
-      timeoutMs = 10_000,
-      replicas = 1,
-      worker,
-      args = [],
-      env = {},
-      maxOutputBytes,
-      fuel,
-      searchTimeoutMs,
-    } = options;
     if (!(module instanceof Uint8Array) || module.length === 0) {
       throw new TypeError("Cannot submit job: module must be a non-empty Uint8Array");
     }
-    for (
-      const [name, value, max] of [
-        ["cpu", cpu, 256],
-        ["memoryBytes", memoryBytes, 2 ** 32],
-        ["timeoutMs", timeoutMs, 24 * 3600_000],
-        ["replicas", replicas, 16],
-        ["maxOutputBytes", maxOutputBytes ?? 1, MAX_EXEC_OUTPUT_BYTES],
-        ["searchTimeoutMs", searchTimeoutMs ?? 1, 24 * 3600_000],
-      ] as const
-    ) {
-      if (!Number.isSafeInteger(value) || value < 1 || value > max) {
-        throw new RangeError(
-          `Cannot submit job: ${name} must be an integer from 1 to ${max}, got ${value}`,
-        );
-      }
-    }
-    const payloadExtra = _payloadExtra({ args, env, fuel });
+    const { input, cpu, memoryBytes, timeoutMs, replicas, worker, payload, searchTimeoutMs } =
+      checkSubmitOptions(options);
     if (worker !== undefined) {
       try {
         peerPublicKey(worker);
@@ -318,13 +266,12 @@ export class Scheduler {
     }
     const moduleHash = await sha256TagAsync(module);
     const manifest = await signJobManifest({
-      kind: "wasm",
+      kind: DEFAULT_JOB_KIND.name,
       module_cid: moduleHash,
       input: await sha256TagAsync(input),
       max_duration_ms: timeoutMs,
       max_memory_bytes: memoryBytes,
-      ...payloadExtra,
-      ...(maxOutputBytes !== undefined ? { max_output_bytes: maxOutputBytes } : {}),
+      ...payload,
     }, { keyPair: this.#o.keyPair });
     const jobId = jobIdOf(manifest);
     const jobOptions: JobRequestOptions = {
@@ -640,10 +587,8 @@ export class Scheduler {
       module_hash: manifest.payload.module_cid,
       requirements: {
         cpu_cores: job.options.cpu,
-        memory_mb: Math.ceil(manifest.payload.max_memory_bytes / 2 ** 20),
-        timeout_seconds: Math.ceil(manifest.payload.max_duration_ms / 1000),
         arch: this.#o.arch,
-        wasm_runtime: "wasi-preview1",
+        ...jobKind(manifest.payload.kind).requirements(manifest.payload),
       },
     }, offerSignal);
     if ("Rejected" in answer) {
@@ -750,48 +695,6 @@ async function _verifyDone(
   if (payload.fuel !== undefined && extra.fuel_limit !== payload.fuel) {
     throw new TypeError("Cannot accept result: the receipt's fuel_limit is not this job's");
   }
-}
-
-/** The optional payload fields of a submission, checked; defaults are left out. */
-function _payloadExtra(options: {
-  args: string[];
-  env: Record<string, string>;
-  fuel: bigint | number | string | undefined;
-}): Pick<WasmJobPayload, "args" | "env" | "fuel"> {
-  const { args, env, fuel } = options;
-  if (
-    !Array.isArray(args) || args.length > MAX_JOB_ARGS || !args.every((a) => typeof a === "string")
-  ) {
-    throw new TypeError(`Cannot submit job: args must be at most ${MAX_JOB_ARGS} strings`);
-  }
-  if (typeof env !== "object" || env === null || Array.isArray(env)) {
-    throw new TypeError("Cannot submit job: env must map names to strings");
-  }
-  const entries = Object.entries(env);
-  for (const [key, value] of entries) {
-    if (key.length === 0 || key.includes("=") || typeof value !== "string") {
-      throw new TypeError(
-        `Cannot submit job: env entry '${key}' must have a name without '=' and a string value`,
-      );
-    }
-  }
-  if (entries.length > MAX_JOB_ARGS) {
-    throw new TypeError(`Cannot submit job: env must have at most ${MAX_JOB_ARGS} entries`);
-  }
-  let fuelText: string | undefined;
-  if (fuel !== undefined) {
-    fuelText = String(fuel);
-    if (!/^\d{1,19}$/.test(fuelText) || BigInt(fuelText) >= 2n ** 63n) {
-      throw new RangeError(
-        `Cannot submit job: fuel must be a whole number from 0 to 2^63-1, got ${fuelText}`,
-      );
-    }
-  }
-  return {
-    ...(args.length > 0 ? { args: [...args] } : {}),
-    ...(entries.length > 0 ? { env: { ...env } } : {}),
-    ...(fuelText !== undefined ? { fuel: fuelText } : {}),
-  };
 }
 
 function _seconds(ms: number): string {

@@ -4,16 +4,13 @@
  *
  * @module
  */
-import type { WasmJobPayload } from "../runtime/job_manifest.ts";
+import type { JobPayload } from "../runtime/job_manifest.ts";
+import { DEFAULT_JOB_KIND } from "../runtime/job_kinds.ts";
 import type { JobOffer, OfferResponse, RejectReason } from "./job_protocol.ts";
 import { Semaphore } from "../util/semaphore.ts";
 
-/** The WASM runtimes a worker runs (`wasm_runtime` in offers). */
-export const SUPPORTED_RUNTIMES: readonly string[] = [
-  "wasi-preview1",
-  "wasi_snapshot_preview1",
-  "wasm",
-];
+/** The WASM runtimes a worker runs (`wasm_runtime` in offers): the default job kind's. */
+export const SUPPORTED_RUNTIMES: readonly string[] = DEFAULT_JOB_KIND.runtimes;
 
 /** Options of {@linkcode WorkerPolicy}. */
 export interface WorkerPolicyOptions {
@@ -208,7 +205,7 @@ export class WorkerPolicy {
   }
 
   /** Limits for a job: what it asks for, clamped to the operator's ceilings. */
-  clamp(payload: WasmJobPayload): { memoryBytes: number; timeoutMs: number } {
+  clamp(payload: JobPayload): { memoryBytes: number; timeoutMs: number } {
     return {
       memoryBytes: Math.max(65_536, Math.min(payload.max_memory_bytes, this.#o.maxMemoryBytes)),
       timeoutMs: Math.max(1, Math.min(payload.max_duration_ms, this.#o.maxDurationMs)),

@@ -24,7 +24,12 @@ import { statfs } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import type { BootManifest } from "./boot_manifest.ts";
 import { toHex } from "../runtime/digest.ts";
-import { type ArtifactStore, type ArtifactStoreMetrics, SAFE_NAME } from "./artifact_store.ts";
+import {
+  type ArtifactEntry,
+  type ArtifactStore,
+  type ArtifactStoreMetrics,
+  SAFE_NAME,
+} from "./artifact_store.ts";
 
 /** Free and total bytes of the file system holding a path. */
 export interface DiskSpace {
@@ -144,6 +149,52 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
     onError = (error: unknown) => console.error(error),
     now = Date.now,
   } = options;
+  _validateOptions({ store, channel, arch, minFreeBytes, chunkBytes, readBudgetBytes });
+  const provider = new _Provider({
+    store,
+    channel,
+    arch,
+    name,
+    version,
+    info,
+    minFreeBytes,
+    diskSpace,
+    chunkBytes,
+    readBudgetBytes,
+    signal,
+    now,
+  });
+  const handler = async (req: Request): Promise<Response> => {
+    provider.counters.requests_total++;
+    let res: Response;
+    try {
+      res = await provider.route(req);
+    } catch (error) {
+      if (error instanceof Deno.errors.Busy) {
+        res = _error(503, "Cannot serve artifact: it is being replaced, retry");
+        res.headers.set("retry-after", "1");
+      } else {
+        onError(error, req);
+        res = _error(500, "Cannot answer: internal error (see the provider log)");
+      }
+    }
+    const code = String(res.status);
+    const byStatus = provider.counters.responses_by_status;
+    byStatus[code] = (byStatus[code] ?? 0) + 1;
+    return res;
+  };
+  return Object.assign(handler, { metrics: () => provider.metrics() });
+}
+
+function _validateOptions(o: {
+  store: ArtifactStore;
+  channel: string;
+  arch: string;
+  minFreeBytes: number;
+  chunkBytes: number;
+  readBudgetBytes: number;
+}): void {
+  const { store, channel, arch, minFreeBytes, chunkBytes, readBudgetBytes } = o;
   if (typeof store?.open !== "function") {
     throw new TypeError("Cannot create provider handler: store must be an ArtifactStore");
   }
@@ -167,36 +218,99 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
       `Cannot create provider handler: readBudgetBytes must be a whole number >= chunkBytes (${chunkBytes}), got ${readBudgetBytes}`,
     );
   }
-  const startedAt = now();
-  const counters = {
+}
+
+/** The options of a handler once defaults are applied and checked. */
+type _ProviderConfig =
+  & Required<
+    Omit<ProviderHandlerOptions, "signal" | "onError">
+  >
+  & { signal: AbortSignal | undefined };
+
+/** The state behind one handler: its counters, bodies in flight, and the routes. */
+class _Provider {
+  readonly counters: Omit<ProviderMetrics, keyof ArtifactStoreMetrics> = {
     requests_total: 0,
-    responses_by_status: {} as Record<string, number>,
+    responses_by_status: {},
     bytes_served_total: 0,
     downloads_active: 0,
     downloads_total: 0,
     downloads_aborted_total: 0,
     manifests_served_total: 0,
   };
-  const bodies = new Map<Deno.FsFile, (reason: Error) => void>();
-  const manifestBodies = new WeakMap<
+  readonly #config: _ProviderConfig;
+  readonly #startedAt: number;
+  readonly #bodies = new Map<Deno.FsFile, (reason: Error) => void>();
+  readonly #manifestBodies = new WeakMap<
     BootManifest,
     { bytes: Uint8Array<ArrayBuffer>; etag: string }
   >();
-  signal?.addEventListener("abort", () => {
-    for (const end of [...bodies.values()]) end(new Error("Provider is shutting down"));
-  }, { once: true });
 
-  const providerInfo = () => ({
-    name,
-    version,
-    channel,
-    arch,
-    uptime_seconds: Math.floor((now() - startedAt) / 1000),
-    public_key: toHex(store.publicKey),
-    ...info,
-  });
+  constructor(config: _ProviderConfig) {
+    this.#config = config;
+    this.#startedAt = config.now();
+    config.signal?.addEventListener("abort", () => {
+      for (const end of [...this.#bodies.values()]) end(new Error("Provider is shutting down"));
+    }, { once: true });
+  }
 
-  const health = async () => {
+  metrics(): ProviderMetrics {
+    return {
+      ...this.counters,
+      responses_by_status: { ...this.counters.responses_by_status },
+      ...this.#config.store.metrics(),
+    };
+  }
+
+  async route(req: Request): Promise<Response> {
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      const res = _error(405, `Cannot ${req.method.slice(0, 16)}: only GET and HEAD are allowed`);
+      res.headers.set("allow", ALLOW);
+      return res;
+    }
+    const segments = _segments(req.url);
+    if (segments === undefined) {
+      return _error(400, "Cannot serve path: every segment must be a plain name");
+    }
+    const jsonBody = (value: unknown, status = 200) => _json(value, status, req.method === "HEAD");
+    const { store, channel, arch } = this.#config;
+    const [first, second, third] = segments;
+    switch (segments.length) {
+      case 0:
+        return jsonBody(this.#info());
+      case 1:
+        if (first === "health") {
+          const h = await this.#health();
+          return jsonBody(h, h.status === "healthy" ? 200 : 503);
+        }
+        if (first === "status") {
+          const [h, channels] = await Promise.all([this.#health(), store.channels()]);
+          return jsonBody({ ...this.#info(), health: h, metrics: this.metrics(), channels });
+        }
+        if (first === "manifest.json") return await this.#serveManifest(req, channel, arch);
+        break;
+      case 3:
+        if (third === "manifest.json") return await this.#serveManifest(req, first!, second!);
+        return await this.#serveArtifact(req, first!, second!, third!);
+    }
+    return _error(404, `Cannot find '${new URL(req.url).pathname.slice(0, 200)}'`);
+  }
+
+  #info() {
+    const { name, version, channel, arch, now, store, info } = this.#config;
+    return {
+      name,
+      version,
+      channel,
+      arch,
+      uptime_seconds: Math.floor((now() - this.#startedAt) / 1000),
+      public_key: toHex(store.publicKey),
+      ...info,
+    };
+  }
+
+  async #health() {
+    const { store, channel, arch, diskSpace, minFreeBytes } = this.#config;
     let artifactsReadable = false;
     let disk: DiskSpace | undefined;
     try {
@@ -217,23 +331,17 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
       disk_total_bytes: disk?.totalBytes ?? null,
       min_free_bytes: minFreeBytes,
     };
-  };
+  }
 
-  const metrics = (): ProviderMetrics => ({
-    ...counters,
-    responses_by_status: { ...counters.responses_by_status },
-    ...store.metrics(),
-  });
-
-  const serveManifest = async (req: Request, c: string, a: string): Promise<Response> => {
-    const manifest = await store.manifest(c, a);
+  async #serveManifest(req: Request, c: string, a: string): Promise<Response> {
+    const manifest = await this.#config.store.manifest(c, a);
     if (!manifest) return _error(404, `Cannot find channel '${c}' for arch '${a}'`);
-    let body = manifestBodies.get(manifest);
+    let body = this.#manifestBodies.get(manifest);
     if (!body) {
       const bytes = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
       const etag = `"${createHash("sha256").update(bytes).digest("hex")}"`;
       body = { bytes, etag };
-      manifestBodies.set(manifest, body);
+      this.#manifestBodies.set(manifest, body);
     }
     const headers: Record<string, string> = {
       "content-type": "application/json; charset=utf-8",
@@ -245,134 +353,97 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
     }
     headers["content-length"] = String(body.bytes.length);
     if (req.method === "HEAD") return new Response(null, { status: 200, headers });
-    counters.manifests_served_total++;
+    this.counters.manifests_served_total++;
     return new Response(body.bytes, { status: 200, headers });
-  };
+  }
 
-  const serveArtifact = async (
-    req: Request,
-    c: string,
-    a: string,
-    artifact: string,
-  ): Promise<Response> => {
-    const opened = await store.open(c, a, artifact);
+  async #serveArtifact(req: Request, c: string, a: string, artifact: string): Promise<Response> {
+    const opened = await this.#config.store.open(c, a, artifact);
     if (!opened) return _error(404, `Cannot find artifact '${artifact}' in ${c}/${a}`);
     const { entry, file } = opened;
     let handedOver = false;
     try {
-      const size = entry.size;
-      const etag = `"${entry.hash.slice("sha256:".length)}"`;
-      const headers = new Headers({
-        "accept-ranges": "bytes",
-        "content-type": "application/octet-stream",
-        "cache-control": "no-cache",
-        etag,
-      });
-      if (entry.mtimeMs > 0) headers.set("last-modified", new Date(entry.mtimeMs).toUTCString());
-      if (_etagMatches(req.headers.get("if-none-match"), etag)) {
-        return new Response(null, { status: 304, headers });
-      }
-      let range = _parseRange(req.headers.get("range"), size);
-      const ifRange = req.headers.get("if-range");
-      if (ifRange !== null && ifRange.trim() !== etag) range = { kind: "full" };
-      if (range.kind === "unsatisfiable") {
-        headers.set("content-range", `bytes */${size}`);
-        const res = _error(416, `Cannot serve range of '${artifact}': file has ${size} bytes`);
-        for (const [k, v] of headers) if (k !== "content-type") res.headers.set(k, v);
-        return res;
-      }
-      let start = 0;
-      let length = size;
-      let status = 200;
-      if (range.kind === "range") {
-        start = range.start;
-        length = range.end - range.start + 1;
-        status = 206;
-        headers.set("content-range", `bytes ${range.start}-${range.end}/${size}`);
-      }
-      headers.set("content-length", String(length));
+      const answer = _artifactAnswer(req, entry, artifact);
+      if (answer instanceof Response) return answer;
+      const { status, headers, start, length } = answer;
       if (req.method === "HEAD" || length === 0) return new Response(null, { status, headers });
-      if (signal?.aborted) return _error(503, "Cannot serve artifact: provider is shutting down");
-      const chunkSize = () =>
-        Math.max(
-          Math.min(64 * 1024, chunkBytes),
-          Math.min(
-            chunkBytes,
-            Math.floor(readBudgetBytes / Math.max(1, counters.downloads_active)),
-          ),
-        );
-      const body = _fileBody(file, start, length, chunkSize, {
-        register: (end) => {
-          bodies.set(file, end);
-          counters.downloads_active++;
-          counters.downloads_total++;
-        },
-        sent: (n) => counters.bytes_served_total += n,
-        done: (complete) => {
-          if (!bodies.delete(file)) return;
-          counters.downloads_active--;
-          if (!complete) counters.downloads_aborted_total++;
-        },
-      });
+      if (this.#config.signal?.aborted) {
+        return _error(503, "Cannot serve artifact: provider is shutting down");
+      }
+      const body = this.#fileBody(file, start, length);
       handedOver = true;
       return new Response(body, { status, headers });
     } finally {
       if (!handedOver) _closeFile(file);
     }
-  };
+  }
 
-  const route = async (req: Request): Promise<Response> => {
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      const res = _error(405, `Cannot ${req.method.slice(0, 16)}: only GET and HEAD are allowed`);
-      res.headers.set("allow", ALLOW);
-      return res;
-    }
-    const segments = _segments(req.url);
-    if (segments === undefined) {
-      return _error(400, "Cannot serve path: every segment must be a plain name");
-    }
-    const jsonBody = (value: unknown, status = 200) => _json(value, status, req.method === "HEAD");
-    const [first, second, third] = segments;
-    switch (segments.length) {
-      case 0:
-        return jsonBody(providerInfo());
-      case 1:
-        if (first === "health") {
-          const h = await health();
-          return jsonBody(h, h.status === "healthy" ? 200 : 503);
-        }
-        if (first === "status") {
-          const [h, channels] = await Promise.all([health(), store.channels()]);
-          return jsonBody({ ...providerInfo(), health: h, metrics: metrics(), channels });
-        }
-        if (first === "manifest.json") return await serveManifest(req, channel, arch);
-        break;
-      case 3:
-        if (third === "manifest.json") return await serveManifest(req, first!, second!);
-        return await serveArtifact(req, first!, second!, third!);
-    }
-    return _error(404, `Cannot find '${new URL(req.url).pathname.slice(0, 200)}'`);
-  };
+  /** A body streaming `length` bytes of `file` from `start`, counted and ended on shutdown. */
+  #fileBody(file: Deno.FsFile, start: number, length: number): ReadableStream<Uint8Array> {
+    const { chunkBytes, readBudgetBytes } = this.#config;
+    const counters = this.counters;
+    const chunkSize = () =>
+      Math.max(
+        Math.min(64 * 1024, chunkBytes),
+        Math.min(chunkBytes, Math.floor(readBudgetBytes / Math.max(1, counters.downloads_active))),
+      );
+    return _fileBody(file, start, length, chunkSize, {
+      register: (end) => {
+        this.#bodies.set(file, end);
+        counters.downloads_active++;
+        counters.downloads_total++;
+      },
+      sent: (n) => counters.bytes_served_total += n,
+      done: (complete) => {
+        if (!this.#bodies.delete(file)) return;
+        counters.downloads_active--;
+        if (!complete) counters.downloads_aborted_total++;
+      },
+    });
+  }
+}
 
-  const handler = async (req: Request): Promise<Response> => {
-    counters.requests_total++;
-    let res: Response;
-    try {
-      res = await route(req);
-    } catch (error) {
-      if (error instanceof Deno.errors.Busy) {
-        res = _error(503, "Cannot serve artifact: it is being replaced, retry");
-        res.headers.set("retry-after", "1");
-      } else {
-        onError(error, req);
-        res = _error(500, "Cannot answer: internal error (see the provider log)");
-      }
-    }
-    const code = String(res.status);
-    counters.responses_by_status[code] = (counters.responses_by_status[code] ?? 0) + 1;
+/**
+ * The status and headers of an artifact answer with its byte range, or the whole answer when
+ * it has no body to stream (304, 416).
+ */
+function _artifactAnswer(
+  req: Request,
+  entry: ArtifactEntry,
+  artifact: string,
+): Response | { status: number; headers: Headers; start: number; length: number } {
+  const size = entry.size;
+  const etag = `"${entry.hash.slice("sha256:".length)}"`;
+  const headers = new Headers({
+    "accept-ranges": "bytes",
+    "content-type": "application/octet-stream",
+    "cache-control": "no-cache",
+    etag,
+  });
+  if (entry.mtimeMs > 0) headers.set("last-modified", new Date(entry.mtimeMs).toUTCString());
+  if (_etagMatches(req.headers.get("if-none-match"), etag)) {
+    return new Response(null, { status: 304, headers });
+  }
+  let range = _parseRange(req.headers.get("range"), size);
+  const ifRange = req.headers.get("if-range");
+  if (ifRange !== null && ifRange.trim() !== etag) range = { kind: "full" };
+  if (range.kind === "unsatisfiable") {
+    headers.set("content-range", `bytes */${size}`);
+    const res = _error(416, `Cannot serve range of '${artifact}': file has ${size} bytes`);
+    for (const [k, v] of headers) if (k !== "content-type") res.headers.set(k, v);
     return res;
-  };
-  return Object.assign(handler, { metrics });
+  }
+  let start = 0;
+  let length = size;
+  let status = 200;
+  if (range.kind === "range") {
+    start = range.start;
+    length = range.end - range.start + 1;
+    status = 206;
+    headers.set("content-range", `bytes ${range.start}-${range.end}/${size}`);
+  }
+  headers.set("content-length", String(length));
+  return { status, headers, start, length };
 }
 
 async function _statfsSpace(path: string): Promise<DiskSpace> {

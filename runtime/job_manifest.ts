@@ -12,10 +12,16 @@ import { rfc3339 } from "./receipt.ts";
 /** The ASCII domain prefix of job manifest signatures. */
 export const JOB_MANIFEST_PREFIX = "phase-manifest:v1:";
 
+/**
+ * The `kind` of a WASM job's payload: the one place the name is spelled. The kinds a node
+ * knows, with their parsers and runners, are in `job_kinds.ts`.
+ */
+export const WASM_KIND = "wasm";
+
 /** The payload of a WASM job. */
 export interface WasmJobPayload {
-  /** Always `wasm`. */
-  kind: "wasm";
+  /** Always {@linkcode WASM_KIND}. */
+  kind: typeof WASM_KIND;
   /** The module's content address, `sha256:<hex>` of its bytes. */
   module_cid: string;
   /** The input's content address, `sha256:<hex>` of the stdin bytes. */
@@ -40,12 +46,15 @@ export interface WasmJobPayload {
   fuel?: string;
 }
 
+/** The payload of a job of any kind a node knows (only {@linkcode WasmJobPayload} today). */
+export type JobPayload = WasmJobPayload;
+
 /** A signed job manifest. */
 export interface JobManifest {
   /** Always 1. */
   schema_version: 1;
   /** What to run. */
-  payload: WasmJobPayload;
+  payload: JobPayload;
   /** The requester's Ed25519 public key, hex. */
   signer_pubkey: string;
   /** Ed25519 signature over {@linkcode jobManifestSignedBytes}, hex. */
@@ -115,7 +124,7 @@ export function jobIdOf(
  * assert.equal(hash.length, 32);
  * ```
  */
-export function jobSpecHash(payload: WasmJobPayload): Uint8Array {
+export function jobSpecHash(payload: JobPayload): Uint8Array {
   return sha256(canonicalJson(payload));
 }
 
@@ -136,7 +145,7 @@ export function jobSpecHash(payload: WasmJobPayload): Uint8Array {
  * ```
  */
 export async function signJobManifest(
-  payload: WasmJobPayload,
+  payload: JobPayload,
   options: {
     /** The requester's key pair. */
     keyPair: { secretKey: Uint8Array; publicKey: Uint8Array };

@@ -8,6 +8,7 @@ import { encodeJob, FrameDecoder } from "./sandbox_frames.ts";
 import { WASM_PAGE_BYTES } from "./limit_memory.ts";
 import { type FuelCache, instrumentFuel } from "./fuel.ts";
 import type { SandboxPool } from "./sandbox_pool.ts";
+import { _spawnSandboxProcess, _startSandboxWorker, SANDBOX_HEAP_MIB } from "./sandbox_spawn.ts";
 // Both sandbox entries are started by URL, never imported for use here; these imports put them
 // in this module's graph so that a remote (JSR) install caches them for `--cached-only`.
 import "./sandbox_main.ts";
@@ -109,22 +110,14 @@ interface _Handlers {
   failed(message: string, kind?: JobErrorKind): void;
 }
 
-/**
- * V8 heap (old space) of a sandbox process, in MiB: `--v8-flags=--max-old-space-size=128`.
- * Linear memory and compiled code live outside this heap; the heap holds the job frame, the WASI
- * host's small objects and, for the refused features (GC objects, exceptions), what a module
- * would make the engine allocate, so no module can grow the process without bound. A sandbox
- * that reaches it dies, and the job ends as `memory_limit`.
- *
- * @example
- * ```ts
- * import { SANDBOX_HEAP_MIB } from "./run_job.ts";
- * import assert from "node:assert/strict";
- *
- * assert.equal(SANDBOX_HEAP_MIB, 128);
- * ```
- */
-export const SANDBOX_HEAP_MIB = 128;
+/** Why a job failed, as in {@linkcode JobOutcome.error}. */
+type _JobError = { kind: JobErrorKind; message: string };
+
+/** How the sandbox said the job ended, or why the host ended it. */
+interface _JobEnd {
+  exitCode: number | null;
+  error: _JobError | null;
+}
 
 /**
  * Run a WASI preview1 command module (`_start`) in a sandbox without permissions and report
@@ -183,45 +176,24 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     throw new TypeError(`Cannot run job: sandbox must be "worker" or "process", got ${sandbox}`);
   }
   const elapsed = () => Math.round(performance.now() - started);
-  const empty = (
-    kind: JobErrorKind,
-    message: string,
-    completion: JobOutcome["completion"] = "error",
-  ): JobOutcome => ({
-    stdout: new Uint8Array(),
-    stderr: new Uint8Array(),
-    exitCode: null,
-    completion,
-    error: { kind, message },
-    durationMs: elapsed(),
-    peakMemoryBytes: 0,
-  });
-  if (signal?.aborted) return empty("cancelled", "Cannot run job: cancelled", "cancelled");
+  if (signal?.aborted) return _cancelledOutcome(elapsed());
   if (module.length > maxModuleBytes) {
-    return empty(
-      "module_too_large",
-      `Cannot run module: its ${module.length} bytes exceed the ${maxModuleBytes} byte cap`,
-    );
+    return _failedOutcome({
+      kind: "module_too_large",
+      message:
+        `Cannot run module: its ${module.length} bytes exceed the ${maxModuleBytes} byte cap`,
+    }, elapsed());
   }
-  if (
-    fuel !== undefined &&
-    !((typeof fuel === "bigint" || Number.isSafeInteger(fuel)) && BigInt(fuel) >= 0n &&
-      BigInt(fuel) < 2n ** 63n)
-  ) {
-    throw new RangeError(
-      `Cannot run job: fuel must be a whole number from 0 to 2^63-1, got ${fuel}`,
-    );
-  }
+  _validateFuel(fuel);
   let bytes = module;
   if (fuel !== undefined) {
-    try {
-      bytes = fuelCache
-        ? await fuelCache.instrument(module, signal ? { signal } : {})
-        : instrumentFuel(module);
-    } catch (error) {
-      if (signal?.aborted) return empty("cancelled", "Cannot run job: cancelled", "cancelled");
-      return empty("invalid_module", (error as Error).message);
+    const instrumented = await _instrument(module, fuelCache, signal);
+    if (!(instrumented instanceof Uint8Array)) {
+      return signal?.aborted
+        ? _cancelledOutcome(elapsed())
+        : _failedOutcome({ kind: "invalid_module", message: instrumented.message }, elapsed());
     }
+    bytes = instrumented;
   }
   const job: SandboxJob = {
     module: bytes,
@@ -233,106 +205,88 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     timeoutMs,
     ...(fuel !== undefined ? { fuel: String(fuel) } : {}),
   };
+  return await _runInSandbox(job, { sandbox, pool, signal, elapsed });
+}
 
-  const out: { 1: Uint8Array[]; 2: Uint8Array[] } = { 1: [], 2: [] };
-  let outBytes = 0;
-  let memory = 0;
-  let fuelUsed: bigint | undefined;
-  let ready = false;
-  let settle!: (
-    end: { exitCode: number | null; error: { kind: JobErrorKind; message: string } | null },
-  ) => void;
-  let fail!: (error: Error) => void;
-  const ended = new Promise<
-    { exitCode: number | null; error: { kind: JobErrorKind; message: string } | null }
-  >((resolve, reject) => {
-    let done = false;
-    settle = (end) => {
-      if (!done) (done = true, resolve(end));
-    };
-    fail = (error) => {
-      if (!done) (done = true, reject(error));
-    };
-  });
-  const handlers: _Handlers = {
-    event(event) {
-      if (event.type === "ready") {
-        ready = true;
-      } else if (event.type === "started") {
-        memory = event.memoryBytes;
-      } else if (event.type === "output") {
-        memory = event.memoryBytes;
-        const room = maxOutputBytes - outBytes;
-        const data = event.data.length > room ? event.data.subarray(0, room) : event.data;
-        out[event.fd].push(data);
-        outBytes += data.length;
-        if (event.data.length > room) {
-          settle({
-            exitCode: null,
-            error: {
-              kind: "output_limit",
-              message: `Cannot finish job: output exceeded the ${maxOutputBytes} byte cap`,
-            },
-          });
-        }
-      } else if (event.type === "result") {
-        memory = event.memoryBytes;
-        if (event.fuelUsed !== undefined) fuelUsed = BigInt(event.fuelUsed);
-        settle({ exitCode: event.exitCode, error: event.error });
-      }
-    },
-    failed(message, kind = "trap") {
-      if (!ready) fail(new Error(`Cannot start the ${sandbox} sandbox: ${message}`));
-      else if (kind === "memory_limit") {
-        settle({
-          exitCode: null,
-          error: {
-            kind,
-            message: `Cannot finish job: the sandbox reached its ${SANDBOX_HEAP_MIB} MiB engine ` +
-              `heap limit (${message})`,
-          },
-        });
-      } else {
-        settle({
-          exitCode: null,
-          error: { kind: "trap", message: `Cannot finish job: the sandbox died: ${message}` },
-        });
-      }
-    },
+/** An outcome for a job that never got to run. */
+function _failedOutcome(
+  error: _JobError,
+  durationMs: number,
+  completion: JobOutcome["completion"] = "error",
+): JobOutcome {
+  return {
+    stdout: new Uint8Array(),
+    stderr: new Uint8Array(),
+    exitCode: null,
+    completion,
+    error,
+    durationMs,
+    peakMemoryBytes: 0,
   };
+}
+
+function _cancelledOutcome(durationMs: number): JobOutcome {
+  return _failedOutcome(
+    { kind: "cancelled", message: "Cannot run job: cancelled" },
+    durationMs,
+    "cancelled",
+  );
+}
+
+function _validateFuel(fuel: bigint | number | undefined): void {
+  if (
+    fuel !== undefined &&
+    !((typeof fuel === "bigint" || Number.isSafeInteger(fuel)) && BigInt(fuel) >= 0n &&
+      BigInt(fuel) < 2n ** 63n)
+  ) {
+    throw new RangeError(
+      `Cannot run job: fuel must be a whole number from 0 to 2^63-1, got ${fuel}`,
+    );
+  }
+}
+
+/** The fuel-metered module, or the error that instrumenting it threw. */
+async function _instrument(
+  module: Uint8Array,
+  fuelCache: FuelCache | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array | Error> {
+  try {
+    return fuelCache
+      ? await fuelCache.instrument(module, signal ? { signal } : {})
+      : instrumentFuel(module);
+  } catch (error) {
+    return error as Error;
+  }
+}
+
+/** Start the sandbox, hand it the job, and turn what it reports into an outcome. */
+async function _runInSandbox(
+  job: SandboxJob,
+  options: {
+    sandbox: "worker" | "process";
+    pool: SandboxPool | undefined;
+    signal: AbortSignal | undefined;
+    elapsed: () => number;
+  },
+): Promise<JobOutcome> {
+  const { sandbox, pool, signal, elapsed } = options;
+  const watch = new _JobWatch(job.maxOutputBytes, sandbox);
   const timer = setTimeout(() =>
-    settle({
+    watch.settle({
       exitCode: null,
-      error: { kind: "timeout", message: `Cannot finish job: timed out after ${timeoutMs} ms` },
-    }), timeoutMs);
+      error: { kind: "timeout", message: `Cannot finish job: timed out after ${job.timeoutMs} ms` },
+    }), job.timeoutMs);
   const onAbort = () =>
-    settle({
+    watch.settle({
       exitCode: null,
       error: { kind: "cancelled", message: "Cannot finish job: cancelled" },
     });
   signal?.addEventListener("abort", onAbort, { once: true });
   let box: _Sandbox | undefined;
   try {
-    box = sandbox === "worker" ? _startWorker(job, handlers) : _startProcess(job, handlers, pool);
-    const end = await ended;
-    const completion: JobOutcome["completion"] = end.error === null
-      ? "stop"
-      : end.error.kind === "output_limit"
-      ? "length"
-      : end.error.kind === "cancelled"
-      ? "cancelled"
-      : "error";
-    const outcome: JobOutcome = {
-      stdout: _concat(out[1]),
-      stderr: _concat(out[2]),
-      exitCode: end.exitCode,
-      completion,
-      durationMs: elapsed(),
-      peakMemoryBytes: memory,
-    };
-    if (end.error !== null) outcome.error = end.error;
-    if (fuelUsed !== undefined) outcome.fuelUsed = fuelUsed;
-    return outcome;
+    box = sandbox === "worker" ? _startWorker(job, watch) : _startProcess(job, watch, pool);
+    return watch.outcome(await watch.ended, elapsed());
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
@@ -341,6 +295,112 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     // wait for the killed process to exit; otherwise wait here, so nothing outlives the call.
     if (box && pool && sandbox === "process") pool._track(box.closed);
     else await box?.closed;
+  }
+}
+
+/**
+ * What a sandbox has reported so far: output (capped), memory, fuel; `ended` settles once, with
+ * the first of the sandbox's result, a breach, the timeout, an abort or a sandbox failure.
+ */
+class _JobWatch implements _Handlers {
+  readonly ended: Promise<_JobEnd>;
+  readonly #maxOutputBytes: number;
+  readonly #sandbox: string;
+  readonly #out: { 1: Uint8Array[]; 2: Uint8Array[] } = { 1: [], 2: [] };
+  #outBytes = 0;
+  #memory = 0;
+  #fuelUsed: bigint | undefined;
+  #ready = false;
+  #done = false;
+  #resolve!: (end: _JobEnd) => void;
+  #reject!: (error: Error) => void;
+
+  constructor(maxOutputBytes: number, sandbox: string) {
+    this.#maxOutputBytes = maxOutputBytes;
+    this.#sandbox = sandbox;
+    this.ended = new Promise<_JobEnd>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  settle(end: _JobEnd): void {
+    if (!this.#done) (this.#done = true, this.#resolve(end));
+  }
+
+  event(event: SandboxEvent): void {
+    if (event.type === "ready") {
+      this.#ready = true;
+    } else if (event.type === "started") {
+      this.#memory = event.memoryBytes;
+    } else if (event.type === "output") {
+      this.#memory = event.memoryBytes;
+      this.#output(event.fd, event.data);
+    } else if (event.type === "result") {
+      this.#memory = event.memoryBytes;
+      if (event.fuelUsed !== undefined) this.#fuelUsed = BigInt(event.fuelUsed);
+      this.settle({ exitCode: event.exitCode, error: event.error });
+    }
+  }
+
+  failed(message: string, kind: JobErrorKind = "trap"): void {
+    if (!this.#ready) {
+      if (!this.#done) {
+        this.#done = true;
+        this.#reject(new Error(`Cannot start the ${this.#sandbox} sandbox: ${message}`));
+      }
+    } else if (kind === "memory_limit") {
+      this.settle({
+        exitCode: null,
+        error: {
+          kind,
+          message: `Cannot finish job: the sandbox reached its ${SANDBOX_HEAP_MIB} MiB engine ` +
+            `heap limit (${message})`,
+        },
+      });
+    } else {
+      this.settle({
+        exitCode: null,
+        error: { kind: "trap", message: `Cannot finish job: the sandbox died: ${message}` },
+      });
+    }
+  }
+
+  outcome(end: _JobEnd, durationMs: number): JobOutcome {
+    const completion: JobOutcome["completion"] = end.error === null
+      ? "stop"
+      : end.error.kind === "output_limit"
+      ? "length"
+      : end.error.kind === "cancelled"
+      ? "cancelled"
+      : "error";
+    const outcome: JobOutcome = {
+      stdout: _concat(this.#out[1]),
+      stderr: _concat(this.#out[2]),
+      exitCode: end.exitCode,
+      completion,
+      durationMs,
+      peakMemoryBytes: this.#memory,
+    };
+    if (end.error !== null) outcome.error = end.error;
+    if (this.#fuelUsed !== undefined) outcome.fuelUsed = this.#fuelUsed;
+    return outcome;
+  }
+
+  #output(fd: 1 | 2, chunk: Uint8Array): void {
+    const room = this.#maxOutputBytes - this.#outBytes;
+    const data = chunk.length > room ? chunk.subarray(0, room) : chunk;
+    this.#out[fd].push(data);
+    this.#outBytes += data.length;
+    if (chunk.length > room) {
+      this.settle({
+        exitCode: null,
+        error: {
+          kind: "output_limit",
+          message: `Cannot finish job: output exceeded the ${this.#maxOutputBytes} byte cap`,
+        },
+      });
+    }
   }
 }
 
@@ -398,38 +458,6 @@ function _concat(chunks: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/**
- * The options every sandbox worker is made with: a module worker with no permissions.
- *
- * @example
- * ```ts
- * import { SANDBOX_WORKER_OPTIONS } from "./run_job.ts";
- * import assert from "node:assert/strict";
- *
- * assert.deepEqual(SANDBOX_WORKER_OPTIONS, { type: "module", deno: { permissions: "none" } });
- * ```
- */
-export const SANDBOX_WORKER_OPTIONS: WorkerOptions = Object.freeze({
-  type: "module",
-  deno: { permissions: "none" },
-} as WorkerOptions);
-
-/**
- * Start a sandbox worker from `entry` with {@linkcode SANDBOX_WORKER_OPTIONS}. Tests pass another
- * entry to prove what such a worker can reach.
- *
- * @example
- * ```ts
- * import { _startSandboxWorker } from "./run_job.ts";
- *
- * const worker = _startSandboxWorker(new URL("./sandbox_worker.ts", import.meta.url));
- * worker.terminate();
- * ```
- */
-export function _startSandboxWorker(entry: URL): Worker {
-  return new Worker(entry, SANDBOX_WORKER_OPTIONS);
-}
-
 function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {
   const worker = _startSandboxWorker(new URL("./sandbox_worker.ts", import.meta.url));
   let resolveClosed!: () => void;
@@ -457,77 +485,8 @@ function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {
   return { kill, closed };
 }
 
-/**
- * The `deno` arguments that run `entry` as a sandbox process: no `--allow-*` flag at all, no
- * prompt, no config, lock file, npm or remote modules, and a V8 heap of
- * {@linkcode SANDBOX_HEAP_MIB}. Tests pass another entry to prove what such a process can reach.
- *
- * @example
- * ```ts
- * import { sandboxProcessArgs } from "./run_job.ts";
- * import assert from "node:assert/strict";
- *
- * const args = sandboxProcessArgs(new URL("file:///x/sandbox_main.ts"));
- * assert.equal(args.at(-1), "/x/sandbox_main.ts");
- * assert.ok(!args.some((a) => a.startsWith("--allow") || a === "-A"));
- * ```
- */
-export function sandboxProcessArgs(entry: URL): string[] {
-  const local = entry.protocol === "file:";
-  return [
-    "run",
-    "--no-prompt",
-    local ? "--no-remote" : "--cached-only",
-    "--no-npm",
-    "--no-config",
-    "--no-lock",
-    "--quiet",
-    `--v8-flags=--max-old-space-size=${SANDBOX_HEAP_MIB}`,
-    local ? decodeURIComponent(entry.pathname) : entry.href,
-  ];
-}
-
-/** Environment variables passed through to the sandbox's `deno` (where it finds its cache). */
-const PASS_ENV = ["DENO_DIR", "HOME", "XDG_CACHE_HOME"];
-
-/**
- * Spawn `entry` as a sandbox process (see {@linkcode sandboxProcessArgs}) with a cleared
- * environment and piped stdio.
- *
- * @example
- * ```ts
- * import { _spawnSandboxProcess } from "./run_job.ts";
- *
- * const child = _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
- * await child.stdin.close();
- * await child.stdout.cancel();
- * await child.stderr.cancel();
- * await child.status;
- * ```
- */
-export function _spawnSandboxProcess(entry: URL): Deno.ChildProcess {
-  const env: Record<string, string> = {};
-  for (const name of PASS_ENV) {
-    try {
-      const value = Deno.env.get(name);
-      if (value !== undefined) env[name] = value;
-    } catch {
-      // No env permission: the sandbox's deno then uses its defaults.
-    }
-  }
-  return new Deno.Command(Deno.execPath(), {
-    args: sandboxProcessArgs(entry),
-    clearEnv: true,
-    env,
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
-
 function _startProcess(job: SandboxJob, handlers: _Handlers, pool?: SandboxPool): _Sandbox {
-  const child = pool?.take() ??
-    _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
+  const child = pool?.take() ?? _spawnSandboxProcess();
   let killed = false;
   let exited = false;
   const kill = () => {

@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import {
-  _spawnSandboxProcess,
-  _startSandboxWorker,
-  type JobOutcome,
-  runJob,
-  type RunJobOptions,
-  SANDBOX_HEAP_MIB,
-} from "./run_job.ts";
+import { type JobOutcome, runJob, type RunJobOptions } from "./run_job.ts";
+import { _spawnSandboxProcess, _startSandboxWorker, SANDBOX_HEAP_MIB } from "./sandbox_spawn.ts";
 import type { SandboxPool } from "./sandbox_pool.ts";
 import {
   alternatingWrites,

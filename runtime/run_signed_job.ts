@@ -6,7 +6,13 @@
 import { canonicalJson } from "./canonical_json.ts";
 import { sha256Tag, sha256TagAsync } from "./digest.ts";
 import type { KeyPair } from "./ed25519.ts";
-import { jobIdOf, type JobManifest, jobSpecHash, signJobManifest } from "./job_manifest.ts";
+import {
+  jobIdOf,
+  type JobManifest,
+  jobSpecHash,
+  signJobManifest,
+  WASM_KIND,
+} from "./job_manifest.ts";
 import { commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
 import { type Receipt, signReceipt } from "./receipt.ts";
 import { type JobOutcome, runJob, type RunJobOptions } from "./run_job.ts";
@@ -86,7 +92,7 @@ export async function runSignedJob(
     sha256TagAsync(input),
   ]);
   const manifest = given ?? await signJobManifest({
-    kind: "wasm",
+    kind: WASM_KIND,
     module_cid: moduleHash,
     input: inputHash,
     max_duration_ms: timeoutMs,

@@ -65,7 +65,7 @@ Deno.test("discover --channel finds a boot provider advertised with advertisePro
 Deno.test("discover rejects bad flags with one line and exit code 2", async () => {
   for (
     const [args, message] of [
-      [["--timeout", "soon"], "error: Cannot parse duration 'soon': expected e.g. 10s or 500ms"],
+      [["--timeout", "soon"], "error: Cannot parse duration 'soon': use e.g. 500ms, 30s, 2m or 1h"],
       [["--dht"], "error: Cannot discover in the DHT: give at least one bootstrap peer"],
       [["--capability", "gpu"], "error: Cannot use --capability 'gpu': only wasm is known"],
       [

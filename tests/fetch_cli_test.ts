@@ -32,7 +32,7 @@ Deno.test("fetch answers each bad argument, unusable file, denied grant and dead
       name: "a flag without its value",
       args: [...base, "--out"],
       code: 2,
-      line: /^Option '--out <value>' argument missing \(see fetch --help\)$/,
+      line: /^Option '--out <value>' needs a value \(see fetch --help\)$/,
     },
     {
       name: "no --out",

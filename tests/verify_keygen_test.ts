@@ -351,7 +351,7 @@ Deno.test("keygen answers each bad argument, unwritable place and denied grant w
       name: "--out without a value",
       args: ["--out"],
       code: 2,
-      line: /^Option '--out <value>' argument missing \(see keygen --help\)$/,
+      line: /^Option '--out <value>' needs a value \(see keygen --help\)$/,
     },
     { name: "a positional argument", args: ["x"], code: 2, line: /^Unexpected argument 'x'/ },
     {

@@ -16,6 +16,7 @@ import {
 } from "../../net/job_protocol.ts";
 
 const [target, countText = "0"] = Deno.args;
+(await import("../../net/node_compat.ts")).applyNodeCompat(); // a node under deno run
 await using node = await startNode({ mdns: false, dht: false, listen: [] });
 const send = async (offer: JobOffer) => {
   const signal = AbortSignal.timeout(20_000);

@@ -10,10 +10,15 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { type BootManifest, verifyBootManifest } from "../provider/boot_manifest.ts";
+import {
+  type BootManifest,
+  MAX_BOOT_MANIFEST_BYTES,
+  verifyBootManifest,
+} from "../provider/boot_manifest.ts";
 import { parseTrustedKeys } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
 import { DigestMismatchError } from "../runtime/errors.ts";
+import { parseStrictJson, StrictJsonError } from "../util/strict_json.ts";
 
 /** Options of {@linkcode planKexec}. */
 export interface PlanKexecOptions {
@@ -103,10 +108,15 @@ export async function planKexec(options: PlanKexecOptions): Promise<KexecPlan> {
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(await Deno.readTextFile(manifestPath));
+    // Strictly, as signed data: no duplicate key, float or lone surrogate read one way.
+    raw = parseStrictJson(await Deno.readFile(manifestPath), {
+      what: "manifest",
+      maxBytes: MAX_BOOT_MANIFEST_BYTES,
+    });
   } catch (error) {
+    const why = error instanceof StrictJsonError ? error.reason : (error as Error).message;
     throw new SyntaxError(
-      `Cannot read manifest '${manifestPath}': ${(error as Error).message}`,
+      `Cannot read manifest '${manifestPath}': ${why}`,
       { cause: error },
     );
   }

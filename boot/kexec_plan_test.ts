@@ -144,3 +144,14 @@ Deno.test("planKexec() refuses when no key is trusted", async () => {
     /signed by no trusted key/,
   );
 });
+
+Deno.test("planKexec() reads the manifest strictly: a sequence given twice is refused", async () => {
+  await using s = await setup();
+  const path = `${s.dir}/manifest.json`;
+  const text = await Deno.readTextFile(path);
+  await Deno.writeTextFile(path, text.replace('"sequence":7', '"sequence":1,"sequence":7'));
+  await assert.rejects(() => plan(s.dir, s.keys), {
+    name: "SyntaxError",
+    message: `Cannot read manifest '${path}': duplicate key 'sequence' at top level`,
+  });
+});

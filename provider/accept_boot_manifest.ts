@@ -6,7 +6,12 @@
  *
  * @module
  */
-import { type BootManifest, ManifestRejectedError, verifyBootManifest } from "./boot_manifest.ts";
+import {
+  type BootManifest,
+  ManifestRejectedError,
+  parseBootManifestJson,
+  verifyBootManifest,
+} from "./boot_manifest.ts";
 import { lastAcceptedSequence, readManifestState } from "./manifest_state.ts";
 
 /** Options of {@linkcode acceptBootManifest}. */
@@ -26,8 +31,10 @@ export interface AcceptBootManifestOptions {
 }
 
 /**
- * Decide whether to accept a boot manifest, given as JSON text or as a parsed value. Does not
- * record it in the state file: call `recordAcceptedManifest` once it is accepted.
+ * Decide whether to accept a boot manifest, given as JSON text or bytes (read strictly: a
+ * duplicate key, a float, a lone surrogate or a byte order mark is refused, see
+ * `parseBootManifestJson`) or as a parsed value. Does not record it in the state file: call
+ * `recordAcceptedManifest` once it is accepted.
  *
  * @returns The manifest, typed.
  * @throws {ManifestRejectedError} Saying exactly what failed, with a `reason`.
@@ -70,18 +77,9 @@ export async function acceptBootManifest(
       `Cannot verify manifest: threshold ${threshold} is more than the ${distinct} trusted key(s)`,
     );
   }
-  let value = input;
-  if (typeof input === "string") {
-    try {
-      value = JSON.parse(input);
-    } catch (error) {
-      throw new ManifestRejectedError(
-        "shape",
-        `Cannot accept manifest: malformed: not JSON (${(error as Error).message})`,
-        { cause: error },
-      );
-    }
-  }
+  const value = typeof input === "string" || input instanceof Uint8Array
+    ? parseBootManifestJson(input)
+    : input;
   let minSequence: number | undefined;
   if (statePath !== undefined) {
     const m = value as Record<string, unknown> | null;

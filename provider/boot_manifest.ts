@@ -7,9 +7,19 @@ import { canonicalJson } from "../runtime/canonical_json.ts";
 import { fromHex, isSha256Tag, toHex } from "../runtime/digest.ts";
 import { signMessage, verifySignature } from "../runtime/ed25519.ts";
 import { rfc3339 } from "../runtime/receipt.ts";
+import { parseStrictJson, StrictJsonError } from "../util/strict_json.ts";
 
 /** The ASCII domain prefix of boot manifest signatures. */
 export const BOOT_MANIFEST_PREFIX = "phase-boot-manifest:v1:";
+
+/**
+ * Most signatures a boot manifest may carry; one more and it is refused before any is checked,
+ * so verifying a manifest costs at most this many Ed25519 verifications.
+ */
+export const MAX_BOOT_SIGNATURES = 16;
+
+/** Largest boot manifest text read, in bytes (1 MiB). */
+export const MAX_BOOT_MANIFEST_BYTES = 1 << 20;
 
 /** One artifact of a boot manifest. */
 export interface BootArtifact {
@@ -106,6 +116,12 @@ export async function signBootManifest(
 ): Promise<BootManifest> {
   const { signedAt = new Date(manifest.created_at) } = options;
   const keyId = toHex(keyPair.publicKey);
+  const others = manifest.signatures.filter((s) => s.key_id !== keyId);
+  if (others.length + 1 > MAX_BOOT_SIGNATURES) {
+    throw new RangeError(
+      `Cannot sign manifest: it would carry more than ${MAX_BOOT_SIGNATURES} signatures`,
+    );
+  }
   const signature = await signMessage(
     bootManifestSignedBytes(manifest as unknown as Record<string, unknown>),
     keyPair.secretKey,
@@ -113,7 +129,7 @@ export async function signBootManifest(
   return {
     ...manifest,
     signatures: [
-      ...manifest.signatures.filter((s) => s.key_id !== keyId),
+      ...others,
       {
         algorithm: "ed25519",
         key_id: keyId,
@@ -162,7 +178,13 @@ export class ManifestRejectedError extends Error {
 /**
  * Verify a boot manifest: shape, at least `threshold` valid signatures by distinct trusted keys,
  * not expired, not older than `minSequence`. Signatures by unknown keys are ignored, never
- * counted; a trusted key's bad signature fails the manifest.
+ * counted; a trusted key's bad signature fails the manifest. A manifest with more than
+ * {@linkcode MAX_BOOT_SIGNATURES} signatures, or two by one key, is refused as malformed before
+ * any signature is checked: each key is verified at most once.
+ *
+ * Given a parsed value, this checks what that value says; read manifest text with
+ * {@linkcode parseBootManifestJson}, which refuses duplicate keys, floats and lone surrogates, so
+ * that the manifest verified is the one every reader reads.
  *
  * @returns The manifest, typed.
  * @throws {ManifestRejectedError} Saying exactly what failed.
@@ -314,6 +336,10 @@ export function parseBootManifest(value: unknown): BootManifest {
     filenames.set(art.filename, name);
   }
   if (!Array.isArray(m.signatures)) throw bad("signatures is not an array");
+  if (m.signatures.length > MAX_BOOT_SIGNATURES) {
+    throw bad(`${m.signatures.length} signatures, at most ${MAX_BOOT_SIGNATURES} allowed`);
+  }
+  const signers = new Map<string, number>();
   for (const [i, s] of m.signatures.entries()) {
     const sig = s as Record<string, unknown>;
     if (typeof s !== "object" || s === null || sig.algorithm !== "ed25519") {
@@ -325,6 +351,50 @@ export function parseBootManifest(value: unknown): BootManifest {
     if (typeof sig.signature !== "string" || !/^[0-9a-f]{128}$/.test(sig.signature)) {
       throw bad(`signatures[${i}].signature is not 64 bytes of hex`);
     }
+    const first = signers.get(sig.key_id);
+    if (first !== undefined) {
+      throw bad(`signatures[${i}] repeats the key of signatures[${first}]`);
+    }
+    signers.set(sig.key_id, i);
   }
   return value as BootManifest;
+}
+
+/**
+ * Read a boot manifest from its JSON text or bytes, strictly (see `util/strict_json.ts`: no
+ * duplicate keys at any depth, integers only, no lone surrogates, no byte order mark, at most
+ * {@linkcode MAX_BOOT_MANIFEST_BYTES}), then check its shape as {@linkcode parseBootManifest}
+ * does. Signatures are not checked: pass the result to {@linkcode verifyBootManifest}.
+ *
+ * @throws {ManifestRejectedError} With reason `shape` (or `version`), in one line:
+ * `Cannot accept manifest: malformed: duplicate key 'sequence' at top level`.
+ *
+ * @example
+ * ```ts
+ * import { parseBootManifestJson } from "./boot_manifest.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => parseBootManifestJson('{"manifest_version":1,"sequence":9,"sequence":1}'), {
+ *   name: "ManifestRejectedError",
+ *   message: "Cannot accept manifest: malformed: duplicate key 'sequence' at top level",
+ * });
+ * ```
+ */
+export function parseBootManifestJson(input: string | Uint8Array): BootManifest {
+  return parseBootManifest(_readJson(input));
+}
+
+function _readJson(input: string | Uint8Array): unknown {
+  try {
+    return parseStrictJson(input, { what: "manifest", maxBytes: MAX_BOOT_MANIFEST_BYTES });
+  } catch (error) {
+    if (!(error instanceof StrictJsonError)) throw error;
+    throw new ManifestRejectedError(
+      "shape",
+      `Cannot accept manifest: malformed: ${
+        error.notJson ? `not JSON (${error.reason})` : error.reason
+      }`,
+      { cause: error },
+    );
+  }
 }

@@ -4,9 +4,12 @@ import {
   type BootManifest,
   bootManifestSignedBytes,
   ManifestRejectedError,
+  MAX_BOOT_SIGNATURES,
+  parseBootManifestJson,
   signBootManifest,
   verifyBootManifest,
 } from "./boot_manifest.ts";
+import { toHex } from "../runtime/digest.ts";
 
 const NOW = new Date("2026-11-24T19:00:00Z");
 const UNSIGNED: BootManifest = {
@@ -58,7 +61,7 @@ Deno.test("verifyBootManifest() counts distinct trusted keys against the thresho
       }),
     rejects("threshold", /1 valid signature\(s\) by trusted keys, need 2/),
   );
-  // The same key signing twice still counts once.
+  // The same key signing twice never counts twice: the manifest is refused as malformed.
   const dup = { ...twice, signatures: [twice.signatures[0]!, twice.signatures[0]!] };
   await assert.rejects(
     () =>
@@ -67,7 +70,10 @@ Deno.test("verifyBootManifest() counts distinct trusted keys against the thresho
         threshold: 2,
         now: NOW,
       }),
-    rejects("threshold", /need 2/),
+    rejects(
+      "shape",
+      /^Cannot accept manifest: malformed: signatures\[1\] repeats the key of signatures\[0\]$/,
+    ),
   );
 });
 
@@ -157,4 +163,94 @@ Deno.test("verifyBootManifest() names malformed fields and unknown versions", as
     () => verifyBootManifest(UNSIGNED, { trustedKeys, threshold: 0 }),
     RangeError,
   );
+});
+
+Deno.test("verifyBootManifest() refuses 4,000 copies of one valid signature before verifying any", async () => {
+  const key = await generateKeyPair();
+  const signed = await signBootManifest(UNSIGNED, key);
+  const flood = { ...signed, signatures: Array(4000).fill(signed.signatures[0]) };
+  await assert.rejects(
+    () => verifyBootManifest(flood, { trustedKeys: [key.publicKey], now: NOW }),
+    {
+      name: "ManifestRejectedError",
+      message:
+        `Cannot accept manifest: malformed: 4000 signatures, at most ${MAX_BOOT_SIGNATURES} allowed`,
+    },
+  );
+  // Two copies are refused too, by shape: a key is verified at most once.
+  const two = { ...signed, signatures: [signed.signatures[0]!, signed.signatures[0]!] };
+  await assert.rejects(
+    () => verifyBootManifest(two, { trustedKeys: [key.publicKey], now: NOW }),
+    rejects("shape", /repeats the key of signatures\[0\]/),
+  );
+});
+
+Deno.test("boot manifests carry at most MAX_BOOT_SIGNATURES signatures, by distinct keys", async () => {
+  const keys = await Promise.all(
+    Array.from({ length: MAX_BOOT_SIGNATURES + 1 }, () => generateKeyPair()),
+  );
+  let manifest = UNSIGNED;
+  for (const key of keys.slice(0, MAX_BOOT_SIGNATURES)) {
+    manifest = await signBootManifest(manifest, key);
+  }
+  const all = keys.map((k) => k.publicKey);
+  await verifyBootManifest(manifest, {
+    trustedKeys: all,
+    threshold: MAX_BOOT_SIGNATURES,
+    now: NOW,
+  });
+  // Re-signing by a key already there replaces its signature; a new key is one too many.
+  await signBootManifest(manifest, keys[0]!);
+  await assert.rejects(() => signBootManifest(manifest, keys.at(-1)!), {
+    name: "RangeError",
+    message: `Cannot sign manifest: it would carry more than ${MAX_BOOT_SIGNATURES} signatures`,
+  });
+  const extra = {
+    ...manifest,
+    signatures: [...manifest.signatures, {
+      ...manifest.signatures[0]!,
+      key_id: toHex(keys.at(-1)!.publicKey),
+    }],
+  };
+  await assert.rejects(
+    () => verifyBootManifest(extra, { trustedKeys: all, now: NOW }),
+    rejects("shape", /17 signatures, at most 16 allowed/),
+  );
+});
+
+Deno.test("parseBootManifestJson() refuses a sequence or an artifact hash given twice, and 1.0", async () => {
+  const key = await generateKeyPair();
+  const signed = await signBootManifest(UNSIGNED, key);
+  const text = JSON.stringify(signed);
+  const verifyLoosely = (t: string) =>
+    verifyBootManifest(JSON.parse(t), { trustedKeys: [key.publicKey], now: NOW });
+  const hash = UNSIGNED.artifacts.kernel!.hash;
+  const cases: [string, string][] = [
+    [
+      text.replace('"sequence":7', '"sequence":99,"sequence":7'),
+      "duplicate key 'sequence' at top level",
+    ],
+    [
+      text.replace(`"hash":"${hash}"`, `"hash":"sha256:${"66".repeat(32)}","hash":"${hash}"`),
+      "duplicate key 'hash' at artifacts.kernel",
+    ],
+    [text.replace('"sequence":7', '"sequence":7.0'), "non-integer number 7.0 at sequence"],
+    [
+      text.replace('"size_bytes":3', '"size_bytes":3e0'),
+      "non-integer number 3e0 at artifacts.kernel.size_bytes",
+    ],
+  ];
+  for (const [bad, reason] of cases) {
+    assert.notEqual(bad, text);
+    await verifyLoosely(bad); // the hole: JSON.parse keeps the last key and reads 7.0 as 7
+    assert.throws(() => parseBootManifestJson(bad), {
+      name: "ManifestRejectedError",
+      message: `Cannot accept manifest: malformed: ${reason}`,
+    });
+  }
+  assert.throws(
+    () => parseBootManifestJson(`\ufeff${text}`),
+    /malformed: not JSON \(starts with a byte order mark\)$/,
+  );
+  assert.equal(parseBootManifestJson(new TextEncoder().encode(text)).sequence, 7);
 });

@@ -6,12 +6,12 @@
  * @module
  */
 import { acceptBootManifest, type AcceptBootManifestOptions } from "./accept_boot_manifest.ts";
-import type { BootManifest } from "./boot_manifest.ts";
+import { type BootManifest, MAX_BOOT_MANIFEST_BYTES } from "./boot_manifest.ts";
 import { openHttp, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
 import { sleep } from "../util/sleep.ts";
 
 /** Largest manifest accepted, in bytes. */
-export const MAX_MANIFEST_BYTES = 1 << 20;
+export const MAX_MANIFEST_BYTES = MAX_BOOT_MANIFEST_BYTES;
 
 /** Options of {@linkcode fetchBootManifest}. */
 export interface FetchBootManifestOptions extends AcceptBootManifestOptions {
@@ -265,7 +265,9 @@ async function _getText(
     offset += c.length;
   }
   try {
-    return { text: new TextDecoder("utf-8", { fatal: true }).decode(bytes), url: finalUrl };
+    // A byte order mark is kept, so that the strict parser refuses it as not JSON.
+    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
+    return { text, url: finalUrl };
   } catch {
     throw new SourceError(finalUrl, "manifest is not UTF-8", { retryable: false });
   }

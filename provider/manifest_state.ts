@@ -19,6 +19,7 @@
  * @module
  */
 import { rfc3339 } from "../runtime/receipt.ts";
+import { parseStrictJson, StrictJsonError } from "../util/strict_json.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
 
 /** What the state remembers of the last accepted manifest of one channel and architecture. */
@@ -41,7 +42,8 @@ export interface ManifestState {
 
 /**
  * Read a state file. A missing file is an empty state; a file that is not a valid state is an
- * error (silently starting over would switch rollback protection off).
+ * error (silently starting over would switch rollback protection off). The file is read as
+ * strictly as signed data: a key given twice (two `sequence`s) or a float is refused.
  *
  * @throws {SyntaxError} If the file is not a valid state file.
  *
@@ -56,9 +58,9 @@ export interface ManifestState {
  * ```
  */
 export async function readManifestState(path: string): Promise<ManifestState> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await Deno.readTextFile(path);
+    bytes = await Deno.readFile(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return { state_version: 1, accepted: {} };
     throw error;
@@ -67,9 +69,10 @@ export async function readManifestState(path: string): Promise<ManifestState> {
     new SyntaxError(`Cannot read state file '${path}': ${what} (delete it only on purpose)`);
   let value: unknown;
   try {
-    value = JSON.parse(text);
-  } catch {
-    throw bad("not JSON");
+    value = parseStrictJson(bytes, { what: "state file" });
+  } catch (error) {
+    if (!(error instanceof StrictJsonError)) throw error;
+    throw bad(error.notJson ? "not JSON" : error.reason);
   }
   const state = value as ManifestState;
   if (typeof value !== "object" || value === null || state.state_version !== 1) {

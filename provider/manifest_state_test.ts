@@ -73,3 +73,33 @@ Deno.test("readManifestState() refuses a state file that is not a state", async 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("readManifestState() refuses a state file with a key twice or a float sequence", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/state.json`;
+    const entry = (seq: string) =>
+      `{"x86_64":{"sequence":${seq},"version":"9","accepted_at":"2026-01-01T00:00:00Z"}}`;
+    await Deno.writeTextFile(
+      path,
+      `{"state_version":1,"accepted":{"stable":${entry("9")},"stable":${entry("1")}}}`,
+    );
+    await assert.rejects(() => readManifestState(path), {
+      name: "SyntaxError",
+      message:
+        `Cannot read state file '${path}': duplicate key 'stable' at accepted (delete it only on purpose)`,
+    });
+    await Deno.writeTextFile(path, `{"state_version":1,"accepted":{"stable":${entry("9.0")}}}`);
+    await assert.rejects(
+      () => readManifestState(path),
+      /non-integer number 9\.0 at accepted\.stable\.x86_64\.sequence/,
+    );
+    await Deno.writeTextFile(path, `\ufeff{"state_version":1,"accepted":{}}`);
+    await assert.rejects(
+      () => readManifestState(path),
+      /: not JSON \(delete it only on purpose\)$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -8,9 +8,13 @@ import { fromHex, sha256TagAsync, toHex } from "./digest.ts";
 import { signMessage, verifySignature } from "./ed25519.ts";
 import { SignatureError } from "./errors.ts";
 import { commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
+import { parseStrictJson } from "../util/strict_json.ts";
 
 /** The ASCII domain prefix of receipt signatures. */
 export const RECEIPT_PREFIX = "phase-receipt:v1:";
+
+/** Largest receipt text {@linkcode parseReceiptJson} reads, in bytes (1 MiB). */
+export const MAX_RECEIPT_BYTES = 1 << 20;
 
 /** How a job ended: ran to its end, hit the output cap, was cancelled, or failed. */
 export type Completion = "stop" | "length" | "cancelled" | "error";
@@ -309,6 +313,31 @@ export function parseReceipt(value: unknown): Receipt {
     }
   }
   return value as Receipt;
+}
+
+/**
+ * Read a receipt from its JSON text or bytes, strictly (see `util/strict_json.ts`: no duplicate
+ * keys, integers only, no lone surrogates, at most {@linkcode MAX_RECEIPT_BYTES}), so that the
+ * receipt verified is the one every reader reads; then check its shape as
+ * {@linkcode parseReceipt} does. Verify it with {@linkcode verifyReceipt}.
+ *
+ * @throws {SyntaxError} A `StrictJsonError` for text that is not strict JSON:
+ * `Cannot parse receipt: duplicate key 'completion' at result`.
+ * @throws {TypeError} Naming the first field that is missing or malformed.
+ *
+ * @example
+ * ```ts
+ * import { parseReceiptJson } from "./receipt.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => parseReceiptJson('{"result":{"completion":"error","completion":"stop"}}'), {
+ *   name: "StrictJsonError",
+ *   message: "Cannot parse receipt: duplicate key 'completion' at result",
+ * });
+ * ```
+ */
+export function parseReceiptJson(input: string | Uint8Array): Receipt {
+  return parseReceipt(parseStrictJson(input, { what: "receipt", maxBytes: MAX_RECEIPT_BYTES }));
 }
 
 const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;

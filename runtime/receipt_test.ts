@@ -4,7 +4,9 @@ import { generateKeyPair } from "./ed25519.ts";
 import { SignatureError } from "./errors.ts";
 import { commitChunks, stdoutChunks } from "./output_commitment.ts";
 import {
+  MAX_RECEIPT_BYTES,
   parseReceipt,
+  parseReceiptJson,
   type Receipt,
   ReceiptMismatchError,
   receiptSignedBytes,
@@ -152,4 +154,60 @@ Deno.test("parseReceipt() names the malformed field", () => {
     ],
   ];
   for (const [value, pattern] of cases) assert.throws(() => parseReceipt(value), pattern);
+});
+
+async function stopReceipt(): Promise<{ receipt: Receipt; publicKey: Uint8Array }> {
+  const keyPair = await generateKeyPair();
+  const receipt = await signReceipt({
+    job_spec_hash: Array(32).fill(7),
+    output_commitment: Array(32).fill(9),
+    output_chunk_count: 1,
+    completion: "stop",
+    resumption: null,
+    metrics: { total_duration_ms: 3, prompt_tokens: 0, completion_tokens: 0, extra: {} },
+  }, { jobId: "ab".repeat(32), keyPair });
+  return { receipt, publicKey: keyPair.publicKey };
+}
+
+Deno.test("parseReceiptJson() refuses a completion given twice, which JSON.parse reads as the last", async () => {
+  const { receipt, publicKey } = await stopReceipt();
+  const text = JSON.stringify(receipt).replace(
+    '"completion":"stop"',
+    '"completion":"error","completion":"stop"',
+  );
+  assert.ok(text.includes('"completion":"error","completion":"stop"'));
+  // The hole: a loose reading verifies, while a first-key reader sees "error".
+  await verifyReceipt(JSON.parse(text), { publicKey });
+  assert.throws(() => parseReceiptJson(text), {
+    name: "StrictJsonError",
+    message: "Cannot parse receipt: duplicate key 'completion' at result",
+  });
+});
+
+Deno.test("parseReceiptJson() refuses 1.0 where an integer is signed, and lone surrogates", async () => {
+  const { receipt, publicKey } = await stopReceipt();
+  const text = JSON.stringify(receipt).replace(
+    '"output_chunk_count":1',
+    '"output_chunk_count":1.0',
+  );
+  await verifyReceipt(JSON.parse(text), { publicKey }); // the hole, read loosely
+  assert.throws(() => parseReceiptJson(text), {
+    message: "Cannot parse receipt: non-integer number 1.0 at result.output_chunk_count",
+  });
+  const surrogate = JSON.stringify(receipt).replace('"extra":{}', '"extra":{"n":"\\udfff"}');
+  assert.throws(() => parseReceiptJson(surrogate), {
+    message: "Cannot parse receipt: lone surrogate in a string at result.metrics.extra.n",
+  });
+  assert.throws(() => parseReceiptJson(" ".repeat(MAX_RECEIPT_BYTES) + "{}"), {
+    message: `Cannot parse receipt: larger than ${MAX_RECEIPT_BYTES} bytes`,
+  });
+});
+
+Deno.test("parseReceiptJson() reads the shared vector's receipt, from text or bytes, and it verifies", async () => {
+  const text = JSON.stringify(VECTOR.receipt);
+  for (const input of [text, new TextEncoder().encode(text)]) {
+    const receipt = parseReceiptJson(input);
+    await verifyReceipt(receipt, { publicKey: fromHex(VECTOR.public_key_hex, 32) });
+  }
+  assert.throws(() => parseReceiptJson('{"schema_version":2}'), TypeError);
 });

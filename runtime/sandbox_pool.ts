@@ -4,17 +4,29 @@
  *
  * @module
  */
-import { _spawnSandboxProcess } from "./run_job.ts";
+import {
+  _spawnSandboxProcess,
+  checkSandboxConfinement,
+  type ConfinementStatus,
+  type SandboxConfinement,
+} from "./sandbox_spawn.ts";
 
 /** Options of {@linkcode SandboxPool}. */
 export interface SandboxPoolOptions {
   /** Idle processes kept ready. @default {1} */
   size?: number;
+  /**
+   * OS confinement of the processes (see `sandboxCommand` in sandbox_spawn.ts): `"auto"`
+   * confines where bubblewrap works, `"require"` makes the constructor throw where it does not,
+   * `"off"` never confines. Read {@linkcode SandboxPool.confinement} to warn about a fallback.
+   * @default {"auto"}
+   */
+  confinement?: SandboxConfinement;
 }
 
 /**
  * Keeps `size` idle sandbox processes (`deno` running runtime/sandbox_main.ts with no
- * permissions, waiting for a job on stdin). `runJob(module, { sandbox: "process", pool })`
+ * permissions, confined by the OS where it can be, waiting for a job on stdin). `runJob(module, { sandbox: "process", pool })`
  * takes one and the pool starts a replacement at once. Idle processes hold no job and no
  * data; one that dies while idle is dropped.
  *
@@ -33,16 +45,35 @@ export interface SandboxPoolOptions {
  */
 export class SandboxPool implements AsyncDisposable {
   readonly #size: number;
+  readonly #confinement: SandboxConfinement;
+  /** Whether this pool's processes are confined by the OS, and if not, why. */
+  readonly confinement: ConfinementStatus;
   readonly #idle = new Set<Deno.ChildProcess>();
   readonly #all = new Set<Promise<unknown>>();
   #closed = false;
 
-  /** Start `size` processes now. */
+  /**
+   * Start `size` processes now.
+   *
+   * @throws {Error} With `confinement: "require"` where the processes cannot be confined.
+   */
   constructor(options: SandboxPoolOptions = {}) {
-    const { size = 1 } = options;
+    const { size = 1, confinement = "auto" } = options;
     if (!Number.isSafeInteger(size) || size < 0 || size > 64) {
       throw new RangeError(`Cannot make sandbox pool: size must be 0 to 64, got ${size}`);
     }
+    if (confinement !== "auto" && confinement !== "require" && confinement !== "off") {
+      throw new TypeError(
+        `Cannot make sandbox pool: confinement must be "auto", "require" or "off", got ${confinement}`,
+      );
+    }
+    this.confinement = confinement === "off"
+      ? { confined: false, reason: 'confinement is "off"' }
+      : checkSandboxConfinement();
+    if (confinement === "require" && !this.confinement.confined) {
+      throw new Error(`Cannot confine the job sandbox: ${this.confinement.reason}`);
+    }
+    this.#confinement = confinement;
     this.#size = size;
     for (let i = 0; i < size; i++) this.#spawn();
   }
@@ -64,7 +95,7 @@ export class SandboxPool implements AsyncDisposable {
       this.#spawn();
       return child;
     }
-    return _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
+    return this.#start();
   }
 
   /**
@@ -96,9 +127,13 @@ export class SandboxPool implements AsyncDisposable {
     return this.close();
   }
 
+  #start(): Deno.ChildProcess {
+    return _spawnSandboxProcess(undefined, { confinement: this.#confinement });
+  }
+
   #spawn(): void {
     if (this.#closed || this.#idle.size >= this.#size) return;
-    const child = _spawnSandboxProcess(new URL("./sandbox_main.ts", import.meta.url));
+    const child = this.#start();
     this.#idle.add(child);
     const done: Promise<unknown> = child.status.then(async () => {
       // Died while idle (or after its job): drop it; drain what it said so nothing leaks.

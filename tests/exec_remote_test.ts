@@ -17,7 +17,10 @@ const enc = (text: string) => new TextEncoder().encode(text);
 const dec = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
 /** `start` flags plus spawning the sandbox (this deno binary only). */
-const EXEC_START_FLAGS = [...START_FLAGS, `--allow-run=${Deno.execPath()}`];
+const EXEC_START_FLAGS = [
+  ...START_FLAGS,
+  `--allow-run=${Deno.execPath()},/bin/bash,/usr/bin/bwrap`,
+];
 const CLI_FLAGS = [
   "--allow-read",
   "--allow-net=127.0.0.1",

@@ -359,9 +359,26 @@ async function _npmPackages(
   for (const entry of entries) {
     const info = JSON.parse(
       await _tool(Deno.execPath(), ["info", "--json", entry], { cwd: project, signal }),
-    ) as { npmPackages?: Record<string, { name: string; version: string; localPath?: string }> };
-    for (const [id, p] of Object.entries(info.npmPackages ?? {})) {
-      if (found.has(id)) continue;
+    ) as {
+      modules?: { npmPackage?: string }[];
+      npmPackages?: Record<
+        string,
+        { name: string; version: string; localPath?: string; dependencies?: string[] }
+      >;
+    };
+    // `npmPackages` lists the whole npm resolution of the project (test-only packages too):
+    // keep the packages the entrypoint's module graph reaches, with their dependencies.
+    const all = info.npmPackages ?? {};
+    const reached = new Set<string>();
+    const queue = (info.modules ?? []).flatMap((m) => m.npmPackage ? [m.npmPackage] : []);
+    for (let id = queue.pop(); id !== undefined; id = queue.pop()) {
+      if (reached.has(id)) continue;
+      reached.add(id);
+      queue.push(...(all[id]?.dependencies ?? []));
+    }
+    for (const id of reached) {
+      const p = all[id];
+      if (found.has(id) || p === undefined) continue;
       if (p.localPath === undefined) {
         throw new Error(`Cannot build: npm package '${id}' is not in Deno's cache (deno install)`);
       }

@@ -1,30 +1,45 @@
 /**
- * The execution protocol `/phase/job-exec/1.0.0` (ours; the reference stopped at offers).
+ * The execution protocol `/phase/job-exec/2.0.0` (ours; the reference stopped at offers).
  *
- * One message per stream in each direction, the writer closing its side to end it. A message
- * is `u32be(json length) || json || blobs`, the JSON naming the blob lengths in order.
+ * A frame is `u32be(json length) || json`, the JSON (at most {@linkcode MAX_EXEC_JSON_BYTES},
+ * read strictly: no duplicate keys, integers only) naming the lengths of the raw bytes after it.
+ * One job per stream, in this order, so a worker checks who and what before it accepts a byte
+ * of module or input:
  *
- * Request: `{manifest, input_len, module_len}` then the input, then the module (`module_len` 0:
- * not sent). The manifest is the requester's signed `phase-manifest:v1`.
- * Answers: `{"NeedModule":{job_id}}` (the worker lacks the module: ask again with it),
- * `{"Done":{job_id, exit_code, completion, error?, stdout_len, stderr_len, receipt}}` then stdout
- * and stderr, or `{"Rejected":{job_id, reason}}` with a job-offer reject reason.
+ * 1. Requester: the header frame `{manifest, input_len, module_len}`, then it waits. The
+ *    manifest is the requester's signed `phase-manifest:v1`; `module_len` is 0 when it does not
+ *    send the module. A requester sends nothing more until the worker asks.
+ * 2. Worker: checks the header (signature, the requester's accepted offer for that job id, the
+ *    allow-list, the declared sizes against its caps and its bytes in flight) and answers either
+ *    a final answer (below), or `{"Send":{job_id, module}}`: send the input, and the module too
+ *    when `module` is true (a worker runs a cached module only for a requester that sent those
+ *    bytes itself).
+ * 3. Requester: exactly `input_len` input bytes, then `module_len` module bytes if asked, then
+ *    it closes its side. The worker hashes them as they arrive against the manifest.
+ * 4. Worker, the final answer: `{"Done":{job_id, exit_code, completion, error?, stdout_len,
+ *    stderr_len, receipt}}` then stdout and stderr, `{"Rejected":{job_id, reason}}` with a
+ *    job-offer reject reason, or `{"NeedModule":{job_id}}` (the header sent no module and the
+ *    worker needs it: ask again on a new stream with the module).
  *
- * Every message is capped; the worker aborts the job when the requester resets the stream or
- * goes away.
+ * Bytes a requester sends before it was asked, more than it declared, or after a final answer
+ * reset the stream. The worker aborts the job when the requester resets the stream or goes
+ * away; a requester whose stream to the worker dies before the answer fails with "the worker
+ * connection was lost".
  *
  * @module
  */
 import type { JobManifest } from "../runtime/job_manifest.ts";
 import { JOB_KINDS, jobKind, MAX_JOB_ARGS } from "../runtime/job_kinds.ts";
 import { parseReceipt, type Receipt } from "../runtime/receipt.ts";
-import { type MessageStreamLike, readStreamMessage } from "./node_info.ts";
+import { createHash } from "node:crypto";
+import type { MessageStreamLike } from "./node_info.ts";
+import { parseStrictJson } from "../util/strict_json.ts";
 import { parseRejectReason, type RejectReason } from "./job_protocol.ts";
 import { errorMessage } from "../util/error_message.ts";
 import { jsonChecks } from "../util/json_checks.ts";
 
 /** The protocol id of job execution. */
-export const JOB_EXEC_PROTOCOL = "/phase/job-exec/1.0.0";
+export const JOB_EXEC_PROTOCOL = "/phase/job-exec/2.0.0";
 
 /** Largest JSON part of any message, in bytes. */
 export const MAX_EXEC_JSON_BYTES = 64 * 1024;
@@ -126,14 +141,7 @@ export function decodeFrame(bytes: Uint8Array): { json: unknown; rest: Uint8Arra
     );
   }
   if (4 + length > bytes.length) throw new SyntaxError("Cannot parse job message: truncated");
-  let json: unknown;
-  try {
-    json = JSON.parse(
-      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(4, 4 + length)),
-    );
-  } catch (cause) {
-    throw new SyntaxError(`Cannot parse job message: ${errorMessage(cause)}`, { cause });
-  }
+  const json = _parseJson(bytes.subarray(4, 4 + length), "job message");
   return { json, rest: bytes.subarray(4 + length) };
 }
 
@@ -311,9 +319,56 @@ export interface ExecContext {
   signal: AbortSignal;
 }
 
+/** The header of an execution request: what a worker checks before it accepts module bytes. */
+export interface ExecHeader {
+  /** The requester's signed job manifest. */
+  manifest: JobManifest;
+  /** Length of the input (stdin) the requester will send. */
+  input_len: number;
+  /** Length of the module it can send, or 0 when it does not send one. */
+  module_len: number;
+}
+
 /**
- * Serve one execution request on a stream: read it (capped), run `handle` with a signal that
- * aborts when the requester goes away, send the answer, close.
+ * A worker's decision on an {@linkcode ExecHeader}: a final answer, or which bytes to send.
+ */
+export type ExecAdmission = ExecResponse | { send: { job_id: string; module: boolean } };
+
+/** What {@linkcode serveJobExec} asks of the worker. */
+export interface ExecHandler {
+  /** Decide on a header before any module or input byte is accepted. */
+  admit(header: ExecHeader, context: ExecContext): Promise<ExecAdmission>;
+  /** Run the admitted job whose bytes arrived and matched the manifest's hashes. */
+  run(request: ExecRequest, context: ExecContext): Promise<ExecResponse>;
+}
+
+/**
+ * Check the JSON of a header frame.
+ *
+ * @throws {TypeError} If a field is malformed or a length is over its cap.
+ *
+ * @example
+ * ```ts
+ * import { parseExecHeader } from "./job_exec_protocol.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => parseExecHeader({ manifest: {}, input_len: 1, module_len: 2 ** 40 }), TypeError);
+ * ```
+ */
+export function parseExecHeader(json: unknown): ExecHeader {
+  const obj = _check.object(json, "request");
+  const input_len = _check.count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
+  const module_len = _check.count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
+  return { manifest: parseManifestShape(obj.manifest), input_len, module_len };
+}
+
+/**
+ * Serve one execution request on a stream: read the header (at most
+ * {@linkcode MAX_EXEC_JSON_BYTES}), ask `handler.admit`, and only if it says so, accept the
+ * declared input (and module) bytes, hashing them as they arrive against the manifest; then
+ * `handler.run` with a signal that aborts when the requester goes away, send the answer,
+ * close. Bytes the requester sends before it is asked, or beyond what it declared, reset the
+ * stream.
  *
  * @example
  * ```ts
@@ -327,59 +382,103 @@ export interface ExecContext {
  *   signer_pubkey: "c".repeat(64), signature: "d".repeat(128), created_at: "2026-01-01T00:00:00Z" } as const;
  * const [answer] = await Promise.all([
  *   requestJobExec(requester, { manifest, input: new Uint8Array() }),
- *   serveJobExec(worker, () => Promise.resolve({ NeedModule: { job_id: "e".repeat(64) } })),
+ *   serveJobExec(worker, {
+ *     admit: () => Promise.resolve({ NeedModule: { job_id: "e".repeat(64) } }),
+ *     run: () => Promise.reject(new Error("not reached")),
+ *   }),
  * ]);
  * assert.deepEqual(answer, { NeedModule: { job_id: "e".repeat(64) } });
  * ```
  */
 export async function serveJobExec(
   stream: MessageStreamLike,
-  handle: (request: ExecRequest, context: ExecContext) => Promise<ExecResponse>,
+  handler: ExecHandler,
   options: { signal?: AbortSignal; readTimeoutMs?: number } = {},
 ): Promise<ExecResponse> {
   const { signal, readTimeoutMs = 30_000 } = options;
   const gone = new AbortController();
-  const onClose = () => gone.abort(new Error("The requester went away"));
-  try {
-    const readSignal = AbortSignal.any([
-      AbortSignal.timeout(readTimeoutMs),
-      ...(signal ? [signal] : []),
-    ]);
-    const bytes = await readStreamMessage(stream, {
-      maxBytes: 4 + MAX_EXEC_JSON_BYTES + MAX_EXEC_INPUT_BYTES + MAX_EXEC_MODULE_BYTES,
-      signal: readSignal,
-    });
-    stream.addEventListener("close", onClose);
-    let answer: ExecResponse;
-    try {
-      const request = parseExecRequest(bytes);
-      answer = await handle(request, {
-        signal: AbortSignal.any([gone.signal, ...(signal ? [signal] : [])]),
-      });
-    } catch (error) {
-      if (!(error instanceof TypeError || error instanceof SyntaxError)) throw error;
-      answer = {
-        Rejected: {
-          job_id: "",
-          reason: { InvalidRequest: { details: errorMessage(error).slice(0, 512) } },
-        },
-      };
-    }
-    stream.removeEventListener("close", onClose);
+  const readSignal = AbortSignal.any([
+    AbortSignal.timeout(readTimeoutMs),
+    ...(signal ? [signal] : []),
+  ]);
+  // Until the worker asks for bytes, the header frame is all a requester may send.
+  const reader = new _StreamReader(stream, 4 + MAX_EXEC_JSON_BYTES, readSignal);
+  const context: ExecContext = {
+    signal: AbortSignal.any([gone.signal, ...(signal ? [signal] : [])]),
+  };
+  const finish = async (answer: ExecResponse) => {
     if (gone.signal.aborted) throw gone.signal.reason;
     await sendAll(stream, encodeExecResponse(answer), signal);
     await stream.close(signal ? { signal } : {});
     return answer;
+  };
+  try {
+    let header: ExecHeader;
+    try {
+      header = parseExecHeader(await _readFrame(reader, "job request"));
+    } catch (error) {
+      if (!(error instanceof TypeError || error instanceof SyntaxError)) throw error;
+      reader.stop();
+      return await finish(_invalid("", error));
+    }
+    const admission = await Promise.race([handler.admit(header, context), reader.failed]);
+    if (!("send" in admission)) {
+      // A final answer: nothing more is read; any bytes still coming are refused by the close.
+      reader.stop();
+      return await finish(admission);
+    }
+    const { job_id, module: wantModule } = admission.send;
+    const { manifest, input_len, module_len } = header;
+    const moduleLen = wantModule ? module_len : 0;
+    if (wantModule && module_len === 0) {
+      reader.stop();
+      return await finish({ NeedModule: { job_id } });
+    }
+    if (reader.buffered > 0) {
+      reader.stop();
+      return await finish(
+        _invalid(
+          job_id,
+          new TypeError(
+            "Cannot accept job request: bytes were sent before the worker asked for them",
+          ),
+        ),
+      );
+    }
+    reader.allow(input_len + moduleLen);
+    await sendAll(stream, encodeFrame({ Send: { job_id, module: wantModule } }), signal);
+    let input: Uint8Array;
+    let module: Uint8Array | undefined;
+    try {
+      input = await reader.take(input_len, manifest.payload.input, "input");
+      if (wantModule) module = await reader.take(moduleLen, manifest.payload.module_cid, "module");
+      await reader.end();
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+      return await finish(_invalid(job_id, error));
+    }
+    stream.addEventListener("close", onClose);
+    const answer = await handler.run({ manifest, input, module }, context);
+    stream.removeEventListener("close", onClose);
+    return await finish(answer);
   } catch (error) {
+    reader.stop();
     stream.removeEventListener("close", onClose);
     stream.abort(error instanceof Error ? error : new Error(String(error)));
     throw error;
   }
+  function onClose() {
+    gone.abort(new Error("The requester went away"));
+  }
 }
 
 /**
- * Send one execution request and read the answer (capped). Aborting `signal` resets the
+ * Send one execution request and read the answer (capped): the header first, then the input
+ * (and module) only when the worker asks for them. A request without a module whose worker
+ * wants one answers `NeedModule` (ask again with the module). Aborting `signal` resets the
  * stream, which cancels the job on the worker.
+ *
+ * @throws {Error} "the worker connection was lost" when the stream dies before the answer.
  *
  * @example
  * ```ts
@@ -401,19 +500,266 @@ export async function requestJobExec(
   options: { signal?: AbortSignal } = {},
 ): Promise<ExecResponse> {
   const { signal } = options;
+  const module = request.module ?? new Uint8Array();
+  const reader = new _StreamReader(
+    stream,
+    4 + MAX_EXEC_JSON_BYTES + 2 * MAX_EXEC_OUTPUT_BYTES,
+    signal,
+  );
   try {
-    const reading = readStreamMessage(stream, {
-      maxBytes: 4 + MAX_EXEC_JSON_BYTES + 2 * MAX_EXEC_OUTPUT_BYTES,
-      ...(signal ? { signal } : {}),
-    });
-    reading.catch(() => {});
-    await sendAll(stream, encodeExecRequest(request), signal);
-    await stream.close(signal ? { signal } : {});
-    return parseExecResponse(await reading);
+    try {
+      await sendAll(
+        stream,
+        encodeFrame({
+          manifest: request.manifest,
+          input_len: request.input.length,
+          module_len: module.length,
+        }),
+        signal,
+      );
+      const first = await _readFrame(reader, "job answer").catch((error) => {
+        // A worker that died (kill -9) ends the stream without an answer.
+        if (reader.ended && error instanceof TypeError) {
+          throw new Error("the stream ended before the answer", { cause: error });
+        }
+        throw error;
+      });
+      const send = _sendOf(first);
+      if (!send) {
+        const answer = parseExecResponse(encodeFrame(first, [await reader.rest()]));
+        await stream.close(signal ? { signal } : {});
+        return answer;
+      }
+      if (send.module && request.module === undefined) {
+        reader.stop();
+        stream.abort(new Error("The module is sent on a new stream"));
+        return { NeedModule: { job_id: send.job_id } };
+      }
+      await sendAll(stream, request.input, signal);
+      if (send.module) await sendAll(stream, module, signal);
+      await stream.close(signal ? { signal } : {});
+      const answer = await reader.rest();
+      if (answer.length === 0) throw new Error("the stream ended before the answer");
+      return parseExecResponse(answer);
+    } catch (error) {
+      if (
+        signal?.aborted || error instanceof TypeError || error instanceof SyntaxError ||
+        error instanceof RangeError
+      ) throw error;
+      throw new Error(`Cannot run job: the worker connection was lost (${errorMessage(error)})`, {
+        cause: error,
+      });
+    }
   } catch (error) {
+    reader.stop();
     stream.abort(error instanceof Error ? error : new Error(String(error)));
     throw error;
   }
+}
+
+function _sendOf(json: unknown): { job_id: string; module: boolean } | undefined {
+  if (typeof json !== "object" || json === null || !("Send" in json)) return undefined;
+  const send = _check.object((json as { Send: unknown }).Send, "Send");
+  if (typeof send.module !== "boolean") {
+    throw new TypeError("Cannot accept job message: module must be a boolean");
+  }
+  return { job_id: _jobId(send.job_id), module: send.module };
+}
+
+function _invalid(jobId: string, error: unknown): ExecResponse {
+  return {
+    Rejected: {
+      job_id: jobId,
+      reason: { InvalidRequest: { details: errorMessage(error).slice(0, 512) } },
+    },
+  };
+}
+
+async function _readFrame(reader: _StreamReader, what: string): Promise<unknown> {
+  const length = new DataView((await reader.take(4)).buffer).getUint32(0);
+  if (length > MAX_EXEC_JSON_BYTES) {
+    throw new RangeError(
+      `Cannot accept ${what}: its JSON is ${length} bytes, over the ${MAX_EXEC_JSON_BYTES} byte cap`,
+    );
+  }
+  return _parseJson(await reader.take(length), what);
+}
+
+function _parseJson(bytes: Uint8Array, what: string): unknown {
+  try {
+    return parseStrictJson(bytes, { what, maxBytes: MAX_EXEC_JSON_BYTES });
+  } catch (cause) {
+    throw new SyntaxError(errorMessage(cause), { cause });
+  }
+}
+
+/**
+ * Reads a stream piece by piece: `take(n)` waits for `n` bytes. Never buffers more than it was
+ * allowed: bytes past `limit` (what the peer may have sent so far) reset the stream.
+ */
+class _StreamReader {
+  #stream: MessageStreamLike;
+  #chunks: Uint8Array[] = [];
+  #buffered = 0;
+  #received = 0;
+  #limit: number;
+  #ended = false;
+  #error: unknown;
+  #wake: (() => void) | undefined;
+  #signal: AbortSignal | undefined;
+  #stopped = false;
+  #failed = Promise.withResolvers<never>();
+
+  constructor(stream: MessageStreamLike, limit: number, signal?: AbortSignal) {
+    this.#failed.promise.catch(() => {});
+    this.#stream = stream;
+    this.#limit = limit;
+    this.#signal = signal;
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+    stream.addEventListener("message", this.#onMessage);
+    stream.addEventListener("end", this.#onEnd);
+    stream.addEventListener("close", this.#onClose);
+    if (signal?.aborted) this.#onAbort();
+  }
+
+  /** Allow `more` bytes beyond those already received. */
+  allow(more: number): void {
+    this.#limit = this.#received - this.#buffered + more;
+  }
+
+  /** Bytes received and not yet taken. */
+  get buffered(): number {
+    return this.#buffered;
+  }
+
+  /** Wait for `n` bytes; with `hash`, check they hash to it (`TypeError` if not). */
+  /** Whether the peer ended its side of the stream. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  async take(n: number, hash?: string, what = "bytes"): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    const digest = hash === undefined ? undefined : createHash("sha256");
+    let at = 0;
+    while (at < n) {
+      if (this.#buffered === 0) {
+        if (this.#error !== undefined) throw this.#error;
+        if (this.#ended) {
+          throw new TypeError(
+            `Cannot accept job ${what}: the stream ended after ${at} of ${n} bytes`,
+          );
+        }
+        await new Promise<void>((resolve) => (this.#wake = resolve));
+        continue;
+      }
+      const chunk = this.#chunks[0]!;
+      const piece = chunk.subarray(0, n - at);
+      out.set(piece, at);
+      digest?.update(piece);
+      at += piece.length;
+      this.#buffered -= piece.length;
+      if (piece.length === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(piece.length);
+    }
+    if (digest && `sha256:${digest.digest("hex")}` !== hash) {
+      throw new TypeError(`Cannot accept job ${what}: its bytes do not hash to ${hash}`);
+    }
+    return out;
+  }
+
+  /** Wait for the end of the stream; bytes before it are an error. */
+  async end(): Promise<void> {
+    while (!this.#ended || this.#buffered > 0) {
+      if (this.#buffered > 0) {
+        throw new TypeError("Cannot accept job request: more bytes than declared");
+      }
+      if (this.#error !== undefined) throw this.#error;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+    this.stop();
+  }
+
+  /** Everything until the end of the stream. */
+  async rest(): Promise<Uint8Array> {
+    while (!this.#ended) {
+      if (this.#error !== undefined) throw this.#error;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+    if (this.#error !== undefined) throw this.#error;
+    const out = await this.take(this.#buffered);
+    this.stop();
+    return out;
+  }
+
+  /** Stop listening. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#stream.removeEventListener("message", this.#onMessage);
+    this.#stream.removeEventListener("end", this.#onEnd);
+    this.#stream.removeEventListener("close", this.#onClose);
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+  }
+
+  /** Rejects when the stream fails (reset, over the limit, aborted). */
+  get failed(): Promise<never> {
+    return this.#failed.promise;
+  }
+
+  #fail(error: unknown): void {
+    if (this.#error === undefined) this.#error = error;
+    this.#failed.reject(error);
+    this.#poke();
+  }
+
+  #poke(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #onMessage = (event: Event) => {
+    const data = (event as Event & { data: Uint8Array | { subarray(): Uint8Array } }).data;
+    const chunk = data instanceof Uint8Array ? data : data.subarray();
+    this.#received += chunk.length;
+    if (this.#received > this.#limit) {
+      const error = new RangeError(
+        `Cannot read job message: the peer sent more than the ${this.#limit} bytes allowed`,
+      );
+      this.#fail(error);
+      this.stop();
+      this.#stream.abort(error);
+      return;
+    }
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    this.#poke();
+  };
+
+  #onEnd = () => {
+    const status = this.#stream.status;
+    if (status === "reset" || status === "aborted") {
+      this.#fail(new Error(`Cannot read message: the stream was ${status}`));
+    }
+    this.#ended = true;
+    this.#poke();
+  };
+
+  #onClose = (event: Event) => {
+    const error = (event as Event & { error?: Error }).error;
+    if (error) return this.#fail(error);
+    queueMicrotask(() => {
+      if (this.#stream.readableEnded) this.#onEnd();
+      else this.#fail(new Error("Stream closed early"));
+    });
+  };
+
+  #onAbort = () => {
+    const reason = this.#signal!.reason;
+    this.#fail(reason);
+    this.#stream.abort(reason instanceof Error ? reason : new Error(String(reason)));
+  };
 }
 
 /**

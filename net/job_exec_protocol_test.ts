@@ -13,22 +13,23 @@ import {
   serveJobExec,
 } from "./job_exec_protocol.ts";
 import { signJobManifest } from "../runtime/job_manifest.ts";
+import { testJobManifest } from "../runtime/testdata/job_manifest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { runSignedJob } from "../runtime/run_signed_job.ts";
+import { sha256Tag } from "../runtime/digest.ts";
 
 const keyPair = await generateKeyPair();
-const manifest = await signJobManifest({
-  kind: "wasm",
-  module_cid: `sha256:${"a".repeat(64)}`,
-  input: `sha256:${"b".repeat(64)}`,
-  max_duration_ms: 1000,
-  max_memory_bytes: 65536,
-}, { keyPair });
+const manifest = await testJobManifest(keyPair);
 
 Deno.test("an exec request with module and input round-trips through a yamux stream pair", async () => {
   const [requester, worker] = await streamPair();
   const module = new Uint8Array(200_000).fill(7);
   const input = new Uint8Array(100_000).fill(9);
+  const signed = await signJobManifest({
+    ...manifest.payload,
+    module_cid: sha256Tag(module),
+    input: sha256Tag(input),
+  }, { keyPair });
   const hello = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
   const { receipt, outcome } = await runSignedJob(hello, {
     keyPair,
@@ -46,29 +47,48 @@ Deno.test("an exec request with module and input round-trips through a yamux str
   };
   let seen: Uint8Array | undefined;
   const [answer] = await Promise.all([
-    requestJobExec(requester, { manifest, input, module }),
-    serveJobExec(worker, (request) => {
-      assert.deepEqual(request.manifest, manifest);
-      assert.deepEqual(request.input, input);
-      seen = request.module;
-      return Promise.resolve(done);
+    requestJobExec(requester, { manifest: signed, input, module }),
+    serveJobExec(worker, {
+      admit: (header) => {
+        assert.deepEqual(header, { manifest: signed, input_len: 100_000, module_len: 200_000 });
+        return Promise.resolve({ send: { job_id: "e".repeat(64), module: true } });
+      },
+      run: (request) => {
+        assert.deepEqual(request.manifest, signed);
+        assert.deepEqual(request.input, input);
+        seen = request.module;
+        return Promise.resolve(done);
+      },
     }),
   ]);
   assert.deepEqual(seen, module);
   assert.deepEqual(answer, done);
 });
 
+const sendAll = (header: { job_id?: string; module?: boolean } = {}) => ({
+  admit: () =>
+    Promise.resolve({
+      send: { job_id: header.job_id ?? "e".repeat(64), module: header.module ?? false },
+    }),
+});
+
 Deno.test("serveJobExec() aborts the job's signal when the requester resets the stream", async () => {
   const [requester, worker] = await streamPair();
   const cancelled = Promise.withResolvers<unknown>();
-  const serving = serveJobExec(worker, (_request, { signal }) =>
-    new Promise((_, reject) => {
-      signal.addEventListener("abort", () => {
-        cancelled.resolve(signal.reason);
-        reject(signal.reason);
-      });
-    }));
-  const requesting = requestJobExec(requester, { manifest, input: new Uint8Array() });
+  const empty = await signJobManifest({ ...manifest.payload, input: sha256Tag(new Uint8Array()) }, {
+    keyPair,
+  });
+  const serving = serveJobExec(worker, {
+    ...sendAll(),
+    run: (_request, { signal }) =>
+      new Promise((_, reject) => {
+        signal.addEventListener("abort", () => {
+          cancelled.resolve(signal.reason);
+          reject(signal.reason);
+        });
+      }),
+  });
+  const requesting = requestJobExec(requester, { manifest: empty, input: new Uint8Array() });
   await new Promise((resolve) => setTimeout(resolve, 50));
   requester.abort(new Error("requester went away"));
   assert.match(String(await cancelled.promise), /went away/);
@@ -79,15 +99,109 @@ Deno.test("serveJobExec() aborts the job's signal when the requester resets the 
 Deno.test("serveJobExec() answers a malformed request with InvalidRequest", async () => {
   const [requester, worker] = await streamPair();
   const bad = encodeFrame({ manifest: { schema_version: 2 }, input_len: 0, module_len: 0 });
-  const serving = serveJobExec(worker, () => Promise.reject(new Error("must not be called")));
-  const reading = (async () => {
-    requester.send(bad);
-    await requester.close();
-  })();
-  await reading;
+  const serving = serveJobExec(worker, {
+    admit: () => Promise.reject(new Error("must not be called")),
+    run: () => Promise.reject(new Error("must not be called")),
+  });
+  requester.send(bad);
+  await requester.close();
   const answer = await serving;
   assert.ok("Rejected" in answer);
   assert.match(JSON.stringify(answer), /InvalidRequest.*payload must be an object/);
+});
+
+Deno.test("serveJobExec() refuses a header with a duplicate key or a fractional length", async () => {
+  for (
+    const text of [
+      `{"manifest":${JSON.stringify(manifest)},"input_len":0,"input_len":5,"module_len":0}`,
+      `{"manifest":${JSON.stringify(manifest)},"input_len":1.0,"module_len":0}`,
+    ]
+  ) {
+    const [requester, worker] = await streamPair();
+    const json = new TextEncoder().encode(text);
+    const frame = new Uint8Array(4 + json.length);
+    new DataView(frame.buffer).setUint32(0, json.length);
+    frame.set(json, 4);
+    const serving = serveJobExec(worker, {
+      admit: () => Promise.reject(new Error("must not be called")),
+      run: () => Promise.reject(new Error("must not be called")),
+    });
+    requester.send(frame);
+    await requester.close();
+    const answer = await serving;
+    assert.match(JSON.stringify(answer), /InvalidRequest.*(duplicate key|non-integer)/, text);
+  }
+});
+
+Deno.test("serveJobExec() checks the header before any module byte: an eager sender is reset", async () => {
+  const [requester, worker] = await streamPair();
+  let admitted = 0;
+  let ran = false;
+  const serving = serveJobExec(worker, {
+    admit: () => {
+      admitted++;
+      return new Promise(() => {}); // Still deciding while the hostile requester pushes bytes.
+    },
+    run: () => {
+      ran = true;
+      return Promise.reject(new Error("must not be called"));
+    },
+  });
+  const refused = assert.rejects(serving, /more than the 65540 bytes allowed/);
+  // A hostile requester: the header, then 8 MiB of "module" without waiting to be asked.
+  const header = encodeFrame({ manifest, input_len: 0, module_len: 8 << 20 });
+  requester.send(header);
+  for (let i = 0; i < 128; i++) {
+    if (requester.status !== "open") break;
+    if (!requester.send(new Uint8Array(64 * 1024))) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+  await refused;
+  assert.equal(admitted, 1);
+  assert.equal(ran, false);
+  requester.abort(new Error("done"));
+});
+
+Deno.test("serveJobExec() refuses module bytes that do not hash to the manifest's module_cid", async () => {
+  const [requester, worker] = await streamPair();
+  const input = new Uint8Array([1, 2, 3]);
+  const signed = await signJobManifest({
+    ...manifest.payload,
+    module_cid: sha256Tag(new Uint8Array([9])),
+    input: sha256Tag(input),
+  }, { keyPair });
+  const [answer] = await Promise.all([
+    requestJobExec(requester, { manifest: signed, input, module: new Uint8Array([8]) }),
+    serveJobExec(worker, {
+      ...sendAll({ module: true }),
+      run: () => Promise.reject(new Error("must not be called")),
+    }),
+  ]);
+  assert.match(JSON.stringify(answer), /InvalidRequest.*module: its bytes do not hash to/);
+});
+
+Deno.test("requestJobExec() fails with 'the worker connection was lost' when the worker dies mid-job", async () => {
+  const [requester, worker] = await streamPair();
+  const empty = await signJobManifest({ ...manifest.payload, input: sha256Tag(new Uint8Array()) }, {
+    keyPair,
+  });
+  const running = Promise.withResolvers<void>();
+  const serving = serveJobExec(worker, {
+    ...sendAll(),
+    run: (_request, { signal }) => {
+      running.resolve();
+      return new Promise((_, reject) =>
+        signal.addEventListener("abort", () => reject(signal.reason))
+      );
+    },
+  });
+  serving.catch(() => {});
+  const requesting = requestJobExec(requester, { manifest: empty, input: new Uint8Array() });
+  await running.promise;
+  worker.abort(new Error("killed"));
+  await assert.rejects(requesting, /Cannot run job: the worker connection was lost/);
+  await assert.rejects(serving);
 });
 
 Deno.test("parseExecRequest() rejects blob lengths that do not add up", () => {

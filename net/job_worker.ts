@@ -3,7 +3,7 @@
  * sandbox, returning output and a signed receipt. A libp2p service in the js-libp2p way:
  * {@linkcode jobWorker} returns a factory that `createLibp2p` (or `startNode`'s `services`)
  * calls with the node's components; `start()` registers `/phase/job-offer/1.0.0` and
- * `/phase/job-exec/1.0.0`, `stop()` unregisters them and cancels running jobs.
+ * `/phase/job-exec/2.0.0`, `stop()` unregisters them and cancels running jobs.
  *
  * @module
  */
@@ -26,6 +26,7 @@ import {
 } from "./job_protocol.ts";
 import {
   type ExecContext,
+  type ExecHeader,
   type ExecRequest,
   type ExecResponse,
   JOB_EXEC_PROTOCOL,
@@ -68,6 +69,20 @@ export interface JobWorkerOptions {
   streamTimeoutMs?: number;
   /** Offer streams answered at once; more are reset. @default {256} */
   maxInflightOffers?: number;
+  /**
+   * Job streams one peer may have open at once; a peer that opens more is dropped (its
+   * connection closed) and refused for `peerBlockMs`. @default {8}
+   */
+  maxExecStreamsPerPeer?: number;
+  /** Job streams open at once from all peers; more are reset. @default {32} */
+  maxExecStreams?: number;
+  /**
+   * Module and input bytes the worker accepts at once (declared by admitted job streams, held
+   * until their job ends); a job that would exceed it gets `QueueFull`. @default {268435456}
+   */
+  maxInflightBytes?: number;
+  /** How long a dropped peer is refused, in ms. @default {30000} */
+  peerBlockMs?: number;
   /** Test only: corrupt returned output (see {@linkcode TAMPER_RESULTS_VALUE}). @default {false} */
   tamperResultsForTests?: boolean;
   /** Receives structured log records. */
@@ -154,6 +169,12 @@ export class JobWorker {
   #modules = new Map<string, Uint8Array>();
   #moduleBytes = 0;
   #inflightOffers = 0;
+  /** Modules each requester sent itself (hashes, bounded): only those run from the cache. */
+  #sentBy = new Map<string, Set<string>>();
+  #execStreams = new Map<string, number>();
+  #execTotal = 0;
+  #inflightBytes = 0;
+  #blocked = new Map<string, number>();
   #controller = new AbortController();
   #started = false;
 
@@ -194,33 +215,39 @@ export class JobWorker {
   }
 
   /**
-   * Run a job for the requester with raw key `requesterKey` (hex): admit it (signature, allow
-   * list, module and input hashes), run it in a slot under the policy's limits, keep the
-   * receipt and answer with the output.
+   * Run a job for the requester with raw key `requesterKey` (hex), in memory (a job this node
+   * sends to itself): admit it as a job stream's header would be (signature, accepted offer,
+   * allow list, module), check the bytes' hashes, run it in a slot under the policy's limits,
+   * keep the receipt and answer with the output.
    */
   async execute(
     request: ExecRequest,
     requesterKey: string,
     context: ExecContext,
   ): Promise<ExecResponse> {
-    const admitted = await this.#admit(request, requesterKey);
+    const admitted = await this.#admitHeader({
+      manifest: request.manifest,
+      input_len: request.input.length,
+      module_len: request.module?.length ?? 0,
+    }, requesterKey);
     if ("answer" in admitted) return admitted.answer;
-    const { jobId, module } = admitted;
-    const { manifest } = request;
-    const limits = this.#limits(manifest);
-    this.#log("info", "job_accepted", {
-      job_id: jobId,
-      ...limits,
-      ...(manifest.payload.fuel !== undefined ? { fuel: manifest.payload.fuel } : {}),
-    });
-    const ran = await this.#run(jobId, module, request, limits, context.signal);
-    if ("answer" in ran) return ran.answer;
-    await this.#keep(jobId, ran.signed.receipt);
-    return this.#done(jobId, ran.signed);
+    try {
+      const { jobId } = admitted;
+      const { payload } = request.manifest;
+      if (request.module && await sha256TagAsync(request.module) !== payload.module_cid) {
+        return _reject(jobId, `module bytes do not hash to ${payload.module_cid}`);
+      }
+      if (await sha256TagAsync(request.input) !== payload.input) {
+        return _reject(jobId, `input bytes do not hash to ${payload.input}`);
+      }
+      return await this.#execute(admitted, request, context);
+    } finally {
+      admitted.release();
+    }
   }
 
   /**
-   * Serve `/phase/job-offer/1.0.0` and `/phase/job-exec/1.0.0` through the registrar. Offers
+   * Serve `/phase/job-offer/1.0.0` and `/phase/job-exec/2.0.0` through the registrar. Offers
    * are cheap to answer and capped in number; each stream is timed out. A second call does
    * nothing; a worker without a registrar serves nothing.
    */
@@ -246,17 +273,60 @@ export class JobWorker {
         this.#inflightOffers--;
       }
     }, { maxInboundStreams: 64, maxOutboundStreams: 64 });
+    const {
+      maxExecStreamsPerPeer = 8,
+      maxExecStreams = 32,
+      peerBlockMs = 30_000,
+    } = this.#o;
     await this.#registrar.handle(JOB_EXEC_PROTOCOL, async (stream, connection) => {
+      const peer = connection.remotePeer.toString();
+      if (this.#isBlocked(peer)) {
+        stream.abort(new Error("This peer is refused for a while"));
+        return;
+      }
+      const open = this.#execStreams.get(peer) ?? 0;
+      if (open >= maxExecStreamsPerPeer) {
+        // More job streams than any honest requester opens: drop the peer for a while.
+        this.#blocked.set(peer, Date.now() + peerBlockMs);
+        this.#log("warn", "peer_dropped", {
+          peer_id: peer,
+          reason: `more than ${maxExecStreamsPerPeer} job streams at once`,
+        });
+        stream.abort(new Error("Too many job streams from this peer"));
+        connection.abort?.(new Error("Too many job streams from this peer"));
+        return;
+      }
+      if (this.#execTotal >= maxExecStreams) {
+        stream.abort(new Error("Too many job streams in flight"));
+        return;
+      }
+      this.#execStreams.set(peer, open + 1);
+      this.#execTotal++;
+      let admitted: _Admitted | undefined;
       try {
-        const key = _peerKey(connection.remotePeer.toString());
-        await serveJobExec(stream, (request, context) => this.execute(request, key, context), {
+        const key = _peerKey(peer);
+        await serveJobExec(stream, {
+          admit: async (header) => {
+            const decided = await this.#admitHeader(header, key);
+            if ("answer" in decided) return decided.answer;
+            admitted = decided;
+            return { send: { job_id: decided.jobId, module: decided.needModule } };
+          },
+          run: (request, context) => this.#execute(admitted!, request, context),
+        }, {
           signal: this.#controller.signal,
           readTimeoutMs: Math.max(streamTimeoutMs, 30_000),
         });
       } catch (error) {
-        this.#log("warn", "exec_failed", { error: errorMessage(error) });
+        this.#log("warn", "exec_failed", { peer_id: peer, error: errorMessage(error) });
+      } finally {
+        admitted?.release();
+        this.#execTotal--;
+        const left = (this.#execStreams.get(peer) ?? 1) - 1;
+        if (left > 0) this.#execStreams.set(peer, left);
+        else this.#execStreams.delete(peer);
       }
-    }, { maxInboundStreams: 32, maxOutboundStreams: 32 });
+    }, { maxInboundStreams: 64, maxOutboundStreams: 64 });
   }
 
   /** Stop serving, cancel running jobs and drop reservations; idempotent. */
@@ -271,12 +341,16 @@ export class JobWorker {
     ]);
   }
 
-  /** Check who asks, the manifest's signature and the bytes; find the module. */
-  async #admit(
-    request: ExecRequest,
+  /**
+   * Check a job's header before any of its bytes are accepted: who asks, the manifest's
+   * signature, the accepted offer (claimed here), whether the module must be sent, and the
+   * bytes in flight.
+   */
+  async #admitHeader(
+    header: ExecHeader,
     requesterKey: string,
-  ): Promise<{ answer: ExecResponse } | { jobId: string; module: Uint8Array }> {
-    const { manifest } = request;
+  ): Promise<{ answer: ExecResponse } | _Admitted> {
+    const { manifest } = header;
     const reject = (jobId: string, details: string) => ({ answer: _reject(jobId, details) });
     if (manifest.signer_pubkey !== requesterKey) {
       return reject("", "the manifest is not signed by the requesting peer");
@@ -290,21 +364,56 @@ export class JobWorker {
     } catch (error) {
       return reject("", errorMessage(error));
     }
+    if (!this.#o.policy.claim(jobId, requesterKey)) {
+      return reject(jobId, "no accepted offer from this peer for this job: offer it first");
+    }
     const hash = manifest.payload.module_cid;
-    let module = request.module;
-    if (module) {
-      if (await sha256TagAsync(module) !== hash) {
-        return reject(jobId, `module bytes do not hash to ${hash}`);
-      }
-    } else {
-      module = this.#modules.get(hash);
-      if (!module) return { answer: { NeedModule: { job_id: jobId } } };
+    // A cached module runs only for a requester that sent those bytes itself.
+    const needModule = !(this.#modules.has(hash) && this.#sentBy.get(requesterKey)?.has(hash));
+    let held = 0;
+    const release = () => {
+      this.#inflightBytes -= held;
+      held = 0;
+      this.#o.policy.release(jobId);
+    };
+    if (needModule && header.module_len === 0) {
+      release();
+      return { answer: { NeedModule: { job_id: jobId } } };
     }
-    this.#remember(hash, module);
-    if (await sha256TagAsync(request.input) !== manifest.payload.input) {
-      return reject(jobId, `input bytes do not hash to ${manifest.payload.input}`);
+    const bytes = header.input_len + (needModule ? header.module_len : 0);
+    const { maxInflightBytes = 256 * 2 ** 20 } = this.#o;
+    if (this.#inflightBytes + bytes > maxInflightBytes) {
+      release();
+      return { answer: { Rejected: { job_id: jobId, reason: "QueueFull" } } };
     }
-    return { jobId, module };
+    this.#inflightBytes += bytes;
+    held = bytes;
+    return { jobId, needModule, requesterKey, release };
+  }
+
+  /** Run an admitted job whose bytes arrived (and hash right). */
+  async #execute(
+    admitted: _Admitted,
+    request: ExecRequest,
+    context: ExecContext,
+  ): Promise<ExecResponse> {
+    const { jobId, requesterKey } = admitted;
+    const { manifest } = request;
+    const hash = manifest.payload.module_cid;
+    const module = request.module ?? this.#modules.get(hash);
+    // Evicted while the input arrived: ask for it again.
+    if (!module) return { NeedModule: { job_id: jobId } };
+    if (request.module) this.#remember(hash, request.module, requesterKey);
+    const limits = this.#limits(manifest);
+    this.#log("info", "job_accepted", {
+      job_id: jobId,
+      ...limits,
+      ...(manifest.payload.fuel !== undefined ? { fuel: manifest.payload.fuel } : {}),
+    });
+    const ran = await this.#run(jobId, module, request, limits, context.signal);
+    if ("answer" in ran) return ran.answer;
+    await this.#keep(jobId, ran.signed.receipt);
+    return this.#done(jobId, ran.signed);
   }
 
   /**
@@ -376,6 +485,9 @@ export class JobWorker {
       completion: outcome.completion,
       exit_code: outcome.exitCode,
       duration_ms: Math.round(outcome.durationMs),
+      // Read by net/metrics.ts (plasm_jobs_total outcome, plasm_job_fuel_used_total).
+      ...(outcome.error ? { error_kind: outcome.error.kind } : {}),
+      ...(outcome.fuelUsed !== undefined ? { fuel_used: String(outcome.fuelUsed) } : {}),
     });
     let stdout = outcome.stdout;
     if (this.#o.tamperResultsForTests) {
@@ -395,7 +507,26 @@ export class JobWorker {
     };
   }
 
-  #remember(hash: string, module: Uint8Array): void {
+  #isBlocked(peer: string): boolean {
+    const until = this.#blocked.get(peer);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.#blocked.delete(peer);
+    return false;
+  }
+
+  #remember(hash: string, module: Uint8Array, requesterKey: string): void {
+    // Bounded: the most recent requesters, and the most recent modules of each.
+    let sent = this.#sentBy.get(requesterKey);
+    this.#sentBy.delete(requesterKey);
+    sent ??= new Set();
+    sent.delete(hash);
+    sent.add(hash);
+    if (sent.size > _MAX_MODULES_PER_REQUESTER) sent.delete(sent.values().next().value!);
+    this.#sentBy.set(requesterKey, sent);
+    if (this.#sentBy.size > _MAX_REQUESTERS_REMEMBERED) {
+      this.#sentBy.delete(this.#sentBy.keys().next().value!);
+    }
     const cap = this.#o.moduleCacheBytes ?? 256 * 2 ** 20;
     const old = this.#modules.get(hash);
     if (old) {
@@ -419,6 +550,21 @@ export class JobWorker {
       // A failing log sink must not break the worker.
     }
   }
+}
+
+/** Module hashes remembered per requester. */
+const _MAX_MODULES_PER_REQUESTER = 256;
+/** Requesters whose sent modules are remembered. */
+const _MAX_REQUESTERS_REMEMBERED = 4096;
+
+/** A job stream whose header was admitted. */
+interface _Admitted {
+  jobId: string;
+  /** The requester must send the module (the worker lacks it, or the requester never sent it). */
+  needModule: boolean;
+  requesterKey: string;
+  /** Give back the bytes in flight and the claimed place if the job did not run; idempotent. */
+  release(): void;
 }
 
 function _reject(

@@ -31,13 +31,24 @@ export interface WorkerPolicyOptions {
   maxConcurrentJobs?: number;
   /** Jobs waiting for a slot (accepted offers included); more gives `QueueFull`. @default {16} */
   maxQueuedJobs?: number;
-  /** How long an accepted offer holds its place without its job arriving, in ms. @default {30000} */
+  /**
+   * How long an accepted offer holds its place until its job stream starts, in ms (and again
+   * after a stream that ended without running the job, such as one answered `NeedModule`).
+   * @default {5000}
+   */
   reservationMs?: number;
   /**
    * Accepted offers one requester may hold at once (so one peer's flood of offers cannot
    * take every place); past it, `QueueFull`. @default {4}
    */
   maxReservationsPerRequester?: number;
+  /**
+   * Accepted offers held at once by all requesters. When they are all taken, an offer from a
+   * requester holding fewer than the largest holder takes the oldest unclaimed place of that
+   * holder, so throwaway identities that reserve and never send a job cannot lock out an honest
+   * requester. @default {half of maxConcurrentJobs + maxQueuedJobs, at least 1}
+   */
+  maxReservations?: number;
 }
 
 /** Thrown by {@linkcode WorkerPolicy.run} when no place is left. */
@@ -74,7 +85,7 @@ export class QueueFullError extends Error {
 export class WorkerPolicy {
   #o: Required<WorkerPolicyOptions>;
   #slots: Semaphore;
-  #reserved = new Map<string, { requester: string; timer: ReturnType<typeof setTimeout> }>();
+  #reserved = new Map<string, _Reservation>();
 
   /**
    * Make a policy; options are validated.
@@ -95,8 +106,9 @@ export class WorkerPolicy {
       allowedRequesters = "open",
       maxConcurrentJobs = 2,
       maxQueuedJobs = 16,
-      reservationMs = 30_000,
+      reservationMs = 5_000,
       maxReservationsPerRequester = 4,
+      maxReservations = Math.max(1, Math.floor((maxConcurrentJobs + maxQueuedJobs) / 2)),
     } = options;
     for (
       const [name, value] of Object.entries({
@@ -106,6 +118,7 @@ export class WorkerPolicy {
         maxConcurrentJobs,
         reservationMs,
         maxReservationsPerRequester,
+        maxReservations,
       })
     ) {
       if (!Number.isSafeInteger(value) || value < 1) {
@@ -135,6 +148,7 @@ export class WorkerPolicy {
       maxQueuedJobs,
       reservationMs,
       maxReservationsPerRequester,
+      maxReservations,
     };
     this.#slots = new Semaphore(maxConcurrentJobs);
   }
@@ -187,12 +201,18 @@ export class WorkerPolicy {
     if (this.#reserved.has(offer.job_id)) {
       return reject({ InvalidRequest: { details: "job already offered" } });
     }
+    const held = new Map<string, number>();
+    for (const r of this.#reserved.values()) {
+      held.set(r.requester, (held.get(r.requester) ?? 0) + 1);
+    }
+    const mine = held.get(requesterKey) ?? 0;
+    if (mine >= this.#o.maxReservationsPerRequester) return reject("QueueFull");
+    if (this.#reserved.size >= this.#o.maxReservations && !this.#evictFor(mine, held)) {
+      return reject("QueueFull");
+    }
     if (!this.#hasPlace()) return reject("QueueFull");
-    let held = 0;
-    for (const r of this.#reserved.values()) if (r.requester === requesterKey) held++;
-    if (held >= this.#o.maxReservationsPerRequester) return reject("QueueFull");
-    const timer = setTimeout(() => this.#reserved.delete(offer.job_id), this.#o.reservationMs);
-    this.#reserved.set(offer.job_id, { requester: requesterKey, timer });
+    this.#reserved.set(offer.job_id, { requester: requesterKey, timer: undefined });
+    this.#arm(offer.job_id);
     const ahead = Math.max(0, this.#slots.held + this.queued - this.#o.maxConcurrentJobs);
     return {
       Accepted: {
@@ -222,7 +242,7 @@ export class WorkerPolicy {
     signal?.throwIfAborted();
     const reservation = this.#reserved.get(jobId);
     if (reservation) {
-      clearTimeout(reservation.timer);
+      if (reservation.timer !== undefined) clearTimeout(reservation.timer);
       this.#reserved.delete(jobId);
     } else if (!this.#hasPlace()) {
       throw new QueueFullError();
@@ -231,14 +251,71 @@ export class WorkerPolicy {
     return await this.#slots.use(job, signal);
   }
 
+  /**
+   * Claim the place an accepted offer reserved for `jobId`, when its job stream starts: true if
+   * `requesterKey` holds an unclaimed reservation for it. A claimed place does not expire and
+   * is never taken by another requester; {@linkcode WorkerPolicy.run} uses it, or
+   * {@linkcode WorkerPolicy.release} gives it back.
+   */
+  claim(jobId: string, requesterKey: string): boolean {
+    const reservation = this.#reserved.get(jobId);
+    if (!reservation || reservation.requester !== requesterKey) return false;
+    if (reservation.timer === undefined) return false; // Claimed already: one stream at a time.
+    clearTimeout(reservation.timer);
+    reservation.timer = undefined;
+    return true;
+  }
+
+  /**
+   * Give back a claimed place whose job did not run (the stream ended first): it is reserved
+   * again for `reservationMs`. Nothing happens once the job ran.
+   */
+  release(jobId: string): void {
+    const reservation = this.#reserved.get(jobId);
+    if (reservation && reservation.timer === undefined) this.#arm(jobId);
+  }
+
+  /** Accepted offers held now (claimed or not). */
+  get reservations(): number {
+    return this.#reserved.size;
+  }
+
   /** Drop every reservation (and its timer). */
   clear(): void {
-    for (const { timer } of this.#reserved.values()) clearTimeout(timer);
+    for (const { timer } of this.#reserved.values()) if (timer !== undefined) clearTimeout(timer);
     this.#reserved.clear();
+  }
+
+  #arm(jobId: string): void {
+    const reservation = this.#reserved.get(jobId);
+    if (!reservation) return;
+    reservation.timer = setTimeout(() => this.#reserved.delete(jobId), this.#o.reservationMs);
+  }
+
+  /**
+   * Every reservation is taken: free the oldest unclaimed one of the largest holder, if that
+   * holder holds more than a requester now holding `mine`.
+   */
+  #evictFor(mine: number, held: Map<string, number>): boolean {
+    const most = Math.max(...held.values());
+    if (most <= mine) return false;
+    for (const [jobId, r] of this.#reserved) {
+      if (r.timer === undefined || held.get(r.requester) !== most) continue;
+      clearTimeout(r.timer);
+      this.#reserved.delete(jobId);
+      return true;
+    }
+    return false;
   }
 
   #hasPlace(): boolean {
     const free = this.#o.maxConcurrentJobs - this.#slots.held;
     return this.queued < Math.max(0, free) + this.#o.maxQueuedJobs;
   }
+}
+
+interface _Reservation {
+  requester: string;
+  /** Expiry of an unclaimed place; undefined once its job stream claimed it. */
+  timer: ReturnType<typeof setTimeout> | undefined;
 }

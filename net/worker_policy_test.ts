@@ -1,22 +1,17 @@
 import assert from "node:assert/strict";
 import { QueueFullError, WorkerPolicy } from "./worker_policy.ts";
 import type { JobOffer } from "./job_protocol.ts";
+import { testOffer } from "./testdata/job_offer.ts";
 
 const PEER = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq";
 const KEY = "ab".repeat(32);
-const offer = (id: number, over: Partial<JobOffer["requirements"]> = {}): JobOffer => ({
-  job_id: id.toString(16).padStart(64, "0"),
-  nonce: `nonce-${id}-xxxx`,
-  module_hash: `sha256:${"cd".repeat(32)}`,
-  requirements: {
-    cpu_cores: 1,
-    memory_mb: 16,
-    timeout_seconds: 1,
-    arch: "x86_64",
-    wasm_runtime: "wasi-preview1",
-    ...over,
-  },
-});
+const offer = (id: number, over: Partial<JobOffer["requirements"]> = {}): JobOffer =>
+  testOffer({
+    job_id: id.toString(16).padStart(64, "0"),
+    nonce: `nonce-${id}-xxxx`,
+    module_hash: `sha256:${"cd".repeat(32)}`,
+    requirements: { timeout_seconds: 1, ...over },
+  });
 
 Deno.test("decideOffer() rejects with the reason that applies", () => {
   const policy = new WorkerPolicy({ maxMemoryBytes: 32 * 2 ** 20, maxCpuCores: 2 });
@@ -50,10 +45,11 @@ Deno.test("decideOffer() refuses requesters off the allow-list", () => {
 });
 
 Deno.test("accepted offers hold places: QueueFull when slots and queue are taken", () => {
-  const policy = new WorkerPolicy({ maxConcurrentJobs: 1, maxQueuedJobs: 1 });
+  const policy = new WorkerPolicy({ maxConcurrentJobs: 1, maxQueuedJobs: 1, maxReservations: 2 });
   assert.ok("Accepted" in policy.decideOffer(offer(1), KEY, PEER));
   assert.ok("Accepted" in policy.decideOffer(offer(2), "ef".repeat(32), PEER));
-  assert.deepEqual(policy.decideOffer(offer(3), "01".repeat(32), PEER), {
+  // A requester holding as many as any other cannot take another's place.
+  assert.deepEqual(policy.decideOffer(offer(3), KEY, PEER), {
     Rejected: { job_id: offer(3).job_id, reason: "QueueFull" },
   });
   policy.clear();
@@ -115,4 +111,40 @@ Deno.test("clamp() never exceeds the operator's ceilings", () => {
     memoryBytes: 2 ** 20,
     timeoutMs: 500,
   });
+});
+
+Deno.test("throwaway identities filling every reservation cannot lock out an honest requester", () => {
+  // The defaults: 2 slots, 16 queued, so 9 reservations at most.
+  const policy = new WorkerPolicy();
+  const attackers = Array.from({ length: 5 }, (_, i) => `a${i}`.padEnd(64, "0"));
+  let n = 100;
+  for (let round = 0; round < 3; round++) {
+    for (const attacker of attackers) {
+      for (let i = 0; i < 4; i++) policy.decideOffer(offer(n++), attacker, PEER);
+    }
+  }
+  assert.equal(policy.reservations, 9);
+  const honest = policy.decideOffer(offer(1), KEY, PEER);
+  assert.ok("Accepted" in honest, JSON.stringify(honest));
+  assert.equal(policy.claim(offer(1).job_id, KEY), true);
+  // The attackers keep offering: the claimed place stays the honest requester's.
+  for (const attacker of attackers) {
+    for (let i = 0; i < 4; i++) policy.decideOffer(offer(n++), attacker, PEER);
+  }
+  assert.equal(policy.claim(offer(1).job_id, KEY), false); // claimed once only
+  policy.release(offer(1).job_id);
+  assert.equal(policy.claim(offer(1).job_id, KEY), true);
+  policy.clear();
+});
+
+Deno.test("claim() needs the requester's own unexpired reservation", async () => {
+  const policy = new WorkerPolicy({ reservationMs: 30 });
+  assert.ok("Accepted" in policy.decideOffer(offer(1), KEY, PEER));
+  assert.equal(policy.claim(offer(1).job_id, "ef".repeat(32)), false);
+  assert.equal(policy.claim(offer(2).job_id, KEY), false);
+  assert.ok("Accepted" in policy.decideOffer(offer(3), KEY, PEER));
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(policy.claim(offer(1).job_id, KEY), false);
+  assert.equal(policy.reservations, 0);
+  policy.clear();
 });

@@ -57,6 +57,35 @@ export async function serveProcessJob(
   executeJob(decodeJob(bytes), (event) => send(encodeEvent(event)));
 }
 
+/**
+ * The source of a worker that ends this process when its parent dies (its parent PID changes):
+ * a sandbox busy in a module's loop never returns to the event loop, and a worker cannot exit
+ * the process (`Deno.exit` there ends the worker only) nor signal it without `--allow-run`, so
+ * it outgrows the V8 heap cap the sandbox runs with: a fatal out-of-memory error ends the whole
+ * process within a second. bubblewrap's `--die-with-parent` does the same where the sandbox is
+ * confined; this covers the unconfined fallback.
+ *
+ * @example
+ * ```ts
+ * import { PARENT_WATCH_SOURCE } from "./sandbox_main.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.match(PARENT_WATCH_SOURCE, /Deno\.ppid/);
+ * ```
+ */
+export const PARENT_WATCH_SOURCE = `const parent = Deno.ppid;
+setInterval(() => {
+  if (Deno.ppid === parent) return;
+  const hold = [];
+  for (;;) hold.push(new Array(1 << 20).fill(1.5));
+}, 250);`;
+
 if (import.meta.main) {
+  // Blob workers load with no permission; the watch ends with the process.
+  const watch = new Worker(
+    URL.createObjectURL(new Blob([PARENT_WATCH_SOURCE], { type: "text/javascript" })),
+    { type: "module" },
+  );
   await serveProcessJob(Deno.stdin.readable, (b) => Deno.stdout.writeSync(b));
+  watch.terminate();
 }

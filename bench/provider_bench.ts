@@ -5,7 +5,11 @@
  * 1. download throughput of one large artifact over loopback (curl, best of 3 each);
  * 2. `/manifest.json` requests per second with 64 connections (wrk) vs nginx serving a static
  *    copy of the same manifest;
- * 3. provider RSS, sampled each second, while wrk keeps 100 range downloads going.
+ * 3. provider RSS, sampled each second, while wrk keeps 100 range downloads going (this
+ *    provider runs with `--max-downloads 128 --max-downloads-per-client 128`, so all 100 run, as
+ *    before those limits existed);
+ * 4. hostile clients: a second provider with the default limits, 500 connections that ask for
+ *    the large artifact and never read; its RSS growth and `/health` latency.
  *
  * @module
  */
@@ -34,8 +38,42 @@ async function run(cmd: string, args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
-async function startProvider(dir: string, state: string): Promise<Proc & { url: string }> {
-  return await startServeProcess({ artifacts: dir, stateDir: state, args: ["--min-free", "0"] });
+async function startProvider(
+  dir: string,
+  state: string,
+  args: string[] = ["--max-downloads", "128", "--max-downloads-per-client", "128"],
+): Promise<Proc & { url: string }> {
+  return await startServeProcess({
+    artifacts: dir,
+    stateDir: state,
+    args: ["--min-free", "0", ...args],
+  });
+}
+
+/** 500 connections that ask for `path` and never read: RSS growth and /health latency. */
+async function hostileClients(provider: Proc & { url: string }, path: string) {
+  const port = Number(new URL(provider.url).port);
+  await (await fetch(`${provider.url}health`)).text();
+  const before = await rssKiB(provider.pid);
+  const conns: Deno.TcpConn[] = [];
+  try {
+    for (let i = 0; i < 500; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new TextEncoder().encode(`GET /${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+      conns.push(conn);
+    }
+    const health: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 600));
+      const t0 = performance.now();
+      await (await fetch(`${provider.url}health`)).text();
+      health.push(performance.now() - t0);
+    }
+    const after = await rssKiB(provider.pid);
+    return { grownMiB: (after - before) / 1024, health };
+  } finally {
+    for (const conn of conns) conn.close();
+  }
 }
 
 async function startBaseline(file: string): Promise<Proc & { url: string }> {
@@ -247,6 +285,16 @@ async function main(args: string[]) {
       } MiB/s): before ${m(before)} MiB; each second ${samples.map(m).join(" ")} MiB; after ${
         m(after)
       } MiB`,
+    );
+
+    // 4. Hostile clients against a provider with the default limits.
+    const fresh = await startProvider(`${work}/art`, `${work}/state2`, []);
+    procs.push(fresh);
+    const hostile = await hostileClients(fresh, big);
+    console.log(
+      `500 clients that never read ${big} (default limits): RSS grew ${
+        hostile.grownMiB.toFixed(0)
+      } MiB; /health ${hostile.health.map((ms) => ms.toFixed(0)).join(" ")} ms`,
     );
   } finally {
     for (const proc of procs.reverse()) await proc.stop().catch(() => {});

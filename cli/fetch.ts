@@ -31,6 +31,9 @@ import { FetchProgress } from "./_progress.ts";
 export const FETCH_COMMAND = {
   name: "fetch",
   about: `--trusted-keys is a list of hex public keys (a keygen .pub is one), never a secret .key.
+A source slower than --min-rate over a --stall-timeout window counts as stalled: the next
+one is tried. One fetch per --out dir at a time (it holds DIR/.fetch.lock); links in DIR that
+fetch did not make are refused, never followed.
 Exit codes: 0 verified and in place, 1 failed, 2 usage or unusable input, 130 interrupted.
 Errors are one line (the last one on stderr).`,
   options: {
@@ -51,6 +54,12 @@ Errors are one line (the last one on stderr).`,
     json: { type: "boolean", description: "one JSON object on stdout, no progress" },
     retries: { type: "string", default: "3", value: "N", description: "per source" },
     "stall-timeout": { type: "string", default: "30s", value: "DURATION", description: "no byte" },
+    "min-rate": {
+      type: "string",
+      default: "16KiB/s",
+      value: "RATE",
+      description: "slower over a stall-timeout window is a stall (0: off)",
+    },
     "max-redirects": { type: "string", default: "5", value: "N", description: "per request" },
     "parallel-threshold": {
       type: "string",
@@ -62,7 +71,6 @@ Errors are one line (the last one on stderr).`,
     "no-fsync": { type: "boolean", description: "do not sync files to disk" },
   },
   // The lines scripts and docs quote: the bare message.
-  style: { usage: "", failure: "" },
 } as const;
 
 type _Values = FlagValues<typeof FETCH_COMMAND.options>;
@@ -155,9 +163,10 @@ function _options(values: _Values) {
   const threshold = whole("threshold", values.threshold, 1);
   const retries = whole("retries", values.retries, 0);
   const maxRedirects = whole("max-redirects", values["max-redirects"], 0);
-  let stallTimeoutMs, parallelThreshold, segmentSize;
+  let stallTimeoutMs, parallelThreshold, segmentSize, minRate;
   try {
     stallTimeoutMs = parseDuration(values["stall-timeout"]);
+    minRate = parseSize(values["min-rate"].replace(/\/s$/i, ""));
     parallelThreshold = parseSize(values["parallel-threshold"]);
     segmentSize = parseSize(values["segment-size"]);
   } catch (error) {
@@ -177,6 +186,7 @@ function _options(values: _Values) {
     retries,
     maxRedirects,
     stallTimeoutMs,
+    minRate,
     parallelThreshold,
     segmentSize,
     sync: !values["no-fsync"],

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import { toHex } from "../runtime/digest.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
+import { checkPrivateMode } from "./identity.ts";
 
 /** File name of the API token in the state dir. */
 export const API_TOKEN_FILE = "api.token";
@@ -16,6 +17,9 @@ export const API_ENDPOINT_FILE = "api.json";
 /**
  * Read the API token from `stateDir`, creating a random one (mode 0600, never chmod'ed after)
  * when there is none.
+ *
+ * @throws {Deno.errors.PermissionDenied} If an existing token file grants other users any
+ * access (mode `0644` and the like): it is refused, not used.
  *
  * @example
  * ```ts
@@ -32,7 +36,7 @@ export const API_ENDPOINT_FILE = "api.json";
 export async function loadOrCreateApiToken(stateDir: string): Promise<string> {
   const path = join(stateDir, API_TOKEN_FILE);
   try {
-    return _checkToken(await Deno.readTextFile(path), path);
+    return await _readPrivateToken(path);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
@@ -43,9 +47,7 @@ export async function loadOrCreateApiToken(stateDir: string): Promise<string> {
     return token;
   } catch (error) {
     // Another process made it first: use theirs.
-    if (error instanceof Deno.errors.AlreadyExists) {
-      return _checkToken(await Deno.readTextFile(path), path);
-    }
+    if (error instanceof Deno.errors.AlreadyExists) return await _readPrivateToken(path);
     throw error;
   }
 }
@@ -92,6 +94,19 @@ export async function readApiEndpoint(stateDir: string): Promise<{ url: string; 
   }
   const path = join(stateDir, API_TOKEN_FILE);
   return { url: endpoint.url, token: _checkToken(await Deno.readTextFile(path), path) };
+}
+
+/** The token in `path`, refused if other users may read or write the file. */
+async function _readPrivateToken(path: string): Promise<string> {
+  using file = await Deno.open(path, { read: true });
+  checkPrivateMode(path, (await file.stat()).mode, "API token");
+  const buffer = new Uint8Array(4096);
+  let total = 0;
+  for (let n = await file.read(buffer); n !== null && total < buffer.length;) {
+    total += n;
+    n = total < buffer.length ? await file.read(buffer.subarray(total)) : null;
+  }
+  return _checkToken(new TextDecoder().decode(buffer.subarray(0, total)), path);
 }
 
 function _checkToken(text: string, path: string): string {

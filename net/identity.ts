@@ -41,6 +41,8 @@ export function defaultStateDir(env: (name: string) => string | undefined): stri
  * or a concurrent first start never leaves a partial or a second key.
  *
  * @throws {RangeError} If an existing key file is not exactly 32 bytes.
+ * @throws {Deno.errors.PermissionDenied} If an existing key file grants other users any access
+ * (mode `0644` and the like): it is refused, never used or silently fixed.
  *
  * @example
  * ```ts
@@ -71,15 +73,64 @@ export async function loadOrCreateIdentity(stateDir: string): Promise<KeyPair> {
 }
 
 async function _readKey(path: string): Promise<KeyPair | undefined> {
-  let bytes: Uint8Array;
+  let file: Deno.FsFile;
   try {
-    bytes = await Deno.readFile(path);
+    file = await Deno.open(path, { read: true });
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+  let bytes: Uint8Array;
+  let mode: number | null;
+  try {
+    mode = (await file.stat()).mode;
+    bytes = await _readUpTo(file, 64);
+  } finally {
+    file.close();
+  }
   if (bytes.length !== 32) {
     throw new RangeError(`Cannot load node key '${path}': expected 32 bytes, got ${bytes.length}`);
   }
+  checkPrivateMode(path, mode, "node key");
   return generateKeyPair(bytes);
+}
+
+/**
+ * Refuse a secret file (node key, API token) that other users may read or write: a key that
+ * was readable may have leaked, and the operator should know rather than run with it. `mode` is
+ * the file's `Deno.FileInfo.mode` (`null` where the OS has none: nothing to check).
+ *
+ * @throws {Deno.errors.PermissionDenied} If `mode` grants any group or other access.
+ *
+ * @example
+ * ```ts
+ * import { checkPrivateMode } from "./identity.ts";
+ * import assert from "node:assert/strict";
+ *
+ * checkPrivateMode("/srv/plasm/node.key", 0o100600, "node key");
+ * assert.throws(
+ *   () => checkPrivateMode("/srv/plasm/node.key", 0o100644, "node key"),
+ *   /^PermissionDenied: Cannot load node key '\/srv\/plasm\/node\.key': other users can read it \(mode 0644\)/,
+ * );
+ * ```
+ */
+export function checkPrivateMode(path: string, mode: number | null, what: string): void {
+  if (mode === null || (mode & 0o077) === 0) return;
+  const bits = (mode & 0o777).toString(8).padStart(4, "0");
+  throw new Deno.errors.PermissionDenied(
+    `Cannot load ${what} '${path}': other users can ${
+      mode & 0o044 ? "read" : "write"
+    } it (mode ${bits}); if it may have leaked make a new one, else run chmod 600 '${path}'`,
+  );
+}
+
+async function _readUpTo(file: Deno.FsFile, limit: number): Promise<Uint8Array> {
+  const buffer = new Uint8Array(limit);
+  let total = 0;
+  while (total < limit) {
+    const n = await file.read(buffer.subarray(total));
+    if (n === null) break;
+    total += n;
+  }
+  return buffer.subarray(0, total);
 }

@@ -45,3 +45,36 @@ Deno.test("defaultStateDir() prefers PLASM_HOME, then XDG_DATA_HOME, then HOME",
   assert.equal(defaultStateDir(env({ HOME: "/h" })), "/h/.local/share/plasm");
   assert.throws(() => defaultStateDir(env({})), /set PLASM_HOME/);
 });
+
+Deno.test("loadOrCreateIdentity() refuses a key file other users can read or write, and keeps it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await loadOrCreateIdentity(dir);
+    for (const mode of [0o644, 0o640, 0o604, 0o620]) {
+      await Deno.chmod(`${dir}/node.key`, mode);
+      await assert.rejects(
+        () => loadOrCreateIdentity(dir),
+        (error: Error) => {
+          assert.ok(error instanceof Deno.errors.PermissionDenied);
+          assert.equal(error.message.split("\n").length, 1);
+          assert.match(
+            error.message,
+            new RegExp(
+              `^Cannot load node key '${dir}/node\\.key': other users can (read|write) it \\(mode 0${
+                mode.toString(8)
+              }\\)`,
+            ),
+          );
+          return true;
+        },
+      );
+      // Neither rewritten nor chmod'ed.
+      assert.deepEqual(await Deno.readFile(`${dir}/node.key`), first.secretKey);
+      assert.equal((await Deno.stat(`${dir}/node.key`)).mode! & 0o777, mode);
+    }
+    await Deno.chmod(`${dir}/node.key`, 0o400);
+    assert.deepEqual((await loadOrCreateIdentity(dir)).publicKey, first.publicKey);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -114,7 +114,9 @@ export class JobStore {
   }
 
   /**
-   * Open (creating if needed) the database at `path` (`:memory:` for a throwaway one).
+   * Open (creating if needed) the database at `path` (`:memory:` for a throwaway one). The file
+   * is created 0600 (SQLite gives its `-wal` and `-shm` files the same mode); an existing one
+   * that other users could read is narrowed to 0600 first, as it holds other peers' jobs.
    *
    * @example
    * ```ts
@@ -124,6 +126,7 @@ export class JobStore {
    * ```
    */
   static open(path: string): JobStore {
+    if (path !== ":memory:" && !path.startsWith("file:")) _privateFiles(path);
     const db = new DatabaseSync(path);
     try {
       db.exec(
@@ -224,6 +227,27 @@ export class JobStore {
     return rows.map((row) => row.job_id);
   }
 
+  /**
+   * The newest `limit` jobs, newest first, without their output bytes (for the dashboard).
+   *
+   * @example
+   * ```ts
+   * import { JobStore } from "./job_store.ts";
+   * import assert from "node:assert/strict";
+   *
+   * using store = JobStore.open(":memory:");
+   * assert.deepEqual(store.recent(10), []);
+   * ```
+   */
+  recent(limit: number): JobRecord[] {
+    const rows = this.#db.prepare(
+      "SELECT job_id, status, manifest, options, created_at, updated_at, attempts, " +
+        "worker_peer_id, error, error_kind, exit_code, completion, receipt FROM jobs " +
+        "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+    ).all(Math.max(0, Math.floor(limit))) as Record<string, unknown>[];
+    return rows.map(_record);
+  }
+
   /** Record a receipt: one this node signed as a worker, or one it verified as requester. */
   addReceipt(jobId: string, peerId: string, role: "worker" | "requester", receipt: Receipt): void {
     this.#db.prepare(
@@ -276,4 +300,25 @@ function _record(row: Record<string, unknown>): JobRecord {
   if (row.stderr != null) record.stderr = new Uint8Array(row.stderr as Uint8Array);
   if (row.receipt != null) record.receipt = JSON.parse(row.receipt as string);
   return record;
+}
+
+/** Create `path` 0600 if missing; take group and other access away from it and its WAL/SHM. */
+function _privateFiles(path: string): void {
+  try {
+    Deno.openSync(path, { write: true, createNew: true, mode: 0o600 }).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+  }
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.lstatSync(file);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw error;
+    }
+    if (info.isFile && info.mode !== null && (info.mode & 0o077) !== 0) {
+      Deno.chmodSync(file, info.mode & 0o700);
+    }
+  }
 }

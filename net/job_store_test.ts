@@ -1,18 +1,12 @@
 import assert from "node:assert/strict";
 import { JobStore } from "./job_store.ts";
-import { signJobManifest } from "../runtime/job_manifest.ts";
+import { testJobManifest } from "../runtime/testdata/job_manifest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 
 Deno.test("JobStore keeps jobs, results and receipts across a reopen", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const manifest = await signJobManifest({
-      kind: "wasm",
-      module_cid: `sha256:${"a".repeat(64)}`,
-      input: `sha256:${"b".repeat(64)}`,
-      max_duration_ms: 1000,
-      max_memory_bytes: 65536,
-    }, { keyPair: await generateKeyPair() });
+    const manifest = await testJobManifest(await generateKeyPair());
     const receipt = { job_id: "c".repeat(64) } as never;
     {
       using store = JobStore.open(`${dir}/jobs.db`);
@@ -96,6 +90,31 @@ Deno.test("JobStore keeps why a job failed, and adds the column to an older data
     store.addReceipt("1".repeat(64), "p", "worker", { job_id: "1".repeat(64) } as never);
     store.deleteReceipts("1".repeat(64), "requester");
     assert.deepEqual(store.receipts("1".repeat(64)).map((r) => r.role), ["worker"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("JobStore.open() makes jobs.db and its WAL 0600, and narrows an existing 0644 one", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/jobs.db`;
+    {
+      using store = JobStore.open(path);
+      store.putModule(`sha256:${"a".repeat(64)}`, new Uint8Array([0, 97, 115, 109]));
+      for (const file of [path, `${path}-wal`]) {
+        assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600, file);
+      }
+    }
+    await Deno.chmod(path, 0o644);
+    {
+      using store = JobStore.open(path);
+      assert.deepEqual(
+        store.getModule(`sha256:${"a".repeat(64)}`),
+        new Uint8Array([0, 97, 115, 109]),
+      );
+      assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -171,7 +171,7 @@ export class ArtifactStore {
   readonly #validityMs: number;
   readonly #now: () => Date;
   readonly #chunk: number;
-  readonly #hashes = new Map<string, FileVersion & { hash: string }>();
+  readonly #hashes = new Map<string, FileVersion & { hash: string; hashedAtMs: number }>();
   readonly #hashing = new Map<string, Promise<string>>();
   readonly #scans = new Map<string, _Flight<ArtifactSet | undefined>>();
   readonly #signed = new Map<string, _SignedManifest>();
@@ -389,7 +389,7 @@ export class ArtifactStore {
     // Fast path: the directory itself (any entry added, removed or renamed changes its mtime)
     // and every file the last scan used are unchanged: the last result still holds.
     const last = this.#sets.get(key);
-    if (last && _unchanged(last)) return last.set;
+    if (last && _unchanged(last, (path, v) => this.#cached(path, v))) return last.set;
     let dirVersion: FileVersion;
     try {
       dirVersion = _version(Deno.statSync(dir));
@@ -503,7 +503,7 @@ export class ArtifactStore {
 
   #cached(path: string, version: FileVersion): string | undefined {
     const c = this.#hashes.get(path);
-    return c && _same(c, version) ? c.hash : undefined;
+    return c && _same(c, version) && !_racy(c) ? c.hash : undefined;
   }
 
   /** Hash the file at `path`, which must still be `version` before and after. */
@@ -512,11 +512,12 @@ export class ArtifactStore {
     let pending = this.#hashing.get(key);
     if (!pending) {
       pending = (async () => {
+        const hashedAtMs = this.#now().getTime();
         const file = await Deno.open(path, { read: true });
         try {
           if (!_same(_version(await file.stat()), version)) throw new _Changed();
           const hash = await this.#hashHandle(file, version);
-          this.#hashes.set(path, { ...version, hash });
+          this.#hashes.set(path, { ...version, hash, hashedAtMs });
           return hash;
         } finally {
           _close(file);
@@ -629,11 +630,29 @@ function _same(a: FileVersion, b: FileVersion): boolean {
     a.ino === b.ino;
 }
 
-function _unchanged(last: _ScanResult): boolean {
+/**
+ * Whether a cached hash cannot be trusted yet. File times here have coarse resolution (Deno
+ * reports `ctime` in whole seconds), so a file rewritten in place with the same size and its
+ * old mtime put back, within the same second of `ctime` as the version that was hashed, looks
+ * unchanged. As git does for its racily clean index entries: a hash made before the second of
+ * the file's `ctime` had fully passed (plus a margin for the kernel's coarse clock; by the
+ * store's `now`) is used for that one answer only, and the file is hashed again next time; once its `ctime` is safely in
+ * the past, any later write moves `ctime` to a later second and is noticed.
+ */
+function _racy(c: FileVersion & { hashedAtMs: number }): boolean {
+  if (c.ctimeMs === 0) return false; // no ctime on this OS: size, mtime and inode only
+  return c.hashedAtMs < Math.floor(c.ctimeMs / 1000) * 1000 + 1000 + _CLOCK_MARGIN_MS;
+}
+
+/** How far the kernel's coarse clock (file times) may lag `Date.now()`, in ms. */
+const _CLOCK_MARGIN_MS = 50;
+
+function _unchanged(last: _ScanResult, cached: (path: string, v: FileVersion) => unknown): boolean {
   try {
     if (!_same(_version(Deno.statSync(last.dir)), last.dirVersion)) return false;
     for (const a of last.set.artifacts) {
       if (!_same(_version(Deno.statSync(a.path)), a)) return false;
+      if (cached(a.path, a) === undefined) return false; // hashed too early to trust: look again
     }
     for (const [path, version] of last.extras) {
       if (!_same(_version(Deno.statSync(path)), version)) return false;

@@ -8,14 +8,17 @@
  *   to the `.part` file in order (so it is always a prefix of the artifact and resumable) and
  *   hashed end to end;
  * - every response checked: status, `Content-Range`, `Content-Length`, body length; a stalled
- *   body is abandoned after `stallTimeoutMs`.
+ *   body is abandoned after `stallTimeoutMs`, and so is one slower than `minRate` over a
+ *   `stallTimeoutMs` window (the next source is tried);
+ * - nothing is followed that fetch did not create: a symbolic link at `<path>` or
+ *   `<path>.part` is refused (`LinkRefusedError`), never read or written through.
  *
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
 import { DigestMismatchError } from "../runtime/errors.ts";
-import { openHttp, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
-import { hashFile, hashFileInto } from "./verify_artifacts.ts";
+import { openHttp, RateFloor, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
+import { openNoFollow } from "../util/open_no_follow.ts";
 import { sleep } from "../util/sleep.ts";
 import { syncDirectory } from "../util/write_file_atomic.ts";
 import { dirname } from "node:path";
@@ -72,6 +75,11 @@ export interface DownloadArtifactOptions {
   retryDelayMs?: number;
   /** Give up on a response that sends no data (or no headers) for this long, in ms. @default {30000} */
   stallTimeoutMs?: number;
+  /**
+   * Give up on a response that delivers fewer than this many bytes per second over a whole
+   * `stallTimeoutMs` window (a trickle is a stall too); 0 turns the floor off. @default {16384}
+   */
+  minRate?: number;
   /** Redirects followed per request. @default {5} */
   maxRedirects?: number;
   /** From this size on, with two or more sources, fetch ranges in parallel. @default {8 MiB} */
@@ -144,6 +152,7 @@ export async function downloadArtifact(
     retries = 3,
     retryDelayMs = 250,
     stallTimeoutMs = 30_000,
+    minRate = 16 * 1024,
     maxRedirects = 5,
     parallelThreshold = 8 << 20,
     segmentSize = 4 << 20,
@@ -161,6 +170,9 @@ export async function downloadArtifact(
   if (!Number.isSafeInteger(retries) || retries < 0) {
     throw new RangeError(`Cannot fetch '${name}': retries must be >= 0`);
   }
+  if (!Number.isFinite(minRate) || minRate < 0) {
+    throw new RangeError(`Cannot fetch '${name}': minRate must be >= 0 bytes per second`);
+  }
   const ctx: _Ctx = {
     name,
     size,
@@ -168,6 +180,7 @@ export async function downloadArtifact(
     retries,
     retryDelayMs,
     stallTimeoutMs,
+    minRate,
     maxRedirects,
     segmentSize,
     hedgeAfterMs,
@@ -263,6 +276,7 @@ interface _Ctx {
   retries: number;
   retryDelayMs: number;
   stallTimeoutMs: number;
+  minRate: number;
   maxRedirects: number;
   segmentSize: number;
   hedgeAfterMs: number;
@@ -276,20 +290,48 @@ interface _Ctx {
   failures: number;
 }
 
+/** Whether `path` already holds the artifact; a link planted there is refused, never read. */
 async function _isPresent(
   path: string,
   size: number,
   hash: string,
   signal: AbortSignal | undefined,
 ): Promise<boolean> {
+  let file: Deno.FsFile;
   try {
-    const stat = await Deno.stat(path);
-    if (!stat.isFile || stat.size !== size) return false;
+    file = await openNoFollow(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;
     throw error;
   }
-  return (await hashFile(path, signal ? { signal } : {})).hash === hash;
+  try {
+    if ((await file.stat()).size !== size) return false;
+    const hasher = createHash("sha256");
+    await _hashOpenFile(file, hasher, size, signal);
+    return `sha256:${hasher.digest("hex")}` === hash;
+  } finally {
+    file.close();
+  }
+}
+
+/** Feed the first `limit` bytes of an open file into `hasher`; returns the bytes read. */
+async function _hashOpenFile(
+  file: Deno.FsFile,
+  hasher: Hash,
+  limit: number,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  await file.seek(0, Deno.SeekMode.Start);
+  const buffer = new Uint8Array(1 << 20);
+  let total = 0;
+  while (total < limit) {
+    signal?.throwIfAborted();
+    const n = await file.read(buffer.subarray(0, Math.min(buffer.length, limit - total)));
+    if (n === null) break;
+    hasher.update(buffer.subarray(0, n));
+    total += n;
+  }
+  return total;
 }
 
 /** The `.part` file: open for writing at `written`, with the hash of its first `written` bytes. */
@@ -320,14 +362,15 @@ class _Part {
   }
 
   static async open(path: string, size: number, signal?: AbortSignal): Promise<_Part> {
-    const file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o644 });
+    // Opened without following a link: one planted at `<path>.part` is refused, not written.
+    const file = await openNoFollow(path, { write: true, create: true, mode: 0o644 });
     const part = new _Part(path, file);
     try {
       const length = (await file.stat()).size;
       if (length > size) {
         await part.reset();
       } else if (length > 0) {
-        part.written = await hashFileInto(path, part.hasher, { limit: length, signal });
+        part.written = await _hashOpenFile(file, part.hasher, length, signal);
         await file.truncate(part.written);
         await file.seek(part.written, Deno.SeekMode.Start);
       }
@@ -493,6 +536,7 @@ async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
   const writer = new _BatchWriter(part, (n) => ctx.onProgress?.(n, size));
   let position = part.written;
   let finished = false;
+  const floor = ctx.minRate > 0 ? new RateFloor(ctx.minRate, ctx.stallTimeoutMs) : undefined;
   try {
     for (;;) {
       const result = await readWithin(reader, {
@@ -500,6 +544,7 @@ async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
         url: finalUrl,
         onStall: () => attempt.abort(),
         signal: ctx.signal,
+        floor,
       });
       if (result.done) {
         finished = true;
@@ -732,6 +777,7 @@ async function _fetchRange(
   const reader = response.body!.getReader();
   const stopped = AbortSignal.any(signals);
   let finished = false;
+  const floor = ctx.minRate > 0 ? new RateFloor(ctx.minRate, ctx.stallTimeoutMs) : undefined;
   try {
     for (;;) {
       const result = await readWithin(reader, {
@@ -739,6 +785,7 @@ async function _fetchRange(
         url: finalUrl,
         onStall: () => stall.abort(),
         signal: stopped,
+        floor,
       });
       if (result.done) {
         finished = true;

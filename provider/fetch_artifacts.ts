@@ -14,6 +14,13 @@ import {
 import { fetchBootManifest, manifestUrls, resolveDownloadUrl } from "./fetch_boot_manifest.ts";
 import { recordAcceptedManifest } from "./manifest_state.ts";
 import { selectArtifacts } from "./verify_artifacts.ts";
+import { lockStateDir } from "../util/state_lock.ts";
+
+/**
+ * The lock file `fetch` holds in its output dir while it runs (removed when it ends): a second
+ * fetch into the same dir is refused with the PID of the first.
+ */
+export const FETCH_LOCK_FILE = ".fetch.lock";
 
 /** Options of {@linkcode fetchArtifacts}. */
 export interface FetchArtifactsOptions extends
@@ -22,6 +29,7 @@ export interface FetchArtifactsOptions extends
     | "retries"
     | "retryDelayMs"
     | "stallTimeoutMs"
+    | "minRate"
     | "maxRedirects"
     | "parallelThreshold"
     | "segmentSize"
@@ -113,8 +121,10 @@ export function artifactSources(
 
 /**
  * Fetch a verified manifest, record it in the state file (when given), and download the
- * selected artifacts into `out`, each verified before it gets its final name.
+ * selected artifacts into `out`, each verified before it gets its final name. While it
+ * downloads it holds `out/.fetch.lock` ({@linkcode FETCH_LOCK_FILE}).
  *
+ * @throws {StateDirLockedError} If another fetch holds `out` (from `util/state_lock.ts`).
  * @throws {Error} If no provider serves a manifest that verifies.
  * @throws {RangeError} If `only` names an artifact the manifest does not have.
  * @throws {DigestMismatchError} If no source delivers an artifact with the right hash.
@@ -177,13 +187,20 @@ export async function fetchArtifacts(
     signal,
     onWarning,
     ...(knobs.stallTimeoutMs === undefined ? {} : { timeoutMs: knobs.stallTimeoutMs }),
+    ...(knobs.minRate === undefined ? {} : { minRate: knobs.minRate }),
     ...(knobs.maxRedirects === undefined ? {} : { maxRedirects: knobs.maxRedirects }),
     ...(knobs.retries === undefined ? {} : { retries: knobs.retries }),
     ...(knobs.retryDelayMs === undefined ? {} : { retryDelayMs: knobs.retryDelayMs }),
   });
   const names = selectArtifacts(manifest, only);
-  if (statePath !== undefined) await recordAcceptedManifest(statePath, manifest, { now });
   await Deno.mkdir(out, { recursive: true });
+  // One fetch per output dir: a second one would share the `.part` files.
+  await using _lock = await lockStateDir(out, {
+    command: "fetch",
+    file: FETCH_LOCK_FILE,
+    noun: "output dir",
+  });
+  if (statePath !== undefined) await recordAcceptedManifest(statePath, manifest, { now });
   // The provider that served the manifest first, then the others in the order given.
   const ordered = [provider, ...providers.filter((p) => p !== provider)];
   const artifacts: FetchedArtifact[] = [];

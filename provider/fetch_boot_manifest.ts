@@ -7,7 +7,7 @@
  */
 import { acceptBootManifest, type AcceptBootManifestOptions } from "./accept_boot_manifest.ts";
 import { type BootManifest, MAX_BOOT_MANIFEST_BYTES } from "./boot_manifest.ts";
-import { openHttp, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
+import { openHttp, RateFloor, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
 import { sleep } from "../util/sleep.ts";
 
 /** Largest manifest accepted, in bytes. */
@@ -23,6 +23,8 @@ export interface FetchBootManifestOptions extends AcceptBootManifestOptions {
   signal?: AbortSignal | undefined;
   /** Time limit per request (headers, then each read), in ms. @default {30000} */
   timeoutMs?: number;
+  /** Rate floor of a body, in bytes/s over a `timeoutMs` window (0: none). @default {16384} */
+  minRate?: number;
   /** Redirects followed per request. @default {5} */
   maxRedirects?: number;
   /** Rounds of retries for providers that failed in a way that may pass (down, 5xx, stall). @default {3} */
@@ -157,6 +159,7 @@ export async function fetchBootManifest(
     arch = "x86_64",
     signal,
     timeoutMs = 30_000,
+    minRate = 16 * 1024,
     maxRedirects = 5,
     retries = 3,
     retryDelayMs = 250,
@@ -179,6 +182,7 @@ export async function fetchBootManifest(
           const { text, url: finalUrl } = await _getText(url, {
             signal,
             timeoutMs,
+            minRate,
             maxRedirects,
           });
           const manifest = await acceptBootManifest(text, { ...accept, channel, arch });
@@ -215,11 +219,20 @@ export async function fetchBootManifest(
 
 async function _getText(
   url: string,
-  options: { signal: AbortSignal | undefined; timeoutMs: number; maxRedirects: number },
+  options: {
+    signal: AbortSignal | undefined;
+    timeoutMs: number;
+    minRate: number;
+    maxRedirects: number;
+  },
 ): Promise<{ text: string; url: string }> {
   const stall = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, stall.signal]) : stall.signal;
-  const { response, url: finalUrl } = await openHttp(url, { ...options, signal });
+  const { response, url: finalUrl } = await openHttp(url, {
+    timeoutMs: options.timeoutMs,
+    maxRedirects: options.maxRedirects,
+    signal,
+  });
   if (response.status !== 200) {
     await response.body?.cancel();
     const status = response.status;
@@ -237,6 +250,7 @@ async function _getText(
   const reader = response.body!.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
+  const floor = options.minRate > 0 ? new RateFloor(options.minRate, options.timeoutMs) : undefined;
   try {
     for (;;) {
       const result = await readWithin(reader, {
@@ -244,6 +258,7 @@ async function _getText(
         url: finalUrl,
         onStall: () => stall.abort(),
         signal: options.signal,
+        floor,
       });
       if (result.done) break;
       total += result.value.length;

@@ -1,7 +1,8 @@
 /**
  * HTTP GET for untrusted providers and mirrors: redirects followed by hand (bounded, loops
- * named, http/https only), no content coding, a time limit on the response headers, and errors
- * that say whether trying the same source again can help.
+ * named, http/https only), no content coding, a time limit on the response headers, a time
+ * limit per read and a floor under the rate of a body, and errors that say whether trying the
+ * same source again can help.
  *
  * @module
  */
@@ -167,6 +168,78 @@ export function retryableStatus(status: number): boolean {
   return status >= 500 || status === 408 || status === 429;
 }
 
+/**
+ * A floor under the rate of one response body: once a whole window has passed, a body that
+ * delivered fewer than `bytesPerSecond` times its seconds in that window is too slow (a source
+ * that trickles a byte now and then never trips a per-read timeout, and would hold a client
+ * forever). Windows follow each other; the check runs as bytes arrive, so a body that ends
+ * within its first window is never judged.
+ *
+ * @example
+ * ```ts
+ * import { RateFloor } from "./fetch_http.ts";
+ * import assert from "node:assert/strict";
+ *
+ * let now = 0;
+ * const floor = new RateFloor(1000, 2000, () => now);
+ * now = 1000;
+ * assert.equal(floor.count(10), undefined); // window not over yet
+ * now = 2000;
+ * assert.match(floor.count(10)!, /^too slow: 20 bytes in 2000 ms/);
+ * ```
+ */
+export class RateFloor {
+  /** The floor, in bytes per second (0: no floor). */
+  readonly bytesPerSecond: number;
+  /** The window the rate is measured over, in ms. */
+  readonly windowMs: number;
+  readonly #now: () => number;
+  #start: number;
+  #bytes = 0;
+
+  /**
+   * Start measuring now.
+   *
+   * @throws {RangeError} If `bytesPerSecond` is negative or `windowMs` is not above zero.
+   */
+  constructor(
+    bytesPerSecond: number,
+    windowMs: number,
+    now: () => number = () => performance.now(),
+  ) {
+    if (!(bytesPerSecond >= 0) || !(windowMs > 0)) {
+      throw new RangeError(
+        `Cannot measure rate: expected a floor >= 0 and a window > 0, got ${bytesPerSecond} and ${windowMs}`,
+      );
+    }
+    this.bytesPerSecond = bytesPerSecond;
+    this.windowMs = windowMs;
+    this.#now = now;
+    this.#start = now();
+  }
+
+  /** Count `n` bytes that arrived; returns why the body is too slow, or `undefined`. */
+  count(n: number): string | undefined {
+    this.#bytes += n;
+    const now = this.#now();
+    const elapsed = now - this.#start;
+    if (elapsed < this.windowMs) return undefined;
+    const bytes = this.#bytes;
+    this.#start = now;
+    this.#bytes = 0;
+    if (bytes >= (this.bytesPerSecond * elapsed) / 1000) return undefined;
+    return `too slow: ${bytes} bytes in ${Math.round(elapsed)} ms, below the floor of ${
+      _rate(this.bytesPerSecond)
+    }`;
+  }
+}
+
+function _rate(bytesPerSecond: number): string {
+  return bytesPerSecond % 1024 === 0 && bytesPerSecond > 0
+    ? `${bytesPerSecond / 1024} KiB/s`
+    : `${bytesPerSecond} bytes/s`;
+}
+
 /** Options of {@linkcode readWithin}. */
 export interface ReadWithinOptions {
   /** How long to wait for the chunk, in ms. */
@@ -177,11 +250,13 @@ export interface ReadWithinOptions {
   onStall: () => void;
   /** When aborted, its reason is thrown instead of a {@linkcode SourceError}. */
   signal?: AbortSignal | undefined;
+  /** The body's rate floor; a body below it is a stall too. @default {undefined} */
+  floor?: RateFloor | undefined;
 }
 
 /**
  * Read one chunk from a body reader, failing if nothing arrives within `timeoutMs` (a stalled
- * source). On a stall `onStall` is called (to abort the request) and a retryable
+ * source), or if the body fell below its `floor` rate. On a stall `onStall` is called (to abort the request) and a retryable
  * {@linkcode SourceError} is thrown; any other read error becomes a retryable `SourceError`
  * naming its first line, unless `signal` was aborted (then its reason is thrown).
  *
@@ -200,10 +275,10 @@ export async function readWithin(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   options: ReadWithinOptions,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
-  const { timeoutMs, url, onStall, signal } = options;
+  const { timeoutMs, url, onStall, signal, floor } = options;
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    return await Promise.race([
+    const result = await Promise.race([
       reader.read(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
@@ -212,6 +287,12 @@ export async function readWithin(
         }, timeoutMs);
       }),
     ]);
+    const slow = result.done || floor === undefined ? undefined : floor.count(result.value.length);
+    if (slow !== undefined) {
+      onStall();
+      throw new SourceError(url, slow, { retryable: true });
+    }
+    return result;
   } catch (error) {
     signal?.throwIfAborted();
     if (error instanceof SourceError) throw error;

@@ -52,6 +52,7 @@ export type {
   ProviderHandler,
   ProviderHandlerOptions,
   ProviderMetrics,
+  ProviderRequestInfo,
 } from "./provider_handler.ts";
 export { fetchArtifacts } from "./fetch_artifacts.ts";
 export type {

@@ -2,7 +2,8 @@
  * The HTTP API of a boot provider as a plain `(Request) => Promise<Response>` handler.
  *
  * Routes (GET and HEAD; any other method gets 405 with `Allow: GET, HEAD`):
- * - `/` provider info, `/health` (200 or 503), `/status` (info, health, metrics, channels);
+ * - `/` provider info, `/health` (200 or 503), `/status` (info, health, metrics, channels),
+ *   `/metrics` (Prometheus text format 0.0.4, see provider_metrics.ts; public like `/health`);
  * - `/manifest.json` (the default channel/arch) and `/<channel>/<arch>/manifest.json`;
  * - `/<channel>/<arch>/<artifact>`: streamed file with `Content-Length`, `Accept-Ranges`, a
  *   strong `ETag` (the sha256), `If-None-Match` (304), `If-Range`, and one byte range (206).
@@ -24,6 +25,7 @@ import { statfs } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import type { BootManifest } from "./boot_manifest.ts";
 import { toHex } from "../runtime/digest.ts";
+import { PROMETHEUS_CONTENT_TYPE, renderProviderMetrics } from "./provider_metrics.ts";
 import {
   type ArtifactEntry,
   type ArtifactStore,
@@ -61,12 +63,26 @@ export interface ProviderHandlerOptions {
   /** How disk space is measured. @default {statfs of `store.dir` (needs `--allow-sys=statfs`)} */
   diskSpace?: (path: string) => Promise<DiskSpace>;
   /**
-   * Largest read per body chunk. Each download reads `readBudgetBytes / active downloads`
+   * Largest read per body chunk. A body holds at most two chunks (one the HTTP layer is
+   * writing, one read ahead), so each download reads `readBudgetBytes / (2 × active downloads)`
    * bytes at a time, between 64 KiB (or this, if smaller) and this. @default {4194304}
    */
   chunkBytes?: number;
-  /** Read buffers shared by all downloads in flight. @default {67108864} */
+  /** Bytes of read buffers shared by all downloads in flight. @default {33554432} */
   readBudgetBytes?: number;
+  /**
+   * Artifact bodies sent at once; one more is answered 503 with `Retry-After`. Under
+   * `Deno.serve` a slot is held until the connection has delivered (or lost) the response, so
+   * this also bounds what the HTTP layer buffers for clients that stop reading. @default {64}
+   */
+  maxDownloads?: number;
+  /** Artifact bodies sent at once to one client address (`info.remoteAddr`). @default {16} */
+  maxDownloadsPerClient?: number;
+  /**
+   * End an artifact body whose client has not taken a chunk for this long, in ms (its file is
+   * closed and its read buffer freed). @default {30000}
+   */
+  idleTimeoutMs?: number;
   /** Aborting ends every body still being sent (their files are closed). @default {undefined} */
   signal?: AbortSignal;
   /** Called with unexpected errors (answered with 500). @default {console.error} */
@@ -89,19 +105,41 @@ export interface ProviderMetrics extends ArtifactStoreMetrics {
   downloads_total: number;
   /** Artifact bodies that ended before their last byte (client gone, shutdown, file shrank). */
   downloads_aborted_total: number;
+  /** Artifact requests answered 503 because every download slot (or the client's) was taken. */
+  downloads_refused_total: number;
   /** Manifest bodies served. */
   manifests_served_total: number;
+  /** Body bytes of artifact downloads sent, by `channel/arch/artifact`. */
+  bytes_served_by_artifact: Record<string, number>;
+  /** Artifact requests with a `Range` header, by answer: partial, unsatisfiable, full, not_modified. */
+  range_requests: Record<string, number>;
+}
+
+/** What the HTTP server knows about a request's connection (a part of `Deno.ServeHandlerInfo`). */
+export interface ProviderRequestInfo {
+  /** The client's address: download slots are counted per `hostname`. */
+  remoteAddr?: { hostname?: string } | Deno.Addr;
+  /** Settles once the response was delivered or the connection lost: frees the download slot. */
+  completed?: Promise<void>;
 }
 
 /** A provider handler: answers requests, and reports its counters. */
 export interface ProviderHandler {
-  /** Answer one request. */
-  (request: Request): Promise<Response>;
+  /** Answer one request (`info` as `Deno.serve` passes it, optional). */
+  (request: Request, info?: ProviderRequestInfo): Promise<Response>;
   /** A snapshot of the counters. */
   metrics(): ProviderMetrics;
 }
 
 const ALLOW = "GET, HEAD";
+
+/** `range_requests` kinds by answer status. */
+const _RANGE_KINDS: Record<number, string> = {
+  206: "partial",
+  416: "unsatisfiable",
+  200: "full",
+  304: "not_modified",
+};
 
 /**
  * Make the HTTP handler of a boot provider. It does no I/O until a request comes.
@@ -144,12 +182,24 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
     minFreeBytes = 64 * 1024 * 1024,
     diskSpace = _statfsSpace,
     chunkBytes = 4 * 1024 * 1024,
-    readBudgetBytes = 64 * 1024 * 1024,
+    readBudgetBytes = 32 * 1024 * 1024,
+    maxDownloads = 64,
+    maxDownloadsPerClient = 16,
+    idleTimeoutMs = 30_000,
     signal,
     onError = (error: unknown) => console.error(error),
     now = Date.now,
   } = options;
   _validateOptions({ store, channel, arch, minFreeBytes, chunkBytes, readBudgetBytes });
+  for (
+    const [name, value] of Object.entries({ maxDownloads, maxDownloadsPerClient, idleTimeoutMs })
+  ) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(
+        `Cannot create provider handler: ${name} must be a whole number >= 1, got ${value}`,
+      );
+    }
+  }
   const provider = new _Provider({
     store,
     channel,
@@ -161,14 +211,17 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
     diskSpace,
     chunkBytes,
     readBudgetBytes,
+    maxDownloads,
+    maxDownloadsPerClient,
+    idleTimeoutMs,
     signal,
     now,
   });
-  const handler = async (req: Request): Promise<Response> => {
+  const handler = async (req: Request, info?: ProviderRequestInfo): Promise<Response> => {
     provider.counters.requests_total++;
     let res: Response;
     try {
-      res = await provider.route(req);
+      res = await provider.route(req, info);
     } catch (error) {
       if (error instanceof Deno.errors.Busy) {
         res = _error(503, "Cannot serve artifact: it is being replaced, retry");
@@ -236,10 +289,16 @@ class _Provider {
     downloads_active: 0,
     downloads_total: 0,
     downloads_aborted_total: 0,
+    downloads_refused_total: 0,
     manifests_served_total: 0,
+    bytes_served_by_artifact: {},
+    range_requests: {},
   };
   readonly #config: _ProviderConfig;
   readonly #startedAt: number;
+  /** Download slots taken, in all and per client address. */
+  #slotsTaken = 0;
+  readonly #slotsByClient = new Map<string, number>();
   readonly #bodies = new Map<Deno.FsFile, (reason: Error) => void>();
   readonly #manifestBodies = new WeakMap<
     BootManifest,
@@ -258,11 +317,13 @@ class _Provider {
     return {
       ...this.counters,
       responses_by_status: { ...this.counters.responses_by_status },
+      bytes_served_by_artifact: { ...this.counters.bytes_served_by_artifact },
+      range_requests: { ...this.counters.range_requests },
       ...this.#config.store.metrics(),
     };
   }
 
-  async route(req: Request): Promise<Response> {
+  async route(req: Request, info?: ProviderRequestInfo): Promise<Response> {
     if (req.method !== "GET" && req.method !== "HEAD") {
       const res = _error(405, `Cannot ${req.method.slice(0, 16)}: only GET and HEAD are allowed`);
       res.headers.set("allow", ALLOW);
@@ -288,10 +349,16 @@ class _Provider {
           return jsonBody({ ...this.#info(), health: h, metrics: this.metrics(), channels });
         }
         if (first === "manifest.json") return await this.#serveManifest(req, channel, arch);
+        if (first === "metrics") {
+          const text = await renderProviderMetrics(this.metrics(), () => this.#sequences());
+          return new Response(req.method === "HEAD" ? null : text, {
+            headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" },
+          });
+        }
         break;
       case 3:
         if (third === "manifest.json") return await this.#serveManifest(req, first!, second!);
-        return await this.#serveArtifact(req, first!, second!, third!);
+        return await this.#serveArtifact(req, first!, second!, third!, info);
     }
     return _error(404, `Cannot find '${new URL(req.url).pathname.slice(0, 200)}'`);
   }
@@ -307,6 +374,17 @@ class _Provider {
       public_key: toHex(store.publicKey),
       ...info,
     };
+  }
+
+  /** The manifest sequence of every channel/arch served (for `/metrics`). */
+  async #sequences(): Promise<{ channel: string; arch: string; sequence: number }[]> {
+    const { store } = this.#config;
+    const out = [];
+    for (const { channel, arch } of await store.channels()) {
+      const manifest = await store.manifest(channel, arch).catch(() => undefined);
+      if (manifest) out.push({ channel, arch, sequence: manifest.sequence });
+    }
+    return out;
   }
 
   async #health() {
@@ -357,20 +435,54 @@ class _Provider {
     return new Response(body.bytes, { status: 200, headers });
   }
 
-  async #serveArtifact(req: Request, c: string, a: string, artifact: string): Promise<Response> {
+  async #serveArtifact(
+    req: Request,
+    c: string,
+    a: string,
+    artifact: string,
+    info: ProviderRequestInfo | undefined,
+  ): Promise<Response> {
     const opened = await this.#config.store.open(c, a, artifact);
     if (!opened) return _error(404, `Cannot find artifact '${artifact}' in ${c}/${a}`);
     const { entry, file } = opened;
     let handedOver = false;
     try {
       const answer = _artifactAnswer(req, entry, artifact);
+      if (req.headers.has("range")) {
+        const kind = _RANGE_KINDS[answer.status] ?? "full";
+        const ranges = this.counters.range_requests;
+        ranges[kind] = (ranges[kind] ?? 0) + 1;
+      }
       if (answer instanceof Response) return answer;
       const { status, headers, start, length } = answer;
       if (req.method === "HEAD" || length === 0) return new Response(null, { status, headers });
       if (this.#config.signal?.aborted) {
         return _error(503, "Cannot serve artifact: provider is shutting down");
       }
-      const body = this.#fileBody(file, start, length);
+      const client = _clientKey(info);
+      const busy = this.#takeSlot(client);
+      if (busy !== undefined) {
+        this.counters.downloads_refused_total++;
+        const res = _error(503, `Cannot serve artifact: ${busy}, retry later`);
+        res.headers.set("retry-after", "5");
+        return res;
+      }
+      // The slot is freed once the connection is done with the response (so what the HTTP
+      // layer holds for a client that stopped reading stays counted), else when the body ends.
+      let freed = false;
+      const free = () => {
+        if (freed) return;
+        freed = true;
+        this.#freeSlot(client);
+      };
+      info?.completed?.then(free, free);
+      const body = this.#fileBody(
+        file,
+        start,
+        length,
+        `${c}/${a}/${artifact}`,
+        info?.completed ? undefined : free,
+      );
       handedOver = true;
       return new Response(body, { status, headers });
     } finally {
@@ -378,23 +490,59 @@ class _Provider {
     }
   }
 
+  /** Take a download slot for `client`, or say why there is none. */
+  #takeSlot(client: string): string | undefined {
+    const { maxDownloads, maxDownloadsPerClient } = this.#config;
+    if (this.#slotsTaken >= maxDownloads) {
+      return `too many downloads in flight (${maxDownloads})`;
+    }
+    const mine = this.#slotsByClient.get(client) ?? 0;
+    if (mine >= maxDownloadsPerClient) {
+      return `too many downloads in flight to this client (${maxDownloadsPerClient})`;
+    }
+    this.#slotsTaken++;
+    this.#slotsByClient.set(client, mine + 1);
+    return undefined;
+  }
+
+  #freeSlot(client: string): void {
+    this.#slotsTaken--;
+    const left = (this.#slotsByClient.get(client) ?? 1) - 1;
+    if (left > 0) this.#slotsByClient.set(client, left);
+    else this.#slotsByClient.delete(client);
+  }
+
   /** A body streaming `length` bytes of `file` from `start`, counted and ended on shutdown. */
-  #fileBody(file: Deno.FsFile, start: number, length: number): ReadableStream<Uint8Array> {
-    const { chunkBytes, readBudgetBytes } = this.#config;
+  #fileBody(
+    file: Deno.FsFile,
+    start: number,
+    length: number,
+    key: string,
+    onEnd: (() => void) | undefined,
+  ): ReadableStream<Uint8Array> {
+    const { chunkBytes, readBudgetBytes, idleTimeoutMs } = this.#config;
     const counters = this.counters;
     const chunkSize = () =>
       Math.max(
         Math.min(64 * 1024, chunkBytes),
-        Math.min(chunkBytes, Math.floor(readBudgetBytes / Math.max(1, counters.downloads_active))),
+        Math.min(
+          chunkBytes,
+          Math.floor(readBudgetBytes / (2 * Math.max(1, counters.downloads_active))),
+        ),
       );
-    return _fileBody(file, start, length, chunkSize, {
+    return _fileBody(file, start, length, chunkSize, idleTimeoutMs, {
       register: (end) => {
         this.#bodies.set(file, end);
         counters.downloads_active++;
         counters.downloads_total++;
       },
-      sent: (n) => counters.bytes_served_total += n,
+      sent: (n) => {
+        counters.bytes_served_total += n;
+        const byArtifact = counters.bytes_served_by_artifact;
+        byArtifact[key] = (byArtifact[key] ?? 0) + n;
+      },
       done: (complete) => {
+        onEnd?.();
         if (!this.#bodies.delete(file)) return;
         counters.downloads_active--;
         if (!complete) counters.downloads_aborted_total++;
@@ -527,11 +675,18 @@ function _etagMatches(header: string | null, etag: string): boolean {
   return trimmed.split(",").some((tag) => tag.trim().replace(/^W\//, "") === etag);
 }
 
+/** The key download slots are counted by: the client's IP address. */
+function _clientKey(info: ProviderRequestInfo | undefined): string {
+  const addr = info?.remoteAddr as { hostname?: unknown } | undefined;
+  return typeof addr?.hostname === "string" ? addr.hostname : "local";
+}
+
 function _fileBody(
   file: Deno.FsFile,
   start: number,
   length: number,
   chunkSize: () => number,
+  idleTimeoutMs: number,
   hooks: {
     register: (end: (reason: Error) => void) => void;
     sent: (n: number) => void;
@@ -539,21 +694,39 @@ function _fileBody(
   },
 ): ReadableStream<Uint8Array> {
   let remaining = length;
+  let idle: ReturnType<typeof setTimeout> | undefined;
+  let finished = false;
+  let end: (reason: Error) => void = () => {};
   const finish = (complete: boolean) => {
+    clearTimeout(idle);
+    if (finished) return;
+    finished = true;
     _closeFile(file);
     hooks.done(complete);
   };
+  // Armed while the body waits for its reader: a client that takes nothing for idleTimeoutMs
+  // has its body ended, so its file and read buffer are let go.
+  const arm = () => {
+    clearTimeout(idle);
+    idle = setTimeout(
+      () => end(new Error(`Client took no data for ${idleTimeoutMs} ms`)),
+      idleTimeoutMs,
+    );
+  };
   return new ReadableStream<Uint8Array>({
     async start(controller) {
-      hooks.register((reason) => {
+      end = (reason) => {
         finish(false);
         try {
           controller.error(reason);
         } catch { /* already closed */ }
-      });
+      };
+      hooks.register(end);
       if (start > 0) await file.seek(start, Deno.SeekMode.Start);
+      arm();
     },
     async pull(controller) {
+      clearTimeout(idle);
       const buf = new Uint8Array(Math.min(chunkSize(), remaining));
       let n: number | null;
       try {
@@ -572,6 +745,8 @@ function _fileBody(
       if (remaining === 0) {
         finish(true);
         controller.close();
+      } else {
+        arm();
       }
     },
     cancel() {

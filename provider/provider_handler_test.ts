@@ -28,7 +28,11 @@ async function withProvider(
     await Deno.writeTextFile(`${dir}/art/stable/x86_64/initrd`, "");
     await Deno.writeTextFile(`${dir}/secret.txt`, "TOP SECRET");
     const keyPair = await generateKeyPair(new Uint8Array(32).fill(9));
-    const store = new ArtifactStore(`${dir}/art`, { keyPair });
+    // A clock ahead of the files' ctime, so no hash is too recent to keep (see _racy).
+    const store = new ArtifactStore(`${dir}/art`, {
+      keyPair,
+      now: () => new Date(Date.now() + 5000),
+    });
     const handler = createProviderHandler({
       store,
       channel: "stable",

@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { openNoFollow } from "./open_no_follow.ts";
 
 /** File name of the lock inside the state dir. */
 export const STATE_LOCK_FILE = "state.lock";
@@ -64,9 +65,13 @@ export class StateDirLockedError extends Error {
    * assert.match(new StateDirLockedError("/x", undefined).message, /PID unknown/);
    * ```
    */
-  constructor(stateDir: string, holder: StateLockHolder | undefined, options?: ErrorOptions) {
+  constructor(
+    stateDir: string,
+    holder: StateLockHolder | undefined,
+    options?: ErrorOptions & { noun?: string },
+  ) {
     super(
-      `Cannot use state dir '${stateDir}': ${
+      `Cannot use ${options?.noun ?? "state dir"} '${stateDir}': ${
         holder
           ? `${holder.command} is already running there (PID ${holder.pid})`
           : "another process holds its lock (PID unknown)"
@@ -79,12 +84,24 @@ export class StateDirLockedError extends Error {
   }
 }
 
+/** Options of {@linkcode lockStateDir}. */
+export interface LockStateDirOptions {
+  /** The subcommand taking the lock, such as `start`, `serve` or `fetch`. */
+  command: string;
+  /** The lock file's name inside the directory. @default {"state.lock"} */
+  file?: string;
+  /** What the directory is, for the error: `Cannot use <noun> '<dir>': ...`. @default {"state dir"} */
+  noun?: string;
+}
+
 /**
- * Lock `stateDir` for this process (creating the dir 0700 if needed), or fail at once if another
- * process holds it. Release with {@linkcode StateLock.release} or `await using`; the lock also
- * ends with the process.
+ * Lock `stateDir` (or any directory, such as the output dir of `fetch`) for this process
+ * (creating the dir 0700 if needed), or fail at once if another process holds it. Release with
+ * {@linkcode StateLock.release} or `await using`; the lock also ends with the process. The lock
+ * file is opened without following a symbolic link: a link planted in its place is refused.
  *
  * @throws {StateDirLockedError} If another process holds the lock.
+ * @throws {LinkRefusedError} If the lock file's path is a symbolic link or not a regular file.
  *
  * @example
  * ```ts
@@ -104,31 +121,34 @@ export class StateDirLockedError extends Error {
  */
 export async function lockStateDir(
   stateDir: string,
-  options: { command: string },
+  options: LockStateDirOptions,
 ): Promise<StateLock> {
-  const { command } = options;
+  const { command, file: name = STATE_LOCK_FILE, noun = "state dir" } = options;
   if (typeof command !== "string" || command === "") {
     throw new TypeError("Cannot lock the state dir: command must be a non-empty string");
   }
-  const path = `${stateDir}/${STATE_LOCK_FILE}`;
+  if (!/^[A-Za-z0-9._-]+$/.test(name) || name === "." || name === "..") {
+    throw new TypeError(`Cannot lock '${stateDir}': '${name}' is not a plain file name`);
+  }
+  const path = `${stateDir}/${name}`;
   // A holder removes the file when it releases; a file we opened just before that is no longer
   // the lock, so check we locked the file the path names, and start again if not.
   for (let attempt = 0; attempt < 10; attempt++) {
     let file: Deno.FsFile;
     try {
       await Deno.mkdir(stateDir, { recursive: true, mode: 0o700 });
-      file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
+      file = await openNoFollow(path, { write: true, create: true, mode: 0o600 });
     } catch (cause) {
-      throw _unusable(stateDir, cause);
+      throw _unusable(stateDir, cause, noun);
     }
     let keep = false;
     try {
       if (!(await file.tryLock(true))) {
-        throw new StateDirLockedError(stateDir, await _holder(path));
+        throw new StateDirLockedError(stateDir, await _holder(path), { noun });
       }
       let current: Deno.FileInfo | undefined;
       try {
-        current = await Deno.stat(path);
+        current = await Deno.lstat(path);
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       }
@@ -148,10 +168,10 @@ export async function lockStateDir(
       if (!keep) file.close();
     }
   }
-  throw new StateDirLockedError(stateDir, await _holder(path));
+  throw new StateDirLockedError(stateDir, await _holder(path), { noun });
 }
 
-function _unusable(stateDir: string, cause: unknown): unknown {
+function _unusable(stateDir: string, cause: unknown, noun: string): unknown {
   const why = cause instanceof Deno.errors.AlreadyExists ||
       cause instanceof Deno.errors.NotADirectory
     ? "not a directory"
@@ -159,7 +179,7 @@ function _unusable(stateDir: string, cause: unknown): unknown {
     ? "permission denied"
     : undefined;
   if (why === undefined) return cause; // e.g. NotCapable, whose message names the flag to add
-  return new Error(`Cannot use state dir '${stateDir}': ${why}`, { cause });
+  return new Error(`Cannot use ${noun} '${stateDir}': ${why}`, { cause });
 }
 
 function _held(path: string, file: Deno.FsFile, staleFrom: number | undefined): StateLock {

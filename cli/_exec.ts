@@ -17,7 +17,11 @@
  */
 import type { KeyPair } from "../runtime/ed25519.ts";
 import type { PhaseNode } from "../net/node.ts";
-import { type ExecService, startExecService } from "../net/exec_service.ts";
+import {
+  type ExecService,
+  type ExecServiceOptions,
+  startExecService,
+} from "../net/exec_service.ts";
 import { loadOrCreateApiToken, writeApiEndpoint } from "../net/api_token.ts";
 import { TAMPER_RESULTS_VALUE } from "../net/job_worker.ts";
 import { parseDuration } from "./_units.ts";
@@ -110,6 +114,8 @@ export function parseExecFlags(values: {
 export interface StartedExec {
   /** The API URL, when the API runs. */
   apiUrl: string | undefined;
+  /** The execution service (scheduler, store, worker). */
+  service: ExecService;
   /** Stop the API server and the service. */
   stop(): Promise<void>;
 }
@@ -143,9 +149,11 @@ export async function startExec(
     stateDir: string | undefined;
     wasm: { max_memory_bytes: number; max_duration_ms: number } | undefined;
     log: (record: Record<string, unknown>) => void;
+    /** `/metrics` and `/dashboard` of the local API (see cli/start.ts). */
+    api?: ExecServiceOptions["api"];
   },
 ): Promise<StartedExec> {
-  const { keyPair, stateDir, wasm, log } = options;
+  const { keyPair, stateDir, wasm, log, api } = options;
   let tamper = false;
   try {
     tamper = Deno.env.get(TAMPER_ENV) === TAMPER_RESULTS_VALUE;
@@ -180,6 +188,7 @@ export async function startExec(
       }
       : false,
     ...(apiToken ? { apiToken } : {}),
+    ...(api ? { api } : {}),
     workerSearchTimeoutMs: flags.workerSearchTimeoutMs,
     tamperResultsForTests: tamper,
     onLog: log,
@@ -207,6 +216,7 @@ export async function startExec(
   }
   return {
     apiUrl,
+    service,
     async stop() {
       await server?.shutdown();
       await service.stop();

@@ -32,7 +32,7 @@ import { ArtifactStore, SAFE_NAME } from "../provider/artifact_store.ts";
 import { createProviderHandler } from "../provider/provider_handler.ts";
 import { toHex } from "../runtime/digest.ts";
 import type { AdvertiseLoop } from "../net/advertise_loop.ts";
-import { lockStateDir } from "../net/state_lock.ts";
+import { lockStateDir } from "../util/state_lock.ts";
 import { formatSize, parseDuration, parseSize } from "./_units.ts";
 import { errorLine, errorMessage } from "../util/error_message.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
@@ -52,6 +52,8 @@ DIR defaults to <state dir>/artifacts; the key to the node identity in the state
 Unless --no-dht and --no-mdns are both given, a libp2p node (the node identity) advertises
 /phase/<channel>/<arch>/manifest with the HTTP URL (--public-url, else this host's address);
 the banner shows its PeerId and listen addresses. With the DHT on, give --bootstrap peers.
+Downloads: at most --max-downloads at once (--max-downloads-per-client per address); more get
+503 with Retry-After. A download whose client takes nothing for --idle-timeout is ended.
 The state dir is --state-dir, else $PLASM_HOME, else $XDG_DATA_HOME/plasm, else
 ~/.local/share/plasm; one serve or start per state dir. Logs: JSON lines on stderr.`,
   options: {
@@ -67,12 +69,24 @@ The state dir is --state-dir, else $PLASM_HOME, else $XDG_DATA_HOME/plasm, else
     "validity-days": { type: "string", default: "30", value: "N", description: "manifests" },
     "min-free": { type: "string", default: "64MiB", value: "SIZE", description: "for /health" },
     "shutdown-timeout": { type: "string", default: "30s", value: "DURATION", description: "drain" },
+    "max-downloads": { type: "string", default: "64", value: "N", description: "at once (503)" },
+    "max-downloads-per-client": {
+      type: "string",
+      default: "16",
+      value: "N",
+      description: "at once per address",
+    },
+    "idle-timeout": {
+      type: "string",
+      default: "30s",
+      value: "DURATION",
+      description: "end a download not read",
+    },
     "p2p-listen": { type: "string", multiple: true, value: "MULTIADDR", description: "libp2p" },
     bootstrap: { type: "string", multiple: true, value: "MULTIADDR", description: "DHT peer" },
     "public-url": { type: "string", value: "URL", description: "the URL advertised" },
   },
   // The lines scripts and docs quote: `serve: <message>`.
-  style: { usage: "serve: ", failure: "serve: ", hint: "flags" },
 } as const;
 
 /** What {@linkcode main} can be given besides its arguments. */
@@ -171,6 +185,9 @@ interface _Flags {
   validityDays: number;
   minFree: number;
   shutdownMs: number;
+  maxDownloads: number;
+  maxDownloadsPerClient: number;
+  idleTimeoutMs: number;
   dht: boolean;
   mdns: boolean;
 }
@@ -192,13 +209,24 @@ async function _flags(values: _Values): Promise<_Flags> {
   if (!/^\d{1,4}$/.test(days) || validityDays < 1 || validityDays > 3650) {
     throw new UsageError(`Cannot use --validity-days '${days}': expected 1 to 3650`);
   }
-  let minFree: number, shutdownMs: number;
+  let minFree: number, shutdownMs: number, idleTimeoutMs: number;
   try {
     minFree = parseSize(values["min-free"]);
     shutdownMs = parseDuration(values["shutdown-timeout"]);
+    idleTimeoutMs = parseDuration(values["idle-timeout"]);
   } catch (error) {
     throw new UsageError(errorLine(error));
   }
+  if (idleTimeoutMs < 1) throw new UsageError("Cannot use --idle-timeout 0: expected above zero");
+  const count = (flag: "max-downloads" | "max-downloads-per-client") => {
+    const text = values[flag];
+    if (!/^\d{1,6}$/.test(text) || Number(text) < 1) {
+      throw new UsageError(`Cannot use --${flag} '${text}': expected a number from 1 to 999999`);
+    }
+    return Number(text);
+  };
+  const maxDownloads = count("max-downloads");
+  const maxDownloadsPerClient = count("max-downloads-per-client");
   const dht = !values["no-dht"];
   const mdns = !values["no-mdns"];
   if (dht || mdns) {
@@ -216,7 +244,19 @@ async function _flags(values: _Values): Promise<_Flags> {
       }
     }
   }
-  return { values, port, arch, validityDays, minFree, shutdownMs, dht, mdns };
+  return {
+    values,
+    port,
+    arch,
+    validityDays,
+    minFree,
+    shutdownMs,
+    maxDownloads,
+    maxDownloadsPerClient,
+    idleTimeoutMs,
+    dht,
+    mdns,
+  };
 }
 
 function _logger(io: CommandIo): _LogEvent {
@@ -258,6 +298,9 @@ async function _serve(io: CommandIo, o: _ServeOptions): Promise<number> {
     version: VERSION,
     info: p2pInfo,
     minFreeBytes: o.minFree,
+    maxDownloads: o.maxDownloads,
+    maxDownloadsPerClient: o.maxDownloadsPerClient,
+    idleTimeoutMs: o.idleTimeoutMs,
     signal: stopBodies.signal,
     onError: (error, req) =>
       logEvent("error", "request_failed", {
@@ -321,8 +364,8 @@ async function _key(file: string | undefined, stateDir: string) {
     const keyPair = await loadOrCreateIdentity(stateDir);
     return { keyPair, source: `node identity, ${stateDir}/node.key` };
   } catch (error) {
-    const unreadable = error instanceof Deno.errors.NotFound ||
-      error instanceof Deno.errors.IsADirectory || error instanceof Deno.errors.PermissionDenied;
+    const unreadable = file !== undefined && (error instanceof Deno.errors.NotFound ||
+      error instanceof Deno.errors.IsADirectory || error instanceof Deno.errors.PermissionDenied);
     throw new Error(
       unreadable ? `Cannot read key '${file}': ${fsErrorReason(error)}` : errorLine(error),
       { cause: error },

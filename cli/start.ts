@@ -22,8 +22,10 @@
  * ```
  *
  * Prints one JSON line on stdout once listening:
- * `{"event":"started","peer_id":...,"public_key":...,"multiaddrs":[...],"mode":...}`; logs are
- * JSON lines on stderr, each with `ts`. Holds `<state dir>/state.lock` while it runs: a second
+ * `{"event":"started","peer_id":...,"public_key":...,"multiaddrs":[...],"mode":...}`, with
+ * `api_url` and `dashboard_url` (a one-time link to the node dashboard, valid 15 minutes) when
+ * the local API runs; logs are JSON lines on stderr, each with `ts`. The local API also serves
+ * `GET /metrics` (Prometheus, bearer token) and the dashboard (docs/operations.md). Holds `<state dir>/state.lock` while it runs: a second
  * `start` (or `serve`) on the same state dir is refused with the PID of the first.
  *
  * Exit codes: 0 after a clean shutdown, 1 when the node cannot start (one `error:` line on
@@ -38,7 +40,10 @@ import { defaultNodeConfig, type NodeConfig, parseNodeConfig } from "../net/node
 import { EXEC_FLAGS, type ExecFlags, parseExecFlags, startExec } from "./_exec.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { toHex } from "../runtime/digest.ts";
-import { lockStateDir, type StateLock } from "../net/state_lock.ts";
+import { lockStateDir, type StateLock } from "../util/state_lock.ts";
+import { NodeMetrics } from "../net/metrics.ts";
+import { Dashboard } from "../net/dashboard.ts";
+import { dashboardSnapshot } from "../net/dashboard_data.ts";
 import { multiaddr } from "@multiformats/multiaddr";
 import { errorLine, errorMessage } from "../util/error_message.ts";
 import type { FlagValues } from "./_flags.ts";
@@ -49,7 +54,9 @@ export type { CliContext, CliWriter } from "./_main.ts";
 export const START_COMMAND = {
   name: "start",
   about: `Once listening, prints one JSON line on stdout: {"event":"started","peer_id":...,
-"public_key":<hex>,"multiaddrs":[...],...}; logs are JSON lines on stderr.
+"public_key":<hex>,"multiaddrs":[...],"api_url":...,"dashboard_url":...}; logs are JSON lines
+on stderr. dashboard_url opens the node dashboard once (15 minutes); the local API also serves
+GET /metrics (Prometheus text, bearer token from <state dir>/api.token).
 State dir: --state-dir, else the config's state_dir, else $PLASM_HOME, else
 $XDG_DATA_HOME/plasm, else ~/.local/share/plasm; one start (or serve) per state dir.
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`,
@@ -62,8 +69,6 @@ Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`
     "state-dir": { type: "string", value: "DIR", description: "node key, lock, API files" },
     ...EXEC_FLAGS,
   },
-  // The lines scripts and docs quote: `error: ...`.
-  style: { usage: "error: ", failure: "error: ", hint: "flags" },
 } as const;
 
 /**
@@ -165,9 +170,15 @@ async function _runNode(io: CommandIo, o: {
   log: (record: Record<string, unknown>) => void;
   signal: AbortSignal;
 }): Promise<void> {
-  const { config, stateDir, log, signal } = o;
+  const { config, stateDir, signal } = o;
   // Receipts are signed with the PeerId's key, so private mode needs one in hand too.
   const keyPair = await generateKeyPair(o.secretKey);
+  // /metrics counts from the log records, so metrics and log never disagree.
+  const metrics = new NodeMetrics({ info: { version: _VERSION, mode: config.mode } });
+  const log = (record: Record<string, unknown>) => {
+    metrics.observe(record);
+    o.log(record);
+  };
   if (config.mode === "local" && config.bootstrap.length > 0) {
     log({ level: "warn", event: "bootstrap_ignored", reason: "mode local runs no DHT" });
   }
@@ -183,9 +194,35 @@ async function _runNode(io: CommandIo, o: {
     streamTimeoutMs: config.stream_timeout_ms,
     reprovideIntervalMs: config.reprovide_interval_ms,
     capabilities: config.capabilities,
+    metrics: metrics.libp2pMetrics(),
     onLog: log,
     signal,
   });
+  const startedAt = new Date().toISOString();
+  let service: Awaited<ReturnType<typeof startExec>>["service"] | undefined;
+  const dashboard = new Dashboard({
+    snapshot: () => {
+      if (!service) throw new Error("the node is still starting");
+      return dashboardSnapshot({
+        node: {
+          peer_id: node.peerId,
+          public_key: toHex(keyPair.publicKey),
+          mode: config.mode,
+          version: _VERSION,
+          started_at: startedAt,
+        },
+        info: () => node.info(),
+        multiaddrs: () => node.multiaddrs,
+        connections: () => node.libp2p.getConnections(),
+        jobs: service.store,
+        progress: (id) => service?.scheduler.progress(id),
+        worker: () => service?.policy,
+        verified,
+      });
+    },
+    receipt: (jobId) => service?.store.get(jobId)?.receipt,
+  });
+  const verified = new Map<string, string>();
   let exec: Awaited<ReturnType<typeof startExec>> | undefined;
   try {
     exec = await startExec(node, o.execFlags, {
@@ -193,6 +230,14 @@ async function _runNode(io: CommandIo, o: {
       stateDir,
       wasm: config.capabilities.wasm,
       log,
+      api: { metrics, dashboard },
+    });
+    service = exec.service;
+    const policy = service.policy;
+    metrics.attach({
+      connections: () => node.libp2p.getConnections(),
+      worker: () => policy,
+      pendingJobs: () => exec?.service.store.unfinished().length ?? 0,
     });
     const started = {
       peer_id: node.peerId,
@@ -202,7 +247,9 @@ async function _runNode(io: CommandIo, o: {
       ...(stateDir ? { state_dir: stateDir } : {}),
       ...(exec.apiUrl ? { api_url: exec.apiUrl } : {}),
     };
-    io.print(JSON.stringify({ event: "started", ...started }));
+    // The dashboard link carries a one-time code: stdout only, never the log.
+    const link = exec.apiUrl ? { dashboard_url: dashboard.link(exec.apiUrl) } : {};
+    io.print(JSON.stringify({ event: "started", ...started, ...link }));
     log({ level: "info", event: "started", ...started });
     if (!signal.aborted) {
       await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
@@ -213,6 +260,8 @@ async function _runNode(io: CommandIo, o: {
     await node.stop();
   }
 }
+
+const _VERSION = "0.1.0";
 
 /** One line for a start-up failure, naming what the user can change. */
 function _startError(error: unknown, exec: ExecFlags): string {

@@ -15,7 +15,7 @@ import { JobStore } from "./job_store.ts";
 import { type JobWorker, jobWorker } from "./job_worker.ts";
 import { type Dispatcher, Scheduler } from "./scheduler.ts";
 import { WorkerPolicy, type WorkerPolicyOptions } from "./worker_policy.ts";
-import { createLocalApiHandler } from "./local_api.ts";
+import { createLocalApiHandler, type LocalApiOptions } from "./local_api.ts";
 import { SandboxPool } from "../runtime/sandbox_pool.ts";
 import type { SandboxConfinement } from "../runtime/sandbox_spawn.ts";
 import { storeReceipt } from "../runtime/receipt_store.ts";
@@ -35,6 +35,8 @@ export interface ExecServiceOptions {
   worker?: WorkerPolicyOptions | false;
   /** API bearer token; without it no API handler is made. @default none */
   apiToken?: string;
+  /** More routes of the local API: `/metrics` and `/dashboard` (net/metrics.ts, net/dashboard.ts). @default {{}} */
+  api?: Pick<LocalApiOptions, "metrics" | "dashboard">;
   /** Scheduler retries per replica. @default {5} */
   maxAttempts?: number;
   /**
@@ -65,6 +67,8 @@ export interface ExecService {
   store: JobStore;
   /** Runs peers' jobs, when this node is a worker. */
   worker: JobWorker | undefined;
+  /** The worker's admission policy and slots, when this node is a worker. */
+  policy: WorkerPolicy | undefined;
   /** The local API handler, when a token was given. */
   handler: ((request: Request) => Promise<Response>) | undefined;
   /** Stop scheduling and working, close the database; idempotent. */
@@ -101,6 +105,7 @@ export async function startExecService(
     stateDir,
     worker: policyOptions = {},
     apiToken,
+    api = {},
     maxAttempts = 5,
     workerSearchTimeoutMs = 30_000,
     tamperResultsForTests = false,
@@ -114,6 +119,7 @@ export async function startExecService(
   // Every receipt this node signs (as a worker) or accepts (as a requester) is kept as a file.
   const keepReceipt = stateDir ? (receipt: Receipt) => storeReceipt(stateDir, receipt) : undefined;
   let worker: JobWorker | undefined;
+  let policy: WorkerPolicy | undefined;
   // One sandbox process kept started, so a job does not wait for deno to boot.
   const pool = policyOptions !== false
     ? new SandboxPool({ size: 1, confinement: sandboxConfinement })
@@ -125,9 +131,10 @@ export async function startExecService(
   try {
     if (policyOptions !== false) {
       // The worker is a libp2p service; a started node lends its own handle/unhandle.
+      policy = new WorkerPolicy({ arch, ...policyOptions });
       worker = jobWorker({
         keyPair,
-        policy: new WorkerPolicy({ arch, ...policyOptions }),
+        policy,
         store,
         sandbox: "process",
         ...(pool ? { pool } : {}),
@@ -209,7 +216,7 @@ export async function startExecService(
   const resumed = scheduler.resume();
   if (resumed.length > 0) onLog?.({ level: "info", event: "jobs_resumed", job_ids: resumed });
   const handler = apiToken
-    ? createLocalApiHandler({ token: apiToken, jobs: scheduler })
+    ? createLocalApiHandler({ ...api, token: apiToken, jobs: scheduler })
     : undefined;
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -220,5 +227,5 @@ export async function startExecService(
       store.close();
       await pool?.close();
     })();
-  return { scheduler, store, worker, handler, stop, [Symbol.asyncDispose]: stop };
+  return { scheduler, store, worker, policy, handler, stop, [Symbol.asyncDispose]: stop };
 }

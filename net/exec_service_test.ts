@@ -37,16 +37,32 @@ Deno.test("findProviders() on a node alone (empty routing table) answers at once
   assert.deepEqual(found, []);
 });
 
-Deno.test("a job pinned to the node's own PeerId runs on its own worker; both roles keep the receipt", async () => {
+/** Run `body` with a node of a fresh identity whose state dir is removed afterwards. */
+async function withNode(
+  dht: boolean,
+  body: (
+    node: Awaited<ReturnType<typeof startNode>>,
+    keyPair: Awaited<ReturnType<typeof loadOrCreateIdentity>>,
+    dir: string,
+  ) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir();
   try {
     const keyPair = await loadOrCreateIdentity(dir);
     await using node = await startNode({
       secretKey: keyPair.secretKey,
       mdns: false,
-      dht: false,
+      dht,
       capabilities: { wasm: WASM },
     });
+    await body(node, keyPair, dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a job pinned to the node's own PeerId runs on its own worker; both roles keep the receipt", async () => {
+  await withNode(false, async (node, keyPair, dir) => {
     await using exec = await startExecService(node, { keyPair, stateDir: dir });
     const id = await exec.scheduler.submit(HELLO, {
       input: new TextEncoder().encode("self"),
@@ -61,21 +77,11 @@ Deno.test("a job pinned to the node's own PeerId runs on its own worker; both ro
     await verifyReceipt(kept, { publicKey: peerPublicKey(node.peerId), jobId: id });
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
     await exec.stop();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a node that runs no jobs refuses a job pinned to itself, and one alone finds no worker", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const keyPair = await loadOrCreateIdentity(dir);
-    await using node = await startNode({
-      secretKey: keyPair.secretKey,
-      mdns: false,
-      dht: true,
-      capabilities: { wasm: WASM },
-    });
+  await withNode(true, async (node, keyPair) => {
     await using exec = await startExecService(node, {
       keyPair,
       worker: false,
@@ -91,7 +97,5 @@ Deno.test("a node that runs no jobs refuses a job pinned to itself, and one alon
     assert.equal(job.errorKind, "no_worker_found");
     assert.match(job.error!, /no worker found within 500 ms/);
     await exec.stop();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -16,6 +16,12 @@
  *   finished, `409` with the status (`error`, `error_kind`, and for replicas that disagreed
  *   `workers` and `replicas_agree: false`) when the job failed, `404` when unknown.
  *
+ * - `GET /metrics` → `200` Prometheus text exposition format 0.0.4 (when a `metrics` source is
+ *   given; bearer token required like every route here).
+ * - `/dashboard...`: the node dashboard (when given), authenticated by its own one-time link
+ *   and session cookie, not by the bearer token; `POST /dashboard/link` (bearer token) mints a
+ *   new link. See net/dashboard.ts.
+ *
  * Errors are JSON `{error}`. A missing or wrong token gives `401`.
  *
  * @module
@@ -53,6 +59,13 @@ export interface LocalApiOptions {
   jobs: JobService;
   /** Longest `?wait=` honoured, in ms. @default {60000} */
   maxWaitMs?: number;
+  /** What `GET /metrics` serves (such as a `NodeMetrics`); none: 404. @default none */
+  metrics?: { render(): Promise<string>; readonly contentType: string };
+  /**
+   * What answers `/dashboard` and below (such as a `Dashboard`), told whether the request
+   * carried the bearer token; none: 404. @default none
+   */
+  dashboard?: { handle(request: Request, authorized: boolean): Promise<Response> };
 }
 
 /**
@@ -78,7 +91,7 @@ export interface LocalApiOptions {
 export function createLocalApiHandler(
   options: LocalApiOptions,
 ): (request: Request) => Promise<Response> {
-  const { token, jobs, maxWaitMs = 60_000 } = options;
+  const { token, jobs, maxWaitMs = 60_000, metrics, dashboard } = options;
   if (typeof token !== "string" || token.length < 16) {
     throw new TypeError("Cannot make local API: token must be at least 16 characters");
   }
@@ -86,12 +99,17 @@ export function createLocalApiHandler(
   return async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
     const given = new TextEncoder().encode(request.headers.get("authorization") ?? "");
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    const authorized = given.length === expected.length && timingSafeEqual(given, expected);
+    if (dashboard && /^\/dashboard(\/|$)/.test(url.pathname)) {
+      return await dashboard.handle(request, authorized);
+    }
+    if (!authorized) {
       await request.body?.cancel();
       return _json(401, { error: "Cannot use the API: missing or wrong bearer token" });
     }
     const parts = url.pathname.split("/").filter(Boolean);
     try {
+      if (metrics && url.pathname === "/metrics") return await _metrics(request, metrics);
       if (parts[0] !== "jobs" || parts.length > 3) return _json(404, { error: "Not found" });
       if (parts.length === 1) {
         if (request.method !== "POST") return _json(405, { error: "Use POST /jobs" });
@@ -148,6 +166,20 @@ export function createLocalApiHandler(
       return _json(status, { error: errorMessage(error) });
     }
   };
+}
+
+async function _metrics(
+  request: Request,
+  metrics: NonNullable<LocalApiOptions["metrics"]>,
+): Promise<Response> {
+  await request.body?.cancel();
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return _json(405, { error: "Use GET /metrics" });
+  }
+  const body = await metrics.render();
+  return new Response(request.method === "HEAD" ? null : body, {
+    headers: { "content-type": metrics.contentType, "cache-control": "no-store" },
+  });
 }
 
 async function _submit(request: Request, jobs: JobService): Promise<Response> {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createLocalApiHandler, type JobService, MAX_API_BODY_BYTES } from "./local_api.ts";
 import type { JobRecord } from "./job_store.ts";
+import { testJobResult } from "../runtime/testdata/job_result.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 
 const TOKEN = "t".repeat(32);
@@ -12,14 +13,7 @@ const RECEIPT: Receipt = {
   worker_pubkey: "cd".repeat(32),
   signature: "00".repeat(64),
   completed_at: "2026-01-01T00:00:00Z",
-  result: {
-    job_spec_hash: Array(32).fill(1),
-    output_commitment: Array(32).fill(7),
-    output_chunk_count: 1,
-    completion: "stop",
-    resumption: null,
-    metrics: { total_duration_ms: 1, prompt_tokens: 0, completion_tokens: 0, extra: {} },
-  },
+  result: testJobResult({ output_commitment: Array(32).fill(7) }),
 };
 
 function service(record?: Partial<JobRecord>): JobService & { submitted: unknown[] } {
@@ -50,22 +44,24 @@ function service(record?: Partial<JobRecord>): JobService & { submitted: unknown
   };
 }
 
+/** POST `fields` (with a module) to /jobs of `handler`, authorised. */
+function postJob(
+  handler: (request: Request) => Promise<Response>,
+  fields: Record<string, unknown>,
+): Promise<Response> {
+  const body = JSON.stringify({ module: btoa("\0asm"), ...fields });
+  return handler(new Request("http://127.0.0.1/jobs", { method: "POST", headers: auth, body }));
+}
+
 Deno.test("POST /jobs decodes module, input and limits", async () => {
   const jobs = service();
   const handler = createLocalApiHandler({ token: TOKEN, jobs });
-  const response = await handler(
-    new Request("http://127.0.0.1/jobs", {
-      method: "POST",
-      headers: auth,
-      body: JSON.stringify({
-        module: btoa("\0asm"),
-        input: btoa("hi"),
-        cpu: 2,
-        timeout_ms: 500,
-        replicas: 3,
-      }),
-    }),
-  );
+  const response = await postJob(handler, {
+    input: btoa("hi"),
+    cpu: 2,
+    timeout_ms: 500,
+    replicas: 3,
+  });
   assert.equal(response.status, 201);
   assert.deepEqual(await response.json(), { job_id: ID, status: "queued" });
   assert.deepEqual(jobs.submitted, [{
@@ -219,20 +215,13 @@ Deno.test("GET /jobs/:id/result of replicas that disagreed lists every worker an
 Deno.test("POST /jobs passes args, env, fuel, output cap and search timeout on", async () => {
   const jobs = service();
   const handler = createLocalApiHandler({ token: TOKEN, jobs });
-  const response = await handler(
-    new Request("http://127.0.0.1/jobs", {
-      method: "POST",
-      headers: auth,
-      body: JSON.stringify({
-        module: btoa("\0asm"),
-        args: ["a", "b"],
-        env: { K: "V" },
-        fuel: "1000",
-        max_output_bytes: 100,
-        search_timeout_ms: 2000,
-      }),
-    }),
-  );
+  const response = await postJob(handler, {
+    args: ["a", "b"],
+    env: { K: "V" },
+    fuel: "1000",
+    max_output_bytes: 100,
+    search_timeout_ms: 2000,
+  });
   assert.equal(response.status, 201);
   await response.body?.cancel();
   assert.deepEqual(jobs.submitted, [{
@@ -246,13 +235,7 @@ Deno.test("POST /jobs passes args, env, fuel, output cap and search timeout on",
     },
   }]);
   for (const bad of [{ args: "a" }, { env: { K: 1 } }, { fuel: true }]) {
-    const refused = await handler(
-      new Request("http://127.0.0.1/jobs", {
-        method: "POST",
-        headers: auth,
-        body: JSON.stringify({ module: btoa("\0asm"), ...bad }),
-      }),
-    );
+    const refused = await postJob(handler, bad);
     assert.equal(refused.status, 400, JSON.stringify(bad));
     assert.match((await refused.json()).error, /^Cannot accept job/);
   }

@@ -84,6 +84,11 @@ export interface StartNodeOptions {
    * itself (`identify`, `ping`, `dht`) replaces that default. @default {}
    */
   services?: Record<string, (components: never) => unknown>;
+  /**
+   * libp2p's metrics implementation, such as `prometheusMetrics({ registry })` from
+   * `@libp2p/prometheus-metrics` (see `net/metrics.ts`). @default none
+   */
+  metrics?: (components: never) => unknown;
   /** Architecture this node reports. @default Deno.build.arch */
   arch?: string;
   /** Capabilities the node offers; each is advertised in the DHT when it runs as a server. @default {} */
@@ -137,7 +142,14 @@ export class PhaseNode {
   #options: Required<
     Omit<
       StartNodeOptions,
-      "secretKey" | "onLog" | "onMdnsPeer" | "signal" | "capabilities" | "transports" | "services"
+      | "secretKey"
+      | "onLog"
+      | "onMdnsPeer"
+      | "signal"
+      | "capabilities"
+      | "transports"
+      | "services"
+      | "metrics"
     >
   >;
   #secretKey: Uint8Array | undefined;
@@ -145,6 +157,7 @@ export class PhaseNode {
   #onMdnsPeer: ((peer: FoundPeer) => void) | undefined;
   #transports: NonNullable<StartNodeOptions["transports"]>;
   #services: NonNullable<StartNodeOptions["services"]>;
+  #metrics: StartNodeOptions["metrics"];
   #info: NodeInfo | undefined;
   #libp2p: Libp2p<{ dht?: KadDHT }> | undefined;
   #controller = new AbortController();
@@ -205,6 +218,7 @@ export class PhaseNode {
     this.#onMdnsPeer = onMdnsPeer;
     this.#transports = [...transports];
     this.#services = { ...services };
+    this.#metrics = options.metrics;
     this.#options = {
       listen,
       bootstrap,
@@ -545,6 +559,7 @@ export class PhaseNode {
         },
         peerDiscovery: o.mdns ? [this.#mdns()] : [],
         services: { ...this.#defaultServices(), ...this.#services } as never,
+        ...(this.#metrics ? { metrics: this.#metrics as never } : {}),
       }) as Libp2p<{ dht?: KadDHT }>;
       this.#libp2p.addEventListener("peer:discovery", (event: CustomEvent<PeerInfo>) => {
         this.#log("info", "peer_discovered", {

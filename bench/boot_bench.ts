@@ -10,7 +10,7 @@
  */
 import { parseArgs } from "node:util";
 import { runVm } from "../boot/qemu.ts";
-import { startServeProcess } from "../boot/serve_process.ts";
+import { serveBootStage } from "../boot/serve_process.ts";
 import { writeInitrdOverlay } from "../boot/initrd_overlay.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
@@ -32,15 +32,7 @@ try {
     path: "etc/phase/trusted-keys",
     data: `${toHex(keys.publicKey)}\n`,
   }], initrd);
-  await Deno.mkdir(`${dir}/art/stable/x86_64`, { recursive: true });
-  await Deno.copyFile(build.kernel, `${dir}/art/stable/x86_64/kernel`);
-  await Deno.copyFile(build.secondStage, `${dir}/art/stable/x86_64/initramfs`);
-  await Deno.mkdir(`${dir}/state`);
-  const serve = await startServeProcess({
-    artifacts: `${dir}/art`,
-    stateDir: `${dir}/state`,
-    args: ["--key", `${dir}/publisher.key`, "--no-dht", "--no-mdns"],
-  });
+  const serve = await serveBootStage(dir, build.kernel, build.secondStage);
   const url = serve.origin;
   try {
     const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;

@@ -13,7 +13,7 @@
  */
 import { parseArgs } from "node:util";
 import { runVm } from "./qemu.ts";
-import { startServeProcess } from "./serve_process.ts";
+import { serveBootStage } from "./serve_process.ts";
 import { writeInitrdOverlay } from "./initrd_overlay.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
@@ -82,17 +82,7 @@ export async function runBootLoop(options: BootLoopOptions): Promise<BootLoopRes
       { path: "srv/stable/x86_64/kernel", data: await Deno.readFile(build.kernel) },
       { path: "srv/stable/x86_64/initramfs", data: await Deno.readFile(build.secondStage) },
     ], servingStage);
-    const art = `${dir}/art/stable/x86_64`;
-    await Deno.mkdir(art, { recursive: true });
-    await Deno.copyFile(build.kernel, `${art}/kernel`);
-    await Deno.copyFile(servingStage, `${art}/initramfs`);
-    await Deno.mkdir(`${dir}/state`);
-
-    const serve = await startServeProcess({
-      artifacts: `${dir}/art`,
-      stateDir: `${dir}/state`,
-      args: ["--key", `${dir}/publisher.key`, "--no-dht", "--no-mdns"],
-    });
+    const serve = await serveBootStage(dir, build.kernel, servingStage);
     const url = serve.origin;
     const vm1Stop = new AbortController();
     let vm1: Promise<unknown> | undefined;

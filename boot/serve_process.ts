@@ -88,3 +88,33 @@ export async function startServeProcess(options: StartServeProcessOptions): Prom
     })();
   return { url: `${origin}/`, origin, pid: child.pid, stop, [Symbol.asyncDispose]: stop };
 }
+
+/**
+ * Serve `kernel` and `initramfs` as channel `stable`, arch `x86_64`, with manifests signed by
+ * `<dir>/publisher.key`: copies them under `<dir>/art`, keeps state in `<dir>/state`, and starts
+ * `serve` without DHT or mDNS (see {@linkcode startServeProcess}).
+ *
+ * @example
+ * ```ts ignore
+ * import { serveBootStage } from "./serve_process.ts";
+ *
+ * await using serve = await serveBootStage("/tmp/x", "vmlinuz", "second-stage.img");
+ * console.log(serve.url);
+ * ```
+ */
+export async function serveBootStage(
+  dir: string,
+  kernel: string,
+  initramfs: string,
+): Promise<ServeProcess> {
+  const art = `${dir}/art/stable/x86_64`;
+  await Deno.mkdir(art, { recursive: true });
+  await Deno.copyFile(kernel, `${art}/kernel`);
+  await Deno.copyFile(initramfs, `${art}/initramfs`);
+  await Deno.mkdir(`${dir}/state`);
+  return await startServeProcess({
+    artifacts: `${dir}/art`,
+    stateDir: `${dir}/state`,
+    args: ["--key", `${dir}/publisher.key`, "--no-dht", "--no-mdns"],
+  });
+}

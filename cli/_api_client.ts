@@ -16,7 +16,13 @@ import {
 import { EXIT_CODES } from "./run.ts";
 import { errorMessage } from "../util/error_message.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
-import type { CommandIo, CommandStyle } from "./_main.ts";
+import type { CommandIo } from "./_main.ts";
+
+/** The exit codes of `submit --wait` and `result`, for their usage texts. */
+export const API_CLIENT_EXITS =
+  `Exits like run: the job's own exit code, or 118-125 with one error line when it did not run to
+its end. 1: the job failed, is not finished (result without --wait) or the node is not
+answering. 2: bad usage.`;
 
 /** The flags `submit` and `result` share: waiting, the receipt copy, JSON output, the node. */
 export const API_CLIENT_FLAGS = {
@@ -25,9 +31,6 @@ export const API_CLIENT_FLAGS = {
   json: { type: "boolean", description: "one JSON object on stdout" },
   "state-dir": { type: "string", value: "DIR", description: "the node's state dir" },
 } as const;
-
-/** The error lines of `submit` and `result`, as scripts and docs quote them: `error: ...`. */
-export const API_CLIENT_STYLE: CommandStyle = { usage: "error: ", failure: "error: " };
 
 /**
  * A {@linkcode Client} of the node whose state dir is `stateDir` (default: the usual one).
@@ -116,7 +119,9 @@ export async function reportJobResult(
     io.writeError(result.stderr);
     if (result.error) {
       const newline = result.stderr.length > 0 && result.stderr.at(-1) !== 10 ? "\n" : "";
-      io.log(`${newline}error: ${result.error.kind}: ${_oneLine(result.error.message)}`);
+      io.log(
+        `${newline}${io.name}: error: ${result.error.kind}: ${_oneLine(result.error.message)}`,
+      );
     }
   }
   if (result.error) return (EXIT_CODES as Record<string, number>)[result.error.kind] ?? 1;
@@ -130,20 +135,19 @@ export async function reportJobResult(
  * @example
  * ```ts
  * import { reportError } from "./_api_client.ts";
- * import { API_CLIENT_STYLE } from "./_api_client.ts";
  * import { CommandIo } from "./_main.ts";
  * import { ApiUnreachableError } from "../net/client.ts";
  * import assert from "node:assert/strict";
  *
  * let text = "";
  * const stderr = { writeSync: (b: Uint8Array) => (text += new TextDecoder().decode(b), b.length) };
- * const spec = { name: "result", about: "", options: {}, style: API_CLIENT_STYLE };
+ * const spec = { name: "result", about: "", options: {} };
  * const io = new CommandIo(spec, { stderr });
  * const code = reportError(io, new ApiUnreachableError("http://127.0.0.1:9/"), { json: false });
  * assert.equal(code, 1);
  * assert.equal(
  *   text,
- *   "error: node API at http://127.0.0.1:9/ is not answering (is start running with this state dir?)\n",
+ *   "result: error: node API at http://127.0.0.1:9/ is not answering (is start running with this state dir?)\n",
  * );
  * ```
  */

@@ -3,11 +3,14 @@
  * flag parser, `--help`/`-h`, one error style and one signature,
  * `main(args, { signal, stdout, stderr })`.
  *
- * Error lines: a usage error is `<sub>: <message> (see <sub> --help)` and exits 2; a runtime
- * failure is `<sub>: error: <message>` and exits 1. Subcommands whose lines scripts and docs
- * already quote in another form (`error: ...`, or the bare message) declare that form in
- * {@linkcode CommandSpec.style}, so the text stays the same while the code that prints it is
- * this one.
+ * Error lines, the same for every subcommand, `<sub>` being the spec's whole name (`fetch`,
+ * `verify receipt`):
+ * - a usage error is `<sub>: <message> (see <sub> --help)` and exits 2;
+ * - a runtime failure is exactly one line `<sub>: error: <message>` and exits 1 (or the code
+ *   the subcommand gives).
+ *
+ * The one other line on stderr with the subcommand's name is a verdict, not an error of the
+ * tool: `verify receipt: FAILED: <why>` says that a check ran and the receipt did not pass it.
  *
  * @module
  */
@@ -32,21 +35,6 @@ export interface CliContext {
   stderr?: CliWriter | undefined;
 }
 
-/** How a subcommand's error lines begin (see the module doc). */
-export interface CommandStyle {
-  /** Before a usage error. @default {"<sub>: "} */
-  usage?: string;
-  /** Before a runtime failure. @default {"<sub>: error: "} */
-  failure?: string;
-  /**
-   * Which usage errors end with `(see <sub> --help)`: all, or only the flag parser's.
-   * @default {"always"}
-   */
-  hint?: "always" | "flags";
-  /** The command named in the hint. @default {the spec's name} */
-  helpCommand?: string;
-}
-
 /** A subcommand: its name, positional arguments, description and options. */
 export interface CommandSpec<T extends Record<string, FlagSpec> = Record<string, FlagSpec>> {
   /** The name in the usage line and error lines (`fetch`, `verify receipt`). */
@@ -57,8 +45,6 @@ export interface CommandSpec<T extends Record<string, FlagSpec> = Record<string,
   about: string;
   /** The options; `--help`/`-h` is added. */
   options: T;
-  /** How error lines begin. @default {the uniform style} */
-  style?: CommandStyle;
 }
 
 /** Thrown by a subcommand for bad arguments: printed as a usage error, exit code 2. */
@@ -70,7 +56,7 @@ export class UsageError extends Error {
 const HELP = { type: "boolean", short: "h", description: "show this help" } as const;
 
 /**
- * A subcommand's output and error lines, in its {@linkcode CommandStyle}.
+ * A subcommand's output and error lines (see the module doc for their form).
  *
  * @example
  * ```ts
@@ -91,15 +77,16 @@ const HELP = { type: "boolean", short: "h", description: "show this help" } as c
 export class CommandIo {
   /** The `signal` of the context. */
   readonly signal: AbortSignal | undefined;
-  #spec: CommandSpec<Record<string, FlagSpec>>;
+  /** The subcommand's name, which begins its error lines (`fetch`, `verify receipt`). */
+  readonly name: string;
   #stdout: CliWriter | undefined;
   #stderr: CliWriter | undefined;
   #encoder = new TextEncoder();
 
   /** Output and error lines of `spec`, written where `context` says. */
   constructor(spec: CommandSpec<Record<string, FlagSpec>>, context: CliContext = {}) {
-    this.#spec = spec;
     this.signal = context.signal;
+    this.name = spec.name;
     this.#stdout = context.stdout;
     this.#stderr = context.stderr;
   }
@@ -124,20 +111,15 @@ export class CommandIo {
     this.writeError(this.#encoder.encode(line + "\n"));
   }
 
-  /** Print a usage error; returns exit code 2. `flags`: it came from the flag parser. */
-  usage(message: string, flags = false): number {
-    const { name, style = {} } = this.#spec;
-    const hint = flags || (style.hint ?? "always") === "always"
-      ? ` (see ${style.helpCommand ?? name} --help)`
-      : "";
-    this.log(`${style.usage ?? `${name}: `}${message}${hint}`);
+  /** Print a usage error, `<sub>: <message> (see <sub> --help)`; returns exit code 2. */
+  usage(message: string): number {
+    this.log(`${this.name}: ${message} (see ${this.name} --help)`);
     return 2;
   }
 
-  /** Print a runtime failure; returns `code`. */
+  /** Print a runtime failure, `<sub>: error: <message>`; returns `code`. */
   fail(message: string, code = 1): number {
-    const { name, style = {} } = this.#spec;
-    this.log(`${style.failure ?? `${name}: error: `}${message}`);
+    this.log(`${this.name}: error: ${message}`);
     return code;
   }
 }
@@ -186,7 +168,7 @@ export async function runCommand<const T extends Record<string, FlagSpec>>(
       throw new SyntaxError(`Unexpected argument '${parsed.positionals[0]}'`);
     }
   } catch (error) {
-    return io.usage(errorLine(error), true);
+    return io.usage(errorLine(error));
   }
   if (parsed.values.help) {
     io.print(usageText(spec));

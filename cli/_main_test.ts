@@ -48,8 +48,8 @@ Deno.test("runCommand() prints usage errors and failures in the uniform style", 
   );
 });
 
-Deno.test("runCommand() keeps a declared style: prefixes, hint only on parser errors", async () => {
-  const spec = { ...SPEC, style: { usage: "error: ", failure: "error: ", hint: "flags" } } as const;
+Deno.test("runCommand() names a two-word subcommand whole in every error line", async () => {
+  const spec = { ...SPEC, name: "verify demo" } as const;
   const stderr = sink();
   await runCommand(spec, ["--port"], { stderr }, () => 0);
   await runCommand(spec, [], { stderr }, () => {
@@ -60,8 +60,9 @@ Deno.test("runCommand() keeps a declared style: prefixes, hint only on parser er
   });
   assert.equal(
     stderr.text,
-    "error: Option '--port <value>' needs a value (see demo --help)\n" +
-      "error: Cannot use --port 'x'\nerror: Cannot start\n",
+    "verify demo: Option '--port <value>' needs a value (see verify demo --help)\n" +
+      "verify demo: Cannot use --port 'x' (see verify demo --help)\n" +
+      "verify demo: error: Cannot start\n",
   );
 });
 

@@ -44,8 +44,6 @@ Exit codes: 0 found, 1 nothing found, 2 bad flags.`,
     json: { type: "boolean", description: "one JSON array on stdout" },
     verbose: { type: "boolean", short: "v", description: "also every log record" },
   },
-  // The lines scripts (boot/init) and docs quote: `error: ...`.
-  style: { usage: "error: ", failure: "error: ", hint: "flags" },
 } as const;
 
 /**
@@ -67,10 +65,11 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
     try {
       found = await discoverPeers(options);
     } catch (error) {
-      return io.fail(
-        errorLine(error),
-        error instanceof TypeError || error instanceof RangeError ? 2 : 1,
-      );
+      // A bad argument (a flag's value discoverPeers refuses) is a usage error.
+      if (error instanceof TypeError || error instanceof RangeError) {
+        return io.usage(errorLine(error));
+      }
+      return io.fail(errorLine(error));
     }
     if (values.json) {
       io.print(JSON.stringify(found.map(_record)));

@@ -24,8 +24,6 @@ key: give it to those who verify). Never overwrites either file.`,
     out: { type: "string", value: "BASE", required: true, description: "path without extension" },
     json: { type: "boolean", description: "print the file names and key as JSON" },
   },
-  // The lines scripts and docs quote: the bare message.
-  style: { usage: "", failure: "Cannot make keys: ", hint: "flags" },
 } as const;
 
 /**
@@ -59,10 +57,10 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
     for (const path of [`${base}.key`, `${base}.pub`]) {
       try {
         await Deno.lstat(path);
-        return io.fail(`'${path}' exists; a key file is never overwritten`);
+        return io.fail(`Cannot make keys: '${path}' exists; a key file is never overwritten`);
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) {
-          return io.fail(`cannot check '${path}': ${fsErrorReason(error)}`);
+          return io.fail(`Cannot make keys: cannot check '${path}': ${fsErrorReason(error)}`);
         }
       }
     }
@@ -71,11 +69,12 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
       keys = await writeKeyPairFiles(base);
     } catch (error) {
       return io.fail(
-        error instanceof Deno.errors.AlreadyExists
-          ? `'${base}.key' exists; a key file is never overwritten`
-          : error instanceof Deno.errors.NotFound
-          ? `directory '${dirname(base)}' does not exist`
-          : `cannot write '${base}.key': ${fsErrorReason(error)}`,
+        "Cannot make keys: " +
+          (error instanceof Deno.errors.AlreadyExists
+            ? `'${base}.key' exists; a key file is never overwritten`
+            : error instanceof Deno.errors.NotFound
+            ? `directory '${dirname(base)}' does not exist`
+            : `cannot write '${base}.key': ${fsErrorReason(error)}`),
       );
     }
     const pub = toHex(keys.publicKey);

@@ -26,7 +26,6 @@ list:   every channel/arch with its manifest sequence, expiry and artifacts (unv
     json: { type: "boolean", description: "JSON instead of a table" },
     timeout: { type: "string", default: "10s", value: "DURATION", description: "per request" },
   },
-  style: { usage: "provider: ", failure: "provider: ", hint: "flags" },
 } as const;
 
 /**
@@ -44,7 +43,7 @@ list:   every channel/arch with its manifest sequence, expiry and artifacts (unv
  * const stderr = { writeSync: (b: Uint8Array) => (errors += new TextDecoder().decode(b), b.length) };
  * const code = await main(["status", "--addr", `http://127.0.0.1:${port}`], { stderr });
  * assert.equal(code, 1);
- * assert.match(errors, /^provider: Cannot reach provider at http:\/\/127\.0\.0\.1:\d+\//);
+ * assert.match(errors, /^provider: error: Cannot reach provider at http:\/\/127\.0\.0\.1:\d+\//);
  * ```
  */
 export function main(args: string[], context: CliContext = {}): Promise<number> {
@@ -53,7 +52,7 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
     if ((command !== "status" && command !== "list") || rest.length > 0) {
       throw new UsageError(
         positionals.length === 0
-          ? "Cannot run: expected 'status' or 'list' (see provider --help)"
+          ? "Cannot run: expected 'status' or 'list'"
           : `Cannot run '${positionals.join(" ")}': expected 'status' or 'list'`,
       );
     }

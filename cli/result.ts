@@ -14,18 +14,13 @@
  *
  * Every receipt is verified here too: signed by the key of its worker's PeerId, for this job
  * id, committing to the output printed. Exit codes: the job's own, or `run`'s 118-125 with one
- * `error:` line naming the kind when it did not run to its end; 1 failed, not finished
+ * `result: error:` line naming the kind when it did not run to its end; 1 failed, not finished
  * (without `--wait`), not verified or node not answering; 2 bad usage.
  *
  * @module
  */
-import {
-  API_CLIENT_FLAGS,
-  API_CLIENT_STYLE,
-  localClient,
-  reportError,
-  reportJobResult,
-} from "./_api_client.ts";
+import { API_CLIENT_EXITS, API_CLIENT_FLAGS } from "./_api_client.ts";
+import { localClient, reportError, reportJobResult } from "./_api_client.ts";
 import { type CliContext, runCommand, UsageError } from "./_main.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
 
@@ -33,12 +28,9 @@ export type { CliContext, CliWriter } from "./_main.ts";
 export const RESULT_COMMAND = {
   name: "result",
   args: "<job-id>",
-  about: `Prints a job's verified output and stderr, and exits like run: the job's own exit code, or
-118-125 with one error line when it did not run to its end. 1: failed, not finished (without
---wait) or the node is not answering. 2: bad usage. --receipt FILE writes the receipt (with
-replicas: [{peer_id, receipt}, ...]).`,
+  about: `Prints a job's verified output and stderr. ${API_CLIENT_EXITS}
+--receipt FILE writes the receipt (with replicas: [{peer_id, receipt}, ...]).`,
   options: API_CLIENT_FLAGS,
-  style: API_CLIENT_STYLE,
 } as const;
 
 /**

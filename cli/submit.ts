@@ -17,7 +17,7 @@
  * Everything the job gets (module, input, arguments, environment, limits, fuel) is signed into
  * its manifest, hence into its job id and receipt. Stdin is the input when it is piped and no
  * `--input` is given. Prints the job id; with `--wait`, waits and reports like `run`: the job's
- * stdout and stderr, exit code the job's own, or 118-125 with one `error:` line naming the kind
+ * stdout and stderr, exit code the job's own, or 118-125 with one `submit: error:` line naming the kind
  * when it did not run to its end. 1: the job failed (no worker found, no verified result,
  * replicas disagree) or the node is not answering; 2: bad usage.
  *
@@ -25,13 +25,8 @@
  */
 import { parseDuration, parseSize } from "./_units.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
-import {
-  API_CLIENT_FLAGS,
-  API_CLIENT_STYLE,
-  localClient,
-  reportError,
-  reportJobResult,
-} from "./_api_client.ts";
+import { API_CLIENT_EXITS, API_CLIENT_FLAGS } from "./_api_client.ts";
+import { localClient, reportError, reportJobResult } from "./_api_client.ts";
 import type { ClientSubmitOptions } from "../net/client.ts";
 import { errorLine } from "../util/error_message.ts";
 import type { FlagValues } from "./_flags.ts";
@@ -46,8 +41,7 @@ export const SUBMIT_COMMAND = {
   about:
     `Sends a WASI job to the local node (start), which runs it on a peer and verifies the receipt.
 Input: --input, else stdin when it is piped. Prints the job id; with --wait, the job's output
-and stderr, and exits like run: the job's own exit code, or 118-125 with one error line when it
-did not run to its end. 1: the job failed or the node is not answering. 2: bad usage.
+and stderr. ${API_CLIENT_EXITS}
 --receipt FILE (with --wait) writes the receipt; with --replicas N, [{peer_id, receipt}, ...].`,
   options: {
     ...JOB_FLAGS,
@@ -57,7 +51,6 @@ did not run to its end. 1: the job failed or the node is not answering. 2: bad u
     "search-timeout": { type: "string", value: "DURATION", description: "find a worker within" },
     ...API_CLIENT_FLAGS,
   },
-  style: API_CLIENT_STYLE,
 } as const;
 
 /**

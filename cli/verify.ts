@@ -22,18 +22,8 @@ import { fsErrorReason } from "../util/fs_error.ts";
 import { VERIFY_RECEIPT_COMMAND, verifyReceiptMain } from "./verify_receipt.ts";
 import { errorLine } from "../util/error_message.ts";
 import { dirname } from "node:path";
-import {
-  type CliContext,
-  CommandIo,
-  type CommandStyle,
-  runCommand,
-  UsageError,
-  usageText,
-} from "./_main.ts";
+import { type CliContext, CommandIo, runCommand, UsageError, usageText } from "./_main.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
-
-// The lines scripts and docs quote: the bare message, usage errors pointing at `verify --help`.
-const STYLE: CommandStyle = { usage: "", failure: "", hint: "always", helpCommand: "verify" };
 
 /** The options of `verify manifest`. */
 export const VERIFY_MANIFEST_COMMAND = {
@@ -51,7 +41,6 @@ sha256. Exit codes: 0 verified, 1 not verified, 2 usage or unreadable input.`,
     only: { type: "string", value: "NAME,...", description: "check only these artifacts" },
     json: { type: "boolean", description: "one JSON object on stdout" },
   },
-  style: STYLE,
 } as const;
 
 /** The options of `verify artifact`. */
@@ -64,10 +53,9 @@ export const VERIFY_ARTIFACT_COMMAND = {
     size: { type: "string", value: "BYTES", description: "expected size" },
     json: { type: "boolean", description: "one JSON object on stdout" },
   },
-  style: STYLE,
 } as const;
 
-const DISPATCH = { name: "verify", about: "", options: {}, style: STYLE };
+const DISPATCH = { name: "verify", about: "", options: {} };
 
 /**
  * Run `verify` with its arguments; returns the exit code.

@@ -32,7 +32,6 @@ Exit codes: 0 verified, 1 not verified, 2 usage or unreadable files.`,
     "job-id": { type: "string", value: "HEX", description: "the job id" },
     json: { type: "boolean", description: "{ok, message} on stdout" },
   },
-  style: { failure: "verify receipt: " },
 } as const;
 
 /**
@@ -132,7 +131,7 @@ function _verdict(
 ): number {
   if (json) io.print(JSON.stringify({ ok, message }));
   else if (ok) io.print(message);
-  else if (code === 1) io.fail(`FAILED: ${message}`);
+  else if (code === 1) io.log(`${io.name}: FAILED: ${message}`); // a verdict, not an error
   else io.fail(message);
   return code;
 }

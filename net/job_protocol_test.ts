@@ -11,19 +11,14 @@ import {
   serveJobOffer,
 } from "./job_protocol.ts";
 import { readStreamMessage } from "./node_info.ts";
+import { testOffer } from "./testdata/job_offer.ts";
 
-const OFFER: JobOffer = {
+const OFFER: JobOffer = testOffer({
   job_id: "ab".repeat(32),
   nonce: "nonce-0123456789",
   module_hash: `sha256:${"cd".repeat(32)}`,
-  requirements: {
-    cpu_cores: 1,
-    memory_mb: 64,
-    timeout_seconds: 5,
-    arch: "x86_64",
-    wasm_runtime: "wasi-preview1",
-  },
-};
+  requirements: { memory_mb: 64 },
+});
 const bytes = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
 
 Deno.test("parseJobOffer() rejects each malformed field with TypeError", () => {

@@ -3,16 +3,8 @@ import { createHash } from "node:crypto";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  FUEL_EXHAUSTED_EXPORT,
-  FUEL_GLOBAL_EXPORT,
-  FUEL_START_EXPORT,
-  FuelCache,
-  FuelExhaustedError,
-  instrumentFuel,
-  readFuel,
-  startFuel,
-} from "./fuel.ts";
+import { FUEL_EXHAUSTED_EXPORT, FUEL_GLOBAL_EXPORT, FUEL_START_EXPORT } from "./fuel.ts";
+import { FuelCache, FuelExhaustedError, instrumentFuel, readFuel, startFuel } from "./fuel.ts";
 import { runWasiStub } from "./testdata/fuel/wasi_stub.ts";
 import wabtInit from "wabt";
 

@@ -3,6 +3,7 @@ import { fromHex, sha256Tag, toHex } from "./digest.ts";
 import { generateKeyPair } from "./ed25519.ts";
 import { SignatureError } from "./errors.ts";
 import { commitChunks, stdoutChunks } from "./output_commitment.ts";
+import { testJobResult } from "./testdata/job_result.ts";
 import {
   MAX_RECEIPT_BYTES,
   parseReceipt,
@@ -158,14 +159,10 @@ Deno.test("parseReceipt() names the malformed field", () => {
 
 async function stopReceipt(): Promise<{ receipt: Receipt; publicKey: Uint8Array }> {
   const keyPair = await generateKeyPair();
-  const receipt = await signReceipt({
-    job_spec_hash: Array(32).fill(7),
-    output_commitment: Array(32).fill(9),
-    output_chunk_count: 1,
-    completion: "stop",
-    resumption: null,
-    metrics: { total_duration_ms: 3, prompt_tokens: 0, completion_tokens: 0, extra: {} },
-  }, { jobId: "ab".repeat(32), keyPair });
+  const receipt = await signReceipt(
+    testJobResult({ job_spec_hash: Array(32).fill(7), output_commitment: Array(32).fill(9) }),
+    { jobId: "ab".repeat(32), keyPair },
+  );
   return { receipt, publicKey: keyPair.publicKey };
 }
 

@@ -37,7 +37,7 @@ export interface AuditCase {
  * import { auditCli } from "./_cli_audit.ts";
  *
  * Deno.test("keygen fails cleanly", async (t) => {
- *   await auditCli(t, "keygen", [{ name: "no --out", args: [], code: 2, line: /^Cannot make keys/ }]);
+ *   await auditCli(t, "keygen", [{ name: "no --out", args: [], code: 2, line: /^keygen: Cannot make keys/ }]);
  * });
  * ```
  */

@@ -336,7 +336,7 @@ Deno.test({
           assert.equal(bad.out, "");
           assert.match(
             bad.err,
-            /^plasm: error: Cannot run 'bogus': not a subcommand \(expected one of run, /,
+            /^plasm: Cannot run 'bogus': not a subcommand \(expected one of run, /,
           );
           assert.equal(bad.err.trim().split("\n").length, 1);
         },

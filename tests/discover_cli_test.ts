@@ -17,46 +17,49 @@ Deno.test("discover: bad flags, values and grants fail with one line", async (t)
       name: "unknown flag",
       args: ["--frobnicate"],
       code: 2,
-      line: /^error: Unknown option '--frobnicate' \(see discover --help\)$/,
+      line: /^discover: Unknown option '--frobnicate' \(see discover --help\)$/,
     },
-    { name: "missing value", args: ["--timeout"], code: 2, line: /^error: Option '--timeout/ },
+    { name: "missing value", args: ["--timeout"], code: 2, line: /^discover: Option '--timeout/ },
     {
       name: "bad timeout",
       args: ["--timeout", "soon"],
       code: 2,
-      line: /^error: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h$/,
+      line:
+        /^discover: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h \(see discover --help\)$/,
     },
     {
       name: "DHT without bootstrap peer",
       args: ["--dht"],
       code: 2,
-      line: /^error: Cannot discover in the DHT: give at least one bootstrap peer$/,
+      line:
+        /^discover: Cannot discover in the DHT: give at least one bootstrap peer \(see discover --help\)$/,
     },
     {
       name: "unknown capability",
       args: ["--capability", "gpu"],
       code: 2,
-      line: /^error: Cannot use --capability 'gpu': only wasm is known$/,
+      line: /^discover: Cannot use --capability 'gpu': only wasm is known \(see discover --help\)$/,
     },
     {
       name: "bad bootstrap multiaddr",
       args: ["--dht", "--bootstrap", "nowhere"],
       code: 2,
-      line: /^error: Cannot parse multiaddr 'nowhere'/,
+      line: /^discover: Cannot parse multiaddr 'nowhere'/,
     },
     {
       name: "no sys grant, with mDNS",
       args: ["--mdns", "--timeout", "2s"],
       flags: without("--allow-sys"),
       code: 1,
-      line: /^error: Cannot use mDNS: requires --allow-sys=networkInterfaces$/,
+      line: /^discover: error: Cannot use mDNS: requires --allow-sys=networkInterfaces$/,
     },
     {
       name: "no net grant, with mDNS",
       args: ["--mdns", "--timeout", "2s"],
       flags: without("--allow-net"),
       code: 1,
-      line: /^error: Cannot use mDNS: requires net access to 0\.0\.0\.0:5353 \(--allow-net\)$/,
+      line:
+        /^discover: error: Cannot use mDNS: requires net access to 0\.0\.0\.0:5353 \(--allow-net\)$/,
     },
   ], { NO_COLOR: "1" });
 });
@@ -73,7 +76,7 @@ Deno.test("discover --dht shows each bootstrap dial failure and stops once all h
   const lines = err.trimEnd().split("\n");
   assert.equal(
     lines.pop(),
-    "error: Cannot discover in the DHT: no bootstrap peer answered (2 tried)",
+    "discover: error: Cannot discover in the DHT: no bootstrap peer answered (2 tried)",
   );
   assert.deepEqual(
     lines.sort(),

@@ -77,5 +77,5 @@ Deno.test("discover: exits 1 with one line when no provider exists", async () =>
   ]);
   assert.equal(result.code, 1);
   assert.equal(result.stdout, "");
-  assert.equal(result.stderr, "error: Found no matching peers before the timeout\n");
+  assert.equal(result.stderr, "discover: error: Found no matching peers before the timeout\n");
 });

@@ -21,18 +21,9 @@ Deno.test("discover --channel finds a boot provider advertised with advertisePro
     manifestSequence: 42,
   });
   await done;
-  const result = await runDiscover([
-    "--dht",
-    "--bootstrap",
-    seed.multiaddrs[0]!,
-    "--channel",
-    "beta",
-    "--arch",
-    "x86_64",
-    "--timeout",
-    "15s",
-    "--json",
-  ]);
+  const search = ["--dht", "--bootstrap", seed.multiaddrs[0]!, "--channel", "beta"];
+  const args = [...search, "--arch", "x86_64", "--timeout", "15s"];
+  const result = await runDiscover([...args, "--json"]);
   assert.equal(result.code, 0, result.stderr);
   const [found, ...rest] = JSON.parse(result.stdout);
   assert.deepEqual(rest, []);
@@ -42,17 +33,7 @@ Deno.test("discover --channel finds a boot provider advertised with advertisePro
   assert.equal(found.manifest_sequence, 42);
   assert.deepEqual(found.via, ["dht"]);
 
-  const text = await runDiscover([
-    "--dht",
-    "--bootstrap",
-    seed.multiaddrs[0]!,
-    "--channel",
-    "beta",
-    "--arch",
-    "x86_64",
-    "--timeout",
-    "15s",
-  ]);
+  const text = await runDiscover(args);
   assert.equal(text.code, 0, text.stderr);
   assert.match(
     text.stdout,
@@ -65,12 +46,21 @@ Deno.test("discover --channel finds a boot provider advertised with advertisePro
 Deno.test("discover rejects bad flags with one line and exit code 2", async () => {
   for (
     const [args, message] of [
-      [["--timeout", "soon"], "error: Cannot parse duration 'soon': use e.g. 500ms, 30s, 2m or 1h"],
-      [["--dht"], "error: Cannot discover in the DHT: give at least one bootstrap peer"],
-      [["--capability", "gpu"], "error: Cannot use --capability 'gpu': only wasm is known"],
+      [
+        ["--timeout", "soon"],
+        "discover: Cannot parse duration 'soon': use e.g. 500ms, 30s, 2m or 1h (see discover --help)",
+      ],
+      [
+        ["--dht"],
+        "discover: Cannot discover in the DHT: give at least one bootstrap peer (see discover --help)",
+      ],
+      [
+        ["--capability", "gpu"],
+        "discover: Cannot use --capability 'gpu': only wasm is known (see discover --help)",
+      ],
       [
         ["--channel", "../etc", "--mdns"],
-        "error: Cannot use channel '../etc': expected 1-64 letters, digits, '.', '_' or '-'",
+        "discover: Cannot use channel '../etc': expected 1-64 letters, digits, '.', '_' or '-' (see discover --help)",
       ],
     ] as const
   ) {

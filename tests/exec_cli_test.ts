@@ -1,6 +1,6 @@
 /**
  * `submit` and `result` as a user runs them (their deno.json tasks' exact flags) against real
- * `start` processes: they report like `run` (output, stderr, exit code, one `error:` line naming
+ * `start` processes: they report like `run` (output, stderr, exit code, one `submit: error:` line naming
  * the kind), take what `run` takes, write receipts, list replicas, run a job pinned to the node
  * itself, bound the search for a worker, and fail cleanly in one line.
  */
@@ -101,8 +101,8 @@ Deno.test({
         for (const [args, code, kind] of cases) {
           const out = await submit(args);
           assert.equal(out.code, code, `${kind}: ${out.err}`);
-          assert.match(lastLine(out.err), new RegExp(`^error: ${kind}: `), out.err);
-          assert.equal(out.err.split("\n").filter((l) => l.startsWith("error:")).length, 1);
+          assert.match(lastLine(out.err), new RegExp(`^submit: error: ${kind}: `), out.err);
+          assert.equal(out.err.split("\n").filter((l) => l.startsWith("submit: error:")).length, 1);
         }
         const json = await submit([join(TESTDATA, "trap.wasm"), ...onB, "--json"]);
         assert.equal(json.code, 121);
@@ -193,7 +193,7 @@ Deno.test({
           assert.equal(none.code, 1);
           assert.match(
             none.err,
-            /^error: Cannot submit job: worker 12D3KooW\w+ is this node, which runs no jobs/,
+            /^submit: error: Cannot submit job: worker 12D3KooW\w+ is this node, which runs no jobs/,
           );
           assert.equal(none.err.split("\n").length, 2, none.err);
         },
@@ -205,7 +205,7 @@ Deno.test({
         assert.equal(out.code, 1);
         assert.match(
           out.err,
-          /^error: Job [0-9a-f]{64} failed: Cannot run job: no worker found \(last reason: 12D3KooW/,
+          /^submit: error: Job [0-9a-f]{64} failed: Cannot run job: no worker found \(last reason: 12D3KooW/,
         );
         assert.equal(out.err.split("\n").length, 2, out.err);
       });
@@ -235,7 +235,7 @@ Deno.test("a node alone fails a job with no worker found after its search bound,
     assert.equal(result.code, 1);
     assert.equal(
       result.err,
-      `error: Job ${id} failed: Cannot run job: no worker found within 3 s (last reason: no peer that runs jobs was found)\n`,
+      `result: error: Job ${id} failed: Cannot run job: no worker found within 3 s (last reason: no peer that runs jobs was found)\n`,
     );
     const json = await runTask("result", [id, "--json", "--state-dir", dir]);
     assert.equal(json.code, 1);
@@ -261,99 +261,110 @@ Deno.test("submit and result fail cleanly in one line", async (t) => {
     await Deno.mkdir(empty);
     await writeApiEndpoint(dead, `http://127.0.0.1:${port}/`);
     await Deno.writeTextFile(`${dead}/api.token`, "t".repeat(64));
-    const notAnswering = new RegExp(
-      `^error: node API at http://127\\.0\\.0\\.1:${port}/ is not answering \\(is start running with this state dir\\?\\)$`,
-    );
+    const notAnswering = (sub: string) =>
+      new RegExp(
+        `^${sub}: error: node API at http://127\\.0\\.0\\.1:${port}/ is not answering \\(is start running with this state dir\\?\\)$`,
+      );
     const id = "ab".repeat(32);
     await auditCli(t, "submit", [
       {
         name: "bad --cpu",
         args: [PROBE, "--cpu", "x"],
         code: 2,
-        line: /^error: Cannot use --cpu 'x'/,
+        line: /^submit: Cannot use --cpu 'x'/,
       },
       {
         name: "unknown flag",
         args: [PROBE, "--nope"],
         code: 2,
-        line: /^error: Unknown option '--nope'/,
+        line: /^submit: Unknown option '--nope'/,
       },
       {
         name: "no module",
         args: [],
         code: 2,
-        line: /^error: Cannot submit: give exactly one module/,
+        line: /^submit: Cannot submit: give exactly one module/,
       },
       {
         name: "bad --env",
         args: [PROBE, "--env", "X"],
         code: 2,
-        line: /^error: Cannot parse --env 'X'/,
+        line: /^submit: Cannot parse --env 'X'/,
       },
       {
         name: "bad --fuel",
         args: [PROBE, "--fuel", "1e9"],
         code: 2,
-        line: /^error: Cannot parse --fuel/,
+        line: /^submit: Cannot parse --fuel/,
       },
       {
         name: "--receipt without --wait",
         args: [PROBE, "--receipt", `${dir}/r.json`],
         code: 2,
-        line: /^error: Cannot use --receipt without --wait/,
+        line: /^submit: Cannot use --receipt without --wait/,
       },
       {
         name: "missing module",
         args: [`${dir}/nope.wasm`, "--state-dir", dead],
         code: 1,
-        line: /^error: Cannot read module '.*nope\.wasm': no such file$/,
+        line: /^submit: error: Cannot read module '.*nope\.wasm': no such file$/,
       },
       {
         name: "module is a directory",
         args: [dir, "--state-dir", dead],
         code: 1,
-        line: /^error: Cannot read module '.*': is a directory$/,
+        line: /^submit: error: Cannot read module '.*': is a directory$/,
       },
       {
         name: "missing input",
         args: [PROBE, "--input", `${dir}/nope.txt`, "--state-dir", dead],
         code: 1,
-        line: /^error: Cannot read input '.*nope\.txt': no such file$/,
+        line: /^submit: error: Cannot read input '.*nope\.txt': no such file$/,
       },
       {
         name: "no node ever ran in the state dir",
         args: [PROBE, "--state-dir", empty],
         code: 1,
         line:
-          /^error: Cannot find the node's API in '.*empty': no node has recorded one there \(is start running with this state dir\?\)$/,
+          /^submit: error: Cannot find the node's API in '.*empty': no node has recorded one there \(is start running with this state dir\?\)$/,
       },
-      { name: "node not running", args: [PROBE, "--state-dir", dead], code: 1, line: notAnswering },
+      {
+        name: "node not running",
+        args: [PROBE, "--state-dir", dead],
+        code: 1,
+        line: notAnswering("submit"),
+      },
     ]);
     await auditCli(t, "result", [
       {
         name: "bad job id",
         args: ["xyz"],
         code: 2,
-        line: /^error: Cannot get result: give one job id/,
+        line: /^result: Cannot get result: give one job id/,
       },
       {
         name: "unknown flag",
         args: [id, "--nope"],
         code: 2,
-        line: /^error: Unknown option '--nope'/,
+        line: /^result: Unknown option '--nope'/,
       },
       {
         name: "no node ever ran in the state dir",
         args: [id, "--state-dir", empty],
         code: 1,
-        line: /^error: Cannot find the node's API in '.*empty'/,
+        line: /^result: error: Cannot find the node's API in '.*empty'/,
       },
-      { name: "node not running", args: [id, "--state-dir", dead], code: 1, line: notAnswering },
+      {
+        name: "node not running",
+        args: [id, "--state-dir", dead],
+        code: 1,
+        line: notAnswering("result"),
+      },
       {
         name: "node not running, --wait --json",
         args: [id, "--wait", "--json", "--state-dir", dead],
         code: 1,
-        line: notAnswering,
+        line: notAnswering("result"),
       },
     ]);
   } finally {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NodeProcess, ROOT, START_FLAGS } from "./net_spawn.ts";
+import { execStartFlags, type NodeProcess, ROOT, spawnLocalNode } from "./net_spawn.ts";
 import { Client, JobFailedError } from "../net/client.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { verifyReceipt } from "../runtime/receipt.ts";
@@ -16,11 +16,6 @@ const SLOW = await Deno.readFile(join(ROOT, "tests/testdata/slow.wasm"));
 const enc = (text: string) => new TextEncoder().encode(text);
 const dec = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-/** `start` flags plus spawning the sandbox (this deno binary only). */
-const EXEC_START_FLAGS = [
-  ...START_FLAGS,
-  `--allow-run=${Deno.execPath()},/bin/bash,/usr/bin/bwrap`,
-];
 const CLI_FLAGS = [
   "--allow-read",
   "--allow-net=127.0.0.1",
@@ -33,16 +28,12 @@ async function spawnNode(
   options: { tamper?: boolean } = {},
 ): Promise<NodeProcess> {
   const flags = options.tamper
-    ? EXEC_START_FLAGS.map((f) => f.startsWith("--allow-env=") ? `${f},${TAMPER_ENV}` : f)
-    : EXEC_START_FLAGS;
-  return await NodeProcess.spawn([
-    "--state-dir",
-    dir,
-    "--listen",
-    "/ip4/127.0.0.1/tcp/0",
-    "--no-mdns",
-    ...args,
-  ], { flags, env: options.tamper ? { [TAMPER_ENV]: "flip-output-byte" } : {} });
+    ? execStartFlags().map((f) => f.startsWith("--allow-env=") ? `${f},${TAMPER_ENV}` : f)
+    : execStartFlags();
+  return await spawnLocalNode(dir, args, {
+    flags,
+    env: options.tamper ? { [TAMPER_ENV]: "flip-output-byte" } : {},
+  });
 }
 
 async function cli(
@@ -252,15 +243,9 @@ Deno.test({
 Deno.test("the tamper switch stays off when start's flags do not grant its variable", async () => {
   const dir = await Deno.makeTempDir({ prefix: "plasm-exec-" });
   try {
-    await using node = await NodeProcess.spawn([
-      "--state-dir",
-      dir,
-      "--listen",
-      "/ip4/127.0.0.1/tcp/0",
-      "--no-mdns",
-      "--mode",
-      "local",
-    ], { flags: EXEC_START_FLAGS, env: { [TAMPER_ENV]: "flip-output-byte" } });
+    await using node = await spawnLocalNode(dir, ["--mode", "local"], {
+      env: { [TAMPER_ENV]: "flip-output-byte" },
+    });
     await node.waitForLog((l) => l.event === "api_listening");
     assert.equal(node.logs.some((l) => l.event === "tamper_results_enabled"), false);
     assert.equal(node.logs.some((l) => l.event === "worker_disabled"), false);

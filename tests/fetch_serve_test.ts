@@ -113,7 +113,7 @@ Deno.test("fetch downloads and verifies every artifact from the real provider an
   assert.equal(unknown.code, 2);
   assert.match(
     unknown.err,
-    /^Cannot select artifact 'rootfs': not in the manifest \(has: initramfs, kernel\)$/m,
+    /^fetch: error: Cannot select artifact 'rootfs': not in the manifest \(has: initramfs, kernel\)$/m,
   );
 });
 
@@ -153,7 +153,7 @@ Deno.test("fetch refuses a manifest whose sequence is below the recorded one", a
   assert.match(
     lines.at(-1)!,
     new RegExp(
-      `^Cannot fetch manifest: no provider served a manifest that verifies \\(http://127.0.0.1:\\d+/: Cannot accept manifest: sequence ${served.sequence} is lower than the last accepted ${
+      `^fetch: error: Cannot fetch manifest: no provider served a manifest that verifies \\(http://127.0.0.1:\\d+/: Cannot accept manifest: sequence ${served.sequence} is lower than the last accepted ${
         served.sequence + 1
       } \\(rollback\\)\\)$`,
     ),
@@ -222,7 +222,7 @@ Deno.test("fetch reports a tampered artifact in one line and leaves neither file
   assert.match(
     last,
     new RegExp(
-      `^Cannot accept 'kernel': sha256 mismatch: expected ${
+      `^fetch: error: Cannot accept 'kernel': sha256 mismatch: expected ${
         sha256Tag(kernel)
       }, got sha256:[0-9a-f]{64}$`,
     ),
@@ -363,7 +363,7 @@ Deno.test("fetch interrupted with SIGINT leaves only .part files, and the next r
   assert.equal(code, 130, err);
   assert.match(
     err.trim().split("\n").at(-1)!,
-    /^Interrupted: partial downloads kept as \.part files in /,
+    /^fetch: error: Interrupted: partial downloads kept as \.part files in /,
   );
   assert.deepEqual(await names(out), ["kernel.part"]);
   const partSize = (await Deno.stat(`${out}/kernel.part`)).size;
@@ -430,5 +430,8 @@ Deno.test("fetch runs with read and write narrowed to its paths, and names a mis
     `--allow-write=${out}`,
   ]);
   assert.equal(noState.code, 2);
-  assert.equal(noState.err, `Cannot use '${state}': run with --allow-write=${dir.path}/var\n`);
+  assert.equal(
+    noState.err,
+    `fetch: error: Cannot use '${state}': run with --allow-write=${dir.path}/var\n`,
+  );
 });

@@ -25,6 +25,27 @@ export const DISCOVER_FLAGS: string[] = [
   "--ignore-env",
 ];
 
+/** `start`'s flags plus spawning the job sandbox (this deno binary, bash, bwrap), as its task has. */
+export function execStartFlags(): string[] {
+  return [...START_FLAGS, `--allow-run=${Deno.execPath()},/bin/bash,/usr/bin/bwrap`];
+}
+
+/**
+ * Spawn a `start` on 127.0.0.1 without mDNS, its state in `dir`, then `args`, and wait for its
+ * `started` line. `flags`: {@linkcode execStartFlags} unless given.
+ */
+export function spawnLocalNode(
+  dir: string,
+  args: string[] = [],
+  options: { flags?: string[]; env?: Record<string, string> } = {},
+): Promise<NodeProcess> {
+  const { flags = execStartFlags(), env = {} } = options;
+  return NodeProcess.spawn(
+    ["--state-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", ...args],
+    { flags, env },
+  );
+}
+
 /** A `start` process: its PeerId and addresses from the `started` line, and its log lines. */
 export class NodeProcess {
   readonly child: Deno.ChildProcess;

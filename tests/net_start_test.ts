@@ -102,69 +102,71 @@ Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with
         name: "unknown flag",
         args: ["--frobnicate"],
         code: 2,
-        line: /^error: Unknown option '--frobnicate' \(see start --help\)$/,
+        line: /^start: Unknown option '--frobnicate' \(see start --help\)$/,
       },
-      { name: "missing value", args: ["--listen"], code: 2, line: /^error: Option '--listen/ },
+      { name: "missing value", args: ["--listen"], code: 2, line: /^start: Option '--listen/ },
       {
         name: "bad mode",
         args: ["--mode", "galactic"],
         code: 2,
-        line: /^error: Cannot use --mode 'galactic': expected internet, local or private$/,
+        line:
+          /^start: Cannot use --mode 'galactic': expected internet, local or private \(see start --help\)$/,
       },
       {
         name: "bad listen multiaddr",
         args: ["--listen", "/ip4/127.0.0.1/tcp/not-a-port"],
         code: 2,
-        line: /^error: Cannot parse multiaddr '\/ip4\/127\.0\.0\.1\/tcp\/not-a-port'/,
+        line: /^start: Cannot parse multiaddr '\/ip4\/127\.0\.0\.1\/tcp\/not-a-port'/,
       },
       {
         name: "bad bootstrap multiaddr",
         args: ["--bootstrap", "nowhere"],
         code: 2,
-        line: /^error: Cannot parse multiaddr 'nowhere'/,
+        line: /^start: Cannot parse multiaddr 'nowhere'/,
       },
       {
         name: "bad exec flag",
         args: ["--max-jobs", "x"],
         code: 2,
-        line: /^error: Cannot use --max-jobs 'x'/,
+        line: /^start: Cannot use --max-jobs 'x'/,
       },
       {
         name: "missing config",
         args: ["--config", `${dir}/missing.json`],
         code: 2,
-        line: /^error: Cannot read config '.*missing\.json': no such file$/,
+        line: /^start: Cannot read config '.*missing\.json': no such file \(see start --help\)$/,
       },
       {
         name: "config is a directory",
         args: ["--config", dir],
         code: 2,
-        line: /^error: Cannot read config '.*': it is a directory$/,
+        line: /^start: Cannot read config '.*': it is a directory \(see start --help\)$/,
       },
       {
         name: "config not JSON",
         args: ["--config", `${dir}/broken.json`],
         code: 2,
-        line: /^error: Cannot parse config: /,
+        line: /^start: Cannot parse config: /,
       },
       {
         name: "config of the wrong shape",
         args: ["--config", `${dir}/bad.json`],
         code: 2,
-        line: /^error: Cannot use config listen: expected an array of multiaddr strings$/,
+        line:
+          /^start: Cannot use config listen: expected an array of multiaddr strings \(see start --help\)$/,
       },
       {
         name: "state dir is a file",
         args: [...local, "--state-dir", `${dir}/file`],
         code: 1,
-        line: /^error: Cannot use state dir '.*\/file': not a directory$/,
+        line: /^start: error: Cannot use state dir '.*\/file': not a directory$/,
       },
       {
         name: "state dir in use",
         args: [...local, "--state-dir", `${dir}/busy`],
         code: 1,
         line: new RegExp(
-          `^error: Cannot use state dir '.*/busy': start is already running there ` +
+          `^start: error: Cannot use state dir '.*/busy': start is already running there ` +
             `\\(PID ${running.child.pid}\\); stop it first or give this node another --state-dir$`,
         ),
       },
@@ -173,7 +175,7 @@ Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with
         args: ["--no-mdns", "--listen", `/ip4/127.0.0.1/tcp/${busy}`, "--state-dir", `${dir}/a`],
         code: 1,
         line: new RegExp(
-          `^error: Cannot listen on /ip4/127\\.0\\.0\\.1/tcp/${busy}: address already in use$`,
+          `^start: error: Cannot listen on /ip4/127\\.0\\.0\\.1/tcp/${busy}: address already in use$`,
         ),
       },
       {
@@ -181,21 +183,22 @@ Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with
         args: [...local, "--state-dir", `${dir}/c`],
         flags: without("--allow-net"),
         code: 1,
-        line: /^error: Cannot listen on \/ip4\/127\.0\.0\.1\/tcp\/0: requires net access/,
+        line: /^start: error: Cannot listen on \/ip4\/127\.0\.0\.1\/tcp\/0: requires net access/,
       },
       {
         name: "no sys grant, with mDNS",
         args: ["--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", `${dir}/d`],
         flags: without("--allow-sys"),
         code: 1,
-        line: /^error: Cannot use mDNS: requires --allow-sys=networkInterfaces$/,
+        line: /^start: error: Cannot use mDNS: requires --allow-sys=networkInterfaces$/,
       },
       {
         name: "write grant elsewhere",
         args: [...local, "--state-dir", `${dir}/e`],
         flags: (f) => [...without("--allow-write")(f), `--allow-write=${dir}/other`],
         code: 1,
-        line: /^error: Requires write access to ".*\/e", run again with the --allow-write flag$/,
+        line:
+          /^start: error: Requires write access to ".*\/e", run again with the --allow-write flag$/,
       },
     ];
     await auditCli(
@@ -214,7 +217,7 @@ Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with
         const lines = res.err.trimEnd().split("\n");
         assert.equal(
           lines.pop(),
-          `error: Cannot listen on 127.0.0.1:${busy} (--api-port): address already in use`,
+          `start: error: Cannot listen on 127.0.0.1:${busy} (--api-port): address already in use`,
         );
         for (const line of lines) assert.ok(JSON.parse(line).ts, line);
       },

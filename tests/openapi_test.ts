@@ -11,7 +11,7 @@ import { parse } from "yaml";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
-import { NodeProcess, ROOT, START_FLAGS } from "./net_spawn.ts";
+import { ROOT, spawnLocalNode, START_FLAGS } from "./net_spawn.ts";
 import { runScript, taskCommand } from "./_task.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { encodeSubmitRequest, SUBMIT_FIELDS } from "../net/submit_options.ts";
@@ -127,11 +127,7 @@ Deno.test({
   async fn(t) {
     const spec = await loadSpec();
     const root = await Deno.makeTempDir({ prefix: "plasm-openapi-" });
-    const spawn = (dir: string, args: string[]) =>
-      NodeProcess.spawn(
-        ["--state-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", ...args],
-        { flags: FLAGS },
-      );
+    const spawn = (dir: string, args: string[]) => spawnLocalNode(dir, args, { flags: FLAGS });
     await using b = await spawn(`${root}/b`, []);
     await using a = await spawn(`${root}/a`, ["--bootstrap", b.multiaddrs[0]!]);
     try {

@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NodeProcess, ROOT, START_FLAGS } from "./net_spawn.ts";
+import { ROOT, spawnLocalNode, START_FLAGS } from "./net_spawn.ts";
 import { runTask } from "./_task.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { canonicalJson } from "../runtime/canonical_json.ts";
@@ -163,11 +163,7 @@ Deno.test({
   ignore,
   async fn(t) {
     const root = await Deno.makeTempDir({ prefix: "plasm-php-" });
-    const spawn = (dir: string, args: string[]) =>
-      NodeProcess.spawn(
-        ["--state-dir", dir, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", ...args],
-        { flags: FLAGS },
-      );
+    const spawn = (dir: string, args: string[]) => spawnLocalNode(dir, args, { flags: FLAGS });
     // A requester that runs no jobs itself, and a worker: the job crosses the network.
     await using b = await spawn(`${root}/b`, []);
     await using a = await spawn(`${root}/a`, ["--no-worker", "--bootstrap", b.multiaddrs[0]!]);

@@ -325,7 +325,8 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         name: "port out of range",
         args: ["--port", "99999"],
         code: 2,
-        line: /^serve: Cannot use --port '99999': expected a number from 0 to 65535$/,
+        line:
+          /^serve: Cannot use --port '99999': expected a number from 0 to 65535 \(see serve --help\)$/,
       },
       {
         name: "unsafe channel",
@@ -337,7 +338,7 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         name: "bad validity",
         args: ["--validity-days", "0"],
         code: 2,
-        line: /^serve: Cannot use --validity-days '0': expected 1 to 3650$/,
+        line: /^serve: Cannot use --validity-days '0': expected 1 to 3650 \(see serve --help\)$/,
       },
       {
         name: "bad bootstrap multiaddr",
@@ -356,33 +357,33 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         args: [...ok, "--artifacts", `${home}/nope`],
         code: 1,
         line: new RegExp(
-          `^serve: Cannot serve '${home}/nope': not a directory \\(pass --artifacts DIR\\)$`,
+          `^serve: error: Cannot serve '${home}/nope': not a directory \\(pass --artifacts DIR\\)$`,
         ),
       },
       {
         name: "missing key file",
         args: [...ok, "--key", `${home}/none.key`],
         code: 1,
-        line: new RegExp(`^serve: Cannot read key '${home}/none\\.key': no such file$`),
+        line: new RegExp(`^serve: error: Cannot read key '${home}/none\\.key': no such file$`),
       },
       {
         name: "malformed key file",
         args: [...ok, "--key", `${home}/bad.key`],
         code: 1,
-        line: new RegExp(`^serve: Cannot read secret key '${home}/bad\\.key'`),
+        line: new RegExp(`^serve: error: Cannot read secret key '${home}/bad\\.key'`),
       },
       {
         name: "state dir is a file",
         args: [...ok, "--state-dir", `${home}/file`],
         code: 1,
-        line: new RegExp(`^serve: Cannot use state dir '${home}/file': not a directory$`),
+        line: new RegExp(`^serve: error: Cannot use state dir '${home}/file': not a directory$`),
       },
       {
         name: "state dir in use",
         args: [...ok, "--state-dir", `${home}/busy`],
         code: 1,
         line: new RegExp(
-          `^serve: Cannot use state dir '${home}/busy': serve is already running there ` +
+          `^serve: error: Cannot use state dir '${home}/busy': serve is already running there ` +
             `\\(PID ${running.child.pid}\\); stop it first or give this provider another --state-dir$`,
         ),
       },
@@ -392,7 +393,7 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         flags: (f) => [...without("--allow-write")(f), `--allow-write=${home}/other`],
         code: 1,
         line: new RegExp(
-          `^serve: Cannot write state dir '${home}/s': run with --allow-write=${home}/s$`,
+          `^serve: error: Cannot write state dir '${home}/s': run with --allow-write=${home}/s$`,
         ),
       },
       {
@@ -400,7 +401,7 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         args: [...ok, "--port", String(taken.addr.port), "--state-dir", `${home}/s`],
         code: 1,
         line: new RegExp(
-          `^serve: Cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: address already in use$`,
+          `^serve: error: Cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: address already in use$`,
         ),
       },
       {
@@ -408,7 +409,7 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         args: [...ok, "--state-dir", `${home}/s`],
         flags: without("--allow-net"),
         code: 1,
-        line: /^serve: Cannot listen on 127\.0\.0\.1:0: Requires net access/,
+        line: /^serve: error: Cannot listen on 127\.0\.0\.1:0: Requires net access/,
       },
     ];
     try {

@@ -109,7 +109,7 @@ Deno.test("provider reports an unreachable provider in one line with exit code 1
     assert.equal(out, "");
     assert.equal(
       err,
-      `provider: Cannot reach provider at http://127.0.0.1:${port}/: Connection refused\n`,
+      `provider: error: Cannot reach provider at http://127.0.0.1:${port}/: Connection refused\n`,
     );
   }
 });
@@ -117,12 +117,15 @@ Deno.test("provider reports an unreachable provider in one line with exit code 1
 Deno.test("provider refuses unknown commands and bad addresses with exit code 2", async () => {
   const unknown = await runTask("provider", ["restart"]);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.err, /^provider: Cannot run 'restart': expected 'status' or 'list'\n/);
+  assert.match(
+    unknown.err,
+    /^provider: Cannot run 'restart': expected 'status' or 'list' \(see provider --help\)\n/,
+  );
   const badAddr = await runTask("provider", ["status", "--addr", "ftp://x"]);
   assert.equal(badAddr.code, 2);
   assert.equal(
     badAddr.err,
-    "provider: Cannot use --addr 'ftp://x': expected a URL like http://127.0.0.1:8080\n",
+    "provider: Cannot use --addr 'ftp://x': expected a URL like http://127.0.0.1:8080 (see provider --help)\n",
   );
 });
 
@@ -150,7 +153,8 @@ Deno.test("provider: bad flags, grants, unreachable and malformed providers fail
         name: "unknown command",
         args: ["restart"],
         code: 2,
-        line: /^provider: Cannot run 'restart': expected 'status' or 'list'$/,
+        line:
+          /^provider: Cannot run 'restart': expected 'status' or 'list' \(see provider --help\)$/,
       },
       {
         name: "unknown flag",
@@ -169,7 +173,7 @@ Deno.test("provider: bad flags, grants, unreachable and malformed providers fail
         args: ["list", "--addr", `127.0.0.1:${dead}`],
         code: 1,
         line: new RegExp(
-          `^provider: Cannot reach provider at http://127\\.0\\.0\\.1:${dead}/: Connection refused$`,
+          `^provider: error: Cannot reach provider at http://127\\.0\\.0\\.1:${dead}/: Connection refused$`,
         ),
       },
       {
@@ -177,14 +181,17 @@ Deno.test("provider: bad flags, grants, unreachable and malformed providers fail
         args: ["status", "--addr", odd],
         flags: () => ["--allow-net=127.0.0.1:1"],
         code: 1,
-        line: /^provider: Cannot reach provider at .*: Requires net access to "127\.0\.0\.1:\d+"/,
+        line:
+          /^provider: error: Cannot reach provider at .*: Requires net access to "127\.0\.0\.1:\d+"/,
       },
       {
         name: "malformed manifest",
         args: ["list", "--addr", odd],
         code: 1,
         line: new RegExp(
-          `^provider: Cannot read ${odd.replaceAll(".", "\\.")}stable/x86_64/manifest\\.json: ` +
+          `^provider: error: Cannot read ${
+            odd.replaceAll(".", "\\.")
+          }stable/x86_64/manifest\\.json: ` +
             "not a boot manifest$",
         ),
       },

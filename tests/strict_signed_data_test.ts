@@ -10,6 +10,7 @@ import type { BootManifest } from "../provider/boot_manifest.ts";
 import { toHex } from "../runtime/digest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { signReceipt } from "../runtime/receipt.ts";
+import { testJobResult } from "../runtime/testdata/job_result.ts";
 import { auditCli } from "./_cli_audit.ts";
 import { runTask } from "./_task.ts";
 import { artifactEntry, publisher, signedManifest, startServer, tempDir } from "./fetch_testlib.ts";
@@ -27,14 +28,7 @@ Deno.test("verify receipt refuses a receipt that JSON.parse would read one way, 
   const d = tmp.path;
   const worker = await generateKeyPair();
   const key = toHex(worker.publicKey);
-  const receipt = await signReceipt({
-    job_spec_hash: Array(32).fill(1),
-    output_commitment: Array(32).fill(2),
-    output_chunk_count: 1,
-    completion: "stop",
-    resumption: null,
-    metrics: { total_duration_ms: 4, prompt_tokens: 0, completion_tokens: 0, extra: {} },
-  }, { jobId: "cd".repeat(32), keyPair: worker });
+  const receipt = await signReceipt(testJobResult(), { jobId: "cd".repeat(32), keyPair: worker });
   const text = JSON.stringify(receipt);
   const write = async (name: string, body: string) => {
     await Deno.writeTextFile(`${d}/${name}.json`, body);
@@ -70,7 +64,7 @@ Deno.test("verify receipt refuses a receipt that JSON.parse would read one way, 
     refused(
       "bom",
       `\ufeff${text}`,
-      new RegExp(`^verify receipt: Cannot read receipt '${d}/bom\\.json': not JSON$`),
+      new RegExp(`^verify receipt: error: Cannot read receipt '${d}/bom\\.json': not JSON$`),
       2,
     ),
   ]);
@@ -124,7 +118,7 @@ Deno.test("verify manifest refuses keys given twice, 1.0 and a flood of one sign
       name,
       args: args(name),
       code: 1,
-      line: new RegExp(`^Cannot accept manifest: malformed: ${reason}$`),
+      line: new RegExp(`^verify manifest: error: Cannot accept manifest: malformed: ${reason}$`),
       setup: () => Deno.writeTextFile(`${d}/${name}.json`, body),
     })),
   );
@@ -169,7 +163,7 @@ Deno.test("fetch refuses a provider's manifest with a key twice or a signature f
   ];
   const line = (url: string, reason: string) =>
     new RegExp(
-      `^Cannot fetch manifest: no provider served a manifest that verifies \\(${url}: Cannot accept manifest: malformed: ${reason}\\)$`,
+      `^fetch: error: Cannot fetch manifest: no provider served a manifest that verifies \\(${url}: Cannot accept manifest: malformed: ${reason}\\)$`,
     );
   await auditCli(t, "fetch", [
     {

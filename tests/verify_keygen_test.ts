@@ -46,7 +46,7 @@ Deno.test("keygen writes BASE.key (32 bytes, 0600) and BASE.pub (hex) and refuse
   assert.equal(again.code, 1);
   assert.equal(
     again.err,
-    `Cannot make keys: '${base}.key' exists; a key file is never overwritten\n`,
+    `keygen: error: Cannot make keys: '${base}.key' exists; a key file is never overwritten\n`,
   );
   assert.deepEqual(await Deno.readFile(`${base}.key`), key, "the old key is untouched");
 
@@ -55,12 +55,12 @@ Deno.test("keygen writes BASE.key (32 bytes, 0600) and BASE.pub (hex) and refuse
   assert.equal(pubOnly.code, 1, "a stray .pub is not overwritten either");
   assert.equal(
     pubOnly.err,
-    `Cannot make keys: '${base}.pub' exists; a key file is never overwritten\n`,
+    `keygen: error: Cannot make keys: '${base}.pub' exists; a key file is never overwritten\n`,
   );
 
   const usage = await runTask("keygen", []);
   assert.equal(usage.code, 2);
-  assert.match(usage.err, /^Cannot make keys: --out BASE is required/);
+  assert.match(usage.err, /^keygen: Cannot make keys: --out BASE is required/);
 });
 
 Deno.test("a keygen key signs the real provider's manifests that verify manifest accepts", async () => {
@@ -108,7 +108,7 @@ Deno.test("a secret key file where a public key belongs is refused in one line t
       keyFile,
     ]);
     assert.equal(receipt.code, 2);
-    assert.equal(receipt.err, `verify receipt: Cannot read public key ${said}\n`);
+    assert.equal(receipt.err, `verify receipt: error: Cannot read public key ${said}\n`);
     assertNoSecret(receipt, secret);
     const manifest = await runTask("verify", [
       "manifest",
@@ -117,14 +117,14 @@ Deno.test("a secret key file where a public key belongs is refused in one line t
       keyFile,
     ]);
     assert.equal(manifest.code, 2);
-    assert.equal(manifest.err, `Cannot read trusted keys ${said}\n`);
+    assert.equal(manifest.err, `verify manifest: error: Cannot read trusted keys ${said}\n`);
     assertNoSecret(manifest, secret);
     const fetched = await runTask("fetch", [
       ...["--provider", "http://127.0.0.1:9/", "--out", `${tmp.path}/out`],
       ...["--trusted-keys", keyFile, "--json"],
     ]);
     assert.equal(fetched.code, 2);
-    assert.equal(fetched.err, `Cannot read trusted keys ${said}\n`);
+    assert.equal(fetched.err, `fetch: error: Cannot read trusted keys ${said}\n`);
     assert.equal(JSON.parse(fetched.out).error, `Cannot read trusted keys ${said}`);
     assertNoSecret(fetched, secret);
   }
@@ -169,7 +169,7 @@ Deno.test("verify receipt --key takes the worker's PeerId, its hex key or its .p
   const typo = peerId.toString().slice(0, -1);
   const bad = await runTask("verify", ["receipt", `${tmp.path}/r.json`, "--key", typo]);
   assert.equal(bad.code, 2);
-  assert.equal(bad.err, `verify receipt: Cannot use --key: Cannot parse PeerId '${typo}'\n`);
+  assert.equal(bad.err, `verify receipt: error: Cannot use --key: Cannot parse PeerId '${typo}'\n`);
 });
 
 Deno.test("verify answers each bad argument and unreadable file with one line", async (t) => {
@@ -189,49 +189,53 @@ Deno.test("verify answers each bad argument and unreadable file with one line", 
       args: [],
       code: 2,
       line:
-        /^Cannot verify: give what to verify: manifest, artifact or receipt \(see verify --help\)$/,
+        /^verify: Cannot verify: give what to verify: manifest, artifact or receipt \(see verify --help\)$/,
     },
     {
       name: "an unknown kind",
       args: ["thing"],
       code: 2,
-      line: /^Cannot verify 'thing': unknown kind/,
+      line: /^verify: Cannot verify 'thing': unknown kind/,
     },
     {
       name: "manifest: an unknown flag",
       args: ["manifest", "m", "--bogus"],
       code: 2,
-      line: /^Unknown option '--bogus' \(see verify --help\)$/,
+      line: /^verify manifest: Unknown option '--bogus' \(see verify manifest --help\)$/,
     },
     {
       name: "manifest: no file",
       args: ["manifest", "--trusted-keys", "k"],
       code: 2,
-      line: /^Cannot verify manifest: give exactly one file /,
+      line: /^verify manifest: Cannot verify manifest: give exactly one file /,
     },
     {
       name: "manifest: a missing manifest",
       args: ["manifest", `${d}/none.json`, "--trusted-keys", `${d}/two.pub`],
       code: 2,
-      line: new RegExp(`^Cannot read manifest '${d}/none\\.json': no such file$`),
+      line: new RegExp(
+        `^verify manifest: error: Cannot read manifest '${d}/none\\.json': no such file$`,
+      ),
     },
     {
       name: "manifest: a directory as manifest",
       args: ["manifest", d, "--trusted-keys", `${d}/two.pub`],
       code: 2,
-      line: new RegExp(`^Cannot read manifest '${d}': is a directory$`),
+      line: new RegExp(`^verify manifest: error: Cannot read manifest '${d}': is a directory$`),
     },
     {
       name: "manifest: a directory as trusted keys",
       args: ["manifest", `${d}/r.json`, "--trusted-keys", d],
       code: 2,
-      line: new RegExp(`^Cannot read trusted keys '${d}': is a directory$`),
+      line: new RegExp(`^verify manifest: error: Cannot read trusted keys '${d}': is a directory$`),
     },
     {
       name: "manifest: binary trusted keys",
       args: ["manifest", `${d}/r.json`, "--trusted-keys", `${d}/binary.pub`],
       code: 2,
-      line: new RegExp(`^Cannot read trusted keys '${d}/binary\\.pub': binary data, not hex keys$`),
+      line: new RegExp(
+        `^verify manifest: error: Cannot read trusted keys '${d}/binary\\.pub': binary data, not hex keys$`,
+      ),
     },
     {
       name: "manifest: trusted keys outside the read grant",
@@ -239,32 +243,34 @@ Deno.test("verify answers each bad argument and unreadable file with one line", 
       args: ["manifest", `${d}/r.json`, "--trusted-keys", `${d}/two.pub`],
       code: 2,
       line: new RegExp(
-        `^Cannot read trusted keys '${d}/two\\.pub': not allowed: run with --allow-read$`,
+        `^verify manifest: error: Cannot read trusted keys '${d}/two\\.pub': not allowed: run with --allow-read$`,
       ),
     },
     {
       name: "artifact: a bad hash",
       args: ["artifact", `${d}/r.json`, "--hash", "x"],
       code: 2,
-      line: /^Cannot verify artifact: --hash must be sha256:<64 lowercase hex> /,
+      line: /^verify artifact: Cannot verify artifact: --hash must be sha256:<64 lowercase hex> /,
     },
     {
       name: "artifact: a bad size",
       args: ["artifact", `${d}/r.json`, "--hash", hash, "--size", "1.5"],
       code: 2,
-      line: /^Cannot verify artifact: --size must be /,
+      line: /^verify artifact: Cannot verify artifact: --size must be /,
     },
     {
       name: "artifact: a missing file",
       args: ["artifact", `${d}/none`, "--hash", hash],
       code: 2,
-      line: new RegExp(`^Cannot verify artifact '${d}/none': no such file$`),
+      line: new RegExp(
+        `^verify artifact: error: Cannot verify artifact '${d}/none': no such file$`,
+      ),
     },
     {
       name: "artifact: a directory",
       args: ["artifact", d, "--hash", hash],
       code: 2,
-      line: new RegExp(`^Cannot verify artifact '${d}': is a directory$`),
+      line: new RegExp(`^verify artifact: error: Cannot verify artifact '${d}': is a directory$`),
     },
     {
       name: "receipt: an unknown flag",
@@ -288,33 +294,39 @@ Deno.test("verify answers each bad argument and unreadable file with one line", 
       name: "receipt: a missing receipt",
       args: ["receipt", `${d}/none.json`, "--key", key],
       code: 2,
-      line: new RegExp(`^verify receipt: Cannot read receipt '${d}/none\\.json': no such file$`),
+      line: new RegExp(
+        `^verify receipt: error: Cannot read receipt '${d}/none\\.json': no such file$`,
+      ),
     },
     {
       name: "receipt: not JSON",
       args: ["receipt", `${d}/bad.json`, "--key", key],
       code: 2,
-      line: new RegExp(`^verify receipt: Cannot read receipt '${d}/bad\\.json': not JSON$`),
+      line: new RegExp(`^verify receipt: error: Cannot read receipt '${d}/bad\\.json': not JSON$`),
     },
     {
       name: "receipt: a missing key file",
       args: ["receipt", `${d}/r.json`, "--key", `${d}/none.pub`],
       code: 2,
-      line: new RegExp(`^verify receipt: Cannot read public key '${d}/none\\.pub': no such file$`),
+      line: new RegExp(
+        `^verify receipt: error: Cannot read public key '${d}/none\\.pub': no such file$`,
+      ),
     },
     {
       name: "receipt: a key file with two keys",
       args: ["receipt", `${d}/r.json`, "--key", `${d}/two.pub`],
       code: 2,
       line: new RegExp(
-        `^verify receipt: Cannot read public key '${d}/two\\.pub': expected one hex key, found 2$`,
+        `^verify receipt: error: Cannot read public key '${d}/two\\.pub': expected one hex key, found 2$`,
       ),
     },
     {
       name: "receipt: a missing --module",
       args: ["receipt", `${d}/r.json`, "--key", key, "--module", `${d}/none.wasm`],
       code: 2,
-      line: new RegExp(`^verify receipt: Cannot read module '${d}/none\\.wasm': no such file$`),
+      line: new RegExp(
+        `^verify receipt: error: Cannot read module '${d}/none\\.wasm': no such file$`,
+      ),
     },
     {
       name: "receipt: a --output outside the read grant",
@@ -322,7 +334,7 @@ Deno.test("verify answers each bad argument and unreadable file with one line", 
       args: ["receipt", `${d}/r.json`, "--key", key, "--output", `${d}/bad.json`],
       code: 2,
       line: new RegExp(
-        `^verify receipt: Cannot read output '${d}/bad\\.json': not allowed: run with --allow-read$`,
+        `^verify receipt: error: Cannot read output '${d}/bad\\.json': not allowed: run with --allow-read$`,
       ),
     },
     {
@@ -340,40 +352,50 @@ Deno.test("keygen answers each bad argument, unwritable place and denied grant w
   await Deno.writeTextFile(`${d}/taken.key`, "x");
   await Deno.writeTextFile(`${d}/file`, "x");
   await auditCli(t, "keygen", [
-    { name: "no --out", args: [], code: 2, line: /^Cannot make keys: --out BASE is required / },
+    {
+      name: "no --out",
+      args: [],
+      code: 2,
+      line: /^keygen: Cannot make keys: --out BASE is required /,
+    },
     {
       name: "an unknown flag",
       args: ["--out", `${d}/a`, "--bogus"],
       code: 2,
-      line: /^Unknown option '--bogus' \(see keygen --help\)$/,
+      line: /^keygen: Unknown option '--bogus' \(see keygen --help\)$/,
     },
     {
       name: "--out without a value",
       args: ["--out"],
       code: 2,
-      line: /^Option '--out <value>' needs a value \(see keygen --help\)$/,
+      line: /^keygen: Option '--out <value>' needs a value \(see keygen --help\)$/,
     },
-    { name: "a positional argument", args: ["x"], code: 2, line: /^Unexpected argument 'x'/ },
+    {
+      name: "a positional argument",
+      args: ["x"],
+      code: 2,
+      line: /^keygen: Unexpected argument 'x'/,
+    },
     {
       name: "a directory as BASE",
       args: ["--out", d],
       code: 2,
       line: new RegExp(
-        `^Cannot make keys: '${d}' is a directory; give a base name inside it, e\\.g\\. ${d}/release$`,
+        `^keygen: Cannot make keys: '${d}' is a directory; give a base name inside it, e\\.g\\. ${d}/release \\(see keygen --help\\)$`,
       ),
     },
     {
       name: "a missing directory",
       args: ["--out", `${d}/no/release`],
       code: 1,
-      line: new RegExp(`^Cannot make keys: directory '${d}/no' does not exist$`),
+      line: new RegExp(`^keygen: error: Cannot make keys: directory '${d}/no' does not exist$`),
     },
     {
       name: "a file as directory",
       args: ["--out", `${d}/file/release`],
       code: 1,
       line: new RegExp(
-        `^Cannot make keys: cannot check '${d}/file/release\\.key': not a directory$`,
+        `^keygen: error: Cannot make keys: cannot check '${d}/file/release\\.key': not a directory$`,
       ),
     },
     {
@@ -381,7 +403,7 @@ Deno.test("keygen answers each bad argument, unwritable place and denied grant w
       args: ["--out", `${d}/taken`],
       code: 1,
       line: new RegExp(
-        `^Cannot make keys: '${d}/taken\\.key' exists; a key file is never overwritten$`,
+        `^keygen: error: Cannot make keys: '${d}/taken\\.key' exists; a key file is never overwritten$`,
       ),
     },
     {
@@ -390,7 +412,7 @@ Deno.test("keygen answers each bad argument, unwritable place and denied grant w
       args: ["--out", `${d}/release`],
       code: 1,
       line: new RegExp(
-        `^Cannot make keys: cannot write '${d}/release\\.key': not allowed: run with --allow-write$`,
+        `^keygen: error: Cannot make keys: cannot write '${d}/release\\.key': not allowed: run with --allow-write$`,
       ),
     },
   ]);

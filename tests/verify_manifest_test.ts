@@ -111,14 +111,16 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
         }),
       [],
       1,
-      new RegExp(`^Cannot accept manifest: bad signature by trusted key ${aHex}$`),
+      new RegExp(
+        `^verify manifest: error: Cannot accept manifest: bad signature by trusted key ${aHex}$`,
+      ),
     ],
     [
       "content changed after signing",
       () => ({ ...w.good, version: "2026.11.2" }),
       [],
       1,
-      /^Cannot accept manifest: bad signature by trusted key [0-9a-f]{64}$/,
+      /^verify manifest: error: Cannot accept manifest: bad signature by trusted key [0-9a-f]{64}$/,
     ],
     [
       "an artifact hash changed after signing",
@@ -129,7 +131,7 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
       },
       [],
       1,
-      /^Cannot accept manifest: bad signature by trusted key/,
+      /^verify manifest: error: Cannot accept manifest: bad signature by trusted key/,
     ],
     [
       "signed only by an untrusted key",
@@ -137,7 +139,7 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
       [],
       1,
       new RegExp(
-        `^Cannot accept manifest: signed by no trusted key \\(signers: ${
+        `^verify manifest: error: Cannot accept manifest: signed by no trusted key \\(signers: ${
           toHex(w.stranger.publicKey).slice(0, 16)
         }\\)$`,
       ),
@@ -147,42 +149,42 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
       () => ({ ...w.good, signatures: [] }),
       [],
       1,
-      /^Cannot accept manifest: 0 valid signature\(s\) by trusted keys, need 1$/,
+      /^verify manifest: error: Cannot accept manifest: 0 valid signature\(s\) by trusted keys, need 1$/,
     ],
     [
       "fewer trusted signers than the threshold",
       () => resigned(w, [w.a, w.stranger], {}),
       ["--threshold", "2"],
       1,
-      /^Cannot accept manifest: 1 valid signature\(s\) by trusted keys, need 2$/,
+      /^verify manifest: error: Cannot accept manifest: 1 valid signature\(s\) by trusted keys, need 2$/,
     ],
     [
       "one key's signature repeated to reach the threshold",
       () => ({ ...w.good, signatures: [w.good.signatures[0], w.good.signatures[0]] }),
       ["--threshold", "2"],
       1,
-      /^Cannot accept manifest: malformed: signatures\[1\] repeats the key of signatures\[0\]$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: signatures\[1\] repeats the key of signatures\[0\]$/,
     ],
     [
       "a threshold above the number of trusted keys",
       () => w.good,
       ["--threshold", "3"],
       2,
-      /^Cannot verify manifest: threshold 3 is more than the 2 trusted key\(s\)$/,
+      /^verify manifest: error: Cannot verify manifest: threshold 3 is more than the 2 trusted key\(s\)$/,
     ],
     [
       "expired",
       () => resigned(w, [w.a], { expires_at: "2026-01-02T00:00:00Z" }),
       [],
       1,
-      /^Cannot accept manifest: expired at 2026-01-02T00:00:00Z$/,
+      /^verify manifest: error: Cannot accept manifest: expired at 2026-01-02T00:00:00Z$/,
     ],
     [
       "an unknown manifest_version",
       () => ({ ...w.good, manifest_version: 2 }),
       [],
       1,
-      /^Cannot accept manifest: unknown manifest_version 2$/,
+      /^verify manifest: error: Cannot accept manifest: unknown manifest_version 2$/,
     ],
     [
       "no manifest_version",
@@ -192,10 +194,22 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
       },
       [],
       1,
-      /^Cannot accept manifest: unknown manifest_version undefined$/,
+      /^verify manifest: error: Cannot accept manifest: unknown manifest_version undefined$/,
     ],
-    ["not JSON", () => "{ nope", [], 1, /^Cannot accept manifest: malformed: not JSON \(/],
-    ["not an object", () => [w.good], [], 1, /^Cannot accept manifest: malformed: not an object$/],
+    [
+      "not JSON",
+      () => "{ nope",
+      [],
+      1,
+      /^verify manifest: error: Cannot accept manifest: malformed: not JSON \(/,
+    ],
+    [
+      "not an object",
+      () => [w.good],
+      [],
+      1,
+      /^verify manifest: error: Cannot accept manifest: malformed: not an object$/,
+    ],
     [
       "a missing sequence",
       () => {
@@ -204,14 +218,14 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
       },
       [],
       1,
-      /^Cannot accept manifest: malformed: sequence is not a whole number$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: sequence is not a whole number$/,
     ],
     [
       "a fractional sequence",
       () => ({ ...w.good, sequence: 5.5 }),
       [],
       1,
-      /^Cannot accept manifest: malformed: non-integer number 5\.5 at sequence$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: non-integer number 5\.5 at sequence$/,
     ],
     [
       "a negative size",
@@ -222,7 +236,7 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
       },
       [],
       1,
-      /^Cannot accept manifest: malformed: artifacts\.kernel\.size_bytes is not a size$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: artifacts\.kernel\.size_bytes is not a size$/,
     ],
     [
       "a hash that is not sha256:<hex>",
@@ -233,7 +247,7 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
       },
       [],
       1,
-      /^Cannot accept manifest: malformed: artifacts\.kernel\.hash is not sha256:<64 hex>$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: artifacts\.kernel\.hash is not sha256:<64 hex>$/,
     ],
     [
       "a file name with a path in it",
@@ -243,7 +257,7 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
         }),
       [],
       1,
-      /^Cannot accept manifest: malformed: artifacts\.kernel\.filename is not a plain file name$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: artifacts\.kernel\.filename is not a plain file name$/,
     ],
     [
       "two artifacts with one file name",
@@ -256,7 +270,7 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
         }),
       [],
       1,
-      /^Cannot accept manifest: malformed: artifacts kernel and initramfs share the filename 'boot\.img'$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: artifacts kernel and initramfs share the filename 'boot\.img'$/,
     ],
     [
       "a download_url that is not http(s)",
@@ -266,63 +280,63 @@ Deno.test("verify manifest refuses each kind of bad manifest with one line", asy
         }),
       [],
       1,
-      /^Cannot accept manifest: malformed: artifacts\.kernel\.download_url 'file:\/\/\/etc\/passwd' is not http\(s\)$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: artifacts\.kernel\.download_url 'file:\/\/\/etc\/passwd' is not http\(s\)$/,
     ],
     [
       "a calendar date that does not exist",
       () => resigned(w, [w.a], { created_at: "2026-02-30T00:00:00Z" }),
       [],
       1,
-      /^Cannot accept manifest: malformed: created_at '2026-02-30T00:00:00Z' is not a real date and time$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: created_at '2026-02-30T00:00:00Z' is not a real date and time$/,
     ],
     [
       "an expiry month 13 (which would never expire)",
       () => resigned(w, [w.a], { expires_at: "2099-13-01T00:00:00Z" }),
       [],
       1,
-      /^Cannot accept manifest: malformed: expires_at '2099-13-01T00:00:00Z' is not a real date and time$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: expires_at '2099-13-01T00:00:00Z' is not a real date and time$/,
     ],
     [
       "a time that is not RFC 3339 UTC",
       () => ({ ...w.good, expires_at: "2099-01-01 00:00:00+02:00" }),
       [],
       1,
-      /^Cannot accept manifest: malformed: expires_at is not an RFC 3339 UTC time$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: expires_at is not an RFC 3339 UTC time$/,
     ],
     [
       "a signature algorithm other than ed25519",
       () => withSig(w.good, (s) => s.algorithm = "rsa"),
       [],
       1,
-      /^Cannot accept manifest: malformed: signatures\[0\]\.algorithm is not ed25519$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: signatures\[0\]\.algorithm is not ed25519$/,
     ],
     [
       "a key_id that is not a key",
       () => withSig(w.good, (s) => s.key_id = "zz"),
       [],
       1,
-      /^Cannot accept manifest: malformed: signatures\[0\]\.key_id is not a 32-byte hex key$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: signatures\[0\]\.key_id is not a 32-byte hex key$/,
     ],
     [
       "a signature of the wrong length",
       () => withSig(w.good, (s) => s.signature = "ab"),
       [],
       1,
-      /^Cannot accept manifest: malformed: signatures\[0\]\.signature is not 64 bytes of hex$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: signatures\[0\]\.signature is not 64 bytes of hex$/,
     ],
     [
       "signatures that are not a list",
       () => ({ ...w.good, signatures: {} }),
       [],
       1,
-      /^Cannot accept manifest: malformed: signatures is not an array$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: signatures is not an array$/,
     ],
     [
       "a float anywhere in the signed content",
       () => ({ ...w.good, extra: 1.5 }),
       [],
       1,
-      /^Cannot accept manifest: malformed: non-integer number 1\.5 at extra$/,
+      /^verify manifest: error: Cannot accept manifest: malformed: non-integer number 1\.5 at extra$/,
     ],
   ];
   for (const [name, make, args, code, message] of cases) {
@@ -382,7 +396,7 @@ Deno.test("verify manifest --state refuses a rollback and records the highest se
   assert.equal(back.code, 1);
   assert.equal(
     back.err,
-    "Cannot accept manifest: sequence 6 is lower than the last accepted 7 (rollback)\n",
+    "verify manifest: error: Cannot accept manifest: sequence 6 is lower than the last accepted 7 (rollback)\n",
   );
   assert.equal(await recorded(), 7);
   const files = [];
@@ -408,7 +422,7 @@ Deno.test("verify manifest --state refuses a rollback and records the highest se
   assert.equal(torn.code, 2);
   assert.match(
     torn.err,
-    /^Cannot read state file '.*boot-state\.json': not JSON \(delete it only on purpose\)\n$/,
+    /^verify manifest: error: Cannot read state file '.*boot-state\.json': not JSON \(delete it only on purpose\)\n$/,
   );
 });
 
@@ -426,7 +440,7 @@ Deno.test("verify manifest --state without write access names the flag it needs"
   assert.equal(res.code, 2);
   assert.equal(
     res.err,
-    `Cannot use --state '${tmp.path}/s.json': run with --allow-write=${tmp.path}\n`,
+    `verify manifest: error: Cannot use --state '${tmp.path}/s.json': run with --allow-write=${tmp.path}\n`,
   );
 });
 
@@ -440,14 +454,17 @@ Deno.test("verify manifest --artifacts checks the size and sha256 of each file",
 
   const missing = await run();
   assert.equal(missing.code, 1);
-  assert.equal(missing.err, `Cannot check 'kernel': file '${dir}/vmlinuz' not found\n`);
+  assert.equal(
+    missing.err,
+    `verify manifest: error: Cannot check 'kernel': file '${dir}/vmlinuz' not found\n`,
+  );
 
   await Deno.writeFile(`${dir}/vmlinuz`, KERNEL.subarray(1));
   const short = await run();
   assert.equal(short.code, 1);
   assert.equal(
     short.err,
-    `Cannot accept 'kernel': size mismatch: expected ${KERNEL.length} bytes, got ${
+    `verify manifest: error: Cannot accept 'kernel': size mismatch: expected ${KERNEL.length} bytes, got ${
       KERNEL.length - 1
     }\n`,
   );
@@ -459,9 +476,9 @@ Deno.test("verify manifest --artifacts checks the size and sha256 of each file",
   assert.equal(bad.code, 1);
   assert.equal(
     bad.err,
-    `Cannot accept 'kernel': sha256 mismatch: expected ${sha256Tag(KERNEL)}, got ${
-      sha256Tag(flipped)
-    }\n`,
+    `verify manifest: error: Cannot accept 'kernel': sha256 mismatch: expected ${
+      sha256Tag(KERNEL)
+    }, got ${sha256Tag(flipped)}\n`,
   );
 
   await Deno.writeFile(`${dir}/vmlinuz`, KERNEL);
@@ -481,27 +498,33 @@ Deno.test("verify manifest refuses unusable trusted-keys files and bad flags", a
   await Deno.writeTextFile(`${tmp.path}/broken`, `${toHex(w.a.publicKey)}\nnot-a-key\n`);
   const empty = await verify(["manifest", m, "--trusted-keys", `${tmp.path}/empty`]);
   assert.equal(empty.code, 2);
-  assert.equal(empty.err, "Cannot verify manifest: no trusted keys given\n");
+  assert.equal(
+    empty.err,
+    "verify manifest: error: Cannot verify manifest: no trusted keys given\n",
+  );
   const broken = await verify(["manifest", m, "--trusted-keys", `${tmp.path}/broken`]);
   assert.equal(broken.code, 2);
   assert.equal(
     broken.err,
-    `Cannot read trusted keys '${tmp.path}/broken': line 2 is not a 32-byte hex key: 'not-a-key'\n`,
+    `verify manifest: error: Cannot read trusted keys '${tmp.path}/broken': line 2 is not a 32-byte hex key: 'not-a-key'\n`,
   );
   const none = await verify(["manifest", m, "--trusted-keys", `${tmp.path}/none`]);
   assert.equal(none.code, 2);
-  assert.equal(none.err, `Cannot read trusted keys '${tmp.path}/none': no such file\n`);
+  assert.equal(
+    none.err,
+    `verify manifest: error: Cannot read trusted keys '${tmp.path}/none': no such file\n`,
+  );
   const zero = await verify(["manifest", m, "--trusted-keys", w.trusted, "--threshold", "0"]);
   assert.equal(zero.code, 2);
   assert.equal(
     zero.err,
-    "Cannot verify manifest: --threshold must be a whole number >= 1 (see verify --help)\n",
+    "verify manifest: Cannot verify manifest: --threshold must be a whole number >= 1 (see verify manifest --help)\n",
   );
   const noKeys = await verify(["manifest", m]);
   assert.equal(noKeys.code, 2);
   assert.equal(
     noKeys.err,
-    "Cannot verify manifest: --trusted-keys FILE is required (see verify --help)\n",
+    "verify manifest: Cannot verify manifest: --trusted-keys FILE is required (see verify manifest --help)\n",
   );
 });
 
@@ -523,7 +546,7 @@ Deno.test("verify artifact checks one file against a hash and size", async () =>
   assert.equal(bad.code, 1);
   assert.equal(
     bad.err,
-    `Cannot accept '${path}': size mismatch: expected 3 bytes, got ${KERNEL.length}; sha256 mismatch: expected ${
+    `verify artifact: error: Cannot accept '${path}': size mismatch: expected 3 bytes, got ${KERNEL.length}; sha256 mismatch: expected ${
       sha256Tag("other")
     }, got ${sha256Tag(KERNEL)}\n`,
   );
@@ -533,6 +556,6 @@ Deno.test("verify artifact checks one file against a hash and size", async () =>
   assert.equal(unknown.code, 2);
   assert.equal(
     unknown.err,
-    "Cannot verify 'nothing': unknown kind (manifest, artifact or receipt) (see verify --help)\n",
+    "verify: Cannot verify 'nothing': unknown kind (manifest, artifact or receipt) (see verify --help)\n",
   );
 });

@@ -680,31 +680,22 @@ export class World {
       ...(signal === undefined ? {} : { signal }),
     });
     await this.#connect(gateway, "lan0", bridge, undefined, signal, `l${lanIndex}`);
-    await _must(`configure gateway '${gatewayName}'`, "ip", [
-      "-n",
-      gateway.namespace,
-      "address",
-      "add",
-      `${lanAddress}/${segment.prefix.length}`,
-      "dev",
-      "lan0",
-    ], signal ? { signal } : {});
-    await _must(`enable forwarding on '${gatewayName}'`, "ip", [
-      "netns",
-      "exec",
-      gateway.namespace,
-      "sh",
-      "-c",
-      "echo 1 > /proc/sys/net/ipv4/ip_forward",
-    ], signal ? { signal } : {});
-    await _must(`configure NAT on '${gatewayName}'`, "ip", [
-      "netns",
-      "exec",
-      gateway.namespace,
-      "nft",
-      "-f",
-      "-",
-    ], { stdin: natRuleset(nat), ...(signal ? { signal } : {}) });
+    const opts = signal ? { signal } : {};
+    const inGateway = ["netns", "exec", gateway.namespace];
+    const lanCidr = `${lanAddress}/${segment.prefix.length}`;
+    const addAddress = ["-n", gateway.namespace, "address", "add", lanCidr, "dev", "lan0"];
+    await _must(`configure gateway '${gatewayName}'`, "ip", addAddress, opts);
+    const forward = "echo 1 > /proc/sys/net/ipv4/ip_forward";
+    await _must(
+      `enable forwarding on '${gatewayName}'`,
+      "ip",
+      [...inGateway, "sh", "-c", forward],
+      opts,
+    );
+    await _must(`configure NAT on '${gatewayName}'`, "ip", [...inGateway, "nft", "-f", "-"], {
+      stdin: natRuleset(nat),
+      ...opts,
+    });
     gateway._lanAddress = lanAddress;
     const lan = { name, prefix: segment.cidr, nat, gateway, segment, bridge };
     this.#lans.set(name, lan);
@@ -835,52 +826,22 @@ export class World {
   ): Promise<void> {
     const opts = signal ? { signal } : {};
     const engine = link === undefined ? undefined : await this.#impairmentEngine(signal);
+    let rename = "";
     if (engine === "tap") {
       await this.#delayLine!.request({ op: "add", a: `${peer}a`, b: peer, ...link! });
-      await _must(`move the link of host '${host.name}'`, "ip", [
-        "-n",
-        this.#hub,
-        "link",
-        "set",
-        `${peer}a`,
-        "netns",
-        host.namespace,
-      ], opts);
-      await _must(`configure the link of host '${host.name}'`, "ip", [
-        "-n",
-        host.namespace,
-        "-batch",
-        "-",
-      ], {
-        stdin: `link set dev ${peer}a name ${ifname}\nlink set dev ${ifname} addrgenmode none\n` +
-          `link set dev ${ifname} up\n`,
-        ...opts,
-      });
+      const move = ["-n", this.#hub, "link", "set", `${peer}a`, "netns", host.namespace];
+      await _must(`move the link of host '${host.name}'`, "ip", move, opts);
+      rename = `link set dev ${peer}a name ${ifname}\n`;
     } else {
-      await _must(`create the link of host '${host.name}'`, "ip", [
-        "-n",
-        this.#hub,
-        "link",
-        "add",
-        peer,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        ifname,
-        "netns",
-        host.namespace,
-      ], opts);
-      await _must(`configure the link of host '${host.name}'`, "ip", [
-        "-n",
-        host.namespace,
-        "-batch",
-        "-",
-      ], {
-        stdin: `link set dev ${ifname} addrgenmode none\nlink set dev ${ifname} up\n`,
-        ...opts,
-      });
+      const veth = ["-n", this.#hub, "link", "add", peer, "type", "veth"];
+      const end = ["peer", "name", ifname, "netns", host.namespace];
+      await _must(`create the link of host '${host.name}'`, "ip", [...veth, ...end], opts);
     }
+    const batch = ["-n", host.namespace, "-batch", "-"];
+    await _must(`configure the link of host '${host.name}'`, "ip", batch, {
+      stdin: `${rename}link set dev ${ifname} addrgenmode none\nlink set dev ${ifname} up\n`,
+      ...opts,
+    });
     await _must(
       `attach host '${host.name}' to its segment`,
       "ip",

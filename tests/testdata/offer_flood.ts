@@ -14,6 +14,7 @@ import {
   type JobOffer,
   sendJobOffer,
 } from "../../net/job_protocol.ts";
+import { testOffer } from "../../net/testdata/job_offer.ts";
 
 const [target, countText = "0"] = Deno.args;
 (await import("../../net/node_compat.ts")).applyNodeCompat(); // a node under deno run
@@ -23,19 +24,8 @@ const send = async (offer: JobOffer) => {
   const stream = await node.libp2p.dialProtocol(multiaddr(target!), JOB_OFFER_PROTOCOL, { signal });
   return await sendJobOffer(stream, offer, { signal });
 };
-const hex = () => crypto.getRandomValues(new Uint8Array(32)).toHex();
-const offer = (nonce = crypto.randomUUID(), arch = "x86_64"): JobOffer => ({
-  job_id: hex(),
-  nonce,
-  module_hash: `sha256:${hex()}`,
-  requirements: {
-    cpu_cores: 1,
-    memory_mb: 16,
-    timeout_seconds: 5,
-    arch,
-    wasm_runtime: "wasi-preview1",
-  },
-});
+const offer = (nonce = crypto.randomUUID(), arch = "x86_64"): JobOffer =>
+  testOffer({ nonce, requirements: { arch } });
 const first = offer();
 const summary: Record<string, unknown> = {
   first: await send(first),

@@ -20,7 +20,7 @@ export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8
  *
  * const text = await renderProviderMetrics({
  *   requests_total: 3, responses_by_status: { "200": 2, "206": 1 }, bytes_served_total: 15,
- *   downloads_active: 0, downloads_total: 2, downloads_aborted_total: 0,
+ *   downloads_active: 0, downloads_total: 2, downloads_aborted_total: 0, downloads_refused_total: 0,
  *   manifests_served_total: 1, bytes_served_by_artifact: { "stable/x86_64/kernel": 15 },
  *   range_requests: { partial: 1 }, hashes_computed_total: 1, hash_bytes_total: 10,
  *   scans_total: 1, manifests_signed_total: 1,

@@ -11,6 +11,7 @@
 import { type MessageStreamLike, readStreamMessage } from "./node_info.ts";
 import { errorMessage } from "../util/error_message.ts";
 import { jsonChecks } from "../util/json_checks.ts";
+import { parseStrictJson } from "../util/strict_json.ts";
 
 /** The protocol id of job offers. */
 export const JOB_OFFER_PROTOCOL = "/phase/job-offer/1.0.0";
@@ -419,9 +420,9 @@ function _json(bytes: Uint8Array, what: string): unknown {
     );
   }
   try {
-    return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    return parseStrictJson(bytes, { what, maxBytes: MAX_OFFER_BYTES, numbers: "finite" });
   } catch (cause) {
-    throw new SyntaxError(`Cannot parse ${what}: ${errorMessage(cause)}`, { cause });
+    throw new SyntaxError(errorMessage(cause), { cause });
   }
 }
 

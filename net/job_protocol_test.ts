@@ -118,3 +118,12 @@ Deno.test("encodeOfferMessage() refuses more than 64 KiB", () => {
     RangeError,
   );
 });
+
+Deno.test("parseJobOffer() reads a peer's JSON one way: a duplicate key is refused", () => {
+  const text = JSON.stringify(OFFER).replace('{"job_id"', '{"nonce":"x","job_id"');
+  assert.ok(text.includes('"nonce":"x"'), "the duplicate was planted");
+  assert.throws(
+    () => parseJobOffer(new TextEncoder().encode(text)),
+    /^SyntaxError: Cannot parse job offer: duplicate key 'nonce'/,
+  );
+});

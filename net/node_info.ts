@@ -9,6 +9,7 @@
  * @module
  */
 
+import { parseStrictJson } from "../util/strict_json.ts";
 import type { JobPayload } from "../runtime/job_manifest.ts";
 import { JOB_KINDS } from "../runtime/job_kinds.ts";
 import { jsonChecks } from "../util/json_checks.ts";
@@ -102,9 +103,13 @@ export function parseNodeInfo(bytes: Uint8Array): NodeInfo {
   }
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    value = parseStrictJson(bytes, {
+      what: "node info",
+      maxBytes: MAX_INFO_BYTES,
+      numbers: "finite",
+    });
   } catch (cause) {
-    throw new SyntaxError(`Cannot parse node info: ${(cause as Error).message}`, { cause });
+    throw new SyntaxError((cause as Error).message, { cause });
   }
   const obj = _check.object(value, "node info");
   const info: NodeInfo = {

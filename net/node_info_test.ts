@@ -101,3 +101,16 @@ Deno.test("readStreamMessage() sees an end that happened before it was called", 
   assert.deepEqual(await readStreamMessage(b, { maxBytes: 10 }), new Uint8Array([1, 2, 3]));
   await b.close();
 });
+
+Deno.test("parseNodeInfo() reads a peer's JSON one way: duplicate keys and lone surrogates are refused", () => {
+  const text = (s: string) => new TextEncoder().encode(s);
+  const good = JSON.stringify(INFO);
+  assert.throws(
+    () => parseNodeInfo(text(good.replace('{"peer_id"', '{"arch":"riscv64","peer_id"'))),
+    /^SyntaxError: Cannot parse node info: duplicate key 'arch'/,
+  );
+  assert.throws(
+    () => parseNodeInfo(text(good.replace('"stable"', '"st\\ud800able"'))),
+    /^SyntaxError: Cannot parse node info: .*surrogate/,
+  );
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { cpioArchive, type CpioEntry } from "./cpio.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 interface Parsed {
   name: string;
@@ -46,8 +47,7 @@ async function archive(entries: CpioEntry[]): Promise<Uint8Array> {
 }
 
 Deno.test("cpioArchive() writes dirs, files, symlinks and device nodes in newc format", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     await Deno.writeFile(`${dir}/src`, new Uint8Array([1, 2, 3, 4, 5]));
     const parsed = parse(
       await archive([
@@ -68,9 +68,7 @@ Deno.test("cpioArchive() writes dirs, files, symlinks and device nodes in newc f
     assert.deepEqual([...parsed[1]!.data], [1, 2, 3, 4, 5]);
     assert.equal(new TextDecoder().decode(parsed[3]!.data), "busybox");
     assert.deepEqual([parsed[4]!.rdevMajor, parsed[4]!.rdevMinor], [5, 1]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("cpioArchive() output is the same bytes for the same entries", async () => {

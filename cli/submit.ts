@@ -24,7 +24,7 @@
  * @module
  */
 import { parseDuration, parseSize } from "./_units.ts";
-import { fsErrorReason } from "../util/fs_error.ts";
+import { fsErrorReason, readFileNamed } from "../util/fs_error.ts";
 import { API_CLIENT_EXITS, API_CLIENT_FLAGS } from "./_api_client.ts";
 import { localClient, reportError, reportJobResult } from "./_api_client.ts";
 import type { ClientSubmitOptions } from "../net/client.ts";
@@ -73,7 +73,7 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
     const signal = io.signal ? { signal: io.signal } : {};
     let id: string | undefined;
     try {
-      const module = await _read(positionals[0]!, "module");
+      const module = await readFileNamed(positionals[0]!, "module");
       const input = await _readInput(values.input);
       const client = await localClient(values["state-dir"]);
       id = await client.submit(module, {
@@ -138,15 +138,7 @@ async function _readInput(spec: string | undefined): Promise<Uint8Array> {
     }
   }
   if (spec === undefined) return new Uint8Array();
-  return await _read(spec, "input");
-}
-
-async function _read(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(path);
-  } catch (cause) {
-    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(cause)}`, { cause });
-  }
+  return await readFileNamed(spec, "input");
 }
 
 if (import.meta.main) {

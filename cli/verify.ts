@@ -18,7 +18,7 @@ import { readTrustedKeysFile } from "../provider/key_files.ts";
 import { recordAcceptedManifest } from "../provider/manifest_state.ts";
 import { hashFile, verifyArtifacts } from "../provider/verify_artifacts.ts";
 import { isSha256Tag, toHex } from "../runtime/digest.ts";
-import { fsErrorReason } from "../util/fs_error.ts";
+import { fsErrorReason, readFileNamed } from "../util/fs_error.ts";
 import { VERIFY_RECEIPT_COMMAND, verifyReceiptMain } from "./verify_receipt.ts";
 import { errorLine } from "../util/error_message.ts";
 import { dirname } from "node:path";
@@ -172,7 +172,8 @@ async function _accept(path: string, keysFile: string, threshold: number, state?
   let text: Uint8Array, trusted;
   try {
     trusted = await readTrustedKeysFile(keysFile);
-    text = await _read(path, "manifest");
+    // Bytes: the strict parser refuses a BOM and bad UTF-8.
+    text = await readFileNamed(path, "manifest");
   } catch (error) {
     throw new _Refused(2, errorLine(error));
   }
@@ -294,14 +295,6 @@ export function verifyArtifactMain(args: string[], context: CliContext = {}): Pr
     else io.print(`OK ${path} ${got.size} bytes ${got.hash}`);
     return 0;
   });
-}
-
-async function _read(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(path); // bytes: the strict parser refuses a BOM and bad UTF-8
-  } catch (error) {
-    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
-  }
 }
 
 function _fail(

@@ -11,7 +11,7 @@ import { fromHex } from "../runtime/digest.ts";
 import { SignatureError } from "../runtime/errors.ts";
 import { parseReceiptJson, ReceiptMismatchError, verifyReceipt } from "../runtime/receipt.ts";
 import { StrictJsonError } from "../util/strict_json.ts";
-import { fsErrorReason } from "../util/fs_error.ts";
+import { readFileNamed } from "../util/fs_error.ts";
 import { errorLine } from "../util/error_message.ts";
 import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
@@ -64,10 +64,10 @@ export function verifyReceiptMain(argv: string[], context: CliContext = {}): Pro
     try {
       publicKey = await _pinnedKey(values.key);
       const path = positionals[0]!;
-      receipt = await _read(path, "receipt", Deno.readFile);
-      if (values.module) options.module = await _read(values.module, "module", Deno.readFile);
-      if (values.input) options.input = await _read(values.input, "input", Deno.readFile);
-      if (values.output) options.output = await _read(values.output, "output", Deno.readFile);
+      receipt = await readFileNamed(path, "receipt");
+      if (values.module) options.module = await readFileNamed(values.module, "module");
+      if (values.input) options.input = await readFileNamed(values.input, "input");
+      if (values.output) options.output = await readFileNamed(values.output, "output");
       if (values["job-id"]) options.jobId = values["job-id"];
     } catch (error) {
       return _verdict(io, values.json, false, errorLine(error), 2);
@@ -112,14 +112,6 @@ async function _pinnedKey(spec: string): Promise<Uint8Array> {
     }
   }
   return await readPublicKeyFile(spec);
-}
-
-async function _read<T>(path: string, what: string, read: (path: string) => Promise<T>) {
-  try {
-    return await read(path);
-  } catch (error) {
-    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
-  }
 }
 
 function _verdict(

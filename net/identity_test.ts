@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { defaultStateDir, loadOrCreateIdentity } from "./identity.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 Deno.test("loadOrCreateIdentity() creates the dir 0700 and the key 0600, and reuses it", async () => {
   const root = await Deno.makeTempDir();
@@ -18,24 +19,18 @@ Deno.test("loadOrCreateIdentity() creates the dir 0700 and the key 0600, and reu
 });
 
 Deno.test("loadOrCreateIdentity() racing first starts agree on one key", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const keys = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateIdentity(dir)));
     for (const k of keys) assert.deepEqual(k.publicKey, keys[0]!.publicKey);
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["node.key"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("loadOrCreateIdentity() refuses a key file of the wrong size", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     await Deno.writeFile(`${dir}/node.key`, new Uint8Array(31));
     await assert.rejects(() => loadOrCreateIdentity(dir), /expected 32 bytes, got 31/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("defaultStateDir() prefers PLASM_HOME, then XDG_DATA_HOME, then HOME", () => {
@@ -47,8 +42,7 @@ Deno.test("defaultStateDir() prefers PLASM_HOME, then XDG_DATA_HOME, then HOME",
 });
 
 Deno.test("loadOrCreateIdentity() refuses a key file other users can read or write, and keeps it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const first = await loadOrCreateIdentity(dir);
     for (const mode of [0o644, 0o640, 0o604, 0o620]) {
       await Deno.chmod(`${dir}/node.key`, mode);
@@ -74,7 +68,5 @@ Deno.test("loadOrCreateIdentity() refuses a key file other users can read or wri
     }
     await Deno.chmod(`${dir}/node.key`, 0o400);
     assert.deepEqual((await loadOrCreateIdentity(dir)).publicKey, first.publicKey);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -96,16 +96,22 @@ Deno.test("serveJobExec() aborts the job's signal when the requester resets the 
   await assert.rejects(requesting);
 });
 
-Deno.test("serveJobExec() answers a malformed request with InvalidRequest", async () => {
+/** `serveJobExec()`'s answer to a request of exactly `bytes`, which it must refuse unrun. */
+async function answerRequest(bytes: Uint8Array) {
   const [requester, worker] = await streamPair();
-  const bad = encodeFrame({ manifest: { schema_version: 2 }, input_len: 0, module_len: 0 });
   const serving = serveJobExec(worker, {
     admit: () => Promise.reject(new Error("must not be called")),
     run: () => Promise.reject(new Error("must not be called")),
   });
-  requester.send(bad);
+  requester.send(bytes);
   await requester.close();
-  const answer = await serving;
+  return await serving;
+}
+
+Deno.test("serveJobExec() answers a malformed request with InvalidRequest", async () => {
+  const answer = await answerRequest(
+    encodeFrame({ manifest: { schema_version: 2 }, input_len: 0, module_len: 0 }),
+  );
   assert.ok("Rejected" in answer);
   assert.match(JSON.stringify(answer), /InvalidRequest.*payload must be an object/);
 });
@@ -117,18 +123,11 @@ Deno.test("serveJobExec() refuses a header with a duplicate key or a fractional 
       `{"manifest":${JSON.stringify(manifest)},"input_len":1.0,"module_len":0}`,
     ]
   ) {
-    const [requester, worker] = await streamPair();
     const json = new TextEncoder().encode(text);
     const frame = new Uint8Array(4 + json.length);
     new DataView(frame.buffer).setUint32(0, json.length);
     frame.set(json, 4);
-    const serving = serveJobExec(worker, {
-      admit: () => Promise.reject(new Error("must not be called")),
-      run: () => Promise.reject(new Error("must not be called")),
-    });
-    requester.send(frame);
-    await requester.close();
-    const answer = await serving;
+    const answer = await answerRequest(frame);
     assert.match(JSON.stringify(answer), /InvalidRequest.*(duplicate key|non-integer)/, text);
   }
 });

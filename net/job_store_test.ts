@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { JobStore } from "./job_store.ts";
 import { testJobManifest } from "../runtime/testdata/job_manifest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 Deno.test("JobStore keeps jobs, results and receipts across a reopen", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const manifest = await testJobManifest(await generateKeyPair());
     const receipt = { job_id: "c".repeat(64) } as never;
     {
@@ -50,14 +50,11 @@ Deno.test("JobStore keeps jobs, results and receipts across a reopen", async () 
       receipt,
     }]);
     assert.equal(store.get("3".repeat(64)), undefined);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("JobStore keeps why a job failed, and adds the column to an older database", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const { DatabaseSync } = await import("node:sqlite");
     // A database as the first version made it: no error_kind column.
     const old = new DatabaseSync(`${dir}/jobs.db`);
@@ -90,14 +87,11 @@ Deno.test("JobStore keeps why a job failed, and adds the column to an older data
     store.addReceipt("1".repeat(64), "p", "worker", { job_id: "1".repeat(64) } as never);
     store.deleteReceipts("1".repeat(64), "requester");
     assert.deepEqual(store.receipts("1".repeat(64)).map((r) => r.role), ["worker"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("JobStore.open() makes jobs.db and its WAL 0600, and narrows an existing 0644 one", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const path = `${dir}/jobs.db`;
     {
       using store = JobStore.open(path);
@@ -115,7 +109,5 @@ Deno.test("JobStore.open() makes jobs.db and its WAL 0600, and narrows an existi
       );
       assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -31,6 +31,7 @@ import {
 import { capabilityKey, providerKeyCid } from "./provider_key.ts";
 import { sleep } from "../util/sleep.ts";
 import { errorMessage } from "../util/error_message.ts";
+import { checkIntegers } from "../util/check_integers.ts";
 
 /** One structured log record; the CLI prints each as a JSON line. */
 export interface NodeLogRecord {
@@ -204,11 +205,7 @@ export class PhaseNode {
       throw new RangeError(`Cannot use node key: expected 32 bytes, got ${secretKey.length}`);
     }
     for (const addr of [...listen, ...bootstrap]) _multiaddr(addr);
-    for (const [name, value] of Object.entries({ maxConnections, streamTimeoutMs })) {
-      if (!Number.isSafeInteger(value) || value < 1) {
-        throw new RangeError(`Cannot use ${name} ${value}: expected a positive integer`);
-      }
-    }
+    checkIntegers({ maxConnections, streamTimeoutMs });
     if (!(reprovideIntervalMs >= 1000)) {
       throw new RangeError(`Cannot use reprovideIntervalMs ${reprovideIntervalMs}: minimum 1000`);
     }

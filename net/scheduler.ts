@@ -42,6 +42,7 @@ import { peerPublicKey } from "./peer_key.ts";
 import { sleep } from "../util/sleep.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import { errorMessage } from "../util/error_message.ts";
+import { checkIntegers } from "../util/check_integers.ts";
 
 /** How the scheduler reaches workers; {@linkcode Scheduler} is transport-free. */
 export interface Dispatcher {
@@ -203,21 +204,8 @@ export class Scheduler {
       keepReceipt,
       onLog,
     } = options;
-    for (
-      const [name, value] of Object.entries({
-        maxAttempts,
-        maxInflight,
-        graceMs,
-        workerSearchTimeoutMs,
-      })
-    ) {
-      if (!Number.isSafeInteger(value) || value < 1) {
-        throw new RangeError(`Cannot use ${name} ${value}: expected a positive integer`);
-      }
-    }
-    if (!Number.isSafeInteger(maxBusyRetries) || maxBusyRetries < 0) {
-      throw new RangeError(`Cannot use maxBusyRetries ${maxBusyRetries}: expected an integer >= 0`);
-    }
+    checkIntegers({ maxAttempts, maxInflight, graceMs, workerSearchTimeoutMs });
+    checkIntegers({ maxBusyRetries }, { min: 0 });
     this.#o = {
       store,
       keyPair,

@@ -8,6 +8,7 @@ import type { JobPayload } from "../runtime/job_manifest.ts";
 import { DEFAULT_JOB_KIND } from "../runtime/job_kinds.ts";
 import type { JobOffer, OfferResponse, RejectReason } from "./job_protocol.ts";
 import { Semaphore } from "../util/semaphore.ts";
+import { checkIntegers } from "../util/check_integers.ts";
 
 /** The WASM runtimes a worker runs (`wasm_runtime` in offers): the default job kind's. */
 export const SUPPORTED_RUNTIMES: readonly string[] = DEFAULT_JOB_KIND.runtimes;
@@ -110,24 +111,16 @@ export class WorkerPolicy {
       maxReservationsPerRequester = 4,
       maxReservations = Math.max(1, Math.floor((maxConcurrentJobs + maxQueuedJobs) / 2)),
     } = options;
-    for (
-      const [name, value] of Object.entries({
-        maxMemoryBytes,
-        maxDurationMs,
-        maxCpuCores,
-        maxConcurrentJobs,
-        reservationMs,
-        maxReservationsPerRequester,
-        maxReservations,
-      })
-    ) {
-      if (!Number.isSafeInteger(value) || value < 1) {
-        throw new RangeError(`Cannot use ${name} ${value}: expected a positive integer`);
-      }
-    }
-    if (!Number.isSafeInteger(maxQueuedJobs) || maxQueuedJobs < 0) {
-      throw new RangeError(`Cannot use maxQueuedJobs ${maxQueuedJobs}: expected an integer >= 0`);
-    }
+    checkIntegers({
+      maxMemoryBytes,
+      maxDurationMs,
+      maxCpuCores,
+      maxConcurrentJobs,
+      reservationMs,
+      maxReservationsPerRequester,
+      maxReservations,
+    });
+    checkIntegers({ maxQueuedJobs }, { min: 0 });
     if (allowedRequesters !== "open") {
       if (!Array.isArray(allowedRequesters)) {
         throw new TypeError('Cannot use allowedRequesters: expected "open" or a list of keys');

@@ -4,17 +4,12 @@ import { bootManifestSignedBytes, verifyBootManifest } from "./boot_manifest.ts"
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { sha256Tag } from "../runtime/digest.ts";
 import { dirname } from "node:path";
+import { withTempDir } from "../tests/_temp_dir.ts";
+import { concatBytes } from "../util/concat_bytes.ts";
 
 const SEED = new Uint8Array(32).fill(7);
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "plasm-store-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>): Promise<T> => withTempDir("plasm-store-", fn);
 
 async function put(path: string, data: string | Uint8Array, mtimeSeconds?: number) {
   await Deno.mkdir(dirname(path), { recursive: true });
@@ -275,11 +270,5 @@ async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
     if (n === null) break;
     chunks.push(buf.slice(0, n));
   }
-  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(chunks);
 }

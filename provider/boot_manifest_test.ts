@@ -47,29 +47,17 @@ Deno.test("bootManifestSignedBytes() leaves out signatures and nothing else", ()
 Deno.test("verifyBootManifest() counts distinct trusted keys against the threshold", async () => {
   const [a, b, c] = await Promise.all([generateKeyPair(), generateKeyPair(), generateKeyPair()]);
   const twice = await signBootManifest(await signBootManifest(UNSIGNED, a!), b!);
-  await verifyBootManifest(twice, {
-    trustedKeys: [a!.publicKey, b!.publicKey],
-    threshold: 2,
-    now: NOW,
-  });
+  const verifyTwoOf = (manifest: BootManifest, trustedKeys: Uint8Array[]) =>
+    verifyBootManifest(manifest, { trustedKeys, threshold: 2, now: NOW });
+  await verifyTwoOf(twice, [a!.publicKey, b!.publicKey]);
   await assert.rejects(
-    () =>
-      verifyBootManifest(twice, {
-        trustedKeys: [a!.publicKey, c!.publicKey],
-        threshold: 2,
-        now: NOW,
-      }),
+    () => verifyTwoOf(twice, [a!.publicKey, c!.publicKey]),
     rejects("threshold", /1 valid signature\(s\) by trusted keys, need 2/),
   );
   // The same key signing twice never counts twice: the manifest is refused as malformed.
   const dup = { ...twice, signatures: [twice.signatures[0]!, twice.signatures[0]!] };
   await assert.rejects(
-    () =>
-      verifyBootManifest(dup, {
-        trustedKeys: [a!.publicKey, b!.publicKey],
-        threshold: 2,
-        now: NOW,
-      }),
+    () => verifyTwoOf(dup, [a!.publicKey, b!.publicKey]),
     rejects(
       "shape",
       /^Cannot accept manifest: malformed: signatures\[1\] repeats the key of signatures\[0\]$/,

@@ -17,7 +17,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { DigestMismatchError } from "../runtime/errors.ts";
-import { openHttp, RateFloor, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
+import { openHttp, readBodyWithin, retryableStatus, SourceError } from "./fetch_http.ts";
 import { openNoFollow } from "../util/open_no_follow.ts";
 import { sleep } from "../util/sleep.ts";
 import { syncDirectory } from "../util/write_file_atomic.ts";
@@ -532,25 +532,18 @@ async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
     await fail(`HTTP ${response.status}`, retryableStatus(response.status));
   }
   if (response.body === null) await fail("no body", true);
-  const reader = response.body!.getReader();
   const writer = new _BatchWriter(part, (n) => ctx.onProgress?.(n, size));
   let position = part.written;
-  let finished = false;
-  const floor = ctx.minRate > 0 ? new RateFloor(ctx.minRate, ctx.stallTimeoutMs) : undefined;
   try {
-    for (;;) {
-      const result = await readWithin(reader, {
+    for await (
+      const chunk of readBodyWithin(response.body!, {
         timeoutMs: ctx.stallTimeoutMs,
         url: finalUrl,
         onStall: () => attempt.abort(),
         signal: ctx.signal,
-        floor,
-      });
-      if (result.done) {
-        finished = true;
-        break;
-      }
-      const chunk = result.value;
+        minRate: ctx.minRate,
+      })
+    ) {
       if (position + chunk.length > size) {
         await writer.push(chunk.subarray(0, size - position));
         throw new SourceError(finalUrl, `sent more than the ${size} bytes of '${ctx.name}'`, {
@@ -562,8 +555,6 @@ async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
     }
   } finally {
     await writer.flush();
-    if (!finished) await reader.cancel().catch(() => {});
-    reader.releaseLock();
   }
   if (part.written < size) {
     throw new SourceError(
@@ -774,34 +765,22 @@ async function _fetchRange(
   if (response.body === null) await fail("no body", true);
   const data = new Uint8Array(want);
   let got = 0;
-  const reader = response.body!.getReader();
-  const stopped = AbortSignal.any(signals);
-  let finished = false;
-  const floor = ctx.minRate > 0 ? new RateFloor(ctx.minRate, ctx.stallTimeoutMs) : undefined;
-  try {
-    for (;;) {
-      const result = await readWithin(reader, {
-        timeoutMs: ctx.stallTimeoutMs,
-        url: finalUrl,
-        onStall: () => stall.abort(),
-        signal: stopped,
-        floor,
+  for await (
+    const chunk of readBodyWithin(response.body!, {
+      timeoutMs: ctx.stallTimeoutMs,
+      url: finalUrl,
+      onStall: () => stall.abort(),
+      signal: AbortSignal.any(signals),
+      minRate: ctx.minRate,
+    })
+  ) {
+    if (got + chunk.length > want) {
+      throw new SourceError(finalUrl, `sent more than the ${want} bytes asked for`, {
+        retryable: false,
       });
-      if (result.done) {
-        finished = true;
-        break;
-      }
-      if (got + result.value.length > want) {
-        throw new SourceError(finalUrl, `sent more than the ${want} bytes asked for`, {
-          retryable: false,
-        });
-      }
-      data.set(result.value, got);
-      got += result.value.length;
     }
-  } finally {
-    if (!finished) await reader.cancel().catch(() => {});
-    reader.releaseLock();
+    data.set(chunk, got);
+    got += chunk.length;
   }
   if (got < want) {
     throw new SourceError(finalUrl, `truncated response: got ${got} of ${want} bytes`, {

@@ -7,8 +7,9 @@
  */
 import { acceptBootManifest, type AcceptBootManifestOptions } from "./accept_boot_manifest.ts";
 import { type BootManifest, MAX_BOOT_MANIFEST_BYTES } from "./boot_manifest.ts";
-import { openHttp, RateFloor, readWithin, retryableStatus, SourceError } from "./fetch_http.ts";
+import { openHttp, readBodyWithin, retryableStatus, SourceError } from "./fetch_http.ts";
 import { sleep } from "../util/sleep.ts";
+import { concatBytes } from "../util/concat_bytes.ts";
 
 /** Largest manifest accepted, in bytes. */
 export const MAX_MANIFEST_BYTES = MAX_BOOT_MANIFEST_BYTES;
@@ -247,38 +248,26 @@ async function _getText(
       retryable: false,
     });
   }
-  const reader = response.body!.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  const floor = options.minRate > 0 ? new RateFloor(options.minRate, options.timeoutMs) : undefined;
-  try {
-    for (;;) {
-      const result = await readWithin(reader, {
-        timeoutMs: options.timeoutMs,
-        url: finalUrl,
-        onStall: () => stall.abort(),
-        signal: options.signal,
-        floor,
+  for await (
+    const chunk of readBodyWithin(response.body!, {
+      timeoutMs: options.timeoutMs,
+      url: finalUrl,
+      onStall: () => stall.abort(),
+      signal: options.signal,
+      minRate: options.minRate,
+    })
+  ) {
+    total += chunk.length;
+    if (total > MAX_MANIFEST_BYTES) {
+      throw new SourceError(finalUrl, `manifest larger than ${MAX_MANIFEST_BYTES} bytes`, {
+        retryable: false,
       });
-      if (result.done) break;
-      total += result.value.length;
-      if (total > MAX_MANIFEST_BYTES) {
-        throw new SourceError(finalUrl, `manifest larger than ${MAX_MANIFEST_BYTES} bytes`, {
-          retryable: false,
-        });
-      }
-      chunks.push(result.value);
     }
-  } finally {
-    await reader.cancel().catch(() => {});
-    reader.releaseLock();
+    chunks.push(chunk);
   }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    bytes.set(c, offset);
-    offset += c.length;
-  }
+  const bytes = concatBytes(chunks);
   try {
     // A byte order mark is kept, so that the strict parser refuses it as not JSON.
     const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);

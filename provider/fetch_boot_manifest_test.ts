@@ -18,22 +18,24 @@ Deno.test("manifestUrls() asks for the channel's manifest first and accepts a ma
 });
 
 Deno.test("resolveDownloadUrl() keeps absolute URLs and puts paths below the provider", () => {
-  assert.equal(
-    resolveDownloadUrl("http://127.0.0.2:9/k", "http://127.0.0.1:8080/"),
-    "http://127.0.0.2:9/k",
-  );
-  assert.equal(
-    resolveDownloadUrl("/stable/x86_64/kernel", "http://127.0.0.1:8080"),
-    "http://127.0.0.1:8080/stable/x86_64/kernel",
-  );
-  assert.equal(
-    resolveDownloadUrl("/stable/x86_64/kernel", "http://127.0.0.1:8080/a/manifest.json"),
-    "http://127.0.0.1:8080/stable/x86_64/kernel",
-  );
-  assert.equal(
-    resolveDownloadUrl("kernel", "http://127.0.0.1:8080/p/"),
-    "http://127.0.0.1:8080/p/kernel",
-  );
+  for (
+    const [ref, provider, want] of [
+      ["http://127.0.0.2:9/k", "http://127.0.0.1:8080/", "http://127.0.0.2:9/k"],
+      [
+        "/stable/x86_64/kernel",
+        "http://127.0.0.1:8080",
+        "http://127.0.0.1:8080/stable/x86_64/kernel",
+      ],
+      [
+        "/stable/x86_64/kernel",
+        "http://127.0.0.1:8080/a/manifest.json",
+        "http://127.0.0.1:8080/stable/x86_64/kernel",
+      ],
+      ["kernel", "http://127.0.0.1:8080/p/", "http://127.0.0.1:8080/p/kernel"],
+    ] as const
+  ) {
+    assert.equal(resolveDownloadUrl(ref, provider), want);
+  }
 });
 
 Deno.test("artifactSources() tries an absolute URL first, then its path on every provider", () => {

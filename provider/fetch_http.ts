@@ -302,6 +302,56 @@ export async function readWithin(
   }
 }
 
+/** Options of {@linkcode readBodyWithin}. */
+export interface ReadBodyWithinOptions extends Omit<ReadWithinOptions, "floor"> {
+  /**
+   * The body's rate floor in bytes per second, measured over windows of `timeoutMs` (0: none).
+   * @default {0}
+   */
+  minRate?: number | undefined;
+}
+
+/**
+ * Read a body chunk by chunk with {@linkcode readWithin}: every chunk within `timeoutMs` and the
+ * body above `minRate`. Leaving the loop early (a `break` or a throw) cancels the body; the
+ * reader's lock is released either way.
+ *
+ * @example
+ * ```ts
+ * import { readBodyWithin } from "./fetch_http.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const chunks: Uint8Array[] = [];
+ * const body = new Response("abc").body!;
+ * for await (const chunk of readBodyWithin(body, { timeoutMs: 1000, url: "http://x/", onStall() {} })) {
+ *   chunks.push(chunk);
+ * }
+ * assert.equal(new TextDecoder().decode(chunks[0]), "abc");
+ * ```
+ */
+export async function* readBodyWithin(
+  body: ReadableStream<Uint8Array>,
+  options: ReadBodyWithinOptions,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const { minRate = 0, ...read } = options;
+  const reader = body.getReader();
+  const floor = minRate > 0 ? new RateFloor(minRate, read.timeoutMs) : undefined;
+  let finished = false;
+  try {
+    for (;;) {
+      const result = await readWithin(reader, { ...read, floor });
+      if (result.done) {
+        finished = true;
+        return;
+      }
+      yield result.value;
+    }
+  } finally {
+    if (!finished) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
 function _oneLine(error: unknown): string {
   return errorMessage(error).split("\n")[0]!;
 }

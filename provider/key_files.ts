@@ -12,7 +12,7 @@
 import { fromHex, toHex } from "../runtime/digest.ts";
 import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
-import { fsErrorReason } from "../util/fs_error.ts";
+import { readFileNamed } from "../util/fs_error.ts";
 
 /** The size of a secret key file: the raw Ed25519 seed. */
 const SECRET_KEY_BYTES = 32;
@@ -195,12 +195,7 @@ export async function readPublicKeyFile(path: string): Promise<Uint8Array> {
 const _BINARY = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]/;
 
 async function _readKeyText(path: string, what: string): Promise<string> {
-  let bytes;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
-  }
+  const bytes = await readFileNamed(path, what);
   const text = new TextDecoder().decode(bytes);
   // No line of a key file fits in 32 bytes, so 32 bytes with anything but comments in them
   // are a secret key given by mistake: say so, and quote none of it.

@@ -5,6 +5,7 @@ import {
   readTrustedKeysFile,
   writeKeyPairFiles,
 } from "./key_files.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 Deno.test("parseTrustedKeys() refuses binary text without quoting it, and quotes only printable lines", () => {
   const secretish = "Ab3 \u0001\uFFFDzz";
@@ -20,8 +21,7 @@ Deno.test("parseTrustedKeys() refuses binary text without quoting it, and quotes
 });
 
 Deno.test("readTrustedKeysFile() and readPublicKeyFile() name a secret key file and print none of it", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const keys = await writeKeyPairFiles(`${dir}/k`);
     for (const read of [readTrustedKeysFile, readPublicKeyFile]) {
       const error = await read(`${dir}/k.key`).catch((e) => e as Error);
@@ -38,18 +38,13 @@ Deno.test("readTrustedKeysFile() and readPublicKeyFile() name a secret key file 
       () => readTrustedKeysFile(`${dir}/none`),
       /^Error: Cannot read trusted keys '.*\/none': no such file$/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("writeKeyPairFiles() leaves no half pair when the .pub cannot be written", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     await Deno.mkdir(`${dir}/k.pub`); // in the way
     await assert.rejects(() => writeKeyPairFiles(`${dir}/k`));
     assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name), ["k.pub"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -4,10 +4,10 @@ import {
   readManifestState,
   recordAcceptedManifest,
 } from "./manifest_state.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 Deno.test("recordAcceptedManifest() keeps the highest sequence per channel and arch", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const path = `${dir}/state.json`;
     const now = new Date("2026-11-24T20:00:00Z");
     await recordAcceptedManifest(path, {
@@ -40,14 +40,11 @@ Deno.test("recordAcceptedManifest() keeps the highest sequence per channel and a
     });
     assert.equal(lastAcceptedSequence(state, "beta", "x86_64"), undefined);
     assert.equal(lastAcceptedSequence(state, "constructor", "x86_64"), undefined);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("readManifestState() refuses a state file that is not a state", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const path = `${dir}/state.json`;
     for (
       const [text, message] of [
@@ -69,14 +66,11 @@ Deno.test("readManifestState() refuses a state file that is not a state", async 
       );
       assert.equal(await Deno.readTextFile(path), text);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("readManifestState() refuses a state file with a key twice or a float sequence", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     const path = `${dir}/state.json`;
     const entry = (seq: string) =>
       `{"x86_64":{"sequence":${seq},"version":"9","accepted_at":"2026-01-01T00:00:00Z"}}`;
@@ -99,7 +93,5 @@ Deno.test("readManifestState() refuses a state file with a key twice or a float 
       () => readManifestState(path),
       /: not JSON \(delete it only on purpose\)$/,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -303,13 +303,29 @@ Deno.test("GET / gives provider info and /status adds health, metrics and channe
   }, { now: () => clock, info: { dht: "off" } });
 });
 
+/** GET /health answers `code` with this `status` and `checks`; its body. */
+async function health(
+  get: (path: string) => Promise<Response>,
+  want: { code: number; status: string; checks: Record<string, boolean> },
+) {
+  const res = await get("/health");
+  assert.equal(res.status, want.code);
+  const body = await res.json();
+  assert.equal(body.status, want.status);
+  assert.deepEqual(body.checks, want.checks);
+  return body;
+}
+
 Deno.test("GET /health is 200 when artifacts are readable and disk space suffices", async () => {
   await withProvider(async ({ get }) => {
-    const res = await get("/health");
-    assert.equal(res.status, 200);
-    const body = await res.json();
-    assert.equal(body.status, "healthy");
-    assert.deepEqual(body.checks, { artifacts_readable: true, disk_space_ok: true });
+    const body = await health(get, {
+      code: 200,
+      status: "healthy",
+      checks: {
+        artifacts_readable: true,
+        disk_space_ok: true,
+      },
+    });
     assert.equal(body.disk_free_bytes, 1e12);
   });
 });
@@ -322,11 +338,11 @@ Deno.test("GET /health is 503 when free disk space is below minFreeBytes or unkn
     ]
   ) {
     await withProvider(async ({ get }) => {
-      const res = await get("/health");
-      assert.equal(res.status, 503);
-      const body = await res.json();
-      assert.equal(body.status, "unhealthy");
-      assert.deepEqual(body.checks, { artifacts_readable: true, disk_space_ok: false });
+      await health(get, {
+        code: 503,
+        status: "unhealthy",
+        checks: { artifacts_readable: true, disk_space_ok: false },
+      });
     }, { diskSpace, minFreeBytes: 4096 });
   }
 });

@@ -507,16 +507,13 @@ class _Gate {
             r.u32();
           });
           break;
-        case 8:
+        case 8: // start: one function index
+        case 12: // data count: one count
           r.u32();
           if (!r.done) throw r.malformed("trailing bytes in a section");
           break;
         case 9:
           this.vector(r, (r) => this.element(r));
-          break;
-        case 12:
-          r.u32();
-          if (!r.done) throw r.malformed("trailing bytes in a section");
           break;
         case 10:
           this.vector(r, (r) => {

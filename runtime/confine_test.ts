@@ -3,6 +3,7 @@ import dgram from "node:dgram";
 import { CONFINE_LIMITS, confineCommand } from "./confine.ts";
 import { SECCOMP_DENIED, seccompFilter } from "./confine_seccomp.ts";
 import { checkSandboxConfinement, sandboxCommand } from "./sandbox_spawn.ts";
+import { sendJson } from "../tests/_child_io.ts";
 
 /** Tests that need bubblewrap: skipped (one line) outside CI, failing under CI=true. */
 const status = checkSandboxConfinement();
@@ -59,8 +60,7 @@ async function runProbe(confined: boolean) {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(JSON.stringify({
+    const { code, out, err } = await sendJson(child, {
       files: [
         secret,
         "/etc/shadow",
@@ -70,14 +70,8 @@ async function runProbe(confined: boolean) {
       dir,
       tcpPort: (listener.addr as Deno.NetAddr).port,
       udpPort: udp.address().port,
-    })));
-    await writer.close();
-    const [out, err, exit] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.status,
-    ]);
-    assert.equal(exit.code, 0, err);
+    });
+    assert.equal(code, 0, err);
     const report = JSON.parse(out) as Report;
     // Datagrams on loopback arrive in order: once our own marker is in, the probe's would be.
     udp.send(new Uint8Array([0xff]), udp.address().port, "127.0.0.1");

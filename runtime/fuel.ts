@@ -340,6 +340,7 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
         next = true;
         break;
       case 9: // BR
+      case 15: // TAIL
         cost += live;
         live = 0;
         p = b[p]! < 0x80 ? p + 1 : _skipLeb(b, p);
@@ -366,11 +367,6 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
       case 14: // LEB2
         cost += live;
         p = _skipLeb(b, _skipLeb(b, p));
-        break;
-      case 15: // TAIL
-        cost += live;
-        live = 0;
-        p = b[p]! < 0x80 ? p + 1 : _skipLeb(b, p);
         break;
       case 16: // TAIL2
         cost += live;

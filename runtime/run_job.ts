@@ -13,6 +13,7 @@ import { _spawnSandboxProcess, _startSandboxWorker, SANDBOX_HEAP_MIB } from "./s
 // in this module's graph so that a remote (JSR) install caches them for `--cached-only`.
 import "./sandbox_main.ts";
 import "./sandbox_worker.ts";
+import { concatBytes } from "../util/concat_bytes.ts";
 
 export type { JobErrorKind } from "./sandbox_core.ts";
 export { MEMORY_LIMIT_FRACTION } from "./sandbox_core.ts";
@@ -375,8 +376,8 @@ class _JobWatch implements _Handlers {
       ? "cancelled"
       : "error";
     const outcome: JobOutcome = {
-      stdout: _concat(this.#out[1]),
-      stderr: _concat(this.#out[2]),
+      stdout: concatBytes(this.#out[1]),
+      stderr: concatBytes(this.#out[2]),
       exitCode: end.exitCode,
       completion,
       durationMs,
@@ -445,17 +446,6 @@ function _validate(o: {
   int("timeoutMs", o.timeoutMs, 1, 2 ** 31 - 1);
   int("maxOutputBytes", o.maxOutputBytes, 0, 2 ** 31 - 1);
   int("maxModuleBytes", o.maxModuleBytes, 8, 2 ** 31 - 1);
-}
-
-function _concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {

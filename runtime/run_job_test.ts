@@ -12,6 +12,7 @@ import {
   tableGrower,
   wat,
 } from "./testdata/hostile_modules.ts";
+import { sendJson } from "../tests/_child_io.ts";
 
 const here = (path: string) => new URL(path, import.meta.url);
 const load = (path: string) => Deno.readFile(here(path));
@@ -310,15 +311,8 @@ Deno.test("sandbox worker has no permission: cannot read, write, connect, run", 
 Deno.test("sandbox process has no permission: cannot read, write, connect, run", async () => {
   await withProbeTargets(async (params, accepted) => {
     const child = _spawnSandboxProcess(here("testdata/probe_permissions.ts"));
-    const writer = child.stdin.getWriter();
-    await writer.write(bytes(JSON.stringify(params)));
-    await writer.close();
-    const [out, err, status] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.status,
-    ]);
-    assert.equal(status.code, 0, err);
+    const { code, out, err } = await sendJson(child, params);
+    assert.equal(code, 0, err);
     assertDeniedEverything(JSON.parse(out));
     assert.equal(accepted(), 0, "no connection reached the listener");
   });

@@ -65,5 +65,27 @@ export async function auditCli(
   }
 }
 
+/**
+ * The case every CLI shares: an unknown option `--frobnicate` after `args` exits 2 with one line
+ * that names it and points to `--help`.
+ *
+ * @example
+ * ```ts
+ * import { unknownOptionCase } from "./_cli_audit.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const c = unknownOptionCase("serve");
+ * assert.match("serve: Unknown option '--frobnicate' (see serve --help)", c.line);
+ * ```
+ */
+export function unknownOptionCase(task: string, args: string[] = []): AuditCase {
+  return {
+    name: "unknown flag",
+    args: [...args, "--frobnicate"],
+    code: 2,
+    line: new RegExp(`^${task}: Unknown option '--frobnicate' \\(see ${task} --help\\)$`),
+  };
+}
+
 /** Run a script as its own process with these flags (plus `--no-prompt`). */
 export const spawn = runScript;

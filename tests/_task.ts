@@ -32,6 +32,29 @@ export async function taskCommand(task: string): Promise<{ flags: string[]; scri
   return { flags: words.slice(2, index), script: words[index]! };
 }
 
+/**
+ * The `deno` arguments that run a deno.json task's entrypoint with exactly the task's flags
+ * (plus `--no-prompt`), then `args`.
+ *
+ * @example
+ * ```ts
+ * import { taskArgs } from "./_task.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const args = await taskArgs("verify", ["--help"]);
+ * assert.deepEqual(args.slice(0, 3), ["run", "--no-prompt", "--allow-read"]);
+ * assert.ok(args.at(-2)!.endsWith("/cli/verify.ts"));
+ * ```
+ */
+export async function taskArgs(task: string, args: string[]): Promise<string[]> {
+  const { flags, script } = await taskCommand(task);
+  return _scriptArgs(flags, script, args);
+}
+
+function _scriptArgs(flags: string[], script: string, args: string[]): string[] {
+  return ["run", "--no-prompt", ...flags, new URL(script, ROOT).pathname, ...args];
+}
+
 /** What a finished process gave. */
 export interface Finished {
   /** Exit code. */
@@ -86,7 +109,7 @@ export async function runScript(
 ): Promise<Finished> {
   const { stdin, env = {}, cwd = new URL(".", ROOT).pathname } = options;
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...flags, new URL(script, ROOT).pathname, ...args],
+    args: _scriptArgs(flags, script, args),
     cwd,
     env,
     stdin: stdin === undefined ? "null" : "piped",
@@ -101,4 +124,24 @@ export async function runScript(
   const { code, stdout, stderr } = await child.output();
   const decoder = new TextDecoder();
   return { code, stdout, out: decoder.decode(stdout), err: decoder.decode(stderr) };
+}
+
+/**
+ * `verify receipt RECEIPT --key KEY` with the `verify` task's exact flags, then `args`.
+ *
+ * @example
+ * ```ts
+ * import { runVerifyReceipt } from "./_task.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const { code, err } = await runVerifyReceipt("/nonexistent/receipt.json", "00".repeat(32));
+ * assert.equal(code, 2, err);
+ * ```
+ */
+export async function runVerifyReceipt(
+  receipt: string,
+  key: string,
+  args: string[] = [],
+): Promise<Finished> {
+  return await runTask("verify", ["receipt", receipt, "--key", key, ...args]);
 }

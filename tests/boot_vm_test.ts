@@ -10,7 +10,7 @@
  * Runs one VM at a time.
  */
 import assert from "node:assert/strict";
-import { qemuAvailable, runVm, type VmRun } from "../boot/qemu.ts";
+import { qemuAvailable, runVm, type RunVmOptions, type VmRun } from "../boot/qemu.ts";
 import { writeInitrdOverlay } from "../boot/initrd_overlay.ts";
 import { runBootLoop } from "../boot/loop.ts";
 import { VIRTIO_NET_MODULES } from "../boot/build.ts";
@@ -176,6 +176,22 @@ function stubAppend(provider: string, mode = "private"): string {
     `phase.provider=${provider} phase.test=1`;
 }
 
+/** Boots the stub with `append` until it reaches the second stage or rescue. */
+function bootStub(
+  f: Fixture,
+  append: string,
+  options: Pick<RunVmOptions, "until" | "rtcBase"> = {},
+): Promise<VmRun> {
+  return runVm({
+    kernel: f.kernel,
+    initrd: f.initrd,
+    append,
+    until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
+    timeoutMs: VM_TIMEOUT_MS,
+    ...options,
+  });
+}
+
 function vmFailure(run: VmRun): string {
   return `VM ended by ${run.ended} after ${run.ms} ms; console tail:\n` +
     run.output.split("\n").slice(-25).join("\n");
@@ -269,12 +285,8 @@ vmTest("stub boots, fetches and verifies from serve, kexecs into the second stag
   const serve = await startServe(f, f.trustedKey);
   try {
     const provider = serve.url.replace("127.0.0.1", "10.0.2.2");
-    const run = await runVm({
-      kernel: f.kernel,
-      initrd: f.initrd,
-      append: stubAppend(provider),
+    const run = await bootStub(f, stubAppend(provider), {
       until: /PHASE-SECOND-STAGE-OK.*\n|PHASE-BOOT-RESCUE/,
-      timeoutMs: VM_TIMEOUT_MS,
     });
     assert.notEqual(run.ended, "timeout", vmFailure(run));
     assert.doesNotMatch(run.output, /phase-boot: error:/, vmFailure(run));
@@ -296,13 +308,7 @@ vmTest("stub refuses a kernel tampered with by a mirror and does not kexec", asy
   const mirror = startTamperingMirror(serve.url);
   try {
     const provider = `http://10.0.2.2:${mirror.addr.port}`;
-    const run = await runVm({
-      kernel: f.kernel,
-      initrd: f.initrd,
-      append: stubAppend(provider),
-      until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
-      timeoutMs: VM_TIMEOUT_MS,
-    });
+    const run = await bootStub(f, stubAppend(provider));
     assertStoppedBeforeKexec(
       run,
       /phase-boot: error: fetch failed: (?!fetch: ).*'kernel'.*sha256 mismatch/,
@@ -318,13 +324,8 @@ vmTest("stub refuses an expired manifest and does not kexec", async (f) => {
   const serve = await startServe(f, f.trustedKey, ["--validity-days", "1"]);
   try {
     const ahead = new Date(Date.now() + 3 * 86_400_000).toISOString().slice(0, 19);
-    const run = await runVm({
-      kernel: f.kernel,
-      initrd: f.initrd,
-      append: stubAppend(serve.url.replace("127.0.0.1", "10.0.2.2")),
+    const run = await bootStub(f, stubAppend(serve.url.replace("127.0.0.1", "10.0.2.2")), {
       rtcBase: ahead,
-      until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
-      timeoutMs: VM_TIMEOUT_MS,
     });
     assertStoppedBeforeKexec(run, /phase-boot: error: fetch failed: (?!fetch: ).*expired/);
   } finally {
@@ -335,13 +336,7 @@ vmTest("stub refuses an expired manifest and does not kexec", async (f) => {
 vmTest("stub refuses a manifest signed by an untrusted key and does not kexec", async (f) => {
   const serve = await startServe(f, f.untrustedKey);
   try {
-    const run = await runVm({
-      kernel: f.kernel,
-      initrd: f.initrd,
-      append: stubAppend(serve.url.replace("127.0.0.1", "10.0.2.2")),
-      until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
-      timeoutMs: VM_TIMEOUT_MS,
-    });
+    const run = await bootStub(f, stubAppend(serve.url.replace("127.0.0.1", "10.0.2.2")));
     assertStoppedBeforeKexec(run, /phase-boot: error: fetch failed: (?!fetch: ).*no trusted key/);
   } finally {
     await serve.stop();
@@ -349,26 +344,14 @@ vmTest("stub refuses a manifest signed by an untrusted key and does not kexec", 
 });
 
 vmTest("stub rejects an unknown phase.mode with one error line, before the network", async (f) => {
-  const run = await runVm({
-    kernel: f.kernel,
-    initrd: f.initrd,
-    append: "console=ttyS0 panic=-1 phase.mode=bogus phase.test=1",
-    until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
-    timeoutMs: VM_TIMEOUT_MS,
-  });
+  const run = await bootStub(f, "console=ttyS0 panic=-1 phase.mode=bogus phase.test=1");
   assertStoppedBeforeKexec(run, /phase-boot: error: unknown phase\.mode 'bogus'/);
   assert.doesNotMatch(run.output, /network up/);
 });
 
 vmTest("stub in local mode runs phase-discover and stops when no provider answers", async (f) => {
   // User-mode networking carries no multicast, so mDNS finds nothing: the stub must say so.
-  const run = await runVm({
-    kernel: f.kernel,
-    initrd: f.initrd,
-    append: "console=ttyS0 panic=-1 phase.mode=local phase.test=1",
-    until: /PHASE-BOOT-RESCUE|PHASE-SECOND-STAGE-OK/,
-    timeoutMs: VM_TIMEOUT_MS,
-  });
+  const run = await bootStub(f, "console=ttyS0 panic=-1 phase.mode=local phase.test=1");
   assert.match(run.output, /discovering a provider of stable\/x86_64 \(--mdns\)/);
   assertStoppedBeforeKexec(run, /phase-boot: error: no provider found \(local\): (?!discover: )/);
 });

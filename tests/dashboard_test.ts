@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, spawnLocalNode } from "./net_spawn.ts";
+import { ROOT, spawnWorkerAndRequester } from "./net_spawn.ts";
 import { runTask } from "./_task.ts";
 
 const HELLO = join(ROOT, "examples/hello.wasm");
@@ -44,9 +44,8 @@ Deno.test({
   name: "the dashboard link start prints renders node, peers and a verified job in Chromium",
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "plasm-dashboard-" });
-    await using a = await spawnLocalNode(`${root}/a`);
-    const requester = ["--no-worker", "--bootstrap", a.multiaddrs[0]!];
-    await using b = await spawnLocalNode(`${root}/b`, requester);
+    await using nodes = await spawnWorkerAndRequester(root);
+    const { a, b } = nodes;
     try {
       const api = String(a.started.api_url);
       const link = String(a.started.dashboard_url);

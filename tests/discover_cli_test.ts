@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { auditCli } from "./_cli_audit.ts";
+import { auditCli, unknownOptionCase } from "./_cli_audit.ts";
 import { runTask } from "./_task.ts";
 
 /** Two loopback ports nobody listens on. */
@@ -13,12 +13,7 @@ function deadPorts(): number[] {
 Deno.test("discover: bad flags, values and grants fail with one line", async (t) => {
   const without = (prefix: string) => (f: string[]) => f.filter((x) => !x.startsWith(prefix));
   await auditCli(t, "discover", [
-    {
-      name: "unknown flag",
-      args: ["--frobnicate"],
-      code: 2,
-      line: /^discover: Unknown option '--frobnicate' \(see discover --help\)$/,
-    },
+    unknownOptionCase("discover"),
     { name: "missing value", args: ["--timeout"], code: 2, line: /^discover: Option '--timeout/ },
     {
       name: "bad timeout",

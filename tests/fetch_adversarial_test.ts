@@ -45,6 +45,30 @@ function download(
   });
 }
 
+/** {@linkcode download}, and the warnings it gave. */
+async function downloadWarned(dir: string, sources: string[]) {
+  const warnings: string[] = [];
+  const result = await download(dir, sources, { onWarning: (w) => warnings.push(w) });
+  return { result, warnings };
+}
+
+/** `downloadArtifact()` of `bytes` into `<dir>/rootfs` in ranges of 256 KiB, with the FAST timings. */
+function downloadRanges(
+  bytes: Uint8Array,
+  dir: string,
+  options: Partial<DownloadArtifactOptions> & { sources: string[] },
+): Promise<DownloadResult> {
+  return downloadArtifact("rootfs", {
+    ...FAST,
+    parallelThreshold: 1 << 20,
+    segmentSize: 256 << 10,
+    size: bytes.length,
+    hash: sha256Tag(bytes),
+    path: `${dir}/rootfs`,
+    ...options,
+  });
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
@@ -74,10 +98,7 @@ Deno.test("downloadArtifact() resumes with Range after a truncated response", as
     return rangeResponse(req, BYTES);
   });
   await using dir = await tempDir();
-  const warnings: string[] = [];
-  const result = await download(dir.path, [`${server.url}/k`], {
-    onWarning: (w) => warnings.push(w),
-  });
+  const { result, warnings } = await downloadWarned(dir.path, [`${server.url}/k`]);
   assert.equal(result.status, "downloaded");
   assert.deepEqual(await Deno.readFile(`${dir.path}/vmlinuz`), BYTES);
   assert.deepEqual(await listDir(dir.path), ["vmlinuz"]);
@@ -126,10 +147,7 @@ Deno.test("downloadArtifact() refuses a wrong Content-Length and fails over", as
   );
   await using good = startServer((req) => rangeResponse(req, BYTES));
   await using dir = await tempDir();
-  const warnings: string[] = [];
-  const result = await download(dir.path, [`${liar.url}/k`, `${good.url}/k`], {
-    onWarning: (w) => warnings.push(w),
-  });
+  const { result, warnings } = await downloadWarned(dir.path, [`${liar.url}/k`, `${good.url}/k`]);
   assert.deepEqual(result.sources, [`${good.url}/k`]);
   assert.match(warnings[0]!, /wrong Content-Length 299999, expected 300000; dropping this source/);
   assert.equal(liar.log.length, 1, "a source that declares the wrong size is not retried");
@@ -243,10 +261,7 @@ Deno.test("downloadArtifact() drops a provider serving tampered bytes and uses t
   await using bad = startServer((req) => rangeResponse(req, tampered));
   await using good = startServer((req) => rangeResponse(req, BYTES));
   await using dir = await tempDir();
-  const warnings: string[] = [];
-  const result = await download(dir.path, [`${bad.url}/k`, `${good.url}/k`], {
-    onWarning: (w) => warnings.push(w),
-  });
+  const { result, warnings } = await downloadWarned(dir.path, [`${bad.url}/k`, `${good.url}/k`]);
   assert.deepEqual(result.sources, [`${good.url}/k`]);
   assert.match(
     warnings.join("\n"),
@@ -259,10 +274,7 @@ Deno.test("downloadArtifact() starts over when a server ignores Range", async ()
   await using server = startServer(() => new Response(BYTES));
   await using dir = await tempDir();
   await Deno.writeFile(`${dir.path}/vmlinuz.part`, BYTES.subarray(0, 1234));
-  const warnings: string[] = [];
-  const result = await download(dir.path, [`${server.url}/k`], {
-    onWarning: (w) => warnings.push(w),
-  });
+  const { result, warnings } = await downloadWarned(dir.path, [`${server.url}/k`]);
   assert.equal(result.resumed_from, 1234);
   assert.match(warnings[0]!, /ignored the Range request; restarting 'kernel' from byte 0/);
   assert.deepEqual(await Deno.readFile(`${dir.path}/vmlinuz`), BYTES);
@@ -272,10 +284,7 @@ Deno.test("downloadArtifact() discards a .part that does not match and downloads
   await using server = startServer((req) => rangeResponse(req, BYTES));
   await using dir = await tempDir();
   await Deno.writeFile(`${dir.path}/vmlinuz.part`, new Uint8Array(5000)); // zeros: wrong prefix
-  const warnings: string[] = [];
-  const result = await download(dir.path, [`${server.url}/k`], {
-    onWarning: (w) => warnings.push(w),
-  });
+  const { result, warnings } = await downloadWarned(dir.path, [`${server.url}/k`]);
   assert.equal(result.status, "downloaded");
   assert.match(warnings[0]!, /Discarding '.*vmlinuz\.part': it does not match the manifest/);
   assert.deepEqual(server.log, ["GET /k bytes=5000-", "GET /k"]);
@@ -326,14 +335,8 @@ Deno.test("downloadArtifact() splits a large artifact over several providers and
   await using a = startServer((req) => rangeResponse(req, big));
   await using b = startServer((req) => rangeResponse(req, big));
   await using dir = await tempDir();
-  const result = await downloadArtifact("rootfs", {
-    ...FAST,
-    parallelThreshold: 1 << 20,
-    segmentSize: 256 << 10,
+  const result = await downloadRanges(big, dir.path, {
     sources: [`${a.url}/r`, `${b.url}/r`],
-    size: big.length,
-    hash: sha256Tag(big),
-    path: `${dir.path}/rootfs`,
   });
   assert.equal(result.parallel, true);
   assert.deepEqual(await Deno.readFile(`${dir.path}/rootfs`), big);
@@ -347,14 +350,8 @@ Deno.test("downloadArtifact() in parallel drops a provider without Range and a t
   await using good = startServer((req) => rangeResponse(req, big));
   await using dir = await tempDir();
   const warnings: string[] = [];
-  const result = await downloadArtifact("rootfs", {
-    ...FAST,
-    parallelThreshold: 1 << 20,
-    segmentSize: 256 << 10,
+  const result = await downloadRanges(big, dir.path, {
     sources: [`${noRange.url}/r`, `${good.url}/r`],
-    size: big.length,
-    hash: sha256Tag(big),
-    path: `${dir.path}/rootfs`,
     onWarning: (w) => warnings.push(w),
   });
   assert.equal(result.status, "downloaded");
@@ -365,14 +362,8 @@ Deno.test("downloadArtifact() in parallel drops a provider without Range and a t
   await using bad = startServer((req) => rangeResponse(req, tampered));
   await using dir2 = await tempDir();
   const warnings2: string[] = [];
-  const result2 = await downloadArtifact("rootfs", {
-    ...FAST,
-    parallelThreshold: 1 << 20,
-    segmentSize: 256 << 10,
+  const result2 = await downloadRanges(big, dir2.path, {
     sources: [`${bad.url}/r`, `${good.url}/r`],
-    size: big.length,
-    hash: sha256Tag(big),
-    path: `${dir2.path}/rootfs`,
     onWarning: (w) => warnings2.push(w),
   });
   // The mixed parallel result fails the hash; one source at a time finds the good one.
@@ -401,16 +392,10 @@ Deno.test("downloadArtifact() in parallel asks another provider for a range a sl
   await using dir = await tempDir();
   const started = performance.now();
   try {
-    const result = await downloadArtifact("rootfs", {
-      ...FAST,
+    const result = await downloadRanges(big, dir.path, {
       stallTimeoutMs: 30_000,
       hedgeAfterMs: 200,
-      parallelThreshold: 1 << 20,
-      segmentSize: 256 << 10,
       sources: [`${slow.url}/r`, `${good.url}/r`],
-      size: big.length,
-      hash: sha256Tag(big),
-      path: `${dir.path}/rootfs`,
     });
     assert.equal(result.parallel, true);
   } finally {

@@ -4,9 +4,10 @@
  * for an artifact) and a second fetch into the same dir.
  */
 import assert from "node:assert/strict";
-import { runTask, taskCommand } from "./_task.ts";
+import { runTask, taskArgs } from "./_task.ts";
 import {
   artifactEntry,
+  fetchArgs,
   pseudoRandomBytes,
   publisher,
   signedManifest,
@@ -15,7 +16,6 @@ import {
   tempDir,
 } from "./fetch_testlib.ts";
 
-const ROOT = new URL("../", import.meta.url);
 const KERNEL = pseudoRandomBytes(3000, 7);
 
 /** A key pair, a trusted-keys file and a manifest listing KERNEL as `vmlinuz`. */
@@ -27,12 +27,26 @@ async function setup(dir: string) {
   return { keys, manifest, body: new TextEncoder().encode(JSON.stringify(manifest)) };
 }
 
+/** A provider serving `manifest` and KERNEL as every artifact. */
+function serveKernel(manifest: unknown) {
+  return startServer((req) =>
+    req.url.endsWith("manifest.json") ? Response.json(manifest) : new Response(KERNEL)
+  );
+}
+
 /** The error line: the last on stderr, after at most the progress line of the artifact. */
 function lastLine(err: string): string {
   const lines = err.trimEnd().split("\n");
   assert.ok(lines.length <= 2, `expected at most two lines on stderr, got:\n${err}`);
   if (lines.length === 2) assert.match(lines[0]!, /^Fetching kernel /);
   return lines.at(-1)!;
+}
+
+/** Runs `fetch ARGS --no-fsync`, which must exit 1; its error line (see {@linkcode lastLine}). */
+async function fetchFails(args: string[]): Promise<string> {
+  const res = await runTask("fetch", [...args, "--no-fsync"]);
+  assert.equal(res.code, 1, res.err);
+  return lastLine(res.err);
 }
 
 function oneLine(err: string): string {
@@ -44,25 +58,13 @@ function oneLine(err: string): string {
 Deno.test("fetch refuses a symbolic link planted at OUT/vmlinuz.part in one line and leaves its target alone", async () => {
   await using tmp = await tempDir();
   const { keys, manifest } = await setup(tmp.path);
-  await using server = startServer((req) =>
-    req.url.endsWith("manifest.json") ? Response.json(manifest) : new Response(KERNEL)
-  );
+  await using server = serveKernel(manifest);
   const out = `${tmp.path}/out`;
   await Deno.mkdir(out);
   await Deno.writeTextFile(`${tmp.path}/victim`, "precious");
   await Deno.symlink(`${tmp.path}/victim`, `${out}/vmlinuz.part`);
-  const res = await runTask("fetch", [
-    "--provider",
-    server.url,
-    "--out",
-    out,
-    "--trusted-keys",
-    keys.trustedKeysFile,
-    "--no-fsync",
-  ]);
-  assert.equal(res.code, 1, res.err);
   assert.equal(
-    lastLine(res.err),
+    await fetchFails(fetchArgs([server.url], out, keys.trustedKeysFile)),
     `fetch: error: Cannot open '${out}/vmlinuz.part': it is a symbolic link, which is never followed`,
   );
   assert.equal(await Deno.readTextFile(`${tmp.path}/victim`), "precious");
@@ -73,27 +75,15 @@ Deno.test("fetch refuses a symbolic link planted at OUT/vmlinuz.part in one line
 Deno.test("fetch refuses a symbolic link planted at the final name or at the lock file", async () => {
   await using tmp = await tempDir();
   const { keys, manifest } = await setup(tmp.path);
-  await using server = startServer((req) =>
-    req.url.endsWith("manifest.json") ? Response.json(manifest) : new Response(KERNEL)
-  );
+  await using server = serveKernel(manifest);
   // The link names a file that already holds the right bytes: fetch must not take it as present.
   await Deno.writeFile(`${tmp.path}/elsewhere`, KERNEL);
   for (const name of ["vmlinuz", ".fetch.lock"]) {
     const out = `${tmp.path}/out-${name}`;
     await Deno.mkdir(out);
     await Deno.symlink(`${tmp.path}/elsewhere`, `${out}/${name}`);
-    const res = await runTask("fetch", [
-      "--provider",
-      server.url,
-      "--out",
-      out,
-      "--trusted-keys",
-      keys.trustedKeysFile,
-      "--no-fsync",
-    ]);
-    assert.equal(res.code, 1, res.err);
     assert.match(
-      lastLine(res.err),
+      await fetchFails(fetchArgs([server.url], out, keys.trustedKeysFile)),
       new RegExp(
         `^fetch: error: Cannot open '${out}/${name.replace(".", "\\.")}': it is a symbolic link`,
       ),
@@ -118,8 +108,7 @@ Deno.test("fetch treats an artifact trickled at 10 bytes/s as stalled and takes 
   );
   try {
     const res = await runTask("fetch", [
-      ...["--provider", slow.url, "--provider", good.url],
-      ...["--out", `${tmp.path}/out`, "--trusted-keys", keys.trustedKeysFile],
+      ...fetchArgs([slow.url, good.url], `${tmp.path}/out`, keys.trustedKeysFile),
       ...["--stall-timeout", "1s", "--json", "--no-fsync"],
     ]);
     assert.equal(res.code, 0, res.err);
@@ -151,8 +140,7 @@ Deno.test("fetch treats a manifest trickled at 10 bytes/s as stalled and asks th
   );
   try {
     const res = await runTask("fetch", [
-      ...["--provider", slow.url, "--provider", good.url],
-      ...["--out", `${tmp.path}/out`, "--trusted-keys", keys.trustedKeysFile],
+      ...fetchArgs([slow.url, good.url], `${tmp.path}/out`, keys.trustedKeysFile),
       ...["--stall-timeout", "1s", "--min-rate", "1KiB/s", "--json", "--no-fsync"],
     ]);
     assert.equal(res.code, 0, res.err);
@@ -180,14 +168,13 @@ Deno.test("fetch --min-rate 0 turns the floor off, and a bad --min-rate is a usa
   );
   try {
     const res = await runTask("fetch", [
-      ...["--provider", slow.url, "--out", `${tmp.path}/out`],
-      ...["--trusted-keys", keys.trustedKeysFile, "--stall-timeout", "1s", "--min-rate", "0"],
-      "--no-fsync",
+      ...fetchArgs([slow.url], `${tmp.path}/out`, keys.trustedKeysFile),
+      ...["--stall-timeout", "1s", "--min-rate", "0", "--no-fsync"],
     ]);
     assert.equal(res.code, 0, res.err);
     const bad = await runTask("fetch", [
-      ...["--provider", slow.url, "--out", `${tmp.path}/out`],
-      ...["--trusted-keys", keys.trustedKeysFile, "--min-rate", "fast"],
+      ...fetchArgs([slow.url], `${tmp.path}/out`, keys.trustedKeysFile),
+      ...["--min-rate", "fast"],
     ]);
     assert.equal(bad.code, 2);
     assert.match(oneLine(bad.err), /^fetch: Cannot fetch: Cannot parse size 'fast'/);
@@ -216,10 +203,9 @@ Deno.test("a second fetch into the same dir fails in one line naming the first, 
     );
   });
   const out = `${tmp.path}/out`;
-  const args = ["--provider", server.url, "--out", out, "--trusted-keys", keys.trustedKeysFile];
-  const { flags, script } = await taskCommand("fetch");
+  const args = fetchArgs([server.url], out, keys.trustedKeysFile);
   const first = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...flags, new URL(script, ROOT).pathname, ...args, "--no-fsync"],
+    args: await taskArgs("fetch", [...args, "--no-fsync"]),
     stdout: "piped",
     stderr: "piped",
     env: {},

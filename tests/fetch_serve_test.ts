@@ -7,8 +7,9 @@
 import assert from "node:assert/strict";
 import { fetchArtifacts } from "../provider/fetch_artifacts.ts";
 import { sha256Tag } from "../runtime/digest.ts";
-import { runTask, taskCommand } from "./_task.ts";
+import { runTask, taskArgs } from "./_task.ts";
 import {
+  fetchArgs,
   pseudoRandomBytes,
   publisher,
   startServe,
@@ -36,6 +37,19 @@ async function names(path: string): Promise<string[]> {
   return out.sort();
 }
 
+/** Runs `fetch ARGS --only kernel --json`, which must succeed; its report on the kernel. */
+async function fetchKernel(args: string[]) {
+  const res = await runTask("fetch", [...args, "--only", "kernel", "--json"]);
+  assert.equal(res.code, 0, res.err);
+  return JSON.parse(res.out).artifacts[0];
+}
+
+/** `out` holds the verified `kernel` and nothing else: no `.part`, no other artifact. */
+async function assertOnlyKernel(out: string, kernel: Uint8Array): Promise<void> {
+  assert.deepEqual(await Deno.readFile(`${out}/kernel`), kernel);
+  assert.deepEqual(await names(out), ["kernel"]);
+}
+
 /** A proxy in front of `target` that can rewrite artifact bodies. */
 function proxy(
   target: string,
@@ -61,7 +75,7 @@ Deno.test("fetch downloads and verifies every artifact from the real provider an
   const served = await (await fetch(`${serve.url}manifest.json`)).json();
   const out = `${dir.path}/out`;
   const state = `${dir.path}/client-state.json`;
-  const args = ["--provider", serve.url, "--out", out, "--trusted-keys", keys.trustedKeysFile];
+  const args = fetchArgs([serve.url], out, keys.trustedKeysFile);
 
   const first = await runTask("fetch", [...args, "--state", state, "--json"]);
   assert.equal(first.code, 0, first.err);
@@ -91,11 +105,7 @@ Deno.test("fetch downloads and verifies every artifact from the real provider an
   );
 
   const only = await runTask("fetch", [
-    ...args.slice(0, 2),
-    "--out",
-    `${dir.path}/only`,
-    "--trusted-keys",
-    keys.trustedKeysFile,
+    ...fetchArgs([serve.url], `${dir.path}/only`, keys.trustedKeysFile),
     "--only",
     "kernel",
   ]);
@@ -139,12 +149,7 @@ Deno.test("fetch refuses a manifest whose sequence is below the recorded one", a
     }),
   );
   const res = await runTask("fetch", [
-    "--provider",
-    serve.url,
-    "--out",
-    `${dir.path}/out`,
-    "--trusted-keys",
-    keys.trustedKeysFile,
+    ...fetchArgs([serve.url], `${dir.path}/out`, keys.trustedKeysFile),
     "--state",
     state,
   ]);
@@ -167,22 +172,9 @@ Deno.test("fetch resumes a .part left by an earlier run with Range", async () =>
   const out = `${dir.path}/out`;
   await Deno.mkdir(out);
   await Deno.writeFile(`${out}/kernel.part`, kernel.subarray(0, 777_777));
-  const res = await runTask("fetch", [
-    "--provider",
-    serve.url,
-    "--out",
-    out,
-    "--trusted-keys",
-    keys.trustedKeysFile,
-    "--json",
-    "--only",
-    "kernel",
-  ]);
-  assert.equal(res.code, 0, res.err);
-  const kernelResult = JSON.parse(res.out).artifacts[0];
+  const kernelResult = await fetchKernel(fetchArgs([serve.url], out, keys.trustedKeysFile));
   assert.equal(kernelResult.resumed_from, 777_777);
-  assert.deepEqual(await Deno.readFile(`${out}/kernel`), kernel);
-  assert.deepEqual(await names(out), ["kernel"]);
+  await assertOnlyKernel(out, kernel);
 });
 
 Deno.test("fetch reports a tampered artifact in one line and leaves neither file nor part", async () => {
@@ -208,12 +200,7 @@ Deno.test("fetch reports a tampered artifact in one line and leaves neither file
   );
   const out = `${dir.path}/out`;
   const res = await runTask("fetch", [
-    "--provider",
-    evil.url,
-    "--out",
-    out,
-    "--trusted-keys",
-    keys.trustedKeysFile,
+    ...fetchArgs([evil.url], out, keys.trustedKeysFile),
     "--only",
     "kernel",
   ]);
@@ -264,8 +251,7 @@ Deno.test("fetchArtifacts() fails over when a real provider process is killed mi
     assert.equal(k.parallel, parallel);
     assert.ok(k.sources.includes(`${b.url}stable/x86_64/kernel`), JSON.stringify(k.sources));
     assert.ok(warnings.some((w) => w.includes(victim.url)), warnings.join("\n"));
-    assert.deepEqual(await Deno.readFile(`${out}/kernel`), kernel);
-    assert.deepEqual(await names(out), ["kernel"]);
+    await assertOnlyKernel(out, kernel);
   }
 });
 
@@ -275,23 +261,11 @@ Deno.test("fetch splits a large artifact over two real providers", async () => {
   await using a = await startServe(art, keys.keyFile, `${dir.path}/state-a`);
   await using b = await startServe(art, keys.keyFile, `${dir.path}/state-b`);
   const out = `${dir.path}/out`;
-  const res = await runTask("fetch", [
-    "--provider",
-    a.url,
-    "--provider",
-    b.url,
-    "--out",
-    out,
-    "--trusted-keys",
-    keys.trustedKeysFile,
-    "--json",
-    "--only",
-    "kernel",
+  const k = await fetchKernel([
+    ...fetchArgs([a.url, b.url], out, keys.trustedKeysFile),
     "--segment-size",
     "1MiB",
   ]);
-  assert.equal(res.code, 0, res.err);
-  const k = JSON.parse(res.out).artifacts[0];
   assert.equal(k.parallel, true);
   assert.deepEqual(
     k.sources.sort(),
@@ -331,22 +305,12 @@ Deno.test("fetch interrupted with SIGINT leaves only .part files, and the next r
     });
   });
   const out = `${dir.path}/out`;
-  const { flags, script } = await taskCommand("fetch");
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      ...flags,
-      new URL(script, ROOT).pathname,
-      "--provider",
-      slow.url,
-      "--out",
-      out,
-      "--trusted-keys",
-      keys.trustedKeysFile,
+    args: await taskArgs("fetch", [
+      ...fetchArgs([slow.url], out, keys.trustedKeysFile),
       "--only",
       "kernel",
-    ],
+    ]),
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -369,21 +333,9 @@ Deno.test("fetch interrupted with SIGINT leaves only .part files, and the next r
   const partSize = (await Deno.stat(`${out}/kernel.part`)).size;
   assert.ok(partSize > 0 && partSize < kernel.length);
 
-  const res = await runTask("fetch", [
-    "--provider",
-    serve.url,
-    "--out",
-    out,
-    "--trusted-keys",
-    keys.trustedKeysFile,
-    "--only",
-    "kernel",
-    "--json",
-  ]);
-  assert.equal(res.code, 0, res.err);
-  assert.equal(JSON.parse(res.out).artifacts[0].resumed_from, partSize);
-  assert.deepEqual(await Deno.readFile(`${out}/kernel`), kernel);
-  assert.deepEqual(await names(out), ["kernel"]);
+  const resumed = await fetchKernel(fetchArgs([serve.url], out, keys.trustedKeysFile));
+  assert.equal(resumed.resumed_from, partSize);
+  await assertOnlyKernel(out, kernel);
 });
 
 Deno.test("fetch runs with read and write narrowed to its paths, and names a missing grant", async () => {
@@ -400,12 +352,7 @@ Deno.test("fetch runs with read and write narrowed to its paths, and names a mis
         "--no-prompt",
         ...flags,
         new URL("cli/fetch.ts", ROOT).pathname,
-        "--provider",
-        serve.url,
-        "--out",
-        out,
-        "--trusted-keys",
-        keys.trustedKeysFile,
+        ...fetchArgs([serve.url], out, keys.trustedKeysFile),
         "--state",
         state,
       ],

@@ -234,6 +234,34 @@ export async function startServe(
   };
 }
 
+/**
+ * The `fetch` arguments naming each provider, the output folder and the trusted keys file.
+ *
+ * @example
+ * ```ts
+ * import { fetchArgs } from "./fetch_testlib.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(fetchArgs(["http://a/"], "out", "k.trusted"), [
+ *   "--provider",
+ *   "http://a/",
+ *   "--out",
+ *   "out",
+ *   "--trusted-keys",
+ *   "k.trusted",
+ * ]);
+ * ```
+ */
+export function fetchArgs(providers: string[], out: string, trustedKeysFile: string): string[] {
+  return [
+    ...providers.flatMap((p) => ["--provider", p]),
+    "--out",
+    out,
+    "--trusted-keys",
+    trustedKeysFile,
+  ];
+}
+
 /** A test HTTP server on 127.0.0.1. */
 export interface TestServer extends AsyncDisposable {
   /** `http://127.0.0.1:PORT`. */

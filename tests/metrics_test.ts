@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, spawnLocalNode } from "./net_spawn.ts";
-import { runTask, taskCommand } from "./_task.ts";
+import { ROOT, spawnWorkerAndRequester } from "./net_spawn.ts";
+import { runTask, taskArgs } from "./_task.ts";
 
 const PROBE = join(ROOT, "runtime/testdata/wasi_probe.wasm");
 const HELLO = join(ROOT, "examples/hello.wasm");
@@ -63,9 +63,8 @@ Deno.test({
   name: "start's /metrics counts jobs by outcome, durations, fuel and peers, and passes promtool",
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "plasm-metrics-" });
-    await using a = await spawnLocalNode(`${root}/a`);
-    const requester = ["--no-worker", "--bootstrap", a.multiaddrs[0]!];
-    await using b = await spawnLocalNode(`${root}/b`, requester);
+    await using nodes = await spawnWorkerAndRequester(root);
+    const { a, b } = nodes;
     try {
       const api = String(a.started.api_url);
       const token = (await Deno.readTextFile(`${root}/a/api.token`)).trim();
@@ -114,13 +113,8 @@ Deno.test({
     await Deno.mkdir(`${root}/art/stable/x86_64`, { recursive: true });
     await Deno.writeTextFile(`${root}/art/stable/x86_64/kernel`, "0123456789");
     await Deno.writeTextFile(`${root}/art/stable/x86_64/initramfs`, "abcdef");
-    const { flags, script } = await taskCommand("serve");
     const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--no-prompt",
-        ...flags,
-        join(ROOT, script),
+      args: await taskArgs("serve", [
         "--bind",
         "127.0.0.1",
         "--port",
@@ -135,7 +129,7 @@ Deno.test({
         "0",
         "--state-dir",
         `${root}/state`,
-      ],
+      ]),
       stdout: "piped",
       stderr: "null",
     }).spawn();

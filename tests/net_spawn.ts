@@ -46,6 +46,34 @@ export function spawnLocalNode(
   );
 }
 
+/**
+ * A worker node `a` in `<root>/a` and a requester `b` in `<root>/b` (`--no-worker`) bootstrapped
+ * from it, both spawned with {@linkcode spawnLocalNode}; disposing stops `b`, then `a`.
+ */
+export async function spawnWorkerAndRequester(
+  root: string,
+): Promise<{ a: NodeProcess; b: NodeProcess } & AsyncDisposable> {
+  const a = await spawnLocalNode(`${root}/a`);
+  let b: NodeProcess;
+  try {
+    b = await spawnLocalNode(`${root}/b`, ["--no-worker", "--bootstrap", a.multiaddrs[0]!]);
+  } catch (error) {
+    await a[Symbol.asyncDispose]();
+    throw error;
+  }
+  return {
+    a,
+    b,
+    async [Symbol.asyncDispose]() {
+      try {
+        await b[Symbol.asyncDispose]();
+      } finally {
+        await a[Symbol.asyncDispose]();
+      }
+    },
+  };
+}
+
 /** A `start` process: its PeerId and addresses from the `started` line, and its log lines. */
 export class NodeProcess {
   readonly child: Deno.ChildProcess;

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { NodeProcess, ROOT, START_FLAGS } from "./net_spawn.ts";
-import { type AuditCase, auditCli, spawn } from "./_cli_audit.ts";
+import { type AuditCase, auditCli, spawn, unknownOptionCase } from "./_cli_audit.ts";
 import { Client } from "../net/client.ts";
 import { toHex } from "../runtime/digest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
+import { withTempDir } from "./_temp_dir.ts";
 
 /**
  * The `start` task's flags, its `--allow-run="$(deno eval ...)"` resolved as the task's shell
@@ -25,8 +26,7 @@ async function startTaskFlags(): Promise<string[]> {
 const LOCAL = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
 
 Deno.test("start: a restart keeps the PeerId, from a 0600 node key in the state dir", async () => {
-  const home = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (home) => {
     const env = { PLASM_HOME: `${home}/state` };
     const first = await NodeProcess.spawn(LOCAL, { env });
     assert.equal((await first.stop()).code, 0);
@@ -39,14 +39,11 @@ Deno.test("start: a restart keeps the PeerId, from a 0600 node key in the state 
     const third = await NodeProcess.spawn([...LOCAL, "--state-dir", `${home}/other`], { env });
     assert.equal((await third.stop()).code, 0);
     assert.notEqual(third.peerId, first.peerId);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
+  });
 });
 
 Deno.test("start: private mode writes nothing (runs under --deny-write) and gets a fresh PeerId", async () => {
-  const home = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (home) => {
     const env = { PLASM_HOME: `${home}/state` };
     const flags = [...START_FLAGS, "--deny-write"];
     const a = await NodeProcess.spawn(["--mode", "private", ...LOCAL], { env, flags });
@@ -55,9 +52,7 @@ Deno.test("start: private mode writes nothing (runs under --deny-write) and gets
     assert.equal((await b.stop()).code, 0);
     assert.notEqual(a.peerId, b.peerId);
     assert.deepEqual([...Deno.readDirSync(home)], []);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
+  });
 });
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -98,12 +93,7 @@ Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with
     await Deno.writeTextFile(`${dir}/broken.json`, "{nope");
     await Deno.writeTextFile(`${dir}/file`, "");
     const cases: AuditCase[] = [
-      {
-        name: "unknown flag",
-        args: ["--frobnicate"],
-        code: 2,
-        line: /^start: Unknown option '--frobnicate' \(see start --help\)$/,
-      },
+      unknownOptionCase("start"),
       { name: "missing value", args: ["--listen"], code: 2, line: /^start: Option '--listen/ },
       {
         name: "bad mode",
@@ -230,8 +220,7 @@ Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with
 });
 
 Deno.test("start: the lock of a start that crashed is detected as stale and taken over", async () => {
-  const home = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (home) => {
     const args = ["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", `${home}/s`];
     const first = await NodeProcess.spawn(args);
     const pid = first.child.pid;
@@ -246,14 +235,11 @@ Deno.test("start: the lock of a start that crashed is detected as stale and take
     assert.equal(stale?.level, "warn");
     assert.equal((await second.stop()).code, 0);
     await assert.rejects(Deno.stat(`${home}/s/state.lock`), Deno.errors.NotFound);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
+  });
 });
 
 Deno.test("start: the started line and log give the public key hex next to the PeerId", async () => {
-  const home = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (home) => {
     const node = await NodeProcess.spawn([
       ...["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", home],
     ]);
@@ -265,14 +251,11 @@ Deno.test("start: the started line and log give the public key hex next to the P
     const logged = node.logs.find((l) => l.event === "started");
     assert.equal(logged?.peer_id, node.peerId);
     assert.equal(logged?.public_key, toHex(publicKey));
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
+  });
 });
 
 Deno.test("start: every log line is JSON with ts, also while the local API waits for a job", async () => {
-  const home = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (home) => {
     const node = await NodeProcess.spawn([
       ...["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0", "--state-dir", home, "--no-worker"],
     ], { flags: [...START_FLAGS, `--allow-run=${Deno.execPath()}`] });
@@ -295,7 +278,5 @@ Deno.test("start: every log line is JSON with ts, also while the local API waits
       assert.ok(!("raw" in line), `not JSON: ${line.raw}`);
       assert.match(String(line.ts), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     }
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
+  });
 });

@@ -176,36 +176,36 @@ async function mappings(nat: "endpoint-independent" | "port-restricted" | "symme
   return { gateway: lan.gateway.address, observed: answers.map((a) => String(a.observed)) };
 }
 
-Deno.test({
-  name: "netsim: endpoint-independent NAT maps one socket to the same ip:port for every peer",
-  ignore,
-  async fn() {
-    const { gateway, observed } = await mappings("endpoint-independent");
-    // Linux masquerade keeps the source port when it is free.
-    assert.deepEqual(observed, [`${gateway}:40000`, `${gateway}:40000`]);
-  },
-});
+/** Linux masquerade keeps the source port when it is free: both peers see it. */
+function sameMapping(gateway: string, observed: string[]): void {
+  assert.deepEqual(observed, [`${gateway}:40000`, `${gateway}:40000`]);
+}
 
-Deno.test({
-  name: "netsim: port-restricted NAT maps one socket to the same ip:port for every peer",
-  ignore,
-  async fn() {
-    const { gateway, observed } = await mappings("port-restricted");
-    assert.deepEqual(observed, [`${gateway}:40000`, `${gateway}:40000`]);
-  },
-});
-
-Deno.test({
-  name: "netsim: symmetric NAT maps one socket to a different port for each peer",
-  ignore,
-  async fn() {
-    const { gateway, observed } = await mappings("symmetric");
-    const [first, second] = observed;
-    assert.ok(first?.startsWith(`${gateway}:`), String(first));
-    assert.ok(second?.startsWith(`${gateway}:`), String(second));
-    assert.notEqual(first, second);
-  },
-});
+for (
+  const [nat, behaviour, check] of [
+    ["endpoint-independent", "maps one socket to the same ip:port for every peer", sameMapping],
+    ["port-restricted", "maps one socket to the same ip:port for every peer", sameMapping],
+    [
+      "symmetric",
+      "maps one socket to a different port for each peer",
+      (gateway: string, observed: string[]) => {
+        const [first, second] = observed;
+        assert.ok(first?.startsWith(`${gateway}:`), String(first));
+        assert.ok(second?.startsWith(`${gateway}:`), String(second));
+        assert.notEqual(first, second);
+      },
+    ],
+  ] as const
+) {
+  Deno.test({
+    name: `netsim: ${nat} NAT ${behaviour}`,
+    ignore,
+    async fn() {
+      const { gateway, observed } = await mappings(nat);
+      check(gateway, observed);
+    },
+  });
+}
 
 /** `laptop` sends to p1, then p2 (never contacted) sends to the mapped address. */
 async function unsolicited(nat: "endpoint-independent" | "port-restricted" | "symmetric") {
@@ -231,23 +231,31 @@ async function unsolicited(nat: "endpoint-independent" | "port-restricted" | "sy
   return { received, p2 };
 }
 
-Deno.test({
-  name: "netsim: endpoint-independent NAT lets any public host send to a mapped port",
-  ignore,
-  async fn() {
-    const { received, p2 } = await unsolicited("endpoint-independent");
-    assert.deepEqual(received, { from: `${p2.address}:5555`, data: "knock" });
-  },
-});
-
-Deno.test({
-  name: "netsim: port-restricted NAT drops what a host the socket never contacted sends",
-  ignore,
-  async fn() {
-    const { received } = await unsolicited("port-restricted");
-    assert.equal(received, null);
-  },
-});
+for (
+  const [nat, behaviour, check] of [
+    [
+      "endpoint-independent",
+      "lets any public host send to a mapped port",
+      (received: unknown, p2: Host) => {
+        assert.deepEqual(received, { from: `${p2.address}:5555`, data: "knock" });
+      },
+    ],
+    [
+      "port-restricted",
+      "drops what a host the socket never contacted sends",
+      (received: unknown) => assert.equal(received, null),
+    ],
+  ] as const
+) {
+  Deno.test({
+    name: `netsim: ${nat} NAT ${behaviour}`,
+    ignore,
+    async fn() {
+      const { received, p2 } = await unsolicited(nat);
+      check(received, p2);
+    },
+  });
+}
 
 Deno.test({
   name: "netsim: an impaired link adds its delay to every round trip and drops packets",

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ROOT, spawnLocalNode, START_FLAGS } from "./net_spawn.ts";
-import { runTask } from "./_task.ts";
+import { runVerifyReceipt } from "./_task.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { canonicalJson } from "../runtime/canonical_json.ts";
 import { verifyReceipt } from "../runtime/receipt.ts";
@@ -212,11 +212,7 @@ Deno.test({
             await Deno.writeTextFile(`${dir}/receipt.json`, JSON.stringify(report.receipt));
             await Deno.writeTextFile(`${dir}/output`, "dlroW ,olleH");
             await Deno.writeFile(`${dir}/input`, input);
-            const verified = await runTask("verify", [
-              "receipt",
-              `${dir}/receipt.json`,
-              "--key",
-              b.peerId,
+            const verified = await runVerifyReceipt(`${dir}/receipt.json`, b.peerId, [
               "--job-id",
               jobId,
               "--module",
@@ -228,12 +224,7 @@ Deno.test({
             ]);
             assert.equal(verified.code, 0, verified.out + verified.err);
             // Pinned to the requester's PeerId instead, the CLI refuses it.
-            const wrong = await runTask("verify", [
-              "receipt",
-              `${dir}/receipt.json`,
-              "--key",
-              a.peerId,
-            ]);
+            const wrong = await runVerifyReceipt(`${dir}/receipt.json`, a.peerId);
             assert.equal(wrong.code, 1, wrong.out + wrong.err);
           },
         );

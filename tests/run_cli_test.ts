@@ -1,19 +1,13 @@
 import assert from "node:assert/strict";
 import { sha256Tag } from "../runtime/digest.ts";
-import { runTask, taskCommand } from "./_task.ts";
+import { runTask, runVerifyReceipt, taskCommand } from "./_task.ts";
 import { auditCli } from "./_cli_audit.ts";
+import { withTempDir } from "./_temp_dir.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const HELLO = `${ROOT}examples/hello.wasm`;
 
-async function withHome<T>(fn: (home: string) => Promise<T>): Promise<T> {
-  const home = await Deno.makeTempDir({ prefix: "plasm-home-" });
-  try {
-    return await fn(home);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-}
+const withHome = <T>(fn: (dir: string) => Promise<T>): Promise<T> => withTempDir("plasm-home-", fn);
 
 Deno.test("run reverses stdin with hello.wasm, writes --receipt FILE and verifies with the node key", async () => {
   await withHome(async (home) => {
@@ -36,11 +30,7 @@ Deno.test("run reverses stdin with hello.wasm, writes --receipt FILE and verifie
 
     await Deno.writeTextFile(`${home}/in`, "Hello, World");
     await Deno.writeTextFile(`${home}/out`, "dlroW ,olleH");
-    const ok = await runTask("verify", [
-      "receipt",
-      receiptPath,
-      "--key",
-      receipt.worker_pubkey,
+    const ok = await runVerifyReceipt(receiptPath, receipt.worker_pubkey, [
       "--module",
       HELLO,
       "--input",
@@ -52,11 +42,7 @@ Deno.test("run reverses stdin with hello.wasm, writes --receipt FILE and verifie
     assert.match(ok.out, /^receipt OK: job [0-9a-f]{64}, completion stop/);
 
     await Deno.writeTextFile(`${home}/out`, "dlroW ,olleh");
-    const bad = await runTask("verify", [
-      "receipt",
-      receiptPath,
-      "--key",
-      receipt.worker_pubkey,
+    const bad = await runVerifyReceipt(receiptPath, receipt.worker_pubkey, [
       "--output",
       `${home}/out`,
     ]);
@@ -89,14 +75,7 @@ Deno.test("run prints a two-line receipt summary on stderr and keeps the full re
     );
     // The kept receipt is the whole signed one: it verifies with the node key.
     await Deno.writeTextFile(`${home}/out`, "dlroW ,olleH");
-    const ok = await runTask("verify", [
-      "receipt",
-      path,
-      "--key",
-      receipt.worker_pubkey,
-      "--output",
-      `${home}/out`,
-    ]);
+    const ok = await runVerifyReceipt(path, receipt.worker_pubkey, ["--output", `${home}/out`]);
     assert.equal(ok.code, 0, ok.err);
 
     // A failed job's receipt is kept and summarised too, after the one error line.

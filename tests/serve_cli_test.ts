@@ -4,10 +4,9 @@ import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
-import { runTask, taskCommand } from "./_task.ts";
-import { type AuditCase, auditCli } from "./_cli_audit.ts";
-
-const ROOT = new URL("../", import.meta.url).pathname;
+import { runTask, taskArgs } from "./_task.ts";
+import { type AuditCase, auditCli, unknownOptionCase } from "./_cli_audit.ts";
+import { withTempDir } from "./_temp_dir.ts";
 
 /** A running `serve` process started with exactly the deno.json task's flags. */
 interface Served extends AsyncDisposable {
@@ -29,19 +28,8 @@ async function startServe(
   args: string[],
   env: Record<string, string> = { PLASM_HOME: `${home}/.local/share/plasm` },
 ): Promise<Served> {
-  const { flags, script } = await taskCommand("serve");
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--no-prompt",
-      ...flags,
-      `${ROOT}${script}`,
-      "--bind",
-      "127.0.0.1",
-      "--port",
-      "0",
-      ...args,
-    ],
+    args: await taskArgs("serve", ["--bind", "127.0.0.1", "--port", "0", ...args]),
     env,
     stdout: "piped",
     stderr: "piped",
@@ -103,14 +91,8 @@ function jsonLines(err: string): Record<string, unknown>[] {
   });
 }
 
-async function withHome(fn: (home: string) => Promise<void>): Promise<void> {
-  const home = await Deno.makeTempDir({ prefix: "plasm-serve-" });
-  try {
-    await fn(home);
-  } finally {
-    await Deno.remove(home, { recursive: true });
-  }
-}
+const withHome = <T>(fn: (dir: string) => Promise<T>): Promise<T> =>
+  withTempDir("plasm-serve-", fn);
 
 async function artifacts(home: string, files: Record<string, Uint8Array | string>) {
   const dir = `${home}/artifacts/stable/x86_64`;
@@ -315,12 +297,7 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
     const ok = ["--artifacts", dir, "--bind", "127.0.0.1", "--port", "0", "--no-dht", "--no-mdns"];
     const without = (prefix: string) => (f: string[]) => f.filter((x) => !x.startsWith(prefix));
     const cases: AuditCase[] = [
-      {
-        name: "unknown flag",
-        args: ["--frobnicate"],
-        code: 2,
-        line: /^serve: Unknown option '--frobnicate' \(see serve --help\)$/,
-      },
+      unknownOptionCase("serve"),
       {
         name: "port out of range",
         args: ["--port", "99999"],

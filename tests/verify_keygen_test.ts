@@ -8,7 +8,7 @@ import { peerIdFromPublicKey } from "@libp2p/peer-id";
 import { readSecretKeyFile } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
-import { type Finished, runTask } from "./_task.ts";
+import { type Finished, runTask, runVerifyReceipt } from "./_task.ts";
 import { auditCli } from "./_cli_audit.ts";
 import { startServe, tempDir } from "./fetch_testlib.ts";
 
@@ -101,24 +101,23 @@ Deno.test("a secret key file where a public key belongs is refused in one line t
     const keyFile = `${tmp.path}/${name}.key`;
     const secret = await Deno.readFile(keyFile);
     const said = `'${keyFile}': this is a secret key file; give the .pub`;
-    const receipt = await runTask("verify", [
-      "receipt",
-      `${tmp.path}/receipt.json`,
-      "--key",
-      keyFile,
-    ]);
-    assert.equal(receipt.code, 2);
-    assert.equal(receipt.err, `verify receipt: error: Cannot read public key ${said}\n`);
-    assertNoSecret(receipt, secret);
-    const manifest = await runTask("verify", [
-      "manifest",
-      `${tmp.path}/manifest.json`,
-      "--trusted-keys",
-      keyFile,
-    ]);
-    assert.equal(manifest.code, 2);
-    assert.equal(manifest.err, `verify manifest: error: Cannot read trusted keys ${said}\n`);
-    assertNoSecret(manifest, secret);
+    for (
+      const [args, err] of [
+        [
+          ["receipt", `${tmp.path}/receipt.json`, "--key", keyFile],
+          `verify receipt: error: Cannot read public key ${said}\n`,
+        ],
+        [
+          ["manifest", `${tmp.path}/manifest.json`, "--trusted-keys", keyFile],
+          `verify manifest: error: Cannot read trusted keys ${said}\n`,
+        ],
+      ] as const
+    ) {
+      const res = await runTask("verify", [...args]);
+      assert.equal(res.code, 2);
+      assert.equal(res.err, err);
+      assertNoSecret(res, secret);
+    }
     const fetched = await runTask("fetch", [
       ...["--provider", "http://127.0.0.1:9/", "--out", `${tmp.path}/out`],
       ...["--trusted-keys", keyFile, "--json"],
@@ -158,12 +157,7 @@ Deno.test("verify receipt --key takes the worker's PeerId, its hex key or its .p
     );
   }
   const other = peerIdFromPublicKey(publicKeyFromRaw((await generateKeyPair()).publicKey));
-  const wrong = await runTask("verify", [
-    "receipt",
-    `${tmp.path}/r.json`,
-    "--key",
-    other.toString(),
-  ]);
+  const wrong = await runVerifyReceipt(`${tmp.path}/r.json`, other.toString());
   assert.equal(wrong.code, 1);
   assert.match(wrong.err, /^verify receipt: FAILED: .*\n$/);
   const typo = peerId.toString().slice(0, -1);

@@ -62,6 +62,19 @@ async function world(dir: string): Promise<World> {
   return { dir, a, b, stranger, trusted, good, write };
 }
 
+/** `verify manifest` of `manifest`, written to a file, against the world's trusted keys. */
+async function verifyManifest(
+  w: World,
+  manifest: unknown,
+  options: { args?: string[]; write?: string } = {},
+) {
+  const { args = [], ...rest } = options;
+  return await verify(
+    ["manifest", await w.write("m", manifest), "--trusted-keys", w.trusted, ...args],
+    rest,
+  );
+}
+
 /** Re-sign `fields` over the good manifest's content with `signers`. */
 async function resigned(w: World, signers: KeyPair[], fields: Partial<BootManifest>) {
   return await signedManifest(signers, w.good.artifacts, fields);
@@ -70,20 +83,14 @@ async function resigned(w: World, signers: KeyPair[], fields: Partial<BootManife
 Deno.test("verify manifest accepts a well-signed manifest and says what it checked", async () => {
   await using tmp = await tempDir();
   const w = await world(tmp.path);
-  const res = await verify(["manifest", await w.write("m", w.good), "--trusted-keys", w.trusted]);
+  const res = await verifyManifest(w, w.good);
   assert.equal(res.code, 0, res.err);
   assert.equal(
     res.out,
     "OK manifest stable/x86_64 version 2026.11.1 sequence 5: 1 trusted signature(s), threshold 1, expires 2099-01-01T00:00:00Z\n",
   );
   assert.equal(res.err, "");
-  const json = await verify([
-    "manifest",
-    await w.write("m", w.good),
-    "--trusted-keys",
-    w.trusted,
-    "--json",
-  ]);
+  const json = await verifyManifest(w, w.good, { args: ["--json"] });
   assert.equal(json.code, 0);
   assert.deepEqual(JSON.parse(json.out).manifest.trusted_signers, [toHex(w.a.publicKey)]);
 });
@@ -355,14 +362,7 @@ Deno.test("verify manifest needs two distinct trusted keys for --threshold 2", a
   await using tmp = await tempDir();
   const w = await world(tmp.path);
   const both = await resigned(w, [w.a, w.b], {});
-  const res = await verify([
-    "manifest",
-    await w.write("m", both),
-    "--trusted-keys",
-    w.trusted,
-    "--threshold",
-    "2",
-  ]);
+  const res = await verifyManifest(w, both, { args: ["--threshold", "2"] });
   assert.equal(res.code, 0, res.err);
   assert.match(res.out, /: 2 trusted signature\(s\), threshold 2,/);
 });
@@ -373,17 +373,10 @@ Deno.test("verify manifest --state refuses a rollback and records the highest se
   const state = `${tmp.path}/state/boot-state.json`;
   await Deno.mkdir(`${tmp.path}/state`);
   const run = async (sequence: number) =>
-    await verify(
-      [
-        "manifest",
-        await w.write("m", await resigned(w, [w.a], { sequence })),
-        "--trusted-keys",
-        w.trusted,
-        "--state",
-        state,
-      ],
-      { write: `${tmp.path}/state` },
-    );
+    await verifyManifest(w, await resigned(w, [w.a], { sequence }), {
+      args: ["--state", state],
+      write: `${tmp.path}/state`,
+    });
   const recorded = async () =>
     JSON.parse(await Deno.readTextFile(state)).accepted.stable.x86_64.sequence;
 
@@ -404,17 +397,10 @@ Deno.test("verify manifest --state refuses a rollback and records the highest se
   assert.deepEqual(files, ["boot-state.json"], "no temporary files left");
 
   // Another channel has its own sequence.
-  const beta = await verify(
-    [
-      "manifest",
-      await w.write("m", await resigned(w, [w.a], { sequence: 1, channel: "beta" })),
-      "--trusted-keys",
-      w.trusted,
-      "--state",
-      state,
-    ],
-    { write: `${tmp.path}/state` },
-  );
+  const beta = await verifyManifest(w, await resigned(w, [w.a], { sequence: 1, channel: "beta" }), {
+    args: ["--state", state],
+    write: `${tmp.path}/state`,
+  });
   assert.equal(beta.code, 0, beta.err);
 
   await Deno.writeTextFile(state, "{ torn");
@@ -429,14 +415,7 @@ Deno.test("verify manifest --state refuses a rollback and records the highest se
 Deno.test("verify manifest --state without write access names the flag it needs", async () => {
   await using tmp = await tempDir();
   const w = await world(tmp.path);
-  const res = await verify([
-    "manifest",
-    await w.write("m", w.good),
-    "--trusted-keys",
-    w.trusted,
-    "--state",
-    `${tmp.path}/s.json`,
-  ]);
+  const res = await verifyManifest(w, w.good, { args: ["--state", `${tmp.path}/s.json`] });
   assert.equal(res.code, 2);
   assert.equal(
     res.err,

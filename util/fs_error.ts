@@ -56,3 +56,27 @@ export function describeError(error: unknown): string {
   if (fs) return `Cannot ${fs[1]} '${fs[2]}': ${fsErrorReason(error)}`;
   return message;
 }
+
+/**
+ * Read a whole file as bytes; a failure becomes one line naming what the file is for, the path
+ * and the {@linkcode fsErrorReason}: `Cannot read module 'x.wasm': no such file` (the original
+ * error as its `cause`).
+ *
+ * @example
+ * ```ts
+ * import { readFileNamed } from "./fs_error.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await assert.rejects(
+ *   readFileNamed("/no/such/file", "module"),
+ *   { message: "Cannot read module '/no/such/file': no such file" },
+ * );
+ * ```
+ */
+export async function readFileNamed(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    throw new Error(`Cannot read ${what} '${path}': ${fsErrorReason(error)}`, { cause: error });
+  }
+}

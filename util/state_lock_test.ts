@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
 import { lockStateDir, STATE_LOCK_FILE, StateDirLockedError } from "./state_lock.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "plasm-lock-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const withDir = <T>(fn: (dir: string) => Promise<T>): Promise<T> => withTempDir("plasm-lock-", fn);
 
 Deno.test("lockStateDir() refuses a second lock, naming the holder's command and PID", async () => {
   await withDir(async (dir) => {

@@ -278,16 +278,22 @@ class _Parser {
       } else {
         out[key] = value;
       }
-      this.#ws();
-      const next = s.charCodeAt(this.#i);
-      this.#i++;
-      if (next === 0x7d) return out;
-      if (next !== 0x2c) {
-        this.#i--;
-        this.#unexpected();
-      }
-      this.#ws();
+      if (this.#closes(0x7d)) return out;
     }
+  }
+
+  /** After a member: skip space, then `close` ends the container (true) or a comma goes on. */
+  #closes(close: number): boolean {
+    this.#ws();
+    const next = this.#s.charCodeAt(this.#i);
+    this.#i++;
+    if (next === close) return true;
+    if (next !== 0x2c) {
+      this.#i--;
+      this.#unexpected();
+    }
+    this.#ws();
+    return false;
   }
 
   #array(depth: number): unknown[] {
@@ -302,15 +308,7 @@ class _Parser {
       this.#path.push(out.length);
       out.push(this.#value(depth));
       this.#path.pop();
-      this.#ws();
-      const next = s.charCodeAt(this.#i);
-      this.#i++;
-      if (next === 0x5d) return out;
-      if (next !== 0x2c) {
-        this.#i--;
-        this.#unexpected();
-      }
-      this.#ws();
+      if (this.#closes(0x5d)) return out;
     }
   }
 

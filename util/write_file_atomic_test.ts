@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { writeFileAtomic } from "./write_file_atomic.ts";
+import { withTempDir } from "../tests/_temp_dir.ts";
 
 Deno.test("writeFileAtomic() replaces the file whole and leaves no temporary file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     await Deno.writeTextFile(`${dir}/f`, "old content that is longer");
     await writeFileAtomic(`${dir}/f`, new TextEncoder().encode("new"));
     assert.equal(await Deno.readTextFile(`${dir}/f`), "new");
@@ -14,14 +14,11 @@ Deno.test("writeFileAtomic() replaces the file whole and leaves no temporary fil
       () => writeFileAtomic(`${dir}/missing/f`, new Uint8Array(1)),
       Deno.errors.NotFound,
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("writeFileAtomic() keeps the old file when the stream fails or the signal aborts", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
+  await withTempDir("plasm-test-", async (dir) => {
     await Deno.writeTextFile(`${dir}/f`, "old");
     const failing = new ReadableStream<Uint8Array>({
       pull(controller) {
@@ -40,7 +37,5 @@ Deno.test("writeFileAtomic() keeps the old file when the stream fails or the sig
     const names = [];
     for await (const e of Deno.readDir(dir)) names.push(e.name);
     assert.deepEqual(names, ["f"]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -10,6 +10,7 @@
  */
 
 import { parseStrictJson } from "../util/strict_json.ts";
+import { concatBytes } from "../util/concat_bytes.ts";
 import type { JobPayload } from "../runtime/job_manifest.ts";
 import { JOB_KINDS } from "../runtime/job_kinds.ts";
 import { jsonChecks } from "../util/json_checks.ts";
@@ -210,13 +211,7 @@ export function readStreamMessage(
         return fail(new Error(`Cannot read message: the stream was ${stream.status}`));
       }
       cleanup();
-      const out = new Uint8Array(size);
-      let offset = 0;
-      for (const part of parts) {
-        out.set(part, offset);
-        offset += part.length;
-      }
-      resolve(out);
+      resolve(concatBytes(parts));
     };
     const onClose = (event: Event) => {
       const error = (event as Event & { error?: Error }).error;

@@ -6,6 +6,7 @@
  * @module
  */
 import { encodeName, encodeU32, SECTION_ORDER, WasmReader } from "./wasm_binary.ts";
+import { concatBytes } from "../util/concat_bytes.ts";
 
 /**
  * Bytes in one WebAssembly page.
@@ -369,12 +370,5 @@ export function limitMemory(module: Uint8Array, capBytes: number): LimitedModule
   }
   if (!exported) exportSection(0, new Uint8Array());
   if (!changed) return { bytes: module, memories, tables };
-  const total = pieces.reduce((n, p) => n + p.length, 0);
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const p of pieces) {
-    bytes.set(p, at);
-    at += p.length;
-  }
-  return { bytes, memories, tables };
+  return { bytes: concatBytes(pieces), memories, tables };
 }

@@ -7,6 +7,7 @@
  * @module
  */
 import { executeJob } from "./sandbox_core.ts";
+import { concatBytes } from "../util/concat_bytes.ts";
 import { decodeJob, encodeEvent } from "./sandbox_frames.ts";
 
 /**
@@ -43,18 +44,8 @@ export async function serveProcessJob(
   };
   send(encodeEvent({ type: "ready" }));
   const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of stdin) {
-    chunks.push(chunk);
-    total += chunk.length;
-  }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.length;
-  }
-  executeJob(decodeJob(bytes), (event) => send(encodeEvent(event)));
+  for await (const chunk of stdin) chunks.push(chunk);
+  executeJob(decodeJob(concatBytes(chunks)), (event) => send(encodeEvent(event)));
 }
 
 /**

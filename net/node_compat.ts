@@ -23,7 +23,8 @@ const _PATCHED = Symbol.for("phase.nodeCompat");
 
 /**
  * Give the web `BroadcastChannel` Node's `ref`/`unref` and make `AbortSignal.timeout` unref its
- * timer, as in Node. Idempotent; called by `startNode`.
+ * timer, as in Node. Idempotent. `startNode` does not call it: each program that starts a node under
+ * `deno run` (the `start`, `serve` and `discover` CLIs, benches, test peers) calls it once.
  *
  * @example
  * ```ts

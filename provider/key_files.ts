@@ -197,10 +197,11 @@ const _BINARY = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd]/;
 async function _readKeyText(path: string, what: string): Promise<string> {
   const bytes = await readFileNamed(path, what);
   const text = new TextDecoder().decode(bytes);
-  // No line of a key file fits in 32 bytes, so 32 bytes with anything but comments in them
-  // are a secret key given by mistake: say so, and quote none of it.
+  // No line of a key file fits in 32 bytes, so 32 bytes that are binary or hold anything but
+  // comments are a secret key given by mistake: say so, and quote none of it. (A random seed
+  // can start with '#' and have every later line start with one too: binary still names it.)
   const content = text.split("\n").some((l) => l.trim() !== "" && !l.trim().startsWith("#"));
-  if (bytes.length === SECRET_KEY_BYTES && content) {
+  if (bytes.length === SECRET_KEY_BYTES && (content || _BINARY.test(text))) {
     throw new SyntaxError(
       `Cannot read ${what} '${path}': this is a secret key file; give the .pub`,
     );

@@ -31,6 +31,16 @@ Deno.test("readTrustedKeysFile() and readPublicKeyFile() name a secret key file 
         /^Cannot read (trusted|public) keys? '.*\/k\.key': this is a secret key file; give the \.pub$/,
       );
     }
+    // A seed whose every line starts with '#' (about 1 random seed in 300) is still named.
+    const hashes = new Uint8Array(32).fill(0x01);
+    hashes.set([0x23, 0x02, 0x0a, 0x23], 0);
+    await Deno.writeFile(`${dir}/h.key`, hashes);
+    for (const read of [readTrustedKeysFile, readPublicKeyFile]) {
+      await assert.rejects(
+        () => read(`${dir}/h.key`),
+        /this is a secret key file; give the \.pub$/,
+      );
+    }
     assert.deepEqual(await readPublicKeyFile(`${dir}/k.pub`), keys.publicKey);
     await Deno.writeTextFile(`${dir}/empty`, "# none\n");
     await assert.rejects(() => readPublicKeyFile(`${dir}/empty`), /expected one hex key, found 0$/);

@@ -1,10 +1,14 @@
-// deno run --allow-net=127.0.0.1 --allow-read --allow-write --allow-run --allow-env --allow-sys bench/provider_bench.ts [--size-mib 512] [--seconds 5]
+// deno run --allow-net=127.0.0.1 --allow-read --allow-write --allow-run --allow-env --allow-sys bench/provider_bench.ts [--size-mib 512] [--seconds 5] [--runs 3]
 // Benchmark only (spawns nginx, wrk, curl and the provider); never part of the shipped CLI.
 /**
- * Provider benchmarks, each against nginx in the same run on the same files:
- * 1. download throughput of one large artifact over loopback (curl, best of 3 each);
- * 2. `/manifest.json` requests per second with 64 connections (wrk) vs nginx serving a static
- *    copy of the same manifest;
+ * Provider benchmarks, each against nginx (sendfile on, and off) and bare `Deno.serve` servers
+ * (bench/_provider_baseline_server.ts) in the same run on the same files; every measurement
+ * alternates the servers for `--runs` rounds and reports medians, plus each server's CPU time
+ * (from /proc) per download or per request, which contention from other processes disturbs less
+ * than wall time:
+ * 1. download throughput of one large artifact over loopback (curl);
+ * 2. `/manifest.json` and `/health` requests per second with 64 connections (wrk -t2 -c64) vs
+ *    nginx serving a static copy of the same manifest;
  * 3. provider RSS, sampled each second, while wrk keeps 100 range downloads going (this
  *    provider runs with `--max-downloads 128 --max-downloads-per-client 128`, so all 100 run, as
  *    before those limits existed);
@@ -43,10 +47,11 @@ async function startProvider(
   state: string,
   args: string[] = ["--max-downloads", "128", "--max-downloads-per-client", "128"],
 ): Promise<Proc & { url: string }> {
+  // HTTP only: the libp2p advertisement (idle without peers) is not what is measured here.
   return await startServeProcess({
     artifacts: dir,
     stateDir: state,
-    args: ["--min-free", "0", ...args],
+    args: ["--min-free", "0", "--no-dht", "--no-mdns", ...args],
   });
 }
 
@@ -76,14 +81,18 @@ async function hostileClients(provider: Proc & { url: string }, path: string) {
   }
 }
 
-async function startBaseline(file: string): Promise<Proc & { url: string }> {
+/**
+ * A bare Deno.serve: with `artifact`, a handler that reads the request (`--request`) and serves
+ * `/artifact` through `FsFile.readable`; without, one that takes no arguments.
+ */
+async function startBaseline(file: string, artifact?: string): Promise<Proc & { url: string }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--allow-net=127.0.0.1",
-      `--allow-read=${file}`,
+      `--allow-read=${artifact ? `${file},${artifact}` : file}`,
       `${ROOT}bench/_provider_baseline_server.ts`,
-      file,
+      ...(artifact ? ["--request", file, artifact] : [file]),
     ],
     stdout: "piped",
     stderr: "null",
@@ -109,7 +118,7 @@ async function startBaseline(file: string): Promise<Proc & { url: string }> {
 async function startNginx(
   root: string,
   work: string,
-): Promise<Proc & { url: string; noSendfileUrl: string }> {
+): Promise<Proc & { url: string; noSendfileUrl: string; workerPid: number }> {
   const port = freePort();
   const port2 = freePort();
   const user = Deno.uid() === 0 ? "user root;\n" : "";
@@ -150,9 +159,12 @@ http {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+  // The one worker process does all the serving: its CPU time is nginx's.
+  const children = await run("cat", [`/proc/${child.pid}/task/${child.pid}/children`]);
   return {
     url: `http://127.0.0.1:${port}/`,
     noSendfileUrl: `http://127.0.0.1:${port2}/`,
+    workerPid: Number(children.trim().split(/\s+/)[0]),
     pid: child.pid,
     stop: async () => {
       child.kill("SIGQUIT");
@@ -167,10 +179,65 @@ async function download(url: string): Promise<number> {
 }
 
 async function wrk(args: string[]): Promise<number> {
+  return (await wrkCounts(args)).perSecond;
+}
+
+async function wrkCounts(args: string[]): Promise<{ perSecond: number; requests: number }> {
   const out = await run("wrk", args);
   const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (!m) throw new Error(`Cannot read wrk output: ${out}`);
-  return Number(m[1]);
+  const n = /(\d+) requests in /.exec(out);
+  if (!m || !n) throw new Error(`Cannot read wrk output: ${out}`);
+  return { perSecond: Number(m[1]), requests: Number(n[1]) };
+}
+
+/**
+ * CPU time (user + system) a process has used so far, in ms (Linux /proc, 100 ticks/s; read by
+ * `cat`, as Deno grants /proc files only with --allow-all).
+ */
+async function cpuMs(pid: number): Promise<number> {
+  const stat = await run("cat", [`/proc/${pid}/stat`]);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime (fields 14, 15)
+}
+
+/** A server under test: what it is called, its process, and the URL measured. */
+interface Target {
+  name: string;
+  pid: number;
+  url: string;
+}
+
+/**
+ * `rounds` rounds of `measure` over every target in turn (so load from elsewhere falls on all of
+ * them alike); per target the median of the results and of the CPU ms its process spent per unit
+ * (`units` of each result: downloads or requests).
+ */
+async function alternate<T>(
+  targets: Target[],
+  rounds: number,
+  measure: (url: string) => Promise<T>,
+  units: (result: T) => number,
+  value: (result: T) => number,
+): Promise<Map<string, { value: number; cpu: number }>> {
+  const results = new Map(
+    targets.map((t) => [t.name, { values: [] as number[], cpu: [] as number[] }]),
+  );
+  for (let round = 0; round < rounds; round++) {
+    for (const t of targets) {
+      const before = await cpuMs(t.pid);
+      const result = await measure(t.url);
+      const spent = (await cpuMs(t.pid)) - before;
+      results.get(t.name)!.values.push(value(result));
+      results.get(t.name)!.cpu.push(spent / units(result));
+    }
+  }
+  return new Map(
+    [...results].map(([name, r]) => [name, { value: median(r.values), cpu: median(r.cpu) }]),
+  );
+}
+
+function loadAverage(): string {
+  return Deno.loadavg().map((n) => n.toFixed(2)).join(" ");
 }
 
 async function rssKiB(pid: number): Promise<number> {
@@ -209,53 +276,96 @@ async function main(args: string[]) {
     await Deno.writeFile(`${art}/kernel`, block.subarray(0, 8 * 1048576));
     console.log(`artifact: rootfs ${sizeMiB} MiB, kernel 8 MiB`);
 
+    console.log(`load average at start: ${loadAverage()} (2 cores shared with other work)`);
     const provider = await startProvider(`${work}/art`, `${work}/state`);
     procs.push(provider);
     const manifest = await (await fetch(`${provider.url}manifest.json`)).text();
     await Deno.writeTextFile(`${work}/art/manifest.json`, manifest);
     const nginx = await startNginx(`${work}/art`, work);
     procs.push(nginx);
+    const bare = await startBaseline(`${work}/art/manifest.json`);
+    procs.push(bare);
+    const bareRequest = await startBaseline(`${work}/art/manifest.json`, `${art}/rootfs`);
+    procs.push(bareRequest);
+    const ratio = (a: number, b: number) => (a / b).toFixed(2);
 
-    // 1. Throughput: warm both once, then alternate.
+    // 1. Throughput: warm each once, then alternate.
     const big = "stable/x86_64/rootfs";
-    await download(`${provider.url}${big}`);
-    await download(`${nginx.url}${big}`);
-    await download(`${nginx.noSendfileUrl}${big}`);
-    const p: number[] = [];
-    const n: number[] = [];
-    const c: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      p.push(await download(`${provider.url}${big}`));
-      n.push(await download(`${nginx.url}${big}`));
-      c.push(await download(`${nginx.noSendfileUrl}${big}`));
-    }
-    const tp = median(p);
-    const tn = median(n);
-    const tc = median(c);
+    const downloads: Target[] = [
+      { name: "provider", pid: provider.pid, url: `${provider.url}${big}` },
+      { name: "nginx", pid: nginx.workerPid, url: `${nginx.url}${big}` },
+      { name: "nginx-nosendfile", pid: nginx.workerPid, url: `${nginx.noSendfileUrl}${big}` },
+      { name: "bare", pid: bareRequest.pid, url: `${bareRequest.url}artifact` },
+    ];
+    for (const t of downloads) await download(t.url);
+    const dl = await alternate(downloads, runs, download, () => 1, (speed) => speed);
+    const d = (name: string) => dl.get(name)!;
+    const tp = d("provider").value;
     console.log(
       `download ${sizeMiB} MiB (curl, median of ${runs}): provider ${mib(tp)} MiB/s, nginx ${
-        mib(tn)
-      } MiB/s, ratio ${(tp / tn).toFixed(2)} (target >= 0.8); nginx without sendfile ${
-        mib(tc)
-      } MiB/s, ratio ${(tp / tc).toFixed(2)}`,
+        mib(d("nginx").value)
+      } MiB/s: ratio ${ratio(tp, d("nginx").value)} (target >= 0.9); nginx without sendfile ${
+        mib(d("nginx-nosendfile").value)
+      } MiB/s: ratio ${ratio(tp, d("nginx-nosendfile").value)}; bare Deno.serve (FsFile.readable) ${
+        mib(d("bare").value)
+      } MiB/s: provider/bare ${ratio(tp, d("bare").value)}, bare/nginx ${
+        ratio(d("bare").value, d("nginx").value)
+      }`,
+    );
+    console.log(
+      `  CPU ms per download: provider ${d("provider").cpu.toFixed(0)}, nginx ${
+        d("nginx").cpu.toFixed(0)
+      }, nginx without sendfile ${d("nginx-nosendfile").cpu.toFixed(0)}, bare ${
+        d("bare").cpu.toFixed(0)
+      }`,
     );
 
-    // 2. Manifest requests per second.
-    const d = `${seconds}s`;
-    const rp = await wrk(["-t2", "-c64", `-d${d}`, `${provider.url}manifest.json`]);
-    const rn = await wrk(["-t2", "-c64", `-d${d}`, `${nginx.url}manifest.json`]);
-    const baseline = await startBaseline(`${work}/art/manifest.json`);
-    procs.push(baseline);
-    const rb = await wrk(["-t2", "-c64", `-d${d}`, baseline.url]);
-    await baseline.stop();
-    procs.pop();
-    console.log(
-      `/manifest.json (wrk -t2 -c64 -d${d}): provider ${rp.toFixed(0)} req/s, nginx ${
-        rn.toFixed(0)
-      } req/s, ratio ${(rp / rn).toFixed(2)} (target >= 0.5); bare Deno.serve with the same bytes ${
-        rb.toFixed(0)
-      } req/s (provider/bare ${(rp / rb).toFixed(2)}, bare/nginx ${(rb / rn).toFixed(2)})`,
+    // 2. Manifest and health requests per second, alternating.
+    const secs = `${seconds}s`;
+    const small: Target[] = [
+      { name: "manifest", pid: provider.pid, url: `${provider.url}manifest.json` },
+      { name: "health", pid: provider.pid, url: `${provider.url}health` },
+      { name: "nginx", pid: nginx.workerPid, url: `${nginx.url}manifest.json` },
+      { name: "bare", pid: bare.pid, url: bare.url },
+      { name: "bare-request", pid: bareRequest.pid, url: `${bareRequest.url}manifest.json` },
+    ];
+    const rps = await alternate(
+      small,
+      runs,
+      (url) => wrkCounts(["-t2", "-c64", `-d${secs}`, url]),
+      (r) => r.requests,
+      (r) => r.perSecond,
     );
+    const r = (name: string) => rps.get(name)!;
+    const us = (name: string) => `${(r(name).cpu * 1000).toFixed(1)}`;
+    const rp = r("manifest").value;
+    const rn = r("nginx").value;
+    console.log(
+      `/manifest.json (wrk -t2 -c64 -d${secs}, median of ${runs}): provider ${
+        rp.toFixed(0)
+      } req/s, nginx ${rn.toFixed(0)} req/s: ratio ${
+        ratio(rp, rn)
+      } (target >= 0.6); bare Deno.serve, same bytes: no-argument handler ${
+        r("bare").value.toFixed(0)
+      } req/s (provider/bare ${ratio(rp, r("bare").value)}, bare/nginx ${
+        ratio(r("bare").value, rn)
+      }), handler reading the request ${r("bare-request").value.toFixed(0)} req/s (provider/bare ${
+        ratio(rp, r("bare-request").value)
+      })`,
+    );
+    console.log(
+      `/health: provider ${r("health").value.toFixed(0)} req/s, health/manifest ${
+        ratio(r("health").value, rp)
+      } (target >= 1.0)`,
+    );
+    console.log(
+      `  CPU us per request: provider manifest ${us("manifest")}, health ${us("health")}, nginx ${
+        us("nginx")
+      }, bare ${us("bare")}, bare reading the request ${us("bare-request")}`,
+    );
+    await bareRequest.stop();
+    await bare.stop();
+    procs.splice(procs.indexOf(bare), 2);
 
     // 3. RSS during 100 concurrent range downloads (each 8 MiB from the middle of the file).
     const before = await rssKiB(provider.pid);
@@ -296,6 +406,7 @@ async function main(args: string[]) {
         hostile.grownMiB.toFixed(0)
       } MiB; /health ${hostile.health.map((ms) => ms.toFixed(0)).join(" ")} ms`,
     );
+    console.log(`load average at the end: ${loadAverage()}`);
   } finally {
     for (const proc of procs.reverse()) await proc.stop().catch(() => {});
     await Deno.remove(work, { recursive: true });

@@ -54,6 +54,8 @@ Unless --no-dht and --no-mdns are both given, a libp2p node (the node identity) 
 the banner shows its PeerId and listen addresses. With the DHT on, give --bootstrap peers.
 Downloads: at most --max-downloads at once (--max-downloads-per-client per address); more get
 503 with Retry-After. A download whose client takes nothing for --idle-timeout is ended.
+Manifests and /health are answered from bytes built at the last check of the files, made at
+most every --recheck (0: at every request); downloads always check the file they open.
 The state dir is --state-dir, else $PLASM_HOME, else $XDG_DATA_HOME/plasm, else
 ~/.local/share/plasm; one serve or start per state dir. Logs: JSON lines on stderr.`,
   options: {
@@ -81,6 +83,12 @@ The state dir is --state-dir, else $PLASM_HOME, else $XDG_DATA_HOME/plasm, else
       default: "30s",
       value: "DURATION",
       description: "end a download not read",
+    },
+    recheck: {
+      type: "string",
+      default: "100ms",
+      value: "DURATION",
+      description: "how stale a manifest may be",
     },
     "p2p-listen": { type: "string", multiple: true, value: "MULTIADDR", description: "libp2p" },
     bootstrap: { type: "string", multiple: true, value: "MULTIADDR", description: "DHT peer" },
@@ -188,6 +196,7 @@ interface _Flags {
   maxDownloads: number;
   maxDownloadsPerClient: number;
   idleTimeoutMs: number;
+  recheckMs: number;
   dht: boolean;
   mdns: boolean;
 }
@@ -209,13 +218,17 @@ async function _flags(values: _Values): Promise<_Flags> {
   if (!/^\d{1,4}$/.test(days) || validityDays < 1 || validityDays > 3650) {
     throw new UsageError(`Cannot use --validity-days '${days}': expected 1 to 3650`);
   }
-  let minFree: number, shutdownMs: number, idleTimeoutMs: number;
+  let minFree: number, shutdownMs: number, idleTimeoutMs: number, recheckMs: number;
   try {
     minFree = parseSize(values["min-free"]);
     shutdownMs = parseDuration(values["shutdown-timeout"]);
     idleTimeoutMs = parseDuration(values["idle-timeout"]);
+    recheckMs = parseDuration(values.recheck);
   } catch (error) {
     throw new UsageError(errorLine(error));
+  }
+  if (recheckMs > 60_000) {
+    throw new UsageError(`Cannot use --recheck '${values.recheck}': expected 0 to 60s`);
   }
   if (idleTimeoutMs < 1) throw new UsageError("Cannot use --idle-timeout 0: expected above zero");
   const count = (flag: "max-downloads" | "max-downloads-per-client") => {
@@ -254,6 +267,7 @@ async function _flags(values: _Values): Promise<_Flags> {
     maxDownloads,
     maxDownloadsPerClient,
     idleTimeoutMs,
+    recheckMs,
     dht,
     mdns,
   };
@@ -301,6 +315,7 @@ async function _serve(io: CommandIo, o: _ServeOptions): Promise<number> {
     maxDownloads: o.maxDownloads,
     maxDownloadsPerClient: o.maxDownloadsPerClient,
     idleTimeoutMs: o.idleTimeoutMs,
+    recheckMs: o.recheckMs,
     signal: stopBodies.signal,
     onError: (error, req) =>
       logEvent("error", "request_failed", {

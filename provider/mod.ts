@@ -4,8 +4,8 @@
  * accept it against trusted keys and the rollback state, download and verify artifacts while
  * streaming). Key files of publishers and trusted-key lists live here too.
  *
- * The handler is a plain `(Request) => Promise<Response>`; `Deno.serve` is called by the `serve`
- * subcommand, not here.
+ * The handler is a plain `(Request) => Response | Promise<Response>`; `Deno.serve` is called by
+ * the `serve` subcommand, not here.
  *
  * @example Serve a store's signed manifest over HTTP, then fetch and accept it
  * ```ts

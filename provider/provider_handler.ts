@@ -13,6 +13,12 @@
  * with the unsatisfied form of `Content-Range` (`bytes *` slash size); a malformed header,
  * another unit, or several ranges give 200 with the whole file (multipart answers are not made).
  *
+ * Freshness: `/manifest.json` and `/health` answer from bytes built once per check, not per
+ * request. A manifest is checked against the files (one stat each, see {@linkcode ArtifactStore})
+ * at most once per `recheckMs`, and at once after a download opened an artifact whose hash differs
+ * from the one the cached manifest names; a download is always served, and tagged, by the hash of
+ * exactly the file it opened. Health is measured at most once per `recheckMs`.
+ *
  * Path rules: every path segment, once percent-decoded, must be a plain name
  * (`[A-Za-z0-9][A-Za-z0-9._-]*`), else 400; files are only ever opened through
  * {@linkcode ArtifactStore}, which knows a fixed list of artifact file names. `..`, `.`, encoded
@@ -85,6 +91,12 @@ export interface ProviderHandlerOptions {
   idleTimeoutMs?: number;
   /** Aborting ends every body still being sent (their files are closed). @default {undefined} */
   signal?: AbortSignal;
+  /**
+   * How long, in ms, a manifest checked against the files and a health answer are served as they
+   * are (0: check at every request). A download that opens an artifact whose hash differs from
+   * the cached manifest's ends that manifest's time at once. @default {100}
+   */
+  recheckMs?: number;
   /** Called with unexpected errors (answered with 500). @default {console.error} */
   onError?: (error: unknown, request: Request) => void;
   /** The clock, in ms. @default {Date.now} */
@@ -125,8 +137,12 @@ export interface ProviderRequestInfo {
 
 /** A provider handler: answers requests, and reports its counters. */
 export interface ProviderHandler {
-  /** Answer one request (`info` as `Deno.serve` passes it, optional). */
-  (request: Request, info?: ProviderRequestInfo): Promise<Response>;
+  /**
+   * Answer one request (`info` as `Deno.serve` passes it, optional). A manifest or health answer
+   * that needs no I/O comes back as a `Response` at once (no promise, as `Deno.serve` allows);
+   * everything else as a promise.
+   */
+  (request: Request, info?: ProviderRequestInfo): Response | Promise<Response>;
   /** A snapshot of the counters. */
   metrics(): ProviderMetrics;
 }
@@ -145,7 +161,8 @@ const _RANGE_KINDS: Record<number, string> = {
  * Make the HTTP handler of a boot provider. It does no I/O until a request comes.
  *
  * @throws {TypeError} If `store` is missing or `channel`/`arch` are not plain names.
- * @throws {RangeError} If `minFreeBytes`, `chunkBytes` or `readBudgetBytes` is out of range.
+ * @throws {RangeError} If `minFreeBytes`, `chunkBytes`, `readBudgetBytes`, `recheckMs` or a
+ * download limit is out of range.
  *
  * @example
  * ```ts
@@ -186,6 +203,7 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
     maxDownloads = 64,
     maxDownloadsPerClient = 16,
     idleTimeoutMs = 30_000,
+    recheckMs = 100,
     signal,
     onError = (error: unknown) => console.error(error),
     now = Date.now,
@@ -199,6 +217,11 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
         `Cannot create provider handler: ${name} must be a whole number >= 1, got ${value}`,
       );
     }
+  }
+  if (!Number.isSafeInteger(recheckMs) || recheckMs < 0 || recheckMs > 60_000) {
+    throw new RangeError(
+      `Cannot create provider handler: recheckMs must be a whole number from 0 to 60000, got ${recheckMs}`,
+    );
   }
   const provider = new _Provider({
     store,
@@ -214,11 +237,12 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
     maxDownloads,
     maxDownloadsPerClient,
     idleTimeoutMs,
+    recheckMs,
     signal,
     now,
   });
-  const handler = async (req: Request, info?: ProviderRequestInfo): Promise<Response> => {
-    provider.counters.requests_total++;
+  const counters = provider.counters;
+  const slow = async (req: Request, info?: ProviderRequestInfo): Promise<Response> => {
     let res: Response;
     try {
       res = await provider.route(req, info);
@@ -231,9 +255,15 @@ export function createProviderHandler(options: ProviderHandlerOptions): Provider
         res = _error(500, "Cannot answer: internal error (see the provider log)");
       }
     }
-    const code = String(res.status);
-    const byStatus = provider.counters.responses_by_status;
-    byStatus[code] = (byStatus[code] ?? 0) + 1;
+    counters.responses_by_status[res.status] = (counters.responses_by_status[res.status] ?? 0) + 1;
+    return res;
+  };
+  // Not async: a manifest or health answer built at the last check goes back without a promise.
+  const handler = (req: Request, info?: ProviderRequestInfo): Response | Promise<Response> => {
+    counters.requests_total++;
+    const res = provider.cached(req);
+    if (res === undefined) return slow(req, info);
+    counters.responses_by_status[res.status] = (counters.responses_by_status[res.status] ?? 0) + 1;
     return res;
   };
   return Object.assign(handler, { metrics: () => provider.metrics() });
@@ -296,18 +326,23 @@ class _Provider {
   };
   readonly #config: _ProviderConfig;
   readonly #startedAt: number;
+  /** `channel/arch` of `/manifest.json`. */
+  readonly #defaultKey: string;
   /** Download slots taken, in all and per client address. */
   #slotsTaken = 0;
   readonly #slotsByClient = new Map<string, number>();
   readonly #bodies = new Map<Deno.FsFile, (reason: Error) => void>();
-  readonly #manifestBodies = new WeakMap<
-    BootManifest,
-    { bytes: Uint8Array<ArrayBuffer>; etag: string }
-  >();
+  /** Manifest answers by `channel/arch`, each as of the check that started at `checkedAt`. */
+  readonly #manifests = new Map<string, _ManifestAnswer>();
+  /** Bumped by each download that finds a manifest stale: checks begun before it are not kept. */
+  readonly #generations = new Map<string, number>();
+  #health: _HealthAnswer | undefined;
+  #healthCheck: Promise<_HealthAnswer> | undefined;
 
   constructor(config: _ProviderConfig) {
     this.#config = config;
     this.#startedAt = config.now();
+    this.#defaultKey = `${config.channel}/${config.arch}`;
     config.signal?.addEventListener("abort", () => {
       for (const end of [...this.#bodies.values()]) end(new Error("Provider is shutting down"));
     }, { once: true });
@@ -321,6 +356,33 @@ class _Provider {
       range_requests: { ...this.counters.range_requests },
       ...this.#config.store.metrics(),
     };
+  }
+
+  /**
+   * The answer to a GET or HEAD of a manifest or of `/health` checked less than `recheckMs` ago,
+   * built without I/O or a promise; `undefined` for every other request.
+   */
+  cached(req: Request): Response | undefined {
+    const method = req.method;
+    if (method !== "GET" && method !== "HEAD") return undefined;
+    const path = _path(req.url);
+    let key: string;
+    if (path === "/manifest.json") key = this.#defaultKey;
+    else if (path === "/health") return this.#freshHealth()?.response(method === "HEAD");
+    else if (path.endsWith("/manifest.json")) {
+      const segments = _segments(req.url);
+      if (segments?.length !== 3) return undefined;
+      key = `${segments[0]}/${segments[1]}`;
+    } else return undefined;
+    const answer = this.#manifests.get(key);
+    if (answer === undefined || !this.#fresh(answer.checkedAt)) return undefined;
+    return this.#manifestResponse(req, answer);
+  }
+
+  /** Whether a check begun at `checkedAt` is recent enough to answer from. */
+  #fresh(checkedAt: number): boolean {
+    const age = this.#config.now() - checkedAt;
+    return age >= 0 && age < this.#config.recheckMs;
   }
 
   async route(req: Request, info?: ProviderRequestInfo): Promise<Response> {
@@ -341,12 +403,11 @@ class _Provider {
         return jsonBody(this.#info());
       case 1:
         if (first === "health") {
-          const h = await this.#health();
-          return jsonBody(h, h.status === "healthy" ? 200 : 503);
+          return (await this.#checkedHealth()).response(req.method === "HEAD");
         }
         if (first === "status") {
-          const [h, channels] = await Promise.all([this.#health(), store.channels()]);
-          return jsonBody({ ...this.#info(), health: h, metrics: this.metrics(), channels });
+          const [h, channels] = await Promise.all([this.#checkedHealth(), store.channels()]);
+          return jsonBody({ ...this.#info(), health: h.value, metrics: this.metrics(), channels });
         }
         if (first === "manifest.json") return await this.#serveManifest(req, channel, arch);
         if (first === "metrics") {
@@ -387,7 +448,36 @@ class _Provider {
     return out;
   }
 
-  async #health() {
+  /** The health answer of the last `recheckMs`, if there is one. */
+  #freshHealth(): _HealthAnswer | undefined {
+    const health = this.#health;
+    return health !== undefined && this.#fresh(health.checkedAt) ? health : undefined;
+  }
+
+  /**
+   * The health answer, measured again if the last one is older than `recheckMs`. Callers that
+   * come while it is being measured share that measurement.
+   */
+  #checkedHealth(): Promise<_HealthAnswer> {
+    const fresh = this.#freshHealth();
+    if (fresh) return Promise.resolve(fresh);
+    this.#healthCheck ??= (async () => {
+      const checkedAt = this.#config.now();
+      try {
+        const value = await this.#measureHealth();
+        const answer = new _HealthAnswer(value, checkedAt);
+        if (this.#health === undefined || this.#health.checkedAt <= checkedAt) {
+          this.#health = answer;
+        }
+        return answer;
+      } finally {
+        this.#healthCheck = undefined;
+      }
+    })();
+    return this.#healthCheck;
+  }
+
+  async #measureHealth(): Promise<_Health> {
     const { store, channel, arch, diskSpace, minFreeBytes } = this.#config;
     let artifactsReadable = false;
     let disk: DiskSpace | undefined;
@@ -402,37 +492,68 @@ class _Provider {
       disk = undefined;
     }
     const diskOk = disk !== undefined && disk.freeBytes >= minFreeBytes;
-    return {
+    const health: _Health = {
       status: artifactsReadable && diskOk ? "healthy" : "unhealthy",
       checks: { artifacts_readable: artifactsReadable, disk_space_ok: diskOk },
       disk_free_bytes: disk?.freeBytes ?? null,
       disk_total_bytes: disk?.totalBytes ?? null,
       min_free_bytes: minFreeBytes,
     };
+    return health;
   }
 
   async #serveManifest(req: Request, c: string, a: string): Promise<Response> {
-    const manifest = await this.#config.store.manifest(c, a);
-    if (!manifest) return _error(404, `Cannot find channel '${c}' for arch '${a}'`);
-    let body = this.#manifestBodies.get(manifest);
-    if (!body) {
-      const bytes = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
-      const etag = `"${createHash("sha256").update(bytes).digest("hex")}"`;
-      body = { bytes, etag };
-      this.#manifestBodies.set(manifest, body);
+    const key = `${c}/${a}`;
+    let answer = this.#manifests.get(key);
+    if (answer === undefined || !this.#fresh(answer.checkedAt)) {
+      // Checked now: the store stats every file (and hashes what changed) before it answers.
+      const checkedAt = this.#config.now();
+      const generation = this.#generations.get(key) ?? 0;
+      const manifest = await this.#config.store.manifest(c, a);
+      if (!manifest) {
+        this.#manifests.delete(key);
+        return _error(404, `Cannot find channel '${c}' for arch '${a}'`);
+      }
+      const last = this.#manifests.get(key);
+      answer = last?.manifest === manifest
+        ? last.checkedAgain(checkedAt)
+        : new _ManifestAnswer(manifest, checkedAt);
+      // Kept unless a later check is kept already, or a download found the files changed since.
+      if (
+        (last === undefined || last.checkedAt <= checkedAt) &&
+        (this.#generations.get(key) ?? 0) === generation
+      ) {
+        this.#manifests.set(key, answer);
+      }
     }
-    const headers: Record<string, string> = {
-      "content-type": "application/json; charset=utf-8",
-      "cache-control": "no-cache",
-      etag: body.etag,
-    };
-    if (_etagMatches(req.headers.get("if-none-match"), body.etag)) {
-      return new Response(null, { status: 304, headers });
+    return this.#manifestResponse(req, answer);
+  }
+
+  #manifestResponse(req: Request, answer: _ManifestAnswer): Response {
+    if (_etagMatches(req.headers.get("if-none-match"), answer.etag)) {
+      return new Response(null, { status: 304, headers: answer.headers });
     }
-    headers["content-length"] = String(body.bytes.length);
-    if (req.method === "HEAD") return new Response(null, { status: 200, headers });
+    if (req.method === "HEAD") {
+      return new Response(null, { status: 200, headers: answer.headHeaders });
+    }
     this.counters.manifests_served_total++;
-    return new Response(body.bytes, { status: 200, headers });
+    return new Response(answer.bytes, { status: 200, headers: answer.headers });
+  }
+
+  /**
+   * A download opened `entry` of `c/a`: if the cached manifest names another hash (or no such
+   * artifact), it is dropped, so the next manifest request checks the files again.
+   */
+  #noteServed(c: string, a: string, entry: ArtifactEntry): void {
+    const key = `${c}/${a}`;
+    const answer = this.#manifests.get(key);
+    if (answer === undefined) return;
+    const named = Object.hasOwn(answer.manifest.artifacts, entry.name)
+      ? answer.manifest.artifacts[entry.name]
+      : undefined;
+    if (named?.hash === entry.hash && named.size_bytes === entry.size) return;
+    this.#manifests.delete(key);
+    this.#generations.set(key, (this.#generations.get(key) ?? 0) + 1);
   }
 
   async #serveArtifact(
@@ -447,6 +568,7 @@ class _Provider {
     const { entry, file } = opened;
     let handedOver = false;
     try {
+      this.#noteServed(c, a, entry);
       const answer = _artifactAnswer(req, entry, artifact);
       if (req.headers.has("range")) {
         const kind = _RANGE_KINDS[answer.status] ?? "full";
@@ -551,6 +673,74 @@ class _Provider {
   }
 }
 
+/** The body of `/health`. */
+interface _Health {
+  status: "healthy" | "unhealthy";
+  checks: { artifacts_readable: boolean; disk_space_ok: boolean };
+  disk_free_bytes: number | null;
+  disk_total_bytes: number | null;
+  min_free_bytes: number;
+}
+
+/**
+ * One health measurement with its body and headers built once. A GET names no `Content-Length`:
+ * the HTTP layer sets it from the body, one header less to build per request.
+ */
+class _HealthAnswer {
+  readonly status: number;
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly headers: Record<string, string>;
+  readonly headHeaders: Record<string, string>;
+
+  constructor(readonly value: _Health, readonly checkedAt: number) {
+    this.status = value.status === "healthy" ? 200 : 503;
+    this.bytes = new TextEncoder().encode(`${JSON.stringify(value, null, 2)}\n`);
+    this.headers = {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-store",
+    };
+    this.headHeaders = { ...this.headers, "content-length": String(this.bytes.length) };
+  }
+
+  response(head: boolean): Response {
+    return head
+      ? new Response(null, { status: this.status, headers: this.headHeaders })
+      : new Response(this.bytes, { status: this.status, headers: this.headers });
+  }
+}
+
+/**
+ * One signed manifest with its body, ETag and headers built once, as of a check. A GET (and a
+ * 304) names no `Content-Length`: the HTTP layer sets it from the body.
+ */
+class _ManifestAnswer {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly etag: string;
+  readonly headers: Record<string, string>;
+  readonly headHeaders: Record<string, string>;
+
+  constructor(readonly manifest: BootManifest, readonly checkedAt: number, from?: _ManifestAnswer) {
+    if (from) {
+      ({ bytes: this.bytes, etag: this.etag, headers: this.headers } = from);
+      this.headHeaders = from.headHeaders;
+      return;
+    }
+    this.bytes = new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`);
+    this.etag = `"${createHash("sha256").update(this.bytes).digest("hex")}"`;
+    this.headers = {
+      "content-type": "application/json; charset=utf-8",
+      "cache-control": "no-cache",
+      etag: this.etag,
+    };
+    this.headHeaders = { ...this.headers, "content-length": String(this.bytes.length) };
+  }
+
+  /** The same answer, as of a later check that found the same manifest. */
+  checkedAgain(checkedAt: number): _ManifestAnswer {
+    return new _ManifestAnswer(this.manifest, checkedAt, this);
+  }
+}
+
 /**
  * The status and headers of an artifact answer with its byte range, or the whole answer when
  * it has no body to stream (304, 416).
@@ -618,19 +808,23 @@ async function _artifactsReadable(
   return count > 0;
 }
 
-/** Split a URL path into decoded plain-name segments, or `undefined` if any is not one. */
-function _segments(url: string): string[] | undefined {
+/** The raw (still percent-encoded) path of an absolute request URL, `/` if it has none. */
+function _path(url: string): string {
   // Request URLs are absolute and already parsed; taking the path by hand is cheaper than
-  // `new URL()`, and stricter: `..` is not folded away here but refused below.
+  // `new URL()`, and stricter: `..` is not folded away here but refused by _segments.
   const scheme = url.indexOf("://");
   const start = scheme < 0 ? -1 : url.indexOf("/", scheme + 3);
-  if (start < 0) return [];
-  let end = url.length;
-  for (const stop of ["?", "#"]) {
-    const at = url.indexOf(stop, start);
-    if (at >= 0 && at < end) end = at;
-  }
-  const path = url.slice(start, end);
+  if (start < 0) return "/";
+  let end = url.indexOf("?", start);
+  if (end < 0) end = url.length;
+  const hash = url.indexOf("#", start);
+  if (hash >= 0 && hash < end) end = hash;
+  return url.slice(start, end);
+}
+
+/** Split a URL path into decoded plain-name segments, or `undefined` if any is not one. */
+function _segments(url: string): string[] | undefined {
+  const path = _path(url);
   if (path === "/") return [];
   const out: string[] = [];
   for (const raw of path.slice(1).split("/")) {

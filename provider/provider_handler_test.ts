@@ -40,8 +40,8 @@ async function withProvider(
       diskSpace: PLENTY,
       ...options,
     });
-    const get = (path: string, init?: RequestInit) =>
-      handler(new Request(`http://provider${path}`, init));
+    const get = async (path: string, init?: RequestInit) =>
+      await handler(new Request(`http://provider${path}`, init));
     await fn({ dir, store, handler, publicKey: keyPair.publicKey, get });
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -348,19 +348,148 @@ Deno.test("GET /health is 503 when free disk space is below minFreeBytes or unkn
 });
 
 Deno.test("GET /health is 503 when the default channel has no readable artifact", async () => {
+  let clock = 1_000_000;
   await withProvider(async ({ get, dir }) => {
     await Deno.remove(`${dir}/art/stable/x86_64/initrd`);
     const one = await get("/health");
     assert.equal(one.status, 200, "the kernel alone is enough");
     await one.body?.cancel();
     await Deno.remove(`${dir}/art/stable/x86_64/kernel`);
+    clock += 100; // the next check (recheckMs 100)
     const gone = await get("/health");
     assert.equal(gone.status, 503);
     assert.deepEqual((await gone.json()).checks, {
       artifacts_readable: false,
       disk_space_ok: true,
     });
-  });
+  }, { now: () => clock });
+});
+
+Deno.test("GET /health is measured once per recheckMs and answered from one body, without a promise, until then", async () => {
+  let clock = 1_000_000;
+  let measured = 0;
+  let free = 1e12;
+  const diskSpace = () => (measured++, Promise.resolve({ freeBytes: free, totalBytes: 2e12 }));
+  await withProvider(async ({ get, handler }) => {
+    const first = await get("/health");
+    assert.equal(first.status, 200);
+    const body = await first.text();
+    assert.equal(JSON.parse(body).disk_free_bytes, 1e12);
+    free = 1000;
+    clock += 249;
+    const cached = handler(new Request("http://provider/health"));
+    assert.ok(cached instanceof Response, "a fresh answer is no promise");
+    assert.equal(cached.status, 200);
+    assert.equal(await cached.text(), body);
+    const head = handler(new Request("http://provider/health", { method: "HEAD" }));
+    assert.ok(head instanceof Response);
+    assert.equal(head.headers.get("content-length"), String(body.length));
+    assert.equal(head.body, null);
+    assert.equal(measured, 1);
+    clock += 1; // 250 ms after the first measurement: measured again
+    const again = await get("/health");
+    assert.equal(again.status, 503);
+    assert.equal((await again.json()).disk_free_bytes, 1000);
+    assert.equal(measured, 2);
+    assert.equal(handler.metrics().responses_by_status["503"], 1);
+    assert.equal(handler.metrics().responses_by_status["200"], 3);
+  }, { diskSpace, minFreeBytes: 4096, recheckMs: 250, now: () => clock });
+});
+
+Deno.test("a cached manifest is answered until recheckMs has passed, then the replaced artifact shows", async () => {
+  let clock = 1_000_000;
+  await withProvider(async ({ get, handler, store, dir }) => {
+    const first = await get("/manifest.json");
+    const before = await first.json();
+    const scans = store.metrics().scans_total;
+    for (const path of ["/manifest.json", "/stable/x86_64/manifest.json"]) {
+      const res = handler(new Request(`http://provider${path}`));
+      assert.ok(res instanceof Response, `${path}: a fresh answer is no promise`);
+      assert.equal(res.headers.get("etag"), first.headers.get("etag"));
+      assert.deepEqual(await res.json(), before);
+    }
+    assert.equal(store.metrics().scans_total, scans, "no file was looked at");
+    await Deno.writeTextFile(`${dir}/art/stable/x86_64/kernel.new`, "brand new kernel");
+    await Deno.rename(`${dir}/art/stable/x86_64/kernel.new`, `${dir}/art/stable/x86_64/kernel`);
+    clock += 99;
+    assert.equal((await (await get("/manifest.json")).json()).sequence, before.sequence);
+    clock += 1;
+    const after = await (await get("/manifest.json")).json();
+    assert.equal(after.artifacts.kernel.hash, sha256Tag("brand new kernel"));
+    assert.ok(after.sequence > before.sequence, `${after.sequence} > ${before.sequence}`);
+    assert.equal(store.metrics().scans_total, scans + 1);
+  }, { now: () => clock });
+});
+
+Deno.test("a download that opens a changed artifact ends the cached manifest at once, and never serves it under the old hash", async () => {
+  const clock = 1_000_000; // never moves: only the download can end the cached manifest
+  await withProvider(async ({ get, dir }) => {
+    const before = await (await get("/manifest.json")).json();
+    const oldTag = `"${before.artifacts.kernel.hash.slice(7)}"`;
+    const path = `${dir}/art/stable/x86_64/kernel`;
+    await Deno.writeTextFile(`${path}.new`, "0123456789ABCDEFGHIJ"); // same size, new bytes
+    await Deno.rename(`${path}.new`, path);
+    const conditional = await get("/stable/x86_64/kernel", {
+      headers: { "if-none-match": oldTag },
+    });
+    assert.equal(conditional.status, 200, "not 304: the old ETag names other bytes");
+    assert.equal(
+      conditional.headers.get("etag"),
+      `"${sha256Tag("0123456789ABCDEFGHIJ").slice(7)}"`,
+    );
+    assert.equal(await conditional.text(), "0123456789ABCDEFGHIJ");
+    const resumed = await get("/stable/x86_64/kernel", range("bytes=10-", { "if-range": oldTag }));
+    assert.equal(resumed.status, 200, "If-Range with the old ETag gets the whole new file");
+    assert.equal(await resumed.text(), "0123456789ABCDEFGHIJ");
+    const after = await (await get("/manifest.json")).json();
+    assert.equal(after.artifacts.kernel.hash, sha256Tag("0123456789ABCDEFGHIJ"));
+    assert.ok(after.sequence > before.sequence);
+  }, { now: () => clock });
+});
+
+Deno.test("a manifest check that began before a download found the artifact changed is answered but not kept", async () => {
+  let clock = 1_000_000;
+  await withProvider(async ({ get, store, dir }) => {
+    const real = store.manifest.bind(store);
+    let calls = 0;
+    let computed = Promise.withResolvers<void>();
+    const gate = Promise.withResolvers<void>();
+    let gated = false;
+    store.manifest = async (channel, arch, options) => {
+      calls++;
+      const manifest = await real(channel, arch, options);
+      computed.resolve();
+      if (gated) await gate.promise;
+      return manifest;
+    };
+    const before = await (await get("/manifest.json")).json();
+    clock += 100; // stale: the next request checks the files
+    computed = Promise.withResolvers<void>();
+    gated = true;
+    const slow = get("/manifest.json");
+    await computed.promise; // it has read the old files and now waits
+    const path = `${dir}/art/stable/x86_64/kernel`;
+    await Deno.writeTextFile(`${path}.new`, "brand new kernel");
+    await Deno.rename(`${path}.new`, path);
+    const head = await get("/stable/x86_64/kernel", { method: "HEAD" });
+    assert.equal(head.headers.get("etag"), `"${sha256Tag("brand new kernel").slice(7)}"`);
+    gate.resolve();
+    assert.equal((await (await slow).json()).sequence, before.sequence, "answered as checked");
+    assert.equal(calls, 2);
+    const after = await (await get("/manifest.json")).json(); // same clock: not cached
+    assert.equal(calls, 3);
+    assert.equal(after.artifacts.kernel.hash, sha256Tag("brand new kernel"));
+  }, { now: () => clock });
+});
+
+Deno.test("recheckMs 0 checks the files at every manifest request", async () => {
+  await withProvider(async ({ get, store }) => {
+    await (await get("/manifest.json")).arrayBuffer();
+    const scans = store.metrics().scans_total;
+    await (await get("/manifest.json")).arrayBuffer();
+    await (await get("/manifest.json", { method: "HEAD" })).body?.cancel();
+    assert.equal(store.metrics().scans_total, scans + 2);
+  }, { recheckMs: 0 });
 });
 
 Deno.test("aborting the handler's signal ends bodies in flight and closes their files", async () => {
@@ -404,5 +533,9 @@ Deno.test("createProviderHandler() refuses bad options with clear errors", async
   assert.throws(
     () => createProviderHandler({ store, channel: "stable", arch: "x86_64", chunkBytes: 10 }),
     /chunkBytes must be a whole number from 1024 to 16777216, got 10/,
+  );
+  assert.throws(
+    () => createProviderHandler({ store, channel: "stable", arch: "x86_64", recheckMs: -1 }),
+    /^RangeError: Cannot create provider handler: recheckMs must be a whole number from 0 to 60000, got -1$/,
   );
 });

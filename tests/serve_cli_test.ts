@@ -180,6 +180,80 @@ Deno.test("serve notices a file replaced while serving: new hash, higher sequenc
   });
 });
 
+Deno.test("serve answers /manifest.json and /health from built bytes with Content-Length, ETag, 304 and HEAD", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { kernel: "KERNEL" });
+    await using served = await startServe(home, [
+      ...["--artifacts", dir, "--arch", "x86_64", "--no-dht", "--no-mdns", "--min-free", "0"],
+    ]);
+    const bytes = async (res: Response) => new Uint8Array(await res.arrayBuffer());
+    for (const path of ["manifest.json", "stable/x86_64/manifest.json"]) {
+      const get = await fetch(`${served.url}${path}`);
+      const body = await bytes(get);
+      assert.equal(get.status, 200, path);
+      assert.equal(get.headers.get("content-length"), String(body.length), path);
+      assert.equal(get.headers.get("content-type"), "application/json; charset=utf-8");
+      assert.equal(get.headers.get("cache-control"), "no-cache");
+      const etag = get.headers.get("etag")!;
+      assert.equal(etag, `"${sha256Tag(body).slice(7)}"`, "the ETag is the sha256 of the body");
+      const head = await fetch(`${served.url}${path}`, { method: "HEAD" });
+      assert.equal(head.headers.get("content-length"), String(body.length));
+      assert.equal(head.headers.get("etag"), etag);
+      assert.equal((await bytes(head)).length, 0);
+      const same = await fetch(`${served.url}${path}`, { headers: { "if-none-match": etag } });
+      assert.equal(same.status, 304);
+      assert.equal(same.headers.get("etag"), etag);
+      assert.equal((await bytes(same)).length, 0);
+    }
+    const health = await fetch(`${served.url}health`);
+    const body = await bytes(health);
+    assert.equal(health.status, 200);
+    assert.equal(health.headers.get("content-length"), String(body.length));
+    assert.equal(health.headers.get("cache-control"), "no-store");
+    assert.equal(JSON.parse(new TextDecoder().decode(body)).status, "healthy");
+    const head = await fetch(`${served.url}health`, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("content-length"), String(body.length));
+    assert.equal((await bytes(head)).length, 0);
+  });
+});
+
+Deno.test("serve --recheck: 0 shows a replaced artifact in the next manifest; with 60s a download of it does", async () => {
+  await withHome(async (home) => {
+    const dir = await artifacts(home, { kernel: "old kernel" });
+    const path = `${dir}/stable/x86_64/kernel`;
+    const replace = async (text: string) => {
+      await Deno.writeTextFile(`${path}.tmp`, text);
+      await Deno.rename(`${path}.tmp`, path);
+    };
+    const base = ["--artifacts", dir, "--arch", "x86_64", "--no-dht", "--no-mdns"];
+    const manifest = async (url: string) => await (await fetch(`${url}manifest.json`)).json();
+    {
+      await using served = await startServe(home, [...base, "--recheck", "0"]);
+      const before = await manifest(served.url);
+      await replace("new kernel 1");
+      const after = await manifest(served.url);
+      assert.equal(after.artifacts.kernel.hash, sha256Tag("new kernel 1"));
+      assert.ok(after.sequence > before.sequence);
+      served.child.kill("SIGTERM");
+      assert.equal((await served.exited).code, 0);
+    }
+    await using served = await startServe(home, [...base, "--recheck", "60s"]);
+    const before = await manifest(served.url);
+    assert.equal(before.artifacts.kernel.hash, sha256Tag("new kernel 1"));
+    await replace("new kernel 22");
+    const res = await fetch(`${served.url}stable/x86_64/kernel`, {
+      headers: { "if-none-match": `"${before.artifacts.kernel.hash.slice(7)}"` },
+    });
+    assert.equal(res.status, 200, "never 304 for the old hash");
+    assert.equal(res.headers.get("etag"), `"${sha256Tag("new kernel 22").slice(7)}"`);
+    assert.equal(await res.text(), "new kernel 22");
+    const after = await manifest(served.url);
+    assert.equal(after.artifacts.kernel.hash, sha256Tag("new kernel 22"));
+    assert.ok(after.sequence > before.sequence);
+  });
+});
+
 Deno.test("serve finishes an in-flight download on SIGTERM, then exits by itself", async () => {
   await withHome(async (home) => {
     const big = new Uint8Array(32 * 1024 * 1024).map((_, i) => i % 251);
@@ -316,6 +390,19 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         args: ["--validity-days", "0"],
         code: 2,
         line: /^serve: Cannot use --validity-days '0': expected 1 to 3650 \(see serve --help\)$/,
+      },
+      {
+        name: "recheck too long",
+        args: ["--recheck", "2m"],
+        code: 2,
+        line: /^serve: Cannot use --recheck '2m': expected 0 to 60s \(see serve --help\)$/,
+      },
+      {
+        name: "recheck not a duration",
+        args: ["--recheck", "soon"],
+        code: 2,
+        line:
+          /^serve: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h \(see serve --help\)$/,
       },
       {
         name: "bad bootstrap multiaddr",

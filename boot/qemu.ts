@@ -1,7 +1,8 @@
 /**
  * The VM harness of Phase Boot's tests and benchmarks: boot a kernel and initramfs under
  * `qemu-system-x86_64` (TCG, serial console on stdio, user-mode network in which the host's
- * 127.0.0.1 is 10.0.2.2), collect the console, stop on a marker, kill on timeout.
+ * 127.0.0.1 is 10.0.2.2, or a TAP device inside a network namespace), collect the console, stop
+ * on a marker, kill on timeout.
  *
  * @module
  */
@@ -28,6 +29,13 @@ export interface RunVmOptions {
   qemu?: string;
   /** Forward host 127.0.0.1 ports to guest ports (user-mode network). @default {[]} */
   hostForwards?: { host: number; guest: number }[];
+  /**
+   * Put the NIC on a TAP device instead of user-mode networking: qemu runs inside `namespace`
+   * (`ip netns exec`) and attaches to the existing TAP `ifname` there (e.g. a netsim
+   * `world.addTap()`), with `mac` for the guest. The guest then needs DHCP on that segment.
+   * @default {undefined} (user-mode network)
+   */
+  tap?: { namespace: string; ifname: string; mac?: string };
   /** Called with each piece of console output as it arrives. @default {undefined} */
   onOutput?: (text: string) => void;
   /** Cancel: the VM is killed and the promise rejects. @default {undefined} */
@@ -101,13 +109,30 @@ export async function runVm(options: RunVmOptions): Promise<VmRun> {
     rtcBase,
     qemu = "qemu-system-x86_64",
     hostForwards = [],
+    tap,
     onOutput,
     signal,
   } = options;
   if (!Number.isInteger(memoryMb) || memoryMb < 64) {
     throw new RangeError(`Cannot start VM: memory must be at least 64 MiB, got ${memoryMb}`);
   }
+  if (tap !== undefined && hostForwards.length > 0) {
+    throw new TypeError(
+      `Cannot start VM on TAP '${tap.ifname}': hostForwards need the user-mode network`,
+    );
+  }
+  for (const [what, value] of Object.entries(tap ?? {})) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9:._-]*$/.test(value)) {
+      throw new TypeError(`Cannot start VM on TAP: bad ${what} '${value}'`);
+    }
+  }
   signal?.throwIfAborted();
+  const netdev = tap === undefined
+    ? ["user,id=n0", ...hostForwards.map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`)]
+    : [`tap,id=n0,ifname=${tap.ifname},script=no,downscript=no`];
+  const nic = tap?.mac === undefined
+    ? "virtio-net-pci,netdev=n0"
+    : `virtio-net-pci,netdev=n0,mac=${tap.mac}`;
   const args = [
     "-accel",
     "tcg",
@@ -122,10 +147,9 @@ export async function runVm(options: RunVmOptions): Promise<VmRun> {
     "stdio",
     "-no-reboot",
     "-netdev",
-    ["user,id=n0", ...hostForwards.map((f) => `hostfwd=tcp:127.0.0.1:${f.host}-:${f.guest}`)]
-      .join(","),
+    netdev.join(","),
     "-device",
-    "virtio-net-pci,netdev=n0",
+    nic,
     "-kernel",
     kernel,
     "-initrd",
@@ -135,8 +159,9 @@ export async function runVm(options: RunVmOptions): Promise<VmRun> {
     ...(rtcBase === undefined ? [] : ["-rtc", `base=${rtcBase}`]),
   ];
   const started = performance.now();
-  const child = new Deno.Command(qemu, {
-    args,
+  // `ip netns exec` execs qemu, so the child's PID is qemu's own and killing it kills the VM.
+  const child = new Deno.Command(tap === undefined ? qemu : "ip", {
+    args: tap === undefined ? args : ["netns", "exec", tap.namespace, qemu, ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -11,15 +11,17 @@
  */
 import assert from "node:assert/strict";
 import { qemuAvailable, runVm, type RunVmOptions, type VmRun } from "../boot/qemu.ts";
-import { writeInitrdOverlay } from "../boot/initrd_overlay.ts";
 import { runBootLoop } from "../boot/loop.ts";
 import { VIRTIO_NET_MODULES } from "../boot/build.ts";
-import { writeKeyPairFiles } from "../provider/key_files.ts";
-import { toHex } from "../runtime/digest.ts";
 import { startServe as startServeProcess } from "./fetch_testlib.ts";
+import {
+  type BootFixture as Fixture,
+  BUILD,
+  prepareBootFixture as prepare,
+  removeBootFixture,
+  ROOT,
+} from "./_boot_fixture.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
-const BUILD = `${ROOT}/boot/build`;
 const VM_TIMEOUT_MS = 300_000;
 const HAVE_QEMU = await qemuAvailable();
 const IN_CI = Deno.env.get("CI") === "true";
@@ -36,100 +38,6 @@ Deno.test({
     assert.ok(HAVE_QEMU, "qemu-system-x86_64 is missing in CI: apt-get install qemu-system-x86");
   },
 });
-
-interface Fixture {
-  dir: string;
-  kernel: string;
-  initrd: string;
-  artifacts: string;
-  trustedKey: string;
-  untrustedKey: string;
-}
-
-let fixture: Promise<Fixture> | undefined;
-
-/** Build (if needed) and prepare keys, the overlaid stub and the artifacts dir, once. */
-function prepare(): Promise<Fixture> {
-  fixture ??= (async () => {
-    await ensureBuilt();
-    const dir = await Deno.makeTempDir({ prefix: "phase-boot-vm-" });
-    const trusted = await writeKeyPairFiles(`${dir}/trusted`);
-    await writeKeyPairFiles(`${dir}/untrusted`);
-    const build = JSON.parse(await Deno.readTextFile(`${BUILD}/build.json`));
-    const initrd = `${dir}/stub-with-test-key.img`;
-    await writeInitrdOverlay(build.stub, [{
-      path: "etc/phase/trusted-keys",
-      data: `${toHex(trusted.publicKey)} boot-vm-test\n`,
-    }], initrd);
-    const artifacts = `${dir}/artifacts`;
-    await Deno.mkdir(`${artifacts}/stable/x86_64`, { recursive: true });
-    await Deno.copyFile(build.kernel, `${artifacts}/stable/x86_64/kernel`);
-    await Deno.copyFile(build.secondStage, `${artifacts}/stable/x86_64/initramfs`);
-    return {
-      dir,
-      kernel: build.kernel,
-      initrd,
-      artifacts,
-      trustedKey: `${dir}/trusted.key`,
-      untrustedKey: `${dir}/untrusted.key`,
-    };
-  })();
-  return fixture;
-}
-
-async function ensureBuilt(): Promise<void> {
-  const sources = [
-    "boot/build.ts",
-    "boot/cpio.ts",
-    "boot/init",
-    "boot/udhcpc.script",
-    "boot/second_stage_init",
-    "boot/kexec_plan.ts",
-    "cli/fetch.ts",
-    "cli/verify.ts",
-    "cli/discover.ts",
-  ];
-  let built = 0;
-  try {
-    const info = JSON.parse(await Deno.readTextFile(`${BUILD}/build.json`));
-    built = (await Deno.stat(info.stub)).mtime?.getTime() ?? 0;
-    await Deno.stat(info.secondStage);
-    await Deno.stat(info.kernel);
-  } catch {
-    built = 0;
-  }
-  let newest = 0;
-  for (const source of sources) {
-    try {
-      newest = Math.max(newest, (await Deno.stat(`${ROOT}/${source}`)).mtime?.getTime() ?? 0);
-    } catch {
-      // a tool that has not landed is reported by the build itself
-    }
-  }
-  if (built > newest) return;
-  console.log("boot_vm_test: building the boot images (boot/build.ts --level 12)");
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write=boot/build",
-      "--allow-run",
-      "--allow-env=DENORT_BIN",
-      "boot/build.ts",
-      "--out",
-      "boot/build",
-      "--level",
-      "12",
-      "--quiet",
-    ],
-    cwd: ROOT,
-    stdin: "null",
-  }).output();
-  assert.ok(
-    out.success,
-    `boot build failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}`,
-  );
-}
 
 /**
  * Start the project's `serve` on 127.0.0.1 with an ephemeral port; `url` without the trailing
@@ -371,8 +279,6 @@ Deno.test({
   name: "boot VM fixture is removed",
   ignore: !HAVE_QEMU,
   async fn() {
-    if (fixture === undefined) return;
-    const f = await fixture;
-    await Deno.remove(f.dir, { recursive: true });
+    await removeBootFixture();
   },
 });

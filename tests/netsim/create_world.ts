@@ -108,6 +108,32 @@ export interface LanOptions {
   signal?: AbortSignal;
 }
 
+/** Options of {@linkcode World.addTap}. */
+export interface TapOptions {
+  /** The LAN whose bridge the TAP joins; without it, the public segment's. */
+  lan?: string;
+  /** Aborts creation. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A TAP device on a segment's bridge, for a VM: run qemu inside `namespace` (the hub) with
+ * `-netdev tap,id=n0,ifname=<ifname>,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=<mac>`.
+ * The guest is then one more machine on the segment (it configures its own address, e.g. by DHCP).
+ */
+export interface Tap {
+  /** The name it was added with. */
+  readonly name: string;
+  /** The LAN it is on, or `undefined` on the public segment. */
+  readonly lan: string | undefined;
+  /** The namespace the TAP device lives in (the world's hub); qemu must run there. */
+  readonly namespace: string;
+  /** The TAP device's name inside `namespace`. */
+  readonly ifname: string;
+  /** A MAC address for the guest's NIC, unique in this world (`52:54:00:..`, qemu's prefix). */
+  readonly mac: string;
+}
+
 /** What {@linkcode Host.run} gave. */
 export interface HostRun {
   /** Exit code. */
@@ -473,6 +499,7 @@ export class World {
   readonly #public: _Segment;
   readonly #hosts = new Map<string, Host>();
   readonly #lans = new Map<string, Lan & { segment: _Segment; bridge: string }>();
+  readonly #taps = new Map<string, Tap>();
   readonly #namespaces: string[] = [];
   readonly #children = new Set<Deno.ChildProcess>();
   readonly #requested: "auto" | ImpairmentEngine;
@@ -700,6 +727,54 @@ export class World {
     const lan = { name, prefix: segment.cidr, nat, gateway, segment, bridge };
     this.#lans.set(name, lan);
     return this.lan(name);
+  }
+
+  /**
+   * Add a TAP device to a segment's bridge (a LAN's, or the public one), for a VM run by qemu
+   * inside the hub namespace (see {@linkcode Tap}). No address, route or DHCP comes with it:
+   * the guest is a machine on the segment like any host. Deleted with the world.
+   *
+   * @example
+   * ```ts
+   * import { createWorld } from "./create_world.ts";
+   * import { missingPrerequisites } from "./missing_prerequisites.ts";
+   * import assert from "node:assert/strict";
+   *
+   * if ((await missingPrerequisites()).length === 0) {
+   *   await using world = await createWorld({ name: "doc-tap" });
+   *   await world.addLan("home");
+   *   const tap = await world.addTap("vm", { lan: "home" });
+   *   assert.equal(tap.namespace, world.hubNamespace);
+   *   const { stdout } = await new Deno.Command("ip", {
+   *     args: ["-n", tap.namespace, "-d", "link", "show", "dev", tap.ifname],
+   *   }).output();
+   *   assert.match(new TextDecoder().decode(stdout), /master br-l1 .*\n.*\n\s+tun type tap/);
+   * }
+   * ```
+   */
+  async addTap(name: string, options: TapOptions = {}): Promise<Tap> {
+    const { lan: lanName, signal } = options;
+    _checkName(name, "TAP");
+    if (this.#taps.has(name)) throw new TypeError(`Cannot add TAP '${name}': it exists`);
+    const lan = lanName === undefined ? undefined : this.#lans.get(lanName);
+    if (lanName !== undefined && !lan) {
+      throw new TypeError(`Cannot add TAP '${name}': no LAN '${lanName}' in this world`);
+    }
+    this.#assertOpen();
+    const index = ++this.#links;
+    if (index > 0xffff) throw new RangeError(`Cannot add TAP '${name}': too many links`);
+    const ifname = `v${index}`;
+    const bridge = lan ? lan.bridge : "br-inet";
+    await _must(`create TAP '${name}'`, "ip", ["-n", this.#hub, "-batch", "-"], {
+      stdin: `tuntap add dev ${ifname} mode tap\nlink set dev ${ifname} addrgenmode none\n` +
+        `link set dev ${ifname} master ${bridge}\nlink set dev ${ifname} up\n`,
+      ...(signal ? { signal } : {}),
+    });
+    const hex = (n: number) => n.toString(16).padStart(2, "0");
+    const mac = `52:54:00:5e:${hex(index >> 8)}:${hex(index & 0xff)}`;
+    const tap: Tap = { name, lan: lanName, namespace: this.#hub, ifname, mac };
+    this.#taps.set(name, tap);
+    return tap;
   }
 
   /**

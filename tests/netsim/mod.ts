@@ -27,6 +27,8 @@ export type {
   LanOptions,
   LinkOptions,
   NatKind,
+  Tap,
+  TapOptions,
   WorldOptions,
 } from "./create_world.ts";
 export { missingPrerequisites, SKIP_HINT } from "./missing_prerequisites.ts";

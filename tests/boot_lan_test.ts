@@ -1,0 +1,284 @@
+/**
+ * Phase Boot on a real L2 segment: VMs on TAP devices on the bridges of a network simulator
+ * world (tests/netsim), each LAN with a DHCP server (busybox `udhcpd` from the boot build) on its
+ * NAT gateway, and no provider URL on the command line.
+ *
+ * - `phase.mode=local`: the provider (`serve` with its mDNS answers, no DHT) is a host on the
+ *   VM's LAN; the stub finds it by mDNS, fetches, verifies and kexecs into the second stage.
+ * - `phase.mode=internet`: the VM sits on another LAN behind NAT; the provider (`serve`, DHT
+ *   only) is on the public segment and advertises through a `start` node there, which is the
+ *   stub's `phase.bootstrap`; the stub finds the provider in the DHT and boots.
+ *
+ * The two VMs run at once. Needs root, iproute2, nftables and qemu: skips without them unless
+ * CI=true, where a missing prerequisite fails.
+ */
+import assert from "node:assert/strict";
+import { qemuAvailable, runVm, type VmRun } from "../boot/qemu.ts";
+import { BUILD, prepareBootFixture, removeBootFixture, ROOT } from "./_boot_fixture.ts";
+import { createWorld, type Host, missingPrerequisites, type World } from "./netsim/mod.ts";
+import { execStartFlags } from "./net_spawn.ts";
+import { taskArgs } from "./_task.ts";
+
+const VM_TIMEOUT_MS = 300_000;
+const HAVE_QEMU = await qemuAvailable();
+const MISSING = [...await missingPrerequisites(), ...(HAVE_QEMU ? [] : ["qemu"])];
+const IN_CI = Deno.env.get("CI") === "true";
+if (MISSING.length > 0 && !IN_CI) {
+  console.log(
+    "boot_lan_test: SKIPPED: needs root, iproute2, nftables and qemu " +
+      "(apt-get install iproute2 nftables qemu-system-x86)",
+  );
+}
+
+Deno.test({
+  name: "boot LAN tests have root, iproute2, nftables and qemu when CI=true",
+  ignore: !IN_CI,
+  fn() {
+    assert.deepEqual(MISSING, [], "apt-get install iproute2 nftables qemu-system-x86; run as root");
+  },
+});
+
+/** A process in a world host whose output lines are kept (and drained, so pipes never fill). */
+interface Logged {
+  lines: string[];
+  /** Resolves with the first line (stdout or stderr) matching `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<string>;
+  /** Resolves once both streams ended (after the world killed the process). */
+  drained: Promise<void>;
+}
+
+function spawnLogged(host: Host, args: string[]): Logged {
+  const child = host.spawn(Deno.execPath(), { args, cwd: ROOT, env: { NO_COLOR: "1" } });
+  const lines: string[] = [];
+  const wakers = new Set<() => void>();
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    let rest = "";
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      rest += text;
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      // Keep at most 2,000 lines: a chatty process cannot grow the test's memory.
+      for (const line of parts) if (lines.length < 2_000) lines.push(line);
+      for (const wake of wakers) wake();
+    }
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]).then(() => {
+    for (const wake of wakers) wake();
+  });
+  let ended = false;
+  drained.then(() => ended = true);
+  const waitFor = (pattern: RegExp, timeoutMs: number) =>
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const hit = lines.find((l) => pattern.test(l));
+        if (hit !== undefined || ended) {
+          clearTimeout(timer);
+          wakers.delete(check);
+          if (hit !== undefined) resolve(hit);
+          else reject(new Error(`process ended before ${pattern}:\n${lines.join("\n")}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        wakers.delete(check);
+        reject(new Error(`no ${pattern} within ${timeoutMs} ms:\n${lines.slice(-20).join("\n")}`));
+      }, timeoutMs);
+      wakers.add(check);
+      check();
+    });
+  return { lines, waitFor, drained };
+}
+
+/** busybox `udhcpd` on the LAN side (`lan0`) of `lan`'s gateway, leasing .100 to .200. */
+async function startDhcp(world: World, lan: string, dir: string): Promise<Logged> {
+  const gateway = world.lan(lan).gateway;
+  const prefix = gateway.lanAddress!.replace(/\.\d+$/, "");
+  const conf = `${dir}/udhcpd-${lan}.conf`;
+  await Deno.writeTextFile(`${dir}/udhcpd-${lan}.leases`, "");
+  await Deno.writeTextFile(
+    conf,
+    [
+      "interface lan0",
+      `start ${prefix}.100`,
+      `end ${prefix}.200`,
+      `lease_file ${dir}/udhcpd-${lan}.leases`,
+      `pidfile ${dir}/udhcpd-${lan}.pid`,
+      `opt router ${gateway.lanAddress}`,
+      "opt subnet 255.255.255.0",
+      "opt lease 3600",
+      "",
+    ].join("\n"),
+  );
+  const child = gateway.spawn(`${BUILD}/pkgroot/bin/busybox`, { args: ["udhcpd", "-f", conf] });
+  const lines: string[] = [];
+  const drained = Promise.all([child.stdout, child.stderr].map(async (stream) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      if (lines.length < 2_000) lines.push(text);
+    }
+  })).then(() => {});
+  return { lines, drained, waitFor: () => Promise.reject(new Error("not supported")) };
+}
+
+/** Kernel parameters for TCG on a busy machine: no timer check, and a panic powers off. */
+const TCG_CMDLINE = "no_timer_check panic=-1";
+
+const MARKS = {
+  network: /phase-boot: \[[\d.]+\] network up/,
+  provider: /phase-boot: \[[\d.]+\] provider /,
+  fetched: /phase-boot: \[[\d.]+\] fetched and verified/,
+  kexec: /kexec_core: Starting new kernel/,
+  nextStage: /PHASE-SECOND-STAGE-OK/,
+};
+
+function vmFailure(what: string, run: VmRun): string {
+  return `${what}: VM ended by ${run.ended} after ${run.ms} ms; console tail:\n` +
+    run.output.split("\n").slice(-30).join("\n");
+}
+
+function assertBooted(what: string, run: VmRun, mode: string, provider: string): void {
+  assert.equal(run.ended, "matched", vmFailure(what, run));
+  assert.doesNotMatch(run.output, /phase-boot: error:/, vmFailure(what, run));
+  assert.match(run.output, new RegExp(`phase-boot: \\[[\\d.]+\\] provider ${provider}\\r?\\n`));
+  assert.match(run.output, /phase-boot: \[[\d.]+\] fetched and verified: .*kernel/);
+  assert.match(run.output, /kexec_core: Starting new kernel/);
+  const marker = /PHASE-SECOND-STAGE-OK cmdline: (.*)/.exec(run.output);
+  assert.ok(marker, vmFailure(what, run));
+  assert.match(marker[1]!, new RegExp(`phase\\.mode=${mode}( |$)`));
+  assert.match(marker[1]!, new RegExp(`^${TCG_CMDLINE} console=ttyS0 `), "manifest cmdline first");
+  assert.doesNotMatch(marker[1]!, /phase\.provider=/);
+}
+
+Deno.test({
+  name: "stub on a bridged LAN finds the provider by mDNS (local) and through the DHT (internet)",
+  ignore: MISSING.length > 0,
+  async fn() {
+    const f = await prepareBootFixture();
+    const dir = await Deno.makeTempDir({ dir: f.dir, prefix: "lan-" });
+    const logged: Logged[] = [];
+    try {
+      await using world = await createWorld({ name: "boot-lan" });
+      const seed = await world.addHost("seed"); // 198.51.100.1: the DHT bootstrap node
+      const mirror = await world.addHost("mirror"); // 198.51.100.2: internet provider
+      await world.addLan("home"); // VM 1 + a provider on the LAN
+      await world.addLan("office"); // VM 2, nothing else
+      const provider = await world.addHost("provider", { lan: "home" });
+      const tapLocal = await world.addTap("vm-local", { lan: "home" });
+      const tapInternet = await world.addTap("vm-internet", { lan: "office" });
+      logged.push(await startDhcp(world, "home", dir), await startDhcp(world, "office", dir));
+
+      // Separate artifacts dirs: each serve keeps its own signed manifests.
+      for (const name of ["lan", "public"]) {
+        await Deno.mkdir(`${dir}/${name}/stable/x86_64`, { recursive: true });
+        for (const file of ["kernel", "initramfs"]) {
+          await Deno.copyFile(
+            `${f.artifacts}/stable/x86_64/${file}`,
+            `${dir}/${name}/stable/x86_64/${file}`,
+          );
+        }
+        // The next stage's command line (signed into the manifest): under TCG on a loaded host
+        // the kernel's IO-APIC timer check can fail and panic; a panic then ends the VM at once.
+        await Deno.writeTextFile(`${dir}/${name}/stable/x86_64/cmdline`, `${TCG_CMDLINE}\n`);
+      }
+
+      const seedNode = spawnLogged(seed, [
+        "run",
+        "--no-prompt",
+        ...execStartFlags(),
+        "cli/start.ts",
+        "--state-dir",
+        `${dir}/seed-state`,
+        "--listen",
+        `/ip4/${seed.address}/tcp/4001`,
+        "--no-mdns",
+        "--no-worker",
+        "--no-api",
+      ]);
+      logged.push(seedNode);
+      const started = JSON.parse(await seedNode.waitFor(/"event":"started"/, 60_000));
+      const bootstrap = `/ip4/${seed.address}/tcp/4001/p2p/${started.peer_id}`;
+
+      const serve = (name: string, extra: string[]) =>
+        taskArgs("serve", [
+          "--artifacts",
+          `${dir}/${name}`,
+          "--bind",
+          "0.0.0.0",
+          "--port",
+          "8080",
+          "--arch",
+          "x86_64",
+          "--key",
+          f.trustedKey,
+          "--state-dir",
+          `${dir}/${name}-state`,
+          "--min-free",
+          "0",
+          ...extra,
+        ]);
+      const lanServe = spawnLogged(provider, await serve("lan", ["--no-dht"]));
+      const publicServe = spawnLogged(
+        mirror,
+        await serve("public", ["--no-mdns", "--bootstrap", bootstrap]),
+      );
+      logged.push(lanServe, publicServe);
+      await lanServe.waitFor(/^\s+mDNS\s+on /, 60_000);
+      // The record is in the DHT once a peer (the seed) stored it.
+      await publicServe.waitFor(
+        /"event":"provided".*"key":"\/phase\/stable\/x86_64\/manifest".*"peers":[1-9]/,
+        90_000,
+      );
+
+      const append = (mode: string, extra = "") =>
+        `console=ttyS0 ${TCG_CMDLINE} phase.mode=${mode} phase.channel=stable ${extra}phase.test=1`;
+      const vm = (tap: typeof tapLocal, cmdline: string) =>
+        runVm({
+          kernel: f.kernel,
+          initrd: f.initrd,
+          append: cmdline,
+          tap,
+          until: /PHASE-SECOND-STAGE-OK.*\r?\n|PHASE-BOOT-RESCUE/,
+          timeoutMs: VM_TIMEOUT_MS,
+          marks: MARKS,
+        });
+      const [local, internet] = await Promise.all([
+        vm(tapLocal, append("local")),
+        vm(tapInternet, append("internet", `phase.bootstrap=${bootstrap} `)),
+      ]);
+
+      for (const [name, run] of [["local", local], ["internet", internet]] as const) {
+        const m = run.marks;
+        console.log(
+          `boot-lan ${name}: network ${m.network} ms, provider ${m.provider} ms, fetched+verified ` +
+            `${m.fetched} ms, kexec ${m.kexec} ms, next stage ${m.nextStage} ms (VM start = 0)`,
+        );
+      }
+      // Both VMs are checked, so one failing does not hide how the other went.
+      const failures = [
+        () => {
+          assert.match(local.output, /discovering a provider of stable\/x86_64 \(--mdns\)/);
+          assert.match(local.output, /network up on eth0: 10\.1\.0\.1\d\d\//);
+          assertBooted("local", local, "local", `http://${provider.address}:8080`);
+        },
+        () => {
+          const discovering =
+            `discovering a provider of stable/x86_64 (--dht --bootstrap ${bootstrap})`;
+          assert.ok(internet.output.includes(discovering), vmFailure("internet", internet));
+          assert.match(internet.output, /network up on eth0: 10\.2\.0\.1\d\d\//);
+          assertBooted("internet", internet, "internet", `http://${mirror.address}:8080`);
+        },
+      ].flatMap((check) => {
+        try {
+          check();
+          return [];
+        } catch (error) {
+          return [error];
+        }
+      });
+      if (failures.length === 1) throw failures[0];
+      if (failures.length > 1) throw new AggregateError(failures, String(failures[0]));
+    } finally {
+      // The world is gone here (its processes killed): their output ends.
+      await Promise.all(logged.map((l) => l.drained));
+      await removeBootFixture();
+    }
+  },
+});

@@ -41,6 +41,8 @@ export type { SubmitOptions } from "./net/submit_options.ts";
 export { defaultStateDir, loadOrCreateIdentity, NODE_KEY_FILE } from "./net/identity.ts";
 export { runJob, runSignedJob } from "./runtime/mod.ts";
 export type { FuelCache, JobErrorKind, JobOutcome, RunJobOptions } from "./runtime/mod.ts";
+export type { InstrumentFuelOptions } from "./runtime/mod.ts";
+export type { SandboxFiles, WasiPreopen } from "./runtime/mod.ts";
 export type { RunSignedJobOptions, SandboxPool, SignedJob } from "./runtime/mod.ts";
 export type { ConfinementStatus, SandboxConfinement } from "./runtime/mod.ts";
 export { DigestMismatchError, generateKeyPair, SignatureError } from "./formats.ts";

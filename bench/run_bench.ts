@@ -1,9 +1,11 @@
 /**
  * Benchmarks of local execution (issue 2), each against a named reference in the same run:
- * - cold `run` of hello.wasm, whole process, vs a bare `deno run` of an empty script;
+ * - cold `run` of hello.wasm, whole process, vs a bare `deno run` of an empty script (and the
+ *   same with `--fuel`);
  * - the SHA-256 CPU example under `run` vs the same C compiled natively (clang -O2);
  * - sandbox start cost per job: worker with `permissions: "none"` vs a separate deno process,
- *   spawned per job or taken from a `SandboxPool`;
+ *   spawned per job or taken from a `SandboxPool`, vs in process (`runInProcess`, what `run`
+ *   uses after revoking its permissions);
  * - 200 back-to-back hello jobs.
  *
  * Run with `deno task bench` (it builds the native binaries first).
@@ -11,6 +13,7 @@
  * @module
  */
 import { runJob } from "../runtime/run_job.ts";
+import { runInProcess } from "../runtime/run_in_process.ts";
 import { SandboxPool } from "../runtime/sandbox_pool.ts";
 import { taskCommand } from "../tests/_task.ts";
 
@@ -46,6 +49,19 @@ Deno.bench("run examples/hello.wasm (whole process)", { group: "cold start" }, a
   await exec(DENO, [...RUN, `${ROOT}examples/hello.wasm`, "--input", `${HOME}/hello.txt`]);
 });
 
+Deno.bench("run examples/hello.wasm --fuel 10000000 (whole process)", {
+  group: "cold start",
+}, async () => {
+  await exec(DENO, [
+    ...RUN,
+    `${ROOT}examples/hello.wasm`,
+    "--input",
+    `${HOME}/hello.txt`,
+    "--fuel",
+    "10000000",
+  ]);
+});
+
 const CPU_ARGS = ["16", "8"];
 Deno.bench("native sha256 (clang -O2)", {
   group: "cpu: sha256 16 MiB x 8",
@@ -75,6 +91,12 @@ Deno.bench(
     await runJob(hello, { input, sandbox: "worker" });
   },
 );
+
+Deno.bench("runInProcess hello (no sandbox to start)", {
+  group: "sandbox start per job",
+}, async () => {
+  await runInProcess(hello, { input });
+});
 
 Deno.bench("runJob hello, process sandbox", { group: "sandbox start per job" }, async () => {
   await runJob(hello, { input, sandbox: "process" });

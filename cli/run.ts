@@ -3,18 +3,27 @@
  * sign a `phase-receipt:v1` receipt with the node key.
  *
  * Run with exactly:
- *   deno run --unstable-worker-options --allow-read --allow-write
+ *   deno run --no-prompt --no-remote --unstable-worker-options --allow-read --allow-write
  *     --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/run.ts <module.wasm> [options]
- * No --allow-net, --allow-run, --allow-sys or --allow-ffi: the job itself runs in a worker with
- * `permissions: "none"`. Write access is used only for the state dir (node key, on first use,
- * and every receipt it signs, under `receipts/`) and `--receipt FILE`; env only to find the
- * state dir.
+ * No --allow-net, --allow-run, --allow-sys or --allow-ffi. Everything is read and every receipt
+ * file opened first; then the process revokes all its permissions and runs the job in its own
+ * thread (runtime/run_in_process.ts; see docs/runtime.md, "Why in-process `run` is isolated").
+ * Write access is used only for the state dir (node key, on first use, the fuel cache and every
+ * receipt it signs, under `receipts/`), `--receipt FILE` and the `--out` / `--out-changed`
+ * directories; env only to find the state dir. `--dir` trees are read before the job starts. A
+ * job with `--out` or `--out-changed` must write after it ran, so it runs in a worker with
+ * `permissions: "none"` (hence --unstable-worker-options) while the process keeps its grants.
+ * --no-remote: Deno 2.9's module loader does not consult revoked permissions, so remote imports
+ * are refused by this flag instead. --no-prompt: a revoked permission is in state "prompt", and
+ * on a terminal Deno would otherwise ask the user to grant it back.
  *
  * @module
  */
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { FuelCache } from "../runtime/fuel.ts";
-import { storeReceipt } from "../runtime/receipt_store.ts";
+import { receiptPath, storeReceipt } from "../runtime/receipt_store.ts";
+import { revokeAllPermissions, runInProcess } from "../runtime/run_in_process.ts";
+import { toHex } from "../runtime/digest.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
 import type { JobErrorKind } from "../runtime/run_job.ts";
 import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
@@ -26,10 +35,24 @@ import { fsErrorReason } from "../util/fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 import { errorLine } from "../util/error_message.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
+import {
+  changedFileTree,
+  decodeFileTree,
+  encodeFileTree,
+  FileTreeLimitError,
+} from "../runtime/file_tree.ts";
+import {
+  parseTreeMount,
+  readHostTree,
+  type TreeMount,
+  writeHostTree,
+} from "../runtime/host_tree.ts";
 
 /** Exit codes `run` uses when the job did not end by itself. */
 export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
   usage: 2,
+  fs_bytes_limit: 116,
+  fs_files_limit: 117,
   fuel_exhausted: 118,
   cancelled: 119,
   invalid_module: 120,
@@ -51,7 +74,7 @@ export const RUN_COMMAND = {
 its stdout and stderr, and signs a receipt with the node key (in --state-dir, default
 $PLASM_HOME or ~/.local/share/plasm). A two-line summary of the receipt follows on stderr; the
 full receipt is kept in <state dir>/receipts/, copied to --receipt FILE and included in --json.
-Exit code: the job's own, or 118-125 when the job was stopped (see docs/cli.md); 1 when a file
+Exit code: the job's own, or 116-125 when the job was stopped (see docs/cli.md); 1 when a file
 cannot be read or written, 2 for bad arguments. Errors are one line: run: error: ...
 Limits by default: --memory 256MiB, --timeout 30s, --max-output 16MiB, --max-module 64MiB.`,
   options: {
@@ -60,6 +83,16 @@ Limits by default: --memory 256MiB, --timeout 30s, --max-output 16MiB, --max-mod
     receipt: { type: "string", value: "FILE", description: "also write the receipt here" },
     json: { type: "boolean", description: "one JSON object with output and receipt" },
     "state-dir": { type: "string", value: "DIR", description: "where the node key lives" },
+    dir: {
+      type: "string",
+      multiple: true,
+      value: "HOST[::GUEST]",
+      description: "copy a host directory into the job's in-memory files, preopened at GUEST",
+    },
+    out: { type: "string", value: "DIR", description: "write the job's final files to new DIR" },
+    "out-changed": { type: "string", value: "DIR", description: "only files it made or changed" },
+    "fs-max-bytes": { type: "string", value: "SIZE", description: "cap on file bytes" },
+    "fs-max-files": { type: "string", value: "N", description: "cap on files, dirs and links" },
   },
 } as const;
 
@@ -82,22 +115,35 @@ export function main(argv: string[], context: CliContext = {}): Promise<number> 
     }
     const modulePath = positionals[0]!;
     const { limits, env } = _limits(values);
+    const fsFlags = _fsFlags(values, limits.memoryBytes);
     let job;
+    let files;
     try {
       job = await _load(modulePath, values, limits.maxModuleBytes);
+      // Read once, up front, while read permission is there; the job never reaches the host.
+      if (fsFlags) files = await _readFiles(fsFlags);
     } catch (error) {
       return io.fail(
         errorLine(error),
-        error instanceof _TooLarge ? EXIT_CODES.module_too_large : 1,
+        error instanceof _TooLarge
+          ? EXIT_CODES.module_too_large
+          : error instanceof FileTreeLimitError
+          ? EXIT_CODES[error.kind === "bytes" ? "fs_bytes_limit" : "fs_files_limit"]
+          : 1,
       );
     }
     await Deno.permissions.revoke({ name: "env" });
     const { module, input, keyPair, stateDir } = job;
+    // In process unless the job's files must be written out after it (see the header).
+    const inProcess = !(files && (values.out || values["out-changed"]));
     const ac = new AbortController();
     const onSignal = () => ac.abort();
-    Deno.addSignalListener("SIGINT", onSignal);
+    // In process, Ctrl-C keeps its default (end the process): a listener could not run before
+    // the job ends, since the job runs on this thread.
+    if (!inProcess) Deno.addSignalListener("SIGINT", onSignal);
     const signal = io.signal ? AbortSignal.any([io.signal, ac.signal]) : ac.signal;
     let signed;
+    let sinks: _ReceiptSinks | undefined;
     try {
       signed = await runSignedJob(module, {
         ...limits,
@@ -106,27 +152,60 @@ export function main(argv: string[], context: CliContext = {}): Promise<number> 
         env,
         keyPair,
         signal,
+        ...(files ? { files } : {}),
         ...(values.fuel === undefined ? {} : {
           fuel: BigInt(values.fuel),
           fuelCache: new FuelCache({ dir: `${stateDir}/fuel-cache` }),
         }),
+        ...(inProcess
+          ? {
+            runner: async (bytes, options, jobId) => {
+              sinks = await _openReceipts(stateDir, jobId, toHex(keyPair.publicKey), values);
+              // The instrumented module is cached by hash in the state dir: metered ones in
+              // fuel-cache/, those with interrupt checks only in interrupt-cache/.
+              const fuelCache = options.fuelCache ??
+                new FuelCache({ dir: `${stateDir}/interrupt-cache` });
+              return await runInProcess(bytes, {
+                ...options,
+                fuelCache,
+                beforeRun: revokeAllPermissions,
+              });
+            },
+          }
+          : {}),
       });
     } finally {
-      Deno.removeSignalListener("SIGINT", onSignal);
+      if (!inProcess) Deno.removeSignalListener("SIGINT", onSignal);
     }
     const { receipt } = signed;
-    const stored = await _io(
-      "store receipt in",
-      `${stateDir}/receipts`,
-      () => storeReceipt(stateDir, receipt),
-    );
-    if (values.receipt) {
-      const path = values.receipt;
-      await _io(
-        "write receipt",
-        path,
-        () => writeFileAtomic(path, JSON.stringify(receipt, null, 2) + "\n"),
+    const text = JSON.stringify(receipt, null, 2) + "\n";
+    let stored: string;
+    if (sinks) {
+      stored = sinks.store.path;
+      await _io("store receipt in", `${stateDir}/receipts`, () => sinks!.store.write(text));
+      if (sinks.copy) await _io("write receipt", sinks.copy.path, () => sinks!.copy!.write(text));
+      await sinks.dir.sync().catch(() => {});
+      sinks.dir.close();
+    } else {
+      stored = await _io(
+        "store receipt in",
+        `${stateDir}/receipts`,
+        () => storeReceipt(stateDir, receipt),
       );
+      if (values.receipt) {
+        const path = values.receipt;
+        await _io("write receipt", path, () => writeFileAtomic(path, text));
+      }
+    }
+    if (files && signed.outcome.files) {
+      // The job's final files (within the caps the sandbox kept) to --out / --out-changed.
+      const caps = { maxBytes: files.maxBytes, maxFiles: files.maxFiles };
+      const final = decodeFileTree(signed.outcome.files, caps);
+      if (values.out) await writeHostTree(final, values.out);
+      if (values["out-changed"]) {
+        const changed = changedFileTree(decodeFileTree(files.tree, caps), final);
+        await writeHostTree(changed, values["out-changed"]);
+      }
     }
     _report(io, signed, stored, values);
     const { outcome } = signed;
@@ -156,7 +235,154 @@ function _limits(values: _Values) {
   return { limits, env };
 }
 
+/** Default of `--fs-max-bytes` (never more than `--memory`). */
+const FS_MAX_BYTES = 64 * 1024 * 1024;
+/** Default of `--fs-max-files`. */
+const FS_MAX_FILES = 10_000;
+
+/** The file flags, checked: null without `--dir`. */
+function _fsFlags(values: _Values, memoryBytes: number) {
+  const usage = (message: string): never => {
+    throw new UsageError(message);
+  };
+  if (values.dir.length === 0) {
+    for (const flag of ["out", "out-changed", "fs-max-bytes", "fs-max-files"] as const) {
+      if (values[flag] !== undefined) usage(`--${flag} needs --dir`);
+    }
+    return null;
+  }
+  let maxBytes = Math.min(FS_MAX_BYTES, memoryBytes);
+  let maxFiles = FS_MAX_FILES;
+  try {
+    if (values["fs-max-bytes"] !== undefined) maxBytes = parseSize(values["fs-max-bytes"]);
+  } catch (error) {
+    usage(errorLine(error));
+  }
+  if (maxBytes > memoryBytes) {
+    usage(`Cannot use --fs-max-bytes ${maxBytes}: over --memory (${memoryBytes} bytes)`);
+  }
+  if (values["fs-max-files"] !== undefined) {
+    const text = values["fs-max-files"];
+    maxFiles = /^[0-9]{1,9}$/.test(text) ? Number(text) : -1;
+    if (maxFiles < 1) usage(`Cannot use --fs-max-files '${text}': not a whole number from 1`);
+  }
+  const mounts: TreeMount[] = [];
+  const preopens: { name: string; path: string }[] = [];
+  for (const spec of values.dir) {
+    let host, at, name;
+    try {
+      ({ host, at, name } = parseTreeMount(spec));
+    } catch (error) {
+      return usage(`${errorLine(error).replace(/^Cannot use '/, "Cannot use --dir '")}`);
+    }
+    mounts.push({ host, at });
+    preopens.push({ name, path: at });
+  }
+  return {
+    mounts,
+    preopens,
+    maxBytes,
+    maxFiles,
+    out: values.out,
+    outChanged: values["out-changed"],
+  };
+}
+
+/** Read the `--dir` trees into the job's files; refuse an `--out` that cannot be written. */
+async function _readFiles(flags: NonNullable<ReturnType<typeof _fsFlags>>) {
+  for (const dir of [flags.out, flags.outChanged]) {
+    if (dir === undefined) continue;
+    let nonEmpty = false;
+    try {
+      const info = await Deno.lstat(dir);
+      nonEmpty = !info.isDirectory;
+      if (info.isDirectory) { for await (const _ of Deno.readDir(dir)) nonEmpty = true; }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    if (nonEmpty) throw new Error(`Cannot write files to '${dir}': it exists and is not empty`);
+  }
+  const { maxBytes, maxFiles } = flags;
+  const tree = await readHostTree(flags.mounts, { maxBytes, maxFiles });
+  return { tree: encodeFileTree(tree), preopens: flags.preopens, maxBytes, maxFiles };
+}
+
 class _TooLarge extends Error {}
+
+/**
+ * A receipt file opened before the job, while write access is there, and written after it. An
+ * existing file keeps its bytes until the new receipt replaces them; a process killed during the
+ * job leaves a new file empty, never partial.
+ */
+class _ReceiptFile {
+  constructor(readonly path: string, readonly file: Deno.FsFile, readonly created: boolean) {}
+
+  static async open(path: string, mode: number): Promise<_ReceiptFile> {
+    let created = false;
+    let file;
+    try {
+      file = await Deno.open(path, { write: true, createNew: true, mode });
+      created = true;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      file = await Deno.open(path, { write: true, mode });
+    }
+    return new _ReceiptFile(path, file, created);
+  }
+
+  /** Close it unwritten, removing it if it did not exist before (permissions still held). */
+  async discard(): Promise<void> {
+    this.file.close();
+    if (this.created) await Deno.remove(this.path).catch(() => {});
+  }
+
+  async write(text: string): Promise<void> {
+    const bytes = new TextEncoder().encode(text);
+    try {
+      for (let at = 0; at < bytes.length;) at += await this.file.write(bytes.subarray(at));
+      await this.file.truncate(bytes.length);
+      await this.file.syncData();
+    } finally {
+      this.file.close();
+    }
+  }
+}
+
+interface _ReceiptSinks {
+  store: _ReceiptFile;
+  copy: _ReceiptFile | undefined;
+  /** The receipts directory, to sync once the new entry is written. */
+  dir: Deno.FsFile;
+}
+
+/** Open the receipt's file in the state dir and `--receipt FILE`, before the job runs. */
+async function _openReceipts(
+  stateDir: string,
+  jobId: string,
+  publicKey: string,
+  values: _Values,
+): Promise<_ReceiptSinks> {
+  const path = receiptPath(stateDir, { job_id: jobId, worker_pubkey: publicKey });
+  const copyPath = values.receipt;
+  const copy = copyPath === undefined
+    ? undefined
+    : await _io("write receipt", copyPath, () => _ReceiptFile.open(copyPath, 0o644));
+  try {
+    return await _io("store receipt in", `${stateDir}/receipts`, async () => {
+      await Deno.mkdir(`${stateDir}/receipts`, { recursive: true, mode: 0o700 });
+      const dir = await Deno.open(`${stateDir}/receipts`, { read: true });
+      try {
+        return { store: await _ReceiptFile.open(path, 0o600), copy, dir };
+      } catch (error) {
+        dir.close();
+        throw error;
+      }
+    });
+  } catch (error) {
+    await copy?.discard();
+    throw error;
+  }
+}
 
 /** Read the module and input, and load (or make) the node key. */
 async function _load(modulePath: string, values: _Values, maxModuleBytes: number) {

@@ -13,6 +13,9 @@ import { parseReceiptJson, ReceiptMismatchError, verifyReceipt } from "../runtim
 import { StrictJsonError } from "../util/strict_json.ts";
 import { readFileNamed } from "../util/fs_error.ts";
 import { errorLine } from "../util/error_message.ts";
+import { encodeFileTree } from "../runtime/file_tree.ts";
+import { parseTreeMount, readHostTree } from "../runtime/host_tree.ts";
+import { sha256Tag } from "../runtime/digest.ts";
 import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
 
@@ -23,6 +26,8 @@ export const VERIFY_RECEIPT_COMMAND = {
   about:
     `--key pins the worker: its 64-hex public key, its PeerId (12D3KooW...), or a .pub file. The
 receipt must be signed by it, and, when given, describe the module, input, output and job id.
+--inputs takes what run --dir took (repeat it the same way); --outputs the directory run --out
+wrote: their trees must hash to the receipt's inputs_hash and outputs_hash.
 Exit codes: 0 verified, 1 not verified, 2 usage or unreadable files.`,
   options: {
     key: { type: "string", value: "<hex|PeerId|FILE.pub>", required: true, description: "worker" },
@@ -30,6 +35,13 @@ Exit codes: 0 verified, 1 not verified, 2 usage or unreadable files.`,
     input: { type: "string", value: "FILE", description: "the input it was given" },
     output: { type: "string", value: "FILE", description: "the output it committed to" },
     "job-id": { type: "string", value: "HEX", description: "the job id" },
+    inputs: {
+      type: "string",
+      multiple: true,
+      value: "HOST[::GUEST]",
+      description: "the input files (as run --dir)",
+    },
+    outputs: { type: "string", value: "DIR", description: "the output files (as run --out)" },
     json: { type: "boolean", description: "{ok, message} on stdout" },
   },
 } as const;
@@ -55,6 +67,7 @@ export function verifyReceiptMain(argv: string[], context: CliContext = {}): Pro
       );
     }
     let receipt: Uint8Array, publicKey: Uint8Array;
+    const trees: { inputs_hash?: string; outputs_hash?: string } = {};
     const options: {
       module?: Uint8Array;
       input?: Uint8Array;
@@ -69,13 +82,26 @@ export function verifyReceiptMain(argv: string[], context: CliContext = {}): Pro
       if (values.input) options.input = await readFileNamed(values.input, "input");
       if (values.output) options.output = await readFileNamed(values.output, "output");
       if (values["job-id"]) options.jobId = values["job-id"];
+      if (values.inputs.length > 0) {
+        const mounts = values.inputs.map((spec) => parseTreeMount(spec));
+        trees.inputs_hash = await _treeHash(mounts);
+      }
+      if (values.outputs) trees.outputs_hash = await _treeHash([{ host: values.outputs, at: "" }]);
     } catch (error) {
       return _verdict(io, values.json, false, errorLine(error), 2);
     }
     try {
       // Strictly: a key twice, a float or a lone surrogate is refused, never read one way.
       const checked = await verifyReceipt(parseReceiptJson(receipt), { publicKey, ...options });
-      const bound = ["module", "input", "output", "jobId"].filter((k) => k in options);
+      // The receipt is signed: its hashes of the files can be compared with the files given.
+      for (const [key, hash] of Object.entries(trees)) {
+        const said = checked.result.metrics.extra[key];
+        if (said !== hash) {
+          throw new ReceiptMismatchError(key, said ?? "(nothing: no files)", hash);
+        }
+      }
+      const bound = ["module", "input", "output", "jobId"].filter((k) => k in options)
+        .concat(Object.keys(trees).map((k) => k === "inputs_hash" ? "inputs" : "outputs"));
       return _verdict(
         io,
         values.json,
@@ -95,6 +121,14 @@ export function verifyReceiptMain(argv: string[], context: CliContext = {}): Pro
       return _verdict(io, values.json, false, (error as Error).message, known ? 1 : 2);
     }
   });
+}
+
+/** Caps when reading files to verify (the verifier's own files: generous, still bounded). */
+const VERIFY_TREE_LIMITS = { maxFiles: 1_000_000, maxBytes: 2 ** 32 };
+
+/** `fileTreeHash` of host directories read the way `run --dir` reads them. */
+async function _treeHash(mounts: { host: string; at: string }[]): Promise<string> {
+  return sha256Tag(encodeFileTree(await readHostTree(mounts, VERIFY_TREE_LIMITS)));
 }
 
 /** The pinned worker key: 64 hex, a PeerId, or a public key file. Never echoes a secret. */

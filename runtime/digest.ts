@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { sha256 as _nobleSha256 } from "@noble/hashes/sha2.js";
+import { sha256 as _sha256 } from "./sha256.ts";
 
 /**
  * Encode bytes as lowercase hex.
@@ -52,7 +52,7 @@ export function fromHex(hex: string, length?: number): Uint8Array {
 }
 
 /**
- * SHA-256 of bytes (or UTF-8 text), as raw bytes, synchronously (`@noble/hashes`: no
+ * SHA-256 of bytes (or UTF-8 text), as raw bytes, synchronously (runtime/sha256.ts: no
  * `node:crypto`, which costs a cold process ~25 ms to load). For large data prefer
  * {@linkcode sha256Async}, which uses the native Web Crypto digest.
  *
@@ -65,7 +65,7 @@ export function fromHex(hex: string, length?: number): Uint8Array {
  * ```
  */
 export function sha256(data: Uint8Array | string): Uint8Array {
-  return _nobleSha256(typeof data === "string" ? new TextEncoder().encode(data) : data);
+  return _sha256(typeof data === "string" ? new TextEncoder().encode(data) : data);
 }
 
 /**

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import * as ed from "@noble/ed25519";
 
 /** A node or publisher key pair: raw 32-byte secret seed and 32-byte public key. */
 export interface KeyPair {
@@ -113,6 +112,8 @@ export async function verifySignature(
   publicKey: Uint8Array,
 ): Promise<boolean> {
   if (signature.length !== 64 || publicKey.length !== 32) return false;
+  // Loaded on first use: signing (all `run` does) never needs it.
+  const ed = await import("@noble/ed25519");
   try {
     return await ed.verifyAsync(signature, message, publicKey, { zip215: false });
   } catch {

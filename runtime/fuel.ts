@@ -272,6 +272,14 @@ interface _Segments {
   pos: number[];
   cost: number[];
   check: boolean[];
+  /** Positions of `call`, `return_call` and `ref.func`, when function indexes shift. */
+  calls: number[];
+  /** Whether to record `calls`. */
+  shift: boolean;
+  /** Whether the body calls any function (it may then take part in a recursion). */
+  hasCall: boolean;
+  /** Bulk memory and table operations (time grows with their size) in each segment. */
+  heavy: number[];
 }
 
 /**
@@ -284,7 +292,14 @@ interface _Segments {
  * its first instruction; at the function entry and loop headers the counter is then checked.
  */
 function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
-  s.pos.length = s.cost.length = s.check.length = 0;
+  s.pos.length =
+    s.cost.length =
+    s.check.length =
+    s.calls.length =
+      0;
+  s.hasCall = false;
+  s.heavy.length = 0;
+  let heavy = 0;
   let segPos = p;
   let cost = 0;
   let check = true;
@@ -303,6 +318,8 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
         break;
       case 2: // LEB
         cost += live;
+        if (op === 0x10) s.hasCall = true;
+        if (s.shift && (op === 0x10 || op === 0xd2)) s.calls.push(at);
         p = b[p]! < 0x80 ? p + 1 : _skipLeb(b, p);
         break;
       case 3: // MEMARG
@@ -334,6 +351,7 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
             s.pos.push(segPos);
             s.cost.push(cost);
             s.check.push(check);
+            s.heavy.push(heavy);
           }
           return;
         }
@@ -343,6 +361,8 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
       case 15: // TAIL
         cost += live;
         live = 0;
+        if (op === 0x12) s.hasCall = true;
+        if (s.shift && op === 0x12) s.calls.push(at);
         p = b[p]! < 0x80 ? p + 1 : _skipLeb(b, p);
         break;
       case 10: // BR_IF
@@ -366,10 +386,12 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
         break;
       case 14: // LEB2
         cost += live;
+        s.hasCall = true;
         p = _skipLeb(b, _skipLeb(b, p));
         break;
       case 16: // TAIL2
         cost += live;
+        s.hasCall = true;
         live = 0;
         p = _skipLeb(b, _skipLeb(b, p));
         break;
@@ -401,10 +423,19 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
         }
         break;
       }
-      case 21: // PREFIX
+      case 21: { // PREFIX
         cost += live;
+        // memory.init, memory.copy, memory.fill, table.init, table.copy, table.fill
+        const sub = b[at + 1];
+        if (
+          op === 0xfc &&
+          (sub === 8 || sub === 10 || sub === 11 || sub === 12 || sub === 14 || sub === 17)
+        ) {
+          heavy += live;
+        }
         p = _skipPrefixed(b, at);
         break;
+      }
       default:
         throw _unsupported(`0x${_hex(op)}`, at);
     }
@@ -413,9 +444,11 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
         s.pos.push(segPos);
         s.cost.push(cost);
         s.check.push(check);
+        s.heavy.push(heavy);
       }
       segPos = p;
       cost = 0;
+      heavy = 0;
       check = nextCheck;
       live = 1;
     }
@@ -428,11 +461,26 @@ interface _Snippets {
   chargeHead: Uint8Array;
   /** `global.set fuel`. */
   setFuel: Uint8Array;
-  /** `i64.const 0; i64.lt_s; if; i32.const 1; global.set flag; unreachable; end`. */
+  /**
+   * After `local.get t` at a check point: `i64.const 0; i64.lt_s; if; i32.const 1; global.set
+   * flag; unreachable; end`, or with interrupts `global.get stop; i64.lt_s; if; call slow; end`.
+   */
   check: Uint8Array;
+  /** Charge only check points, one unit each (interrupts without metering). */
+  checksOnly: boolean;
+  /** Offset of the `if` in `check` when it calls the slow path (for the branch hint), else -1. */
+  ifAt: number;
+  /**
+   * With interrupts: `global.get stop; i64.const` (the amount follows), and how far one bulk
+   * operation moves the next interrupt closer.
+   */
+  bumpHead: Uint8Array | null;
+  heavyUnits: number;
+  /** Index of the `stop` global, or -1 without interrupts. */
+  stop: number;
 }
 
-function _snippets(fuel: number, flag: number): _Snippets {
+function _snippets(fuel: number, flag: number, interrupt: _Interrupt | null): _Snippets {
   const head = new _Writer();
   head.byte(0x23);
   head.u32(fuel);
@@ -441,16 +489,42 @@ function _snippets(fuel: number, flag: number): _Snippets {
   set.byte(0x24);
   set.u32(fuel);
   const check = new _Writer();
-  check.bytes(new Uint8Array([0x42, 0x00, 0x53, 0x04, 0x40, 0x41, 0x01, 0x24]));
-  check.u32(flag);
-  check.bytes(new Uint8Array([0x00, 0x0b]));
-  return { chargeHead: head.done(), setFuel: set.done(), check: check.done() };
+  const bump = new _Writer();
+  if (interrupt !== null) {
+    bump.byte(0x23);
+    bump.u32(interrupt.stop);
+    bump.byte(0x42);
+  }
+  let ifAt = -1;
+  if (interrupt === null) {
+    check.bytes(new Uint8Array([0x42, 0x00, 0x53, 0x04, 0x40, 0x41, 0x01, 0x24]));
+    check.u32(flag);
+    check.bytes(new Uint8Array([0x00, 0x0b]));
+  } else {
+    check.byte(0x23);
+    check.u32(interrupt.stop);
+    check.byte(0x53);
+    ifAt = check.len;
+    check.bytes(new Uint8Array([0x04, 0x40, 0x10]));
+    check.u32(interrupt.slowFunc);
+    check.byte(0x0b);
+  }
+  return {
+    chargeHead: head.done(),
+    setFuel: set.done(),
+    check: check.done(),
+    checksOnly: interrupt !== null && !interrupt.meter,
+    ifAt,
+    bumpHead: interrupt === null ? null : bump.done(),
+    heavyUnits: interrupt === null ? 0 : _interval(interrupt.meter) >> 4,
+    stop: interrupt === null ? -1 : interrupt.stop,
+  };
 }
 
 /**
  * Rewrite one function body, `b[start, end)` with its locals, into `w`. The function has
  * `params` parameters; it gets one more `i64` local, to check the counter without reading the
- * global again.
+ * global again. Function indexes from `shiftFrom` on grow by one (an import was added).
  */
 function _rewriteBody(
   b: Uint8Array,
@@ -460,6 +534,8 @@ function _rewriteBody(
   snippets: _Snippets,
   segments: _Segments,
   w: _Writer,
+  shiftFrom: number,
+  hints: number[],
 ): void {
   let [groups, p] = _readLeb(b, start);
   let locals = params;
@@ -478,14 +554,28 @@ function _rewriteBody(
   w.byte(0x7e); // (local $t i64)
   _segments(b, p, end, segments);
   let copied = p;
-  const { pos, cost, check } = segments;
-  for (let i = 0; i < pos.length; i++) {
-    w.range(b, copied, pos[i]!);
-    copied = pos[i]!;
-    const c = cost[i]!;
-    if (check[i]) {
+  const { pos, cost, check, calls } = segments;
+  const { checksOnly } = snippets;
+  let j = 0;
+  for (let i = 0; i <= pos.length; i++) {
+    const at = i < pos.length ? pos[i]! : end;
+    // Calls before this segment start get their shifted function index.
+    for (; j < calls.length && calls[j]! < at; j++) {
+      const q = calls[j]!;
+      w.range(b, copied, q + 1);
+      const [index, next] = _readLeb(b, q + 1);
+      w.u32(index >= shiftFrom ? index + 1 : index);
+      copied = next;
+    }
+    if (i === pos.length) break;
+    w.range(b, copied, at);
+    copied = at;
+    const c = checksOnly ? 1 : cost[i]!;
+    // Interrupt checks only: a function that calls nothing needs no entry check (its loops have
+    // their own); any endless run passes a loop header or the entry of a function that calls.
+    if (check[i] && !(checksOnly && i === 0 && !segments.hasCall)) {
       // global.get fuel; i64.const cost; i64.sub; local.tee t; global.set fuel; local.get t;
-      // i64.const 0; i64.lt_s; if; i32.const 1; global.set flag; unreachable; end
+      // then the check snippet
       w.bytes(snippets.chargeHead);
       w.s64(c);
       w.byte(0x7d);
@@ -494,13 +584,25 @@ function _rewriteBody(
       w.bytes(snippets.setFuel);
       w.byte(0x20);
       w.u32(locals);
+      if (snippets.ifAt >= 0) hints.push(w.len + snippets.ifAt);
       w.bytes(snippets.check);
-    } else if (c > 0) {
+    } else if (c > 0 && !checksOnly) {
       // global.get fuel; i64.const cost; i64.sub; global.set fuel
       w.bytes(snippets.chargeHead);
       w.s64(c);
       w.byte(0x7d);
       w.bytes(snippets.setFuel);
+    }
+    const heavy = segments.heavy[i]!;
+    if (heavy > 0 && snippets.bumpHead !== null) {
+      // A bulk operation can take milliseconds: bring the next interrupt closer, by 1/16 of the
+      // interval each, so the deadline is checked at most 16 of them later. Fuel is untouched.
+      // global.get stop; i64.const units; i64.add; global.set stop
+      w.bytes(snippets.bumpHead);
+      w.s64(heavy * snippets.heavyUnits);
+      w.byte(0x7c);
+      w.byte(0x24);
+      w.u32(snippets.stop);
     }
   }
   w.range(b, copied, end);
@@ -515,10 +617,70 @@ interface _Section {
   end: number;
 }
 
+const _TYPE = 1;
+const _IMPORT = 2;
+const _FUNCTION = 3;
 const _GLOBAL = 6;
 const _EXPORT = 7;
 const _START = 8;
+const _ELEMENT = 9;
 const _CODE = 10;
+
+/** The import that serves as the interrupt hook. */
+const _YIELD_MODULE = "wasi_snapshot_preview1";
+const _YIELD_NAME = "sched_yield";
+
+/**
+ * Fuel units between two interrupt calls of a metered module (about a few milliseconds of
+ * code), and check points between two calls of a module instrumented with `meter: false`.
+ */
+const _INTERRUPT_FUEL = 1 << 22;
+const _INTERRUPT_CHECKS = 1 << 16;
+
+function _interval(meter: boolean): number {
+  return meter ? _INTERRUPT_FUEL : _INTERRUPT_CHECKS;
+}
+
+/**
+ * Version of the interrupt rewriting, in the cache keys of modules instrumented with interrupts
+ * (which FUEL_VERSION alone does not cover: it changes no fuel count). 2: branch hints; 3: bulk
+ * operations bring the next interrupt closer.
+ */
+const _INTERRUPT_VERSION = 3;
+
+/** Where the interrupt machinery sits in the instrumented module. */
+interface _Interrupt {
+  meter: boolean;
+  /** Index of the `stop` global: the fuel level of the next interrupt. */
+  stop: number;
+  /** Index of the added function that checks exhaustion and calls the hook. */
+  slowFunc: number;
+  /** Function index of the `sched_yield` import. */
+  yieldFunc: number;
+  /** Type indexes of () -> i32 and () -> (). */
+  yieldType: number;
+  voidType: number;
+}
+
+/** Options of {@linkcode instrumentFuel}. */
+export interface InstrumentFuelOptions {
+  /**
+   * Meter fuel. With `false`, only the check points remain (function entries and loop headers,
+   * one unit each, no limit): a module that can be interrupted, at a lower cost than metering;
+   * `interrupts` is then implied, no start function is moved and {@linkcode startFuel} is not
+   * needed. @default {true}
+   */
+  meter?: boolean;
+  /**
+   * Make the module call its host regularly, so a host running it on its own thread can stop it
+   * at a deadline: every few million fuel units (every 65536 check points with `meter: false`),
+   * at a check point, the module calls its import `wasi_snapshot_preview1.sched_yield` (added
+   * when the module does not import it; function indexes then shift by one and a `name` section
+   * is dropped). A host's `sched_yield` that throws stops the module there. Fuel used is the
+   * same with or without interrupts. @default {false}, `true` when `meter` is `false`
+   */
+  interrupts?: boolean;
+}
 
 /**
  * Add fuel metering to a WebAssembly module. Pure and deterministic: the same bytes in give the
@@ -528,13 +690,15 @@ const _CODE = 10;
  * with {@linkcode startFuel}), a mutable `i32` global {@linkcode FUEL_EXHAUSTED_EXPORT} that
  * becomes 1 just before the module traps (`unreachable`) for lack of fuel, and, if the module had
  * a start section, its start function as {@linkcode FUEL_START_EXPORT} instead (so that it runs
- * metered, after the fuel is set). No imports are added and no index changes.
+ * metered, after the fuel is set). Without `interrupts`, no imports are added and no index
+ * changes.
  *
  * Supported: MVP, sign extension, saturating conversions, bulk memory, reference types,
  * multi-value, tail calls, SIMD (with relaxed SIMD), threads, multi-memory and memory64
  * immediates. Exception handling and GC are refused.
  *
  * @param module The module's bytes (not modified).
+ * @param options Metering and interrupts; see {@linkcode InstrumentFuelOptions}.
  * @returns The instrumented module, checked with `WebAssembly.validate`.
  * @throws {SyntaxError} If the module is not valid WebAssembly, uses an unsupported feature, or
  * already exports one of the names above.
@@ -554,11 +718,29 @@ const _CODE = 10;
  * startFuel(instance, 1000n);
  * assert.throws(() => (instance.exports.spin as () => void)(), WebAssembly.RuntimeError);
  * assert.deepEqual(readFuel(instance, 1000n), { used: 1000n, remaining: -1n, exhausted: true });
+ *
+ * // Interrupts only: the host's sched_yield stops the endless loop.
+ * let calls = 0;
+ * const hook = () => {
+ *   if (++calls === 3) throw new Error("deadline");
+ *   return 0;
+ * };
+ * const checked = await WebAssembly.instantiate(instrumentFuel(spin, { meter: false }), {
+ *   wasi_snapshot_preview1: { sched_yield: hook },
+ * });
+ * assert.throws(() => (checked.instance.exports.spin as () => void)(), /deadline/);
  * ```
  */
-export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
+export function instrumentFuel(
+  module: Uint8Array,
+  options: InstrumentFuelOptions = {},
+): Uint8Array<ArrayBuffer> {
   if (!(module instanceof Uint8Array)) {
     throw new TypeError("Cannot instrument module: expected a Uint8Array");
+  }
+  const { meter = true, interrupts = !meter } = options;
+  if (!meter && !interrupts) {
+    throw new TypeError("Cannot instrument module: neither metering nor interrupts asked for");
   }
   const bytes = module;
   if (
@@ -592,15 +774,18 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
   // Count imported and defined globals: the new ones go at the end of the index space.
   let globals = 0;
   let startFunc: number | undefined;
-  let types: number[] = [];
+  let types: _Types = { params: [], yieldType: undefined, voidType: undefined };
+  let imports: _Imports = { globals: 0, funcs: 0, yieldFunc: undefined };
   let funcTypes: number[] = [];
   const exportNames = new Set<string>();
   for (const s of sections) {
     const sr = new WasmReader(bytes, _ERROR_PREFIX, s.start, s.end);
-    if (s.id === 1) types = _readParamCounts(sr);
-    else if (s.id === 3) funcTypes = _readFuncTypes(sr);
-    else if (s.id === 2) globals += _countImportedGlobals(sr);
-    else if (s.id === _GLOBAL) globals += sr.u32();
+    if (s.id === _TYPE) types = _readTypes(sr);
+    else if (s.id === _FUNCTION) funcTypes = _readFuncTypes(sr);
+    else if (s.id === _IMPORT) {
+      imports = _readImports(sr);
+      globals += imports.globals;
+    } else if (s.id === _GLOBAL) globals += sr.u32();
     else if (s.id === _EXPORT) _readExportNames(sr, exportNames);
     else if (s.id === _START) startFunc = sr.u32();
   }
@@ -614,72 +799,168 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
   const fuel = globals;
   const flag = globals + 1;
 
+  // The interrupt machinery: types () -> i32 and () -> (), the sched_yield import, a `stop`
+  // global and a `slow` function (the last one).
+  const newTypes: number[][] = [];
+  let interrupt: _Interrupt | null = null;
+  let shiftFrom = Infinity;
+  let addImport = false;
+  if (interrupts) {
+    const typeOf = (found: number | undefined, shape: number[]) => {
+      if (found !== undefined) return found;
+      newTypes.push(shape);
+      return types.params.length + newTypes.length - 1;
+    };
+    const yieldType = typeOf(types.yieldType, [0x60, 0x00, 0x01, 0x7f]);
+    const voidType = typeOf(types.voidType, [0x60, 0x00, 0x00]);
+    let yieldFunc = imports.yieldFunc?.index;
+    if (imports.yieldFunc !== undefined && imports.yieldFunc.type !== types.yieldType) {
+      throw new SyntaxError(
+        `Cannot instrument module: its import ${_YIELD_MODULE}.${_YIELD_NAME} is not () -> i32`,
+      );
+    }
+    if (yieldFunc === undefined) {
+      addImport = true;
+      yieldFunc = imports.funcs;
+      shiftFrom = imports.funcs;
+    }
+    const shift = addImport ? 1 : 0;
+    if (startFunc !== undefined && startFunc >= shiftFrom) startFunc += 1;
+    interrupt = {
+      meter,
+      stop: globals + 2,
+      slowFunc: imports.funcs + shift + funcTypes.length,
+      yieldFunc,
+      yieldType,
+      voidType,
+    };
+  }
+  const shifted = (index: number) => (index >= shiftFrom ? index + 1 : index);
+
   const out = new _Writer(bytes.length + (bytes.length >> 2) + 1024);
   out.bytes(bytes.subarray(0, 8));
-  let wroteGlobals = false;
-  let wroteExports = false;
   const section = (id: number, body: Uint8Array) => {
     out.byte(id);
     out.u32(body.length);
     out.bytes(body);
   };
-  const newGlobals = (count: number, rest: Uint8Array) => {
-    const w = new _Writer();
-    w.u32(count + 2);
-    w.bytes(rest);
-    w.bytes(new Uint8Array([0x7e, 0x01, 0x42, 0x00, 0x0b])); // (mut i64) (i64.const 0)
-    w.bytes(new Uint8Array([0x7f, 0x01, 0x41, 0x00, 0x0b])); // (mut i32) (i32.const 0)
-    section(_GLOBAL, w.done());
-    wroteGlobals = true;
-  };
-  const newExports = (count: number, rest: Uint8Array) => {
-    const w = new _Writer();
-    w.u32(count + (startFunc === undefined ? 2 : 3));
-    w.bytes(rest);
-    w.name(FUEL_GLOBAL_EXPORT);
-    w.byte(0x03);
-    w.u32(fuel);
-    w.name(FUEL_EXHAUSTED_EXPORT);
-    w.byte(0x03);
-    w.u32(flag);
-    if (startFunc !== undefined) {
-      w.name(FUEL_START_EXPORT);
-      w.byte(0x00);
-      w.u32(startFunc);
+  const written = new Set<number>();
+  // Sections that gain entries; an absent one is made at its place in the order.
+  const grows = interrupt === null
+    ? [_GLOBAL, _EXPORT]
+    : [_TYPE, ...(addImport ? [_IMPORT] : []), _FUNCTION, _GLOBAL, _EXPORT, _CODE];
+  const startExported = meter && startFunc !== undefined;
+  const emit = (id: number, sr: WasmReader | null) => {
+    written.add(id);
+    if (id === _CODE) {
+      const params = funcTypes.map((t) => {
+        const n = types.params[t];
+        if (n === undefined) throw _malformed(sr?.pos ?? 0, `unknown type index ${t}`);
+        return n;
+      });
+      const firstFunc = imports.funcs + (addImport ? 1 : 0);
+      const code = _rewriteCode(sr, params, fuel, flag, interrupt, shiftFrom, firstFunc);
+      // The interrupt calls are marked unlikely, so engines keep them off the hot path: a
+      // call the optimizer must plan for in every loop costs ~20% on tight code (measured).
+      if (code.hints !== null) section(0, code.hints);
+      return section(_CODE, code.bytes);
     }
-    section(_EXPORT, w.done());
-    wroteExports = true;
+    const w = new _Writer();
+    const count = sr === null ? 0 : sr.u32();
+    const rest = sr === null ? new Uint8Array() : bytes.subarray(sr.pos, sr.end);
+    if (id === _TYPE) {
+      w.u32(count + newTypes.length);
+      w.bytes(rest);
+      for (const t of newTypes) w.bytes(new Uint8Array(t));
+    } else if (id === _IMPORT) {
+      w.u32(count + 1);
+      w.bytes(rest);
+      w.name(_YIELD_MODULE);
+      w.name(_YIELD_NAME);
+      w.byte(0x00);
+      w.u32(interrupt!.yieldType);
+    } else if (id === _FUNCTION) {
+      w.u32(count + 1);
+      w.bytes(rest);
+      w.u32(interrupt!.voidType);
+    } else if (id === _GLOBAL) {
+      w.u32(count + (interrupt === null ? 2 : 3));
+      if (sr !== null && addImport) {
+        for (let i = 0; i < count; i++) {
+          const t = sr.byte();
+          if (!_VALTYPES.has(t)) throw _malformed(sr.pos - 1, `unsupported global type ${t}`);
+          w.byte(t);
+          w.byte(sr.byte());
+          _constExpr(sr, w, shifted);
+        }
+      } else w.bytes(rest);
+      const initial = interrupt !== null && !meter ? 2n ** 62n : 0n;
+      w.bytes(new Uint8Array([0x7e, 0x01, 0x42])); // (mut i64) (i64.const initial)
+      _s64(w, initial);
+      w.byte(0x0b);
+      w.bytes(new Uint8Array([0x7f, 0x01, 0x41, 0x00, 0x0b])); // (mut i32) (i32.const 0)
+      if (interrupt !== null) {
+        w.bytes(new Uint8Array([0x7e, 0x01, 0x42])); // stop: (mut i64) above any fuel
+        _s64(w, 2n ** 62n + 1n);
+        w.byte(0x0b);
+      }
+    } else if (id === _EXPORT) {
+      w.u32(count + (startExported ? 3 : 2));
+      if (sr !== null && addImport) {
+        for (let i = 0; i < count; i++) {
+          const len = sr.u32();
+          w.u32(len);
+          w.range(bytes, sr.pos, sr.pos + len);
+          sr.skip(len);
+          const kind = sr.byte();
+          w.byte(kind);
+          const index = sr.u32();
+          w.u32(kind === 0x00 ? shifted(index) : index);
+        }
+      } else w.bytes(rest);
+      w.name(FUEL_GLOBAL_EXPORT);
+      w.byte(0x03);
+      w.u32(fuel);
+      w.name(FUEL_EXHAUSTED_EXPORT);
+      w.byte(0x03);
+      w.u32(flag);
+      if (startExported) {
+        w.name(FUEL_START_EXPORT);
+        w.byte(0x00);
+        w.u32(startFunc!);
+      }
+    }
+    section(id, w.done());
   };
   for (const s of sections) {
     const rank = SECTION_ORDER[s.id];
     if (rank !== undefined) {
-      if (!wroteGlobals && rank > SECTION_ORDER[_GLOBAL]!) newGlobals(0, new Uint8Array());
-      if (!wroteExports && rank > SECTION_ORDER[_EXPORT]!) newExports(0, new Uint8Array());
+      for (const id of grows) {
+        if (!written.has(id) && rank > SECTION_ORDER[id]!) emit(id, null);
+      }
     }
     const sr = new WasmReader(bytes, _ERROR_PREFIX, s.start, s.end);
-    if (s.id === _GLOBAL) {
-      const count = sr.u32();
-      newGlobals(count, bytes.subarray(sr.pos, s.end));
-    } else if (s.id === _EXPORT) {
-      const count = sr.u32();
-      newExports(count, bytes.subarray(sr.pos, s.end));
+    if (grows.includes(s.id) || s.id === _CODE) {
+      emit(s.id, sr);
     } else if (s.id === _START) {
-      // Dropped: exported as FUEL_START_EXPORT, called by startFuel() once the fuel is set.
-    } else if (s.id === _CODE) {
-      const params = funcTypes.map((t) => {
-        const n = types[t];
-        if (n === undefined) throw _malformed(s.start, `unknown type index ${t}`);
-        return n;
-      });
-      section(_CODE, _rewriteCode(sr, params, fuel, flag));
+      // Metered: dropped, exported as FUEL_START_EXPORT and called by startFuel() once the
+      // fuel is set. Interrupts only: kept, with its index shifted.
+      if (!startExported) {
+        const w = new _Writer();
+        w.u32(startFunc!);
+        section(_START, w.done());
+      }
+    } else if (s.id === _ELEMENT && addImport) {
+      section(_ELEMENT, _rewriteElements(sr, shifted));
+    } else if (s.id === 0 && addImport && _customName(sr) === "name") {
+      // Dropped: its function names would be off by one.
     } else {
       out.byte(s.id);
       out.u32(s.end - s.start);
       out.bytes(bytes.subarray(s.start, s.end));
     }
   }
-  if (!wroteGlobals) newGlobals(0, new Uint8Array());
-  if (!wroteExports) newExports(0, new Uint8Array());
+  for (const id of grows) if (!written.has(id)) emit(id, null);
   const result = out.done();
   if (!WebAssembly.validate(result)) {
     if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) {
@@ -690,40 +971,123 @@ export function instrumentFuel(module: Uint8Array): Uint8Array<ArrayBuffer> {
   return result;
 }
 
-function _rewriteCode(r: WasmReader, params: number[], fuel: number, flag: number): Uint8Array {
-  const w = new _Writer(r.end - r.pos + ((r.end - r.pos) >> 2) + 1024);
-  const count = r.u32();
+function _rewriteCode(
+  r: WasmReader | null,
+  params: number[],
+  fuel: number,
+  flag: number,
+  interrupt: _Interrupt | null,
+  shiftFrom: number,
+  firstFunc: number,
+): { bytes: Uint8Array; hints: Uint8Array | null } {
+  const size = r === null ? 0 : r.end - r.pos;
+  const w = new _Writer(size + (size >> 2) + 1024);
+  const count = r === null ? 0 : r.u32();
   if (count !== params.length) {
-    throw _malformed(r.pos, "function and code section counts differ");
+    throw _malformed(r?.pos ?? 0, "function and code section counts differ");
   }
-  w.u32(count);
+  w.u32(count + (interrupt === null ? 0 : 1));
   const body = new _Writer();
-  const snippets = _snippets(fuel, flag);
-  const segments: _Segments = { pos: [], cost: [], check: [] };
-  for (let i = 0; i < count; i++) {
+  const snippets = _snippets(fuel, flag, interrupt);
+  const segments: _Segments = {
+    pos: [],
+    cost: [],
+    check: [],
+    calls: [],
+    shift: shiftFrom !== Infinity,
+    hasCall: false,
+    heavy: [],
+  };
+  // The `metadata.code.branch_hint` custom section: per function, the body offset of each
+  // interrupt `if`, hinted unlikely.
+  const hints = new _Writer();
+  let hinted = 0;
+  const offsets: number[] = [];
+  for (let i = 0; r !== null && i < count; i++) {
     const size = r.u32();
     const start = r.pos;
     r.skip(size);
     body.len = 0;
-    _rewriteBody(r.bytes, start, start + size, params[i]!, snippets, segments, body);
+    offsets.length = 0;
+    _rewriteBody(
+      r.bytes,
+      start,
+      start + size,
+      params[i]!,
+      snippets,
+      segments,
+      body,
+      shiftFrom,
+      offsets,
+    );
+    w.u32(body.len);
+    w.range(body.buf, 0, body.len);
+    if (offsets.length > 0) {
+      hinted++;
+      hints.u32(firstFunc + i);
+      hints.u32(offsets.length);
+      for (const at of offsets) {
+        hints.u32(at);
+        hints.byte(0x01);
+        hints.byte(0x00); // unlikely
+      }
+    }
+  }
+  if (r !== null && r.pos !== r.end) throw _malformed(r.pos, "trailing bytes in the code section");
+  if (interrupt !== null) {
+    // (func $slow (local $n i64)
+    //   (if (i64.lt_s (global.get $fuel) (i64.const 0))
+    //     (then (global.set $flag (i32.const 1)) unreachable))
+    //   (global.set $stop (select (local.tee $n (i64.sub (global.get $fuel) (i64.const K)))
+    //     (i64.const 0) (i64.gt_s (local.get $n) (i64.const 0))))
+    //   (drop (call $sched_yield)))
+    body.len = 0;
+    body.bytes(new Uint8Array([0x01, 0x01, 0x7e, 0x23]));
+    body.u32(fuel);
+    body.bytes(new Uint8Array([0x42, 0x00, 0x53, 0x04, 0x40, 0x41, 0x01, 0x24]));
+    body.u32(flag);
+    body.bytes(new Uint8Array([0x00, 0x0b, 0x23]));
+    body.u32(fuel);
+    body.byte(0x42);
+    body.s64(_interval(interrupt.meter));
+    body.bytes(new Uint8Array([0x7d, 0x22, 0x00, 0x42, 0x00, 0x20, 0x00, 0x42, 0x00, 0x55, 0x1b]));
+    body.byte(0x24);
+    body.u32(interrupt.stop);
+    body.byte(0x10);
+    body.u32(interrupt.yieldFunc);
+    body.bytes(new Uint8Array([0x1a, 0x0b]));
     w.u32(body.len);
     w.range(body.buf, 0, body.len);
   }
-  if (r.pos !== r.end) throw _malformed(r.pos, "trailing bytes in the code section");
-  return w.done();
+  if (interrupt === null) return { bytes: w.done(), hints: null };
+  const section = new _Writer();
+  section.name("metadata.code.branch_hint");
+  section.u32(hinted);
+  section.bytes(hints.done());
+  return { bytes: w.done(), hints: section.done() };
 }
 
-/** Number of parameters of each type in the type section. */
-function _readParamCounts(r: WasmReader): number[] {
+/** The type section: parameter counts, and the first () -> i32 and () -> () types. */
+interface _Types {
+  params: number[];
+  yieldType: number | undefined;
+  voidType: number | undefined;
+}
+
+function _readTypes(r: WasmReader): _Types {
   const n = r.u32();
-  const out: number[] = [];
+  const out: _Types = { params: [], yieldType: undefined, voidType: undefined };
   for (let i = 0; i < n; i++) {
     const form = r.byte();
     if (form !== 0x60) throw _malformed(r.pos - 1, `unsupported type form 0x${_hex(form)}`);
     const params = r.u32();
     r.skip(params);
-    r.skip(r.u32());
-    out.push(params);
+    const results = r.u32();
+    const first = r.bytes[r.pos];
+    r.skip(results);
+    if (params === 0 && results === 1 && first === 0x7f) out.yieldType ??= i;
+    if (params === 0 && results === 0) out.voidType ??= i;
+    out.params.push(params);
   }
   return out;
 }
@@ -743,28 +1107,47 @@ function _skipLimits(r: WasmReader): void {
   if (flags & 1) r.skipLeb(10);
 }
 
-function _countImportedGlobals(r: WasmReader): number {
+/** What the import section declares: globals, functions, and the `sched_yield` import. */
+interface _Imports {
+  globals: number;
+  funcs: number;
+  yieldFunc: { index: number; type: number } | undefined;
+}
+
+function _readImports(r: WasmReader): _Imports {
   const n = r.u32();
-  let globals = 0;
+  const out: _Imports = { globals: 0, funcs: 0, yieldFunc: undefined };
+  const decoder = new TextDecoder();
+  const text = () => {
+    const len = r.u32();
+    const start = r.pos;
+    r.skip(len);
+    return decoder.decode(r.bytes.subarray(start, start + len));
+  };
   for (let i = 0; i < n; i++) {
-    r.skip(r.u32()); // module
-    r.skip(r.u32()); // name
+    const module = text();
+    const name = text();
     const kind = r.byte();
-    if (kind === 0x00) r.u32();
-    else if (kind === 0x01) {
+    if (kind === 0x00) {
+      const type = r.u32();
+      if (module === _YIELD_MODULE && name === _YIELD_NAME) {
+        out.yieldFunc ??= { index: out.funcs, type };
+      }
+      out.funcs++;
+    } else if (kind === 0x01) {
       r.byte();
       _skipLimits(r);
     } else if (kind === 0x02) _skipLimits(r);
     else if (kind === 0x03) {
       r.byte();
       r.byte();
-      globals++;
+      out.globals++;
     } else if (kind === 0x04) {
       r.byte();
       r.u32();
     } else throw _malformed(r.pos - 1, `unknown import kind ${kind}`);
   }
-  return globals;
+  return out;
 }
 
 function _readExportNames(r: WasmReader, names: Set<string>): void {
@@ -778,6 +1161,80 @@ function _readExportNames(r: WasmReader, names: Set<string>): void {
     r.byte();
     r.u32();
   }
+}
+
+/** The name of a custom section. */
+function _customName(r: WasmReader): string {
+  const len = r.u32();
+  const start = r.pos;
+  r.skip(len);
+  return new TextDecoder().decode(r.bytes.subarray(start, start + len));
+}
+
+/** Signed LEB128 of a 64-bit value. */
+function _s64(w: _Writer, value: bigint): void {
+  let v = BigInt.asIntN(64, value);
+  for (;;) {
+    const b = Number(v & 0x7fn);
+    v >>= 7n;
+    if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) {
+      w.byte(b);
+      return;
+    }
+    w.byte(b | 0x80);
+  }
+}
+
+/** Copy one constant expression, shifting the index of each `ref.func`. */
+function _constExpr(r: WasmReader, w: _Writer, shifted: (index: number) => number): void {
+  for (;;) {
+    const at = r.pos;
+    const op = r.byte();
+    w.byte(op);
+    if (op === 0x0b) return;
+    const from = r.pos;
+    if (op === 0xd2) {
+      w.u32(shifted(r.u32()));
+      continue;
+    }
+    if (op === 0x41) r.skipLeb(5);
+    else if (op === 0x42) r.skipLeb(10);
+    else if (op === 0x43) r.skip(4);
+    else if (op === 0x44) r.skip(8);
+    else if (op === 0x23) r.u32();
+    else if (op === 0xd0) r.byte();
+    else if (op === 0xfd && r.u32() === 12) r.skip(16);
+    else if (!(op >= 0x6a && op <= 0x6c) && !(op >= 0x7c && op <= 0x7e)) {
+      throw _unsupported(`0x${_hex(op)} in a constant expression`, at);
+    }
+    w.range(r.bytes, from, r.pos);
+  }
+}
+
+/** The element section with every function index shifted. */
+function _rewriteElements(r: WasmReader, shifted: (index: number) => number): Uint8Array {
+  const w = new _Writer(r.end - r.pos + 64);
+  const n = r.u32();
+  w.u32(n);
+  for (let i = 0; i < n; i++) {
+    const at = r.pos;
+    const flags = r.u32();
+    if (flags > 7) throw _malformed(at, `unknown element segment flags ${flags}`);
+    w.u32(flags);
+    const active = (flags & 1) === 0;
+    if (active && flags & 2) w.u32(r.u32()); // table index
+    if (active) _constExpr(r, w, shifted);
+    const exprs = (flags & 4) !== 0;
+    if (flags & 3) w.byte(r.byte()); // element kind or reference type
+    const count = r.u32();
+    w.u32(count);
+    for (let j = 0; j < count; j++) {
+      if (exprs) _constExpr(r, w, shifted);
+      else w.u32(shifted(r.u32()));
+    }
+  }
+  if (r.pos !== r.end) throw _malformed(r.pos, "trailing bytes in the element section");
+  return w.done();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -877,7 +1334,9 @@ export function readFuel(instance: WebAssembly.Instance, limit: bigint): FuelRea
 export interface FuelCacheOptions {
   /**
    * Directory for instrumented modules, created when needed; files are named
-   * `fuel-v<version>-<sha256 of the input>.wasm`. Without it the cache is in memory only.
+   * `fuel-v<version>-<sha256 of the input>.wasm` (`fuel-interrupts-v<version>.<interrupt
+   * version>-...` with interrupts, `checks-v<version>.<interrupt version>-...` with
+   * `meter: false`). Without it the cache is in memory only.
    * @default undefined
    */
   dir?: string;
@@ -932,24 +1391,29 @@ export class FuelCache {
    * The instrumented form of `module`, from memory, from disk, or made now. Do not modify the
    * returned bytes: they are shared.
    *
+   * @param options `meter` and `interrupts` as {@linkcode instrumentFuel} takes them (each
+   *   combination is cached on its own), and an abort signal.
+   *
    * @throws {SyntaxError} As {@linkcode instrumentFuel}.
    */
   async instrument(
     module: Uint8Array,
-    options: { signal?: AbortSignal } = {},
+    options: InstrumentFuelOptions & { signal?: AbortSignal } = {},
   ): Promise<Uint8Array<ArrayBuffer>> {
-    const { signal } = options;
+    const { signal, meter = true, interrupts = !meter } = options;
     signal?.throwIfAborted();
     if (!(module instanceof Uint8Array)) {
       throw new TypeError("Cannot instrument module: expected a Uint8Array");
     }
     const digest = await crypto.subtle.digest("SHA-256", module as Uint8Array<ArrayBuffer>);
-    const key = `fuel-v${FUEL_VERSION}-${new Uint8Array(digest).toHex()}`;
+    const kind = !meter ? "checks" : interrupts ? "fuel-interrupts" : "fuel";
+    const version = interrupts ? `${FUEL_VERSION}.${_INTERRUPT_VERSION}` : `${FUEL_VERSION}`;
+    const key = `${kind}-v${version}-${new Uint8Array(digest).toHex()}`;
     let entry = this.#memory.get(key);
     if (entry) {
       this.#memory.delete(key);
     } else {
-      entry = this.#load(key, module, signal);
+      entry = this.#load(key, module, { meter, interrupts }, signal);
       entry.catch(() => this.#memory.delete(key));
     }
     this.#memory.set(key, entry);
@@ -962,6 +1426,7 @@ export class FuelCache {
   async #load(
     key: string,
     module: Uint8Array,
+    how: InstrumentFuelOptions,
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array<ArrayBuffer>> {
     const dir = this.#dir;
@@ -974,7 +1439,7 @@ export class FuelCache {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       }
     }
-    const out = instrumentFuel(module);
+    const out = instrumentFuel(module, how);
     this.#instrumented++;
     if (dir !== undefined && file !== undefined) {
       await Deno.mkdir(dir, { recursive: true, mode: 0o700 });

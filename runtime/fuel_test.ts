@@ -343,3 +343,162 @@ Deno.test("FuelCache keeps at most maxEntries modules and rejects bad options", 
   await assert.rejects(() => cache.instrument(costs, { signal: aborted }), { name: "AbortError" });
   await assert.rejects(() => cache.instrument("x" as unknown as Uint8Array), TypeError);
 });
+
+Deno.test("instrumentFuel() with interrupts: same output, same fuel, and regular sched_yield calls", async () => {
+  const wabt = await wabtInit();
+  for (const [name, args] of [["words", []], ["sha256", ["1"]], ["fib", ["25"]]] as const) {
+    const input = await fixture(`${name}.wasm`);
+    const plain = await runWasiStub(input, { stdin: STDIN, args: [...args] });
+    const metered = await runWasiStub(instrumentFuel(input), {
+      stdin: STDIN,
+      args: [...args],
+      fuel: BIG,
+    });
+    let yields = 0;
+    const interrupted = await runWasiStub(instrumentFuel(input, { interrupts: true }), {
+      stdin: STDIN,
+      args: [...args],
+      fuel: BIG,
+      onYield: () => yields++,
+    });
+    let checks = 0;
+    const checked = await runWasiStub(instrumentFuel(input, { meter: false }), {
+      stdin: STDIN,
+      args: [...args],
+      onYield: () => checks++,
+    });
+    for (const run of [interrupted, checked]) {
+      assert.equal(run.trap, undefined, name);
+      assert.equal(run.stdout, plain.stdout, name);
+      assert.equal(run.exitCode, plain.exitCode, name);
+    }
+    // Interrupts change nothing in the count: fuel_used stays deterministic across modes.
+    assert.deepEqual(interrupted.fuel, metered.fuel, name);
+    // The first check point calls the hook, then one call per 2^22 units (2^16 check points).
+    assert.ok(yields >= 1 && yields <= Number(metered.fuel!.used >> 22n) + 1, `${name} ${yields}`);
+    assert.ok(checks >= 1, name);
+    for (
+      const out of [
+        instrumentFuel(input, { interrupts: true }),
+        instrumentFuel(input, { meter: false }),
+      ]
+    ) {
+      const module = wabt.readWasm(out, { readDebugNames: false, tail_call: true, threads: true });
+      try {
+        assert.doesNotThrow(() => module.validate(), name);
+      } finally {
+        module.destroy();
+      }
+    }
+  }
+  // sha256 of 1 MiB runs long enough to be interrupted many times, metered or not.
+  let yields = 0;
+  await runWasiStub(instrumentFuel(await fixture("sha256.wasm"), { interrupts: true }), {
+    args: ["1"],
+    fuel: BIG,
+    onYield: () => yields++,
+  });
+  assert.ok(yields > 2, String(yields));
+});
+
+Deno.test("an interrupt hook that throws stops an endless loop, metered or not", async () => {
+  for (const options of [{ interrupts: true }, { meter: false }]) {
+    let calls = 0;
+    const run = await runWasiStub(instrumentFuel(await fixture("spin.wasm"), options), {
+      ...("meter" in options ? {} : { fuel: BIG }),
+      onYield: () => {
+        if (++calls === 5) throw new Error("deadline");
+      },
+    });
+    assert.equal(run.stdout, "spinning\n");
+    assert.equal((run.trap as Error).message, "deadline");
+    assert.equal(calls, 5);
+  }
+});
+
+Deno.test("interrupts shift function indexes everywhere and keep the start function's place", async () => {
+  const input = await fixture("features.wasm");
+  const logged: number[] = [];
+  let yields = 0;
+  const imports = {
+    env: { base: 11, log: (n: number) => logged.push(n) },
+    wasi_snapshot_preview1: { sched_yield: () => (yields++, 0) },
+  };
+  const plain = (await WebAssembly.instantiate(input, imports)).instance;
+  const expected = (plain.exports.run as () => number)();
+
+  // Interrupts only: the start section stays (it ran during instantiation, with checks).
+  const checked = instrumentFuel(input, { meter: false });
+  const importsOf = (bytes: Uint8Array<ArrayBuffer>) =>
+    WebAssembly.Module.imports(new WebAssembly.Module(bytes)).map((i) => `${i.module}.${i.name}`);
+  assert.deepEqual(importsOf(checked), [
+    "env.base",
+    "env.log",
+    "wasi_snapshot_preview1.sched_yield",
+  ]);
+  const a = (await WebAssembly.instantiate(checked, imports)).instance;
+  assert.equal(a.exports[FUEL_START_EXPORT], undefined);
+  assert.equal((a.exports.run as () => number)(), expected);
+  assert.ok(yields >= 1);
+
+  // Metered with interrupts: the start function is exported and runs from startFuel().
+  const metered =
+    (await WebAssembly.instantiate(instrumentFuel(input, { interrupts: true }), imports))
+      .instance;
+  startFuel(metered, 10_000n);
+  assert.equal(readFuel(metered, 10_000n).used, 2n);
+  assert.equal((metered.exports.run as () => number)(), expected);
+  assert.equal(readFuel(metered, 10_000n).exhausted, false);
+
+  // A module that imports sched_yield already keeps its imports: the hook is that import.
+  const wabt = await wabtInit();
+  const wat = wabt.parseWat(
+    "own.wat",
+    `(module
+    (import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32)))
+    (func (export "spin") (loop (br 0))))`,
+  );
+  const own = new Uint8Array(wat.toBinary({}).buffer);
+  wat.destroy();
+  const hooked = instrumentFuel(own, { meter: false });
+  assert.deepEqual(importsOf(hooked), ["wasi_snapshot_preview1.sched_yield"]);
+  let calls = 0;
+  const { instance } = await WebAssembly.instantiate(hooked, {
+    wasi_snapshot_preview1: {
+      sched_yield: () => {
+        if (++calls === 2) throw new Error("stop");
+        return 0;
+      },
+    },
+  });
+  assert.throws(() => (instance.exports.spin as () => void)(), /stop/);
+  // One of another type is refused rather than called wrongly.
+  const wrong = wabt.parseWat(
+    "wrong.wat",
+    `(module
+    (import "wasi_snapshot_preview1" "sched_yield" (func $y (param i32) (result i32))))`,
+  );
+  const bad = new Uint8Array(wrong.toBinary({}).buffer);
+  wrong.destroy();
+  assert.throws(() => instrumentFuel(bad, { meter: false }), /sched_yield is not \(\) -> i32/);
+  assert.ok(WebAssembly.validate(instrumentFuel(bad)), "without interrupts it is left alone");
+});
+
+Deno.test("FuelCache keeps each instrumentation kind under its own versioned name", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "fuel-kinds-"));
+  try {
+    const cache = new FuelCache({ dir });
+    const input = await fixture("spin.wasm");
+    const metered = await cache.instrument(input);
+    const interrupted = await cache.instrument(input, { interrupts: true });
+    const checked = await cache.instrument(input, { meter: false });
+    assert.deepEqual(metered, instrumentFuel(input));
+    assert.deepEqual(interrupted, instrumentFuel(input, { interrupts: true }));
+    assert.deepEqual(checked, instrumentFuel(input, { meter: false }));
+    assert.equal(cache.instrumented, 3);
+    const names = (await readdir(dir)).sort().map((n) => n.replace(/-[0-9a-f]{64}\.wasm$/, ""));
+    assert.deepEqual(names, ["checks-v1.3", "fuel-interrupts-v1.3", "fuel-v1"]);
+  } finally {
+    await rm(dir, { recursive: true });
+  }
+});

@@ -44,6 +44,11 @@ export interface WasmJobPayload {
    * signed data holds safe integers only). @default {unmetered}
    */
   fuel?: string;
+  /**
+   * The hash of the job's input files (`sha256:<hex>` of their encoded tree, see
+   * file_tree.ts). @default {no files}
+   */
+  inputs?: string;
 }
 
 /** The payload of a job of any kind a node knows (only {@linkcode WasmJobPayload} today). */

@@ -21,7 +21,8 @@
  * @module
  */
 export { MEMORY_LIMIT_FRACTION, runJob } from "./run_job.ts";
-export type { JobErrorKind, JobOutcome, RunJobOptions } from "./run_job.ts";
+export type { JobErrorKind, JobOutcome, RunJobOptions, SandboxFiles } from "./run_job.ts";
+export type { WasiPreopen } from "./wasi_fs.ts";
 export { DEFAULT_LIMITS, runSignedJob } from "./run_signed_job.ts";
 export type { RunSignedJobOptions, SignedJob } from "./run_signed_job.ts";
 export { SandboxPool } from "./sandbox_pool.ts";
@@ -41,7 +42,7 @@ export {
   readFuel,
   startFuel,
 } from "./fuel.ts";
-export type { FuelCacheOptions, FuelReading } from "./fuel.ts";
+export type { FuelCacheOptions, FuelReading, InstrumentFuelOptions } from "./fuel.ts";
 export type { KeyPair } from "./ed25519.ts";
 export { WASM_KIND } from "./job_manifest.ts";
 export type { JobManifest, JobPayload, WasmJobPayload } from "./job_manifest.ts";

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256 } from "./sha256.ts";
 
 /** Chunk size used to split a job's stdout into committed chunks. */
 export const OUTPUT_CHUNK_BYTES = 65536;

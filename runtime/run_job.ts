@@ -3,19 +3,24 @@
  *
  * @module
  */
-import type { JobErrorKind, SandboxEvent, SandboxJob } from "./sandbox_core.ts";
+import type { JobErrorKind, SandboxEvent, SandboxFiles, SandboxJob } from "./sandbox_core.ts";
 import { encodeJob, FrameDecoder } from "./sandbox_frames.ts";
 import { WASM_PAGE_BYTES } from "./limit_memory.ts";
 import { type FuelCache, instrumentFuel } from "./fuel.ts";
 import type { SandboxPool } from "./sandbox_pool.ts";
-import { _spawnSandboxProcess, _startSandboxWorker, SANDBOX_HEAP_MIB } from "./sandbox_spawn.ts";
+import {
+  _spawnSandboxProcess,
+  _startSandboxWorker,
+  describeSandboxExit,
+  SANDBOX_HEAP_MIB,
+} from "./sandbox_spawn.ts";
 // Both sandbox entries are started by URL, never imported for use here; these imports put them
 // in this module's graph so that a remote (JSR) install caches them for `--cached-only`.
 import "./sandbox_main.ts";
 import "./sandbox_worker.ts";
 import { concatBytes } from "../util/concat_bytes.ts";
 
-export type { JobErrorKind } from "./sandbox_core.ts";
+export type { JobErrorKind, SandboxFiles } from "./sandbox_core.ts";
 export { MEMORY_LIMIT_FRACTION } from "./sandbox_core.ts";
 
 /** Options of {@linkcode runJob}. */
@@ -53,12 +58,17 @@ export interface RunJobOptions {
   /** Where instrumented modules are cached by hash; without it every metered run instruments. */
   fuelCache?: FuelCache;
   /**
-   * Pre-started sandbox processes to take one from (`sandbox: "process"` only); without it
-   * each job spawns its own.
+   * Warm sandbox processes to run the job on (`sandbox: "process"` only; see `SandboxPool`);
+   * without it each job spawns a process of its own.
    */
   pool?: SandboxPool;
   /** Aborting ends the job with completion `cancelled`. */
   signal?: AbortSignal;
+  /**
+   * Files for the job (an in-memory WASI filesystem, see wasi_fs.ts); the outcome then has
+   * `files`. Worker sandbox only. @default {undefined} (no filesystem)
+   */
+  files?: SandboxFiles;
 }
 
 /** How a job ended. */
@@ -82,6 +92,8 @@ export interface JobOutcome {
   peakMemoryBytes: number;
   /** Instructions executed, for a metered job (`fuel` set) that got to run. */
   fuelUsed?: bigint;
+  /** The job's files when it ended (`encodeFileTree`), for a job given `files` that ran. */
+  files?: Uint8Array;
 }
 
 const DEFAULTS = {
@@ -171,10 +183,14 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     fuelCache,
     pool,
     signal,
+    files,
   } = options;
   _validate({ input, args, argv0, env, memoryBytes, timeoutMs, maxOutputBytes, maxModuleBytes });
   if (sandbox !== "worker" && sandbox !== "process") {
     throw new TypeError(`Cannot run job: sandbox must be "worker" or "process", got ${sandbox}`);
+  }
+  if (files !== undefined && sandbox !== "worker") {
+    throw new TypeError("Cannot run job: files need the worker sandbox");
   }
   const elapsed = () => Math.round(performance.now() - started);
   if (signal?.aborted) return _cancelledOutcome(elapsed());
@@ -205,6 +221,7 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     maxOutputBytes,
     timeoutMs,
     ...(fuel !== undefined ? { fuel: String(fuel) } : {}),
+    ...(files !== undefined ? { files } : {}),
   };
   return await _runInSandbox(job, { sandbox, pool, signal, elapsed });
 }
@@ -311,6 +328,7 @@ class _JobWatch implements _Handlers {
   #outBytes = 0;
   #memory = 0;
   #fuelUsed: bigint | undefined;
+  #files: Uint8Array | undefined;
   #ready = false;
   #done = false;
   #resolve!: (end: _JobEnd) => void;
@@ -340,6 +358,7 @@ class _JobWatch implements _Handlers {
     } else if (event.type === "result") {
       this.#memory = event.memoryBytes;
       if (event.fuelUsed !== undefined) this.#fuelUsed = BigInt(event.fuelUsed);
+      if (event.files !== undefined) this.#files = event.files;
       this.settle({ exitCode: event.exitCode, error: event.error });
     }
   }
@@ -385,6 +404,7 @@ class _JobWatch implements _Handlers {
     };
     if (end.error !== null) outcome.error = end.error;
     if (this.#fuelUsed !== undefined) outcome.fuelUsed = this.#fuelUsed;
+    if (this.#files !== undefined) outcome.files = this.#files;
     return outcome;
   }
 
@@ -476,6 +496,8 @@ function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {
 }
 
 function _startProcess(job: SandboxJob, handlers: _Handlers, pool?: SandboxPool): _Sandbox {
+  // A warm process from the pool; a stand-in pool without `_run` hands out one-shot processes.
+  if (typeof pool?._run === "function") return pool._run(job, handlers);
   const child = pool?.take() ?? _spawnSandboxProcess();
   let killed = false;
   let exited = false;
@@ -525,16 +547,8 @@ function _startProcess(job: SandboxJob, handlers: _Handlers, pool?: SandboxPool)
     exited = true;
     await Promise.allSettled([writing, readingErr, readingOut]);
     if (!killed && !gotResult) {
-      const why = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
-      // V8 prints "Fatal JavaScript out of memory: ..." (and a C stack trace) when the heap
-      // limit is reached: report that one line, not the trace.
-      const oom = /Fatal JavaScript out of memory[^\n]*|JavaScript heap out of memory[^\n]*/
-        .exec(diagnostics);
-      if (oom) handlers.failed(`${oom[0].replace(/^#\s*/, "").trim()}; ${why}`, "memory_limit");
-      else {
-        const tail = diagnostics.trim().split("\n").slice(-3).join(" | ");
-        handlers.failed(`it ended with ${why}${tail ? `: ${tail}` : ""}`);
-      }
+      const { message, kind } = describeSandboxExit(status, diagnostics);
+      handlers.failed(message, kind);
     }
   })();
   return { kill, closed };

@@ -15,7 +15,8 @@ import {
 } from "./job_manifest.ts";
 import { commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
 import { type Receipt, signReceipt } from "./receipt.ts";
-import { type JobOutcome, runJob, type RunJobOptions } from "./run_job.ts";
+// Types only: runJob (and its sandboxes) is loaded when no other runner is given.
+import type { JobOutcome, RunJobOptions } from "./run_job.ts";
 
 /** Defaults of the limits, shared by `run` and the node. */
 export const DEFAULT_LIMITS = {
@@ -35,6 +36,11 @@ export interface RunSignedJobOptions extends RunJobOptions {
   keyPair: KeyPair;
   /** A job manifest signed by the requester; when absent, the worker signs one itself. */
   manifest?: JobManifest;
+  /**
+   * Runs the job in place of `runJob` (`run` passes `runInProcess`); it also gets the job id,
+   * to prepare what depends on it before the job starts. @default {runJob}
+   */
+  runner?: (module: Uint8Array, options: RunJobOptions, jobId: string) => Promise<JobOutcome>;
 }
 
 /** What a signed run gives back. */
@@ -79,6 +85,7 @@ export async function runSignedJob(
   const {
     keyPair,
     manifest: given,
+    runner,
     input = new Uint8Array(),
     args = [],
     env = {},
@@ -91,20 +98,31 @@ export async function runSignedJob(
     sha256TagAsync(module),
     sha256TagAsync(input),
   ]);
+  // `fileTreeHash` of the input files (sha256 of their encoded tree), only for a job with files.
+  const inputsHash = rest.files ? sha256Tag(rest.files.tree) : undefined;
   const manifest = given ?? await signJobManifest({
     kind: WASM_KIND,
     module_cid: moduleHash,
     input: inputHash,
     max_duration_ms: timeoutMs,
     max_memory_bytes: memoryBytes,
+    ...(inputsHash ? { inputs: inputsHash } : {}),
   }, { keyPair });
+  if (manifest.payload.inputs !== inputsHash) {
+    throw new TypeError(
+      `Cannot run job: its manifest names input files ${manifest.payload.inputs ?? "none"}, got ${
+        inputsHash ?? "none"
+      }`,
+    );
+  }
   if (manifest.payload.module_cid !== moduleHash || manifest.payload.input !== inputHash) {
     throw new TypeError(
       `Cannot run job: its manifest names module ${manifest.payload.module_cid} and input ${manifest.payload.input}, got ${moduleHash} and ${inputHash}`,
     );
   }
   const jobId = jobIdOf(manifest);
-  const outcome = await runJob(module, {
+  const run = runner ?? (await import("./run_job.ts")).runJob;
+  const outcome = await run(module, {
     ...rest,
     input,
     args,
@@ -112,7 +130,7 @@ export async function runSignedJob(
     memoryBytes,
     timeoutMs,
     maxOutputBytes,
-  });
+  }, jobId);
   const chunks = stdoutChunks(outcome.stdout);
   const extra: Record<string, string> = {
     module_hash: moduleHash,
@@ -128,6 +146,8 @@ export async function runSignedJob(
   };
   if (outcome.exitCode !== null) extra.exit_code = String(outcome.exitCode);
   if (outcome.error) extra.error = outcome.error.kind;
+  if (inputsHash) extra.inputs_hash = inputsHash;
+  if (outcome.files) extra.outputs_hash = sha256Tag(outcome.files);
   if (rest.fuel !== undefined) {
     extra.fuel_limit = String(rest.fuel);
     if (outcome.fuelUsed !== undefined) extra.fuel_used = String(outcome.fuelUsed);

@@ -12,11 +12,15 @@ import {
   limitMemory,
   MEMORY_EXPORT,
   MemoryCapError,
+  type MemoryLimits,
   TABLE_CAP_FRACTION,
   TABLE_ENTRY_BYTES,
   TABLE_EXPORT,
 } from "./limit_memory.ts";
 import { createWasi, WasiExit } from "./wasi.ts";
+// Types only: the filesystem's code is loaded (by the caller, see `openFiles`) only for a job
+// that has files, so a job without them pays nothing for it.
+import type { JobFiles, openJobFiles, WasiPreopen } from "./wasi_fs.ts";
 import { errorMessage } from "../util/error_message.ts";
 
 /** Why a job failed; see `JobOutcome.error` in run_job.ts. */
@@ -30,7 +34,21 @@ export type JobErrorKind =
   | "memory_limit"
   | "output_limit"
   | "fuel_exhausted"
-  | "cancelled";
+  | "cancelled"
+  | "fs_bytes_limit"
+  | "fs_files_limit";
+
+/** The files of a job (see wasi_fs.ts): a tree, where it is preopened, and its caps. */
+export interface SandboxFiles {
+  /** The input tree, encoded (`encodeFileTree`); checked again against the caps here. */
+  tree: Uint8Array;
+  /** The directories the module gets as fds 3, 4, ... */
+  preopens: WasiPreopen[];
+  /** Cap on the bytes of all files together, the job's writes included. */
+  maxBytes: number;
+  /** Cap on the entries (files, directories, links), the job's included. */
+  maxFiles: number;
+}
 
 /** A job as the sandbox receives it; options are already validated. */
 export interface SandboxJob {
@@ -57,6 +75,32 @@ export interface SandboxJob {
    * `instrumentFuel`; absent for an unmetered job.
    */
   fuel?: string;
+  /**
+   * The module was made by `instrumentFuel` from one that already passed `checkModule`
+   * (run_in_process.ts gates before instrumenting), so the gate is not run again.
+   */
+  gated?: boolean;
+  /** The job's files; absent: no filesystem at all (and none of its code runs). */
+  files?: SandboxFiles;
+}
+
+/** A module as {@linkcode executeJob} instantiates it: checked, memory-limited and compiled. */
+export interface CompiledModule {
+  /** The compiled, limit-rewritten module. */
+  module: WebAssembly.Module;
+  /** The memories it declares, as `limitMemory` reports them. */
+  memories: MemoryLimits[];
+  /** Size of the rewritten binary that was compiled. */
+  byteLength: number;
+}
+
+/**
+ * Where {@linkcode executeJob} finds the job's module already compiled (`get`), or leaves the one
+ * it compiled (`set`): one cache entry, chosen by the caller for this job's module and memory cap.
+ */
+export interface CompiledModuleSlot {
+  get(): CompiledModule | undefined;
+  set(compiled: CompiledModule): void;
 }
 
 /** An event from the sandbox to its parent, in order; `result` is the last one. */
@@ -71,6 +115,8 @@ export type SandboxEvent =
     memoryBytes: number;
     /** Fuel used, as a decimal string, for a metered job. */
     fuelUsed?: string;
+    /** The files when the job ended (`encodeFileTree`), for a job given `files`. */
+    files?: Uint8Array;
   };
 
 /**
@@ -111,7 +157,9 @@ class _Stop extends Error {
 /**
  * Run one job to its end, synchronously, and report through `emit`: `started` once the module
  * is instantiated, `output` chunks (coalesced, in write order), then exactly one `result`.
- * Nothing throws out of this function for anything the module does.
+ * Nothing throws out of this function for anything the module does. A job with `files` needs
+ * `openFiles` (`openJobFiles` of wasi_fs.ts, which the caller imports only for such a job);
+ * without it such a job fails.
  *
  * @example
  * ```ts
@@ -132,9 +180,15 @@ class _Stop extends Error {
  * assert.equal(last?.type === "result" && last.error?.kind, "invalid_module");
  * ```
  */
-export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void): void {
+export function executeJob(
+  job: SandboxJob,
+  emit: (event: SandboxEvent) => void,
+  cache?: CompiledModuleSlot,
+  openFiles?: typeof openJobFiles,
+): void {
   let memory: WebAssembly.Memory | null = null;
   let table: WebAssembly.Table | null = null;
+  let files: JobFiles | undefined;
   let instance: WebAssembly.Instance | undefined;
   const tableCap = Math.floor(job.memoryBytes * TABLE_CAP_FRACTION / TABLE_ENTRY_BYTES);
   const fuel = job.fuel === undefined ? undefined : BigInt(job.fuel);
@@ -179,7 +233,14 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
     flush();
     // One line whatever the engine or the module's names put in a message.
     if (error) error = { kind: error.kind, message: _oneLine(error.message) };
-    emit({ type: "result", exitCode, error, memoryBytes: memoryBytes(), ...fuelUsed() });
+    emit({
+      type: "result",
+      exitCode,
+      error,
+      memoryBytes: memoryBytes(),
+      ...fuelUsed(),
+      ...(files ? _encodeFiles(files) : {}),
+    });
   };
   /** One `fd_write` call: its chunks are views of the module's memory, copied here. */
   const write = (fd: 1 | 2, chunks: readonly Uint8Array[]) => {
@@ -215,6 +276,8 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
   };
   const failure = (error: unknown, exitCode: number | null) => {
     if (error instanceof _Stop) return finish(null, null);
+    const limit = _fsLimit(error);
+    if (limit) return finish(null, limit);
     if (error instanceof WasiExit) return classify(error.code, null);
     if (error instanceof RangeError && /call stack/i.test(error.message)) {
       return finish(null, {
@@ -255,26 +318,56 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
     finish(exitCode, error);
   };
 
-  let limited;
-  try {
-    checkModule(job.module);
-    limited = limitMemory(job.module, job.memoryBytes);
-  } catch (error) {
-    const kind = error instanceof MemoryCapError ? "memory_limit" : "invalid_module";
-    return finish(null, { kind, message: (error as Error).message });
+  // A warm sandbox (sandbox_main.ts) hands in the module it compiled for an earlier job.
+  let limited = cache?.get();
+  if (limited === undefined) {
+    let rewritten;
+    try {
+      if (!job.gated) checkModule(job.module);
+      rewritten = limitMemory(job.module, job.memoryBytes);
+    } catch (error) {
+      const kind = error instanceof MemoryCapError ? "memory_limit" : "invalid_module";
+      return finish(null, { kind, message: (error as Error).message });
+    }
+    try {
+      limited = {
+        module: new WebAssembly.Module(rewritten.bytes as Uint8Array<ArrayBuffer>),
+        memories: rewritten.memories,
+        byteLength: rewritten.bytes.length,
+      };
+    } catch (error) {
+      return finish(null, {
+        kind: "invalid_module",
+        message: `Cannot compile module: ${
+          (error as Error).message.replace(/^WebAssembly\.Module\(\): /, "")
+        }`,
+      });
+    }
+    cache?.set(limited);
   }
-  let module: WebAssembly.Module;
-  try {
-    module = new WebAssembly.Module(limited.bytes as Uint8Array<ArrayBuffer>);
-  } catch (error) {
-    return finish(null, {
-      kind: "invalid_module",
-      message: `Cannot compile module: ${
-        (error as Error).message.replace(/^WebAssembly\.Module\(\): /, "")
-      }`,
-    });
+  const module = limited.module;
+  if (job.files) {
+    try {
+      if (!openFiles) throw new Error("the sandbox did not load its filesystem");
+      files = openFiles(job.files);
+    } catch (error) {
+      return finish(
+        null,
+        _fsLimit(error) ?? {
+          kind: "invalid_module",
+          message: `Cannot use the job's files: ${errorMessage(error)}`,
+        },
+      );
+    }
   }
-  const wasi = createWasi({ args: job.args, env: job.env, stdin: job.input, write, check });
+  const wasi = createWasi({
+    args: job.args,
+    env: job.env,
+    stdin: job.input,
+    write,
+    check,
+    ...(files ? { fs: files.fs } : {}),
+  });
   // No prototype anywhere: a name the module was not given resolves to nothing.
   const imports: WebAssembly.Imports = Object.assign(Object.create(null), {
     wasi_snapshot_preview1: wasi.imports,
@@ -343,6 +436,23 @@ export function executeJob(job: SandboxJob, emit: (event: SandboxEvent) => void)
   }
   if (exhausted()) return outOfFuel();
   classify(0, null);
+}
+
+/** The job's final files, or nothing if they cannot be encoded (never expected: never throws). */
+function _encodeFiles(files: JobFiles): { files?: Uint8Array } {
+  try {
+    return { files: files.encode() };
+  } catch {
+    return {};
+  }
+}
+
+/** The kind and message of a filesystem cap breach (`WasiFsLimitError`), else null. */
+function _fsLimit(error: unknown): { kind: JobErrorKind; message: string } | null {
+  const e = error as { name?: unknown; kind?: unknown; message?: unknown } | null;
+  if (e?.name !== "WasiFsLimitError") return null;
+  if (e.kind !== "fs_bytes_limit" && e.kind !== "fs_files_limit") return null;
+  return { kind: e.kind, message: String(e.message) };
 }
 
 /** A growable byte buffer: pending output of one descriptor. */

@@ -1,19 +1,28 @@
 /**
- * A few sandbox processes started ahead of time, so a job does not wait for a `deno` process
- * to boot (~35 ms here). Each process still runs exactly one job and then exits.
+ * Warm sandbox processes: each runs jobs one after another (a fresh WebAssembly instance and a
+ * fresh WASI host per job), keeps the modules it compiled, and is replaced when a job breaks it.
  *
  * @module
  */
+import { createHash } from "node:crypto";
+import { concatBytes } from "../util/concat_bytes.ts";
+import type { JobErrorKind, SandboxEvent, SandboxJob } from "./sandbox_core.ts";
+import { encodeMessage, FrameDecoder, type SandboxRequest } from "./sandbox_frames.ts";
 import {
   _spawnSandboxProcess,
   checkSandboxConfinement,
   type ConfinementStatus,
+  describeSandboxExit,
   type SandboxConfinement,
 } from "./sandbox_spawn.ts";
 
 /** Options of {@linkcode SandboxPool}. */
 export interface SandboxPoolOptions {
-  /** Idle processes kept ready. @default {1} */
+  /**
+   * Warm processes kept: started ahead, and kept between jobs. A job that finds none idle starts
+   * one of its own, which ends after its job when `size` others are warm.
+   * @default {navigator.hardwareConcurrency} (at most 64)
+   */
   size?: number;
   /**
    * OS confinement of the processes (see `sandboxCommand` in sandbox_spawn.ts): `"auto"`
@@ -22,13 +31,61 @@ export interface SandboxPoolOptions {
    * @default {"auto"}
    */
   confinement?: SandboxConfinement;
+  /** Jobs a process runs before it is replaced; 1 is one process per job. @default {1000} */
+  jobsPerSandbox?: number;
+  /**
+   * Bytes of module a process compiles before it is replaced (counted when a module enters its
+   * cache). @default {268435456} (256 MiB)
+   */
+  compiledBytesPerSandbox?: number;
+  /**
+   * Bound of each process's cache of compiled modules, in bytes of (memory-limited) module; the
+   * least recently used go first. @default {67108864} (64 MiB)
+   */
+  cacheBytes?: number;
+  /** Internal: the sandbox entry (tests pass a probe). @ignore */
+  _entry?: URL;
 }
 
+/** One job's view of a sandbox: what run_job.ts passes to {@linkcode SandboxPool._run}. */
+export interface SandboxJobHandlers {
+  /** An event of this job, in order; `ready` first. */
+  event(event: SandboxEvent): void;
+  /** The sandbox failed by itself; `kind` `memory_limit` when it died at its heap limit. */
+  failed(message: string, kind?: JobErrorKind): void;
+}
+
+/** A job's hold on a sandbox, as {@linkcode SandboxPool._run} hands it out. */
+export interface SandboxLease {
+  /**
+   * The job is over: a sandbox that gave a clean result goes back to the pool, any other is
+   * killed (and replaced). Idempotent.
+   */
+  kill(): void;
+  /** Settles when the sandbox is back in the pool or its process has ended and been reaped. */
+  closed: Promise<void>;
+}
+
+/** Jobs up to this size are written with one system call. */
+const COALESCE_BYTES = 16 * 1024;
+
+/** Bytes of a sandbox process's own stderr kept (the last ones) for diagnostics. */
+const STDERR_TAIL_BYTES = 8 * 1024;
+
+const DEFAULTS = {
+  jobsPerSandbox: 1000,
+  compiledBytesPerSandbox: 256 * 2 ** 20,
+  cacheBytes: 64 * 2 ** 20,
+} as const;
+
 /**
- * Keeps `size` idle sandbox processes (`deno` running runtime/sandbox_main.ts with no
- * permissions, confined by the OS where it can be, waiting for a job on stdin). `runJob(module, { sandbox: "process", pool })`
- * takes one and the pool starts a replacement at once. Idle processes hold no job and no
- * data; one that dies while idle is dropped.
+ * Keeps `size` warm sandbox processes (`deno` running runtime/sandbox_main.ts with no
+ * permissions, confined by the OS where it can be). `runJob(module, { sandbox: "process", pool })`
+ * runs the job on an idle one; its module's bytes cross the pipe once per process (later jobs
+ * send its SHA-256, computed here from the bytes the caller passed, and the process reuses what
+ * it compiled). A process whose job did not end cleanly (timeout, cancel, crash, trap, any
+ * limit or error) is killed and replaced, as is one that has run `jobsPerSandbox` jobs or
+ * compiled `compiledBytesPerSandbox` bytes, or that dies while idle.
  *
  * @example
  * ```ts
@@ -46,11 +103,19 @@ export interface SandboxPoolOptions {
 export class SandboxPool implements AsyncDisposable {
   readonly #size: number;
   readonly #confinement: SandboxConfinement;
+  readonly #jobsPerSandbox: number;
+  readonly #compiledBytes: number;
+  readonly #cacheBytes: number;
+  readonly #entry: URL | undefined;
   /** Whether this pool's processes are confined by the OS, and if not, why. */
   readonly confinement: ConfinementStatus;
-  readonly #idle = new Set<Deno.ChildProcess>();
+  /** Every warm process alive, busy or idle. */
+  readonly #warm = new Set<_WarmSandbox>();
+  readonly #idle = new Set<_WarmSandbox>();
   readonly #all = new Set<Promise<unknown>>();
   #closed = false;
+  #started = 0;
+  #moduleBytesSent = 0;
 
   /**
    * Start `size` processes now.
@@ -58,10 +123,27 @@ export class SandboxPool implements AsyncDisposable {
    * @throws {Error} With `confinement: "require"` where the processes cannot be confined.
    */
   constructor(options: SandboxPoolOptions = {}) {
-    const { size = 1, confinement = "auto" } = options;
+    const {
+      size = Math.min(navigator.hardwareConcurrency, 64),
+      confinement = "auto",
+      jobsPerSandbox = DEFAULTS.jobsPerSandbox,
+      compiledBytesPerSandbox = DEFAULTS.compiledBytesPerSandbox,
+      cacheBytes = DEFAULTS.cacheBytes,
+      _entry,
+    } = options;
     if (!Number.isSafeInteger(size) || size < 0 || size > 64) {
       throw new RangeError(`Cannot make sandbox pool: size must be 0 to 64, got ${size}`);
     }
+    const positive = (name: string, v: number) => {
+      if (!Number.isSafeInteger(v) || v < 1) {
+        throw new RangeError(
+          `Cannot make sandbox pool: ${name} must be a whole number >= 1, got ${v}`,
+        );
+      }
+    };
+    positive("jobsPerSandbox", jobsPerSandbox);
+    positive("compiledBytesPerSandbox", compiledBytesPerSandbox);
+    positive("cacheBytes", cacheBytes);
     if (confinement !== "auto" && confinement !== "require" && confinement !== "off") {
       throw new TypeError(
         `Cannot make sandbox pool: confinement must be "auto", "require" or "off", got ${confinement}`,
@@ -75,27 +157,87 @@ export class SandboxPool implements AsyncDisposable {
     }
     this.#confinement = confinement;
     this.#size = size;
-    for (let i = 0; i < size; i++) this.#spawn();
+    this.#jobsPerSandbox = jobsPerSandbox;
+    this.#compiledBytes = compiledBytesPerSandbox;
+    this.#cacheBytes = cacheBytes;
+    this.#entry = _entry;
+    for (let i = 0; i < size; i++) this.#refill();
   }
 
-  /** Idle processes ready now. */
+  /** Idle warm processes ready now. */
   get idle(): number {
     return this.#idle.size;
   }
 
+  /** PIDs of the warm processes alive now (the bubblewrap launcher's where confined). */
+  get pids(): number[] {
+    return [...this.#warm].map((s) => s.child.pid);
+  }
+
+  /** Warm processes started since the pool was made (replacements included). */
+  get started(): number {
+    return this.#started;
+  }
+
+  /** Bytes of module sent to warm processes so far (each module once per process). */
+  get moduleBytesSent(): number {
+    return this.#moduleBytesSent;
+  }
+
   /**
-   * A started sandbox process for one job: an idle one when there is one, else a new one.
-   * Starts a replacement in the background. The caller owns the process from here.
+   * A new sandbox process for one job, owned by the caller (runJob uses the warm ones through
+   * {@linkcode SandboxPool._run} instead).
    */
   take(): Deno.ChildProcess {
     if (this.#closed) throw new TypeError("Cannot take a sandbox: the pool is closed");
-    const [child] = this.#idle;
-    if (child) {
-      this.#idle.delete(child);
-      this.#spawn();
-      return child;
+    return _spawnSandboxProcess(this.#entry, { confinement: this.#confinement });
+  }
+
+  /**
+   * Internal: run `job` on an idle warm process (or a new one), reporting to `handlers`.
+   *
+   * @ignore
+   */
+  _run(job: SandboxJob, handlers: SandboxJobHandlers): SandboxLease {
+    if (this.#closed) throw new TypeError("Cannot take a sandbox: the pool is closed");
+    let box: _WarmSandbox | undefined;
+    for (const idle of this.#idle) {
+      this.#idle.delete(idle);
+      // One killed for breaking the protocol while idle is on its way out.
+      if (idle.alive) {
+        box = idle;
+        break;
+      }
     }
-    return this.#start();
+    box ??= this.#spawn();
+    const key = `${createHash("sha256").update(job.module).digest("hex")}:${job.memoryBytes}`;
+    // A warm process that dies before saying anything of this job (killed while idle, say) had
+    // not started it: the job runs once more, on a fresh process, and only once.
+    let current: SandboxLease;
+    const retry = () => {
+      if (this.#closed) return false;
+      current = this.#send(this.#spawn(), job, key, handlers, undefined);
+      return true;
+    };
+    current = this.#send(box, job, key, handlers, retry);
+    return {
+      kill: () => current.kill(),
+      get closed() {
+        return current.closed;
+      },
+    };
+  }
+
+  #send(
+    box: _WarmSandbox,
+    job: SandboxJob,
+    key: string,
+    handlers: SandboxJobHandlers,
+    retry: (() => boolean) | undefined,
+  ): SandboxLease {
+    const lease = box.run(job, key, this.#cacheBytes, handlers, retry);
+    this.#moduleBytesSent += lease.moduleBytesSent;
+    return lease;
   }
 
   /**
@@ -108,16 +250,10 @@ export class SandboxPool implements AsyncDisposable {
     this.#all.add(done);
   }
 
-  /** Kill the idle processes and wait for them and for handed-out ones; idempotent. */
+  /** Kill the idle processes and wait for them and for busy ones; idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const child of this.#idle) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }
+    for (const box of this.#idle) box.kill();
     this.#idle.clear();
     await Promise.allSettled([...this.#all]);
   }
@@ -127,25 +263,216 @@ export class SandboxPool implements AsyncDisposable {
     return this.close();
   }
 
-  #start(): Deno.ChildProcess {
-    return _spawnSandboxProcess(undefined, { confinement: this.#confinement });
+  /** A job is done with `box`: keep it warm, or end it. */
+  #release(box: _WarmSandbox, clean: boolean): void {
+    if (
+      clean && !this.#closed && box.jobs < this.#jobsPerSandbox &&
+      box.compiledBytes < this.#compiledBytes && this.#warm.size <= this.#size
+    ) {
+      this.#idle.add(box);
+    } else {
+      box.kill();
+    }
   }
 
-  #spawn(): void {
-    if (this.#closed || this.#idle.size >= this.#size) return;
-    const child = this.#start();
-    this.#idle.add(child);
-    const done: Promise<unknown> = child.status.then(async () => {
-      // Died while idle (or after its job): drop it; drain what it said so nothing leaks.
-      const wasIdle = this.#idle.delete(child);
-      if (wasIdle) {
-        await Promise.allSettled([
-          child.stdout.cancel(),
-          child.stderr.cancel(),
-          child.stdin.close(),
-        ]);
-      }
+  #refill(): void {
+    if (this.#closed || this.#warm.size >= this.#size) return;
+    this.#idle.add(this.#spawn());
+  }
+
+  #spawn(): _WarmSandbox {
+    const child = _spawnSandboxProcess(this.#entry, { confinement: this.#confinement });
+    this.#started++;
+    const box = new _WarmSandbox(child, (b, clean) => this.#release(b, clean));
+    this.#warm.add(box);
+    const done: Promise<unknown> = box.exited.then(() => {
+      this.#warm.delete(box);
+      this.#idle.delete(box);
+      // One that never got as far as `ready` is not replaced at once (a sandbox that cannot
+      // start would be respawned in a loop): the next job starts one.
+      if (box.ready) this.#refill();
     }).finally(() => this.#all.delete(done));
     this.#all.add(done);
+    return box;
+  }
+}
+
+/** One warm sandbox process: its pipes, what it has compiled, and the job it runs now. */
+class _WarmSandbox {
+  readonly child: Deno.ChildProcess;
+  /** Settles once the process has ended and its pipes are drained. */
+  readonly exited: Promise<void>;
+  jobs = 0;
+  compiledBytes = 0;
+  readonly #release: (box: _WarmSandbox, clean: boolean) => void;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Cache keys the process holds compiled, as its results said. */
+  readonly #cached = new Set<string>();
+  #ready = false;
+  #killed = false;
+
+  /** Whether the process is not known to be ending. */
+  get alive(): boolean {
+    return !this.#killed;
+  }
+
+  /** Whether the process said `ready`. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  #diagnostics = "";
+  /** The running job: its handlers, until its result (or the end of the process). */
+  #job: {
+    handlers: SandboxJobHandlers;
+    key: string;
+    sentBytes: number;
+    /** Whether the process said anything of this job. */
+    heard: boolean;
+    /** Run the job on another process instead; false if it cannot. */
+    retry: (() => boolean) | undefined;
+  } | null = null;
+
+  constructor(child: Deno.ChildProcess, release: (box: _WarmSandbox, clean: boolean) => void) {
+    this.child = child;
+    this.#release = release;
+    const writer = child.stdin.getWriter();
+    this.#writer = writer;
+    const readingErr = (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of child.stderr) {
+        this.#diagnostics = (this.#diagnostics + decoder.decode(chunk, { stream: true }))
+          .slice(-STDERR_TAIL_BYTES);
+      }
+    })();
+    const readingOut = (async () => {
+      const decoder = new FrameDecoder();
+      try {
+        for await (const chunk of child.stdout) {
+          for (const event of decoder.push(chunk)) this.#event(event);
+          if (this.#killed) break;
+        }
+      } catch (error) {
+        this.#fail((error as Error).message);
+      }
+    })();
+    this.exited = (async () => {
+      const status = await child.status;
+      this.#killed = true;
+      await Promise.allSettled([readingErr, readingOut, writer.close()]);
+      const job = this.#job;
+      this.#job = null;
+      if (job && !(this.#ready && !job.heard && job.retry?.())) {
+        const { message, kind } = describeSandboxExit(status, this.#diagnostics);
+        job.handlers.failed(message, kind);
+      }
+    })();
+  }
+
+  /** Send `job` to the process; see {@linkcode SandboxPool._run}. */
+  run(
+    job: SandboxJob,
+    key: string,
+    cacheBytes: number,
+    handlers: SandboxJobHandlers,
+    retry: (() => boolean) | undefined,
+  ): SandboxLease & { moduleBytesSent: number } {
+    this.jobs++;
+    const known = this.#cached.has(key);
+    this.#job = { handlers, key, sentBytes: known ? 0 : job.module.length, heard: false, retry };
+    if (this.#ready) handlers.event({ type: "ready" });
+    const { module, ...rest } = job;
+    const request: SandboxRequest = { ...rest, cacheKey: key, cacheBytes };
+    if (!known) request.module = module;
+    const writing = (async () => {
+      try {
+        const parts = encodeMessage(request);
+        // One write for a small job (a copy is cheaper than a system call); large blobs as is.
+        if (parts.reduce((n, p) => n + p.length, 0) <= COALESCE_BYTES) {
+          await this.#writer.write(concatBytes(parts));
+        } else {
+          for (const part of parts) await this.#writer.write(part);
+        }
+      } catch {
+        // The process died before reading its job; its status tells why.
+      }
+    })();
+    let clean: boolean | undefined;
+    let closed: Promise<void> | undefined;
+    let result = false;
+    const watch = handlers;
+    handlers = {
+      event: (event) => {
+        if (event.type === "result") result = event.error === null;
+        watch.event(event);
+      },
+      failed: (message, kind) => watch.failed(message, kind),
+    };
+    this.#job.handlers = handlers;
+    const kill = () => {
+      if (clean !== undefined) return;
+      // Clean only if the result came and nothing else was said since.
+      clean = result && this.#job === null && !this.#killed;
+      if (!clean) {
+        if (this.#job?.handlers === handlers) this.#job = null;
+        this.kill();
+        closed = this.exited;
+      } else {
+        closed = writing.then(() => {});
+      }
+      this.#release(this, clean);
+    };
+    return {
+      kill,
+      moduleBytesSent: known ? 0 : module.length,
+      get closed() {
+        return closed ?? Promise.resolve();
+      },
+    };
+  }
+
+  /** End the process now; idempotent. */
+  kill(): void {
+    if (this.#killed) return;
+    this.#killed = true;
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+
+  #event(event: SandboxEvent & { cached?: boolean; evicted?: string[] }): void {
+    if (event.type === "ready" && !this.#ready) {
+      this.#ready = true;
+      this.#job?.handlers.event(event);
+      return;
+    }
+    const job = this.#job;
+    if (job === null || event.type === "ready") {
+      // Nothing is running, or a second `ready`: the process is not following the protocol.
+      this.kill();
+      return;
+    }
+    job.heard = true;
+    if (event.type === "result") {
+      this.#job = null;
+      for (const key of event.evicted ?? []) this.#cached.delete(key);
+      if (event.cached && !this.#cached.has(job.key)) {
+        this.#cached.add(job.key);
+        this.compiledBytes += job.sentBytes;
+      }
+      const { cached: _c, evicted: _e, ...rest } = event;
+      job.handlers.event(rest);
+      return;
+    }
+    job.handlers.event(event);
+  }
+
+  #fail(message: string): void {
+    const job = this.#job;
+    this.#job = null;
+    this.kill();
+    job?.handlers.failed(message);
   }
 }

@@ -278,3 +278,40 @@ export function _spawnSandboxProcess(
     stderr: "piped",
   }).spawn();
 }
+
+/**
+ * Why a sandbox process ended without a result, as one line for the job's error: V8 prints
+ * "Fatal JavaScript out of memory: ..." (and a C stack trace) when the heap limit is reached, so
+ * that line (kind `memory_limit`) rather than the trace; otherwise the exit code or signal and
+ * the last lines of what the sandbox wrote on stderr (kind `trap`).
+ *
+ * @param status How the process ended.
+ * @param diagnostics What it wrote on stderr (the caller caps it).
+ *
+ * @example
+ * ```ts
+ * import { describeSandboxExit } from "./sandbox_spawn.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const status = { success: false, code: 133, signal: null };
+ * const said = "\n#\n# Fatal JavaScript out of memory: Ineffective mark-compacts\n#\n";
+ * assert.deepEqual(describeSandboxExit(status, said), {
+ *   kind: "memory_limit",
+ *   message: "Fatal JavaScript out of memory: Ineffective mark-compacts; exit code 133",
+ * });
+ * assert.equal(describeSandboxExit(status, "").message, "it ended with exit code 133");
+ * ```
+ */
+export function describeSandboxExit(
+  status: Deno.CommandStatus,
+  diagnostics: string,
+): { kind: "memory_limit" | "trap"; message: string } {
+  const why = status.signal ? `signal ${status.signal}` : `exit code ${status.code}`;
+  const oom = /Fatal JavaScript out of memory[^\n]*|JavaScript heap out of memory[^\n]*/
+    .exec(diagnostics);
+  if (oom) {
+    return { kind: "memory_limit", message: `${oom[0].replace(/^#\s*/, "").trim()}; ${why}` };
+  }
+  const tail = diagnostics.trim().split("\n").slice(-3).join(" | ");
+  return { kind: "trap", message: `it ended with ${why}${tail ? `: ${tail}` : ""}` };
+}

@@ -28,12 +28,19 @@ export function serveWorkerJob(scope: {
   postMessage(message: SandboxEvent, transfer?: Transferable[]): void;
   close(): void;
 }): void {
-  scope.onmessage = (event) => {
+  scope.onmessage = async (event) => {
     scope.onmessage = null;
-    executeJob(event.data, (e) => {
-      if (e.type === "output") scope.postMessage(e, [e.data.buffer as ArrayBuffer]);
-      else scope.postMessage(e);
-    });
+    // The filesystem's code is loaded only for a job that has files.
+    const files = event.data.files ? (await import("./wasi_fs.ts")).openJobFiles : undefined;
+    executeJob(
+      event.data,
+      (e) => {
+        if (e.type === "output") scope.postMessage(e, [e.data.buffer as ArrayBuffer]);
+        else scope.postMessage(e);
+      },
+      undefined,
+      files,
+    );
     scope.close();
   };
   scope.postMessage({ type: "ready" });

@@ -1,10 +1,13 @@
 /**
- * A WASI preview1 (`wasi_snapshot_preview1`) host with no filesystem and no sockets: stdin from
- * bytes in memory, stdout and stderr through a callback, arguments and environment only as
- * given, clocks, random, `proc_exit`, `sched_yield` and clock sleeps through `poll_oneoff`.
+ * A WASI preview1 (`wasi_snapshot_preview1`) host with no sockets and, unless given one, no
+ * filesystem: stdin from bytes in memory, stdout and stderr through a callback, arguments and
+ * environment only as given, clocks, random, `proc_exit`, `sched_yield` and clock sleeps through
+ * `poll_oneoff`. With an in-memory filesystem (wasi_fs.ts), descriptors from 3 on are its
+ * preopens and the files the job opens.
  *
  * @module
  */
+import type { WasiFs } from "./wasi_fs.ts";
 
 /** Errno values of WASI preview1 used here. */
 const E = {
@@ -16,8 +19,12 @@ const E = {
   NOTDIR: 54,
   NOTSOCK: 57,
   NOTSUP: 58,
+  NAMETOOLONG: 37,
   SPIPE: 70,
 } as const;
+
+/** Longest path argument copied out of memory; a longer one is `ENAMETOOLONG`. */
+const PATH_MAX = 4096;
 
 /**
  * Most iovecs one `fd_read` or `fd_write` call may pass (wasi-libc's `IOV_MAX`); more is
@@ -145,6 +152,11 @@ export interface WasiOptions {
    * module (used for the wall-clock deadline).
    */
   check?: () => void;
+  /**
+   * The job's in-memory filesystem (see wasi_fs.ts): every `fd_*` call on a descriptor above 2
+   * and every `path_*` call goes to it. Without it there is no filesystem at all.
+   */
+  fs?: WasiFs;
 }
 
 /** What {@linkcode createWasi} returns. */
@@ -160,9 +172,10 @@ export interface Wasi {
 }
 
 /**
- * Make a WASI preview1 host. Every filesystem and socket call fails with a WASI errno (`EBADF`
- * for descriptors above 2, which is every directory: there are no preopens); nothing of the host
- * is reachable from the module.
+ * Make a WASI preview1 host. Without `fs`, every filesystem and socket call fails with a WASI
+ * errno (`EBADF` for descriptors above 2, which is every directory: there are no preopens); with
+ * it, descriptors above 2 are its preopens and files. Either way nothing of the host is
+ * reachable from the module.
  *
  * Every `i32` argument is read as unsigned, as WASI defines them, so a "negative" length is a
  * huge one and fails its bounds check (`EFAULT`); `fd_read` and `fd_write` take at most 1024
@@ -187,6 +200,7 @@ export function createWasi(options: WasiOptions): Wasi {
   const env = Object.entries(options.env).map(([k, v]) => encoder.encode(`${k}=${v}\0`));
   const stdin = options.stdin;
   const check = options.check ?? (() => {});
+  const fs = options.fs;
   let stdinPos = 0;
   let memory: WebAssembly.Memory | null = null;
   const startNs = _nowNs();
@@ -199,7 +213,13 @@ export function createWasi(options: WasiOptions): Wasi {
     if (memory === null) throw new RangeError("no memory");
     return new Uint8Array(memory.buffer);
   };
-  const stdio = (fd: number) => fd >= 0 && fd <= 2;
+  /**
+   * Which descriptors are stdin (0), stdout (1) and stderr (2): `fd_renumber` can move them and
+   * `fd_close` closes them, as in wasmtime (a job may redirect stdout into a file, or stdin).
+   */
+  const stdioAt = new Map<number, 0 | 1 | 2>([[0, 0], [1, 1], [2, 2]]);
+  const stdio = (fd: number) => stdioAt.has(fd);
+  fs?.reserveFds(stdio);
   /**
    * Run a call with its arguments as WASI types (`i32` as u32, `i64` as u64); out-of-bounds
    * memory access becomes EFAULT, other errors propagate.
@@ -213,6 +233,9 @@ export function createWasi(options: WasiOptions): Wasi {
     try {
       return fn(...a);
     } catch (error) {
+      // A failing filesystem call (wasi_fs.ts) carries its errno.
+      const errno = (error as { wasiErrno?: unknown } | null)?.wasiErrno;
+      if (typeof errno === "number") return errno;
       // Out-of-bounds pointers surface as RangeError from DataView and TypedArray; a stack
       // overflow is a RangeError too, and must propagate.
       if (error instanceof RangeError && !/call stack/i.test(error.message)) return E.FAULT;
@@ -257,6 +280,46 @@ export function createWasi(options: WasiOptions): Wasi {
   };
   const badfOrNotsup = (fd: number) => (stdio(fd) ? E.NOTSUP : E.BADF);
   const pathCall = (fd: number) => (stdio(fd) ? E.NOTDIR : E.BADF);
+  /** The filesystem when it holds `fd`. */
+  const fsFd = (fd: number): WasiFs | null => (fs !== undefined && fs.has(fd) ? fs : null);
+  /** A path argument, copied out of memory; throws RangeError (EFAULT) when out of bounds. */
+  const pathArg = (ptr: number, len: number): Uint8Array => {
+    if (len > PATH_MAX) return new Uint8Array(PATH_MAX + 1); // ENAMETOOLONG from the filesystem
+    if (ptr + len > bytes().length) throw new RangeError("path out of bounds");
+    return bytes().slice(ptr, ptr + len);
+  };
+  /** The iovecs as views of memory (already checked by `badIovecs`). */
+  const iovecs = (ptr: number, len: number): Uint8Array[] => {
+    const v = view();
+    const m = bytes();
+    const out: Uint8Array[] = [];
+    for (let i = 0; i < len; i++) {
+      const base = v.getUint32(ptr + i * 8, true);
+      const size = v.getUint32(ptr + i * 8 + 4, true);
+      out.push(m.subarray(base, base + size));
+    }
+    return out;
+  };
+  /** Filesystem calls for `path_*` functions: without a filesystem, the old answers. */
+  const withFs = <A extends (number | bigint)[]>(
+    fn: (fs: WasiFs, ...a: A) => number,
+    fdAt = 0,
+  ) =>
+  (...a: A): number => (fs === undefined ? pathCall(a[fdAt] as number) : fn(fs, ...a));
+  const writeFilestat = (out: number, st: ReturnType<WasiFs["filestat"]>) => {
+    const v = view();
+    v.getBigUint64(out + 56, true); // bounds check
+    v.setBigUint64(out, st.dev, true);
+    v.setBigUint64(out + 8, st.ino, true);
+    v.setBigUint64(out + 16, 0n, true);
+    v.setUint8(out + 16, st.filetype);
+    v.setBigUint64(out + 24, st.nlink, true);
+    v.setBigUint64(out + 32, st.size, true);
+    v.setBigUint64(out + 40, st.atim, true);
+    v.setBigUint64(out + 48, st.mtim, true);
+    v.setBigUint64(out + 56, st.ctim, true);
+    return E.SUCCESS;
+  };
 
   const imports = {
     args_get: guard((argv: number, buf: number) => writeStrings(args, argv, buf)),
@@ -274,23 +337,54 @@ export function createWasi(options: WasiOptions): Wasi {
       view().setBigUint64(out, ns, true);
       return E.SUCCESS;
     }),
-    fd_advise: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
-    fd_allocate: guard(badfOrNotsup),
-    fd_close: guard((fd: number) => (stdio(fd) ? E.SUCCESS : E.BADF)),
-    fd_datasync: guard((fd: number) => (stdio(fd) ? E.INVAL : E.BADF)),
+    fd_advise: guard((fd: number, offset: bigint, len: bigint, advice: number) => {
+      if (fsFd(fd)) return (fs!.advise(fd, offset, len, advice), E.SUCCESS);
+      return stdio(fd) ? E.SPIPE : E.BADF;
+    }),
+    fd_allocate: guard((fd: number, offset: bigint, len: bigint) => {
+      if (fsFd(fd)) return (fs!.allocate(fd, offset, len), E.SUCCESS);
+      return badfOrNotsup(fd);
+    }),
+    fd_close: guard((fd: number) => {
+      if (fsFd(fd)) return (fs!.close(fd), E.SUCCESS);
+      return stdioAt.delete(fd) ? E.SUCCESS : E.BADF;
+    }),
+    fd_datasync: guard((fd: number) => {
+      if (fsFd(fd)) return (fs!.sync(fd, true), E.SUCCESS);
+      return stdio(fd) ? E.INVAL : E.BADF;
+    }),
     fd_fdstat_get: guard((fd: number, out: number) => {
+      if (fsFd(fd)) {
+        const st = fs!.fdstat(fd);
+        const v = view();
+        v.getBigUint64(out + 16, true); // bounds check
+        v.setBigUint64(out, 0n, true);
+        v.setUint8(out, st.filetype);
+        v.setUint16(out + 2, st.flags, true);
+        v.setBigUint64(out + 8, st.base, true);
+        v.setBigUint64(out + 16, st.inheriting, true);
+        return E.SUCCESS;
+      }
       if (!stdio(fd)) return E.BADF;
       const v = view();
       v.setUint8(out, FILETYPE_UNKNOWN);
-      v.setUint16(out + 2, fd === 0 ? 0 : FDFLAGS_APPEND, true);
-      const rights = (fd === 0 ? RIGHTS_FD_READ : RIGHTS_FD_WRITE) | RIGHTS_POLL_FD_READWRITE;
+      const isStdin = stdioAt.get(fd) === 0;
+      v.setUint16(out + 2, isStdin ? 0 : FDFLAGS_APPEND, true);
+      const rights = (isStdin ? RIGHTS_FD_READ : RIGHTS_FD_WRITE) | RIGHTS_POLL_FD_READWRITE;
       v.setBigUint64(out + 8, rights, true);
       v.setBigUint64(out + 16, 0n, true);
       return E.SUCCESS;
     }),
-    fd_fdstat_set_flags: guard(badfOrNotsup),
-    fd_fdstat_set_rights: guard(badfOrNotsup),
+    fd_fdstat_set_flags: guard((fd: number, flags: number) => {
+      if (fsFd(fd)) return (fs!.setFlags(fd, flags), E.SUCCESS);
+      return badfOrNotsup(fd);
+    }),
+    fd_fdstat_set_rights: guard((fd: number, base: bigint, inheriting: bigint) => {
+      if (fsFd(fd)) return (fs!.setRights(fd, base, inheriting), E.SUCCESS);
+      return badfOrNotsup(fd);
+    }),
     fd_filestat_get: guard((fd: number, out: number) => {
+      if (fsFd(fd)) return writeFilestat(out, fs!.filestat(fd));
       if (!stdio(fd)) return E.BADF;
       const m = bytes();
       if (out + 64 > m.length) return E.FAULT;
@@ -298,14 +392,56 @@ export function createWasi(options: WasiOptions): Wasi {
       m[out + 16] = FILETYPE_UNKNOWN;
       return E.SUCCESS;
     }),
-    fd_filestat_set_size: guard(badfOrNotsup),
-    fd_filestat_set_times: guard(badfOrNotsup),
-    fd_pread: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
-    fd_prestat_get: guard(() => E.BADF),
-    fd_prestat_dir_name: guard(() => E.BADF),
-    fd_pwrite: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
+    fd_filestat_set_size: guard((fd: number, size: bigint) => {
+      if (fsFd(fd)) return (fs!.setSize(fd, size), E.SUCCESS);
+      return badfOrNotsup(fd);
+    }),
+    fd_filestat_set_times: guard((fd: number, atim: bigint, mtim: bigint, fst: number) => {
+      if (fsFd(fd)) return (fs!.setTimes(fd, atim, mtim, fst), E.SUCCESS);
+      return badfOrNotsup(fd);
+    }),
+    fd_pread: guard((fd: number, iovs: number, iovsLen: number, offset: bigint, nread: number) => {
+      if (!fsFd(fd)) return stdio(fd) ? E.SPIPE : E.BADF;
+      const bad = badIovecs(iovs, iovsLen);
+      if (bad !== null) return bad;
+      view().getUint32(nread, true); // bounds check before the side effect
+      view().setUint32(nread, fs!.read(fd, iovecs(iovs, iovsLen), offset), true);
+      return E.SUCCESS;
+    }),
+    fd_prestat_get: guard((fd: number, out: number) => {
+      if (!fsFd(fd)) return E.BADF;
+      const name = encoder.encode(fs!.prestat(fd));
+      const v = view();
+      v.getUint32(out + 4, true); // bounds check
+      v.setUint32(out, 0, true); // tag 0: a directory
+      v.setUint32(out + 4, name.length, true);
+      return E.SUCCESS;
+    }),
+    fd_prestat_dir_name: guard((fd: number, ptr: number, len: number) => {
+      if (!fsFd(fd)) return E.BADF;
+      const name = encoder.encode(fs!.prestat(fd));
+      if (len < name.length) return E.NAMETOOLONG;
+      if (ptr + name.length > bytes().length) return E.FAULT;
+      bytes().set(name, ptr);
+      return E.SUCCESS;
+    }),
+    fd_pwrite: guard((fd: number, iovs: number, iovsLen: number, offset: bigint, nw: number) => {
+      if (!fsFd(fd)) return stdio(fd) ? E.SPIPE : E.BADF;
+      const bad = badIovecs(iovs, iovsLen);
+      if (bad !== null) return bad;
+      view().getUint32(nw, true); // bounds check before the side effect
+      view().setUint32(nw, fs!.write(fd, iovecs(iovs, iovsLen), offset), true);
+      return E.SUCCESS;
+    }),
     fd_read: guard((fd: number, iovs: number, iovsLen: number, nread: number) => {
-      if (fd !== 0) return E.BADF;
+      if (fsFd(fd)) {
+        const bad = badIovecs(iovs, iovsLen);
+        if (bad !== null) return bad;
+        view().getUint32(nread, true); // bounds check before the side effect
+        view().setUint32(nread, fs!.read(fd, iovecs(iovs, iovsLen)), true);
+        return E.SUCCESS;
+      }
+      if (stdioAt.get(fd) !== 0) return E.BADF;
       const bad = badIovecs(iovs, iovsLen);
       if (bad !== null) return bad;
       const m = bytes();
@@ -324,16 +460,52 @@ export function createWasi(options: WasiOptions): Wasi {
       view().setUint32(nread, total, true);
       return E.SUCCESS;
     }),
-    fd_readdir: guard(pathCall),
-    fd_renumber: guard((
-      from: number,
-      to: number,
-    ) => (stdio(from) && stdio(to) ? E.NOTSUP : E.BADF)),
-    fd_seek: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
-    fd_sync: guard((fd: number) => (stdio(fd) ? E.INVAL : E.BADF)),
-    fd_tell: guard((fd: number) => (stdio(fd) ? E.SPIPE : E.BADF)),
+    fd_readdir: guard((fd: number, buf: number, len: number, cookie: bigint, used: number) => {
+      if (!fsFd(fd)) return pathCall(fd);
+      if (buf + len > bytes().length) return E.FAULT;
+      view().getUint32(used, true); // bounds check
+      const out = fs!.readdir(fd, cookie, len);
+      bytes().set(out, buf);
+      view().setUint32(used, out.length, true);
+      return E.SUCCESS;
+    }),
+    fd_renumber: guard((from: number, to: number) => {
+      if (fsFd(from) && fsFd(to)) return (fs!.renumber(from, to), E.SUCCESS);
+      const kind = stdioAt.get(from);
+      if ((kind === undefined && !fsFd(from)) || (!stdio(to) && !fsFd(to))) return E.BADF;
+      if (from === to) return E.SUCCESS;
+      // `to` is closed, then `from` takes its number.
+      if (fsFd(to)) fs!.close(to);
+      stdioAt.delete(to);
+      if (kind === undefined) fs!.moveTo(from, to);
+      else (stdioAt.set(to, kind), stdioAt.delete(from));
+      return E.SUCCESS;
+    }),
+    fd_seek: guard((fd: number, offset: bigint, whence: number, out: number) => {
+      if (!fsFd(fd)) return stdio(fd) ? E.SPIPE : E.BADF;
+      view().getBigUint64(out, true); // bounds check before the side effect
+      view().setBigUint64(out, fs!.seek(fd, BigInt.asIntN(64, offset), whence), true);
+      return E.SUCCESS;
+    }),
+    fd_sync: guard((fd: number) => {
+      if (fsFd(fd)) return (fs!.sync(fd, false), E.SUCCESS);
+      return stdio(fd) ? E.INVAL : E.BADF;
+    }),
+    fd_tell: guard((fd: number, out: number) => {
+      if (!fsFd(fd)) return stdio(fd) ? E.SPIPE : E.BADF;
+      view().setBigUint64(out, fs!.tell(fd), true);
+      return E.SUCCESS;
+    }),
     fd_write: guard((fd: number, iovs: number, iovsLen: number, nwritten: number) => {
-      if (fd !== 1 && fd !== 2) return E.BADF;
+      if (fsFd(fd)) {
+        const bad = badIovecs(iovs, iovsLen);
+        if (bad !== null) return bad;
+        view().getUint32(nwritten, true); // bounds check before the side effect
+        view().setUint32(nwritten, fs!.write(fd, iovecs(iovs, iovsLen)), true);
+        return E.SUCCESS;
+      }
+      const stream = stdioAt.get(fd);
+      if (stream !== 1 && stream !== 2) return E.BADF;
       const bad = badIovecs(iovs, iovsLen);
       if (bad !== null) return bad;
       const m = bytes();
@@ -348,21 +520,96 @@ export function createWasi(options: WasiOptions): Wasi {
         chunks.push(m.subarray(base, base + size));
         total += size;
       }
-      if (chunks.length > 0) options.write(fd, chunks);
+      if (chunks.length > 0) options.write(stream, chunks);
       // A sum over 4 GiB cannot be reported; the output cap stops such a job long before.
       v.setUint32(nwritten, Math.min(total, 0xffffffff), true);
       return E.SUCCESS;
     }),
-    path_create_directory: guard(pathCall),
-    path_filestat_get: guard(pathCall),
-    path_filestat_set_times: guard(pathCall),
-    path_link: guard(pathCall),
-    path_open: guard(pathCall),
-    path_readlink: guard(pathCall),
-    path_remove_directory: guard(pathCall),
-    path_rename: guard(pathCall),
-    path_symlink: guard((_old: number, _oldLen: number, fd: number) => pathCall(fd)),
-    path_unlink_file: guard(pathCall),
+    path_create_directory: guard(withFs((fs, fd: number, p: number, n: number) => {
+      fs.mkdir(fd, pathArg(p, n));
+      return E.SUCCESS;
+    })),
+    path_filestat_get: guard(
+      withFs((fs, fd: number, flags: number, p: number, n: number, out: number) => {
+        view().getBigUint64(out + 56, true); // bounds check
+        return writeFilestat(out, fs.pathFilestat(fd, flags, pathArg(p, n)));
+      }),
+    ),
+    path_filestat_set_times: guard(withFs((
+      fs,
+      fd: number,
+      flags: number,
+      p: number,
+      n: number,
+      at: bigint,
+      mt: bigint,
+      fst: number,
+    ) => {
+      fs.pathSetTimes(fd, flags, pathArg(p, n), at, mt, fst);
+      return E.SUCCESS;
+    })),
+    path_link: guard(withFs((
+      fs,
+      oldFd: number,
+      flags: number,
+      op: number,
+      on: number,
+      newFd: number,
+      np: number,
+      nn: number,
+    ) => {
+      fs.link(oldFd, flags, pathArg(op, on), newFd, pathArg(np, nn));
+      return E.SUCCESS;
+    })),
+    path_open: guard(withFs((
+      fs,
+      fd: number,
+      flags: number,
+      p: number,
+      n: number,
+      oflags: number,
+      base: bigint,
+      inheriting: bigint,
+      fdflags: number,
+      out: number,
+    ) => {
+      view().getUint32(out, true); // bounds check before the side effect
+      const opened = fs.open(fd, flags, pathArg(p, n), oflags, base, inheriting, fdflags);
+      view().setUint32(out, opened, true);
+      return E.SUCCESS;
+    })),
+    path_readlink: guard(
+      withFs((fs, fd: number, p: number, n: number, buf: number, len: number, used: number) => {
+        if (buf + len > bytes().length) return E.FAULT;
+        view().getUint32(used, true); // bounds check
+        const target = fs.readlink(fd, pathArg(p, n));
+        const take = target.subarray(0, len);
+        bytes().set(take, buf);
+        view().setUint32(used, take.length, true);
+        return E.SUCCESS;
+      }),
+    ),
+    path_remove_directory: guard(withFs((fs, fd: number, p: number, n: number) => {
+      fs.rmdir(fd, pathArg(p, n));
+      return E.SUCCESS;
+    })),
+    path_rename: guard(
+      withFs((fs, fd: number, op: number, on: number, newFd: number, np: number, nn: number) => {
+        fs.rename(fd, pathArg(op, on), newFd, pathArg(np, nn));
+        return E.SUCCESS;
+      }),
+    ),
+    path_symlink: guard(withFs(
+      (fs, op: number, on: number, fd: number, np: number, nn: number) => {
+        fs.symlink(pathArg(op, on), fd, pathArg(np, nn));
+        return E.SUCCESS;
+      },
+      2,
+    )),
+    path_unlink_file: guard(withFs((fs, fd: number, p: number, n: number) => {
+      fs.unlink(fd, pathArg(p, n));
+      return E.SUCCESS;
+    })),
     poll_oneoff: guard((inPtr: number, outPtr: number, nsubs: number, neventsPtr: number) => {
       if (nsubs === 0) return E.INVAL;
       const v = view();
@@ -382,7 +629,12 @@ export function createWasi(options: WasiOptions): Wasi {
       };
       for (let i = 0; i < nsubs; i++) {
         const at = inPtr + i * 48;
-        if (v.getUint8(at + 8) !== EVENTTYPE_CLOCK) {
+        const type = v.getUint8(at + 8);
+        if (type !== EVENTTYPE_CLOCK) {
+          // A descriptor that is not open fails the whole call, as in wasmtime.
+          const fd = v.getUint32(at + 16, true);
+          const fdEvent = type === EVENTTYPE_FD_READ || type === EVENTTYPE_FD_WRITE;
+          if (fdEvent && !stdio(fd) && fsFd(fd) === null) return E.BADF;
           immediate++;
           continue;
         }
@@ -410,7 +662,9 @@ export function createWasi(options: WasiOptions): Wasi {
         const type = v.getUint8(at + 8);
         if (type === EVENTTYPE_FD_READ || type === EVENTTYPE_FD_WRITE) {
           const fd = v.getUint32(at + 16, true);
-          const ok = type === EVENTTYPE_FD_READ ? fd === 0 : fd === 1 || fd === 2;
+          const stream = stdioAt.get(fd);
+          const ok = (type === EVENTTYPE_FD_READ ? stream === 0 : stream === 1 || stream === 2) ||
+            fsFd(fd) !== null; // files are always ready
           event(userdata, ok ? E.SUCCESS : E.BADF, type);
         } else if (type !== EVENTTYPE_CLOCK) {
           event(userdata, E.INVAL, type);

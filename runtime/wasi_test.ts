@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createWasi, WASI_PREVIEW1_FUNCTIONS, WasiExit } from "./wasi.ts";
+import { WasiFs } from "./wasi_fs.ts";
 
 type Call = (...args: Array<number | bigint>) => number;
 
@@ -173,4 +174,106 @@ Deno.test("createWasi() fd_write hands on views, never a copy the size of the re
   assert.throws(() => fdWrite(1, 0, 1024, 9000), /stop/);
   assert.equal(seen.length, 2048);
   assert.ok(seen.every((n) => n === 1 << 20), "each chunk is a view of the module's memory");
+});
+
+Deno.test("createWasi() with a filesystem: preopen, path_open, write, seek, read, EFAULT paths", () => {
+  const fs = new WasiFs({
+    tree: { entries: [] },
+    preopens: [{ name: "/", path: "" }],
+    maxBytes: 1024,
+    maxFiles: 10,
+  });
+  const wasi = createWasi({ args: ["m"], env: {}, stdin: new Uint8Array(), write() {}, fs });
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  wasi.bindMemory(memory);
+  const call = (name: string) => wasi.imports[name] as unknown as Call;
+  const view = new DataView(memory.buffer);
+  const mem = new Uint8Array(memory.buffer);
+  assert.equal(call("fd_prestat_get")(3, 0), 0);
+  assert.equal(view.getUint32(4, true), 1);
+  assert.equal(call("fd_prestat_dir_name")(3, 8, 1), 0);
+  assert.equal(mem[8], 0x2f);
+  mem.set(new TextEncoder().encode("f.txt"), 100);
+  const rights = (1n << 1n) | (1n << 2n) | (1n << 6n);
+  assert.equal(call("path_open")(3, 0, 100, 5, 1, rights, 0n, 0, 200), 0);
+  const fd = view.getUint32(200, true);
+  assert.equal(fd, 4);
+  mem.set(new TextEncoder().encode("data"), 300);
+  view.setUint32(16, 300, true);
+  view.setUint32(20, 4, true);
+  assert.equal(call("fd_write")(fd, 16, 1, 24), 0);
+  assert.equal(view.getUint32(24, true), 4);
+  assert.equal(call("fd_seek")(fd, -3n, 1, 32), 0);
+  assert.equal(view.getBigUint64(32, true), 1n);
+  view.setUint32(16, 400, true);
+  assert.equal(call("fd_read")(fd, 16, 1, 24), 0);
+  assert.equal(new TextDecoder().decode(mem.subarray(400, 403)), "ata");
+  // A path past the end of memory is EFAULT, a missing file ENOENT, an unknown fd EBADF.
+  assert.equal(call("path_open")(3, 0, 65_530, 10, 0, 0n, 0n, 0, 200), 21);
+  assert.equal(call("path_open")(3, 0, 100, 4, 0, 0n, 0n, 0, 200), 44);
+  assert.equal(call("fd_read")(9, 16, 1, 24), 8);
+  assert.deepEqual(fs.tree().entries.map((e) => e.path), ["f.txt"]);
+});
+
+Deno.test("createWasi() poll_oneoff on a descriptor that is not open fails with EBADF", () => {
+  const { call, view } = host();
+  view.setBigUint64(0, 7n, true); // userdata
+  view.setUint8(8, 1); // FD_READ
+  view.setUint32(16, 0xffffffff, true);
+  assert.equal(call("poll_oneoff")(0, 100, 1, 200), 8);
+  view.setUint32(16, 0, true); // stdin: ready at once
+  assert.equal(call("poll_oneoff")(0, 100, 1, 200), 0);
+  assert.equal(view.getUint32(200, true), 1);
+  assert.equal(view.getUint16(108, true), 0);
+});
+
+Deno.test("createWasi() fd_renumber moves stdio: stdout onto a file, a file onto stdout; fd_close closes stdio", () => {
+  const fs = new WasiFs({
+    tree: { entries: [] },
+    preopens: [{ name: "/", path: "" }],
+    maxBytes: 1024,
+    maxFiles: 10,
+  });
+  const writes: Array<[number, string]> = [];
+  const write = (fd: 1 | 2, chunks: readonly Uint8Array[]) => {
+    for (const c of chunks) writes.push([fd, new TextDecoder().decode(c)]);
+  };
+  const wasi = createWasi({ args: ["m"], env: {}, stdin: new Uint8Array(), write, fs });
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  wasi.bindMemory(memory);
+  const call = (name: string) => wasi.imports[name] as unknown as Call;
+  const view = new DataView(memory.buffer);
+  const mem = new Uint8Array(memory.buffer);
+  const open = (name: string) => {
+    mem.set(new TextEncoder().encode(name), 100);
+    const rights = (1n << 1n) | (1n << 6n); // FD_READ | FD_WRITE
+    assert.equal(call("path_open")(3, 0, 100, name.length, 1, rights, 0n, 0, 200), 0);
+    return view.getUint32(200, true);
+  };
+  const put = (fd: number, text: string) => {
+    mem.set(new TextEncoder().encode(text), 300);
+    view.setUint32(16, 300, true);
+    view.setUint32(16 + 4, text.length, true);
+    return call("fd_write")(fd, 16, 1, 24);
+  };
+  // stdout (1) takes fd a's number: writes to a reach stdout, fd 1 is closed.
+  const a = open("a");
+  assert.equal(call("fd_renumber")(1, a), 0);
+  assert.equal(put(a, "to stdout"), 0);
+  assert.equal(put(1, "x"), 8);
+  assert.equal(call("fd_fdstat_get")(1, 400), 8);
+  assert.equal(call("fd_fdstat_get")(a, 400), 0);
+  // A file takes stdout's old number 1 (dup2(file, 1)); a new open never reuses a stdio number.
+  const b = open("b");
+  assert.equal(call("fd_renumber")(b, 1), 8, "1 is closed now: EBADF, as for any closed fd");
+  assert.equal(call("fd_renumber")(b, 2), 0);
+  assert.equal(put(2, "into b"), 0);
+  assert.notEqual(open("c"), a);
+  // Closing stdin closes it.
+  assert.equal(call("fd_close")(0), 0);
+  assert.equal(call("fd_read")(0, 16, 1, 24), 8);
+  assert.equal(call("fd_close")(0), 8);
+  assert.deepEqual(writes, [[1, "to stdout"]]);
+  const files = fs.tree().entries as readonly { path: string; data?: Uint8Array }[];
+  assert.equal(new TextDecoder().decode(files.find((e) => e.path === "b")!.data), "into b");
 });

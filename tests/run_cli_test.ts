@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { sha256Tag } from "../runtime/digest.ts";
-import { runTask, runVerifyReceipt, taskCommand } from "./_task.ts";
+import { runScript, runTask, runVerifyReceipt, taskCommand } from "./_task.ts";
+import { wat } from "../runtime/testdata/hostile_modules.ts";
 import { auditCli } from "./_cli_audit.ts";
 import { withTempDir } from "./_temp_dir.ts";
 
@@ -414,5 +415,163 @@ Deno.test("run --fuel reports the same fuel_used in separate processes, and outp
     assert.equal(short.code, 118);
     const exact = await runTask("run", [...args, "--fuel", String(used)], { env });
     assert.equal(exact.code, 0, exact.err);
+  });
+});
+
+Deno.test("run runs the job in its own process: it needs no worker (works without --unstable-worker-options)", async () => {
+  await withHome(async (home) => {
+    const { flags, script } = await taskCommand("run");
+    const run = await runScript(
+      flags.filter((f) => f !== "--unstable-worker-options"),
+      script,
+      [HELLO],
+      { stdin: "Hello, World", env: { PLASM_HOME: home } },
+    );
+    assert.equal(run.code, 0, run.err);
+    assert.equal(run.out, "dlroW ,olleH");
+  });
+});
+
+Deno.test("run revokes every permission of its process, and the job still gets a stored receipt", async () => {
+  await withHome(async (home) => {
+    await Deno.writeTextFile(`${home}/in`, "Hello, World");
+    using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const probe = `${home}/probe.ts`;
+    // main() of cli/run.ts in a process started with every permission; then each kind is tried.
+    await Deno.writeTextFile(
+      probe,
+      `import { main } from ${JSON.stringify(`${ROOT}cli/run.ts`)};
+const code = await main([${JSON.stringify(HELLO)}, "--input", ${JSON.stringify(`${home}/in`)}]);
+const tries = {
+  read: () => Deno.readTextFileSync(${JSON.stringify(`${home}/in`)}),
+  write: () => Deno.writeTextFileSync(${JSON.stringify(`${home}/new`)}, "x"),
+  net: () => Deno.connect({ hostname: "127.0.0.1", port: ${listener.addr.port} }),
+  env: () => Deno.env.get("HOME"),
+  run: () => new Deno.Command("true").outputSync(),
+  ffi: () => Deno.dlopen("libc.so.6", {}),
+  sys: () => Deno.hostname(),
+  import: () => import("http://127.0.0.1:${listener.addr.port}/x.js"),
+};
+const seen = [];
+for (const [name, fn] of Object.entries(tries)) {
+  let outcome = "allowed";
+  try {
+    await fn();
+  } catch (error) {
+    outcome = error.name;
+  }
+  seen.push(name + " " + Deno.permissions.querySync({ name }).state + " " + outcome);
+}
+console.error("exit " + code);
+console.error(seen.join("\\n"));
+`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      // Every permission, and the task's --no-remote (the module loader ignores revocation).
+      args: ["run", "-A", "--no-remote", "--no-prompt", "--config", `${ROOT}deno.json`, probe],
+      env: { PLASM_HOME: `${home}/state` },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assert.equal(new TextDecoder().decode(out.stdout), "dlroW ,olleH", err);
+    const lines = err.split("\n");
+    assert.ok(lines.includes("exit 0"), err);
+    for (const name of ["read", "write", "net", "env", "run", "ffi", "sys"]) {
+      assert.ok(lines.includes(`${name} prompt NotCapable`), `${name}: ${err}`);
+    }
+    assert.ok(lines.includes("import prompt TypeError"), err);
+    await assert.rejects(Deno.stat(`${home}/new`), Deno.errors.NotFound);
+    // The receipt was opened before the revocation and written after the job.
+    const stored = [...Deno.readDirSync(`${home}/state/receipts`)];
+    assert.equal(stored.length, 1);
+    const receipt = JSON.parse(
+      await Deno.readTextFile(`${home}/state/receipts/${stored[0]!.name}`),
+    );
+    assert.equal(receipt.result.completion, "stop");
+  });
+});
+
+/** Modules that never call the host, each stopped only by the checks the run adds. */
+const SILENT_SPINNERS: [string, string, string[]][] = [
+  ["an endless loop under a large --fuel", `(func (export "_start") (loop (br 0)))`, [
+    "--fuel",
+    "1000000000000000",
+  ]],
+  [
+    "loop-free recursion (2^60 calls)",
+    `(func $f (param i32) (result i32)
+       (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 1))
+         (else (i32.add (call $f (i32.sub (local.get 0) (i32.const 1)))
+                        (call $f (i32.sub (local.get 0) (i32.const 1)))))))
+     (func (export "_start") (drop (call $f (i32.const 60))))`,
+    [],
+  ],
+  ["an endless start function", `(func $s (loop (br 0))) (start $s) (func (export "_start"))`, []],
+  [
+    "an endless loop of 60 MiB memory.fill",
+    `(func (export "_start") (loop (memory.fill (i32.const 0) (i32.const 1) (i32.const 62914560))
+       (br 0)))`,
+    ["--memory", "64MiB"],
+  ],
+  [
+    "an endless loop of 60 MiB memory.fill under a large --fuel",
+    `(func (export "_start") (loop (memory.fill (i32.const 0) (i32.const 1) (i32.const 62914560))
+       (br 0)))`,
+    ["--memory", "64MiB", "--fuel", "1000000000000000"],
+  ],
+];
+
+for (const [what, body, flags] of SILENT_SPINNERS) {
+  Deno.test(`run stops ${what} at --timeout: exit 124, one line, a 'timeout' receipt`, async () => {
+    await withHome(async (home) => {
+      await Deno.writeFile(
+        `${home}/m.wasm`,
+        await wat(`(module (memory (export "memory") 960) ${body})`),
+      );
+      const run = await runTask(
+        "run",
+        [`${home}/m.wasm`, "--timeout", "300ms", "--json", ...flags],
+        {
+          stdin: "",
+          env: { PLASM_HOME: home },
+        },
+      );
+      assert.equal(run.code, 124, run.err);
+      assert.equal(run.err, "");
+      const result = JSON.parse(run.out);
+      assert.equal(result.error.kind, "timeout");
+      assert.equal(result.error.message, "Cannot finish job: timed out after 300 ms");
+      assert.equal(result.receipt.result.metrics.extra.error, "timeout");
+    });
+  });
+}
+
+Deno.test("run --receipt replaces a longer existing file with exactly the new receipt", async () => {
+  await withHome(async (home) => {
+    const path = `${home}/receipt.json`;
+    await Deno.writeTextFile(path, "x".repeat(100_000));
+    const run = await runTask("run", [HELLO, "--receipt", path, "--json"], {
+      stdin: "Hello, World",
+      env: { PLASM_HOME: `${home}/state` },
+    });
+    assert.equal(run.code, 0, run.err);
+    const text = await Deno.readTextFile(path);
+    assert.deepEqual(JSON.parse(text), JSON.parse(run.out).receipt);
+    assert.equal(text, JSON.stringify(JSON.parse(run.out).receipt, null, 2) + "\n");
+  });
+});
+
+Deno.test("run leaves no --receipt file behind when the state dir cannot keep the receipt", async () => {
+  await withHome(async (home) => {
+    const env = { PLASM_HOME: `${home}/state` };
+    assert.equal((await runTask("run", [HELLO], { stdin: "", env })).code, 0);
+    await Deno.remove(`${home}/state/receipts`, { recursive: true });
+    await Deno.writeTextFile(`${home}/state/receipts`, "not a directory");
+    const run = await runTask("run", [HELLO, "--receipt", `${home}/r.json`], { stdin: "", env });
+    assert.equal(run.code, 1, run.err);
+    assert.match(run.err, /^run: error: Cannot store receipt in '.*\/state\/receipts': /);
+    assert.equal(run.err.split("\n").filter((l) => l !== "").length, 1, run.err);
+    await assert.rejects(Deno.stat(`${home}/r.json`), Deno.errors.NotFound);
   });
 });

@@ -22,12 +22,15 @@ class _Exit extends Error {
   }
 }
 
-/** Run a WASI command module; with `fuel`, the module must be instrumented. */
+/**
+ * Run a WASI command module; with `fuel`, the module must be instrumented. `onYield` serves
+ * `sched_yield` (the interrupt hook of modules instrumented with interrupts).
+ */
 export async function runWasiStub(
   module: WebAssembly.Module | Uint8Array<ArrayBuffer>,
-  options: { stdin?: string; args?: string[]; fuel?: bigint } = {},
+  options: { stdin?: string; args?: string[]; fuel?: bigint; onYield?: () => void } = {},
 ): Promise<StubRun> {
-  const { stdin = "", args = [], fuel } = options;
+  const { stdin = "", args = [], fuel, onYield } = options;
   const compiled = module instanceof WebAssembly.Module ? module : new WebAssembly.Module(module);
   const input = new TextEncoder().encode(stdin);
   let inputPos = 0;
@@ -96,6 +99,10 @@ export async function runWasiStub(
     },
     random_get(buf: number, len: number) {
       for (let i = 0; i < len; i++) bytes()[buf + i] = (i * 31 + 7) & 0xff;
+      return 0;
+    },
+    sched_yield() {
+      onYield?.();
       return 0;
     },
     clock_time_get(_id: number, _precision: bigint, ptr: number) {

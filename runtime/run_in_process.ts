@@ -1,0 +1,290 @@
+/**
+ * Run one WASI job in the calling thread, for a process that gives up its own permissions first
+ * (`run`): no worker and no child process to start, so a cold job costs little more than the
+ * process itself. See docs/runtime.md, "Why in-process `run` is isolated".
+ *
+ * @module
+ */
+import { checkModule } from "./check_module.ts";
+import { type FuelCache, instrumentFuel } from "./fuel.ts";
+import { WASM_PAGE_BYTES } from "./limit_memory.ts";
+import { executeJob, type SandboxEvent, type SandboxJob } from "./sandbox_core.ts";
+import type { JobOutcome, RunJobOptions } from "./run_job.ts";
+import { concatBytes } from "../util/concat_bytes.ts";
+
+/** Options of {@linkcode runInProcess}: those of `runJob` without a sandbox kind or pool. */
+export interface RunInProcessOptions extends Omit<RunJobOptions, "sandbox" | "pool"> {
+  /**
+   * Called once everything the job needs is in memory (module checked and instrumented, fuel
+   * cache read or written, file code loaded), right before the module is compiled and run: the
+   * place to revoke the process's permissions (see {@linkcode revokeAllPermissions}).
+   */
+  beforeRun?: () => void | Promise<void>;
+}
+
+/**
+ * Permissions {@linkcode revokeAllPermissions} revokes: every kind Deno has.
+ *
+ * @example
+ * ```ts
+ * import { REVOKED_PERMISSIONS } from "./run_in_process.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(REVOKED_PERMISSIONS.includes("read"));
+ * ```
+ */
+export const REVOKED_PERMISSIONS: readonly Deno.PermissionName[] = Object.freeze([
+  "read",
+  "write",
+  "net",
+  "env",
+  "run",
+  "ffi",
+  "sys",
+  // Not in Deno 2.9's type of permission names, but a permission all the same (--allow-import).
+  "import" as Deno.PermissionName,
+]);
+
+/**
+ * Revoke every permission of this process, for good: after it, no file, socket, environment
+ * variable, subprocess, library, system information or module can be reached, whatever the
+ * process was started with.
+ *
+ * @throws {Error} If a permission is still granted afterwards (never expected).
+ *
+ * @example
+ * ```ts ignore
+ * import { revokeAllPermissions } from "./run_in_process.ts";
+ *
+ * revokeAllPermissions();
+ * await Deno.readTextFile("/etc/hostname"); // throws Deno.errors.NotCapable
+ * ```
+ */
+export function revokeAllPermissions(): void {
+  for (const name of REVOKED_PERMISSIONS) {
+    if (Deno.permissions.revokeSync({ name }).state === "granted") {
+      throw new Error(`Cannot revoke permission '${name}': still granted`);
+    }
+  }
+}
+
+const DEFAULTS = {
+  memoryBytes: 256 * 2 ** 20,
+  timeoutMs: 30_000,
+  maxOutputBytes: 16 * 2 ** 20,
+  maxModuleBytes: 64 * 2 ** 20,
+} as const;
+
+/**
+ * Run a WASI preview1 command module in this thread under the same limits as `runJob`, and
+ * report how it ended. The module is gated (`checkModule`) and instrumented before it runs:
+ * with `fuel`, metered with interrupts; without, with interrupt checks only (function entries
+ * and loop headers). Every few milliseconds of its code the module calls `sched_yield`, where the
+ * wall-clock deadline is checked, so `timeoutMs` stops even a loop that never calls the host.
+ * Memory and output caps are enforced exactly as in a sandbox (same kinds, same messages).
+ *
+ * Isolation comes from the caller: run it in a process that revoked all its permissions in
+ * `beforeRun` (as `run` does), since the module runs in this process's engine.
+ *
+ * @param module The WebAssembly binary.
+ * @param options Input, arguments, environment, limits, fuel and the `beforeRun` hook.
+ * @returns The outcome; its `error` says what went wrong, if anything.
+ * @throws {TypeError} If an option has the wrong type.
+ * @throws {RangeError} If a limit is out of range.
+ *
+ * @example
+ * ```ts
+ * import { runInProcess } from "./run_in_process.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const module = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+ * const outcome = await runInProcess(module, { input: new TextEncoder().encode("Hello, World") });
+ * assert.equal(new TextDecoder().decode(outcome.stdout), "dlroW ,olleH");
+ * assert.equal(outcome.completion, "stop");
+ * ```
+ */
+export async function runInProcess(
+  module: Uint8Array,
+  options: RunInProcessOptions = {},
+): Promise<JobOutcome> {
+  const started = performance.now();
+  if (!(module instanceof Uint8Array)) {
+    throw new TypeError("Cannot run job: module must be a Uint8Array");
+  }
+  const {
+    input = new Uint8Array(),
+    args = [],
+    argv0 = "module.wasm",
+    env = {},
+    memoryBytes = DEFAULTS.memoryBytes,
+    timeoutMs = DEFAULTS.timeoutMs,
+    maxOutputBytes = DEFAULTS.maxOutputBytes,
+    maxModuleBytes = DEFAULTS.maxModuleBytes,
+    fuel,
+    fuelCache,
+    files,
+    signal,
+    beforeRun,
+  } = options;
+  _validate({ input, args, argv0, env, memoryBytes, timeoutMs, maxOutputBytes, maxModuleBytes });
+  if (
+    fuel !== undefined &&
+    !((typeof fuel === "bigint" || Number.isSafeInteger(fuel)) && BigInt(fuel) >= 0n &&
+      BigInt(fuel) < 2n ** 63n)
+  ) {
+    throw new RangeError(
+      `Cannot run job: fuel must be a whole number from 0 to 2^63-1, got ${fuel}`,
+    );
+  }
+  const elapsed = () => Math.round(performance.now() - started);
+  if (signal?.aborted) return _outcome([], _cancelled(), elapsed());
+  if (module.length > maxModuleBytes) {
+    return _outcome([], {
+      type: "result",
+      exitCode: null,
+      error: {
+        kind: "module_too_large",
+        message:
+          `Cannot run module: its ${module.length} bytes exceed the ${maxModuleBytes} byte cap`,
+      },
+      memoryBytes: 0,
+    }, elapsed());
+  }
+  // A module the gate refuses goes to executeJob as it is, which refuses it with the same
+  // outcome as a sandbox would; any other is instrumented first.
+  let bytes = module;
+  let gated = true;
+  try {
+    checkModule(module);
+  } catch {
+    gated = false;
+  }
+  if (gated) {
+    try {
+      bytes = await _instrument(module, fuel !== undefined, fuelCache, signal);
+    } catch (error) {
+      if (signal?.aborted) return _outcome([], _cancelled(), elapsed());
+      return _outcome([], {
+        type: "result",
+        exitCode: null,
+        error: { kind: "invalid_module", message: (error as Error).message },
+        memoryBytes: 0,
+      }, elapsed());
+    }
+  }
+  const openFiles = files === undefined ? undefined : (await import("./wasi_fs.ts")).openJobFiles;
+  await beforeRun?.();
+  if (signal?.aborted) return _outcome([], _cancelled(), elapsed());
+  const job: SandboxJob = {
+    module: bytes,
+    input,
+    args: [argv0, ...args],
+    env: { ...env },
+    memoryBytes: Math.floor(memoryBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES,
+    maxOutputBytes,
+    timeoutMs,
+    ...(fuel !== undefined ? { fuel: String(fuel) } : {}),
+    ...(files !== undefined ? { files } : {}),
+    ...(gated ? { gated } : {}),
+  };
+  const events: SandboxEvent[] = [];
+  executeJob(job, (event) => events.push(event), undefined, openFiles);
+  const result = events.at(-1);
+  if (result?.type !== "result") throw new Error("Cannot run job: it ended without a result");
+  return _outcome(events, result, elapsed(), fuel !== undefined);
+}
+
+type _Result = Extract<SandboxEvent, { type: "result" }>;
+
+function _cancelled(): _Result {
+  return {
+    type: "result",
+    exitCode: null,
+    error: { kind: "cancelled", message: "Cannot run job: cancelled" },
+    memoryBytes: 0,
+  };
+}
+
+/** The instrumented module: metered with interrupts, or with interrupt checks only. */
+async function _instrument(
+  module: Uint8Array,
+  metered: boolean,
+  fuelCache: FuelCache | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array> {
+  const how = metered ? { interrupts: true } : { meter: false };
+  return fuelCache
+    ? await fuelCache.instrument(module, { ...how, ...(signal ? { signal } : {}) })
+    : instrumentFuel(module, how);
+}
+
+/** The outcome of a job from the events `executeJob` emitted. */
+function _outcome(
+  events: SandboxEvent[],
+  result: _Result,
+  durationMs: number,
+  metered = false,
+): JobOutcome {
+  const out: { 1: Uint8Array[]; 2: Uint8Array[] } = { 1: [], 2: [] };
+  for (const event of events) if (event.type === "output") out[event.fd].push(event.data);
+  const { error } = result;
+  const outcome: JobOutcome = {
+    stdout: concatBytes(out[1]),
+    stderr: concatBytes(out[2]),
+    exitCode: result.exitCode,
+    completion: error === null
+      ? "stop"
+      : error.kind === "output_limit"
+      ? "length"
+      : error.kind === "cancelled"
+      ? "cancelled"
+      : "error",
+    durationMs,
+    peakMemoryBytes: result.memoryBytes,
+  };
+  if (error !== null) outcome.error = error;
+  if (metered && result.fuelUsed !== undefined) outcome.fuelUsed = BigInt(result.fuelUsed);
+  if (result.files !== undefined) outcome.files = result.files;
+  return outcome;
+}
+
+function _validate(o: {
+  input: unknown;
+  args: unknown;
+  argv0: unknown;
+  env: unknown;
+  memoryBytes: unknown;
+  timeoutMs: unknown;
+  maxOutputBytes: unknown;
+  maxModuleBytes: unknown;
+}): void {
+  if (!(o.input instanceof Uint8Array)) {
+    throw new TypeError("Cannot run job: input must be a Uint8Array");
+  }
+  const strings = [o.argv0, ...(Array.isArray(o.args) ? o.args : [null])];
+  if (typeof o.env !== "object" || o.env === null || Array.isArray(o.env)) {
+    throw new TypeError("Cannot run job: env must be an object of strings");
+  }
+  for (const [k, v] of Object.entries(o.env)) {
+    if (k === "" || k.includes("=")) {
+      throw new TypeError(`Cannot run job: env name '${k}' must be non-empty and without '='`);
+    }
+    strings.push(k, v);
+  }
+  for (const s of strings) {
+    if (typeof s !== "string" || s.includes("\0")) {
+      throw new TypeError("Cannot run job: args and env must be strings without NUL characters");
+    }
+  }
+  const int = (name: string, v: unknown, min: number, max: number) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      throw new RangeError(
+        `Cannot run job: ${name} must be an integer from ${min} to ${max}, got ${String(v)}`,
+      );
+    }
+  };
+  int("memoryBytes", o.memoryBytes, WASM_PAGE_BYTES, 2 ** 32);
+  int("timeoutMs", o.timeoutMs, 1, 2 ** 31 - 1);
+  int("maxOutputBytes", o.maxOutputBytes, 0, 2 ** 31 - 1);
+  int("maxModuleBytes", o.maxModuleBytes, 8, 2 ** 31 - 1);
+}

@@ -82,6 +82,8 @@ export function sha256(data: Uint8Array | string): Uint8Array {
  */
 export async function sha256Async(data: Uint8Array | string): Promise<Uint8Array> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+  // Below a few KiB the round trip to the native digest costs more than hashing here.
+  if (bytes.length <= _SYNC_MAX_BYTES) return _sha256(bytes);
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
 }
 
@@ -136,6 +138,9 @@ export function sha256Tag(data: Uint8Array | string): string {
 export function isSha256Tag(value: unknown): value is string {
   return typeof value === "string" && /^sha256:[0-9a-f]{64}$/.test(value);
 }
+
+/** Inputs up to this size are hashed synchronously by {@linkcode sha256Async} (measured). */
+const _SYNC_MAX_BYTES = 2048;
 
 function _clip(text: unknown): string {
   const s = String(text);

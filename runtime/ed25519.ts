@@ -71,6 +71,26 @@ function _importSecret(secretKey: Uint8Array, extractable: boolean): Promise<Cry
 }
 
 /**
+ * Imported signing keys, by the secret key array they came from, with a copy of its bytes: a
+ * node signs every receipt with one key, and importing it costs more than the signature. An
+ * array whose bytes changed since is imported again; nothing outlives the array.
+ */
+const _imported = new WeakMap<Uint8Array, { bytes: Uint8Array; key: Promise<CryptoKey> }>();
+
+function _signingKey(secretKey: Uint8Array): Promise<CryptoKey> {
+  const hit = _imported.get(secretKey);
+  if (
+    hit && hit.bytes.length === secretKey.length && hit.bytes.every((b, i) => b === secretKey[i])
+  ) {
+    return hit.key;
+  }
+  const key = _importSecret(secretKey, false);
+  _imported.set(secretKey, { bytes: secretKey.slice(), key });
+  key.catch(() => _imported.delete(secretKey));
+  return key;
+}
+
+/**
  * Sign a message with a raw 32-byte secret key (no pre-hash).
  *
  * @example
@@ -88,7 +108,7 @@ export async function signMessage(
   message: Uint8Array,
   secretKey: Uint8Array,
 ): Promise<Uint8Array> {
-  const key = await _importSecret(secretKey, false);
+  const key = await _signingKey(secretKey);
   return new Uint8Array(
     await crypto.subtle.sign("Ed25519", key, message as Uint8Array<ArrayBuffer>),
   );

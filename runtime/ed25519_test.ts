@@ -29,3 +29,14 @@ Deno.test("verifySignature() rejects wrong lengths and a changed message without
 Deno.test("generateKeyPair() refuses a seed that is not 32 bytes", async () => {
   await assert.rejects(() => generateKeyPair(new Uint8Array(16)), RangeError);
 });
+
+Deno.test("signMessage() reuses the imported key, but not once the key array's bytes changed", async () => {
+  const a = await generateKeyPair();
+  const b = await generateKeyPair();
+  const secret = a.secretKey.slice();
+  const msg = new TextEncoder().encode("m");
+  assert.equal(await verifySignature(await signMessage(msg, secret), msg, a.publicKey), true);
+  assert.equal(await verifySignature(await signMessage(msg, secret), msg, a.publicKey), true);
+  secret.set(b.secretKey);
+  assert.equal(await verifySignature(await signMessage(msg, secret), msg, b.publicKey), true);
+});

@@ -31,3 +31,12 @@ Deno.test("sha256.create() gives the same digest whatever the update boundaries"
   assert.throws(() => h.digest(), TypeError);
   assert.throws(() => h.update(data), TypeError);
 });
+
+Deno.test("sha256Async() agrees with Web Crypto on both sides of its synchronous size limit", async () => {
+  const { sha256Async } = await import("./digest.ts");
+  for (const size of [0, 1, 2047, 2048, 2049, 70_000]) {
+    const data = new Uint8Array(size).map((_, i) => (i * 31) & 0xff);
+    const want = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+    assert.deepEqual(await sha256Async(data), want, `size ${size}`);
+  }
+});

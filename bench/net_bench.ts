@@ -5,18 +5,20 @@
 // 1. mDNS: three `start` processes (separate processes, mode private, listen on 127.0.0.1);
 //    time from the third node's `started` line until every node has seen both others, and the
 //    wall time of `discover --mdns`; resident memory (VmRSS) of each `start` process.
-// 2. DHT: an N-node Kademlia network (one process, real TCP + Noise + Yamux over loopback),
-//    ten keys each provided by one node; each lookup runs from a fresh client-mode node that
-//    bootstraps from one random server. Reports join time, findProviders latency to the first
-//    provider (p50/p95) and memory per node.
+// 2. DHT: an N-node Kademlia network (one process, real TCP + Noise + Yamux over loopback;
+//    tests/dht_network.ts), ten keys each advertised by one node as `start` does, right after
+//    the joins; each lookup runs from a fresh client-mode node that bootstraps from one random
+//    server, as `discover --dht` does. Reports provide time (to the first `provided` record),
+//    join time, findProviders latency to the first provider (p50/p95), how many lookups found
+//    the provider, and memory per node.
 /**
  * Network benchmark; prints one JSON object. See the header for what is measured.
  *
  * @module
  */
 import { parseArgs } from "node:util";
-import { type PhaseNode, startNode } from "../net/node.ts";
 import { NodeProcess, runDiscover } from "../tests/net_spawn.ts";
+import { advertiseAndWait, lookupFromFreshClient, startDhtNetwork } from "../tests/dht_network.ts";
 
 function percentile(sorted: number[], p: number): number {
   const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
@@ -73,69 +75,45 @@ async function mdnsRun() {
 
 async function dhtRun(count: number, lookups: number) {
   const base = Deno.memoryUsage().rss;
-  const servers: PhaseNode[] = [];
-  const t0 = performance.now();
-  try {
-    servers.push(await startNode({ mdns: false }));
-    for (let i = 1; i < count; i++) {
-      const peers = [servers[0]!, servers[Math.floor(Math.random() * i)]!];
-      servers.push(
-        await startNode({
-          mdns: false,
-          bootstrap: [...new Set(peers.flatMap((p) => p.multiaddrs))],
-        }),
-      );
-    }
-    const startAll = performance.now() - t0;
-    // Let routing tables settle (self-queries run about 1 s after start).
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    const keys = Array.from({ length: 10 }, (_, i) => `/phase/bench${i}/x86_64/manifest`);
-    const providers = new Map<string, string>();
-    const provideTimes: number[] = [];
-    for (const key of keys) {
-      const node = servers[Math.floor(Math.random() * servers.length)]!;
-      const cid = await (await import("../net/provider_key.ts")).providerKeyCid(key);
-      const t = performance.now();
-      for await (const _ of node.libp2p.services.dht!.provide(cid)) { /* drain */ }
-      provideTimes.push(performance.now() - t);
-      providers.set(key, node.peerId);
-    }
-    const rssServers = Deno.memoryUsage().rss;
-    const joins: number[] = [];
-    const latencies: number[] = [];
-    let correct = 0;
-    for (let i = 0; i < lookups; i++) {
-      const entry = servers[Math.floor(Math.random() * servers.length)]!;
-      const key = keys[i % keys.length]!;
-      const tj = performance.now();
-      await using client = await startNode({
-        mdns: false,
-        dhtClientMode: true,
-        listen: [],
-        bootstrap: entry.multiaddrs,
-      });
-      const dht = client.libp2p.services.dht as unknown as { routingTable: { size: number } };
-      while (dht.routingTable.size === 0) await new Promise((r) => setTimeout(r, 10));
-      joins.push(performance.now() - tj);
-      const tl = performance.now();
-      const found = await client.findProviders(key, {
-        limit: 1,
-        signal: AbortSignal.timeout(30_000),
-      });
-      latencies.push(performance.now() - tl);
-      if (found[0]?.peerId === providers.get(key)) correct++;
-    }
-    return {
-      startAll,
-      provide: summary(provideTimes),
-      join: summary(joins),
-      findProviders: summary(latencies),
-      correct,
-      perNodeBytes: (rssServers - base) / count,
-    };
-  } finally {
-    await Promise.all(servers.map((s) => s.stop()));
+  await using network = await startDhtNetwork(count);
+  const { servers } = network;
+  const keys = Array.from({ length: 10 }, (_, i) => `/phase/bench${i}/x86_64/manifest`);
+  const providers = new Map<string, string>();
+  const provideTimes: number[] = [];
+  const storedOn: number[] = [];
+  // Provide as `start` does (PhaseNode.advertise), at once: no settling time after the joins.
+  for (const key of keys) {
+    const node = servers[Math.floor(Math.random() * servers.length)]!;
+    const { peers, ms } = await advertiseAndWait(node, key, {
+      signal: AbortSignal.timeout(120_000),
+    });
+    provideTimes.push(ms);
+    storedOn.push(peers);
+    providers.set(key, node.peerId);
   }
+  const rssServers = Deno.memoryUsage().rss;
+  const joins: number[] = [];
+  const latencies: number[] = [];
+  let correct = 0;
+  for (let i = 0; i < lookups; i++) {
+    const entry = servers[Math.floor(Math.random() * servers.length)]!;
+    const key = keys[i % keys.length]!;
+    const { found, joinMs, lookupMs } = await lookupFromFreshClient(entry, key, {
+      signal: AbortSignal.timeout(30_000),
+    });
+    joins.push(joinMs);
+    latencies.push(lookupMs);
+    if (found[0] === providers.get(key)) correct++;
+  }
+  return {
+    startAll: network.startMs,
+    provide: summary(provideTimes),
+    storedOn: { min: Math.min(...storedOn), max: Math.max(...storedOn) },
+    join: summary(joins),
+    findProviders: summary(latencies),
+    correct,
+    perNodeBytes: (rssServers - base) / count,
+  };
 }
 
 if (import.meta.main) {
@@ -166,6 +144,7 @@ if (import.meta.main) {
         nodes: Number(values.nodes),
         start_all_ms: Math.round(dht.startAll),
         provide: dht.provide,
+        provide_stored_on_peers: dht.storedOn,
         client_join: dht.join,
         find_providers_first: dht.findProviders,
         lookups_correct: `${dht.correct}/${values.lookups}`,

@@ -8,8 +8,12 @@
  *
  * ```
  * discover [--mdns] [--dht] [--bootstrap MULTIADDR]... [--channel C] [--arch A]
- *          [--capability wasm] [--timeout 10s] [--json] [-v|--verbose]
+ *          [--capability wasm] [--timeout 10s] [--mdns-quiet 200ms] [--mdns-wait 2s]
+ *          [--json] [-v|--verbose]
  * ```
+ *
+ * mDNS ends as soon as its answers stop changing: `--mdns-quiet` without a new peer after the
+ * first answer, or `--mdns-wait` without any answer (both within `--timeout`).
  *
  * Bootstrap peers that cannot be dialled are reported on stderr (`warning: ...`); when all of
  * them failed and mDNS is off, it stops at once. `-v` adds every log record as a JSON line.
@@ -30,6 +34,7 @@ import { parseDuration } from "./_units.ts";
 export const DISCOVER_COMMAND = {
   name: "discover",
   about: `Sources: --mdns and/or --dht; neither means mDNS, plus the DHT when --bootstrap is given.
+mDNS ends --mdns-quiet after the last new answer, or after --mdns-wait without any answer.
 Bootstrap peers that cannot be dialled are reported on stderr; if none answers and mDNS is
 off, discover stops at once (exit 1). -v, --verbose: also every log record (JSON lines).
 Exit codes: 0 found, 1 nothing found, 2 bad flags.`,
@@ -41,6 +46,18 @@ Exit codes: 0 found, 1 nothing found, 2 bad flags.`,
     arch: { type: "string", value: "A", description: "only this architecture" },
     capability: { type: "string", value: "wasm", description: "only nodes that run jobs" },
     timeout: { type: "string", default: "10s", value: "DURATION", description: "look for" },
+    "mdns-quiet": {
+      type: "string",
+      default: "200ms",
+      value: "DURATION",
+      description: "mDNS: end this long after the last new answer",
+    },
+    "mdns-wait": {
+      type: "string",
+      default: "2s",
+      value: "DURATION",
+      description: "mDNS: end this long after start without any answer",
+    },
     json: { type: "boolean", description: "one JSON array on stdout" },
     verbose: { type: "boolean", short: "v", description: "also every log record" },
   },
@@ -100,15 +117,9 @@ function _options(
   values: FlagValues<typeof DISCOVER_COMMAND.options>,
   io: CommandIo,
 ): Parameters<typeof discoverPeers>[0] {
-  let timeoutMs;
-  try {
-    timeoutMs = parseDuration(values.timeout);
-  } catch (error) {
-    throw new UsageError(errorLine(error));
-  }
-  if (timeoutMs < 1) {
-    throw new UsageError(`Cannot use --timeout '${values.timeout}': expected a duration above 0`);
-  }
+  const timeoutMs = _duration(values.timeout, "timeout");
+  const mdnsQuietMs = _duration(values["mdns-quiet"], "mdns-quiet");
+  const mdnsWaitMs = _duration(values["mdns-wait"], "mdns-wait");
   if (values.capability !== undefined && values.capability !== "wasm") {
     throw new UsageError(`Cannot use --capability '${values.capability}': only wasm is known`);
   }
@@ -119,6 +130,8 @@ function _options(
     dht: either ? values.dht : bootstrap.length > 0,
     bootstrap,
     timeoutMs,
+    mdnsQuietMs,
+    mdnsWaitMs,
     ...(values.channel !== undefined ? { channel: values.channel } : {}),
     ...(values.arch !== undefined ? { arch: values.arch } : {}),
     ...(values.capability !== undefined ? { capability: values.capability } : {}),
@@ -131,6 +144,18 @@ function _options(
       }
     },
   };
+}
+
+/** A duration flag's value in ms (above 0), or a `UsageError`. */
+function _duration(text: string, flag: string): number {
+  let ms;
+  try {
+    ms = parseDuration(text);
+  } catch (error) {
+    throw new UsageError(errorLine(error));
+  }
+  if (ms < 1) throw new UsageError(`Cannot use --${flag} '${text}': expected a duration above 0`);
+  return ms;
 }
 
 function _record(peer: DiscoveredPeer) {

@@ -17,8 +17,9 @@
  * `start`: run a Phase node until SIGINT or SIGTERM.
  *
  * ```
- * start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--no-mdns]
+ * start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--bootstrap-file FILE] [--no-mdns]
  *       [--mode internet|local|private] [--config FILE] [--state-dir DIR]
+ *       [--relay] [--reachability auto|public|private]
  * ```
  *
  * Prints one JSON line on stdout once listening:
@@ -34,8 +35,12 @@
  * @module
  */
 import { startNode } from "../net/node.ts";
+import { natServices, type Reachability } from "../net/nat_services.ts";
+import { webSockets } from "@libp2p/websockets";
+import { nodeStatus } from "../net/node_status.ts";
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { defaultNodeConfig, type NodeConfig, parseNodeConfig } from "../net/node_config.ts";
+import { bootstrapPeers } from "../net/bootstrap_peers.ts";
 // Remote execution (issue 6): flags, service and local API; see cli/_exec.ts.
 import { EXEC_FLAGS, type ExecFlags, parseExecFlags, startExec } from "./_exec.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
@@ -63,11 +68,18 @@ Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`
   options: {
     listen: { type: "string", multiple: true, value: "MULTIADDR", description: "listen here" },
     bootstrap: { type: "string", multiple: true, value: "MULTIADDR", description: "DHT peer" },
+    "bootstrap-file": { type: "string", value: "FILE", description: "DHT peers, a JSON list" },
     "no-mdns": { type: "boolean", description: "no mDNS discovery" },
     mode: { type: "string", value: "internet|local|private", description: "see docs/network.md" },
     config: { type: "string", value: "FILE", description: "a JSON node config" },
     "state-dir": { type: "string", value: "DIR", description: "node key, lock, API files" },
     ...EXEC_FLAGS,
+    relay: { type: "boolean", description: "relay for private peers (bounded; docs/network.md)" },
+    reachability: {
+      type: "string",
+      value: "auto|public|private",
+      description: "private: reserve on a relay (default auto: AutoNAT decides)",
+    },
   },
 } as const;
 
@@ -82,11 +94,12 @@ Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`
  *
  * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
  * assert.equal(await main(["--mode", "nowhere"], { stderr: quiet }), 2);
+ * assert.equal(await main(["--reachability", "nowhere"], { stderr: quiet }), 2);
  * ```
  */
 export function main(args: string[], context: CliContext = {}): Promise<number> {
   return runCommand(START_COMMAND, args, context, async (values, _, io) => {
-    const { config, execFlags } = await _config(values);
+    const { config, execFlags, nat } = await _config(values);
     const log = (record: Record<string, unknown>) => {
       io.log(JSON.stringify({ ts: new Date().toISOString(), ...record }));
     };
@@ -115,7 +128,15 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
         }
         secretKey = (await loadOrCreateIdentity(stateDir)).secretKey;
       }
-      await _runNode(io, { config, execFlags, secretKey, stateDir, log, signal: shutdown.signal });
+      await _runNode(io, {
+        config,
+        execFlags,
+        nat,
+        secretKey,
+        stateDir,
+        log,
+        signal: shutdown.signal,
+      });
       return 0;
     } catch (error) {
       if (shutdown.signal.aborted) return 0;
@@ -131,7 +152,7 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
 /** The node config and execution flags the flags (and `--config`) ask for, or a `UsageError`. */
 async function _config(
   values: FlagValues<typeof START_COMMAND.options>,
-): Promise<{ config: NodeConfig; execFlags: ExecFlags }> {
+): Promise<{ config: NodeConfig; execFlags: ExecFlags; nat: _NatFlags }> {
   try {
     const config = values.config
       ? parseNodeConfig(await _readConfig(values.config))
@@ -145,9 +166,19 @@ async function _config(
       config.mode = values.mode;
     }
     if (values.listen.length > 0) config.listen = values.listen;
-    if (values.bootstrap.length > 0) config.bootstrap = values.bootstrap;
+    // Without any, mode internet dials the public Amino DHT's peers (net/bootstrap_peers.ts).
+    config.bootstrap = (await bootstrapPeers(config, {
+      flags: values.bootstrap,
+      ...(values["bootstrap-file"] !== undefined ? { file: values["bootstrap-file"] } : {}),
+    })).peers;
     if (values["no-mdns"]) config.mdns = false;
     const execFlags = parseExecFlags(values);
+    const reachability = values.reachability ?? "auto";
+    if (reachability !== "auto" && reachability !== "public" && reachability !== "private") {
+      throw new TypeError(
+        `Cannot use --reachability '${reachability}': expected auto, public or private`,
+      );
+    }
     for (const addr of [...config.listen, ...config.bootstrap]) {
       try {
         multiaddr(addr);
@@ -155,7 +186,7 @@ async function _config(
         throw new TypeError(`Cannot parse multiaddr '${addr}': ${errorMessage(cause)}`, { cause });
       }
     }
-    return { config, execFlags };
+    return { config, execFlags, nat: { relay: values.relay === true, reachability } };
   } catch (error) {
     throw new UsageError(errorLine(error), { cause: error });
   }
@@ -165,6 +196,7 @@ async function _config(
 async function _runNode(io: CommandIo, o: {
   config: NodeConfig;
   execFlags: ExecFlags;
+  nat: _NatFlags;
   secretKey: Uint8Array | undefined;
   stateDir: string | undefined;
   log: (record: Record<string, unknown>) => void;
@@ -182,9 +214,15 @@ async function _runNode(io: CommandIo, o: {
   if (config.mode === "local" && config.bootstrap.length > 0) {
     log({ level: "warn", event: "bootstrap_ignored", reason: "mode local runs no DHT" });
   }
+  // NAT traversal (AutoNAT, relay, DCUtR, identify push): net/nat_services.ts.
+  const nat = natServices({ ...o.nat, onLog: log });
   const node = await startNode({
     secretKey: keyPair.secretKey,
-    listen: config.listen,
+    listen: [...config.listen, ...nat.listen],
+    // WebSockets next to TCP: listen with `--listen /ip4/.../tcp/N/ws`; QUIC needs an npm
+    // node_modules layout this project does not have (docs/network.md, "NAT traversal").
+    transports: [...nat.transports, webSockets()],
+    services: nat.services,
     bootstrap: config.mode === "local" ? [] : config.bootstrap,
     mdns: config.mdns,
     mdnsIntervalMs: config.mdns_interval_ms,
@@ -230,7 +268,7 @@ async function _runNode(io: CommandIo, o: {
       stateDir,
       wasm: config.capabilities.wasm,
       log,
-      api: { metrics, dashboard },
+      api: { metrics, dashboard, status: () => nodeStatus(node, nat.relayLimits) },
     });
     service = exec.service;
     const policy = service.policy;
@@ -262,6 +300,11 @@ async function _runNode(io: CommandIo, o: {
 }
 
 const _VERSION = "0.1.0";
+
+interface _NatFlags {
+  relay: boolean;
+  reachability: Reachability;
+}
 
 /** One line for a start-up failure, naming what the user can change. */
 function _startError(error: unknown, exec: ExecFlags): string {

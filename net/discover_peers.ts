@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { startNode } from "./node.ts";
+import { type FoundPeer, startNode } from "./node.ts";
 import type { NodeInfo } from "./node_info.ts";
 import { capabilityKey, manifestKey } from "./provider_key.ts";
 import { DEFAULT_JOB_KIND, jobKind } from "../runtime/job_kinds.ts";
@@ -79,8 +79,13 @@ export interface DiscoverPeersOptions {
   capability?: string;
   /** Give up after this long, in ms; the search ends sooner once it has its answer. @default 10000 */
   timeoutMs?: number;
-  /** With mDNS, stop after this long without a new peer (at least 2 s after start), in ms. @default 1000 */
+  /**
+   * mDNS asks at once (and again every second) and ends once this long passed without a new
+   * peer after the first answer, in ms. @default 200
+   */
   mdnsQuietMs?: number;
+  /** mDNS ends after this long without any answer, in ms. @default 2000 */
+  mdnsWaitMs?: number;
   /** Receives structured log records. @default none */
   onLog?: (record: Record<string, unknown>) => void;
   /** Aborts the search; what was found so far is returned. */
@@ -92,6 +97,10 @@ export interface DiscoverPeersOptions {
  * manifest key, from the given bootstrap peers). Runs an ephemeral client node that writes
  * nothing and answers no mDNS queries. Each candidate is asked for its info (capped, timed out,
  * validated); those that fail or do not match the filters are left out.
+ *
+ * mDNS asks at once and ends as soon as its answers stop changing: `mdnsQuietMs` (200 ms) without
+ * a new peer after the first answer, or `mdnsWaitMs` (2 s) without any answer; `timeoutMs` bounds
+ * the whole search.
  *
  * Bootstrap peers that cannot be dialled are logged (`bootstrap_dial_failed`, level `warn`).
  * When every one of them failed, the DHT search ends there; without mDNS that ends the whole
@@ -122,7 +131,8 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
     arch,
     capability,
     timeoutMs = 10_000,
-    mdnsQuietMs = 1000,
+    mdnsQuietMs = 200,
+    mdnsWaitMs = 2000,
     onLog = () => {},
     signal,
   } = options;
@@ -131,6 +141,8 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
     throw new TypeError("Cannot discover in the DHT: give at least one bootstrap peer");
   }
   if (!(timeoutMs > 0)) throw new RangeError(`Cannot use timeout ${timeoutMs} ms`);
+  if (!(mdnsQuietMs > 0)) throw new RangeError(`Cannot use mDNS quiet time ${mdnsQuietMs} ms`);
+  if (!(mdnsWaitMs > 0)) throw new RangeError(`Cannot use mDNS wait ${mdnsWaitMs} ms`);
   if (capability !== undefined) jobKind(capability, "capability");
   const lookArch = arch ?? Deno.build.arch;
   const key = channel !== undefined
@@ -140,12 +152,14 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
   const timeout = new AbortController();
   const deadlineTimer = setTimeout(() => timeout.abort(), timeoutMs);
   const deadline = AbortSignal.any([timeout.signal, ...(signal ? [signal] : [])]);
-  const started = Date.now();
   const found = new Map<string, DiscoveredPeer>();
   const asked = new Map<string, Promise<void>>();
   const candidates = new Map<string, { multiaddrs: string[]; via: Set<"mdns" | "dht"> }>();
   let lastNewPeer = Date.now();
+  let mdnsHeard = false;
   let wakeMdns = () => {};
+  // mDNS answers can arrive while the node is still starting: keep them until it has started.
+  let early: FoundPeer[] | undefined = [];
 
   const node = await startNode({
     listen: [],
@@ -156,13 +170,32 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
     dht,
     dhtClientMode: true,
     capabilities: {},
-    streamTimeoutMs: Math.min(5000, timeoutMs),
+    // A dial plus info query may take half the search, at least 5 s: a slow machine (a Phase Boot
+    // stub under TCG) needs seconds for the Noise handshake alone.
+    streamTimeoutMs: Math.min(Math.max(5000, Math.floor(timeoutMs / 2)), timeoutMs),
     onLog,
-    onMdnsPeer: (peer) => consider(peer.peerId, peer.multiaddrs, "mdns"),
+    onMdnsPeer: (peer) => {
+      if (early) {
+        if (early.length < 256) early.push(peer);
+        return;
+      }
+      mdnsHeard = true;
+      consider(peer.peerId, peer.multiaddrs, "mdns");
+    },
   }).catch((error) => {
     clearTimeout(deadlineTimer);
     throw error;
   });
+  // The mDNS window counts from here, not from the call: starting the node can take seconds on a
+  // slow machine (a Phase Boot stub under TCG), which would leave no time to hear an answer.
+  const started = Date.now();
+  if (candidates.size === 0) lastNewPeer = started;
+  const heardEarly = early;
+  early = undefined;
+  for (const peer of heardEarly) {
+    mdnsHeard = true;
+    consider(peer.peerId, peer.multiaddrs, "mdns");
+  }
 
   function consider(peerId: string, multiaddrs: string[], via: "mdns" | "dht") {
     const entry = candidates.get(peerId) ?? { multiaddrs: [], via: new Set() };
@@ -234,13 +267,15 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
     }
   }
 
+  /**
+   * Wait until mDNS answers stop changing: `mdnsQuietMs` without a new peer after the first
+   * answer, or `mdnsWaitMs` without any answer.
+   */
   async function _waitMdnsQuiet(): Promise<void> {
     while (!deadline.aborted) {
       const now = Date.now();
-      const quietFor = now - lastNewPeer;
-      const ranFor = now - started;
-      if (ranFor >= 2000 && quietFor >= mdnsQuietMs) return;
-      const wait = Math.max(2000 - ranFor, mdnsQuietMs - quietFor, 50);
+      const wait = mdnsHeard ? mdnsQuietMs - (now - lastNewPeer) : mdnsWaitMs - (now - started);
+      if (wait <= 0) return;
       const nap = new AbortController();
       wakeMdns = () => nap.abort();
       await sleep(wait, AbortSignal.any([deadline, nap.signal]));

@@ -19,7 +19,14 @@ import { mdns } from "@libp2p/mdns";
 import { generateKeyPair, generateKeyPairFromSeed } from "@libp2p/crypto/keys";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { multiaddr } from "@multiformats/multiaddr";
-import { KEEP_ALIVE, type PeerId, type PeerInfo, type Stream } from "@libp2p/interface";
+import {
+  type Connection,
+  KEEP_ALIVE,
+  type PeerId,
+  type PeerInfo,
+  type Stream,
+} from "@libp2p/interface";
+import { isRelayed } from "./nat_services.ts";
 import {
   encodeNodeInfo,
   INFO_PROTOCOL,
@@ -282,7 +289,8 @@ export class PhaseNode {
   /**
    * Advertise `key` (such as `/phase/stable/x86_64/manifest`) with a DHT provider record. The
    * first publication is retried with backoff until at least 3 peers stored the record (a node
-   * that starts alone is heard once peers join); from then on kad-dht's reprovider publishes it
+   * that starts alone is heard once peers join); each try first refreshes the routing table
+   * with a walk towards the node's own id. From then on kad-dht's reprovider publishes it
    * again before it expires (see `reprovideIntervalMs`). Returns at once; advertising stops
    * with the node. A key already advertised is not advertised twice.
    *
@@ -307,6 +315,10 @@ export class PhaseNode {
       while (!signal.aborted) {
         let peers = 0;
         try {
+          // Refresh the routing table first (a walk towards our own id, as kad-dht's self-query
+          // does): one filled before most peers joined sends the record to the wrong peers.
+          const self = this.libp2p.peerId.toMultihash().bytes;
+          for await (const _ of dht.getClosestPeers(self, { signal })) { /* drain */ }
           for await (const event of dht.provide(cid, { signal })) {
             if (event.name === "PEER_RESPONSE" && event.messageName === "ADD_PROVIDER") peers++;
           }
@@ -317,12 +329,9 @@ export class PhaseNode {
         if (signal.aborted) return;
         this.#log("info", "provided", { key, cid: cid.toString(), peers });
         if (peers >= 3) return; // kad-dht's reprovider takes over
-        if (peers > 0) {
-          await sleep(Math.min(60_000, this.#options.reprovideIntervalMs), signal);
-        } else {
-          await sleep(backoff, signal);
-          backoff = Math.min(backoff * 2, 30_000);
-        }
+        // Too few copies (peers still joining, or answers lost): try again soon, then less often.
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, peers > 0 ? 60_000 : 30_000);
       }
     });
   }
@@ -370,7 +379,8 @@ export class PhaseNode {
 
   /**
    * Find providers of `key` in the DHT (draining the lookup), at most `limit` of them. Returns
-   * `[]` at once while the node has no connection (nobody to ask).
+   * `[]` at once while the node has no connection (nobody to ask). A lookup that finds nothing
+   * is walked once more after a walk towards the node's own id has filled its routing table.
    *
    * @example
    * ```ts
@@ -395,25 +405,41 @@ export class PhaseNode {
     // its signal, maybe never): answer at once.
     if (this.libp2p.getConnections().length === 0) return [];
     const lookup = AbortSignal.any([this.#controller.signal, ...(signal ? [signal] : [])]);
-    try {
-      for await (const event of dht.findProviders(cid, { signal: lookup })) {
-        if (event.name !== "PROVIDER") continue;
-        for (const provider of event.providers) {
-          const id = provider.id.toString();
-          if (id === this.peerId) continue;
-          const entry = found.get(id) ?? { peerId: id, multiaddrs: [] };
-          for (const ma of provider.multiaddrs) {
-            const text = ma.toString();
-            if (!entry.multiaddrs.includes(text)) entry.multiaddrs.push(text);
-          }
-          found.set(id, entry);
+    // A client asks without waiting for kad-dht's first self-query, but it needs one DHT peer
+    // in its routing table (identify runs after the connection opens): wait for that.
+    await _routingTablePeer(
+      dht,
+      AbortSignal.any([lookup, AbortSignal.timeout(this.#options.streamTimeoutMs)]),
+    );
+    // A walk that found nothing ran into a dead end of a sparse routing table (records stored
+    // while the network was forming miss some of the closest peers): learn more of the network
+    // with a walk towards our own id, as kad-dht's self-query does, then walk once more from
+    // many more starting peers.
+    for (let walk = 0; walk < 2 && found.size === 0 && !lookup.aborted; walk++) {
+      try {
+        if (walk > 0) {
+          const self = this.libp2p.peerId.toMultihash().bytes;
+          for await (const _ of dht.getClosestPeers(self, { signal: lookup })) { /* drain */ }
         }
-        if (found.size >= limit) break;
-      }
-    } catch (error) {
-      // An empty routing table or an aborted lookup ends the search with what was found.
-      if (!lookup.aborted && found.size === 0) {
-        this.#log("warn", "find_providers_failed", { key, error: errorMessage(error) });
+        for await (const event of dht.findProviders(cid, { signal: lookup })) {
+          if (event.name !== "PROVIDER") continue;
+          for (const provider of event.providers) {
+            const id = provider.id.toString();
+            if (id === this.peerId) continue;
+            const entry = found.get(id) ?? { peerId: id, multiaddrs: [] };
+            for (const ma of provider.multiaddrs) {
+              const text = ma.toString();
+              if (!entry.multiaddrs.includes(text)) entry.multiaddrs.push(text);
+            }
+            found.set(id, entry);
+          }
+          if (found.size >= limit) break;
+        }
+      } catch (error) {
+        // An empty routing table or an aborted lookup ends the search with what was found.
+        if (!lookup.aborted && found.size === 0) {
+          this.#log("warn", "find_providers_failed", { key, error: errorMessage(error) });
+        }
       }
     }
     return [...found.values()].slice(0, limit);
@@ -565,7 +591,32 @@ export class PhaseNode {
         });
       });
       this.#libp2p.addEventListener("peer:connect", (event: CustomEvent<PeerId>) => {
-        this.#log("info", "peer_connected", { peer_id: event.detail.toString() });
+        const connections = this.#libp2p?.getConnections(event.detail) ?? [];
+        this.#log("info", "peer_connected", {
+          peer_id: event.detail.toString(),
+          connection: connections.some((c) => !isRelayed(c)) ? "direct" : "relayed",
+        });
+      });
+      // Addresses change at run time: a relay reservation adds `/p2p-circuit` ones.
+      let announced = "";
+      this.#libp2p.addEventListener("self:peer:update", () => {
+        const multiaddrs = this.#libp2p?.getMultiaddrs().map(String) ?? [];
+        const key = [...multiaddrs].sort().join(" ");
+        if (key === announced) return;
+        announced = key;
+        this.#log("info", "addresses_changed", { multiaddrs });
+      });
+      // A peer first reached through a relay and then directly (DCUtR, or a dial) says so.
+      this.#libp2p.addEventListener("connection:open", (event: CustomEvent<Connection>) => {
+        const peer = event.detail.remotePeer;
+        const others = this.#libp2p?.getConnections(peer).filter((c) => c !== event.detail) ?? [];
+        if (!isRelayed(event.detail) && others.length > 0 && others.every(isRelayed)) {
+          this.#log("info", "peer_connection_direct", {
+            peer_id: peer.toString(),
+            connection: "direct",
+            multiaddr: event.detail.remoteAddr.toString(),
+          });
+        }
       });
       this.#libp2p.addEventListener("peer:disconnect", (event: CustomEvent<PeerId>) => {
         this.#log("info", "peer_disconnected", { peer_id: event.detail.toString() });
@@ -619,6 +670,13 @@ export class PhaseNode {
         protocol: "/ipfs/kad/1.0.0",
         clientMode: o.dhtClientMode,
         peerInfoMapper: passthroughMapper,
+        // Lookups wait for the first self-query (it fills the routing table, so they start from
+        // many peers, not just the bootstrap peer); run it as soon as a peer joins, not after
+        // kad-dht's default of 1 s, which every first lookup waited for (docs/network.md).
+        initialQuerySelfInterval: 0,
+        // A client (discover) skips that wait: its lookup starts from the bootstrap peer, and
+        // servers store each record on the k closest peers (advertise refreshes first).
+        allowQueryWithZeroPeers: o.dhtClientMode,
         // kad-dht re-provides our records once they are reprovideIntervalMs old.
         reprovide: {
           interval: Math.min(o.reprovideIntervalMs, 3600_000),
@@ -728,6 +786,21 @@ export class PhaseNode {
       // A failing log sink must not break the node.
     }
   }
+}
+
+/** Resolve once kad-dht's routing table holds a peer, or when `signal` aborts. */
+async function _routingTablePeer(dht: KadDHT, signal: AbortSignal): Promise<void> {
+  const table = (dht as unknown as { routingTable?: EventTarget & { size: number } }).routingTable;
+  if (!table || table.size > 0 || signal.aborted) return;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      table.removeEventListener("peer:add", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    table.addEventListener("peer:add", done);
+    signal.addEventListener("abort", done);
+  });
 }
 
 function _multiaddr(text: string) {

@@ -16,8 +16,16 @@ export interface NodeConfig {
   mode: NodeMode;
   /** Multiaddrs to listen on. */
   listen: string[];
-  /** Multiaddrs of bootstrap peers (DHT). */
+  /**
+   * Multiaddrs of bootstrap peers (DHT). Empty in mode `internet`: `bootstrap_file`, else the
+   * shipped list of public Amino DHT bootstrap peers (`net/bootstrap_peers.ts`).
+   */
   bootstrap: string[];
+  /**
+   * A bootstrap file (`{"bootstrap": [...]}`, see `net/bootstrap_peers.ts`) used when
+   * `bootstrap` is empty; unset means the shipped list (mode `internet` only).
+   */
+  bootstrap_file?: string;
   /** Use mDNS on the LAN. */
   mdns: boolean;
   /** Interval between mDNS queries, in ms. */
@@ -112,6 +120,7 @@ export function parseNodeConfig(text: string, base: NodeConfig = defaultNodeConf
         config.mdns = v;
         break;
       case "state_dir":
+      case "bootstrap_file":
       case "arch":
         if (typeof v !== "string" || v === "") {
           throw new TypeError(`Cannot use config ${key}: expected a non-empty string`);

@@ -34,3 +34,14 @@ Deno.test("parseNodeConfig() rejects bad values with one-line errors", () => {
   for (const [text, message] of cases) assert.throws(() => parseNodeConfig(text), message, text);
   assert.throws(() => parseNodeConfig("{"), SyntaxError);
 });
+
+Deno.test("parseNodeConfig() reads bootstrap_file, a non-empty string", () => {
+  const config = parseNodeConfig('{"bootstrap_file":"/etc/plasm/bootstrap.json"}');
+  assert.equal(config.bootstrap_file, "/etc/plasm/bootstrap.json");
+  assert.equal(defaultNodeConfig().bootstrap_file, undefined);
+  assert.throws(
+    () => parseNodeConfig('{"bootstrap_file":""}'),
+    /Cannot use config bootstrap_file: expected a non-empty string/,
+  );
+  assert.throws(() => parseNodeConfig('{"bootstrap_file":["a"]}'), /bootstrap_file/);
+});

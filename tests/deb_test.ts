@@ -349,6 +349,8 @@ Deno.test({
             await Deno.readTextFile(`${root}/lib/systemd/system/plasmd.service`),
           );
           const env = await _unitEnv(root, unit);
+          // Mode internet defaults to the public Amino bootstrap peers; a test never dials them.
+          env.PLASMD_OPTS = `${env.PLASMD_OPTS ?? ""} --bootstrap /ip4/127.0.0.1/tcp/9`.trim();
           const argv = _execStart(unit.get("ExecStart")![0]!, env);
           assert.deepEqual(argv.slice(0, 2), ["/usr/bin/plasm", "start"]);
           // What systemd does before ExecStart: StateDirectory= and CacheDirectory= owned by User=.

@@ -23,6 +23,20 @@ Deno.test("discover: bad flags, values and grants fail with one line", async (t)
         /^discover: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h \(see discover --help\)$/,
     },
     {
+      name: "bad mDNS quiet time",
+      args: ["--mdns-quiet", "soon"],
+      code: 2,
+      line:
+        /^discover: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h \(see discover --help\)$/,
+    },
+    {
+      name: "zero mDNS wait",
+      args: ["--mdns-wait", "0s"],
+      code: 2,
+      line:
+        /^discover: Cannot use --mdns-wait '0s': expected a duration above 0 \(see discover --help\)$/,
+    },
+    {
       name: "DHT without bootstrap peer",
       args: ["--dht"],
       code: 2,
@@ -84,4 +98,12 @@ Deno.test("discover --help lists -v, --verbose and what it shows", async () => {
   assert.equal(code, 0, err);
   assert.match(out, /\[-v\|--verbose\]/);
   assert.match(out, /-v, --verbose: also every log record/);
+});
+
+Deno.test("discover --help lists --mdns-quiet and --mdns-wait with their defaults", async () => {
+  const { code, out, err } = await runTask("discover", ["--help"]);
+  assert.equal(code, 0, err);
+  assert.match(out, /--mdns-quiet DURATION/);
+  assert.match(out, /--mdns-wait DURATION/);
+  assert.match(out, /200ms/);
 });

@@ -1,0 +1,218 @@
+/**
+ * NAT traversal in the network simulator: a public bootstrap node that runs a relay, workers
+ * behind an endpoint-independent NAT (A) and a symmetric NAT (C), and a requester behind NAT B.
+ * The workers reserve a slot on the relay and advertise `/p2p-circuit` addresses; the requester
+ * finds a worker through the DHT, runs hello.wasm there through the relay and verifies the
+ * receipt; a job larger than the relay's data limit fails with one clear line.
+ *
+ * Needs root, iproute2 and nftables: skips with one line without them unless CI=true.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { createWorld, type Host } from "./netsim/create_world.ts";
+import { missingPrerequisites, SKIP_HINT } from "./netsim/missing_prerequisites.ts";
+import { execStartFlags, NodeProcess, ROOT } from "./net_spawn.ts";
+import { verifyReceipt } from "../runtime/receipt.ts";
+import { peerPublicKey } from "../net/peer_key.ts";
+import { toHex } from "../runtime/digest.ts";
+import { DEFAULT_RELAY_LIMITS } from "../net/nat_services.ts";
+
+const MISSING = await missingPrerequisites();
+const IN_CI = Deno.env.get("CI") === "true";
+const ignore = MISSING.length > 0;
+if (ignore && !IN_CI) {
+  console.log(`netsim_nat: SKIPPED: ${SKIP_HINT}; missing: ${MISSING.join(", ")}`);
+}
+
+const HELLO_PATH = join(ROOT, "examples/hello.wasm");
+const SUBMIT_FLAGS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net=127.0.0.1",
+  "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
+];
+
+Deno.test({
+  name: "netsim_nat has root, iproute2 and nftables when CI=true",
+  ignore: !IN_CI,
+  fn() {
+    assert.deepEqual(MISSING, [], `netsim is missing ${MISSING.join(", ")} in CI: ${SKIP_HINT}`);
+  },
+});
+
+/** Spawn `start` inside `host`, state in `<root>/<name>`, and wait for its `started` line. */
+function startIn(host: Host, root: string, name: string, args: string[]): Promise<NodeProcess> {
+  return NodeProcess.spawn([
+    ...["--state-dir", `${root}/${name}`, "--no-mdns"],
+    ...["--listen", `/ip4/${host.address}/tcp/4001`],
+    ...args,
+  ], {
+    flags: execStartFlags(),
+    spawn: (command, options) => host.spawn(command, options),
+  });
+}
+
+/** Run `submit --wait` inside `host` against the node whose state is `stateDir`. */
+async function submitIn(host: Host, stateDir: string, args: string[]) {
+  return await host.run(Deno.execPath(), {
+    args: ["run", ...SUBMIT_FLAGS, "cli/submit.ts", HELLO_PATH, "--state-dir", stateDir, ...args],
+    cwd: ROOT,
+    env: { NO_COLOR: "1" },
+  });
+}
+
+/** `GET /status` of the node whose state is `stateDir`, asked from inside `host`. */
+async function statusIn(host: Host, stateDir: string): Promise<Record<string, unknown>> {
+  const script = `
+    const { url } = JSON.parse(await Deno.readTextFile(${JSON.stringify(`${stateDir}/api.json`)}));
+    const token = (await Deno.readTextFile(${JSON.stringify(`${stateDir}/api.token`)})).trim();
+    const response = await fetch(new URL("status", url), { headers: { authorization: "Bearer " + token } });
+    console.log(await response.text());`;
+  const { code, out, err } = await host.run(Deno.execPath(), {
+    args: ["eval", "--quiet", script],
+    env: { NO_COLOR: "1" },
+  });
+  assert.equal(code, 0, err);
+  return JSON.parse(out);
+}
+
+Deno.test({
+  name:
+    "private workers behind NATs reserve on a public relay; a requester behind another NAT finds one through the DHT, runs hello.wasm over the relay and verifies the receipt; an oversized job fails with one clear line; a public requester gets a direct connection and the large job runs",
+  ignore,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "plasm-netsim-nat-" });
+    // A prefix outside every reserved range, so libp2p treats the relay's address as public.
+    await using world = await createWorld({ name: "nat", publicPrefix: "11.0.0.0/24" });
+    const nodes: NodeProcess[] = [];
+    try {
+      const relayHost = await world.addHost("relay");
+      await world.addLan("a", { nat: "endpoint-independent" });
+      await world.addLan("b", { nat: "endpoint-independent" });
+      await world.addLan("c", { nat: "symmetric" });
+      const workerAHost = await world.addHost("worker-a", { lan: "a" });
+      const requesterHost = await world.addHost("requester", { lan: "b" });
+      const workerCHost = await world.addHost("worker-c", { lan: "c" });
+
+      const relay = await startIn(relayHost, root, "relay", [
+        ...["--relay", "--reachability", "public", "--no-worker", "--no-api"],
+      ]);
+      nodes.push(relay);
+      const seed = `/ip4/${relayHost.address}/tcp/4001/p2p/${relay.peerId}`;
+      const workerA = await startIn(workerAHost, root, "worker-a", [
+        ...["--reachability", "private", "--bootstrap", seed],
+      ]);
+      nodes.push(workerA);
+      const workerC = await startIn(workerCHost, root, "worker-c", [
+        ...["--reachability", "private", "--bootstrap", seed],
+      ]);
+      nodes.push(workerC);
+      // Each worker reserves on the relay and advertises a relayed address.
+      const circuit = (l: Record<string, unknown>) =>
+        l.event === "addresses_changed" &&
+        (l.multiaddrs as string[]).some((a) => a.includes(`${relay.peerId}/p2p-circuit`));
+      await workerA.waitForLog(circuit, 30_000);
+      await workerC.waitForLog(circuit, 30_000);
+      for (const worker of [workerA, workerC]) {
+        await worker.waitForLog(
+          (l) =>
+            l.event === "provided" && String(l.key).startsWith("/phase/capability/") &&
+            Number(l.peers) > 0,
+          60_000,
+        );
+      }
+
+      const requester = await startIn(requesterHost, root, "requester", [
+        ...["--no-worker", "--reachability", "public", "--bootstrap", seed],
+      ]);
+      nodes.push(requester);
+      await requester.waitForLog((l) => l.event === "api_listening");
+      await requester.waitForLog((l) => l.event === "peer_connected" && l.peer_id === relay.peerId);
+
+      const reqDir = `${root}/requester`;
+      const workers = new Map([[workerA.peerId, "a"], [workerC.peerId, "c"]]);
+      const used = new Set<string>();
+      for (const pin of [undefined, "other"] as const) {
+        const text = `through the relay ${used.size}`;
+        const inputPath = `${root}/input-${used.size}.txt`;
+        const receiptPath = `${root}/receipt-${used.size}.json`;
+        await Deno.writeTextFile(inputPath, text);
+        // First found through the DHT; then pinned to the worker not used yet.
+        const other = [...workers.keys()].find((id) => !used.has(id))!;
+        const run = await submitIn(requesterHost, reqDir, [
+          ...["--input", inputPath, "--wait", "--receipt", receiptPath],
+          ...(pin ? ["--worker", other] : []),
+        ]);
+        assert.equal(run.code, 0, `submit failed: ${run.err}`);
+        assert.equal(run.out, [...text].reverse().join(""));
+        const receipt = JSON.parse(await Deno.readTextFile(receiptPath));
+        const worker = [...workers.keys()].find((id) =>
+          receipt.worker_pubkey === toHex(peerPublicKey(id))
+        );
+        assert.ok(worker, "the receipt is signed by one of the workers");
+        used.add(worker);
+        await verifyReceipt(receipt, {
+          publicKey: peerPublicKey(worker),
+          module: await Deno.readFile(HELLO_PATH),
+          input: new TextEncoder().encode(text),
+        });
+      }
+      assert.equal(used.size, 2, "both workers ran a job");
+
+      // Both workers are reached through the relay, and /status and the log say so.
+      const status = await statusIn(requesterHost, reqDir);
+      const peers = status.peers as { peer_id: string; connection: string }[];
+      for (const id of workers.keys()) {
+        assert.equal(peers.find((p) => p.peer_id === id)?.connection, "relayed", id);
+        await requester.waitForLog((l) =>
+          l.event === "peer_connected" && l.peer_id === id && l.connection === "relayed"
+        );
+      }
+      assert.equal(peers.find((p) => p.peer_id === relay.peerId)?.connection, "direct");
+
+      // A job bigger than the relay's data limit: one clear line, not a reset mid-transfer.
+      const bigPath = `${root}/big.bin`;
+      await Deno.writeFile(bigPath, new Uint8Array(DEFAULT_RELAY_LIMITS.dataLimitBytes + 1));
+      const big = await submitIn(requesterHost, reqDir, [
+        ...["--input", bigPath, "--wait", "--worker", workerA.peerId],
+      ]);
+      assert.equal(big.code, 1, big.err);
+      assert.match(
+        big.err,
+        /job too large for a relayed connection \(\d+ bytes > relay limit \d+\); no direct connection/,
+      );
+      assert.equal(big.err.trim().split("\n").length, 1, big.err);
+
+      // A public requester (it vouches for its address): the NATed worker, reached through the
+      // relay, dials it back directly (DCUtR's unilateral upgrade from the relayed connection's
+      // inbound end, or a DHT dial), so the same large job gets a direct connection and runs.
+      const publicHost = await world.addHost("public-requester");
+      const pub = await startIn(publicHost, root, "public-requester", [
+        ...["--no-worker", "--reachability", "public", "--bootstrap", seed],
+      ]);
+      nodes.push(pub);
+      await pub.waitForLog((l) => l.event === "api_listening");
+      const direct = await submitIn(publicHost, `${root}/public-requester`, [
+        ...["--input", bigPath, "--wait", "--worker", workerA.peerId],
+      ]);
+      assert.equal(direct.code, 0, direct.err);
+      assert.equal(direct.stdout.length, DEFAULT_RELAY_LIMITS.dataLimitBytes + 1);
+      // Reached through the relay first, then directly (the relayed connection may close just
+      // before or just after the direct one opens).
+      const firstDirect = await pub.waitForLog((l) =>
+        l.peer_id === workerA.peerId && (l.event === "peer_connection_direct" ||
+          (l.event === "peer_connected" && l.connection === "direct"))
+      );
+      const relayedFirst = pub.logs.findIndex((l) =>
+        l.event === "peer_connected" && l.peer_id === workerA.peerId && l.connection === "relayed"
+      );
+      assert.ok(relayedFirst >= 0 && relayedFirst < pub.logs.indexOf(firstDirect), "relayed first");
+      const pubStatus = await statusIn(publicHost, `${root}/public-requester`);
+      const pubPeers = pubStatus.peers as { peer_id: string; connection: string }[];
+      assert.equal(pubPeers.find((p) => p.peer_id === workerA.peerId)?.connection, "direct");
+    } finally {
+      for (const node of nodes.reverse()) await node.stop();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});

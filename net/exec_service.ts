@@ -6,17 +6,21 @@
  */
 import { join } from "node:path";
 import { peerIdFromString } from "@libp2p/peer-id";
+import type { PeerId, Stream } from "@libp2p/interface";
 import type { KeyPair } from "../runtime/ed25519.ts";
 import type { PhaseNode } from "./node.ts";
 import { capabilityKey } from "./provider_key.ts";
 import { JOB_OFFER_PROTOCOL, sendJobOffer } from "./job_protocol.ts";
 import { JOB_EXEC_PROTOCOL, requestJobExec } from "./job_exec_protocol.ts";
 import { JobStore } from "./job_store.ts";
+import { jobIdOf } from "../runtime/job_manifest.ts";
 import { type JobWorker, jobWorker } from "./job_worker.ts";
 import { type Dispatcher, Scheduler } from "./scheduler.ts";
 import { WorkerPolicy, type WorkerPolicyOptions } from "./worker_policy.ts";
 import { createLocalApiHandler, type LocalApiOptions } from "./local_api.ts";
-import { SandboxPool } from "../runtime/sandbox_pool.ts";
+import { ensureRelayRoom } from "./relay_room.ts";
+import { isRelayed } from "./nat_services.ts";
+import { SandboxPool, type SandboxPoolOptions } from "../runtime/sandbox_pool.ts";
 import type { SandboxConfinement } from "../runtime/sandbox_spawn.ts";
 import { storeReceipt } from "../runtime/receipt_store.ts";
 import { toHex } from "../runtime/digest.ts";
@@ -36,7 +40,7 @@ export interface ExecServiceOptions {
   /** API bearer token; without it no API handler is made. @default none */
   apiToken?: string;
   /** More routes of the local API: `/metrics` and `/dashboard` (net/metrics.ts, net/dashboard.ts). @default {{}} */
-  api?: Pick<LocalApiOptions, "metrics" | "dashboard">;
+  api?: Pick<LocalApiOptions, "metrics" | "dashboard" | "status">;
   /** Scheduler retries per replica. @default {5} */
   maxAttempts?: number;
   /**
@@ -55,6 +59,11 @@ export interface ExecServiceOptions {
    * @default {"auto"}
    */
   sandboxConfinement?: SandboxConfinement;
+  /**
+   * Size and recycling of the warm sandbox processes (runtime/sandbox_pool.ts).
+   * @default {{}} (one per core, recycled after 1000 jobs or 256 MiB of compiled module)
+   */
+  sandboxPool?: Omit<SandboxPoolOptions, "confinement" | "_entry">;
   /** Receives structured log records. */
   onLog?: (record: Record<string, unknown>) => void;
 }
@@ -111,6 +120,7 @@ export async function startExecService(
     tamperResultsForTests = false,
     streamTimeoutMs = 10_000,
     sandboxConfinement = "auto",
+    sandboxPool = {},
     onLog,
   } = options;
   const libp2p = node.libp2p;
@@ -120,9 +130,9 @@ export async function startExecService(
   const keepReceipt = stateDir ? (receipt: Receipt) => storeReceipt(stateDir, receipt) : undefined;
   let worker: JobWorker | undefined;
   let policy: WorkerPolicy | undefined;
-  // One sandbox process kept started, so a job does not wait for deno to boot.
+  // Warm sandbox processes (one per core by default), so a job waits for no deno to boot.
   const pool = policyOptions !== false
-    ? new SandboxPool({ size: 1, confinement: sandboxConfinement })
+    ? new SandboxPool({ ...sandboxPool, confinement: sandboxConfinement })
     : undefined;
   if (pool && !pool.confinement.confined) {
     // One line: jobs still run, confined by Deno's permissions only (docs/runtime.md).
@@ -152,6 +162,8 @@ export async function startExecService(
     throw error;
   }
   let turn = 0;
+  /** What each connected peer speaks (from its identify), with when it was read. */
+  const protocolsOf = new Map<string, { protocols: string[]; at: number }>();
   // A job pinned to this node's own PeerId runs on its own worker, in process (libp2p cannot
   // dial itself); the scheduler refuses it when this node runs no jobs.
   const ownKey = toHex(keyPair.publicKey);
@@ -160,17 +172,33 @@ export async function startExecService(
     if (!worker) throw new Error("This node runs no jobs");
     return worker;
   };
+  // Job streams opened while their offer is answered, so a job waits for one stream set-up
+  // (a multistream-select round trip) instead of two; by `<peer> <job id>`, taken by exec(),
+  // aborted when the offer is not accepted or the service stops.
+  const early = new Map<string, Promise<Stream>>();
+  const dialExec = (peerId: PeerId, signal: AbortSignal) =>
+    libp2p.dialProtocol(peerId, JOB_EXEC_PROTOCOL, { signal, runOnLimitedConnection: true });
   const dispatcher: Dispatcher = {
     async candidates(signal) {
       const known: string[] = [];
       const unknown: string[] = [];
+      const now = Date.now();
       for (const peer of libp2p.getPeers()) {
-        const protocols: string[] = await libp2p.peerStore.get(peer).then(
-          (p) => p.protocols,
-          () => [],
-        );
-        if (protocols.includes(JOB_OFFER_PROTOCOL)) known.push(peer.toString());
-        else if (protocols.length === 0) unknown.push(peer.toString());
+        const id = peer.toString();
+        // A peer store read (a lock and a record decode) per peer and job was a hot spot: what
+        // a connected peer speaks is kept for a second.
+        let entry = protocolsOf.get(id);
+        if (entry === undefined || now - entry.at > 1000) {
+          const protocols: string[] = await libp2p.peerStore.get(peer).then(
+            (p) => p.protocols,
+            () => [],
+          );
+          entry = { protocols, at: now };
+          if (protocols.length > 0) protocolsOf.set(id, entry);
+          if (protocolsOf.size > 1024) protocolsOf.delete(protocolsOf.keys().next().value!);
+        }
+        if (entry.protocols.includes(JOB_OFFER_PROTOCOL)) known.push(id);
+        else if (entry.protocols.length === 0) unknown.push(id);
       }
       if (known.length === 0 && libp2p.services.dht) {
         const found = await node.findProviders(capabilityKey(arch), {
@@ -188,17 +216,42 @@ export async function startExecService(
     async offer(peer, offer, signal) {
       const local = self(peer);
       if (local) return local.decideOffer(offer, ownKey);
-      const stream = await libp2p.dialProtocol(peerIdFromString(peer), JOB_OFFER_PROTOCOL, {
-        signal,
-      });
-      return await sendJobOffer(stream, offer, { signal });
+      const peerId = peerIdFromString(peer);
+      const key = `${peer} ${offer.job_id}`;
+      // Only over a direct connection: through a relay, exec() first checks the job fits.
+      const direct = libp2p.getConnections(peerId).some((c) =>
+        c.status === "open" && !isRelayed(c)
+      );
+      const pending = direct && !early.has(key) ? dialExec(peerId, signal) : undefined;
+      pending?.catch(() => {});
+      let accepted = false;
+      try {
+        const stream = await libp2p.dialProtocol(peerId, JOB_OFFER_PROTOCOL, {
+          signal,
+          runOnLimitedConnection: true,
+        });
+        const answer = await sendJobOffer(stream, offer, { signal });
+        accepted = "Accepted" in answer;
+        return answer;
+      } finally {
+        if (accepted && pending) early.set(key, pending);
+        else pending?.then((s) => s.abort(new Error("The offer was not accepted")), () => {});
+      }
     },
     async exec(peer, request, signal) {
       const local = self(peer);
       if (local) return await local.execute(request, ownKey, { signal });
-      const stream = await libp2p.dialProtocol(peerIdFromString(peer), JOB_EXEC_PROTOCOL, {
-        signal,
-      });
+      const peerId = peerIdFromString(peer);
+      const key = `${peer} ${jobIdOf(request.manifest)}`;
+      const opened = early.get(key);
+      early.delete(key);
+      const fresh = async () => {
+        // Through a relay only what fits in its data limit (net/relay_room.ts).
+        const bytes = request.input.length + (request.module?.length ?? 0);
+        await ensureRelayRoom(() => libp2p.getConnections(peerId), bytes, { signal });
+        return await dialExec(peerId, signal);
+      };
+      const stream = opened ? await opened.catch(fresh) : await fresh();
       return await requestJobExec(stream, request, { signal });
     },
   };
@@ -223,6 +276,10 @@ export async function startExecService(
     stopping ??= (async () => {
       const stopping = worker?.stop();
       await scheduler.stop();
+      for (const opened of early.values()) {
+        opened.then((s) => s.abort(new Error("The node stopped")), () => {});
+      }
+      early.clear();
       await stopping;
       store.close();
       await pool?.close();

@@ -111,3 +111,75 @@ Deno.test("JobStore.open() makes jobs.db and its WAL 0600, and narrows an existi
     }
   });
 });
+
+Deno.test("JobStore commits the writes of one tick in one transaction and one WAL fsync; durable() waits for both", async () => {
+  await withTempDir("plasm-test-", async (dir) => {
+    const { DatabaseSync } = await import("node:sqlite");
+    using store = JobStore.open(`${dir}/jobs.db`, { commitDelayMs: 1000 });
+    const manifest = await testJobManifest(await generateKeyPair());
+    for (let i = 0; i < 20; i++) {
+      store.insert({
+        jobId: String(i).padStart(64, "0"),
+        manifest,
+        input: new Uint8Array([i]),
+        options: { cpu: 1, replicas: 1 },
+      });
+    }
+    store.update("0".repeat(64), { status: "running" });
+    const other = new DatabaseSync(`${dir}/jobs.db`, { readOnly: true });
+    const count = () => (other.prepare("SELECT count(*) AS n FROM jobs").get() as { n: number }).n;
+    try {
+      // Not committed yet: another connection sees none of them.
+      assert.equal(count(), 0);
+      assert.deepEqual(store.stats, { commits: 0, syncs: 0 });
+      // Awaiting durability commits now, not after commitDelayMs.
+      await store.durable();
+      assert.deepEqual(store.stats, { commits: 1, syncs: 1 });
+      assert.equal(count(), 20);
+      // Nothing pending: resolves without another commit.
+      await store.durable();
+      assert.deepEqual(store.stats, { commits: 1, syncs: 1 });
+      // Writes of two ticks, each awaited: two commits.
+      const one = "1".padStart(64, "0");
+      store.update(one, { attempts: 1 });
+      await store.durable();
+      store.update(one, { attempts: 2 });
+      await store.durable();
+      assert.equal(store.stats.commits, 3);
+      assert.equal(store.get(one)?.attempts, 2);
+    } finally {
+      other.close();
+    }
+  });
+});
+
+Deno.test("JobStore loses no write acknowledged by durable() when its process is killed (kill -9)", async () => {
+  await withTempDir("plasm-test-", async (dir) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        new URL("./testdata/job_store_crash.ts", import.meta.url).pathname,
+        `${dir}/jobs.db`,
+        "50",
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("acked\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    child.kill("SIGKILL");
+    await reader.cancel();
+    await child.status;
+    assert.equal(text, "acked\n");
+    using store = JobStore.open(`${dir}/jobs.db`);
+    for (let i = 0; i < 50; i++) assert.ok(store.get(i.toString(16).padStart(64, "0")), `job ${i}`);
+  });
+});

@@ -99,7 +99,11 @@ export interface JobWorkerComponents {
     handle(
       protocol: string,
       handler: (stream: Stream, connection: Connection) => void | Promise<void>,
-      options?: { maxInboundStreams?: number; maxOutboundStreams?: number },
+      options?: {
+        maxInboundStreams?: number;
+        maxOutboundStreams?: number;
+        runOnLimitedConnection?: boolean;
+      },
     ): Promise<void>;
     unhandle(protocol: string): Promise<void>;
   };
@@ -177,6 +181,8 @@ export class JobWorker {
   #blocked = new Map<string, number>();
   #controller = new AbortController();
   #started = false;
+  /** Receipt files being written (awaited by stop()). */
+  #keeping = new Set<Promise<unknown>>();
 
   /**
    * Make a worker; nothing is served until {@linkcode JobWorker.start}.
@@ -272,7 +278,7 @@ export class JobWorker {
       } finally {
         this.#inflightOffers--;
       }
-    }, { maxInboundStreams: 64, maxOutboundStreams: 64 });
+    }, { maxInboundStreams: 64, maxOutboundStreams: 64, runOnLimitedConnection: true });
     const {
       maxExecStreamsPerPeer = 8,
       maxExecStreams = 32,
@@ -326,19 +332,21 @@ export class JobWorker {
         if (left > 0) this.#execStreams.set(peer, left);
         else this.#execStreams.delete(peer);
       }
-    }, { maxInboundStreams: 64, maxOutboundStreams: 64 });
+    }, { maxInboundStreams: 64, maxOutboundStreams: 64, runOnLimitedConnection: true });
   }
 
   /** Stop serving, cancel running jobs and drop reservations; idempotent. */
   async stop(): Promise<void> {
     this.#controller.abort(new Error("The worker stopped"));
     this.#o.policy.clear();
-    if (!this.#started) return;
-    this.#started = false;
-    await Promise.allSettled([
-      this.#registrar?.unhandle(JOB_OFFER_PROTOCOL),
-      this.#registrar?.unhandle(JOB_EXEC_PROTOCOL),
-    ]);
+    if (this.#started) {
+      this.#started = false;
+      await Promise.allSettled([
+        this.#registrar?.unhandle(JOB_OFFER_PROTOCOL),
+        this.#registrar?.unhandle(JOB_EXEC_PROTOCOL),
+      ]);
+    }
+    await Promise.allSettled(this.#keeping);
   }
 
   /**
@@ -412,7 +420,7 @@ export class JobWorker {
     });
     const ran = await this.#run(jobId, module, request, limits, context.signal);
     if ("answer" in ran) return ran.answer;
-    await this.#keep(jobId, ran.signed.receipt);
+    this.#keep(jobId, ran.signed.receipt);
     return this.#done(jobId, ran.signed);
   }
 
@@ -468,12 +476,15 @@ export class JobWorker {
   }
 
   /** Record the receipt in the store and keep its file; a failure to keep it is only logged. */
-  async #keep(jobId: string, receipt: Receipt): Promise<void> {
+  #keep(jobId: string, receipt: Receipt): void {
     this.#o.store?.addReceipt(jobId, this.#peerId, "worker", receipt);
     if (this.#o.keepReceipt) {
-      await this.#o.keepReceipt(receipt).catch((error) =>
+      // Beside the answer, not before it: the requester holds the receipt it acknowledges, and
+      // the file's two fsyncs would delay every job (stop() waits for it).
+      const kept = this.#o.keepReceipt(receipt).catch((error) =>
         this.#log("warn", "receipt_not_kept", { job_id: jobId, error: errorMessage(error) })
-      );
+      ).finally(() => this.#keeping.delete(kept));
+      this.#keeping.add(kept);
     }
   }
 

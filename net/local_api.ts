@@ -16,6 +16,9 @@
  *   finished, `409` with the status (`error`, `error_kind`, and for replicas that disagreed
  *   `workers` and `replicas_agree: false`) when the job failed, `404` when unknown.
  *
+ * - `GET /status` → `200 {peer_id, multiaddrs, reachability, relay, peers}` (when a `status`
+ *   source is given): `peers` lists `{peer_id, connection: "direct"|"relayed", transport,
+ *   multiaddr, direction, connections}`.
  * - `GET /metrics` → `200` Prometheus text exposition format 0.0.4 (when a `metrics` source is
  *   given; bearer token required like every route here).
  * - `/dashboard...`: the node dashboard (when given), authenticated by its own one-time link
@@ -49,6 +52,11 @@ export interface JobService {
   progress?(jobId: string): JobProgress | undefined;
   /** The verified receipts of a job, one per worker. */
   workers?(jobId: string): { peerId: string; receipt: Receipt }[];
+  /**
+   * Resolves once every change to the jobs made so far is durable; a finished job's result is
+   * answered only after it.
+   */
+  durable?(): Promise<void>;
 }
 
 /** Options of {@linkcode createLocalApiHandler}. */
@@ -66,6 +74,37 @@ export interface LocalApiOptions {
    * carried the bearer token; none: 404. @default none
    */
   dashboard?: { handle(request: Request, authorized: boolean): Promise<Response> };
+  /**
+   * What `GET /status` answers (the node, its reachability and relay, and per peer whether it is
+   * connected `direct` or `relayed`); none: 404. @default none
+   */
+  status?: () => NodeStatus;
+}
+
+/** What `GET /status` answers. */
+export interface NodeStatus {
+  /** This node's PeerId. */
+  peer_id: string;
+  /** Its addresses, relayed ones (`/p2p-circuit`) included. */
+  multiaddrs: string[];
+  /** `public`, `private`, or `unknown` while AutoNAT has not decided. */
+  reachability: "public" | "private" | "unknown";
+  /** The relay server this node runs, or null: its bounds and how many reservations it holds. */
+  relay: {
+    max_reservations: number;
+    reservations: number;
+    data_limit_bytes: number;
+    duration_limit_ms: number;
+  } | null;
+  /** Connected peers, each `direct` or `relayed` (every connection through a relay). */
+  peers: {
+    peer_id: string;
+    connection: "direct" | "relayed";
+    transport: string;
+    multiaddr: string;
+    direction: string;
+    connections: number;
+  }[];
 }
 
 /**
@@ -91,7 +130,7 @@ export interface LocalApiOptions {
 export function createLocalApiHandler(
   options: LocalApiOptions,
 ): (request: Request) => Promise<Response> {
-  const { token, jobs, maxWaitMs = 60_000, metrics, dashboard } = options;
+  const { token, jobs, maxWaitMs = 60_000, metrics, dashboard, status } = options;
   if (typeof token !== "string" || token.length < 16) {
     throw new TypeError("Cannot make local API: token must be at least 16 characters");
   }
@@ -110,6 +149,11 @@ export function createLocalApiHandler(
     const parts = url.pathname.split("/").filter(Boolean);
     try {
       if (metrics && url.pathname === "/metrics") return await _metrics(request, metrics);
+      if (status && url.pathname === "/status") {
+        await request.body?.cancel();
+        if (request.method !== "GET") return _json(405, { error: "Use GET /status" });
+        return _json(200, status());
+      }
       if (parts[0] !== "jobs" || parts.length > 3) return _json(404, { error: "Not found" });
       if (parts.length === 1) {
         if (request.method !== "POST") return _json(405, { error: "Use POST /jobs" });
@@ -133,6 +177,8 @@ export function createLocalApiHandler(
         const signal = AbortSignal.timeout(Math.min(wait, maxWaitMs));
         job = await jobs.wait(id, { signal });
       }
+      // A result (or failure) is acknowledged only once it is on disk.
+      if (job.status === "done" || job.status === "failed") await jobs.durable?.();
       const workers = _workers(job, jobs.workers?.(id));
       if (job.status === "failed") {
         return _json(409, {

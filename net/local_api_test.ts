@@ -240,3 +240,36 @@ Deno.test("POST /jobs passes args, env, fuel, output cap and search timeout on",
     assert.match((await refused.json()).error, /^Cannot accept job/);
   }
 });
+
+Deno.test("GET /status answers the node's status (peers direct or relayed), 405 for POST, 401 without token, 404 without a source", async () => {
+  const status = {
+    peer_id: "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq",
+    multiaddrs: [],
+    reachability: "private" as const,
+    relay: null,
+    peers: [{
+      peer_id: "W",
+      connection: "relayed" as const,
+      transport: "tcp",
+      multiaddr: "/ip4/11.0.0.1/tcp/4001/p2p/R/p2p-circuit/p2p/W",
+      direction: "outbound",
+      connections: 1,
+    }],
+  };
+  const handler = createLocalApiHandler({ token: TOKEN, jobs: service(), status: () => status });
+  const ok = await handler(new Request("http://127.0.0.1/status", { headers: auth }));
+  assert.equal(ok.status, 200);
+  assert.deepEqual(await ok.json(), status);
+  const post = await handler(
+    new Request("http://127.0.0.1/status", { method: "POST", headers: auth, body: "x" }),
+  );
+  assert.equal(post.status, 405);
+  await post.body?.cancel();
+  const denied = await handler(new Request("http://127.0.0.1/status"));
+  assert.equal(denied.status, 401);
+  await denied.body?.cancel();
+  const none = createLocalApiHandler({ token: TOKEN, jobs: service() });
+  const missing = await none(new Request("http://127.0.0.1/status", { headers: auth }));
+  assert.equal(missing.status, 404);
+  await missing.body?.cancel();
+});

@@ -53,7 +53,14 @@ export { Scheduler } from "./scheduler.ts";
 export type { Dispatcher, JobFailureKind, JobProgress, SchedulerOptions } from "./scheduler.ts";
 export type { SubmitOptions } from "./submit_options.ts";
 export { JobStore } from "./job_store.ts";
-export type { JobPatch, JobRecord, JobRequestOptions, JobStatus } from "./job_store.ts";
+export type {
+  JobPatch,
+  JobRecord,
+  JobRequestOptions,
+  JobStatus,
+  JobStoreOptions,
+  JobStoreStats,
+} from "./job_store.ts";
 export { WASM_KIND } from "../runtime/job_manifest.ts";
 export type { JobManifest, JobPayload, WasmJobPayload } from "../runtime/job_manifest.ts";
 export type { Receipt } from "../runtime/receipt.ts";

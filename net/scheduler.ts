@@ -18,7 +18,7 @@ import {
 } from "../runtime/job_manifest.ts";
 import { DEFAULT_JOB_KIND, jobKind } from "../runtime/job_kinds.ts";
 import { checkSubmitOptions, type SubmitOptions } from "./submit_options.ts";
-import { type Receipt, verifyReceipt } from "../runtime/receipt.ts";
+import { type Receipt, ReceiptMismatchError, verifyReceipt } from "../runtime/receipt.ts";
 import {
   encodeExecRequest,
   encodeExecResponse,
@@ -71,10 +71,18 @@ export interface SchedulerOptions {
   /** Extra time granted over a job's own limit before a worker is given up on, in ms. @default {15000} */
   graceMs?: number;
   /**
-   * Times a replica backs off and offers again when workers answer `QueueFull` (exponential
-   * backoff up to 2 s each), before that counts as a failed attempt. @default {12}
+   * Times a replica backs off and offers again when workers answer `QueueFull` (until one of
+   * this scheduler's jobs ends, or an exponential backoff up to 2 s), before that counts as a
+   * failed attempt. @default {12}
    */
   maxBusyRetries?: number;
+  /**
+   * Jobs this scheduler has at one worker at once (offered or running); more wait for one of
+   * them to end. Keep it below the workers' job streams per peer (8 by default: a peer that
+   * opens more is dropped), with room for streams of rejected offers still being torn down.
+   * @default {6}
+   */
+  maxPerWorker?: number;
   /**
    * How long a job looks for a usable worker (one that is found and accepts it) before it fails
    * with `no worker found`, in ms; a job may set its own. @default {30000}
@@ -171,6 +179,17 @@ export class Scheduler {
   #running = new Map<string, Promise<void>>();
   #slots: Semaphore;
   #watchers = new Map<string, Set<() => void>>();
+  /** This scheduler's attempts at each worker now. */
+  #atWorker = new Map<string, number>();
+  /**
+   * How many of this scheduler's jobs each worker took before it answered `QueueFull` (below
+   * maxPerWorker): no more are offered to it, raised by one whenever it accepts that many.
+   */
+  #takes = new Map<string, number>();
+  /** Replicas waiting for an attempt to end (every worker full or at its cap), oldest first. */
+  #freed: ((peer: string) => void)[] = [];
+  /** Receipt files being written (awaited by stop()). */
+  #keeping = new Set<Promise<unknown>>();
 
   /**
    * Make a scheduler; call {@linkcode Scheduler.resume} to pick up jobs a previous run left.
@@ -199,12 +218,13 @@ export class Scheduler {
       maxInflight = 64,
       graceMs = 15_000,
       maxBusyRetries = 12,
+      maxPerWorker = 6,
       workerSearchTimeoutMs = 30_000,
       self,
       keepReceipt,
       onLog,
     } = options;
-    checkIntegers({ maxAttempts, maxInflight, graceMs, workerSearchTimeoutMs });
+    checkIntegers({ maxAttempts, maxInflight, graceMs, workerSearchTimeoutMs, maxPerWorker });
     checkIntegers({ maxBusyRetries }, { min: 0 });
     this.#o = {
       store,
@@ -215,6 +235,7 @@ export class Scheduler {
       maxInflight,
       graceMs,
       maxBusyRetries,
+      maxPerWorker,
       workerSearchTimeoutMs,
       ...(self ? { self } : {}),
       ...(keepReceipt ? { keepReceipt } : {}),
@@ -224,7 +245,8 @@ export class Scheduler {
   }
 
   /**
-   * Store a job and start scheduling it; resolves with its hex job id at once.
+   * Store a job and start scheduling it; resolves with its hex job id once the job is durable
+   * in the store (its group commit fsynced), so an acknowledged job survives a crash.
    *
    * @throws {RangeError} If an option is out of range.
    */
@@ -281,7 +303,13 @@ export class Scheduler {
       this.#o.store.insert({ jobId, manifest, input, options: jobOptions });
     }
     this.#start(jobId);
+    await this.#o.store.durable();
     return jobId;
+  }
+
+  /** Resolves once every change to the jobs made so far is durable in the store. */
+  durable(): Promise<void> {
+    return this.#o.store.durable();
   }
 
   /** Restart every job a previous run left queued or running. */
@@ -311,7 +339,8 @@ export class Scheduler {
   }
 
   /**
-   * Wait until a job is done or failed (or the signal aborts), then return it.
+   * Wait until a job is done or failed (and durable in the store), or the signal aborts; then
+   * return it.
    *
    * @throws {RangeError} If the job is unknown.
    */
@@ -320,7 +349,12 @@ export class Scheduler {
     while (true) {
       const job = this.#o.store.get(jobId);
       if (!job) throw new RangeError(`Cannot find job ${jobId}`);
-      if (job.status === "done" || job.status === "failed" || signal?.aborted) return job;
+      if (job.status === "done" || job.status === "failed") {
+        // An outcome is told only once it is durable.
+        await this.#o.store.durable();
+        return job;
+      }
+      if (signal?.aborted) return job;
       await new Promise<void>((resolve) => {
         const set = this.#watchers.get(jobId) ?? new Set();
         this.#watchers.set(jobId, set);
@@ -340,6 +374,8 @@ export class Scheduler {
   async stop(): Promise<void> {
     this.#controller.abort(new Error("The scheduler stopped"));
     await Promise.allSettled(this.#running.values());
+    await Promise.allSettled(this.#keeping);
+    await this.#o.store.durable().catch(() => {});
     for (const set of this.#watchers.values()) for (const wake of [...set]) wake();
   }
 
@@ -355,7 +391,11 @@ export class Scheduler {
       if (!this.#controller.signal.aborted) {
         this.#fail(jobId, `Cannot run job: ${errorMessage(error)}`, "internal");
       }
-    }).finally(() => {
+    }).finally(async () => {
+      // Nobody learns of the outcome before it is durable.
+      await this.#o.store.durable().catch((error) =>
+        this.#log("error", "job_store_failed", { job_id: jobId, error: errorMessage(error) })
+      );
       this.#running.delete(jobId);
       this.#progress.delete(jobId);
       this.#notify(jobId);
@@ -371,9 +411,11 @@ export class Scheduler {
       if (signal.aborted) return;
       const store = this.#o.store;
       const job = store.get(jobId)!;
-      const module = store.getModule(job.manifest.payload.module_cid);
+      // The module's bytes are read only for a worker that asks for them (NeedModule).
+      const hash = job.manifest.payload.module_cid;
+      const module = () => store.getModule(hash);
       const input = store.input(jobId);
-      if (!module || !input) {
+      if (!store.hasModule(hash) || !input) {
         return this.#fail(jobId, "Cannot run job: its module or input is lost", "internal");
       }
       store.update(jobId, { status: "running" });
@@ -431,13 +473,6 @@ export class Scheduler {
         );
       }
       const { done } = good[0]!;
-      if (this.#o.keepReceipt) {
-        for (const r of good) {
-          await this.#o.keepReceipt(r.done.receipt).catch((error) =>
-            this.#log("warn", "receipt_not_kept", { job_id: jobId, error: errorMessage(error) })
-          );
-        }
-      }
       store.update(jobId, {
         status: "done",
         workerPeerId: good.map((r) => r.peerId).join(","),
@@ -450,6 +485,18 @@ export class Scheduler {
         errorKind: null,
       });
       this.#log("info", "job_done", { job_id: jobId, workers: good.map((r) => r.peerId) });
+      const keep = this.#o.keepReceipt;
+      if (keep) {
+        // The receipts are durable in the store with the result; their files (two fsyncs
+        // each) are written once the result is, so they do not hold up its WAL fsync.
+        const durable = store.durable().catch(() => {});
+        for (const r of good) {
+          const kept = durable.then(() => keep(r.done.receipt)).catch((error) =>
+            this.#log("warn", "receipt_not_kept", { job_id: jobId, error: errorMessage(error) })
+          ).finally(() => this.#keeping.delete(kept));
+          this.#keeping.add(kept);
+        }
+      }
     } finally {
       this.#slots.release();
     }
@@ -457,7 +504,7 @@ export class Scheduler {
 
   async #runReplica(
     job: JobRecord,
-    module: Uint8Array,
+    module: () => Uint8Array | undefined,
     input: Uint8Array,
     tally: _Tally,
     signal: AbortSignal,
@@ -473,6 +520,8 @@ export class Scheduler {
     let searchingSince: number | undefined;
     let lastReason: string | undefined;
     const busyPeers = new Set<string>();
+    // A worker where one of our jobs just ended: worth offering to first.
+    let hint: string | undefined;
     const failure = (): _Failed => ({
       failed: unverified > 0 ? "not_verified" : accepted > 0 ? "workers_failed" : "no_worker_found",
     });
@@ -491,7 +540,19 @@ export class Scheduler {
         if (signal.aborted) break;
       }
       const fresh = all.filter((p) => !claimed.has(p));
-      const peer = fresh.find((p) => !busyPeers.has(p)) ?? fresh[0];
+      const open = fresh.filter((p) => (this.#atWorker.get(p) ?? 0) < this.#capOf(p));
+      if (fresh.length > 0 && open.length === 0) {
+        // Every worker has as many of our jobs as it takes from one peer: wait for one to end.
+        this.#setProgress(job.jobId, {
+          state: "waiting_for_workers",
+          lastReason: "every worker runs as many of this node's jobs as it takes",
+        });
+        hint = await this.#waitFreed(signal);
+        continue;
+      }
+      const peer = (hint !== undefined && open.includes(hint) ? hint : undefined) ??
+        open.find((p) => !busyPeers.has(p)) ?? open[0];
+      hint = undefined;
       if (!peer) {
         // A pinned worker that was tried is not coming back; others may still appear.
         if (pinned) break;
@@ -527,12 +588,37 @@ export class Scheduler {
       offered.add(peer);
       attempts++;
       this.#o.store.update(job.jobId, { attempts: offered.size });
+      this.#atWorker.set(peer, (this.#atWorker.get(peer) ?? 0) + 1);
+      let held = false;
       try {
-        return await this.#attempt(peer, job, module, input, signal, () => accepted++);
+        try {
+          return await this.#attempt(peer, job, module, input, signal, () => {
+            accepted++;
+            held = true;
+            // It took as many as it was known to take: try one more next time.
+            const takes = this.#takes.get(peer);
+            if (takes !== undefined && (this.#atWorker.get(peer) ?? 0) >= takes) {
+              if (takes + 1 >= this.#o.maxPerWorker) this.#takes.delete(peer);
+              else this.#takes.set(peer, takes + 1);
+            }
+          });
+        } finally {
+          const left = (this.#atWorker.get(peer) ?? 1) - 1;
+          if (left > 0) this.#atWorker.set(peer, left);
+          else this.#atWorker.delete(peer);
+          // A place this job held at the worker is free: the replica waiting longest tries it.
+          if (held) this.#freed.shift()?.(peer);
+        }
       } catch (error) {
         if (signal.aborted) return failure();
         const text = `${peer}: ${errorMessage(error)}`;
         lastReason = text;
+        if (error instanceof _BusyError && error.full) {
+          // Full with this many of ours: offer it no more until one of them ends.
+          this.#takes.delete(peer);
+          this.#takes.set(peer, Math.max(1, this.#atWorker.get(peer) ?? 0));
+          if (this.#takes.size > 4096) this.#takes.delete(this.#takes.keys().next().value!);
+        }
         if (error instanceof _BusyError && busy < this.#o.maxBusyRetries) {
           // A full worker is not a failed one: try the others, and once every one was full,
           // back off and offer again (none of this counts as an attempt).
@@ -541,10 +627,13 @@ export class Scheduler {
           busyPeers.add(peer);
           this.#setProgress(job.jobId, { state: "waiting_for_workers", lastReason: text });
           this.#log("info", "job_backoff", { job_id: job.jobId, peer_id: peer, error: text });
-          if (fresh.every((p) => busyPeers.has(p))) {
-            busy++;
+          if (open.every((p) => busyPeers.has(p))) {
             busyPeers.clear();
-            await sleep(Math.min(2000, 50 * 2 ** busy) * (0.5 + Math.random()), signal);
+            // Until one of this node's jobs ends somewhere (a place is free), or a backoff
+            // (others' jobs fill the workers); only a backoff that runs out counts as a retry.
+            const backoff = Math.min(2000, 50 * 2 ** (busy + 1)) * (0.5 + Math.random());
+            hint = await this.#waitFreed(signal, backoff);
+            if (hint === undefined) busy++;
           }
           continue;
         }
@@ -557,10 +646,38 @@ export class Scheduler {
     return failure();
   }
 
+  /** How many of this scheduler's jobs `peer` is offered at once. */
+  #capOf(peer: string): number {
+    return Math.min(this.#o.maxPerWorker, this.#takes.get(peer) ?? this.#o.maxPerWorker);
+  }
+
+  /**
+   * Wait until one of this scheduler's attempts ends (resolves with its worker), `timeoutMs`
+   * passes or `signal` aborts (resolves with `undefined`).
+   */
+  #waitFreed(signal: AbortSignal, timeoutMs?: number): Promise<string | undefined> {
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const done = (peer: string | undefined) => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        const index = this.#freed.indexOf(wake);
+        if (index >= 0) this.#freed.splice(index, 1);
+        resolve(peer);
+      };
+      const wake = (peer: string) => done(peer);
+      const onAbort = () => done(undefined);
+      if (signal.aborted) return resolve(undefined);
+      this.#freed.push(wake);
+      signal.addEventListener("abort", onAbort, { once: true });
+      if (timeoutMs !== undefined) timer = setTimeout(() => done(undefined), timeoutMs);
+    });
+  }
+
   async #attempt(
     peer: string,
     job: JobRecord,
-    module: Uint8Array,
+    module: () => Uint8Array | undefined,
     input: Uint8Array,
     parent: AbortSignal,
     onAccepted: () => void,
@@ -581,7 +698,17 @@ export class Scheduler {
     }, offerSignal);
     if ("Rejected" in answer) {
       const message = `Offer rejected: ${describeReason(answer.Rejected.reason)}`;
-      throw answer.Rejected.reason === "QueueFull" ? new _BusyError(message) : new Error(message);
+      const { reason } = answer.Rejected;
+      if (reason === "QueueFull") throw new _BusyError(message);
+      // The worker still holds a place for this very job id: an offer of this node's before it
+      // restarted (a resumed job). It expires or runs soon: offer again, as after QueueFull.
+      if (
+        typeof reason === "object" && "InvalidRequest" in reason &&
+        reason.InvalidRequest.details === "job already offered"
+      ) {
+        throw new _BusyError(message, { full: false });
+      }
+      throw new Error(message);
     }
     onAccepted();
     this.#setProgress(job.jobId, { state: "executing", peerId: peer });
@@ -591,7 +718,9 @@ export class Scheduler {
     ]);
     let response = await this.#o.dispatcher.exec(peer, { manifest, input }, signal);
     if ("NeedModule" in response) {
-      response = await this.#o.dispatcher.exec(peer, { manifest, input, module }, signal);
+      const bytes = module();
+      if (!bytes) throw new Error("Cannot send the module: it is lost from the job store");
+      response = await this.#o.dispatcher.exec(peer, { manifest, input, module: bytes }, signal);
     }
     if ("NeedModule" in response) throw new Error("Worker asked for the module twice");
     if ("Rejected" in response) {
@@ -600,7 +729,7 @@ export class Scheduler {
     }
     const done = response.Done;
     try {
-      await _verifyDone(done, { publicKey, jobId: job.jobId, manifest, module, input });
+      await _verifyDone(done, { publicKey, jobId: job.jobId, manifest });
     } catch (cause) {
       throw new _UnverifiedError(errorMessage(cause), { cause });
     }
@@ -615,7 +744,8 @@ export class Scheduler {
     this.#o.store.update(jobId, { status: "failed", error, errorKind: kind });
     this.#progress.delete(jobId);
     this.#log("warn", "job_failed", { job_id: jobId, kind, error });
-    this.#notify(jobId);
+    // Watchers learn of it once it is durable (the end of #start's run waits for that too).
+    void this.#o.store.durable().catch(() => {}).then(() => this.#notify(jobId));
   }
 
   #notify(jobId: string): void {
@@ -633,26 +763,27 @@ export class Scheduler {
 
 /**
  * Check a worker's answer: the receipt is signed by the worker's key, names our job id, job
- * spec, module, input and the output we got, and agrees with the reported exit code and
- * completion.
+ * spec, module and input hashes and the output we got, and agrees with the reported exit code
+ * and completion. The module and input are checked by their hashes in the manifest, which this
+ * node computed from the same stored bytes at submit: no need to hash them again per job.
  */
 async function _verifyDone(
   done: ExecDone,
-  expected: {
-    publicKey: Uint8Array;
-    jobId: string;
-    manifest: JobManifest;
-    module: Uint8Array;
-    input: Uint8Array;
-  },
+  expected: { publicKey: Uint8Array; jobId: string; manifest: JobManifest },
 ): Promise<void> {
   const receipt = await verifyReceipt(done.receipt, {
     publicKey: expected.publicKey,
     jobId: expected.jobId,
-    module: expected.module,
-    input: expected.input,
     output: done.stdout,
   });
+  const { module_cid, input } = expected.manifest.payload;
+  const signed = receipt.result.metrics.extra;
+  if (signed.module_hash !== module_cid) {
+    throw new ReceiptMismatchError("module_hash", String(signed.module_hash), module_cid);
+  }
+  if (signed.input_hash !== input) {
+    throw new ReceiptMismatchError("input_hash", String(signed.input_hash), input);
+  }
   if (done.job_id !== expected.jobId) {
     throw new TypeError(`Cannot accept result: it names job ${done.job_id}`);
   }
@@ -697,6 +828,12 @@ class _UnverifiedError extends Error {
 /** A worker answered `QueueFull`. */
 class _BusyError extends Error {
   override name = "BusyError";
+  /** Whether the worker is full (rather than holding this job's place from before). */
+  readonly full: boolean;
+  constructor(message: string, options: ErrorOptions & { full?: boolean } = {}) {
+    super(message, options);
+    this.full = options.full ?? true;
+  }
 }
 
 /**

@@ -315,3 +315,183 @@ Deno.test("Scheduler.submit() refuses bad args, env, fuel and worker options up 
     /a pinned worker runs one replica/,
   );
 });
+
+Deno.test("Scheduler keeps at most maxPerWorker jobs at one worker; the others wait for one to end", async () => {
+  const good = await makeWorker();
+  let active = 0;
+  let most = 0;
+  const gate = Promise.withResolvers<void>();
+  await using s = await setup((key) => {
+    const local = localDispatcher({ [good.peerId]: good.worker }, key);
+    return {
+      ...local,
+      exec: async (peer, request, signal) => {
+        most = Math.max(most, ++active);
+        try {
+          await gate.promise;
+          return await local.exec(peer, request, signal);
+        } finally {
+          active--;
+        }
+      },
+    };
+  }, { maxPerWorker: 2 });
+  const ids = await Promise.all(
+    [1, 2, 3, 4, 5].map((i) => s.scheduler.submit(HELLO, { input: enc(`job ${i}`) })),
+  );
+  // Two run at the worker; three wait for one of them to end (no offer, no backoff).
+  const states = () => ids.map((id) => s.scheduler.progress(id));
+  for (let i = 0; i < 500; i++) {
+    const waiting = states().filter((p) =>
+      p?.state === "waiting_for_workers" && /as many of this node's jobs/.test(p.lastReason ?? "")
+    );
+    if (active === 2 && waiting.length === 3) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  try {
+    assert.deepEqual(
+      states().map((p) => p?.state).sort(),
+      [
+        "executing",
+        "executing",
+        "waiting_for_workers",
+        "waiting_for_workers",
+        "waiting_for_workers",
+      ],
+    );
+  } finally {
+    gate.resolve();
+  }
+  for (const id of ids) {
+    const job = await s.scheduler.wait(id);
+    assert.equal(job.status, "done", job.error ?? "");
+    assert.equal(job.attempts, 1);
+  }
+  assert.equal(most, 2);
+  await good.worker.stop();
+});
+
+Deno.test("Scheduler acknowledges a result without waiting for its receipt file; stop() waits for the file", async () => {
+  const good = await makeWorker();
+  const release = Promise.withResolvers<void>();
+  let kept = 0;
+  await using s = await setup(
+    (key) => localDispatcher({ [good.peerId]: good.worker }, key),
+    { keepReceipt: () => release.promise.then(() => kept++) },
+  );
+  const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
+  const job = await s.scheduler.wait(id, { signal: AbortSignal.timeout(20_000) });
+  assert.equal(job.status, "done", job.error ?? "");
+  assert.equal(kept, 0);
+  setTimeout(() => release.resolve(), 50);
+  await s.scheduler.stop();
+  assert.equal(kept, 1);
+  await good.worker.stop();
+});
+
+Deno.test("Scheduler rejects a receipt that names another module or input than the job's", async () => {
+  const worker = await makeWorker();
+  for (const field of ["module_hash", "input_hash"] as const) {
+    await using s = await setup((key) => {
+      const local = localDispatcher({ [worker.peerId]: worker.worker }, key);
+      return {
+        ...local,
+        async exec(peer, request, signal) {
+          const answer = await local.exec(peer, request, signal);
+          if (!("Done" in answer)) return answer;
+          // Signed by the right key, for the right job and output: only the hash differs.
+          const result = structuredClone(answer.Done.receipt.result);
+          result.metrics.extra[field] = `sha256:${"0".repeat(64)}`;
+          const receipt = await signReceipt(result, {
+            jobId: answer.Done.job_id,
+            keyPair: worker.keyPair,
+          });
+          return { Done: { ...answer.Done, receipt } };
+        },
+      };
+    }, { maxAttempts: 1 });
+    const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
+    const job = await s.scheduler.wait(id);
+    assert.equal(job.status, "failed", field);
+    assert.equal(job.errorKind, "not_verified");
+    assert.match(job.error!, new RegExp(field));
+  }
+  await worker.worker.stop();
+});
+
+Deno.test("Scheduler offers a worker that answered QueueFull no more jobs until one of its own ends", async () => {
+  const good = await makeWorker();
+  let running = 0;
+  let full = 0;
+  const gate = Promise.withResolvers<void>();
+  await using s = await setup((key) => {
+    const local = localDispatcher({ [good.peerId]: good.worker }, key);
+    return {
+      ...local,
+      // This worker takes two jobs at once.
+      offer: (peer, offer, signal) => {
+        if (running >= 2) {
+          full++;
+          return Promise.resolve({ Rejected: { job_id: offer.job_id, reason: "QueueFull" } });
+        }
+        running++;
+        return local.offer(peer, offer, signal);
+      },
+      exec: async (peer, request, signal) => {
+        try {
+          await gate.promise;
+          return await local.exec(peer, request, signal);
+        } finally {
+          running--;
+        }
+      },
+    };
+  });
+  const ids = await Promise.all(
+    [1, 2, 3, 4, 5].map((i) => s.scheduler.submit(HELLO, { input: enc(`job ${i}`) })),
+  );
+  const waiting = () =>
+    ids.filter((id) => s.scheduler.progress(id)?.state === "waiting_for_workers").length;
+  for (let i = 0; i < 500 && (waiting() < 3 || full < 1); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const seen = full;
+  try {
+    assert.ok(seen >= 1 && seen <= 3, `${seen} offers answered QueueFull`);
+    // Longer than any backoff: a scheduler that polled would offer again meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    assert.equal(full, seen);
+    assert.equal(waiting(), 3);
+  } finally {
+    gate.resolve();
+  }
+  for (const id of ids) assert.equal((await s.scheduler.wait(id)).status, "done");
+  await good.worker.stop();
+});
+
+Deno.test("Scheduler offers a resumed job again to a worker still holding its place from before a restart", async () => {
+  const good = await makeWorker();
+  let refused = 0;
+  await using s = await setup((key) => {
+    const local = localDispatcher({ [good.peerId]: good.worker }, key);
+    return {
+      ...local,
+      // The worker still holds the place this job's offer took before the requester was killed.
+      offer: (peer, offer, signal) =>
+        refused++ < 2
+          ? Promise.resolve({
+            Rejected: {
+              job_id: offer.job_id,
+              reason: { InvalidRequest: { details: "job already offered" } },
+            },
+          })
+          : local.offer(peer, offer, signal),
+    };
+  });
+  const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
+  const job = await s.scheduler.wait(id);
+  assert.equal(job.status, "done", job.error ?? "");
+  assert.equal(dec(job.stdout), "cba");
+  assert.equal(refused, 3);
+  await good.worker.stop();
+});

@@ -103,19 +103,34 @@ export class NodeProcess {
     this.#exit = child.status;
   }
 
-  /** Spawn `start` with `args` and wait for its `started` line. */
+  /**
+   * Spawn `start` with `args` and wait for its `started` line. `spawn` launches it elsewhere
+   * (such as a netsim host's `spawn`), with stdin null and stdout/stderr piped.
+   */
   static async spawn(
     args: string[],
-    options: { env?: Record<string, string>; flags?: string[] } = {},
+    options: {
+      env?: Record<string, string>;
+      flags?: string[];
+      spawn?: (
+        command: string,
+        options: { args: string[]; cwd: string; env: Record<string, string> },
+      ) => Deno.ChildProcess;
+    } = {},
   ): Promise<NodeProcess> {
-    const child = new Deno.Command(Deno.execPath(), {
+    const command = {
       args: ["run", ...(options.flags ?? START_FLAGS), "cli/start.ts", ...args],
       cwd: ROOT,
       env: { NO_COLOR: "1", ...options.env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    };
+    const child = options.spawn
+      ? options.spawn(Deno.execPath(), command)
+      : new Deno.Command(Deno.execPath(), {
+        ...command,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
     const logs: Record<string, unknown>[] = [];
     const waiters = new Set<() => void>();
     const stderrDone = (async () => {

@@ -92,7 +92,12 @@ Deno.test("docs/api/openapi.yaml is a valid OpenAPI 3.1 document whose schemas c
   assert.ok(result.valid, JSON.stringify(result.errors, null, 2));
   // Strict Ajv refuses unknown keywords (a typo such as `additionalProperty`) in every schema.
   const spec = await loadSpec();
-  assert.deepEqual(Object.keys(spec.doc.paths), ["/jobs", "/jobs/{jobId}", "/jobs/{jobId}/result"]);
+  assert.deepEqual(Object.keys(spec.doc.paths), [
+    "/jobs",
+    "/jobs/{jobId}",
+    "/jobs/{jobId}/result",
+    "/status",
+  ]);
 });
 
 Deno.test("the documented request body is exactly what the Client sends and the API parses", async () => {
@@ -231,6 +236,14 @@ Deno.test({
         });
         assert.equal(run.err, "");
         assert.equal(run.out, "dlroW ,olleH\n");
+      });
+
+      await t.step("GET /status: 200 with the peer and how it is connected, 401", async () => {
+        const { status, json } = await call("GET", "/status");
+        assert.equal(status, 200, JSON.stringify(json));
+        const peers = json.peers as Json[];
+        assert.equal(peers.find((p) => p.peer_id === b.peerId)?.connection, "direct");
+        assert.equal((await call("GET", "/status", { token: "wrong" })).status, 401);
       });
 
       await t.step("every documented answer was seen, but those no test can provoke", () => {

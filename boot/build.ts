@@ -88,6 +88,13 @@ export interface BootBuildResult {
   compression: "xz" | "zstd";
   /** The compressed size of the stub without deno and the project, when measured. */
   stubWithoutDenoBytes?: number;
+  /**
+   * The node stage (`node.cpio.<xz|zst>`, booted with `kernel`): the stub's base with
+   * `/init` = `boot/node_stage_init`, `start` and `serve` bundled (see docs/boot.md).
+   */
+  node: string;
+  /** Its size in bytes. */
+  nodeBytes: number;
   /** The second-stage test initramfs. */
   secondStage: string;
   /** Its size in bytes. */
@@ -160,6 +167,14 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     kexecLibs: debian.kexecLibs,
   }, { compression, level, measureWithoutDeno, log, signal });
 
+  log(`building the node stage (${compression})`);
+  const node = await _writeNodeStage(out, project, { base, deno, form, denoBinary }, {
+    kexecLibs: debian.kexecLibs,
+    compression,
+    level,
+    signal,
+  });
+
   log("building the second stage");
   const secondStage = `${out}/second-stage.cpio.gz`;
   const secondStageEntries = _secondStageEntries(project, debian);
@@ -173,6 +188,8 @@ export async function buildBootImages(options: BuildBootImagesOptions): Promise<
     stubCpioBytes,
     compression,
     ...(stubWithoutDenoBytes === undefined ? {} : { stubWithoutDenoBytes }),
+    node,
+    nodeBytes: (await Deno.stat(node)).size,
     secondStage,
     secondStageBytes: (await Deno.stat(secondStage)).size,
     tools: tools.tools,
@@ -468,6 +485,73 @@ async function _writeStub(
   return { stub, stubCpioBytes, stubWithoutDenoBytes: (await Deno.stat(path)).size };
 }
 
+/** The entrypoints the node stage carries besides the stub's tools, as `/bin/phase-<name>`. */
+export const NODE_STAGE_TOOLS: readonly string[] = ["start", "serve"];
+
+/**
+ * Write `<out>/node.cpio.<xz|zst>`: the stub's base with `/init` = `boot/node_stage_init`, its
+ * tools, deno and its libraries, plus `start` and `serve` bundled into `/phase` with the modules
+ * they load at run time ({@linkcode bundleWithCompanions}) and their wrappers. The bundles are
+ * made whatever the stub's tool form (deno is shipped either way).
+ */
+async function _writeNodeStage(
+  out: string,
+  project: string,
+  parts: {
+    base: CpioEntry[];
+    deno: { entries: CpioEntry[]; libs: Map<string, string> };
+    form: ToolForm;
+    denoBinary: string;
+  },
+  options: {
+    kexecLibs: Map<string, string>;
+    compression: "xz" | "zstd";
+    level: number | undefined;
+    signal?: AbortSignal | undefined;
+  },
+): Promise<string> {
+  const { base, deno, form, denoBinary } = parts;
+  const { kexecLibs, compression, level, signal } = options;
+  const stage = `${out}/node-root`;
+  await Deno.remove(stage, { recursive: true }).catch(_ignoreNotFound);
+  await Deno.mkdir(`${stage}/phase`, { recursive: true });
+  const files = await bundleWithCompanions(
+    NODE_STAGE_TOOLS.map((name) => ({ entry: `cli/${name}.ts`, file: `${name}.js` })),
+    `${stage}/phase`,
+    { projectDir: project, signal },
+  );
+  const entries: CpioEntry[] = [
+    ...base.filter((e) => e.path !== "init"),
+    { kind: "file", path: "init", mode: 0o755, source: `${project}/boot/node_stage_init` },
+  ];
+  const libs = new Map<string, string>([...kexecLibs, ...deno.libs]);
+  const nodeEntries: CpioEntry[] = [...deno.entries];
+  if (form === "compiled") {
+    nodeEntries.push({ kind: "file", path: "bin/deno", mode: 0o755, source: denoBinary });
+    for (const [name, path] of await _ldd(denoBinary, {}, signal)) libs.set(name, path);
+    nodeEntries.push({ kind: "dir", path: "phase" });
+  }
+  for (const file of files) {
+    nodeEntries.push({ kind: "file", path: `phase/${file}`, source: `${stage}/phase/${file}` });
+  }
+  for (const name of NODE_STAGE_TOOLS) {
+    const flags = await headerFlags(`${project}/cli/${name}.ts`, {
+      placeholders: { "<deno binary>": "/bin/deno" },
+    });
+    nodeEntries.push(_wrapperEntry(name, `/phase/${name}.js`, flags, "--no-config"));
+  }
+  const suffix = compression === "xz" ? "xz" : "zst";
+  const path = `${out}/node.cpio.${suffix}`;
+  await _writeCompressed(
+    [...entries, ..._libEntries(libs), ...nodeEntries],
+    path,
+    compression,
+    level,
+    signal,
+  );
+  return path;
+}
+
 /** The directories the stub's root holds. */
 const STUB_DIRS = [
   "bin",
@@ -608,6 +692,78 @@ export async function bundleEntrypoint(
 }
 
 /**
+ * Modules that bundles load at run time by a URL relative to themselves
+ * (`new URL("./sandbox_main.ts", import.meta.url)` in `runtime/`): {@linkcode bundleWithCompanions}
+ * bundles each under its own name beside the bundles.
+ */
+export const BUNDLE_COMPANIONS: readonly string[] = [
+  "runtime/sandbox_main.ts",
+  "runtime/sandbox_worker.ts",
+];
+
+/**
+ * Bundle entrypoints into `dir` (each `{ entry, file }` to `dir/file`) together with the
+ * {@linkcode BUNDLE_COMPANIONS} they load at run time, then check that every
+ * `new URL("./x", import.meta.url)` in the bundles names a file carried beside them. Used by the
+ * boot node stage and the Debian package (`packaging/deb.ts`).
+ *
+ * @returns The file names written in `dir`, bundles first.
+ * @throws {Error} `Cannot build: '<file>' loads '<ref>' at run time, which ... does not carry`.
+ *
+ * @example
+ * ```ts
+ * import { bundleWithCompanions } from "./build.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const files = await bundleWithCompanions(
+ *   [{ entry: "boot/kexec_plan.ts", file: "kexec-plan.js" }],
+ *   dir,
+ *   { projectDir: new URL("..", import.meta.url).pathname },
+ * );
+ * assert.deepEqual(files, ["kexec-plan.js", "sandbox_main.ts", "sandbox_worker.ts"]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export async function bundleWithCompanions(
+  entries: readonly { entry: string; file: string }[],
+  dir: string,
+  options: {
+    projectDir: string;
+    signal?: AbortSignal | undefined;
+    log?: (line: string) => void;
+  },
+): Promise<string[]> {
+  const { projectDir, signal, log = () => {} } = options;
+  const all = [
+    ...entries,
+    ...BUNDLE_COMPANIONS.map((entry) => ({
+      entry,
+      file: entry.slice(entry.lastIndexOf("/") + 1),
+    })),
+  ];
+  for (const { entry, file } of all) {
+    log(`bundling ${entry}`);
+    await bundleEntrypoint(entry, `${dir}/${file}`, { projectDir, signal });
+  }
+  for (const { file } of all) {
+    const text = await Deno.readTextFile(`${dir}/${file}`);
+    for (
+      const [, ref] of text.matchAll(/new URL\(\s*["'`]([^"'`]+)["'`]\s*,\s*import\.meta\.url/g)
+    ) {
+      const carried = /^\.\/[\w.-]+$/.test(ref!) &&
+        await Deno.stat(`${dir}/${ref!.slice(2)}`).then((i) => i.isFile, () => false);
+      if (!carried) {
+        throw new Error(
+          `Cannot build: '${file}' loads '${ref}' at run time, which is not carried beside it`,
+        );
+      }
+    }
+  }
+  return all.map((e) => e.file);
+}
+
+/**
  * The `--allow-*` (and `--ignore-env`, `--unstable-*`) flags an entrypoint declares in the
  * `deno run ...` command of its header comment, e.g.
  * `// deno run --allow-net --allow-read cli/fetch.ts`; the command may go on over the following
@@ -642,7 +798,9 @@ export async function headerFlags(
   }
   const flags = new Set<string>();
   for (
-    const [flag] of head.matchAll(/--(?:allow-[a-z-]+|ignore-env|unstable-[a-z-]+)(=[^\s`'"]+)?/g)
+    const [flag] of head.matchAll(
+      /--(?:allow-[a-z-]+|ignore-env|unstable-[a-z-]+|no-prompt|no-remote)(=[^\s`'"]+)?/g,
+    )
   ) {
     const [name, value] = flag.split("=", 2) as [string, string | undefined];
     if (value === undefined) flags.add(name);
@@ -936,6 +1094,7 @@ async function main(args: string[]): Promise<number> {
       if (result.stubWithoutDenoBytes !== undefined) {
         console.log(`  without deno: ${mb(result.stubWithoutDenoBytes)}`);
       }
+      console.log(`node stage  ${result.node}  ${mb(result.nodeBytes)} (${result.compression})`);
       console.log(`second stage ${result.secondStage}  ${mb(result.secondStageBytes)}`);
       console.log(`kernel      ${result.kernel}  (${result.kernelRelease})`);
       console.log(`tools       ${result.tools.join(", ")} (${result.toolForm})`);

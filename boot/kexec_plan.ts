@@ -36,6 +36,8 @@ export interface PlanKexecOptions {
   append?: string;
   /** Time to check expiry against. @default {new Date()} */
   now?: Date;
+  /** The providers fetched from, recorded in the provenance. @default {[]} */
+  providers?: string[];
   /** Cancel the check. @default {undefined} */
   signal?: AbortSignal;
 }
@@ -50,6 +52,33 @@ export interface KexecPlan {
   cmdline: string;
   /** The verified manifest. */
   manifest: BootManifest;
+  /** What was verified, for the next stage (`/booted/provenance.json`, see docs/boot.md). */
+  provenance: BootProvenance;
+}
+
+/**
+ * What the stub verified before kexec, handed to the next stage: the node stage's own record of
+ * where it came from. It is the stub's statement, not a proof to anyone else (no TPM quote).
+ */
+export interface BootProvenance {
+  /** Always 1. */
+  provenance_version: 1;
+  /** `sha256:<hex>` of the manifest file exactly as verified (the bytes `serve` sent). */
+  boot_manifest_hash: string;
+  /** The manifest's `sequence`. */
+  boot_sequence: number;
+  /** The manifest's `version`. */
+  version: string;
+  /** The manifest's channel. */
+  channel: string;
+  /** The manifest's architecture. */
+  arch: string;
+  /** Key ids (hex public keys) of the manifest's signatures by keys the stub trusts. */
+  signer_key_ids: string[];
+  /** `sha256:<hex>` of each artifact kexec'd (`kernel`, `initramfs`). */
+  artifacts: Record<string, string>;
+  /** The providers the artifacts were fetched from, as given. */
+  providers: string[];
 }
 
 /**
@@ -101,15 +130,18 @@ export async function planKexec(options: PlanKexecOptions): Promise<KexecPlan> {
     manifest: manifestPath = `${dir}/manifest.json`,
     append = "",
     now = new Date(),
+    providers = [],
     signal,
   } = options;
   if (_hasControl(append)) {
     throw new TypeError("Cannot plan kexec: appended parameters contain a control character");
   }
   let raw: unknown;
+  let manifestBytes: Uint8Array<ArrayBuffer>;
   try {
+    manifestBytes = await Deno.readFile(manifestPath);
     // Strictly, as signed data: no duplicate key, float or lone surrogate read one way.
-    raw = parseStrictJson(await Deno.readFile(manifestPath), {
+    raw = parseStrictJson(manifestBytes, {
       what: "manifest",
       maxBytes: MAX_BOOT_MANIFEST_BYTES,
     });
@@ -120,10 +152,8 @@ export async function planKexec(options: PlanKexecOptions): Promise<KexecPlan> {
       { cause: error },
     );
   }
-  const manifest = await verifyBootManifest(raw, {
-    trustedKeys: parseTrustedKeys(trustedKeys).map((k) => k.publicKey),
-    now,
-  });
+  const trusted = parseTrustedKeys(trustedKeys).map((k) => k.publicKey);
+  const manifest = await verifyBootManifest(raw, { trustedKeys: trusted, now });
   if (manifest.channel !== channel) {
     throw new RangeError(
       `Cannot accept manifest: it is for channel '${manifest.channel}', not '${channel}'`,
@@ -135,6 +165,7 @@ export async function planKexec(options: PlanKexecOptions): Promise<KexecPlan> {
     );
   }
   const paths: Record<string, string> = {};
+  const hashes: Record<string, string> = {};
   for (const name of ["kernel", "initramfs"]) {
     const artifact = manifest.artifacts[name];
     if (artifact === undefined) {
@@ -153,16 +184,32 @@ export async function planKexec(options: PlanKexecOptions): Promise<KexecPlan> {
     }
     if (hash !== artifact.hash) throw new DigestMismatchError(name, artifact.hash, hash);
     paths[name] = path;
+    hashes[name] = hash;
   }
   const base = manifest.cmdline ?? "";
   if (_hasControl(base)) {
     throw new RangeError("Cannot accept manifest: its cmdline contains a control character");
   }
+  const trustedHex = new Set(trusted.map(toHex));
+  const provenance: BootProvenance = {
+    provenance_version: 1,
+    boot_manifest_hash: `sha256:${toHex(await _sha256(manifestBytes))}`,
+    boot_sequence: manifest.sequence,
+    version: manifest.version,
+    channel: manifest.channel,
+    arch: manifest.arch,
+    signer_key_ids: [
+      ...new Set(manifest.signatures.map((s) => s.key_id).filter((id) => trustedHex.has(id))),
+    ],
+    artifacts: hashes,
+    providers,
+  };
   return {
     kernel: paths.kernel!,
     initrd: paths.initramfs!,
     cmdline: [base.trim(), append.trim()].filter((s) => s !== "").join(" "),
     manifest,
+    provenance,
   };
 }
 
@@ -186,14 +233,20 @@ async function _hashFile(path: string): Promise<{ size: number; hash: string }> 
   // One native digest call: far cheaper than streaming through JS under emulation (TCG),
   // and kernels and initramfs images fit in memory by definition.
   const bytes = await Deno.readFile(path);
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return { size: bytes.length, hash: `sha256:${toHex(digest)}` };
+  return { size: bytes.length, hash: `sha256:${toHex(await _sha256(bytes))}` };
+}
+
+async function _sha256(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
 }
 
 const USAGE =
-  "Usage: phase-kexec-plan --dir DIR --trusted-keys FILE --channel C --arch A [--append TEXT] [--manifest FILE]";
+  "Usage: phase-kexec-plan --dir DIR --trusted-keys FILE --channel C --arch A [--append TEXT] [--manifest FILE] [--provider URL]...";
 
-/** CLI: print the kernel path, the initrd path and the command line, one per line. */
+/**
+ * CLI: print the kernel path, the initrd path, the command line and the provenance (one line of
+ * JSON), one per line.
+ */
 async function main(args: string[]): Promise<number> {
   try {
     const { values } = parseArgs({
@@ -205,6 +258,7 @@ async function main(args: string[]): Promise<number> {
         arch: { type: "string" },
         append: { type: "string", default: "" },
         manifest: { type: "string" },
+        provider: { type: "string", multiple: true, default: [] },
       },
       strict: true,
       allowPositionals: false,
@@ -219,8 +273,11 @@ async function main(args: string[]): Promise<number> {
       arch,
       append: values.append,
       ...(values.manifest ? { manifest: values.manifest } : {}),
+      providers: values.provider,
     });
-    console.log(`${plan.kernel}\n${plan.initrd}\n${plan.cmdline}`);
+    console.log(
+      `${plan.kernel}\n${plan.initrd}\n${plan.cmdline}\n${JSON.stringify(plan.provenance)}`,
+    );
     return 0;
   } catch (error) {
     console.error((error as Error).message.split("\n")[0]);

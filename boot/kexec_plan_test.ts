@@ -68,6 +68,43 @@ Deno.test("planKexec() returns the verified files and the manifest cmdline plus 
   assert.equal(result.manifest.sequence, 7);
 });
 
+Deno.test("planKexec() records what it verified: manifest hash, sequence, trusted signers, artifact hashes, providers", async () => {
+  await using s = await setup();
+  const result = await plan(s.dir, s.keys, { providers: ["http://10.1.0.2:8080"] });
+  assert.deepEqual(result.provenance, {
+    provenance_version: 1,
+    boot_manifest_hash: sha256Tag(await Deno.readFile(`${s.dir}/manifest.json`)),
+    boot_sequence: 7,
+    version: "1",
+    channel: "stable",
+    arch: "x86_64",
+    signer_key_ids: [toHex(s.keys.publicKey)],
+    artifacts: { kernel: sha256Tag(FILES.kernel!), initramfs: sha256Tag(FILES.initramfs!) },
+    providers: ["http://10.1.0.2:8080"],
+  });
+});
+
+Deno.test("phase-kexec-plan prints the provenance as a fourth line of JSON", async () => {
+  await using s = await setup();
+  await Deno.writeTextFile(`${s.dir}/keys`, toHex(s.keys.publicKey));
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      ...["run", `--allow-read=${s.dir}`, new URL("./kexec_plan.ts", import.meta.url).pathname],
+      ...["--dir", s.dir, "--trusted-keys", `${s.dir}/keys`, "--channel", "stable"],
+      ...["--arch", "x86_64", "--provider", "http://a:1", "--provider", "http://b:2"],
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const lines = new TextDecoder().decode(out.stdout).split("\n");
+  assert.equal(lines.length, 5);
+  assert.equal(lines[2], "quiet loglevel=3");
+  const provenance = JSON.parse(lines[3]!);
+  assert.equal(provenance.boot_sequence, 7);
+  assert.deepEqual(provenance.providers, ["http://a:1", "http://b:2"]);
+});
+
 Deno.test("planKexec() refuses a kernel whose bytes changed after fetch", async () => {
   await using s = await setup();
   await Deno.writeTextFile(`${s.dir}/kernel`, "kernel-bytez");

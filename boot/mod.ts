@@ -19,7 +19,7 @@
  * @module
  */
 export { planKexec } from "./kexec_plan.ts";
-export type { KexecPlan, PlanKexecOptions } from "./kexec_plan.ts";
+export type { BootProvenance, KexecPlan, PlanKexecOptions } from "./kexec_plan.ts";
 export { writeInitrdOverlay } from "./initrd_overlay.ts";
 export type { OverlayFile } from "./initrd_overlay.ts";
 export { cpioArchive } from "./cpio.ts";

@@ -57,9 +57,16 @@ Downloads: at most --max-downloads at once (--max-downloads-per-client per addre
 Manifests and /health are answered from bytes built at the last check of the files, made at
 most every --recheck (0: at every request); downloads always check the file they open.
 The state dir is --state-dir, else $PLASM_HOME, else $XDG_DATA_HOME/plasm, else
-~/.local/share/plasm; one serve or start per state dir. Logs: JSON lines on stderr.`,
+~/.local/share/plasm; one serve or start per state dir. Logs: JSON lines on stderr.
+--mirror DIR serves DIR/<channel>/<arch>/manifest.json byte for byte, as its publisher signed
+it, with the files it names (checked at start); nothing is signed, so no --key.`,
   options: {
     artifacts: { type: "string", value: "DIR", description: "what to serve" },
+    mirror: {
+      type: "string",
+      value: "DIR",
+      description: "serve DIR's signed manifests as they are",
+    },
     channel: { type: "string", default: "stable", value: "NAME", description: "default channel" },
     arch: { type: "string", default: "auto", value: "ARCH", description: "default arch" },
     port: { type: "string", default: "8080", value: "N", description: "HTTP port (0: any)" },
@@ -240,6 +247,15 @@ async function _flags(values: _Values): Promise<_Flags> {
   };
   const maxDownloads = count("max-downloads");
   const maxDownloadsPerClient = count("max-downloads-per-client");
+  if (values.mirror !== undefined) {
+    for (const flag of ["artifacts", "key"] as const) {
+      if (values[flag] !== undefined) {
+        throw new UsageError(
+          `Cannot use --${flag} with --mirror: a mirror serves the publisher's manifests as they are`,
+        );
+      }
+    }
+  }
   const dht = !values["no-dht"];
   const mdns = !values["no-mdns"];
   if (dht || mdns) {
@@ -287,18 +303,14 @@ interface _ServeOptions extends _Flags {
 /** Everything from here runs while this process holds the state dir. */
 async function _serve(io: CommandIo, o: _ServeOptions): Promise<number> {
   const { values, arch, stateDir, logEvent } = o;
-  const artifactsDir = values.artifacts ?? `${stateDir}/artifacts`;
+  const artifactsDir = values.mirror ?? values.artifacts ?? `${stateDir}/artifacts`;
   try {
     if (!(await Deno.stat(artifactsDir)).isDirectory) throw new Deno.errors.NotADirectory();
   } catch {
-    return io.fail(`Cannot serve '${artifactsDir}': not a directory (pass --artifacts DIR)`);
+    const flag = values.mirror === undefined ? "--artifacts" : "--mirror";
+    return io.fail(`Cannot serve '${artifactsDir}': not a directory (pass ${flag} DIR)`);
   }
-  const key = await _key(values.key, stateDir);
-  const store = new ArtifactStore(artifactsDir, {
-    keyPair: key.keyPair,
-    stateDir,
-    validityDays: o.validityDays,
-  });
+  const { store, key } = await _store(o, artifactsDir);
   // Read by the handler at each request, so the node's state shows once it is known.
   const p2pInfo: Record<string, string | string[]> = {
     dht: o.dht ? "on" : "off (--no-dht)",
@@ -368,6 +380,35 @@ async function _serve(io: CommandIo, o: _ServeOptions): Promise<number> {
   logEvent("info", "stopped", { ...stats, action: "closing stalled connection(s)" });
   await o.forceExit?.(0);
   return 0;
+}
+
+/**
+ * The store: signing with `--key` (else the node identity), or with `--mirror` the publisher's
+ * manifests as they are, checked against the files now (the node identity only satisfies the
+ * store and never signs).
+ */
+async function _store(o: _ServeOptions, dir: string) {
+  const { values, arch, stateDir } = o;
+  if (values.mirror === undefined) {
+    const key = await _key(values.key, stateDir);
+    const store = new ArtifactStore(dir, {
+      keyPair: key.keyPair,
+      stateDir,
+      validityDays: o.validityDays,
+    });
+    return { store, key };
+  }
+  const { MirrorStore } = await import("../provider/mirror_store.ts");
+  const store = new MirrorStore(dir, { keyPair: await loadOrCreateIdentity(stateDir) });
+  const manifest = await store.check(values.channel, arch);
+  const count = manifest.signatures.length;
+  return {
+    store,
+    key: {
+      keyPair: { publicKey: store.publicKey },
+      source: `publisher's, ${count} signature(s) served as signed, never re-signed`,
+    },
+  };
 }
 
 /** The manifest signing key: `--key FILE`, else the node identity in the state dir. */

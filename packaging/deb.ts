@@ -20,7 +20,7 @@
 import { parseArgs } from "node:util";
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
-import { _run, bundleEntrypoint, headerFlags } from "../boot/build.ts";
+import { _run, BUNDLE_COMPANIONS, bundleWithCompanions, headerFlags } from "../boot/build.ts";
 
 /** The subcommands `/usr/bin/plasm` dispatches, each `cli/<name>.ts` bundled to one file. */
 export const DEB_SUBCOMMANDS: readonly string[] = [
@@ -35,13 +35,6 @@ export const DEB_SUBCOMMANDS: readonly string[] = [
   "submit",
   "result",
 ];
-
-/**
- * Modules the bundles load at run time by a URL relative to themselves
- * (`new URL("./sandbox_main.ts", import.meta.url)`): each is bundled too, under its own name,
- * beside them.
- */
-const _COMPANIONS = ["runtime/sandbox_main.ts", "runtime/sandbox_worker.ts"];
 
 /** Where the deno binary and the bundles are installed. */
 const _LIB = "/usr/lib/plasm";
@@ -178,28 +171,12 @@ export async function buildDeb(options: BuildDebOptions): Promise<DebBuildResult
     log(`copying ${denoBinary}`);
     await Deno.copyFile(denoBinary, `${lib}/deno`);
     await Deno.chmod(`${lib}/deno`, 0o755);
-    const entries = [
-      ...DEB_SUBCOMMANDS.map((name) => ({ entry: `cli/${name}.ts`, file: `${name}.js` })),
-      ..._COMPANIONS.map((entry) => ({ entry, file: entry.slice(entry.lastIndexOf("/") + 1) })),
-    ];
-    for (const { entry, file } of entries) {
-      log(`bundling ${entry}`);
-      await bundleEntrypoint(entry, `${lib}/${file}`, { projectDir: project, signal });
-    }
-    for (const { file } of entries) {
-      const text = await Deno.readTextFile(`${lib}/${file}`);
-      for (
-        const [, ref] of text.matchAll(/new URL\(\s*["'`]([^"'`]+)["'`]\s*,\s*import\.meta\.url/g)
-      ) {
-        const carried = /^\.\/[\w.-]+$/.test(ref!) &&
-          await Deno.stat(`${lib}/${ref!.slice(2)}`).then((i) => i.isFile, () => false);
-        if (!carried) {
-          throw new Error(
-            `Cannot build: '${file}' loads '${ref}' at run time, which the package does not carry`,
-          );
-        }
-      }
-    }
+    const bundles = DEB_SUBCOMMANDS.map((name) => ({
+      entry: `cli/${name}.ts`,
+      file: `${name}.js`,
+    }));
+    await bundleWithCompanions(bundles, lib, { projectDir: project, signal, log });
+    const entries = [...bundles.map((b) => b.entry), ...BUNDLE_COMPANIONS];
 
     // 2. The launcher: one case per subcommand, with that subcommand's own flags.
     const cases: string[] = [];
@@ -239,7 +216,7 @@ export async function buildDeb(options: BuildDebOptions): Promise<DebBuildResult
       _gzip(await Deno.readTextFile(`${project}/docs/packaging.md`)),
     );
     log("reading the licenses of the bundled npm packages");
-    const npm = await _npmPackages(project, entries.map((e) => e.entry), signal);
+    const npm = await _npmPackages(project, entries, signal);
     await _write(
       `${doc}/copyright`,
       (await Deno.readTextFile(`${pkg}/debian/copyright`)).replace(

@@ -1,6 +1,6 @@
 /**
- * The shared fixture of the Phase Boot VM tests (`boot_vm_test.ts`, `boot_lan_test.ts`): the boot
- * images built once (`boot/build.ts --level 12`, only when missing or older than their sources),
+ * The shared fixture of the Phase Boot VM tests (`boot_vm_test.ts`, `boot_lan_test.ts`,
+ * `boot_node_test.ts`): the boot images built once (`boot/build.ts --level 12`, only when missing or older than their sources),
  * a trusted and an untrusted publisher key, the stub with the trusted key overlaid, and an
  * artifacts dir whose `stable/x86_64/{kernel,initramfs}` are the test second stage.
  *
@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { writeInitrdOverlay } from "../boot/initrd_overlay.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
+import type { Host, World } from "./netsim/mod.ts";
 
 /** The project root, without a trailing slash. */
 export const ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -95,7 +96,19 @@ export async function removeBootFixture(): Promise<void> {
 /** The project's own files the stub's tools are bundled from (their local import graphs). */
 async function _toolSources(): Promise<string[]> {
   const files = new Set<string>();
-  for (const root of ["cli/fetch.ts", "cli/verify.ts", "cli/discover.ts", "boot/kexec_plan.ts"]) {
+  for (
+    const root of [
+      "cli/fetch.ts",
+      "cli/verify.ts",
+      "cli/discover.ts",
+      "boot/kexec_plan.ts",
+      // The node stage's bundles and the sandbox modules they load at run time.
+      "cli/start.ts",
+      "cli/serve.ts",
+      "runtime/sandbox_main.ts",
+      "runtime/sandbox_worker.ts",
+    ]
+  ) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["info", "--json", root],
       cwd: ROOT,
@@ -135,6 +148,7 @@ export async function ensureBootImages(): Promise<void> {
     "boot/init",
     "boot/udhcpc.script",
     "boot/second_stage_init",
+    "boot/node_stage_init",
     "boot/kexec_plan.ts",
     "cli/fetch.ts",
     "cli/verify.ts",
@@ -146,6 +160,7 @@ export async function ensureBootImages(): Promise<void> {
     const info = JSON.parse(await Deno.readTextFile(`${BUILD}/build.json`));
     built = (await Deno.stat(info.stub)).mtime?.getTime() ?? 0;
     await Deno.stat(info.secondStage);
+    await Deno.stat(info.node);
     await Deno.stat(info.kernel);
   } catch {
     built = 0;
@@ -181,4 +196,126 @@ export async function ensureBootImages(): Promise<void> {
     out.success,
     `boot build failed: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}`,
   );
+}
+
+/** A process in a netsim host whose output lines are kept (and drained, so pipes never fill). */
+export interface Logged {
+  lines: string[];
+  /** Resolves with the first line (stdout or stderr) matching `pattern`. */
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<string>;
+  /** Resolves once both streams ended (after the world killed the process). */
+  drained: Promise<void>;
+  /** Send SIGTERM and wait until the process has exited and its output ended. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawn `deno <args>` (cwd = the project root) in a netsim host, keeping its output lines.
+ *
+ * @example
+ * ```ts ignore
+ * import { spawnLogged } from "./_boot_fixture.ts";
+ *
+ * const serve = spawnLogged(host, ["run", "cli/serve.ts", "--help"]);
+ * await serve.waitFor(/Usage/, 10_000);
+ * ```
+ */
+export function spawnLogged(host: Host, args: string[]): Logged {
+  const child = host.spawn(Deno.execPath(), { args, cwd: ROOT, env: { NO_COLOR: "1" } });
+  const lines: string[] = [];
+  const wakers = new Set<() => void>();
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    let rest = "";
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      rest += text;
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      // Keep at most 2,000 lines: a chatty process cannot grow the test's memory.
+      for (const line of parts) if (lines.length < 2_000) lines.push(line);
+      for (const wake of wakers) wake();
+    }
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]).then(() => {
+    for (const wake of wakers) wake();
+  });
+  let ended = false;
+  drained.then(() => ended = true);
+  const waitFor = (pattern: RegExp, timeoutMs: number) =>
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const hit = lines.find((l) => pattern.test(l));
+        if (hit !== undefined || ended) {
+          clearTimeout(timer);
+          wakers.delete(check);
+          if (hit !== undefined) resolve(hit);
+          else reject(new Error(`process ended before ${pattern}:\n${lines.join("\n")}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        wakers.delete(check);
+        reject(new Error(`no ${pattern} within ${timeoutMs} ms:\n${lines.slice(-20).join("\n")}`));
+      }, timeoutMs);
+      wakers.add(check);
+      check();
+    });
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already exited
+    }
+    await child.status;
+    await drained;
+  };
+  return { lines, waitFor, drained, stop };
+}
+
+/**
+ * busybox `udhcpd` (from the boot build's `pkgroot`) on the LAN side (`lan0`) of `lan`'s
+ * gateway, leasing .100 to .200, its files in `dir`. The world ends it.
+ *
+ * @example
+ * ```ts ignore
+ * import { startDhcp } from "./_boot_fixture.ts";
+ *
+ * const dhcp = await startDhcp(world, "home", dir);
+ * await dhcp.drained; // after the world is disposed
+ * ```
+ */
+export async function startDhcp(world: World, lan: string, dir: string): Promise<Logged> {
+  const gateway = world.lan(lan).gateway;
+  const prefix = gateway.lanAddress!.replace(/\.\d+$/, "");
+  const conf = `${dir}/udhcpd-${lan}.conf`;
+  await Deno.writeTextFile(`${dir}/udhcpd-${lan}.leases`, "");
+  await Deno.writeTextFile(
+    conf,
+    [
+      "interface lan0",
+      `start ${prefix}.100`,
+      `end ${prefix}.200`,
+      `lease_file ${dir}/udhcpd-${lan}.leases`,
+      `pidfile ${dir}/udhcpd-${lan}.pid`,
+      `opt router ${gateway.lanAddress}`,
+      "opt subnet 255.255.255.0",
+      "opt lease 3600",
+      "",
+    ].join("\n"),
+  );
+  const child = gateway.spawn(`${BUILD}/pkgroot/bin/busybox`, { args: ["udhcpd", "-f", conf] });
+  const lines: string[] = [];
+  const drained = Promise.all([child.stdout, child.stderr].map(async (stream) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      if (lines.length < 2_000) lines.push(text);
+    }
+  })).then(() => {});
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already exited
+    }
+    await child.status;
+    await drained;
+  };
+  return { lines, drained, stop, waitFor: () => Promise.reject(new Error("not supported")) };
 }

@@ -14,8 +14,14 @@
  */
 import assert from "node:assert/strict";
 import { qemuAvailable, runVm, type VmRun } from "../boot/qemu.ts";
-import { BUILD, prepareBootFixture, removeBootFixture, ROOT } from "./_boot_fixture.ts";
-import { createWorld, type Host, missingPrerequisites, type World } from "./netsim/mod.ts";
+import {
+  type Logged,
+  prepareBootFixture,
+  removeBootFixture,
+  spawnLogged,
+  startDhcp,
+} from "./_boot_fixture.ts";
+import { createWorld, missingPrerequisites } from "./netsim/mod.ts";
 import { execStartFlags } from "./net_spawn.ts";
 import { taskArgs } from "./_task.ts";
 
@@ -37,86 +43,6 @@ Deno.test({
     assert.deepEqual(MISSING, [], "apt-get install iproute2 nftables qemu-system-x86; run as root");
   },
 });
-
-/** A process in a world host whose output lines are kept (and drained, so pipes never fill). */
-interface Logged {
-  lines: string[];
-  /** Resolves with the first line (stdout or stderr) matching `pattern`. */
-  waitFor(pattern: RegExp, timeoutMs: number): Promise<string>;
-  /** Resolves once both streams ended (after the world killed the process). */
-  drained: Promise<void>;
-}
-
-function spawnLogged(host: Host, args: string[]): Logged {
-  const child = host.spawn(Deno.execPath(), { args, cwd: ROOT, env: { NO_COLOR: "1" } });
-  const lines: string[] = [];
-  const wakers = new Set<() => void>();
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
-    let rest = "";
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      rest += text;
-      const parts = rest.split("\n");
-      rest = parts.pop()!;
-      // Keep at most 2,000 lines: a chatty process cannot grow the test's memory.
-      for (const line of parts) if (lines.length < 2_000) lines.push(line);
-      for (const wake of wakers) wake();
-    }
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]).then(() => {
-    for (const wake of wakers) wake();
-  });
-  let ended = false;
-  drained.then(() => ended = true);
-  const waitFor = (pattern: RegExp, timeoutMs: number) =>
-    new Promise<string>((resolve, reject) => {
-      const check = () => {
-        const hit = lines.find((l) => pattern.test(l));
-        if (hit !== undefined || ended) {
-          clearTimeout(timer);
-          wakers.delete(check);
-          if (hit !== undefined) resolve(hit);
-          else reject(new Error(`process ended before ${pattern}:\n${lines.join("\n")}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        wakers.delete(check);
-        reject(new Error(`no ${pattern} within ${timeoutMs} ms:\n${lines.slice(-20).join("\n")}`));
-      }, timeoutMs);
-      wakers.add(check);
-      check();
-    });
-  return { lines, waitFor, drained };
-}
-
-/** busybox `udhcpd` on the LAN side (`lan0`) of `lan`'s gateway, leasing .100 to .200. */
-async function startDhcp(world: World, lan: string, dir: string): Promise<Logged> {
-  const gateway = world.lan(lan).gateway;
-  const prefix = gateway.lanAddress!.replace(/\.\d+$/, "");
-  const conf = `${dir}/udhcpd-${lan}.conf`;
-  await Deno.writeTextFile(`${dir}/udhcpd-${lan}.leases`, "");
-  await Deno.writeTextFile(
-    conf,
-    [
-      "interface lan0",
-      `start ${prefix}.100`,
-      `end ${prefix}.200`,
-      `lease_file ${dir}/udhcpd-${lan}.leases`,
-      `pidfile ${dir}/udhcpd-${lan}.pid`,
-      `opt router ${gateway.lanAddress}`,
-      "opt subnet 255.255.255.0",
-      "opt lease 3600",
-      "",
-    ].join("\n"),
-  );
-  const child = gateway.spawn(`${BUILD}/pkgroot/bin/busybox`, { args: ["udhcpd", "-f", conf] });
-  const lines: string[] = [];
-  const drained = Promise.all([child.stdout, child.stderr].map(async (stream) => {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      if (lines.length < 2_000) lines.push(text);
-    }
-  })).then(() => {});
-  return { lines, drained, waitFor: () => Promise.reject(new Error("not supported")) };
-}
 
 /** Kernel parameters for TCG on a busy machine: no timer check, and a panic powers off. */
 const TCG_CMDLINE = "no_timer_check panic=-1";

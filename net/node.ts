@@ -572,7 +572,12 @@ export class PhaseNode {
         streamMuxers: [yamux()],
         connectionManager: {
           maxConnections: o.maxConnections,
-          maxIncomingPendingConnections: Math.min(10, o.maxConnections),
+          // libp2p's defaults (10 handshakes in progress, 5 new connections per second from one
+          // IP address) refuse most dials of nodes that start together, or of a LAN behind one
+          // NAT address, so a bootstrap peer gets only some of them and the rest can form a
+          // separate DHT. maxConnections still bounds what a flood of connections can cost.
+          maxIncomingPendingConnections: Math.min(32, o.maxConnections),
+          inboundConnectionThreshold: Math.min(50, o.maxConnections),
           inboundUpgradeTimeout: o.streamTimeoutMs,
           dialTimeout: o.streamTimeoutMs,
           // Keep-alive peers (the bootstrap peers) are redialled every 5 s while they are gone.
@@ -742,6 +747,7 @@ export class PhaseNode {
   async #bootstrap(signal: AbortSignal): Promise<void> {
     let pending = this.#options.bootstrap.map(_multiaddr);
     let first = true;
+    let retryMs = 500;
     while (!signal.aborted && pending.length > 0) {
       const round: BootstrapResult = { connected: [], failed: [] };
       const missed: typeof pending = [];
@@ -768,7 +774,10 @@ export class PhaseNode {
       if (first && !signal.aborted) this.#bootstrapRound.resolve(round);
       first = false;
       pending = missed;
-      if (pending.length > 0) await sleep(5_000, signal);
+      // Soon at first (a peer busy with other handshakes refuses a dial now and takes it a moment
+      // later), then every 5 s; jittered, so nodes that start together do not retry together.
+      if (pending.length > 0) await sleep(retryMs * (0.75 + Math.random() / 2), signal);
+      retryMs = Math.min(retryMs * 2, 5_000);
     }
   }
 

@@ -21,7 +21,7 @@
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { join } from "node:path";
-import { execStartFlags, NodeProcess, ROOT } from "../tests/net_spawn.ts";
+import { type NodeProcess, ROOT, spawnLocalNode } from "../tests/net_spawn.ts";
 import { Client } from "../net/client.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { runSignedJob } from "../runtime/run_signed_job.ts";
@@ -56,6 +56,21 @@ function cpuTimes(nodes: NodeProcess[]): Map<NodeProcess, number> {
 }
 
 /** Run `job(i)` for i in 0..total-1, `inflight` at a time; jobs/s. */
+/** Run `job` 10 times to warm up, then `rounds` times one at a time; the timed runs' summary. */
+async function timeRounds(
+  rounds: number,
+  job: (label: string) => Promise<unknown>,
+): Promise<ReturnType<typeof summary>> {
+  for (let i = 0; i < 10; i++) await job(`warm ${i}`);
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const t0 = performance.now();
+    await job(`round ${i}`);
+    times.push(performance.now() - t0);
+  }
+  return summary(times);
+}
+
 async function rate(
   total: number,
   inflight: number,
@@ -86,14 +101,7 @@ if (import.meta.main) {
   const root = await Deno.makeTempDir({ prefix: "plasm-api-bench-" });
   const nodes: NodeProcess[] = [];
   const spawn = async (name: string, args: string[]) => {
-    const node = await NodeProcess.spawn([
-      "--state-dir",
-      `${root}/${name}`,
-      "--listen",
-      "/ip4/127.0.0.1/tcp/0",
-      "--no-mdns",
-      ...args,
-    ], { flags: execStartFlags() });
+    const node = await spawnLocalNode(`${root}/${name}`, args);
     nodes.push(node);
     return node;
   };
@@ -115,14 +123,7 @@ if (import.meta.main) {
       });
       if (!result.verified) throw new Error("unverified result");
     };
-    for (let i = 0; i < 10; i++) await roundTrip(`warm ${i}`);
-    const times: number[] = [];
-    for (let i = 0; i < rounds; i++) {
-      const t0 = performance.now();
-      await roundTrip(`round ${i}`);
-      times.push(performance.now() - t0);
-    }
-    out.api_round_trip_2_nodes = summary(times);
+    out.api_round_trip_2_nodes = await timeRounds(rounds, roundTrip);
 
     // Two more workers join A; every one has run the module before the clock starts.
     for (const name of ["c", "d"]) {
@@ -157,14 +158,7 @@ if (import.meta.main) {
     await using pool = new SandboxPool();
     const local = (label: string) =>
       runSignedJob(hello, { keyPair, input: enc(label), sandbox: "process", pool });
-    for (let i = 0; i < 10; i++) await local(`warm ${i}`);
-    const localTimes: number[] = [];
-    for (let i = 0; i < rounds; i++) {
-      const t0 = performance.now();
-      await local(`round ${i}`);
-      localTimes.push(performance.now() - t0);
-    }
-    out.local_round_trip = summary(localTimes);
+    out.local_round_trip = await timeRounds(rounds, local);
     // As many in flight as the pool has processes: more would each wait for a fresh `deno`.
     out.local_inflight = navigator.hardwareConcurrency;
     out.local_jobs_per_s = await rate(

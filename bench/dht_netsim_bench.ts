@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { createWorld } from "../tests/netsim/create_world.ts";
 import { missingPrerequisites, SKIP_HINT } from "../tests/netsim/missing_prerequisites.ts";
 import { DISCOVER_FLAGS, execStartFlags, NodeProcess, ROOT } from "../tests/net_spawn.ts";
+import { writeProviderConfig } from "../tests/_provider_config.ts";
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(p / 100 * sorted.length) - 1))]!;
@@ -41,14 +42,7 @@ if (import.meta.main) {
   const nodes: NodeProcess[] = [];
   try {
     await using world = await createWorld({ name: "dht-rtt" });
-    const config = `${dir}/provider.json`;
-    await Deno.writeTextFile(
-      config,
-      JSON.stringify({
-        arch: "riscv64",
-        capabilities: { wasm: { max_memory_bytes: 1048576, max_duration_ms: 5000 } },
-      }),
-    );
+    const config = await writeProviderConfig(dir);
     const t0 = performance.now();
     for (let i = 0; i < count; i++) {
       const host = await world.addHost(`n${i}`, { link: { delayMs } });

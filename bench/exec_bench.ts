@@ -15,7 +15,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { NodeProcess, ROOT, START_FLAGS } from "../tests/net_spawn.ts";
+import { ROOT, spawnLocalNode, START_FLAGS } from "../tests/net_spawn.ts";
 import { Client } from "../net/client.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { runSignedJob } from "../runtime/run_signed_job.ts";
@@ -31,15 +31,7 @@ const HELLO = await Deno.readFile(join(ROOT, "examples/hello.wasm"));
 const enc = (text: string) => new TextEncoder().encode(text);
 const flags = [...START_FLAGS, `--allow-run=${Deno.execPath()}`];
 const root = await Deno.makeTempDir({ prefix: "plasm-exec-bench-" });
-const spawn = (name: string, args: string[]) =>
-  NodeProcess.spawn([
-    "--state-dir",
-    `${root}/${name}`,
-    "--listen",
-    "/ip4/127.0.0.1/tcp/0",
-    "--no-mdns",
-    ...args,
-  ], { flags });
+const spawn = (name: string, args: string[]) => spawnLocalNode(`${root}/${name}`, args, { flags });
 
 const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;

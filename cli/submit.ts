@@ -1,7 +1,7 @@
 // deno run --allow-read --allow-write --allow-net=127.0.0.1
 //   --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/submit.ts <module.wasm> [flags]
 //
-// --allow-read: the module, --input and the node's api.json/api.token in the state dir.
+// --allow-read: the module, --input, --dir and the node's api.json/api.token in the state dir.
 // --allow-write: only `--receipt FILE` (a launcher may narrow it to that file).
 // --allow-net=127.0.0.1: the node's local API. --allow-env=...: to find the state dir.
 /**
@@ -10,9 +10,14 @@
  * ```
  * submit <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]... [--memory SIZE]
  *        [--timeout DURATION] [--max-output SIZE] [--fuel N] [--cpu N] [--replicas N]
- *        [--worker PEERID] [--search-timeout DURATION] [--wait] [--receipt FILE] [--json]
- *        [--state-dir DIR]
+ *        [--worker PEERID] [--search-timeout DURATION] [--dir HOST[::GUEST]]... [--wait]
+ *        [--receipt FILE] [--json] [--state-dir DIR]
  * ```
+ *
+ * `--dir` (as `run --dir`: GUEST defaults to the directory's name, `::/` is the root) reads the
+ * host directories into one file tree, sent with the job (its hash is signed into the manifest
+ * as `inputs`) and run preopened as `/` under the mesh's caps: 64 MiB of contents (never more
+ * than `--memory`) and 1,000 entries. `result --out DIR` writes the job's output tree.
  *
  * Everything the job gets (module, input, arguments, environment, limits, fuel) is signed into
  * its manifest, hence into its job id and receipt. Stdin is the input when it is piped and no
@@ -31,6 +36,9 @@ import type { ClientSubmitOptions } from "../net/client.ts";
 import { errorLine } from "../util/error_message.ts";
 import type { FlagValues } from "./_flags.ts";
 import { checkFuel, JOB_FLAGS, parseJobEnv } from "./_job_flags.ts";
+import { parseTreeMount, readHostTree, type TreeMount } from "../runtime/host_tree.ts";
+import { encodeFileTree, FileTreeLimitError } from "../runtime/file_tree.ts";
+import { MESH_FS_MAX_BYTES, MESH_FS_MAX_FILES } from "../net/mesh_files.ts";
 import { type CliContext, runCommand, UsageError } from "./_main.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
 
@@ -49,6 +57,12 @@ and stderr. ${API_CLIENT_EXITS}
     replicas: { type: "string", value: "N", description: "run on N workers, compare outputs" },
     worker: { type: "string", value: "PEERID", description: "run on this worker" },
     "search-timeout": { type: "string", value: "DURATION", description: "find a worker within" },
+    dir: {
+      type: "string",
+      multiple: true,
+      value: "HOST[::GUEST]",
+      description: "send a host directory as the job's files",
+    },
     ...API_CLIENT_FLAGS,
   },
 } as const;
@@ -69,17 +83,20 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
   return runCommand(SUBMIT_COMMAND, args, context, async (values, positionals, io) => {
     if (positionals.length !== 1) throw new UsageError("Cannot submit: give exactly one module");
     const options = _submitOptions(values);
+    const mounts = _parseDirs(values.dir);
     const json = values.json;
     const signal = io.signal ? { signal: io.signal } : {};
     let id: string | undefined;
     try {
       const module = await readFileNamed(positionals[0]!, "module");
       const input = await _readInput(values.input);
+      const inputs = mounts.length ? await _readDirs(mounts, options.memoryBytes) : undefined;
       const client = await localClient(values["state-dir"]);
       id = await client.submit(module, {
         ...options,
         ...signal,
         ...(input.length ? { input } : {}),
+        ...(inputs ? { inputs } : {}),
       });
       if (!values.wait) {
         io.print(json ? JSON.stringify({ job_id: id }) : id);
@@ -126,6 +143,36 @@ function _submitOptions(values: FlagValues<typeof SUBMIT_COMMAND.options>): Clie
     };
   } catch (error) {
     throw new UsageError(errorLine(error), { cause: error });
+  }
+}
+
+/** The `--dir` specs, or a `UsageError`. */
+function _parseDirs(specs: string[]): TreeMount[] {
+  return specs.map((spec) => {
+    try {
+      return parseTreeMount(spec);
+    } catch (error) {
+      throw new UsageError(errorLine(error).replace(/^Cannot use '/, "Cannot use --dir '"));
+    }
+  });
+}
+
+/** The `--dir` directories as one encoded tree, within the mesh's caps. */
+async function _readDirs(mounts: TreeMount[], memoryBytes = 64 * 2 ** 20): Promise<Uint8Array> {
+  const limits = {
+    maxBytes: Math.min(MESH_FS_MAX_BYTES, memoryBytes),
+    maxFiles: MESH_FS_MAX_FILES,
+  };
+  try {
+    return encodeFileTree(await readHostTree(mounts, limits));
+  } catch (error) {
+    if (!(error instanceof FileTreeLimitError)) throw error;
+    throw new RangeError(
+      error.kind === "bytes"
+        ? `Cannot send --dir: its files pass the ${limits.maxBytes} byte cap of a job on the mesh (64 MiB, never more than --memory)`
+        : `Cannot send --dir: it holds more than ${limits.maxFiles} entries, the cap of a job on the mesh`,
+      { cause: error },
+    );
   }
 }
 

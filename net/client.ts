@@ -7,7 +7,7 @@ import { verifyReceipt } from "../runtime/receipt.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import { peerPublicKey } from "./peer_key.ts";
 import { ReceiptMismatchError } from "../runtime/receipt.ts";
-import { toHex } from "../runtime/digest.ts";
+import { sha256TagAsync, toHex } from "../runtime/digest.ts";
 import { encodeSubmitRequest, type SubmitOptions } from "./submit_options.ts";
 
 /** Options of {@linkcode Client}. */
@@ -85,6 +85,11 @@ export interface JobResultInfo {
   workers: JobWorkerResult[];
   /** Always true for a result: replicas that disagree fail the job instead. */
   replicasAgree: true;
+  /**
+   * For a job with files, its output tree (`encodeFileTree`), checked against every verified
+   * receipt's `outputs_hash`.
+   */
+  files?: Uint8Array;
   /** Always true: the receipt was checked here too (signature by the worker's PeerId key, job id, output). */
   verified: true;
 }
@@ -337,6 +342,15 @@ async function _verified(
       throw new ReceiptMismatchError(field, String(json[field]), String(extra[field]));
     }
   }
+  // The output tree: exactly the one every receipt names (or none where none names one).
+  const files = json.files === undefined ? undefined : _fromBase64(json.files, "files");
+  const treeHash = files === undefined ? undefined : await sha256TagAsync(files);
+  for (const worker of workers) {
+    const signed = worker.receipt.result.metrics.extra.outputs_hash;
+    if (signed !== treeHash) {
+      throw new ReceiptMismatchError("outputs_hash", String(signed), String(treeHash));
+    }
+  }
   const exitCode = json.exit_code === null ? null : Number(json.exit_code);
   if ((extra.exit_code ?? null) !== (exitCode === null ? null : String(exitCode))) {
     throw new ReceiptMismatchError("exit_code", String(extra.exit_code), String(exitCode));
@@ -362,6 +376,7 @@ async function _verified(
     workers,
     replicasAgree: true,
     verified: true,
+    ...(files !== undefined ? { files } : {}),
   };
 }
 

@@ -72,11 +72,13 @@ Deno.test("a job pinned to the node's own PeerId runs on its own worker; both ro
     assert.equal(job.status, "done", job.error ?? "");
     assert.equal(new TextDecoder().decode(job.stdout), "fles");
     assert.equal(job.workerPeerId, node.peerId);
+    // Receipt files are written after the result is durable, off the answer path; stop()
+    // waits for them.
+    await exec.stop();
     const path = receiptPath(dir, job.receipt!);
     const kept = JSON.parse(await Deno.readTextFile(path));
     await verifyReceipt(kept, { publicKey: peerPublicKey(node.peerId), jobId: id });
     assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
-    await exec.stop();
   });
 });
 

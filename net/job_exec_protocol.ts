@@ -6,18 +6,23 @@
  * One job per stream, in this order, so a worker checks who and what before it accepts a byte
  * of module or input:
  *
- * 1. Requester: the header frame `{manifest, input_len, module_len}`, then it waits. The
- *    manifest is the requester's signed `phase-manifest:v1`; `module_len` is 0 when it does not
- *    send the module. A requester sends nothing more until the worker asks.
+ * 1. Requester: the header frame `{manifest, input_len, module_len, inputs_len?}`, then it waits.
+ *    The manifest is the requester's signed `phase-manifest:v1`; `module_len` is 0 when it does
+ *    not send the module; `inputs_len` (absent: 0) is the length of the job's input file tree
+ *    (`phase-tree:v1`, at most {@linkcode MAX_EXEC_TREE_BYTES}), only for a manifest that names
+ *    `inputs`. A requester sends nothing more until the worker asks.
  * 2. Worker: checks the header (signature, the requester's accepted offer for that job id, the
  *    allow-list, the declared sizes against its caps and its bytes in flight) and answers either
  *    a final answer (below), or `{"Send":{job_id, module}}`: send the input, and the module too
  *    when `module` is true (a worker runs a cached module only for a requester that sent those
- *    bytes itself).
+ *    bytes itself), and the input tree too when `inputs` is true (absent: false; the same rule
+ *    for trees, content-addressed by the manifest's `inputs`).
  * 3. Requester: exactly `input_len` input bytes, then `module_len` module bytes if asked, then
- *    it closes its side. The worker hashes them as they arrive against the manifest.
+ *    `inputs_len` tree bytes if asked, then it closes its side. The worker hashes them as they
+ *    arrive against the manifest (`input`, `module_cid`, `inputs`).
  * 4. Worker, the final answer: `{"Done":{job_id, exit_code, completion, error?, stdout_len,
- *    stderr_len, receipt}}` then stdout and stderr, `{"Rejected":{job_id, reason}}` with a
+ *    stderr_len, files_len?, receipt}}` then stdout, stderr and (for a job with files) its
+ *    output tree (at most {@linkcode MAX_EXEC_TREE_BYTES}; the receipt's `outputs_hash`), `{"Rejected":{job_id, reason}}` with a
  *    job-offer reject reason, or `{"NeedModule":{job_id}}` (the header sent no module and the
  *    worker needs it: ask again on a new stream with the module).
  *
@@ -47,6 +52,11 @@ export const MAX_EXEC_JSON_BYTES = 64 * 1024;
 export const MAX_EXEC_INPUT_BYTES = 16 * 1024 * 1024;
 /** Largest module sent with a job, in bytes. */
 export const MAX_EXEC_MODULE_BYTES = 64 * 1024 * 1024;
+/**
+ * Largest file tree (encoded, `phase-tree:v1`) sent with a job, and largest sent back with its
+ * answer, in bytes: 64 MiB (the default `--fs-max-bytes`) plus room for the entries' names.
+ */
+export const MAX_EXEC_TREE_BYTES = 80 * 1024 * 1024;
 /** Largest stdout plus stderr sent back, in bytes. */
 export const MAX_EXEC_OUTPUT_BYTES = 16 * 1024 * 1024;
 /** Most arguments (and most environment entries) a job manifest may carry. */
@@ -60,6 +70,11 @@ export interface ExecRequest {
   input: Uint8Array;
   /** The module, or `undefined` to ask the worker to use its stored copy. */
   module?: Uint8Array | undefined;
+  /**
+   * The input file tree (`encodeFileTree`), for a manifest that names `inputs` (its hash); a
+   * worker that holds it for this requester does not ask for it.
+   */
+  inputs?: Uint8Array | undefined;
 }
 
 /** A finished job as the worker reports it. */
@@ -78,6 +93,8 @@ export interface ExecDone {
   stdout: Uint8Array;
   /** The job's stderr. */
   stderr: Uint8Array;
+  /** The job's output tree (`encodeFileTree`), for a job with files that ran. */
+  files?: Uint8Array;
 }
 
 /** A worker's answer to an {@linkcode ExecRequest}. */
@@ -169,12 +186,17 @@ export function parseExecRequest(bytes: Uint8Array): ExecRequest {
   const obj = _check.object(json, "request");
   const inputLen = _check.count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
   const moduleLen = _check.count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
-  _expectRest(rest, inputLen + moduleLen, "job request");
-  return {
+  const inputsLen = obj.inputs_len === undefined
+    ? undefined
+    : _check.count(obj.inputs_len, "inputs_len", MAX_EXEC_TREE_BYTES);
+  _expectRest(rest, inputLen + moduleLen + (inputsLen ?? 0), "job request");
+  const request: ExecRequest = {
     manifest: parseManifestShape(obj.manifest),
     input: rest.slice(0, inputLen),
-    module: moduleLen > 0 ? rest.slice(inputLen) : undefined,
+    module: moduleLen > 0 ? rest.slice(inputLen, inputLen + moduleLen) : undefined,
   };
+  if (inputsLen !== undefined) request.inputs = rest.slice(inputLen + moduleLen);
+  return request;
 }
 
 /**
@@ -191,9 +213,15 @@ export function parseExecRequest(bytes: Uint8Array): ExecRequest {
  */
 export function encodeExecRequest(request: ExecRequest): Uint8Array {
   const module = request.module ?? new Uint8Array();
+  const { inputs } = request;
   return encodeFrame(
-    { manifest: request.manifest, input_len: request.input.length, module_len: module.length },
-    [request.input, module],
+    {
+      manifest: request.manifest,
+      input_len: request.input.length,
+      module_len: module.length,
+      ...(inputs !== undefined ? { inputs_len: inputs.length } : {}),
+    },
+    [request.input, module, ...(inputs !== undefined ? [inputs] : [])],
   );
 }
 
@@ -211,11 +239,17 @@ export function encodeExecRequest(request: ExecRequest): Uint8Array {
  */
 export function encodeExecResponse(response: ExecResponse): Uint8Array {
   if (!("Done" in response)) return encodeFrame(response);
-  const { stdout, stderr, ...rest } = response.Done;
-  return encodeFrame(
-    { Done: { ...rest, stdout_len: stdout.length, stderr_len: stderr.length } },
-    [stdout, stderr],
-  );
+  const { stdout, stderr, files, ...rest } = response.Done;
+  const lengths = {
+    stdout_len: stdout.length,
+    stderr_len: stderr.length,
+    ...(files !== undefined ? { files_len: files.length } : {}),
+  };
+  return encodeFrame({ Done: { ...rest, ...lengths } }, [
+    stdout,
+    stderr,
+    ...(files ? [files] : []),
+  ]);
 }
 
 /**
@@ -252,7 +286,10 @@ export function parseExecResponse(bytes: Uint8Array): ExecResponse {
   const d = _check.object(obj.Done, "Done");
   const stdoutLen = _check.count(d.stdout_len, "stdout_len", MAX_EXEC_OUTPUT_BYTES);
   const stderrLen = _check.count(d.stderr_len, "stderr_len", MAX_EXEC_OUTPUT_BYTES);
-  _expectRest(rest, stdoutLen + stderrLen, "job answer");
+  const filesLen = d.files_len === undefined
+    ? undefined
+    : _check.count(d.files_len, "files_len", MAX_EXEC_TREE_BYTES);
+  _expectRest(rest, stdoutLen + stderrLen + (filesLen ?? 0), "job answer");
   if (d.exit_code !== null && (typeof d.exit_code !== "number" || !Number.isInteger(d.exit_code))) {
     throw new TypeError("Cannot accept job answer: exit_code must be an integer or null");
   }
@@ -269,8 +306,9 @@ export function parseExecResponse(bytes: Uint8Array): ExecResponse {
     completion,
     receipt: parseReceipt(d.receipt),
     stdout: rest.slice(0, stdoutLen),
-    stderr: rest.slice(stdoutLen),
+    stderr: rest.slice(stdoutLen, stdoutLen + stderrLen),
   };
+  if (filesLen !== undefined) done.files = rest.slice(stdoutLen + stderrLen);
   if (typeof d.error === "string") done.error = d.error.slice(0, 1024);
   return { Done: done };
 }
@@ -327,12 +365,16 @@ export interface ExecHeader {
   input_len: number;
   /** Length of the module it can send, or 0 when it does not send one. */
   module_len: number;
+  /** Length of the input tree it can send; absent for a job without files. */
+  inputs_len?: number;
 }
 
 /**
  * A worker's decision on an {@linkcode ExecHeader}: a final answer, or which bytes to send.
  */
-export type ExecAdmission = ExecResponse | { send: { job_id: string; module: boolean } };
+export type ExecAdmission = ExecResponse | {
+  send: { job_id: string; module: boolean; inputs?: boolean };
+};
 
 /** What {@linkcode serveJobExec} asks of the worker. */
 export interface ExecHandler {
@@ -359,7 +401,16 @@ export function parseExecHeader(json: unknown): ExecHeader {
   const obj = _check.object(json, "request");
   const input_len = _check.count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
   const module_len = _check.count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
-  return { manifest: parseManifestShape(obj.manifest), input_len, module_len };
+  const header: ExecHeader = { manifest: parseManifestShape(obj.manifest), input_len, module_len };
+  if (obj.inputs_len !== undefined) {
+    header.inputs_len = _check.count(obj.inputs_len, "inputs_len", MAX_EXEC_TREE_BYTES);
+    if (header.manifest.payload.inputs === undefined) {
+      throw new TypeError(
+        "Cannot accept job request: inputs_len given but the manifest names no inputs",
+      );
+    }
+  }
+  return header;
 }
 
 /**
@@ -427,12 +478,19 @@ export async function serveJobExec(
       reader.stop();
       return await finish(admission);
     }
-    const { job_id, module: wantModule } = admission.send;
-    const { manifest, input_len, module_len } = header;
+    const { job_id, module: wantModule, inputs: wantInputs = false } = admission.send;
+    const { manifest, input_len, module_len, inputs_len = 0 } = header;
     const moduleLen = wantModule ? module_len : 0;
+    const inputsLen = wantInputs ? inputs_len : 0;
     if (wantModule && module_len === 0) {
       reader.stop();
       return await finish({ NeedModule: { job_id } });
+    }
+    if (wantInputs && manifest.payload.inputs === undefined) {
+      reader.stop();
+      return await finish(
+        _invalid(job_id, new TypeError("Cannot accept job request: the manifest names no inputs")),
+      );
     }
     if (reader.buffered > 0) {
       reader.stop();
@@ -445,20 +503,23 @@ export async function serveJobExec(
         ),
       );
     }
-    reader.allow(input_len + moduleLen);
-    await sendAll(stream, encodeFrame({ Send: { job_id, module: wantModule } }), signal);
+    reader.allow(input_len + moduleLen + inputsLen);
+    const send = { job_id, module: wantModule, ...(wantInputs ? { inputs: true } : {}) };
+    await sendAll(stream, encodeFrame({ Send: send }), signal);
     let input: Uint8Array;
     let module: Uint8Array | undefined;
+    let inputs: Uint8Array | undefined;
     try {
       input = await reader.take(input_len, manifest.payload.input, "input");
       if (wantModule) module = await reader.take(moduleLen, manifest.payload.module_cid, "module");
+      if (wantInputs) inputs = await reader.take(inputsLen, manifest.payload.inputs, "input tree");
       await reader.end();
     } catch (error) {
       if (!(error instanceof TypeError)) throw error;
       return await finish(_invalid(job_id, error));
     }
     stream.addEventListener("close", onClose);
-    const answer = await handler.run({ manifest, input, module }, context);
+    const answer = await handler.run({ manifest, input, module, inputs }, context);
     stream.removeEventListener("close", onClose);
     return await finish(answer);
   } catch (error) {
@@ -503,7 +564,8 @@ export async function requestJobExec(
   const module = request.module ?? new Uint8Array();
   const reader = new _StreamReader(
     stream,
-    4 + MAX_EXEC_JSON_BYTES + 2 * MAX_EXEC_OUTPUT_BYTES,
+    4 + MAX_EXEC_JSON_BYTES + 2 * MAX_EXEC_OUTPUT_BYTES +
+      (request.inputs !== undefined ? MAX_EXEC_TREE_BYTES : 0),
     signal,
   );
   try {
@@ -514,6 +576,7 @@ export async function requestJobExec(
           manifest: request.manifest,
           input_len: request.input.length,
           module_len: module.length,
+          ...(request.inputs !== undefined ? { inputs_len: request.inputs.length } : {}),
         }),
         signal,
       );
@@ -537,6 +600,12 @@ export async function requestJobExec(
       }
       await sendAll(stream, request.input, signal);
       if (send.module) await sendAll(stream, module, signal);
+      if (send.inputs) {
+        if (request.inputs === undefined) {
+          throw new TypeError("Cannot send job: the worker asked for an input tree it has none of");
+        }
+        await sendAll(stream, request.inputs, signal);
+      }
       await stream.close(signal ? { signal } : {});
       const answer = await reader.rest();
       if (answer.length === 0) throw new Error("the stream ended before the answer");
@@ -557,13 +626,18 @@ export async function requestJobExec(
   }
 }
 
-function _sendOf(json: unknown): { job_id: string; module: boolean } | undefined {
+function _sendOf(
+  json: unknown,
+): { job_id: string; module: boolean; inputs: boolean } | undefined {
   if (typeof json !== "object" || json === null || !("Send" in json)) return undefined;
   const send = _check.object((json as { Send: unknown }).Send, "Send");
   if (typeof send.module !== "boolean") {
     throw new TypeError("Cannot accept job message: module must be a boolean");
   }
-  return { job_id: _jobId(send.job_id), module: send.module };
+  if (send.inputs !== undefined && typeof send.inputs !== "boolean") {
+    throw new TypeError("Cannot accept job message: inputs must be a boolean");
+  }
+  return { job_id: _jobId(send.job_id), module: send.module, inputs: send.inputs === true };
 }
 
 function _invalid(jobId: string, error: unknown): ExecResponse {

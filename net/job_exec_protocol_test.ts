@@ -5,7 +5,9 @@ import {
   encodeExecRequest,
   encodeExecResponse,
   encodeFrame,
+  type ExecDone,
   type ExecResponse,
+  MAX_EXEC_TREE_BYTES,
   parseExecRequest,
   parseExecResponse,
   parseManifestShape,
@@ -275,4 +277,52 @@ Deno.test("parseExecResponse() validates a Rejected answer's reason", () => {
     },
   };
   assert.deepEqual(parseExecResponse(encodeFrame(ok)), ok);
+});
+
+Deno.test("a Done answer carries the job's output tree to the requester; its length is capped", async () => {
+  const [requester, worker] = await streamPair();
+  const hello = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+  const { receipt } = await runSignedJob(hello, { keyPair, input: new Uint8Array() });
+  const done: ExecResponse = {
+    Done: {
+      job_id: receipt.job_id,
+      exit_code: 0,
+      completion: "stop",
+      receipt,
+      stdout: new Uint8Array([1]),
+      stderr: new Uint8Array([2, 3]),
+      files: new Uint8Array([4, 5, 6]),
+    },
+  };
+  const input = new Uint8Array();
+  const signed = await signJobManifest({ ...manifest.payload, input: sha256Tag(input) }, {
+    keyPair,
+  });
+  const [answer] = await Promise.all([
+    requestJobExec(requester, { manifest: signed, input }),
+    serveJobExec(worker, {
+      admit: () => Promise.resolve({ send: { job_id: "e".repeat(64), module: false } }),
+      run: () => Promise.resolve(done),
+    }),
+  ]);
+  assert.deepEqual(answer, done);
+  // Without files, no files_len and no `files`: the answer is as before.
+  const { files: _, ...plain } = (done as { Done: ExecDone }).Done;
+  const bare = parseExecResponse(encodeExecResponse({ Done: plain }));
+  assert.ok("Done" in bare && !("files" in bare.Done));
+  // A files_len over the cap is refused from the JSON, before any tree byte.
+  const { json } = decodeFrame(encodeExecResponse(done));
+  (json as { Done: { files_len: number } }).Done.files_len = MAX_EXEC_TREE_BYTES + 1;
+  assert.throws(() => parseExecResponse(encodeFrame(json)), /files_len/);
+});
+
+Deno.test("serveJobExec() refuses an input tree length over the cap, or one the manifest does not name", async () => {
+  const over = await answerRequest(
+    encodeFrame({ manifest, input_len: 0, module_len: 0, inputs_len: MAX_EXEC_TREE_BYTES + 1 }),
+  );
+  assert.match(JSON.stringify(over), /InvalidRequest.*inputs_len/);
+  const unnamed = await answerRequest(
+    encodeFrame({ manifest, input_len: 0, module_len: 0, inputs_len: 5 }),
+  );
+  assert.match(JSON.stringify(unnamed), /InvalidRequest.*the manifest names no inputs/);
 });

@@ -17,6 +17,7 @@ import { jobKind, type JobKindLimits } from "../runtime/job_kinds.ts";
 import type { JobManifest } from "../runtime/job_manifest.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import type { SandboxPool } from "../runtime/sandbox_pool.ts";
+import { meshJobFiles } from "./mesh_files.ts";
 import {
   JOB_OFFER_PROTOCOL,
   type JobOffer,
@@ -235,6 +236,7 @@ export class JobWorker {
       manifest: request.manifest,
       input_len: request.input.length,
       module_len: request.module?.length ?? 0,
+      ...(request.inputs !== undefined ? { inputs_len: request.inputs.length } : {}),
     }, requesterKey);
     if ("answer" in admitted) return admitted.answer;
     try {
@@ -245,6 +247,12 @@ export class JobWorker {
       }
       if (await sha256TagAsync(request.input) !== payload.input) {
         return _reject(jobId, `input bytes do not hash to ${payload.input}`);
+      }
+      if (request.inputs && await sha256TagAsync(request.inputs) !== payload.inputs) {
+        return _reject(jobId, `input tree bytes do not hash to ${payload.inputs ?? "none"}`);
+      }
+      if (admitted.needInputs && request.inputs === undefined) {
+        return _reject(jobId, "the input tree was not sent");
       }
       return await this.#execute(admitted, request, context);
     } finally {
@@ -316,7 +324,8 @@ export class JobWorker {
             const decided = await this.#admitHeader(header, key);
             if ("answer" in decided) return decided.answer;
             admitted = decided;
-            return { send: { job_id: decided.jobId, module: decided.needModule } };
+            const inputs = decided.needInputs ? { inputs: true } : {};
+            return { send: { job_id: decided.jobId, module: decided.needModule, ...inputs } };
           },
           run: (request, context) => this.#execute(admitted!, request, context),
         }, {
@@ -388,7 +397,16 @@ export class JobWorker {
       release();
       return { answer: { NeedModule: { job_id: jobId } } };
     }
-    const bytes = header.input_len + (needModule ? header.module_len : 0);
+    // The input tree: content-addressed by the manifest's `inputs`, scoped like modules.
+    const tree = manifest.payload.inputs;
+    const needInputs = tree !== undefined &&
+      !(this.#modules.has(tree) && this.#sentBy.get(requesterKey)?.has(tree));
+    if ((tree !== undefined) !== (header.inputs_len !== undefined)) {
+      release();
+      return reject(jobId, "the manifest's inputs and the request's input tree do not match");
+    }
+    const bytes = header.input_len + (needModule ? header.module_len : 0) +
+      (needInputs ? header.inputs_len ?? 0 : 0);
     const { maxInflightBytes = 256 * 2 ** 20 } = this.#o;
     if (this.#inflightBytes + bytes > maxInflightBytes) {
       release();
@@ -396,7 +414,7 @@ export class JobWorker {
     }
     this.#inflightBytes += bytes;
     held = bytes;
-    return { jobId, needModule, requesterKey, release };
+    return { jobId, needModule, needInputs, requesterKey, release };
   }
 
   /** Run an admitted job whose bytes arrived (and hash right). */
@@ -411,14 +429,21 @@ export class JobWorker {
     const module = request.module ?? this.#modules.get(hash);
     // Evicted while the input arrived: ask for it again.
     if (!module) return { NeedModule: { job_id: jobId } };
+    const treeHash = manifest.payload.inputs;
+    const tree = treeHash === undefined ? undefined : request.inputs ?? this.#modules.get(treeHash);
+    // Evicted while the rest arrived: ask again (the worker then asks for the tree too).
+    if (treeHash !== undefined && !tree) return { NeedModule: { job_id: jobId } };
     if (request.module) this.#remember(hash, request.module, requesterKey);
+    if (treeHash !== undefined && request.inputs) {
+      this.#remember(treeHash, request.inputs, requesterKey);
+    }
     const limits = this.#limits(manifest);
     this.#log("info", "job_accepted", {
       job_id: jobId,
       ...limits,
       ...(manifest.payload.fuel !== undefined ? { fuel: manifest.payload.fuel } : {}),
     });
-    const ran = await this.#run(jobId, module, request, limits, context.signal);
+    const ran = await this.#run(jobId, module, request, limits, context.signal, tree);
     if ("answer" in ran) return ran.answer;
     this.#keep(jobId, ran.signed.receipt);
     return this.#done(jobId, ran.signed);
@@ -446,6 +471,7 @@ export class JobWorker {
     request: ExecRequest,
     limits: JobKindLimits,
     cancel: AbortSignal,
+    tree: Uint8Array | undefined,
   ): Promise<{ answer: ExecResponse } | { signed: SignedJob }> {
     const { manifest } = request;
     const signal = AbortSignal.any([cancel, this.#controller.signal]);
@@ -458,6 +484,7 @@ export class JobWorker {
           input: request.input,
           ...limits,
           sandbox: this.#o.sandbox ?? "process",
+          ...(tree ? { files: meshJobFiles(tree, limits.memoryBytes) } : {}),
           ...(this.#o.pool ? { pool: this.#o.pool } : {}),
           signal,
         });
@@ -514,6 +541,7 @@ export class JobWorker {
         receipt,
         stdout,
         stderr: outcome.stderr,
+        ...(outcome.files ? { files: outcome.files } : {}),
       },
     };
   }
@@ -573,6 +601,8 @@ interface _Admitted {
   jobId: string;
   /** The requester must send the module (the worker lacks it, or the requester never sent it). */
   needModule: boolean;
+  /** The requester must send the input tree (same rule as the module). */
+  needInputs: boolean;
   requesterKey: string;
   /** Give back the bytes in flight and the claimed place if the job did not run; idempotent. */
   release(): void;

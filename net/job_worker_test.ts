@@ -6,6 +6,12 @@ import { signJobManifest } from "../runtime/job_manifest.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 import type { JobOffer } from "./job_protocol.ts";
 import { testOffer } from "./testdata/job_offer.ts";
+import { streamPair } from "@libp2p/utils";
+import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
+import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+import { JOB_EXEC_PROTOCOL, requestJobExec } from "./job_exec_protocol.ts";
+import { decodeFileTree, encodeFileTree, makeFileTree } from "../runtime/file_tree.ts";
+import { verifyReceipt } from "../runtime/receipt.ts";
 
 const HELLO = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
 const input = new TextEncoder().encode("abc");
@@ -84,3 +90,82 @@ async function jobIdOf(manifest: Awaited<ReturnType<typeof job>>): Promise<strin
   const { verifyJobManifest } = await import("../runtime/job_manifest.ts");
   return await verifyJobManifest(manifest);
 }
+
+Deno.test("a job with an input tree runs with its files, the tree sent once per requester; the answer carries the output tree", async () => {
+  const COPY = await Deno.readFile(new URL("../runtime/testdata/copy_file.wasm", import.meta.url));
+  type Handler = (stream: unknown, connection: unknown) => Promise<void>;
+  let exec: Handler | undefined;
+  const registrar = {
+    handle: (protocol: string, handler: unknown) => {
+      if (protocol === JOB_EXEC_PROTOCOL) exec = handler as Handler;
+      return Promise.resolve();
+    },
+    unhandle: () => Promise.resolve(),
+  };
+  const workerKey = await generateKeyPair();
+  const worker = new JobWorker({
+    keyPair: workerKey,
+    policy: new WorkerPolicy(),
+    sandbox: "worker",
+  }, {
+    registrar,
+    peerId: "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq",
+  });
+  await worker.start();
+  try {
+    const data = new TextEncoder().encode("file contents");
+    const tree = encodeFileTree(
+      makeFileTree([{ path: "in.txt", type: "file", executable: false, data }]),
+    );
+    const empty = new Uint8Array();
+    const run = async (keyPair: KeyPair, inputs: Uint8Array, n: number) => {
+      const manifest = await signJobManifest({
+        kind: "wasm",
+        module_cid: sha256Tag(COPY),
+        input: sha256Tag(empty),
+        inputs: sha256Tag(tree),
+        max_duration_ms: 5000,
+        max_memory_bytes: 16 * 2 ** 20,
+        args: [String(n)],
+      }, { keyPair });
+      const jobId = await jobIdOf(manifest);
+      const key = toHex(keyPair.publicKey);
+      const accepted = worker.decideOffer(
+        testOffer({ job_id: jobId, module_hash: sha256Tag(COPY) }),
+        key,
+      );
+      assert.ok("Accepted" in accepted, JSON.stringify(accepted));
+      const peer = peerIdFromPrivateKey(
+        await generateKeyPairFromSeed("Ed25519", keyPair.secretKey),
+      );
+      const [requester, server] = await streamPair();
+      const [answer] = await Promise.all([
+        requestJobExec(requester, { manifest, input: empty, module: COPY, inputs }),
+        exec!(server, { remotePeer: peer }),
+      ]);
+      return answer;
+    };
+    const alice = await generateKeyPair();
+    const first = await run(alice, tree, 1);
+    assert.ok("Done" in first, JSON.stringify(first));
+    assert.deepEqual(decodeFileTree(first.Done.files!).entries, [
+      { path: "in.txt", type: "file", executable: false, data },
+      { path: "out.txt", type: "file", executable: false, data },
+    ]);
+    const { receipt } = first.Done;
+    await verifyReceipt(receipt, { publicKey: workerKey.publicKey });
+    assert.equal(receipt.result.metrics.extra.inputs_hash, sha256Tag(tree));
+    assert.equal(receipt.result.metrics.extra.outputs_hash, sha256Tag(first.Done.files!));
+    // Alice sent the tree: her next job runs from the cache (the worker does not ask for the
+    // bytes, so these stand-ins of the same length are never read).
+    const standIn = new Uint8Array(tree.length);
+    const second = await run(alice, standIn, 2);
+    assert.ok("Done" in second, JSON.stringify(second));
+    assert.deepEqual(second.Done.files, first.Done.files);
+    // Mallory knows the hash but never sent the tree: she is asked, and her bytes are checked.
+    const stolen = await run(await generateKeyPair(), standIn, 3);
+    assert.match(JSON.stringify(stolen), /input tree: its bytes do not hash to sha256:/);
+  } finally {
+    await worker.stop();
+  }
+});

@@ -3,14 +3,16 @@
  * guarded by a bearer token:
  *
  * - `POST /jobs` with JSON `{module, input?, args?, env?, cpu?, memory_bytes?, timeout_ms?,
- *   max_output_bytes?, fuel?, replicas?, worker?, search_timeout_ms?}` (`module` and `input`
- *   base64, `fuel` a decimal string or integer) → `201 {job_id, status}`.
+ *   max_output_bytes?, fuel?, replicas?, worker?, search_timeout_ms?, inputs?}` (`module`,
+ *   `input` and `inputs`, an encoded file tree, base64; `fuel` a decimal string or integer) →
+ *   `201 {job_id, status}`.
  * - `GET /jobs/:id` → `200 {job_id, status, state, attempts, last_reason?, search_deadline?,
  *   worker_peer_id?, error?, error_kind?, created_at, updated_at}`; `state` says why a running
  *   job waits (`queued`, `waiting_for_workers`, `offering`, `executing`).
  * - `GET /jobs/:id/result[?wait=MS]` → `200 {job_id, status:"done", exit_code, completion,
  *   error, output, stderr, receipt, worker_peer_id, workers, replicas_agree, module_hash,
- *   input_hash}` (base64 bytes; every receipt already verified by the node; `error` is
+ *   input_hash, files?}` (base64 bytes; `files` the output tree of a job with files, the
+ *   receipts' `outputs_hash`; every receipt already verified by the node; `error` is
  *   `{kind, message}` when the job did not end by itself, else null; `workers` lists
  *   `{peer_id, output_commitment, receipt}` per worker), `202` with the status while not
  *   finished, `409` with the status (`error`, `error_kind`, and for replicas that disagreed
@@ -32,13 +34,17 @@
 import { timingSafeEqual } from "node:crypto";
 import type { JobRecord } from "./job_store.ts";
 import type { JobProgress } from "./scheduler.ts";
+import type { PeerConnection } from "./metrics_peers.ts";
 import { parseSubmitRequest, type SubmitOptions } from "./submit_options.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import { toHex } from "../runtime/digest.ts";
 import { errorMessage } from "../util/error_message.ts";
 
-/** Largest request body accepted, in bytes (a 64 MiB module in base64, with room). */
-export const MAX_API_BODY_BYTES = 96 * 1024 * 1024;
+/**
+ * Largest request body accepted, in bytes (a 64 MiB module and an 80 MiB file tree in base64,
+ * with room).
+ */
+export const MAX_API_BODY_BYTES = 224 * 1024 * 1024;
 
 /** The part of a scheduler the API uses. */
 export interface JobService {
@@ -52,6 +58,8 @@ export interface JobService {
   progress?(jobId: string): JobProgress | undefined;
   /** The verified receipts of a job, one per worker. */
   workers?(jobId: string): { peerId: string; receipt: Receipt }[];
+  /** The output tree of a finished job with files, by its receipt's `outputs_hash`. */
+  outputTree?(jobId: string): Uint8Array | undefined;
   /**
    * Resolves once every change to the jobs made so far is durable; a finished job's result is
    * answered only after it.
@@ -97,14 +105,7 @@ export interface NodeStatus {
     duration_limit_ms: number;
   } | null;
   /** Connected peers, each `direct` or `relayed` (every connection through a relay). */
-  peers: {
-    peer_id: string;
-    connection: "direct" | "relayed";
-    transport: string;
-    multiaddr: string;
-    direction: string;
-    connections: number;
-  }[];
+  peers: PeerConnection[];
 }
 
 /**
@@ -189,6 +190,7 @@ export function createLocalApiHandler(
         });
       }
       if (job.status !== "done") return _json(202, _status(job, jobs.progress?.(id)));
+      const files = jobs.outputTree?.(id);
       return _json(200, {
         job_id: job.jobId,
         status: job.status,
@@ -203,6 +205,7 @@ export function createLocalApiHandler(
         replicas_agree: true,
         module_hash: job.manifest.payload.module_cid,
         input_hash: job.manifest.payload.input,
+        ...(files ? { files: files.toBase64() } : {}),
       });
     } catch (error) {
       const status = error instanceof TypeError || error instanceof RangeError ||

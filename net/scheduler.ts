@@ -17,6 +17,7 @@ import {
   signJobManifest,
 } from "../runtime/job_manifest.ts";
 import { DEFAULT_JOB_KIND, jobKind } from "../runtime/job_kinds.ts";
+import { decodeFileTree } from "../runtime/file_tree.ts";
 import { checkSubmitOptions, type SubmitOptions } from "./submit_options.ts";
 import { type Receipt, ReceiptMismatchError, verifyReceipt } from "../runtime/receipt.ts";
 import {
@@ -25,6 +26,7 @@ import {
   type ExecDone,
   type ExecRequest,
   type ExecResponse,
+  MAX_EXEC_TREE_BYTES,
   parseExecRequest,
   parseExecResponse,
 } from "./job_exec_protocol.ts";
@@ -37,6 +39,7 @@ import {
   parseOfferResponse,
 } from "./job_protocol.ts";
 import type { JobWorker } from "./job_worker.ts";
+import { MESH_FS_MAX_BYTES, MESH_FS_MAX_FILES } from "./mesh_files.ts";
 import type { JobRecord, JobRequestOptions, JobStore } from "./job_store.ts";
 import { peerPublicKey } from "./peer_key.ts";
 import { sleep } from "../util/sleep.ts";
@@ -248,14 +251,39 @@ export class Scheduler {
    * Store a job and start scheduling it; resolves with its hex job id once the job is durable
    * in the store (its group commit fsynced), so an acknowledged job survives a crash.
    *
+   * With `inputs` (an encoded file tree, `encodeFileTree`), the manifest names its hash as
+   * `inputs`, the tree travels to each worker (once per worker while it keeps it) and runs
+   * preopened as `/` under the mesh's caps (64 MiB, 1,000 entries: `meshJobFiles`); the job's
+   * output tree, checked against each receipt's `outputs_hash` (replicas must agree on it), is
+   * kept in the store under that hash (`store.getModule(outputs_hash)`).
+   *
    * @throws {RangeError} If an option is out of range.
    */
   async submit(module: Uint8Array, options: SubmitOptions = {}): Promise<string> {
     if (!(module instanceof Uint8Array) || module.length === 0) {
       throw new TypeError("Cannot submit job: module must be a non-empty Uint8Array");
     }
+    const { inputs: tree, ...rest } = options;
     const { input, cpu, memoryBytes, timeoutMs, replicas, worker, payload, searchTimeoutMs } =
-      checkSubmitOptions(options);
+      checkSubmitOptions(rest);
+    if (tree !== undefined) {
+      if (!(tree instanceof Uint8Array)) {
+        throw new TypeError("Cannot submit job: inputs must be an encoded file tree");
+      }
+      try {
+        decodeFileTree(tree, {
+          maxBytes: Math.min(MESH_FS_MAX_BYTES, memoryBytes),
+          maxFiles: MESH_FS_MAX_FILES,
+        });
+      } catch (error) {
+        throw new RangeError(`Cannot submit job: ${errorMessage(error)}`, { cause: error });
+      }
+      if (tree.length > MAX_EXEC_TREE_BYTES) {
+        throw new RangeError(
+          `Cannot submit job: its file tree is ${tree.length} bytes, over the ${MAX_EXEC_TREE_BYTES} byte cap`,
+        );
+      }
+    }
     if (worker !== undefined) {
       try {
         peerPublicKey(worker);
@@ -282,6 +310,7 @@ export class Scheduler {
       max_duration_ms: timeoutMs,
       max_memory_bytes: memoryBytes,
       ...payload,
+      ...(tree !== undefined ? { inputs: await sha256TagAsync(tree) } : {}),
     }, { keyPair: this.#o.keyPair });
     const jobId = jobIdOf(manifest);
     const jobOptions: JobRequestOptions = {
@@ -291,6 +320,8 @@ export class Scheduler {
       ...(searchTimeoutMs !== undefined ? { searchTimeoutMs } : {}),
     };
     this.#o.store.putModule(moduleHash, module);
+    // The tree is content-addressed like a module, in the same table.
+    if (tree !== undefined) this.#o.store.putModule(manifest.payload.inputs!, tree);
     // Job ids are content addresses with one-second timestamps: the same job submitted twice
     // within a second is the same job.
     const existing = this.#o.store.get(jobId);
@@ -317,6 +348,15 @@ export class Scheduler {
     const ids = this.#o.store.unfinished();
     for (const id of ids) this.#start(id);
     return ids;
+  }
+
+  /**
+   * The output tree of a finished job with files (`encodeFileTree`), as its verified receipt's
+   * `outputs_hash` names it, or `undefined`.
+   */
+  outputTree(jobId: string): Uint8Array | undefined {
+    const hash = this.#o.store.get(jobId)?.receipt?.result.metrics.extra.outputs_hash;
+    return hash === undefined ? undefined : this.#o.store.getModule(hash);
   }
 
   /** A job as stored, or `undefined`. */
@@ -453,9 +493,13 @@ export class Scheduler {
           kind,
         );
       }
-      const commitments = new Set(
-        good.map((r) => toHex(Uint8Array.from(r.done.receipt.result.output_commitment))),
-      );
+      // Replicas agree on stdout (the output commitment) and, for a job with files, on the
+      // output tree (`outputs_hash`, checked against each answer's tree in _verifyDone).
+      const outcomeOf = (r: (typeof good)[number]) =>
+        `${toHex(Uint8Array.from(r.done.receipt.result.output_commitment))}${
+          r.done.receipt.result.metrics.extra.outputs_hash ?? ""
+        }`;
+      const commitments = new Set(good.map(outcomeOf));
       // Every verified receipt is kept in the job's record, agreeing or not.
       for (const r of good) store.addReceipt(jobId, r.peerId, "requester", r.done.receipt);
       if (commitments.size > 1) {
@@ -464,8 +508,10 @@ export class Scheduler {
           jobId,
           `Cannot accept job result: replicas disagree (${
             good.map((r) =>
-              `${r.peerId}: ${
-                toHex(Uint8Array.from(r.done.receipt.result.output_commitment)).slice(0, 16)
+              `${r.peerId}: ${outcomeOf(r).slice(0, 16)}${
+                r.done.receipt.result.metrics.extra.outputs_hash
+                  ? ` files ${r.done.receipt.result.metrics.extra.outputs_hash.slice(7, 23)}`
+                  : ""
               }`
             ).join(", ")
           })`,
@@ -473,6 +519,9 @@ export class Scheduler {
         );
       }
       const { done } = good[0]!;
+      // The output tree, verified against the receipts' outputs_hash, by that hash.
+      const outputs = done.receipt.result.metrics.extra.outputs_hash;
+      if (outputs !== undefined && done.files) store.putModule(outputs, done.files);
       store.update(jobId, {
         status: "done",
         workerPeerId: good.map((r) => r.peerId).join(","),
@@ -716,11 +765,21 @@ export class Scheduler {
       parent,
       AbortSignal.timeout(manifest.payload.max_duration_ms + this.#o.graceMs),
     ]);
-    let response = await this.#o.dispatcher.exec(peer, { manifest, input }, signal);
+    const treeHash = manifest.payload.inputs;
+    const tree = treeHash === undefined ? undefined : this.#o.store.getModule(treeHash);
+    if (treeHash !== undefined && !tree) {
+      throw new Error("Cannot send the input tree: it is lost from the job store");
+    }
+    const inputs = tree ? { inputs: tree } : {};
+    let response = await this.#o.dispatcher.exec(peer, { manifest, input, ...inputs }, signal);
     if ("NeedModule" in response) {
       const bytes = module();
       if (!bytes) throw new Error("Cannot send the module: it is lost from the job store");
-      response = await this.#o.dispatcher.exec(peer, { manifest, input, module: bytes }, signal);
+      response = await this.#o.dispatcher.exec(
+        peer,
+        { manifest, input, module: bytes, ...inputs },
+        signal,
+      );
     }
     if ("NeedModule" in response) throw new Error("Worker asked for the module twice");
     if ("Rejected" in response) {
@@ -810,6 +869,19 @@ async function _verifyDone(
   }
   if (extra.env_hash !== sha256Tag(canonicalJson(payload.env ?? {}))) {
     throw new TypeError("Cannot accept result: the receipt's env_hash is not this job's");
+  }
+  // Files: the receipt names the tree the job was given and the one it left; the answer's tree
+  // must be that one (a tampered tree is refused here, before anything of it is kept).
+  if (extra.inputs_hash !== payload.inputs) {
+    throw new TypeError("Cannot accept result: the receipt's inputs_hash is not this job's");
+  }
+  const treeHash = done.files === undefined ? undefined : await sha256TagAsync(done.files);
+  if (treeHash !== extra.outputs_hash) {
+    throw new TypeError(
+      `Cannot accept result: the output tree does not match the receipt's outputs_hash: expected ${
+        extra.outputs_hash ?? "none"
+      }, got ${treeHash ?? "none"}`,
+    );
   }
   if (payload.fuel !== undefined && extra.fuel_limit !== payload.fuel) {
     throw new TypeError("Cannot accept result: the receipt's fuel_limit is not this job's");

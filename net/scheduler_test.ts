@@ -6,8 +6,9 @@ import { JobStore } from "./job_store.ts";
 import { JobWorker } from "./job_worker.ts";
 import { WorkerPolicy } from "./worker_policy.ts";
 import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
-import { toHex } from "../runtime/digest.ts";
+import { sha256Tag, toHex } from "../runtime/digest.ts";
 import { signReceipt } from "../runtime/receipt.ts";
+import { decodeFileTree, encodeFileTree, makeFileTree } from "../runtime/file_tree.ts";
 import { commitChunksAsync, stdoutChunks } from "../runtime/output_commitment.ts";
 
 const HELLO = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
@@ -494,4 +495,108 @@ Deno.test("Scheduler offers a resumed job again to a worker still holding its pl
   assert.equal(dec(job.stdout), "cba");
   assert.equal(refused, 3);
   await good.worker.stop();
+});
+
+Deno.test("Scheduler refuses an output tree that does not match the receipt's outputs_hash", async () => {
+  const worker = await makeWorker();
+  const tree = new Uint8Array([1, 2, 3]);
+  const cases = [
+    { signed: undefined, sent: tree, ok: false },
+    { signed: sha256Tag(tree), sent: new Uint8Array([1, 2, 4]), ok: false },
+    { signed: sha256Tag(tree), sent: undefined, ok: false },
+    { signed: sha256Tag(tree), sent: tree, ok: true },
+  ];
+  for (const { signed, sent, ok } of cases) {
+    await using s = await setup((key) => {
+      const local = localDispatcher({ [worker.peerId]: worker.worker }, key);
+      return {
+        ...local,
+        async exec(peer, request, signal) {
+          const answer = await local.exec(peer, request, signal);
+          if (!("Done" in answer)) return answer;
+          // Signed by the worker's key for this job and output; only the files differ.
+          const result = structuredClone(answer.Done.receipt.result);
+          if (signed) result.metrics.extra.outputs_hash = signed;
+          const receipt = await signReceipt(result, {
+            jobId: answer.Done.job_id,
+            keyPair: worker.keyPair,
+          });
+          return { Done: { ...answer.Done, receipt, ...(sent ? { files: sent } : {}) } };
+        },
+      };
+    }, { maxAttempts: 1 });
+    const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
+    const job = await s.scheduler.wait(id);
+    const what = JSON.stringify({ signed, sent });
+    if (ok) {
+      assert.equal(job.status, "done", `${what}: ${job.error}`);
+      continue;
+    }
+    assert.equal(job.status, "failed", what);
+    assert.equal(job.errorKind, "not_verified", what);
+    assert.match(job.error!, /the output tree does not match the receipt's outputs_hash/, what);
+  }
+  await worker.worker.stop();
+});
+
+Deno.test("Scheduler with replicas: same stdout but different output trees disagree", async () => {
+  const one = await makeWorker();
+  const two = await makeWorker();
+  const workers = { [one.peerId]: one, [two.peerId]: two };
+  await using s = await setup((key) => {
+    const local = localDispatcher({ [one.peerId]: one.worker, [two.peerId]: two.worker }, key);
+    return {
+      ...local,
+      async exec(peer, request, signal) {
+        const answer = await local.exec(peer, request, signal);
+        if (!("Done" in answer)) return answer;
+        // Each worker signs a tree of its own: stdout agrees, the files do not.
+        const files = new Uint8Array([peer === one.peerId ? 1 : 2]);
+        const result = structuredClone(answer.Done.receipt.result);
+        result.metrics.extra.outputs_hash = sha256Tag(files);
+        const receipt = await signReceipt(result, {
+          jobId: answer.Done.job_id,
+          keyPair: workers[peer]!.keyPair,
+        });
+        return { Done: { ...answer.Done, receipt, files } };
+      },
+    };
+  });
+  const id = await s.scheduler.submit(HELLO, { input: enc("abc"), replicas: 2 });
+  const job = await s.scheduler.wait(id);
+  assert.equal(job.status, "failed", job.error ?? "");
+  assert.equal(job.errorKind, "replicas_disagree");
+  assert.match(job.error!, /replicas disagree.*files/);
+  await one.worker.stop();
+  await two.worker.stop();
+});
+
+Deno.test("Scheduler runs a job with an input tree on replicas and keeps the verified output tree", async () => {
+  const copy = await Deno.readFile(new URL("../runtime/testdata/copy_file.wasm", import.meta.url));
+  const one = await makeWorker();
+  const two = await makeWorker();
+  await using s = await setup((key) =>
+    localDispatcher({ [one.peerId]: one.worker, [two.peerId]: two.worker }, key)
+  );
+  const data = enc("tree data");
+  const inputs = encodeFileTree(
+    makeFileTree([{ path: "in.txt", type: "file", executable: false, data }]),
+  );
+  const id = await s.scheduler.submit(copy, { inputs, replicas: 2 });
+  const job = await s.scheduler.wait(id);
+  assert.equal(job.status, "done", job.error ?? "");
+  assert.equal(job.manifest.payload.inputs, sha256Tag(inputs));
+  const hashes = s.scheduler.workers(id).map((w) => w.receipt.result.metrics.extra.outputs_hash);
+  assert.equal(hashes.length, 2);
+  assert.equal(hashes[0], hashes[1]);
+  assert.deepEqual(decodeFileTree(s.store.getModule(hashes[0]!)!).entries, [
+    { path: "in.txt", type: "file", executable: false, data },
+    { path: "out.txt", type: "file", executable: false, data },
+  ]);
+  await assert.rejects(
+    s.scheduler.submit(copy, { inputs: new Uint8Array([1, 2]) }),
+    /Cannot submit job: Cannot decode file tree/,
+  );
+  await one.worker.stop();
+  await two.worker.stop();
 });

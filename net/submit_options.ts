@@ -35,6 +35,11 @@ export interface SubmitOptions {
   fuel?: bigint | number | string;
   /** How long to look for a usable worker, in ms. @default {the scheduler's workerSearchTimeoutMs} */
   searchTimeoutMs?: number;
+  /**
+   * The job's input files: an encoded file tree (`encodeFileTree`), named by its hash in the
+   * manifest (`inputs`); see `Scheduler.submit`. @default {no files}
+   */
+  inputs?: Uint8Array;
 }
 
 /** One submit option: its JSON field, its JSON type and, for numbers, the largest value. */
@@ -60,6 +65,7 @@ export const SUBMIT_FIELDS: Readonly<Record<keyof SubmitOptions, SubmitField>> =
   maxOutputBytes: { field: "max_output_bytes", type: "integer", max: MAX_EXEC_OUTPUT_BYTES },
   fuel: { field: "fuel", type: "fuel" },
   searchTimeoutMs: { field: "search_timeout_ms", type: "integer", max: 24 * 3600_000 },
+  inputs: { field: "inputs", type: "bytes" },
 };
 
 /** Submit options checked, with their defaults; see {@linkcode checkSubmitOptions}. */

@@ -13,6 +13,18 @@ const fixture = (name: string) => Deno.readFile(new URL(name, DIR));
 const STDIN = "the quick brown fox jumps over the lazy dog\nthe end of the fox\n";
 const BIG = 10n ** 15n;
 
+/** Run fixture `<name>.wasm` on STDIN as it is and instrumented with BIG fuel. */
+async function runPlainAndMetered(name: string, args: readonly string[]) {
+  const input = await fixture(`${name}.wasm`);
+  const plain = await runWasiStub(input, { stdin: STDIN, args: [...args] });
+  const metered = await runWasiStub(instrumentFuel(input), {
+    stdin: STDIN,
+    args: [...args],
+    fuel: BIG,
+  });
+  return { input, plain, metered };
+}
+
 Deno.test("instrumentFuel() output passes WebAssembly.validate and wabt's validator", async () => {
   const wabt = await wabtInit();
   for (const name of ["words", "spin", "sha256", "fib", "simd", "features", "costs", "nostart"]) {
@@ -79,13 +91,7 @@ Deno.test("instrumented C programs print exactly what the originals print", asyn
   for (
     const [name, args] of [["words", []], ["simd", []], ["sha256", ["1"]], ["fib", ["25"]]] as const
   ) {
-    const input = await fixture(`${name}.wasm`);
-    const plain = await runWasiStub(input, { stdin: STDIN, args: [...args] });
-    const metered = await runWasiStub(instrumentFuel(input), {
-      stdin: STDIN,
-      args: [...args],
-      fuel: BIG,
-    });
+    const { plain, metered } = await runPlainAndMetered(name, args);
     assert.equal(plain.trap, undefined, name);
     assert.equal(plain.exitCode, 0, name);
     assert.ok(plain.stdout.length > 0, name);
@@ -347,13 +353,7 @@ Deno.test("FuelCache keeps at most maxEntries modules and rejects bad options", 
 Deno.test("instrumentFuel() with interrupts: same output, same fuel, and regular sched_yield calls", async () => {
   const wabt = await wabtInit();
   for (const [name, args] of [["words", []], ["sha256", ["1"]], ["fib", ["25"]]] as const) {
-    const input = await fixture(`${name}.wasm`);
-    const plain = await runWasiStub(input, { stdin: STDIN, args: [...args] });
-    const metered = await runWasiStub(instrumentFuel(input), {
-      stdin: STDIN,
-      args: [...args],
-      fuel: BIG,
-    });
+    const { input, plain, metered } = await runPlainAndMetered(name, args);
     let yields = 0;
     const interrupted = await runWasiStub(instrumentFuel(input, { interrupts: true }), {
       stdin: STDIN,

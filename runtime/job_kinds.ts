@@ -38,7 +38,7 @@ export interface JobKindLimits {
 
 /** How a worker runs a job of a kind; see {@linkcode JobKind.run}. */
 export type JobKindRunOptions =
-  & Pick<RunSignedJobOptions, "keyPair" | "input" | "sandbox" | "pool" | "signal">
+  & Pick<RunSignedJobOptions, "keyPair" | "input" | "sandbox" | "pool" | "signal" | "files">
   & Required<Pick<RunSignedJobOptions, "manifest">>
   & JobKindLimits;
 
@@ -101,6 +101,7 @@ export const WASM_JOB: JobKind<WasmJobPayload> = {
       }
       payload.fuel = p.fuel as string;
     }
+    if (p.inputs !== undefined) payload.inputs = _check.match(p.inputs, _SHA256, "inputs");
     return payload;
   },
   requirements(payload) {

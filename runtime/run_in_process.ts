@@ -7,10 +7,9 @@
  */
 import { checkModule } from "./check_module.ts";
 import { type FuelCache, instrumentFuel } from "./fuel.ts";
-import { WASM_PAGE_BYTES } from "./limit_memory.ts";
-import { executeJob, type SandboxEvent, type SandboxJob } from "./sandbox_core.ts";
+import { CANCELLED, jobOutcome, refuseJob, resolveJobOptions, sandboxJob } from "./job_options.ts";
+import { executeJob, type SandboxEvent } from "./sandbox_core.ts";
 import type { JobOutcome, RunJobOptions } from "./run_job.ts";
-import { concatBytes } from "../util/concat_bytes.ts";
 
 /** Options of {@linkcode runInProcess}: those of `runJob` without a sandbox kind or pool. */
 export interface RunInProcessOptions extends Omit<RunJobOptions, "sandbox" | "pool"> {
@@ -68,13 +67,6 @@ export function revokeAllPermissions(): void {
   }
 }
 
-const DEFAULTS = {
-  memoryBytes: 256 * 2 ** 20,
-  timeoutMs: 30_000,
-  maxOutputBytes: 16 * 2 ** 20,
-  maxModuleBytes: 64 * 2 ** 20,
-} as const;
-
 /**
  * Run a WASI preview1 command module in this thread under the same limits as `runJob`, and
  * report how it ended. The module is gated (`checkModule`) and instrumented before it runs:
@@ -108,48 +100,12 @@ export async function runInProcess(
   options: RunInProcessOptions = {},
 ): Promise<JobOutcome> {
   const started = performance.now();
-  if (!(module instanceof Uint8Array)) {
-    throw new TypeError("Cannot run job: module must be a Uint8Array");
-  }
-  const {
-    input = new Uint8Array(),
-    args = [],
-    argv0 = "module.wasm",
-    env = {},
-    memoryBytes = DEFAULTS.memoryBytes,
-    timeoutMs = DEFAULTS.timeoutMs,
-    maxOutputBytes = DEFAULTS.maxOutputBytes,
-    maxModuleBytes = DEFAULTS.maxModuleBytes,
-    fuel,
-    fuelCache,
-    files,
-    signal,
-    beforeRun,
-  } = options;
-  _validate({ input, args, argv0, env, memoryBytes, timeoutMs, maxOutputBytes, maxModuleBytes });
-  if (
-    fuel !== undefined &&
-    !((typeof fuel === "bigint" || Number.isSafeInteger(fuel)) && BigInt(fuel) >= 0n &&
-      BigInt(fuel) < 2n ** 63n)
-  ) {
-    throw new RangeError(
-      `Cannot run job: fuel must be a whole number from 0 to 2^63-1, got ${fuel}`,
-    );
-  }
+  const settings = resolveJobOptions(module, options);
+  const { fuel, fuelCache, files, signal } = settings;
+  const { beforeRun } = options;
   const elapsed = () => Math.round(performance.now() - started);
-  if (signal?.aborted) return _outcome([], _cancelled(), elapsed());
-  if (module.length > maxModuleBytes) {
-    return _outcome([], {
-      type: "result",
-      exitCode: null,
-      error: {
-        kind: "module_too_large",
-        message:
-          `Cannot run module: its ${module.length} bytes exceed the ${maxModuleBytes} byte cap`,
-      },
-      memoryBytes: 0,
-    }, elapsed());
-  }
+  const refused = refuseJob(module, settings, elapsed());
+  if (refused) return refused;
   // A module the gate refuses goes to executeJob as it is, which refuses it with the same
   // outcome as a sandbox would; any other is instrumented first.
   let bytes = module;
@@ -163,46 +119,22 @@ export async function runInProcess(
     try {
       bytes = await _instrument(module, fuel !== undefined, fuelCache, signal);
     } catch (error) {
-      if (signal?.aborted) return _outcome([], _cancelled(), elapsed());
-      return _outcome([], {
-        type: "result",
+      if (signal?.aborted) return jobOutcome(CANCELLED, elapsed());
+      return jobOutcome({
         exitCode: null,
         error: { kind: "invalid_module", message: (error as Error).message },
-        memoryBytes: 0,
       }, elapsed());
     }
   }
   const openFiles = files === undefined ? undefined : (await import("./wasi_fs.ts")).openJobFiles;
   await beforeRun?.();
-  if (signal?.aborted) return _outcome([], _cancelled(), elapsed());
-  const job: SandboxJob = {
-    module: bytes,
-    input,
-    args: [argv0, ...args],
-    env: { ...env },
-    memoryBytes: Math.floor(memoryBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES,
-    maxOutputBytes,
-    timeoutMs,
-    ...(fuel !== undefined ? { fuel: String(fuel) } : {}),
-    ...(files !== undefined ? { files } : {}),
-    ...(gated ? { gated } : {}),
-  };
+  if (signal?.aborted) return jobOutcome(CANCELLED, elapsed());
+  const job = { ...sandboxJob(bytes, settings), ...(gated ? { gated } : {}) };
   const events: SandboxEvent[] = [];
   executeJob(job, (event) => events.push(event), undefined, openFiles);
   const result = events.at(-1);
   if (result?.type !== "result") throw new Error("Cannot run job: it ended without a result");
   return _outcome(events, result, elapsed(), fuel !== undefined);
-}
-
-type _Result = Extract<SandboxEvent, { type: "result" }>;
-
-function _cancelled(): _Result {
-  return {
-    type: "result",
-    exitCode: null,
-    error: { kind: "cancelled", message: "Cannot run job: cancelled" },
-    memoryBytes: 0,
-  };
 }
 
 /** The instrumented module: metered with interrupts, or with interrupt checks only. */
@@ -218,73 +150,20 @@ async function _instrument(
     : instrumentFuel(module, how);
 }
 
-/** The outcome of a job from the events `executeJob` emitted. */
+/** The outcome of a job from the events `executeJob` emitted, ending with its `result`. */
 function _outcome(
   events: SandboxEvent[],
-  result: _Result,
+  result: Extract<SandboxEvent, { type: "result" }>,
   durationMs: number,
-  metered = false,
+  metered: boolean,
 ): JobOutcome {
   const out: { 1: Uint8Array[]; 2: Uint8Array[] } = { 1: [], 2: [] };
   for (const event of events) if (event.type === "output") out[event.fd].push(event.data);
-  const { error } = result;
-  const outcome: JobOutcome = {
-    stdout: concatBytes(out[1]),
-    stderr: concatBytes(out[2]),
-    exitCode: result.exitCode,
-    completion: error === null
-      ? "stop"
-      : error.kind === "output_limit"
-      ? "length"
-      : error.kind === "cancelled"
-      ? "cancelled"
-      : "error",
-    durationMs,
+  return jobOutcome(result, durationMs, {
+    stdout: out[1],
+    stderr: out[2],
     peakMemoryBytes: result.memoryBytes,
-  };
-  if (error !== null) outcome.error = error;
-  if (metered && result.fuelUsed !== undefined) outcome.fuelUsed = BigInt(result.fuelUsed);
-  if (result.files !== undefined) outcome.files = result.files;
-  return outcome;
-}
-
-function _validate(o: {
-  input: unknown;
-  args: unknown;
-  argv0: unknown;
-  env: unknown;
-  memoryBytes: unknown;
-  timeoutMs: unknown;
-  maxOutputBytes: unknown;
-  maxModuleBytes: unknown;
-}): void {
-  if (!(o.input instanceof Uint8Array)) {
-    throw new TypeError("Cannot run job: input must be a Uint8Array");
-  }
-  const strings = [o.argv0, ...(Array.isArray(o.args) ? o.args : [null])];
-  if (typeof o.env !== "object" || o.env === null || Array.isArray(o.env)) {
-    throw new TypeError("Cannot run job: env must be an object of strings");
-  }
-  for (const [k, v] of Object.entries(o.env)) {
-    if (k === "" || k.includes("=")) {
-      throw new TypeError(`Cannot run job: env name '${k}' must be non-empty and without '='`);
-    }
-    strings.push(k, v);
-  }
-  for (const s of strings) {
-    if (typeof s !== "string" || s.includes("\0")) {
-      throw new TypeError("Cannot run job: args and env must be strings without NUL characters");
-    }
-  }
-  const int = (name: string, v: unknown, min: number, max: number) => {
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-      throw new RangeError(
-        `Cannot run job: ${name} must be an integer from ${min} to ${max}, got ${String(v)}`,
-      );
-    }
-  };
-  int("memoryBytes", o.memoryBytes, WASM_PAGE_BYTES, 2 ** 32);
-  int("timeoutMs", o.timeoutMs, 1, 2 ** 31 - 1);
-  int("maxOutputBytes", o.maxOutputBytes, 0, 2 ** 31 - 1);
-  int("maxModuleBytes", o.maxModuleBytes, 8, 2 ** 31 - 1);
+    fuelUsed: metered && result.fuelUsed !== undefined ? BigInt(result.fuelUsed) : undefined,
+    files: result.files,
+  });
 }

@@ -4,9 +4,10 @@
  * @module
  */
 import type { JobErrorKind, SandboxEvent, SandboxFiles, SandboxJob } from "./sandbox_core.ts";
-import { encodeJob, FrameDecoder } from "./sandbox_frames.ts";
-import { WASM_PAGE_BYTES } from "./limit_memory.ts";
+import { encodeJob, FrameDecoder, resultFrameBytes } from "./sandbox_frames.ts";
 import { type FuelCache, instrumentFuel } from "./fuel.ts";
+import { CANCELLED, jobOutcome, refuseJob, resolveJobOptions, sandboxJob } from "./job_options.ts";
+import type { JobEnd } from "./job_options.ts";
 import type { SandboxPool } from "./sandbox_pool.ts";
 import {
   _spawnSandboxProcess,
@@ -18,7 +19,6 @@ import {
 // in this module's graph so that a remote (JSR) install caches them for `--cached-only`.
 import "./sandbox_main.ts";
 import "./sandbox_worker.ts";
-import { concatBytes } from "../util/concat_bytes.ts";
 
 export type { JobErrorKind, SandboxFiles } from "./sandbox_core.ts";
 export { MEMORY_LIMIT_FRACTION } from "./sandbox_core.ts";
@@ -66,7 +66,7 @@ export interface RunJobOptions {
   signal?: AbortSignal;
   /**
    * Files for the job (an in-memory WASI filesystem, see wasi_fs.ts); the outcome then has
-   * `files`. Worker sandbox only. @default {undefined} (no filesystem)
+   * `files`. @default {undefined} (no filesystem)
    */
   files?: SandboxFiles;
 }
@@ -96,13 +96,6 @@ export interface JobOutcome {
   files?: Uint8Array;
 }
 
-const DEFAULTS = {
-  memoryBytes: 256 * 2 ** 20,
-  timeoutMs: 30_000,
-  maxOutputBytes: 16 * 2 ** 20,
-  maxModuleBytes: 64 * 2 ** 20,
-} as const;
-
 /** Bytes of the sandbox process's own stderr kept for diagnostics. */
 const SANDBOX_STDERR_BYTES = 8 * 1024;
 
@@ -121,15 +114,6 @@ interface _Handlers {
    * it died at its engine heap limit.
    */
   failed(message: string, kind?: JobErrorKind): void;
-}
-
-/** Why a job failed, as in {@linkcode JobOutcome.error}. */
-type _JobError = { kind: JobErrorKind; message: string };
-
-/** How the sandbox said the job ended, or why the host ended it. */
-interface _JobEnd {
-  exitCode: number | null;
-  error: _JobError | null;
 }
 
 /**
@@ -166,101 +150,27 @@ interface _JobEnd {
  */
 export async function runJob(module: Uint8Array, options: RunJobOptions = {}): Promise<JobOutcome> {
   const started = performance.now();
-  if (!(module instanceof Uint8Array)) {
-    throw new TypeError("Cannot run job: module must be a Uint8Array");
-  }
-  const {
-    input = new Uint8Array(),
-    args = [],
-    argv0 = "module.wasm",
-    env = {},
-    memoryBytes = DEFAULTS.memoryBytes,
-    timeoutMs = DEFAULTS.timeoutMs,
-    maxOutputBytes = DEFAULTS.maxOutputBytes,
-    maxModuleBytes = DEFAULTS.maxModuleBytes,
-    sandbox = "worker",
-    fuel,
-    fuelCache,
-    pool,
-    signal,
-    files,
-  } = options;
-  _validate({ input, args, argv0, env, memoryBytes, timeoutMs, maxOutputBytes, maxModuleBytes });
+  const settings = resolveJobOptions(module, options);
+  const { sandbox = "worker", pool } = options;
   if (sandbox !== "worker" && sandbox !== "process") {
     throw new TypeError(`Cannot run job: sandbox must be "worker" or "process", got ${sandbox}`);
   }
-  if (files !== undefined && sandbox !== "worker") {
-    throw new TypeError("Cannot run job: files need the worker sandbox");
-  }
+  const { fuel, fuelCache, signal } = settings;
   const elapsed = () => Math.round(performance.now() - started);
-  if (signal?.aborted) return _cancelledOutcome(elapsed());
-  if (module.length > maxModuleBytes) {
-    return _failedOutcome({
-      kind: "module_too_large",
-      message:
-        `Cannot run module: its ${module.length} bytes exceed the ${maxModuleBytes} byte cap`,
-    }, elapsed());
-  }
-  _validateFuel(fuel);
+  const refused = refuseJob(module, settings, elapsed());
+  if (refused) return refused;
   let bytes = module;
   if (fuel !== undefined) {
     const instrumented = await _instrument(module, fuelCache, signal);
     if (!(instrumented instanceof Uint8Array)) {
-      return signal?.aborted
-        ? _cancelledOutcome(elapsed())
-        : _failedOutcome({ kind: "invalid_module", message: instrumented.message }, elapsed());
+      return signal?.aborted ? jobOutcome(CANCELLED, elapsed()) : jobOutcome({
+        exitCode: null,
+        error: { kind: "invalid_module", message: instrumented.message },
+      }, elapsed());
     }
     bytes = instrumented;
   }
-  const job: SandboxJob = {
-    module: bytes,
-    input,
-    args: [argv0, ...args],
-    env: { ...env },
-    memoryBytes: Math.floor(memoryBytes / WASM_PAGE_BYTES) * WASM_PAGE_BYTES,
-    maxOutputBytes,
-    timeoutMs,
-    ...(fuel !== undefined ? { fuel: String(fuel) } : {}),
-    ...(files !== undefined ? { files } : {}),
-  };
-  return await _runInSandbox(job, { sandbox, pool, signal, elapsed });
-}
-
-/** An outcome for a job that never got to run. */
-function _failedOutcome(
-  error: _JobError,
-  durationMs: number,
-  completion: JobOutcome["completion"] = "error",
-): JobOutcome {
-  return {
-    stdout: new Uint8Array(),
-    stderr: new Uint8Array(),
-    exitCode: null,
-    completion,
-    error,
-    durationMs,
-    peakMemoryBytes: 0,
-  };
-}
-
-function _cancelledOutcome(durationMs: number): JobOutcome {
-  return _failedOutcome(
-    { kind: "cancelled", message: "Cannot run job: cancelled" },
-    durationMs,
-    "cancelled",
-  );
-}
-
-function _validateFuel(fuel: bigint | number | undefined): void {
-  if (
-    fuel !== undefined &&
-    !((typeof fuel === "bigint" || Number.isSafeInteger(fuel)) && BigInt(fuel) >= 0n &&
-      BigInt(fuel) < 2n ** 63n)
-  ) {
-    throw new RangeError(
-      `Cannot run job: fuel must be a whole number from 0 to 2^63-1, got ${fuel}`,
-    );
-  }
+  return await _runInSandbox(sandboxJob(bytes, settings), { sandbox, pool, signal, elapsed });
 }
 
 /** The fuel-metered module, or the error that instrumenting it threw. */
@@ -321,7 +231,7 @@ async function _runInSandbox(
  * the first of the sandbox's result, a breach, the timeout, an abort or a sandbox failure.
  */
 class _JobWatch implements _Handlers {
-  readonly ended: Promise<_JobEnd>;
+  readonly ended: Promise<JobEnd>;
   readonly #maxOutputBytes: number;
   readonly #sandbox: string;
   readonly #out: { 1: Uint8Array[]; 2: Uint8Array[] } = { 1: [], 2: [] };
@@ -331,19 +241,19 @@ class _JobWatch implements _Handlers {
   #files: Uint8Array | undefined;
   #ready = false;
   #done = false;
-  #resolve!: (end: _JobEnd) => void;
+  #resolve!: (end: JobEnd) => void;
   #reject!: (error: Error) => void;
 
   constructor(maxOutputBytes: number, sandbox: string) {
     this.#maxOutputBytes = maxOutputBytes;
     this.#sandbox = sandbox;
-    this.ended = new Promise<_JobEnd>((resolve, reject) => {
+    this.ended = new Promise<JobEnd>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
     });
   }
 
-  settle(end: _JobEnd): void {
+  settle(end: JobEnd): void {
     if (!this.#done) (this.#done = true, this.#resolve(end));
   }
 
@@ -386,26 +296,14 @@ class _JobWatch implements _Handlers {
     }
   }
 
-  outcome(end: _JobEnd, durationMs: number): JobOutcome {
-    const completion: JobOutcome["completion"] = end.error === null
-      ? "stop"
-      : end.error.kind === "output_limit"
-      ? "length"
-      : end.error.kind === "cancelled"
-      ? "cancelled"
-      : "error";
-    const outcome: JobOutcome = {
-      stdout: concatBytes(this.#out[1]),
-      stderr: concatBytes(this.#out[2]),
-      exitCode: end.exitCode,
-      completion,
-      durationMs,
+  outcome(end: JobEnd, durationMs: number): JobOutcome {
+    return jobOutcome(end, durationMs, {
+      stdout: this.#out[1],
+      stderr: this.#out[2],
       peakMemoryBytes: this.#memory,
-    };
-    if (end.error !== null) outcome.error = end.error;
-    if (this.#fuelUsed !== undefined) outcome.fuelUsed = this.#fuelUsed;
-    if (this.#files !== undefined) outcome.files = this.#files;
-    return outcome;
+      fuelUsed: this.#fuelUsed,
+      files: this.#files,
+    });
   }
 
   #output(fd: 1 | 2, chunk: Uint8Array): void {
@@ -423,49 +321,6 @@ class _JobWatch implements _Handlers {
       });
     }
   }
-}
-
-function _validate(o: {
-  input: unknown;
-  args: unknown;
-  argv0: unknown;
-  env: unknown;
-  memoryBytes: unknown;
-  timeoutMs: unknown;
-  maxOutputBytes: unknown;
-  maxModuleBytes: unknown;
-}): void {
-  if (!(o.input instanceof Uint8Array)) {
-    throw new TypeError("Cannot run job: input must be a Uint8Array");
-  }
-  const wasiString = (what: string, s: unknown) => {
-    if (typeof s !== "string") throw new TypeError(`Cannot run job: ${what} must be a string`);
-    if (s.includes("\0")) throw new TypeError(`Cannot run job: ${what} contains a NUL character`);
-  };
-  if (!Array.isArray(o.args)) throw new TypeError("Cannot run job: args must be an array");
-  for (const a of o.args) wasiString("each argument", a);
-  wasiString("argv0", o.argv0);
-  if (typeof o.env !== "object" || o.env === null || Array.isArray(o.env)) {
-    throw new TypeError("Cannot run job: env must be an object of strings");
-  }
-  for (const [k, v] of Object.entries(o.env)) {
-    wasiString(`env name '${k}'`, k);
-    if (k === "" || k.includes("=")) {
-      throw new TypeError(`Cannot run job: env name '${k}' must be non-empty and without '='`);
-    }
-    wasiString(`env value of '${k}'`, v);
-  }
-  const int = (name: string, v: unknown, min: number, max: number) => {
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-      throw new RangeError(
-        `Cannot run job: ${name} must be an integer from ${min} to ${max}, got ${String(v)}`,
-      );
-    }
-  };
-  int("memoryBytes", o.memoryBytes, WASM_PAGE_BYTES, 2 ** 32);
-  int("timeoutMs", o.timeoutMs, 1, 2 ** 31 - 1);
-  int("maxOutputBytes", o.maxOutputBytes, 0, 2 ** 31 - 1);
-  int("maxModuleBytes", o.maxModuleBytes, 8, 2 ** 31 - 1);
 }
 
 function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {
@@ -530,7 +385,7 @@ function _startProcess(job: SandboxJob, handlers: _Handlers, pool?: SandboxPool)
   })();
   let gotResult = false;
   const readingOut = (async () => {
-    const decoder = new FrameDecoder();
+    const decoder = new FrameDecoder(resultFrameBytes(job.files));
     try {
       for await (const chunk of child.stdout) {
         for (const event of decoder.push(chunk)) {

@@ -12,7 +12,8 @@
  * module compiled under `cacheKey`.
  *
  * Sandbox to parent (stdout, repeated): `u8 type`, `u32be payload length`, payload. Type 0 is a
- * message holding a {@linkcode SandboxReply} other than output; types 1 and 2 are stdout and
+ * message holding a {@linkcode SandboxReply} other than output (a job's final file tree, if it
+ * had files, is a blob of its `result`, which may then be up to {@linkcode resultFrameBytes}); types 1 and 2 are stdout and
  * stderr bytes, whose payload starts with `f64be memory bytes` (linear memory plus tables, which
  * need not be whole pages and may pass 4 GiB) followed by the data. The parent caps every frame
  * ({@linkcode FrameDecoder}) and checks every event's shape: after it ran a module, the sandbox
@@ -31,6 +32,28 @@ export const MAX_HEADER_BYTES = 16 * 1024 * 1024;
  * frames of at most 128 KiB (64 KiB pending plus one write) and small events.
  */
 export const MAX_FRAME_BYTES = 1024 * 1024;
+
+/**
+ * Largest frame the parent accepts for the result of a job with files: {@linkcode MAX_FRAME_BYTES}
+ * plus the largest encoding (`phase-tree:v1`) of a tree within the job's caps: its header, then
+ * per entry a type byte, a path and a link target (each a u32 length and at most 4096 bytes),
+ * plus the file contents. Without files, {@linkcode MAX_FRAME_BYTES}.
+ *
+ * @example
+ * ```ts
+ * import { MAX_FRAME_BYTES, resultFrameBytes } from "./sandbox_frames.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(resultFrameBytes(undefined), MAX_FRAME_BYTES);
+ * assert.equal(resultFrameBytes({ maxBytes: 100, maxFiles: 1 }), MAX_FRAME_BYTES + 18 + 8201 + 100);
+ * ```
+ */
+export function resultFrameBytes(
+  files: { maxBytes: number; maxFiles: number } | undefined,
+): number {
+  if (files === undefined) return MAX_FRAME_BYTES;
+  return MAX_FRAME_BYTES + 18 + files.maxFiles * (1 + 2 * (4 + 4096)) + files.maxBytes;
+}
 
 /** The JSON key that stands for a blob. */
 const BLOB = "\u0000b";
@@ -308,9 +331,22 @@ export function checkRequest(value: unknown): SandboxRequest {
     [r.memoryBytes, r.maxOutputBytes, r.timeoutMs].every(Number.isSafeInteger) &&
     (r.fuel === undefined || typeof r.fuel === "string") &&
     (r.cacheKey === undefined || typeof r.cacheKey === "string") &&
-    (r.cacheBytes === undefined || Number.isSafeInteger(r.cacheBytes));
+    (r.cacheBytes === undefined || Number.isSafeInteger(r.cacheBytes)) &&
+    (r.files === undefined || _filesShape(r.files));
   if (!ok) throw new SyntaxError("Cannot decode job: fields have the wrong types");
   return r as SandboxRequest;
+}
+
+/** Whether `f` has the shape of a job's `files` (`SandboxFiles`). */
+function _filesShape(f: unknown): boolean {
+  const r = f as Record<string, unknown>;
+  return typeof r === "object" && r !== null && r.tree instanceof Uint8Array &&
+    Number.isSafeInteger(r.maxBytes) && Number.isSafeInteger(r.maxFiles) &&
+    Array.isArray(r.preopens) &&
+    r.preopens.every((p: Record<string, unknown>) =>
+      typeof p === "object" && p !== null && typeof p.name === "string" &&
+      typeof p.path === "string"
+    );
 }
 
 /**
@@ -381,6 +417,7 @@ function _checkEvent(value: unknown): SandboxReply {
         typeof err.message === "string" && err.message.length <= MAX_MESSAGE)) &&
     (e.fuelUsed === undefined ||
       (typeof e.fuelUsed === "string" && /^\d{1,20}$/.test(e.fuelUsed))) &&
+    (e.files === undefined || e.files instanceof Uint8Array) &&
     (e.cached === undefined || typeof e.cached === "boolean") &&
     (e.evicted === undefined ||
       (Array.isArray(e.evicted) && e.evicted.length <= MAX_BLOBS &&

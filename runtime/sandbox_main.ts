@@ -99,7 +99,10 @@ export async function serveSandbox(
       });
       continue;
     }
-    executeJob(job, emit, slot);
+    // The filesystem's code is loaded only once a job has files (then kept, like any module);
+    // each job opens its own filesystem from its own tree: nothing of another job's is left.
+    const openFiles = job.files ? (await import("./wasi_fs.ts")).openJobFiles : undefined;
+    executeJob(job, emit, slot, openFiles);
   }
 }
 

@@ -7,7 +7,12 @@
 import { createHash } from "node:crypto";
 import { concatBytes } from "../util/concat_bytes.ts";
 import type { JobErrorKind, SandboxEvent, SandboxJob } from "./sandbox_core.ts";
-import { encodeMessage, FrameDecoder, type SandboxRequest } from "./sandbox_frames.ts";
+import {
+  encodeMessage,
+  FrameDecoder,
+  resultFrameBytes,
+  type SandboxRequest,
+} from "./sandbox_frames.ts";
 import {
   _spawnSandboxProcess,
   checkSandboxConfinement,
@@ -306,6 +311,8 @@ class _WarmSandbox {
   compiledBytes = 0;
   readonly #release: (box: _WarmSandbox, clean: boolean) => void;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Decoder of the process's stdout; its cap is set per job (a tree in the result is larger). */
+  readonly #decoder = new FrameDecoder();
   /** Cache keys the process holds compiled, as its results said. */
   readonly #cached = new Set<string>();
   #ready = false;
@@ -346,10 +353,9 @@ class _WarmSandbox {
       }
     })();
     const readingOut = (async () => {
-      const decoder = new FrameDecoder();
       try {
         for await (const chunk of child.stdout) {
-          for (const event of decoder.push(chunk)) this.#event(event);
+          for (const event of this.#decoder.push(chunk)) this.#event(event);
           if (this.#killed) break;
         }
       } catch (error) {
@@ -378,6 +384,8 @@ class _WarmSandbox {
     retry: (() => boolean) | undefined,
   ): SandboxLease & { moduleBytesSent: number } {
     this.jobs++;
+    // Between jobs nothing is pending (a result ends a job's frames), so the cap is this job's.
+    this.#decoder.maxFrameBytes = resultFrameBytes(job.files);
     const known = this.#cached.has(key);
     this.#job = { handlers, key, sentBytes: known ? 0 : job.module.length, heard: false, retry };
     if (this.#ready) handlers.event({ type: "ready" });

@@ -3,6 +3,8 @@ import wabtInit from "wabt";
 import { runJob } from "./run_job.ts";
 import { SandboxPool } from "./sandbox_pool.ts";
 import { checkSandboxConfinement } from "./sandbox_spawn.ts";
+import { decodeFileTree, encodeFileTree, makeFileTree } from "./file_tree.ts";
+import { MAX_FRAME_BYTES } from "./sandbox_frames.ts";
 import { sleep } from "../util/sleep.ts";
 
 const here = (path: string) => new URL(path, import.meta.url);
@@ -323,4 +325,59 @@ Deno.test("SandboxPool with confinement off runs jobs in the host's namespaces",
     () => new SandboxPool({ confinement: "maybe" as "auto" }),
     /confinement must be "auto", "require" or "off"/,
   );
+});
+
+/** Copies `in.txt` of its preopen to `out.txt`; exits 3 without one (see its .wat). */
+const COPY = await Deno.readFile(here("./testdata/copy_file.wasm"));
+
+/** A job's `files`: `entries` preopened at `/`, under caps of 8 MiB and 16 entries. */
+function files(entries: Parameters<typeof makeFileTree>[0]) {
+  return {
+    tree: encodeFileTree(makeFileTree(entries)),
+    preopens: [{ name: "/", path: "" }],
+    maxBytes: 8 << 20,
+    maxFiles: 16,
+  };
+}
+
+Deno.test("SandboxPool runs a job with files and returns its output tree; the next job sees none of them", async () => {
+  await using pool = new SandboxPool({ size: 1 });
+  // Over 1 MiB each way: the result frame is larger than a job without files may send.
+  const data = new Uint8Array(1536 * 1024).map((_, i) => i % 251);
+  assert.ok(2 * data.length > MAX_FRAME_BYTES);
+  const first = await runJob(COPY, {
+    sandbox: "process",
+    pool,
+    files: files([{ path: "in.txt", type: "file", executable: false, data }]),
+  });
+  assert.equal(first.completion, "stop", first.error?.message ?? "");
+  assert.equal(first.exitCode, 0);
+  assert.deepEqual(decodeFileTree(first.files!).entries, [
+    { path: "in.txt", type: "file", executable: false, data },
+    { path: "out.txt", type: "file", executable: false, data },
+  ]);
+  // Same warm process, an empty tree: neither file of the first job is there.
+  const second = await runJob(COPY, { sandbox: "process", pool, files: files([]) });
+  assert.equal(second.exitCode, 3);
+  assert.deepEqual(decodeFileTree(second.files!).entries, []);
+  assert.equal(pool.started, 1);
+  // A one-shot process (no pool) takes files too.
+  const alone = await runJob(COPY, {
+    sandbox: "process",
+    files: files([{ path: "in.txt", type: "file", executable: false, data: enc("hi") }]),
+  });
+  assert.equal(alone.exitCode, 0);
+  assert.deepEqual(decodeFileTree(alone.files!).entries.map((e) => e.path), ["in.txt", "out.txt"]);
+});
+
+Deno.test("SandboxPool: a sandbox whose result tree is over the job's file caps is killed, its job fails", async () => {
+  await using pool = new SandboxPool({ size: 0, _entry: here("testdata/probe_big_tree.ts") });
+  const outcome = await runJob(HELLO, {
+    sandbox: "process",
+    pool,
+    files: { ...files([]), maxBytes: 1000, maxFiles: 1 },
+  });
+  assert.equal(outcome.error?.kind, "trap");
+  assert.match(outcome.error?.message ?? "", /over the 1057795 byte cap/);
+  assert.equal(outcome.files, undefined);
 });

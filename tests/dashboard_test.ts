@@ -44,65 +44,59 @@ Deno.test({
   name: "the dashboard link start prints renders node, peers and a verified job in Chromium",
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "plasm-dashboard-" });
-    await using nodes = await spawnWorkerAndRequester(root);
+    await using nodes = await spawnWorkerAndRequester(root, { removeRoot: true });
     const { a, b } = nodes;
-    try {
-      const api = String(a.started.api_url);
-      const link = String(a.started.dashboard_url);
-      assert.match(link, new RegExp(`^${api}dashboard\\?code=[0-9a-f]{64}$`));
-      const ran = await runTask("submit", [
-        HELLO,
-        "--worker",
-        a.peerId,
-        "--wait",
-        "--state-dir",
-        `${root}/a`,
-      ]);
-      assert.equal(ran.code, 0, ran.err);
-      await a.waitForLog((l) => l.event === "peer_connected" && l.peer_id === b.peerId);
+    const api = String(a.started.api_url);
+    const link = String(a.started.dashboard_url);
+    assert.match(link, new RegExp(`^${api}dashboard\\?code=[0-9a-f]{64}$`));
+    const ran = await runTask("submit", [
+      HELLO,
+      "--worker",
+      a.peerId,
+      "--wait",
+      "--state-dir",
+      `${root}/a`,
+    ]);
+    assert.equal(ran.code, 0, ran.err);
+    await a.waitForLog((l) => l.event === "peer_connected" && l.peer_id === b.peerId);
 
-      // Without a session or with a bad code: no dashboard, no data.
-      for (const path of ["dashboard", "dashboard/data", `dashboard?code=${"0".repeat(64)}`]) {
-        const res = await fetch(`${api}${path}`);
-        assert.equal(res.status, 401, path);
-        await res.body?.cancel();
-      }
-
-      const dom = await chromium(["--dump-dom", link]);
-      if (dom === undefined) return;
-      assert.match(dom, /<body data-state="ready">/);
-      assert.match(dom, new RegExp(`<dd data-field="peer_id">${a.peerId}</dd>`));
-      assert.match(dom, /<dd data-field="mode">internet<\/dd>/);
-      assert.match(dom, new RegExp(`<tr data-peer-id="${b.peerId}">.*?>direct<.*?>tcp<`));
-      const rows = [...dom.matchAll(/<tr data-job-id="([0-9a-f]{64})">(.*?)<\/tr>/g)];
-      assert.equal(rows.length, 1, dom);
-      const [, jobId, row] = rows[0]!;
-      assert.match(row!, /<td class="done" data-field="status">done<\/td>/);
-      assert.match(row!, /<td class="verified" data-field="receipt">verified<\/td>/);
-      assert.match(row!, new RegExp(`href="/dashboard/jobs/${jobId}/receipt"`));
-
-      // The printed link worked once; a new one comes from POST /dashboard/link and the token.
-      const reused = await fetch(link, { redirect: "manual" });
-      assert.equal(reused.status, 401);
-      await reused.body?.cancel();
-      const token = (await Deno.readTextFile(`${root}/a/api.token`)).trim();
-      const minted = await fetch(`${api}dashboard/link`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}` },
-      });
-      assert.equal(minted.status, 201);
-      const { url } = await minted.json();
-      await Deno.mkdir(ARTIFACTS, { recursive: true });
-      const png = join(ARTIFACTS, "dashboard.png");
-      await Deno.remove(png).catch(() => {});
-      await chromium([`--screenshot=${png}`, "--window-size=1280,900", url]);
-      const bytes = await Deno.readFile(png);
-      assert.deepEqual([...bytes.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
-      console.log(`dashboard screenshot: ${png}`);
-    } finally {
-      await b.stop();
-      await a.stop();
-      await Deno.remove(root, { recursive: true });
+    // Without a session or with a bad code: no dashboard, no data.
+    for (const path of ["dashboard", "dashboard/data", `dashboard?code=${"0".repeat(64)}`]) {
+      const res = await fetch(`${api}${path}`);
+      assert.equal(res.status, 401, path);
+      await res.body?.cancel();
     }
+
+    const dom = await chromium(["--dump-dom", link]);
+    if (dom === undefined) return;
+    assert.match(dom, /<body data-state="ready">/);
+    assert.match(dom, new RegExp(`<dd data-field="peer_id">${a.peerId}</dd>`));
+    assert.match(dom, /<dd data-field="mode">internet<\/dd>/);
+    assert.match(dom, new RegExp(`<tr data-peer-id="${b.peerId}">.*?>direct<.*?>tcp<`));
+    const rows = [...dom.matchAll(/<tr data-job-id="([0-9a-f]{64})">(.*?)<\/tr>/g)];
+    assert.equal(rows.length, 1, dom);
+    const [, jobId, row] = rows[0]!;
+    assert.match(row!, /<td class="done" data-field="status">done<\/td>/);
+    assert.match(row!, /<td class="verified" data-field="receipt">verified<\/td>/);
+    assert.match(row!, new RegExp(`href="/dashboard/jobs/${jobId}/receipt"`));
+
+    // The printed link worked once; a new one comes from POST /dashboard/link and the token.
+    const reused = await fetch(link, { redirect: "manual" });
+    assert.equal(reused.status, 401);
+    await reused.body?.cancel();
+    const token = (await Deno.readTextFile(`${root}/a/api.token`)).trim();
+    const minted = await fetch(`${api}dashboard/link`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.equal(minted.status, 201);
+    const { url } = await minted.json();
+    await Deno.mkdir(ARTIFACTS, { recursive: true });
+    const png = join(ARTIFACTS, "dashboard.png");
+    await Deno.remove(png).catch(() => {});
+    await chromium([`--screenshot=${png}`, "--window-size=1280,900", url]);
+    const bytes = await Deno.readFile(png);
+    assert.deepEqual([...bytes.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10]);
+    console.log(`dashboard screenshot: ${png}`);
   },
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { auditCli, unknownOptionCase } from "./_cli_audit.ts";
+import { auditCli, badDurationCase, unknownOptionCase } from "./_cli_audit.ts";
 import { runTask } from "./_task.ts";
 
 /** Two loopback ports nobody listens on. */
@@ -15,20 +15,8 @@ Deno.test("discover: bad flags, values and grants fail with one line", async (t)
   await auditCli(t, "discover", [
     unknownOptionCase("discover"),
     { name: "missing value", args: ["--timeout"], code: 2, line: /^discover: Option '--timeout/ },
-    {
-      name: "bad timeout",
-      args: ["--timeout", "soon"],
-      code: 2,
-      line:
-        /^discover: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h \(see discover --help\)$/,
-    },
-    {
-      name: "bad mDNS quiet time",
-      args: ["--mdns-quiet", "soon"],
-      code: 2,
-      line:
-        /^discover: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h \(see discover --help\)$/,
-    },
+    badDurationCase("discover", ["--timeout"], { name: "bad timeout" }),
+    badDurationCase("discover", ["--mdns-quiet"], { name: "bad mDNS quiet time" }),
     {
       name: "zero mDNS wait",
       args: ["--mdns-wait", "0s"],

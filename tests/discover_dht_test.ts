@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { NodeProcess, runDiscover } from "./net_spawn.ts";
+import { PROVIDER_WASM_LIMITS, writeProviderConfig } from "./_provider_config.ts";
 
 const LOCAL = ["--mode", "private", "--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"];
 
@@ -7,14 +8,7 @@ Deno.test("discover: a fresh DHT client finds the one riscv64 provider in a 10-n
   const dir = await Deno.makeTempDir();
   const nodes: NodeProcess[] = [];
   try {
-    const config = `${dir}/provider.json`;
-    await Deno.writeTextFile(
-      config,
-      JSON.stringify({
-        arch: "riscv64",
-        capabilities: { wasm: { max_memory_bytes: 1048576, max_duration_ms: 5000 } },
-      }),
-    );
+    const config = await writeProviderConfig(dir);
     const seed = await NodeProcess.spawn(LOCAL);
     nodes.push(seed);
     const bootstrap = ["--bootstrap", seed.multiaddrs[0]!];
@@ -50,9 +44,7 @@ Deno.test("discover: a fresh DHT client finds the one riscv64 provider in a 10-n
     assert.deepEqual(found.map((p: { peer_id: string }) => p.peer_id), [provider.peerId]);
     assert.deepEqual(found[0].via, ["dht"]);
     assert.equal(found[0].arch, "riscv64");
-    assert.deepEqual(found[0].limits, {
-      wasm: { max_memory_bytes: 1048576, max_duration_ms: 5000 },
-    });
+    assert.deepEqual(found[0].limits, { wasm: PROVIDER_WASM_LIMITS });
     assert.ok(
       found[0].multiaddrs.includes(provider.multiaddrs[0]!.replace(/\/p2p\/.*$/, "")),
       JSON.stringify(found[0].multiaddrs),

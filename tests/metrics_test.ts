@@ -63,45 +63,39 @@ Deno.test({
   name: "start's /metrics counts jobs by outcome, durations, fuel and peers, and passes promtool",
   async fn() {
     const root = await Deno.makeTempDir({ prefix: "plasm-metrics-" });
-    await using nodes = await spawnWorkerAndRequester(root);
+    await using nodes = await spawnWorkerAndRequester(root, { removeRoot: true });
     const { a, b } = nodes;
-    try {
-      const api = String(a.started.api_url);
-      const token = (await Deno.readTextFile(`${root}/a/api.token`)).trim();
-      const submit = (args: string[]) =>
-        runTask("submit", [...args, "--worker", a.peerId, "--wait", "--state-dir", `${root}/a`]);
-      const runs = [[HELLO], [HELLO, "--fuel", "100000"], [PROBE, "--arg", "exit", "--arg", "7"]];
-      const codes = [];
-      for (const args of runs) codes.push((await submit(args)).code);
-      assert.deepEqual(codes, [0, 0, 7]);
-      await a.waitForLog((l) => l.event === "peer_connected" && l.peer_id === b.peerId);
+    const api = String(a.started.api_url);
+    const token = (await Deno.readTextFile(`${root}/a/api.token`)).trim();
+    const submit = (args: string[]) =>
+      runTask("submit", [...args, "--worker", a.peerId, "--wait", "--state-dir", `${root}/a`]);
+    const runs = [[HELLO], [HELLO, "--fuel", "100000"], [PROBE, "--arg", "exit", "--arg", "7"]];
+    const codes = [];
+    for (const args of runs) codes.push((await submit(args)).code);
+    assert.deepEqual(codes, [0, 0, 7]);
+    await a.waitForLog((l) => l.event === "peer_connected" && l.peer_id === b.peerId);
 
-      const denied = await fetch(`${api}metrics`);
-      assert.equal(denied.status, 401);
-      await denied.body?.cancel();
-      const res = await fetch(`${api}metrics`, { headers: { authorization: `Bearer ${token}` } });
-      assert.equal(res.status, 200);
-      assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
-      const text = await res.text();
-      assert.equal(sample(text, 'plasm_jobs_total{outcome="ok"}'), 2);
-      assert.equal(sample(text, 'plasm_jobs_total{outcome="exit_nonzero"}'), 1);
-      assert.equal(sample(text, "plasm_job_duration_seconds_count"), 3);
-      assert.equal(sample(text, 'plasm_job_duration_seconds_bucket{le="+Inf"}'), 3);
-      assert.ok(sample(text, "plasm_job_fuel_used_total") > 0, "fuel of the metered job");
-      assert.equal(sample(text, 'plasm_requested_jobs_total{outcome="done"}'), 3);
-      assert.equal(sample(text, "plasm_requested_jobs_pending"), 0);
-      assert.equal(sample(text, "plasm_job_queue_depth"), 0);
-      assert.equal(sample(text, 'plasm_peers{connection="direct",transport="tcp"}'), 1);
-      assert.equal(sample(text, 'plasm_node_info{version="0.1.0",mode="internet"}'), 1);
-      // libp2p's own metrics, from @libp2p/prometheus-metrics.
-      assert.match(text, /^# TYPE libp2p_connection_manager_connections gauge$/m);
-      assert.match(text, /^libp2p_data_transfer_bytes_total\{protocol="global sent"\} \d+$/m);
-      await assertPromtoolClean(text);
-    } finally {
-      await b.stop();
-      await a.stop();
-      await Deno.remove(root, { recursive: true });
-    }
+    const denied = await fetch(`${api}metrics`);
+    assert.equal(denied.status, 401);
+    await denied.body?.cancel();
+    const res = await fetch(`${api}metrics`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    const text = await res.text();
+    assert.equal(sample(text, 'plasm_jobs_total{outcome="ok"}'), 2);
+    assert.equal(sample(text, 'plasm_jobs_total{outcome="exit_nonzero"}'), 1);
+    assert.equal(sample(text, "plasm_job_duration_seconds_count"), 3);
+    assert.equal(sample(text, 'plasm_job_duration_seconds_bucket{le="+Inf"}'), 3);
+    assert.ok(sample(text, "plasm_job_fuel_used_total") > 0, "fuel of the metered job");
+    assert.equal(sample(text, 'plasm_requested_jobs_total{outcome="done"}'), 3);
+    assert.equal(sample(text, "plasm_requested_jobs_pending"), 0);
+    assert.equal(sample(text, "plasm_job_queue_depth"), 0);
+    assert.equal(sample(text, 'plasm_peers{connection="direct",transport="tcp"}'), 1);
+    assert.equal(sample(text, 'plasm_node_info{version="0.1.0",mode="internet"}'), 1);
+    // libp2p's own metrics, from @libp2p/prometheus-metrics.
+    assert.match(text, /^# TYPE libp2p_connection_manager_connections gauge$/m);
+    assert.match(text, /^libp2p_data_transfer_bytes_total\{protocol="global sent"\} \d+$/m);
+    await assertPromtoolClean(text);
   },
 });
 

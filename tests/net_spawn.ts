@@ -48,17 +48,27 @@ export function spawnLocalNode(
 
 /**
  * A worker node `a` in `<root>/a` and a requester `b` in `<root>/b` (`--no-worker`) bootstrapped
- * from it, both spawned with {@linkcode spawnLocalNode}; disposing stops `b`, then `a`.
+ * from it, both spawned with {@linkcode spawnLocalNode}; disposing stops `b`, then `a`, then,
+ * with `removeRoot`, removes `root` (also when spawning fails).
  */
 export async function spawnWorkerAndRequester(
   root: string,
+  options: { removeRoot?: boolean } = {},
 ): Promise<{ a: NodeProcess; b: NodeProcess } & AsyncDisposable> {
-  const a = await spawnLocalNode(`${root}/a`);
+  const { removeRoot = false } = options;
+  const remove = () => removeRoot ? Deno.remove(root, { recursive: true }) : Promise.resolve();
+  let a: NodeProcess;
+  try {
+    a = await spawnLocalNode(`${root}/a`);
+  } catch (error) {
+    await remove();
+    throw error;
+  }
   let b: NodeProcess;
   try {
     b = await spawnLocalNode(`${root}/b`, ["--no-worker", "--bootstrap", a.multiaddrs[0]!]);
   } catch (error) {
-    await a[Symbol.asyncDispose]();
+    await a[Symbol.asyncDispose]().finally(remove);
     throw error;
   }
   return {
@@ -68,7 +78,7 @@ export async function spawnWorkerAndRequester(
       try {
         await b[Symbol.asyncDispose]();
       } finally {
-        await a[Symbol.asyncDispose]();
+        await a[Symbol.asyncDispose]().finally(remove);
       }
     },
   };

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { NodeProcess, ROOT, START_FLAGS } from "./net_spawn.ts";
-import { type AuditCase, auditCli, spawn, unknownOptionCase } from "./_cli_audit.ts";
+import {
+  type AuditCase,
+  auditCli,
+  spawn,
+  stateDirInUseCase,
+  unknownOptionCase,
+} from "./_cli_audit.ts";
 import { Client } from "../net/client.ts";
 import { toHex } from "../runtime/digest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
@@ -151,15 +157,12 @@ Deno.test("start: bad flags, files, grants, ports and a busy state dir fail with
         code: 1,
         line: /^start: error: Cannot use state dir '.*\/file': not a directory$/,
       },
-      {
-        name: "state dir in use",
-        args: [...local, "--state-dir", `${dir}/busy`],
-        code: 1,
-        line: new RegExp(
-          `^start: error: Cannot use state dir '.*/busy': start is already running there ` +
-            `\\(PID ${running.child.pid}\\); stop it first or give this node another --state-dir$`,
-        ),
-      },
+      stateDirInUseCase("start", {
+        what: "node",
+        args: local,
+        dir: `${dir}/busy`,
+        pid: running.child.pid,
+      }),
       {
         name: "listen port in use",
         args: ["--no-mdns", "--listen", `/ip4/127.0.0.1/tcp/${busy}`, "--state-dir", `${dir}/a`],

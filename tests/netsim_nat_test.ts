@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { createWorld, type Host } from "./netsim/create_world.ts";
 import { missingPrerequisites, SKIP_HINT } from "./netsim/missing_prerequisites.ts";
 import { execStartFlags, NodeProcess, ROOT } from "./net_spawn.ts";
+import { taskArgs } from "./_task.ts";
 import { verifyReceipt } from "../runtime/receipt.ts";
 import { peerPublicKey } from "../net/peer_key.ts";
 import { toHex } from "../runtime/digest.ts";
@@ -25,12 +26,6 @@ if (ignore && !IN_CI) {
 }
 
 const HELLO_PATH = join(ROOT, "examples/hello.wasm");
-const SUBMIT_FLAGS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-net=127.0.0.1",
-  "--allow-env=PLASM_HOME,XDG_DATA_HOME,HOME",
-];
 
 Deno.test({
   name: "netsim_nat has root, iproute2 and nftables when CI=true",
@@ -55,7 +50,7 @@ function startIn(host: Host, root: string, name: string, args: string[]): Promis
 /** Run `submit --wait` inside `host` against the node whose state is `stateDir`. */
 async function submitIn(host: Host, stateDir: string, args: string[]) {
   return await host.run(Deno.execPath(), {
-    args: ["run", ...SUBMIT_FLAGS, "cli/submit.ts", HELLO_PATH, "--state-dir", stateDir, ...args],
+    args: await taskArgs("submit", [HELLO_PATH, "--state-dir", stateDir, ...args]),
     cwd: ROOT,
     env: { NO_COLOR: "1" },
   });

@@ -15,6 +15,7 @@ import { ROOT, spawnLocalNode, START_FLAGS } from "./net_spawn.ts";
 import { runScript, taskCommand } from "./_task.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { encodeSubmitRequest, SUBMIT_FIELDS } from "../net/submit_options.ts";
+import { sha256TagAsync } from "../runtime/digest.ts";
 
 const SPEC = join(ROOT, "docs/api/openapi.yaml");
 const FLAGS = [...START_FLAGS, `--allow-run=${Deno.execPath()}`];
@@ -22,7 +23,7 @@ const HELLO = join(ROOT, "examples/hello.wasm");
 const TRAP = join(ROOT, "runtime/testdata/trap.wasm");
 /** A well-formed PeerId of a key no node here has. */
 const ABSENT_PEER = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq";
-/** Documented answers no test here provokes: a 96 MiB body, and the node's own failures. */
+/** Documented answers no test here provokes: a 224 MiB body, and the node's own failures. */
 const NOT_PROVOKED = [
   "POST /jobs 413",
   "POST /jobs 500",
@@ -197,6 +198,34 @@ Deno.test({
         assert.equal(done.json.status, "done");
         assert.equal((await call("GET", `/jobs/${id}/result`, { query: "?wait=x" })).status, 400);
       });
+
+      await t.step(
+        "a job with files run by a peer: its result carries the output tree",
+        async () => {
+          const { encodeFileTree, makeFileTree } = await import("../runtime/file_tree.ts");
+          const data = new TextEncoder().encode("tree");
+          const inputs = encodeFileTree(
+            makeFileTree([{ path: "in.txt", type: "file", executable: false, data }]),
+          );
+          const copy = await Deno.readFile(
+            new URL("../runtime/testdata/copy_file.wasm", import.meta.url),
+          );
+          const id = await submit({
+            module: copy.toBase64(),
+            inputs: inputs.toBase64(),
+            worker: b.peerId,
+          });
+          const { status, json } = await call("GET", `/jobs/${id}/result`, {
+            query: "?wait=30000",
+          });
+          assert.equal(status, 200, JSON.stringify(json));
+          const files = Uint8Array.fromBase64(json.files as string);
+          const receipt = json.receipt as {
+            result: { metrics: { extra: Record<string, string> } };
+          };
+          assert.equal(receipt.result.metrics.extra.outputs_hash, await sha256TagAsync(files));
+        },
+      );
 
       await t.step("a job that traps: 200 with the error and a null exit code", async () => {
         const trap = (await Deno.readFile(TRAP)).toBase64();

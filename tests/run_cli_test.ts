@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { sha256Tag } from "../runtime/digest.ts";
 import { runScript, runTask, runVerifyReceipt, taskCommand } from "./_task.ts";
 import { wat } from "../runtime/testdata/hostile_modules.ts";
-import { auditCli } from "./_cli_audit.ts";
+import { auditCli, badDurationCase, usageCases } from "./_cli_audit.ts";
 import { withTempDir } from "./_temp_dir.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -172,42 +172,22 @@ Deno.test("run answers each bad argument, unreadable file and denied grant with 
         code: 2,
         line: /^run: Unknown option '--bogus' \(see run --help\)$/,
       },
-      {
-        name: "a flag without its value",
-        args: [HELLO, "--memory"],
-        code: 2,
-        line: /^run: Option '--memory <value>' needs a value /,
-      },
-      {
-        name: "a value for a boolean flag",
-        args: [HELLO, "--json=yes"],
-        code: 2,
-        line: /^run: Option '--json' does not take a value /,
-      },
-      {
-        name: "a bad size",
-        args: [HELLO, "--max-output", "lots"],
-        code: 2,
-        line: /^run: Cannot parse size 'lots'/,
-      },
-      {
-        name: "a bad duration",
-        args: [HELLO, "--timeout", "soon"],
-        code: 2,
-        line: /^run: Cannot parse duration 'soon'/,
-      },
-      {
-        name: "a bad --fuel",
-        args: [HELLO, "--fuel", "-1"],
-        code: 2,
-        line: /^run: Cannot parse --fuel '-1'/,
-      },
-      {
-        name: "a bad --env",
-        args: [HELLO, "--env", "NOEQ"],
-        code: 2,
-        line: /^run: Cannot parse --env 'NOEQ': use K=V/,
-      },
+      ...usageCases("run", [
+        [
+          "a flag without its value",
+          [HELLO, "--memory"],
+          "Option '--memory <value>' needs a value ",
+        ],
+        [
+          "a value for a boolean flag",
+          [HELLO, "--json=yes"],
+          "Option '--json' does not take a value ",
+        ],
+        ["a bad size", [HELLO, "--max-output", "lots"], "Cannot parse size 'lots'"],
+        ["a bad --fuel", [HELLO, "--fuel", "-1"], "Cannot parse --fuel '-1'"],
+        ["a bad --env", [HELLO, "--env", "NOEQ"], "Cannot parse --env 'NOEQ': use K=V"],
+      ]),
+      badDurationCase("run", [HELLO, "--timeout"], { name: "a bad duration" }),
       {
         name: "a missing module",
         args: [`${home}/nope.wasm`],

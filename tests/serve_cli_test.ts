@@ -5,7 +5,13 @@ import { sha256Tag, toHex } from "../runtime/digest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { runTask, taskArgs } from "./_task.ts";
-import { type AuditCase, auditCli, unknownOptionCase } from "./_cli_audit.ts";
+import {
+  type AuditCase,
+  auditCli,
+  badDurationCase,
+  stateDirInUseCase,
+  unknownOptionCase,
+} from "./_cli_audit.ts";
 import { withTempDir } from "./_temp_dir.ts";
 
 /** A running `serve` process started with exactly the deno.json task's flags. */
@@ -397,13 +403,7 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         code: 2,
         line: /^serve: Cannot use --recheck '2m': expected 0 to 60s \(see serve --help\)$/,
       },
-      {
-        name: "recheck not a duration",
-        args: ["--recheck", "soon"],
-        code: 2,
-        line:
-          /^serve: Cannot parse duration 'soon': use e\.g\. 500ms, 30s, 2m or 1h \(see serve --help\)$/,
-      },
+      badDurationCase("serve", ["--recheck"], { name: "recheck not a duration" }),
       {
         name: "bad bootstrap multiaddr",
         args: ["--bootstrap", "nowhere"],
@@ -442,15 +442,12 @@ Deno.test("serve: bad flags, files, grants, ports and a busy state dir fail with
         code: 1,
         line: new RegExp(`^serve: error: Cannot use state dir '${home}/file': not a directory$`),
       },
-      {
-        name: "state dir in use",
-        args: [...ok, "--state-dir", `${home}/busy`],
-        code: 1,
-        line: new RegExp(
-          `^serve: error: Cannot use state dir '${home}/busy': serve is already running there ` +
-            `\\(PID ${running.child.pid}\\); stop it first or give this provider another --state-dir$`,
-        ),
-      },
+      stateDirInUseCase("serve", {
+        what: "provider",
+        args: ok,
+        dir: `${home}/busy`,
+        pid: running.child.pid,
+      }),
       {
         name: "write grant for another dir",
         args: [...ok, "--state-dir", `${home}/s`],

@@ -4,7 +4,7 @@ import { createProviderHandler } from "../provider/provider_handler.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 import { runTask } from "./_task.ts";
-import { auditCli, unknownOptionCase } from "./_cli_audit.ts";
+import { auditCli, badDurationCase, unknownOptionCase } from "./_cli_audit.ts";
 
 /** A real provider handler on 127.0.0.1 (in this process) for the `provider` CLI to query. */
 async function withProvider(fn: (url: string, publicKey: Uint8Array) => Promise<void>) {
@@ -157,12 +157,7 @@ Deno.test("provider: bad flags, grants, unreachable and malformed providers fail
           /^provider: Cannot run 'restart': expected 'status' or 'list' \(see provider --help\)$/,
       },
       unknownOptionCase("provider", ["status"]),
-      {
-        name: "bad timeout",
-        args: ["status", "--timeout", "soon"],
-        code: 2,
-        line: /^provider: Cannot parse duration 'soon'/,
-      },
+      badDurationCase("provider", ["status", "--timeout"], { name: "bad timeout" }),
       {
         name: "unreachable",
         args: ["list", "--addr", `127.0.0.1:${dead}`],

@@ -28,3 +28,14 @@
   } while (0)
 
 #define ok(name) printf("ok %s\n", name)
+
+/* A raw WASI call (`__wasi_*`, from <wasi/api.h>) must succeed, or fail with errno `err`. */
+#define WASI_OK(expr) CHECK((expr) == 0)
+#define WASI_ERR(expr, err)                                                          \
+  do {                                                                               \
+    __wasi_errno_t _e = (expr);                                                      \
+    if (_e != (err)) {                                                               \
+      printf("FAIL %s:%d: %s: want errno %d, got %d\n", __FILE__, __LINE__, #expr, (err), _e); \
+      exit(1);                                                                       \
+    }                                                                                \
+  } while (0)

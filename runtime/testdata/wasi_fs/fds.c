@@ -6,16 +6,6 @@
 #include <wasi/api.h>
 #include "check.h"
 
-#define WASI_OK(expr) CHECK((expr) == 0)
-#define WASI_ERR(expr, err)                                                          \
-  do {                                                                               \
-    __wasi_errno_t _e = (expr);                                                      \
-    if (_e != (err)) {                                                               \
-      printf("FAIL %s:%d: %s: want errno %d, got %d\n", __FILE__, __LINE__, #expr, (err), _e); \
-      exit(1);                                                                       \
-    }                                                                                \
-  } while (0)
-
 int main(void) {
   __wasi_prestat_t pre;
   WASI_OK(__wasi_fd_prestat_get(3, &pre));

@@ -7,16 +7,6 @@
 #include <wasi/api.h>
 #include "check.h"
 
-#define OK(expr) CHECK((expr) == 0)
-#define ERR(expr, err)                                                               \
-  do {                                                                               \
-    __wasi_errno_t _e = (expr);                                                      \
-    if (_e != (err)) {                                                               \
-      printf("FAIL %s:%d: %s: want errno %d, got %d\n", __FILE__, __LINE__, #expr, (err), _e); \
-      exit(1);                                                                       \
-    }                                                                                \
-  } while (0)
-
 static const __wasi_rights_t READ = __WASI_RIGHTS_FD_READ | __WASI_RIGHTS_FD_SEEK |
                                     __WASI_RIGHTS_FD_TELL | __WASI_RIGHTS_FD_FILESTAT_GET |
                                     __WASI_RIGHTS_POLL_FD_READWRITE;
@@ -49,7 +39,7 @@ static int read_dir(__wasi_fd_t fd, size_t size, char names[][32], int max) {
   int n = 0;
   for (;;) {
     size_t used;
-    OK(__wasi_fd_readdir(fd, buf, size, cookie, &used));
+    WASI_OK(__wasi_fd_readdir(fd, buf, size, cookie, &used));
     size_t at = 0;
     int progressed = 0;
     while (at + sizeof(__wasi_dirent_t) <= used) {
@@ -72,18 +62,18 @@ static int read_dir(__wasi_fd_t fd, size_t size, char names[][32], int max) {
 /* remove_dir_all of `name` in directory `parent`, through descriptors. */
 static void remove_dir_all(__wasi_fd_t parent, const char *name) {
   __wasi_fd_t fd;
-  OK(__wasi_path_open(parent, 0, name, __WASI_OFLAGS_DIRECTORY, DIRS, READ | WRITE | DIRS, 0, &fd));
+  WASI_OK(__wasi_path_open(parent, 0, name, __WASI_OFLAGS_DIRECTORY, DIRS, READ | WRITE | DIRS, 0, &fd));
   char names[16][32];
   int n = read_dir(fd, 64, names, 16);
   for (int i = 0; i < n; i++) {
     if (strcmp(names[i], ".") == 0 || strcmp(names[i], "..") == 0) continue;
     __wasi_filestat_t st;
-    OK(__wasi_path_filestat_get(fd, 0, names[i], &st));
+    WASI_OK(__wasi_path_filestat_get(fd, 0, names[i], &st));
     if (st.filetype == __WASI_FILETYPE_DIRECTORY) remove_dir_all(fd, names[i]);
-    else OK(__wasi_path_unlink_file(fd, names[i]));
+    else WASI_OK(__wasi_path_unlink_file(fd, names[i]));
   }
-  OK(__wasi_fd_close(fd));
-  OK(__wasi_path_remove_directory(parent, name));
+  WASI_OK(__wasi_fd_close(fd));
+  WASI_OK(__wasi_path_remove_directory(parent, name));
 }
 
 int main(void) {
@@ -94,59 +84,59 @@ int main(void) {
   __wasi_fd_t f;
   const char text[] = "std::fs::write";
   for (int round = 0; round < 2; round++) { /* the second create truncates */
-    OK(__wasi_path_open(3, __WASI_LOOKUPFLAGS_SYMLINK_FOLLOW, "a/b/c/f.txt",
+    WASI_OK(__wasi_path_open(3, __WASI_LOOKUPFLAGS_SYMLINK_FOLLOW, "a/b/c/f.txt",
                         __WASI_OFLAGS_CREAT | __WASI_OFLAGS_TRUNC, WRITE, WRITE, 0, &f));
     __wasi_ciovec_t iov = {(const uint8_t *)text, sizeof text - 1};
     size_t n;
-    OK(__wasi_fd_write(f, &iov, 1, &n));
+    WASI_OK(__wasi_fd_write(f, &iov, 1, &n));
     CHECK(n == sizeof text - 1);
-    OK(__wasi_fd_close(f));
+    WASI_OK(__wasi_fd_close(f));
   }
-  OK(__wasi_path_open(3, __WASI_LOOKUPFLAGS_SYMLINK_FOLLOW, "a/b/c/f.txt", 0, READ, 0, 0, &f));
+  WASI_OK(__wasi_path_open(3, __WASI_LOOKUPFLAGS_SYMLINK_FOLLOW, "a/b/c/f.txt", 0, READ, 0, 0, &f));
   __wasi_filestat_t st;
-  OK(__wasi_fd_filestat_get(f, &st));
+  WASI_OK(__wasi_fd_filestat_get(f, &st));
   CHECK(st.size == sizeof text - 1 && st.filetype == __WASI_FILETYPE_REGULAR_FILE);
   char back[64];
   __wasi_iovec_t riov = {(uint8_t *)back, sizeof back};
   size_t got;
-  OK(__wasi_fd_read(f, &riov, 1, &got));
+  WASI_OK(__wasi_fd_read(f, &riov, 1, &got));
   CHECK(got == sizeof text - 1 && memcmp(back, text, got) == 0);
-  OK(__wasi_fd_read(f, &riov, 1, &got));
+  WASI_OK(__wasi_fd_read(f, &riov, 1, &got));
   CHECK(got == 0);
-  OK(__wasi_fd_close(f));
+  WASI_OK(__wasi_fd_close(f));
   ok("File::create truncates; fs::read reads what was written");
 
   for (int i = 0; i < 6; i++) {
     char name[32];
     snprintf(name, sizeof name, "a/entry-with-a-long-name-%d", i);
-    OK(__wasi_path_open(3, 0, name, __WASI_OFLAGS_CREAT, WRITE, 0, 0, &f));
-    OK(__wasi_fd_close(f));
+    WASI_OK(__wasi_path_open(3, 0, name, __WASI_OFLAGS_CREAT, WRITE, 0, 0, &f));
+    WASI_OK(__wasi_fd_close(f));
   }
   __wasi_fd_t a;
-  OK(__wasi_path_open(3, 0, "a", __WASI_OFLAGS_DIRECTORY, DIRS, READ | WRITE | DIRS, 0, &a));
+  WASI_OK(__wasi_path_open(3, 0, "a", __WASI_OFLAGS_DIRECTORY, DIRS, READ | WRITE | DIRS, 0, &a));
   char names[16][32];
   CHECK(read_dir(a, 32, names, 16) == 9); /* . .. b and six files, 32 bytes at a time */
   ok("read_dir with a buffer smaller than an entry resumes from cookies");
 
-  OK(__wasi_path_symlink("b/c/f.txt", a, "link"));
-  OK(__wasi_path_filestat_get(a, __WASI_LOOKUPFLAGS_SYMLINK_FOLLOW, "link", &st));
+  WASI_OK(__wasi_path_symlink("b/c/f.txt", a, "link"));
+  WASI_OK(__wasi_path_filestat_get(a, __WASI_LOOKUPFLAGS_SYMLINK_FOLLOW, "link", &st));
   CHECK(st.filetype == __WASI_FILETYPE_REGULAR_FILE && st.size == sizeof text - 1);
-  OK(__wasi_path_filestat_get(a, 0, "link", &st));
+  WASI_OK(__wasi_path_filestat_get(a, 0, "link", &st));
   CHECK(st.filetype == __WASI_FILETYPE_SYMBOLIC_LINK);
   ok("metadata follows links, symlink_metadata does not");
 
   __wasi_fd_t c;
-  OK(__wasi_path_open(a, 0, "b/c", __WASI_OFLAGS_DIRECTORY, DIRS | __WASI_RIGHTS_PATH_RENAME_TARGET,
+  WASI_OK(__wasi_path_open(a, 0, "b/c", __WASI_OFLAGS_DIRECTORY, DIRS | __WASI_RIGHTS_PATH_RENAME_TARGET,
                       READ | WRITE | DIRS, 0, &c));
-  OK(__wasi_path_rename(a, "entry-with-a-long-name-0", c, "moved"));
-  OK(__wasi_path_filestat_get(3, 0, "a/b/c/moved", &st));
-  ERR(__wasi_path_open(c, 0, "../../..", __WASI_OFLAGS_DIRECTORY, 0, 0, 0, &f), __WASI_ERRNO_PERM);
-  OK(__wasi_fd_close(c));
+  WASI_OK(__wasi_path_rename(a, "entry-with-a-long-name-0", c, "moved"));
+  WASI_OK(__wasi_path_filestat_get(3, 0, "a/b/c/moved", &st));
+  WASI_ERR(__wasi_path_open(c, 0, "../../..", __WASI_OFLAGS_DIRECTORY, 0, 0, 0, &f), __WASI_ERRNO_PERM);
+  WASI_OK(__wasi_fd_close(c));
   ok("rename between two directory descriptors; .. stops at the descriptor");
 
-  OK(__wasi_fd_close(a));
+  WASI_OK(__wasi_fd_close(a));
   remove_dir_all(3, "a");
-  ERR(__wasi_path_filestat_get(3, 0, "a", &st), __WASI_ERRNO_NOENT);
+  WASI_ERR(__wasi_path_filestat_get(3, 0, "a", &st), __WASI_ERRNO_NOENT);
   ok("remove_dir_all through descriptors beneath the preopen");
   return 0;
 }

@@ -29,7 +29,7 @@ import { localClient, reportError, reportJobResult } from "./_api_client.ts";
 import { type CliContext, runCommand, UsageError } from "./_main.ts";
 import { writeHostTree } from "../runtime/host_tree.ts";
 import { decodeFileTree } from "../runtime/file_tree.ts";
-import { MESH_FS_MAX_BYTES, MESH_FS_MAX_FILES } from "../net/mesh_files.ts";
+import { meshTreeLimits } from "../net/mesh_files.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
 
 /** The options of `result`. */
@@ -74,8 +74,7 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
         if (result.files === undefined) {
           throw new Error(`Cannot write files to '${values.out}': the job has no output files`);
         }
-        const limits = { maxBytes: MESH_FS_MAX_BYTES, maxFiles: MESH_FS_MAX_FILES };
-        await writeHostTree(decodeFileTree(result.files, limits), values.out);
+        await writeHostTree(decodeFileTree(result.files, meshTreeLimits()), values.out);
       }
       return await reportJobResult(io, id, result, { json, receiptFile: values.receipt });
     } catch (error) {

@@ -38,7 +38,7 @@ import type { FlagValues } from "./_flags.ts";
 import { checkFuel, JOB_FLAGS, parseJobEnv } from "./_job_flags.ts";
 import { parseTreeMount, readHostTree, type TreeMount } from "../runtime/host_tree.ts";
 import { encodeFileTree, FileTreeLimitError } from "../runtime/file_tree.ts";
-import { MESH_FS_MAX_BYTES, MESH_FS_MAX_FILES } from "../net/mesh_files.ts";
+import { meshTreeLimits } from "../net/mesh_files.ts";
 import { type CliContext, runCommand, UsageError } from "./_main.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
 
@@ -159,10 +159,7 @@ function _parseDirs(specs: string[]): TreeMount[] {
 
 /** The `--dir` directories as one encoded tree, within the mesh's caps. */
 async function _readDirs(mounts: TreeMount[], memoryBytes = 64 * 2 ** 20): Promise<Uint8Array> {
-  const limits = {
-    maxBytes: Math.min(MESH_FS_MAX_BYTES, memoryBytes),
-    maxFiles: MESH_FS_MAX_FILES,
-  };
+  const limits = meshTreeLimits(memoryBytes);
   try {
     return encodeFileTree(await readHostTree(mounts, limits));
   } catch (error) {

@@ -23,12 +23,24 @@ import type { SandboxFiles } from "../runtime/sandbox_core.ts";
  * ```
  */
 export function meshJobFiles(tree: Uint8Array, memoryBytes: number): SandboxFiles {
-  return {
-    tree,
-    preopens: [{ name: "/", path: "" }],
-    maxBytes: Math.min(MESH_FS_MAX_BYTES, memoryBytes),
-    maxFiles: MESH_FS_MAX_FILES,
-  };
+  return { tree, preopens: [{ name: "/", path: "" }], ...meshTreeLimits(memoryBytes) };
+}
+
+/**
+ * The mesh's caps on a job's files: {@linkcode MESH_FS_MAX_BYTES} (never more than the job's
+ * memory) and {@linkcode MESH_FS_MAX_FILES}, for reading, checking and writing its trees.
+ *
+ * @example
+ * ```ts
+ * import { meshTreeLimits } from "./mesh_files.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(meshTreeLimits(1 << 20), { maxBytes: 1 << 20, maxFiles: 1000 });
+ * assert.equal(meshTreeLimits().maxBytes, 64 * 2 ** 20);
+ * ```
+ */
+export function meshTreeLimits(memoryBytes = Infinity): { maxBytes: number; maxFiles: number } {
+  return { maxBytes: Math.min(MESH_FS_MAX_BYTES, memoryBytes), maxFiles: MESH_FS_MAX_FILES };
 }
 
 /** Cap on a mesh job's file contents, in bytes (never more than its memory). */

@@ -39,7 +39,7 @@ import {
   parseOfferResponse,
 } from "./job_protocol.ts";
 import type { JobWorker } from "./job_worker.ts";
-import { MESH_FS_MAX_BYTES, MESH_FS_MAX_FILES } from "./mesh_files.ts";
+import { meshTreeLimits } from "./mesh_files.ts";
 import type { JobRecord, JobRequestOptions, JobStore } from "./job_store.ts";
 import { peerPublicKey } from "./peer_key.ts";
 import { sleep } from "../util/sleep.ts";
@@ -271,10 +271,7 @@ export class Scheduler {
         throw new TypeError("Cannot submit job: inputs must be an encoded file tree");
       }
       try {
-        decodeFileTree(tree, {
-          maxBytes: Math.min(MESH_FS_MAX_BYTES, memoryBytes),
-          maxFiles: MESH_FS_MAX_FILES,
-        });
+        decodeFileTree(tree, meshTreeLimits(memoryBytes));
       } catch (error) {
         throw new RangeError(`Cannot submit job: ${errorMessage(error)}`, { cause: error });
       }

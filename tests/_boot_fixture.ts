@@ -221,7 +221,11 @@ export interface Logged {
  * ```
  */
 export function spawnLogged(host: Host, args: string[]): Logged {
-  const child = host.spawn(Deno.execPath(), { args, cwd: ROOT, env: { NO_COLOR: "1" } });
+  return _logged(host.spawn(Deno.execPath(), { args, cwd: ROOT, env: { NO_COLOR: "1" } }));
+}
+
+/** Keep a child's output lines (at most 2,000), and wait for one or stop the child. */
+function _logged(child: Deno.ChildProcess): Logged {
   const lines: string[] = [];
   const wakers = new Set<() => void>();
   const drain = async (stream: ReadableStream<Uint8Array>) => {
@@ -301,21 +305,7 @@ export async function startDhcp(world: World, lan: string, dir: string): Promise
       "",
     ].join("\n"),
   );
-  const child = gateway.spawn(`${BUILD}/pkgroot/bin/busybox`, { args: ["udhcpd", "-f", conf] });
-  const lines: string[] = [];
-  const drained = Promise.all([child.stdout, child.stderr].map(async (stream) => {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      if (lines.length < 2_000) lines.push(text);
-    }
-  })).then(() => {});
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-    await child.status;
-    await drained;
-  };
-  return { lines, drained, stop, waitFor: () => Promise.reject(new Error("not supported")) };
+  return _logged(
+    gateway.spawn(`${BUILD}/pkgroot/bin/busybox`, { args: ["udhcpd", "-f", conf] }),
+  );
 }

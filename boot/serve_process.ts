@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { readTextUntil } from "../util/read_text_until.ts";
 
 /** Options of {@linkcode startServeProcess}. */
 export interface StartServeProcessOptions {
@@ -65,16 +66,12 @@ export async function startServeProcess(options: StartServeProcessOptions): Prom
     stderr: "null",
   }).spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let banner = "";
-  let origin: string | undefined;
-  while (origin === undefined) {
-    const { value, done } = await reader.read();
-    if (done) {
-      await child.status;
-      throw new Error(`Cannot start serve: it exited before listening: ${banner.trim()}`);
-    }
-    banner += value;
-    origin = /Listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(banner)?.[1];
+  const listening = /Listening on (http:\/\/127\.0\.0\.1:\d+)\//;
+  const banner = await readTextUntil(reader, (text) => listening.test(text));
+  const origin = listening.exec(banner)?.[1];
+  if (origin === undefined) {
+    await child.status;
+    throw new Error(`Cannot start serve: it exited before listening: ${banner.trim()}`);
   }
   const drain = (async () => {
     while (!(await reader.read()).done) { /* keep the pipe flowing */ }

@@ -3,6 +3,7 @@ import { JobStore } from "./job_store.ts";
 import { testJobManifest } from "../runtime/testdata/job_manifest.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
 import { withTempDir } from "../tests/_temp_dir.ts";
+import { killAtOutput } from "../tests/_kill_at_output.ts";
 
 Deno.test("JobStore keeps jobs, results and receipts across a reopen", async () => {
   await withTempDir("plasm-test-", async (dir) => {
@@ -155,29 +156,14 @@ Deno.test("JobStore commits the writes of one tick in one transaction and one WA
 
 Deno.test("JobStore loses no write acknowledged by durable() when its process is killed (kill -9)", async () => {
   await withTempDir("plasm-test-", async (dir) => {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-read",
-        "--allow-write",
-        new URL("./testdata/job_store_crash.ts", import.meta.url).pathname,
-        `${dir}/jobs.db`,
-        "50",
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("acked\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-    child.kill("SIGKILL");
-    await reader.cancel();
-    await child.status;
+    const text = await killAtOutput([
+      "run",
+      "--allow-read",
+      "--allow-write",
+      new URL("./testdata/job_store_crash.ts", import.meta.url).pathname,
+      `${dir}/jobs.db`,
+      "50",
+    ], (t) => t.includes("acked\n"));
     assert.equal(text, "acked\n");
     using store = JobStore.open(`${dir}/jobs.db`);
     for (let i = 0; i < 50; i++) assert.ok(store.get(i.toString(16).padStart(64, "0")), `job ${i}`);

@@ -105,13 +105,13 @@ export class NodeMetrics {
       durationBuckets = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
     } = options;
     const registers = [this.registry];
-    this.#jobs = new Counter({
-      name: "plasm_jobs_total",
-      help: "Jobs this node ran as a worker, by outcome.",
-      labelNames: ["outcome"],
-      registers,
-    });
-    this.#jobs.inc({ outcome: "ok" }, 0);
+    /** A counter by outcome, its `shown` outcome at 0 before the first one counts. */
+    const byOutcome = (name: string, help: string, shown: string) => {
+      const counter = new Counter({ name, help, labelNames: ["outcome"], registers });
+      counter.inc({ outcome: shown }, 0);
+      return counter;
+    };
+    this.#jobs = byOutcome("plasm_jobs_total", "Jobs this node ran as a worker, by outcome.", "ok");
     this.#duration = new Histogram({
       name: "plasm_job_duration_seconds",
       help: "Wall-clock time of the jobs this node ran, from start to outcome.",
@@ -123,38 +123,37 @@ export class NodeMetrics {
       help: "WebAssembly instructions executed by the metered jobs this node ran.",
       registers,
     });
-    this.#requested = new Counter({
-      name: "plasm_requested_jobs_total",
-      help: "Jobs this node submitted (local API) that finished, by outcome.",
-      labelNames: ["outcome"],
-      registers,
-    });
-    this.#requested.inc({ outcome: "done" }, 0);
+    this.#requested = byOutcome(
+      "plasm_requested_jobs_total",
+      "Jobs this node submitted (local API) that finished, by outcome.",
+      "done",
+    );
     const sources = () => this.#sources;
-    new Gauge({
-      name: "plasm_job_queue_depth",
-      help: "Places taken in the worker's queue: jobs waiting for a slot and accepted offers.",
-      registers,
-      collect() {
-        this.set(sources().worker?.()?.queued ?? 0);
-      },
-    });
-    new Gauge({
-      name: "plasm_jobs_running",
-      help: "Jobs the worker runs now.",
-      registers,
-      collect() {
-        this.set(sources().worker?.()?.running ?? 0);
-      },
-    });
-    new Gauge({
-      name: "plasm_requested_jobs_pending",
-      help: "Jobs this node submitted that are not finished (queued or running).",
-      registers,
-      collect() {
-        this.set(sources().pendingJobs?.() ?? 0);
-      },
-    });
+    // Gauges read from the attached sources at each scrape.
+    for (
+      const [name, help, read] of [
+        [
+          "plasm_job_queue_depth",
+          "Places taken in the worker's queue: jobs waiting for a slot and accepted offers.",
+          (s) => s.worker?.()?.queued,
+        ],
+        ["plasm_jobs_running", "Jobs the worker runs now.", (s) => s.worker?.()?.running],
+        [
+          "plasm_requested_jobs_pending",
+          "Jobs this node submitted that are not finished (queued or running).",
+          (s) => s.pendingJobs?.(),
+        ],
+      ] satisfies [string, string, (s: NodeMetricsSources) => number | undefined][]
+    ) {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read(sources()) ?? 0);
+        },
+      });
+    }
     new Gauge({
       name: "plasm_peers",
       help: "Connected peers, by connection (direct or relayed) and transport.",
@@ -188,11 +187,15 @@ export class NodeMetrics {
    * import assert from "node:assert/strict";
    *
    * const metrics = new NodeMetrics();
-   * metrics.attach({ worker: () => ({ running: 1, queued: 3 }), connections: () => [
-   *   { remotePeer: "A", remoteAddr: "/ip4/127.0.0.1/tcp/1/p2p/A" },
-   * ] });
+   * metrics.attach({
+   *   worker: () => ({ running: 1, queued: 3 }),
+   *   pendingJobs: () => 2,
+   *   connections: () => [{ remotePeer: "A", remoteAddr: "/ip4/127.0.0.1/tcp/1/p2p/A" }],
+   * });
    * const text = await metrics.render();
    * assert.match(text, /^plasm_job_queue_depth 3$/m);
+   * assert.match(text, /^plasm_jobs_running 1$/m);
+   * assert.match(text, /^plasm_requested_jobs_pending 2$/m);
    * assert.match(text, /^plasm_peers\{connection="direct",transport="tcp"\} 1$/m);
    * ```
    */

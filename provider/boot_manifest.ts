@@ -3,10 +3,10 @@
  *
  * @module
  */
-import { canonicalJson } from "../runtime/canonical_json.ts";
 import { fromHex, isSha256Tag, toHex } from "../runtime/digest.ts";
 import { signMessage, verifySignature } from "../runtime/ed25519.ts";
 import { rfc3339 } from "../runtime/receipt.ts";
+import { signingBytes } from "../runtime/signing_bytes.ts";
 import { parseStrictJson, StrictJsonError } from "../util/strict_json.ts";
 
 /** The ASCII domain prefix of boot manifest signatures. */
@@ -86,7 +86,7 @@ export interface BootManifest {
  */
 export function bootManifestSignedBytes(manifest: Record<string, unknown>): Uint8Array {
   const { signatures: _, ...rest } = manifest;
-  return new TextEncoder().encode(BOOT_MANIFEST_PREFIX + canonicalJson(rest));
+  return signingBytes(BOOT_MANIFEST_PREFIX, rest);
 }
 
 /**

@@ -17,7 +17,8 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { DigestMismatchError } from "../runtime/errors.ts";
-import { openHttp, readBodyWithin, retryableStatus, SourceError } from "./fetch_http.ts";
+import { retryableStatus, SourceError } from "./fetch_http.ts";
+import { openHttpWithin } from "./open_http_within.ts";
 import { openNoFollow } from "../util/open_no_follow.ts";
 import { sleep } from "../util/sleep.ts";
 import { syncDirectory } from "../util/write_file_atomic.ts";
@@ -493,13 +494,12 @@ async function _sequential(part: _Part, sources: string[], ctx: _Ctx): Promise<s
 async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
   const { size } = ctx;
   const start = part.written;
-  const attempt = new AbortController();
-  const signal = ctx.signal ? AbortSignal.any([ctx.signal, attempt.signal]) : attempt.signal;
-  const { response, url: finalUrl } = await openHttp(url, {
+  const { response, url: finalUrl, body } = await openHttpWithin(url, {
     range: start > 0 ? [start, undefined] : undefined,
-    signal,
+    signal: ctx.signal,
     maxRedirects: ctx.maxRedirects,
     timeoutMs: ctx.stallTimeoutMs,
+    minRate: ctx.minRate,
   });
   const fail = async (what: string, retryable: boolean): Promise<never> => {
     await response.body?.cancel().catch(() => {});
@@ -535,15 +535,7 @@ async function _streamFrom(url: string, part: _Part, ctx: _Ctx): Promise<void> {
   const writer = new _BatchWriter(part, (n) => ctx.onProgress?.(n, size));
   let position = part.written;
   try {
-    for await (
-      const chunk of readBodyWithin(response.body!, {
-        timeoutMs: ctx.stallTimeoutMs,
-        url: finalUrl,
-        onStall: () => attempt.abort(),
-        signal: ctx.signal,
-        minRate: ctx.minRate,
-      })
-    ) {
+    for await (const chunk of body()) {
       if (position + chunk.length > size) {
         await writer.push(chunk.subarray(0, size - position));
         throw new SourceError(finalUrl, `sent more than the ${size} bytes of '${ctx.name}'`, {
@@ -732,13 +724,12 @@ async function _fetchRange(
   ctx: _Ctx,
   signals: AbortSignal[],
 ): Promise<Uint8Array> {
-  const stall = new AbortController();
-  const signal = AbortSignal.any([...signals, stall.signal]);
-  const { response, url: finalUrl } = await openHttp(url, {
+  const { response, url: finalUrl, body } = await openHttpWithin(url, {
     range: [start, end],
-    signal,
+    signal: AbortSignal.any(signals),
     maxRedirects: ctx.maxRedirects,
     timeoutMs: ctx.stallTimeoutMs,
+    minRate: ctx.minRate,
   });
   const want = end - start + 1;
   const fail = async (what: string, retryable: boolean): Promise<never> => {
@@ -765,15 +756,7 @@ async function _fetchRange(
   if (response.body === null) await fail("no body", true);
   const data = new Uint8Array(want);
   let got = 0;
-  for await (
-    const chunk of readBodyWithin(response.body!, {
-      timeoutMs: ctx.stallTimeoutMs,
-      url: finalUrl,
-      onStall: () => stall.abort(),
-      signal: AbortSignal.any(signals),
-      minRate: ctx.minRate,
-    })
-  ) {
+  for await (const chunk of body()) {
     if (got + chunk.length > want) {
       throw new SourceError(finalUrl, `sent more than the ${want} bytes asked for`, {
         retryable: false,

@@ -7,7 +7,8 @@
  */
 import { acceptBootManifest, type AcceptBootManifestOptions } from "./accept_boot_manifest.ts";
 import { type BootManifest, MAX_BOOT_MANIFEST_BYTES } from "./boot_manifest.ts";
-import { openHttp, readBodyWithin, retryableStatus, SourceError } from "./fetch_http.ts";
+import { retryableStatus, SourceError } from "./fetch_http.ts";
+import { openHttpWithin } from "./open_http_within.ts";
 import { sleep } from "../util/sleep.ts";
 import { concatBytes } from "../util/concat_bytes.ts";
 
@@ -227,12 +228,11 @@ async function _getText(
     maxRedirects: number;
   },
 ): Promise<{ text: string; url: string }> {
-  const stall = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, stall.signal]) : stall.signal;
-  const { response, url: finalUrl } = await openHttp(url, {
+  const { response, url: finalUrl, body } = await openHttpWithin(url, {
     timeoutMs: options.timeoutMs,
     maxRedirects: options.maxRedirects,
-    signal,
+    signal: options.signal,
+    minRate: options.minRate,
   });
   if (response.status !== 200) {
     await response.body?.cancel();
@@ -250,15 +250,7 @@ async function _getText(
   }
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for await (
-    const chunk of readBodyWithin(response.body!, {
-      timeoutMs: options.timeoutMs,
-      url: finalUrl,
-      onStall: () => stall.abort(),
-      signal: options.signal,
-      minRate: options.minRate,
-    })
-  ) {
+  for await (const chunk of body()) {
     total += chunk.length;
     if (total > MAX_MANIFEST_BYTES) {
       throw new SourceError(finalUrl, `manifest larger than ${MAX_MANIFEST_BYTES} bytes`, {

@@ -4,6 +4,7 @@ import { CONFINE_LIMITS, confineCommand } from "./confine.ts";
 import { SECCOMP_DENIED, seccompFilter } from "./confine_seccomp.ts";
 import { checkSandboxConfinement, sandboxCommand } from "./sandbox_spawn.ts";
 import { sendJson } from "../tests/_child_io.ts";
+import { countingListener } from "../tests/_counting_listener.ts";
 
 /** Tests that need bubblewrap: skipped (one line) outside CI, failing under CI=true. */
 const status = checkSandboxConfinement();
@@ -31,14 +32,7 @@ async function runProbe(confined: boolean) {
   const dir = await Deno.makeTempDir({ prefix: "confine_test_" });
   const secret = `${dir}/secret.txt`;
   await Deno.writeTextFile(secret, "secret");
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let accepted = 0;
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      accepted++;
-      conn.close();
-    }
-  })();
+  const listener = countingListener();
   const udp = dgram.createSocket("udp4");
   let datagrams = 0;
   const marker = Promise.withResolvers<void>();
@@ -68,7 +62,7 @@ async function runProbe(confined: boolean) {
         new URL("../deno.json", import.meta.url).pathname,
       ],
       dir,
-      tcpPort: (listener.addr as Deno.NetAddr).port,
+      tcpPort: listener.port,
       udpPort: udp.address().port,
     });
     assert.equal(code, 0, err);
@@ -78,10 +72,9 @@ async function runProbe(confined: boolean) {
     await marker.promise;
     const written = [];
     for await (const entry of Deno.readDir(dir)) written.push(entry.name);
-    return { report, accepted, datagrams, written: written.sort(), secret };
+    return { report, accepted: listener.accepted(), datagrams, written: written.sort(), secret };
   } finally {
-    listener.close();
-    await accepting.catch(() => {});
+    await listener.close();
     await new Promise<void>((resolve) => udp.close(() => resolve()));
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { LimitError } from "./limit_error.ts";
 
 /** One entry of a {@linkcode FileTree}; `path` is relative, `/`-separated, never empty. */
 export type TreeEntry =
@@ -48,18 +49,15 @@ const TYPE_CODES = { dir: 1, file: 2, executable: 3, symlink: 4 } as const;
  * import { FileTreeLimitError } from "./file_tree.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(new FileTreeLimitError("files", "too many").kind, "files");
+ * const error = new FileTreeLimitError("files", "too many");
+ * assert.equal(error.kind, "files");
+ * assert.equal(error.name, "FileTreeLimitError");
+ * assert.ok(error instanceof FileTreeLimitError && error instanceof Error);
  * ```
  */
-export class FileTreeLimitError extends Error {
-  /** Which cap was exceeded. */
-  readonly kind: "files" | "bytes";
-  /** Make the error. */
-  constructor(kind: "files" | "bytes", message: string) {
-    super(message);
-    this.name = "FileTreeLimitError";
-    this.kind = kind;
-  }
+export class FileTreeLimitError extends LimitError<"files" | "bytes"> {
+  /** The error's name. */
+  override name = "FileTreeLimitError";
 }
 
 /**

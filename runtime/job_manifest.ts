@@ -8,6 +8,7 @@ import { fromHex, sha256, toHex } from "./digest.ts";
 import { signMessage, verifySignature } from "./ed25519.ts";
 import { SignatureError } from "./errors.ts";
 import { rfc3339 } from "./receipt.ts";
+import { signingBytes } from "./signing_bytes.ts";
 
 /** The ASCII domain prefix of job manifest signatures. */
 export const JOB_MANIFEST_PREFIX = "phase-manifest:v1:";
@@ -90,9 +91,7 @@ export function jobManifestSignedBytes(
   manifest: Pick<JobManifest, "schema_version" | "payload" | "created_at" | "expires_at">,
 ): Uint8Array {
   const { schema_version, payload, created_at, expires_at } = manifest;
-  return new TextEncoder().encode(
-    JOB_MANIFEST_PREFIX + canonicalJson({ schema_version, payload, created_at, expires_at }),
-  );
+  return signingBytes(JOB_MANIFEST_PREFIX, { schema_version, payload, created_at, expires_at });
 }
 
 /**

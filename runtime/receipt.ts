@@ -3,10 +3,10 @@
  *
  * @module
  */
-import { canonicalJson } from "./canonical_json.ts";
 import { fromHex, sha256TagAsync, toHex } from "./digest.ts";
 import { signMessage, verifySignature } from "./ed25519.ts";
 import { SignatureError } from "./errors.ts";
+import { signingBytes } from "./signing_bytes.ts";
 import { commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
 import { parseStrictJson } from "../util/strict_json.ts";
 
@@ -87,9 +87,7 @@ export function receiptSignedBytes(
   receipt: Pick<Receipt, "completed_at" | "job_id" | "result" | "schema_version">,
 ): Uint8Array {
   const { completed_at, job_id, result, schema_version } = receipt;
-  return new TextEncoder().encode(
-    RECEIPT_PREFIX + canonicalJson({ completed_at, job_id, result, schema_version }),
-  );
+  return signingBytes(RECEIPT_PREFIX, { completed_at, job_id, result, schema_version });
 }
 
 /**

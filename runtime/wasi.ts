@@ -300,6 +300,22 @@ export function createWasi(options: WasiOptions): Wasi {
     }
     return out;
   };
+  /**
+   * A read or write through the module's iovecs: checks them and the count's address before
+   * `move` has any effect, then stores at `countAt` the count `move` returns.
+   */
+  const transfer = (
+    iovs: number,
+    iovsLen: number,
+    countAt: number,
+    move: (buffers: Uint8Array[]) => number,
+  ): number => {
+    const bad = badIovecs(iovs, iovsLen);
+    if (bad !== null) return bad;
+    view().getUint32(countAt, true); // bounds check before the side effect
+    view().setUint32(countAt, move(iovecs(iovs, iovsLen)), true);
+    return E.SUCCESS;
+  };
   /** Filesystem calls for `path_*` functions: without a filesystem, the old answers. */
   const withFs = <A extends (number | bigint)[]>(
     fn: (fs: WasiFs, ...a: A) => number,
@@ -402,11 +418,7 @@ export function createWasi(options: WasiOptions): Wasi {
     }),
     fd_pread: guard((fd: number, iovs: number, iovsLen: number, offset: bigint, nread: number) => {
       if (!fsFd(fd)) return stdio(fd) ? E.SPIPE : E.BADF;
-      const bad = badIovecs(iovs, iovsLen);
-      if (bad !== null) return bad;
-      view().getUint32(nread, true); // bounds check before the side effect
-      view().setUint32(nread, fs!.read(fd, iovecs(iovs, iovsLen), offset), true);
-      return E.SUCCESS;
+      return transfer(iovs, iovsLen, nread, (buffers) => fs!.read(fd, buffers, offset));
     }),
     fd_prestat_get: guard((fd: number, out: number) => {
       if (!fsFd(fd)) return E.BADF;
@@ -427,38 +439,22 @@ export function createWasi(options: WasiOptions): Wasi {
     }),
     fd_pwrite: guard((fd: number, iovs: number, iovsLen: number, offset: bigint, nw: number) => {
       if (!fsFd(fd)) return stdio(fd) ? E.SPIPE : E.BADF;
-      const bad = badIovecs(iovs, iovsLen);
-      if (bad !== null) return bad;
-      view().getUint32(nw, true); // bounds check before the side effect
-      view().setUint32(nw, fs!.write(fd, iovecs(iovs, iovsLen), offset), true);
-      return E.SUCCESS;
+      return transfer(iovs, iovsLen, nw, (buffers) => fs!.write(fd, buffers, offset));
     }),
     fd_read: guard((fd: number, iovs: number, iovsLen: number, nread: number) => {
-      if (fsFd(fd)) {
-        const bad = badIovecs(iovs, iovsLen);
-        if (bad !== null) return bad;
-        view().getUint32(nread, true); // bounds check before the side effect
-        view().setUint32(nread, fs!.read(fd, iovecs(iovs, iovsLen)), true);
-        return E.SUCCESS;
-      }
+      if (fsFd(fd)) return transfer(iovs, iovsLen, nread, (buffers) => fs!.read(fd, buffers));
       if (stdioAt.get(fd) !== 0) return E.BADF;
-      const bad = badIovecs(iovs, iovsLen);
-      if (bad !== null) return bad;
-      const m = bytes();
-      const v = view();
-      v.getUint32(nread, true); // bounds check before the side effect
-      let total = 0;
-      for (let i = 0; i < iovsLen; i++) {
-        const base = v.getUint32(iovs + i * 8, true);
-        const size = v.getUint32(iovs + i * 8 + 4, true);
-        const n = Math.min(size, stdin.length - stdinPos);
-        m.set(stdin.subarray(stdinPos, stdinPos + n), base);
-        stdinPos += n;
-        total += n;
-        if (n < size) break;
-      }
-      view().setUint32(nread, total, true);
-      return E.SUCCESS;
+      return transfer(iovs, iovsLen, nread, (buffers) => {
+        let total = 0;
+        for (const buffer of buffers) {
+          const n = Math.min(buffer.length, stdin.length - stdinPos);
+          buffer.set(stdin.subarray(stdinPos, stdinPos + n));
+          stdinPos += n;
+          total += n;
+          if (n < buffer.length) break;
+        }
+        return total;
+      });
     }),
     fd_readdir: guard((fd: number, buf: number, len: number, cookie: bigint, used: number) => {
       if (!fsFd(fd)) return pathCall(fd);
@@ -498,32 +494,18 @@ export function createWasi(options: WasiOptions): Wasi {
     }),
     fd_write: guard((fd: number, iovs: number, iovsLen: number, nwritten: number) => {
       if (fsFd(fd)) {
-        const bad = badIovecs(iovs, iovsLen);
-        if (bad !== null) return bad;
-        view().getUint32(nwritten, true); // bounds check before the side effect
-        view().setUint32(nwritten, fs!.write(fd, iovecs(iovs, iovsLen)), true);
-        return E.SUCCESS;
+        return transfer(iovs, iovsLen, nwritten, (buffers) => fs!.write(fd, buffers));
       }
       const stream = stdioAt.get(fd);
       if (stream !== 1 && stream !== 2) return E.BADF;
-      const bad = badIovecs(iovs, iovsLen);
-      if (bad !== null) return bad;
-      const m = bytes();
-      const v = view();
-      v.getUint32(nwritten, true); // bounds check before the side effect
-      let total = 0;
-      const chunks: Uint8Array[] = [];
-      for (let i = 0; i < iovsLen; i++) {
-        const base = v.getUint32(iovs + i * 8, true);
-        const size = v.getUint32(iovs + i * 8 + 4, true);
-        if (size === 0) continue;
-        chunks.push(m.subarray(base, base + size));
-        total += size;
-      }
-      if (chunks.length > 0) options.write(stream, chunks);
-      // A sum over 4 GiB cannot be reported; the output cap stops such a job long before.
-      v.setUint32(nwritten, Math.min(total, 0xffffffff), true);
-      return E.SUCCESS;
+      return transfer(iovs, iovsLen, nwritten, (buffers) => {
+        const chunks = buffers.filter((buffer) => buffer.length > 0);
+        let total = 0;
+        for (const chunk of chunks) total += chunk.length;
+        if (chunks.length > 0) options.write(stream, chunks);
+        // A sum over 4 GiB cannot be reported; the output cap stops such a job long before.
+        return Math.min(total, 0xffffffff);
+      });
     }),
     path_create_directory: guard(withFs((fs, fd: number, p: number, n: number) => {
       fs.mkdir(fd, pathArg(p, n));

@@ -31,6 +31,7 @@ import {
   TREE_MAX_PATH_BYTES,
   type TreeEntry,
 } from "./file_tree.ts";
+import { LimitError } from "./limit_error.ts";
 
 /** WASI preview1 errno values used here (from the spec's `errno` enum). */
 export const ERRNO = {
@@ -144,18 +145,15 @@ export class WasiErrno extends Error {
  * import { WasiFsLimitError } from "./wasi_fs.ts";
  * import assert from "node:assert/strict";
  *
- * assert.equal(new WasiFsLimitError("fs_files_limit", "m").kind, "fs_files_limit");
+ * const error = new WasiFsLimitError("fs_files_limit", "m");
+ * assert.equal(error.kind, "fs_files_limit");
+ * assert.equal(error.name, "WasiFsLimitError");
+ * assert.ok(error instanceof WasiFsLimitError && error instanceof Error);
  * ```
  */
-export class WasiFsLimitError extends Error {
-  /** Which cap. */
-  readonly kind: "fs_bytes_limit" | "fs_files_limit";
-  /** Make the error. */
-  constructor(kind: "fs_bytes_limit" | "fs_files_limit", message: string) {
-    super(message);
-    this.name = "WasiFsLimitError";
-    this.kind = kind;
-  }
+export class WasiFsLimitError extends LimitError<"fs_bytes_limit" | "fs_files_limit"> {
+  /** The error's name. */
+  override name = "WasiFsLimitError";
 }
 
 /** A preopened directory: the name the module sees and the tree path it opens. */

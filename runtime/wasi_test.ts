@@ -4,7 +4,8 @@ import { WasiFs } from "./wasi_fs.ts";
 
 type Call = (...args: Array<number | bigint>) => number;
 
-function host(stdin = new Uint8Array()) {
+/** A WASI host over one page of memory, its writes kept; with `fs`, its files too. */
+function host(stdin = new Uint8Array(), fs?: WasiFs) {
   const writes: Array<[number, string]> = [];
   const wasi = createWasi({
     args: ["m.wasm", "a"],
@@ -13,11 +14,22 @@ function host(stdin = new Uint8Array()) {
     write: (fd, chunks) => {
       for (const data of chunks) writes.push([fd, new TextDecoder().decode(data)]);
     },
+    ...(fs ? { fs } : {}),
   });
   const memory = new WebAssembly.Memory({ initial: 1 });
   wasi.bindMemory(memory);
   const call = (name: string) => wasi.imports[name] as unknown as Call;
   return { call, memory, view: new DataView(memory.buffer), writes };
+}
+
+/** An empty filesystem preopened as `/`, capped at 1 KiB and 10 entries. */
+function emptyFs(): WasiFs {
+  return new WasiFs({
+    tree: { entries: [] },
+    preopens: [{ name: "/", path: "" }],
+    maxBytes: 1024,
+    maxFiles: 10,
+  });
 }
 
 Deno.test("createWasi() fails every filesystem call with EBADF or ENOTDIR, no preopens", () => {
@@ -177,17 +189,8 @@ Deno.test("createWasi() fd_write hands on views, never a copy the size of the re
 });
 
 Deno.test("createWasi() with a filesystem: preopen, path_open, write, seek, read, EFAULT paths", () => {
-  const fs = new WasiFs({
-    tree: { entries: [] },
-    preopens: [{ name: "/", path: "" }],
-    maxBytes: 1024,
-    maxFiles: 10,
-  });
-  const wasi = createWasi({ args: ["m"], env: {}, stdin: new Uint8Array(), write() {}, fs });
-  const memory = new WebAssembly.Memory({ initial: 1 });
-  wasi.bindMemory(memory);
-  const call = (name: string) => wasi.imports[name] as unknown as Call;
-  const view = new DataView(memory.buffer);
+  const fs = emptyFs();
+  const { call, memory, view } = host(new Uint8Array(), fs);
   const mem = new Uint8Array(memory.buffer);
   assert.equal(call("fd_prestat_get")(3, 0), 0);
   assert.equal(view.getUint32(4, true), 1);
@@ -228,21 +231,8 @@ Deno.test("createWasi() poll_oneoff on a descriptor that is not open fails with 
 });
 
 Deno.test("createWasi() fd_renumber moves stdio: stdout onto a file, a file onto stdout; fd_close closes stdio", () => {
-  const fs = new WasiFs({
-    tree: { entries: [] },
-    preopens: [{ name: "/", path: "" }],
-    maxBytes: 1024,
-    maxFiles: 10,
-  });
-  const writes: Array<[number, string]> = [];
-  const write = (fd: 1 | 2, chunks: readonly Uint8Array[]) => {
-    for (const c of chunks) writes.push([fd, new TextDecoder().decode(c)]);
-  };
-  const wasi = createWasi({ args: ["m"], env: {}, stdin: new Uint8Array(), write, fs });
-  const memory = new WebAssembly.Memory({ initial: 1 });
-  wasi.bindMemory(memory);
-  const call = (name: string) => wasi.imports[name] as unknown as Call;
-  const view = new DataView(memory.buffer);
+  const fs = emptyFs();
+  const { call, memory, view, writes } = host(new Uint8Array(), fs);
   const mem = new Uint8Array(memory.buffer);
   const open = (name: string) => {
     mem.set(new TextEncoder().encode(name), 100);

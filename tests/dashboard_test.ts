@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, spawnWorkerAndRequester } from "./net_spawn.ts";
-import { runTask } from "./_task.ts";
+import { ROOT } from "./net_spawn.ts";
+import { nodesAfterJobs } from "./_nodes_after_jobs.ts";
 
 const HELLO = join(ROOT, "examples/hello.wasm");
 const ARTIFACTS = join(ROOT, ".ci/artifacts");
@@ -43,22 +43,11 @@ async function chromium(args: string[]): Promise<string | undefined> {
 Deno.test({
   name: "the dashboard link start prints renders node, peers and a verified job in Chromium",
   async fn() {
-    const root = await Deno.makeTempDir({ prefix: "plasm-dashboard-" });
-    await using nodes = await spawnWorkerAndRequester(root, { removeRoot: true });
-    const { a, b } = nodes;
-    const api = String(a.started.api_url);
+    await using nodes = await nodesAfterJobs("plasm-dashboard-", [[HELLO]]);
+    const { a, b, api, token, runs: [ran] } = nodes;
     const link = String(a.started.dashboard_url);
     assert.match(link, new RegExp(`^${api}dashboard\\?code=[0-9a-f]{64}$`));
-    const ran = await runTask("submit", [
-      HELLO,
-      "--worker",
-      a.peerId,
-      "--wait",
-      "--state-dir",
-      `${root}/a`,
-    ]);
-    assert.equal(ran.code, 0, ran.err);
-    await a.waitForLog((l) => l.event === "peer_connected" && l.peer_id === b.peerId);
+    assert.equal(ran?.code, 0, ran?.err);
 
     // Without a session or with a bad code: no dashboard, no data.
     for (const path of ["dashboard", "dashboard/data", `dashboard?code=${"0".repeat(64)}`]) {
@@ -84,7 +73,6 @@ Deno.test({
     const reused = await fetch(link, { redirect: "manual" });
     assert.equal(reused.status, 401);
     await reused.body?.cancel();
-    const token = (await Deno.readTextFile(`${root}/a/api.token`)).trim();
     const minted = await fetch(`${api}dashboard/link`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}` },

@@ -70,6 +70,26 @@ function requireTools(tools: string[], root = false): void {
   if (root && !isRoot) throw new Error("Cannot test: needs root (dpkg -i into a chroot)");
 }
 
+/**
+ * A test of the built package: it needs dpkg-deb and dpkg-shlibdeps, and `tools` (and root) as
+ * well; without them it is skipped with one line, or fails in CI naming what to install.
+ */
+function debTest(
+  name: string,
+  requires: { tools?: string[]; root?: boolean },
+  fn: (t: Deno.TestContext) => Promise<void>,
+): void {
+  const { tools = [], root = false } = requires;
+  Deno.test({
+    name,
+    ...needs(["dpkg-deb", "dpkg-shlibdeps", ...tools], root),
+    fn: async (t) => {
+      requireTools(tools, root);
+      await fn(t);
+    },
+  });
+}
+
 let built: Promise<{ deb: string; tree: string }> | undefined;
 
 /** Build the package once with `deno task deb`'s flags (gzip: xz -6 takes 80 s on 2 cores). */
@@ -98,10 +118,10 @@ function build(): Promise<{ deb: string; tree: string }> {
   })();
 }
 
-Deno.test({
-  name: "deno task deb builds plasm_<version>_amd64.deb: control, Depends from ldd, conffiles",
-  ...needs(["dpkg-deb", "dpkg-shlibdeps"]),
-  fn: async () => {
+debTest(
+  "deno task deb builds plasm_<version>_amd64.deb: control, Depends from ldd, conffiles",
+  {},
+  async () => {
     const { deb } = await build();
     const version = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).version;
     assert.equal(deb, `${OUT}/plasm_${version}_amd64.deb`);
@@ -126,12 +146,12 @@ Deno.test({
       "/etc/plasm/provider.env",
     ]);
   },
-});
+);
 
-Deno.test({
-  name: "dpkg-deb --contents: the launcher, deno, one bundle per subcommand, units and /etc/plasm",
-  ...needs(["dpkg-deb", "dpkg-shlibdeps"]),
-  fn: async () => {
+debTest(
+  "dpkg-deb --contents: the launcher, deno, one bundle per subcommand, units and /etc/plasm",
+  {},
+  async () => {
     const { deb } = await build();
     const contents = await _run("dpkg-deb", ["--contents", deb]);
     assert.equal(contents.code, 0, contents.err);
@@ -164,12 +184,12 @@ Deno.test({
       Object.fromEntries(Object.entries(expected).sort()),
     );
   },
-});
+);
 
-Deno.test({
-  name: "/usr/bin/plasm runs each subcommand with exactly the flags of its deno.json task",
-  ...needs(["dpkg-deb", "dpkg-shlibdeps"]),
-  fn: async () => {
+debTest(
+  "/usr/bin/plasm runs each subcommand with exactly the flags of its deno.json task",
+  {},
+  async () => {
     const { tree } = await build();
     const launcher = await Deno.readTextFile(`${tree}/usr/bin/plasm`);
     const cases = [...launcher.matchAll(
@@ -190,247 +210,235 @@ Deno.test({
       assert.ok(!flags!.split(" ").includes("-A") && !flags!.includes("--allow-all"), String(sub));
     }
   },
-});
+);
 
-Deno.test({
-  name: "every file a bundle loads at run time is in the package beside it",
-  ...needs(["dpkg-deb", "dpkg-shlibdeps"]),
-  fn: async () => {
-    const { tree } = await build();
-    const lib = `${tree}/usr/lib/plasm`;
-    const loaded = new Set<string>();
-    for (const e of Deno.readDirSync(lib)) {
-      if (!/\.(js|ts)$/.test(e.name)) continue;
-      const text = await Deno.readTextFile(`${lib}/${e.name}`);
-      for (const m of text.matchAll(/new URL\(\s*["'`]([^"'`]+)["'`]\s*,\s*import\.meta\.url/g)) {
-        loaded.add(m[1]!);
-      }
+debTest("every file a bundle loads at run time is in the package beside it", {}, async () => {
+  const { tree } = await build();
+  const lib = `${tree}/usr/lib/plasm`;
+  const loaded = new Set<string>();
+  for (const e of Deno.readDirSync(lib)) {
+    if (!/\.(js|ts)$/.test(e.name)) continue;
+    const text = await Deno.readTextFile(`${lib}/${e.name}`);
+    for (const m of text.matchAll(/new URL\(\s*["'`]([^"'`]+)["'`]\s*,\s*import\.meta\.url/g)) {
+      loaded.add(m[1]!);
     }
-    // The job sandbox: a worker for `run`, a process for `start`.
-    assert.deepEqual([...loaded].sort(), ["./sandbox_main.ts", "./sandbox_worker.ts"]);
-    for (const ref of loaded) assert.ok((await Deno.stat(`${lib}/${ref}`)).isFile, ref);
-  },
+  }
+  // The job sandbox: a worker for `run`, a process for `start`.
+  assert.deepEqual([...loaded].sort(), ["./sandbox_main.ts", "./sandbox_worker.ts"]);
+  for (const ref of loaded) assert.ok((await Deno.stat(`${lib}/${ref}`)).isFile, ref);
 });
 
-Deno.test({
-  name: "lintian reports nothing but the overrides, each justified by a comment",
-  ...needs(["dpkg-deb", "dpkg-shlibdeps", "lintian"]),
-  fn: async () => {
-    requireTools(["lintian"]);
-    const { deb } = await build();
-    const run = await _run("lintian", [
-      "--pedantic",
-      "--display-info",
-      "--no-tag-display-limit",
-      deb,
+debTest("lintian reports nothing but the overrides, each justified by a comment", {
+  tools: ["lintian"],
+}, async () => {
+  const { deb } = await build();
+  const run = await _run("lintian", [
+    "--pedantic",
+    "--display-info",
+    "--no-tag-display-limit",
+    deb,
+  ]);
+  const tags = run.out.split("\n").filter((line) => /^[EWIPX]: /.test(line));
+  assert.deepEqual(tags, [], run.out + run.err);
+  assert.equal(run.code, 0, run.err);
+  // Each override follows a comment saying why (a blank line ends a justification).
+  const lines = (await Deno.readTextFile(`${ROOT}packaging/lintian-overrides`)).split("\n");
+  lines.forEach((line, i) => {
+    if (line.startsWith("plasm: ")) assert.match(lines[i - 1] ?? "", /^# \S/, line);
+  });
+});
+
+debTest("systemd-analyze security rates both units' exposure at most 2.0 (OK)", {
+  tools: ["systemd-analyze"],
+}, async () => {
+  const { tree } = await build();
+  for (const unit of ["plasmd.service", "plasm-provider.service"]) {
+    const run = await _run("systemd-analyze", [
+      "security",
+      "--offline=yes",
+      `--root=${tree}`,
+      "--threshold=20",
+      "--no-pager",
+      unit,
     ]);
-    const tags = run.out.split("\n").filter((line) => /^[EWIPX]: /.test(line));
-    assert.deepEqual(tags, [], run.out + run.err);
-    assert.equal(run.code, 0, run.err);
-    // Each override follows a comment saying why (a blank line ends a justification).
-    const lines = (await Deno.readTextFile(`${ROOT}packaging/lintian-overrides`)).split("\n");
-    lines.forEach((line, i) => {
-      if (line.startsWith("plasm: ")) assert.match(lines[i - 1] ?? "", /^# \S/, line);
-    });
-  },
+    assert.equal(run.code, 0, run.out + run.err);
+    const level = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(run.out);
+    assert.ok(level, run.out);
+    assert.ok(Number(level[1]) <= 2.0, `${unit}: ${level[0]}`);
+    // The settings the issue asks for are all in effect.
+    for (const check of ["NoNewPrivileges=", "ProtectSystem=", "ProtectHome=", "PrivateTmp="]) {
+      assert.match(run.out, new RegExp(`✓ ${check}`), `${unit}: ${check}`);
+    }
+  }
 });
 
-Deno.test({
-  name: "systemd-analyze security rates both units' exposure at most 2.0 (OK)",
-  ...needs(["dpkg-deb", "dpkg-shlibdeps", "systemd-analyze"]),
-  fn: async () => {
-    requireTools(["systemd-analyze"]);
-    const { tree } = await build();
-    for (const unit of ["plasmd.service", "plasm-provider.service"]) {
-      const run = await _run("systemd-analyze", [
-        "security",
-        "--offline=yes",
-        `--root=${tree}`,
-        "--threshold=20",
-        "--no-pager",
-        unit,
+debTest("dpkg -i into a fresh Debian root: plasm run, the plasmd ExecStart, then purge", {
+  tools: ["mmdebstrap", "unshare", "ip"],
+  root: true,
+}, async (t) => {
+  const { deb } = await build();
+  const tarball = await _debianRoot();
+  const root = await Deno.makeTempDir({ prefix: "plasm-deb-root-" });
+  try {
+    const untar = await _run("tar", ["-xf", tarball, "-C", root]);
+    assert.equal(untar.code, 0, untar.err);
+    const before = await _paths(root);
+    await Deno.copyFile(deb, `${root}/tmp/plasm.deb`);
+    await Deno.copyFile(`${ROOT}examples/hello.wasm`, `${root}/tmp/hello.wasm`);
+
+    await t.step("dpkg -i installs it and creates the plasm user", async () => {
+      const run = await _chroot(root, ["dpkg", "-i", "/tmp/plasm.deb"]);
+      assert.equal(run.code, 0, run.out + run.err);
+      assert.match(await Deno.readTextFile(`${root}/etc/passwd`), /^plasm:x:\d+:\d+:/m);
+      const state = await Deno.stat(`${root}/var/lib/plasm`);
+      assert.equal(state.mode! & 0o777, 0o750);
+    });
+
+    await t.step("systemd-analyze verify accepts both units as installed", async () => {
+      const run = await _chroot(root, [
+        "systemd-analyze",
+        "verify",
+        "/lib/systemd/system/plasmd.service",
+        "/lib/systemd/system/plasm-provider.service",
       ]);
       assert.equal(run.code, 0, run.out + run.err);
-      const level = /Overall exposure level for \S+: ([\d.]+) (\S+)/.exec(run.out);
-      assert.ok(level, run.out);
-      assert.ok(Number(level[1]) <= 2.0, `${unit}: ${level[0]}`);
-      // The settings the issue asks for are all in effect.
-      for (const check of ["NoNewPrivileges=", "ProtectSystem=", "ProtectHome=", "PrivateTmp="]) {
-        assert.match(run.out, new RegExp(`✓ ${check}`), `${unit}: ${check}`);
-      }
-    }
-  },
-});
+      assert.equal(run.err.trim(), "", run.err);
+    });
 
-Deno.test({
-  name: "dpkg -i into a fresh Debian root: plasm run, the plasmd ExecStart, then purge",
-  ...needs(["dpkg-deb", "dpkg-shlibdeps", "mmdebstrap", "unshare", "ip"], true),
-  fn: async (t) => {
-    requireTools(["mmdebstrap", "unshare", "ip"], true);
-    const { deb } = await build();
-    const tarball = await _debianRoot();
-    const root = await Deno.makeTempDir({ prefix: "plasm-deb-root-" });
-    try {
-      const untar = await _run("tar", ["-xf", tarball, "-C", root]);
-      assert.equal(untar.code, 0, untar.err);
-      const before = await _paths(root);
-      await Deno.copyFile(deb, `${root}/tmp/plasm.deb`);
-      await Deno.copyFile(`${ROOT}examples/hello.wasm`, `${root}/tmp/hello.wasm`);
-
-      await t.step("dpkg -i installs it and creates the plasm user", async () => {
-        const run = await _chroot(root, ["dpkg", "-i", "/tmp/plasm.deb"]);
-        assert.equal(run.code, 0, run.out + run.err);
-        assert.match(await Deno.readTextFile(`${root}/etc/passwd`), /^plasm:x:\d+:\d+:/m);
-        const state = await Deno.stat(`${root}/var/lib/plasm`);
-        assert.equal(state.mode! & 0o777, 0o750);
-      });
-
-      await t.step("systemd-analyze verify accepts both units as installed", async () => {
-        const run = await _chroot(root, [
-          "systemd-analyze",
-          "verify",
-          "/lib/systemd/system/plasmd.service",
-          "/lib/systemd/system/plasm-provider.service",
-        ]);
-        assert.equal(run.code, 0, run.out + run.err);
-        assert.equal(run.err.trim(), "", run.err);
-      });
-
-      await t.step(
-        "plasm run hello.wasm prints the reversed input and keeps a receipt",
-        async () => {
-          const run = await _chroot(root, ["plasm", "run", "/tmp/hello.wasm"], {
-            stdin: "Hello, World",
-            env: { PLASM_HOME: "/tmp/plasm-home" },
-          });
-          assert.equal(run.code, 0, run.err);
-          assert.equal(run.out, "dlroW ,olleH");
-          const receipts = [...Deno.readDirSync(`${root}/tmp/plasm-home/receipts`)].map((e) =>
-            e.name
-          );
-          assert.equal(receipts.length, 1);
-          const key = /signed by ([0-9a-f]{64})/.exec(run.err)?.[1];
-          assert.ok(key, run.err);
-          const verify = await _chroot(root, [
-            "plasm",
-            "verify",
-            "receipt",
-            `/tmp/plasm-home/receipts/${receipts[0]}`,
-            "--key",
-            key,
-          ]);
-          assert.equal(verify.code, 0, verify.out + verify.err);
-        },
-      );
-
-      await t.step(
-        "every subcommand's bundle loads (--help) and bad usage is one line",
-        async () => {
-          for (const sub of DEB_SUBCOMMANDS) {
-            const run = await _chroot(root, ["plasm", sub, "--help"]);
-            assert.equal(run.code, 0, `${sub}: ${run.err}`);
-            assert.match(run.out + run.err, /Usage|usage/, sub);
-          }
-          const bad = await _chroot(root, ["plasm", "bogus"]);
-          assert.equal(bad.code, 2);
-          assert.equal(bad.out, "");
-          assert.match(
-            bad.err,
-            /^plasm: Cannot run 'bogus': not a subcommand \(expected one of run, /,
-          );
-          assert.equal(bad.err.trim().split("\n").length, 1);
-        },
-      );
-
-      await t.step(
-        "the plasmd unit's ExecStart starts the node as plasm; SIGTERM stops it",
-        async () => {
-          const unit = _parseUnit(
-            await Deno.readTextFile(`${root}/lib/systemd/system/plasmd.service`),
-          );
-          const env = await _unitEnv(root, unit);
-          // Mode internet defaults to the public Amino bootstrap peers; a test never dials them.
-          env.PLASMD_OPTS = `${env.PLASMD_OPTS ?? ""} --bootstrap /ip4/127.0.0.1/tcp/9`.trim();
-          const argv = _execStart(unit.get("ExecStart")![0]!, env);
-          assert.deepEqual(argv.slice(0, 2), ["/usr/bin/plasm", "start"]);
-          // What systemd does before ExecStart: StateDirectory= and CacheDirectory= owned by User=.
-          const user = unit.get("User")![0]!;
-          for (
-            const [key, base, modeKey] of [
-              ["StateDirectory", "/var/lib", "StateDirectoryMode"],
-              ["CacheDirectory", "/var/cache", "CacheDirectoryMode"],
-            ] as const
-          ) {
-            const dir = `${base}/${unit.get(key)![0]}`;
-            const mode = unit.get(modeKey)?.[0] ?? "0755";
-            const made = await _chroot(root, [
-              "install",
-              "-d",
-              "-o",
-              user,
-              "-g",
-              user,
-              "-m",
-              mode,
-              dir,
-            ]);
-            assert.equal(made.code, 0, made.err);
-          }
-          const child = _spawnChroot(root, [
-            "setpriv",
-            `--reuid=${user}`,
-            `--regid=${unit.get("Group")![0]}`,
-            "--clear-groups",
-            "env",
-            "-i",
-            ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-            ...argv,
-          ]);
-          const stderr = new Response(child.stderr).text();
-          const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-          let text = "";
-          let started: Record<string, unknown> | undefined;
-          while (started === undefined) {
-            const { value, done } = await lines.read();
-            if (done) break;
-            text += value;
-            const line = text.split("\n").find((l) => l.startsWith('{"event":"started"'));
-            if (line !== undefined) started = JSON.parse(line);
-          }
-          child.kill("SIGTERM");
-          while (!(await lines.read()).done) { /* drain */ }
-          const status = await child.status;
-          const err = await stderr;
-          assert.ok(started, `no started line; stderr: ${err}`);
-          assert.equal(started.state_dir, "/var/lib/plasm/node");
-          assert.equal(started.mode, "internet");
-          assert.match(String(started.peer_id), /^12D3KooW/);
-          assert.equal(status.code, 0, err);
-          const passwd = await Deno.readTextFile(`${root}/etc/passwd`);
-          const uid = Number(new RegExp(`^${user}:x:(\\d+):`, "m").exec(passwd)?.[1]);
-          const key = await Deno.stat(`${root}/var/lib/plasm/node/node.key`);
-          assert.equal(key.uid, uid);
-          assert.equal(key.mode! & 0o777, 0o600);
-        },
-      );
-
-      await t.step("dpkg --purge leaves only the state dir /var/lib/plasm", async () => {
-        const run = await _chroot(root, ["dpkg", "--purge", "plasm"]);
-        assert.equal(run.code, 0, run.out + run.err);
-        const after = await _paths(root);
-        const added = [...after].filter((p) => !before.has(p));
-        const removed = [...before].filter((p) => !after.has(p));
-        assert.deepEqual(removed, []);
-        assert.ok(added.includes("/var/lib/plasm/node/node.key"), added.join("\n"));
-        assert.deepEqual(
-          added.filter((p) => p !== "/var/lib/plasm" && !p.startsWith("/var/lib/plasm/")),
-          [],
+    await t.step(
+      "plasm run hello.wasm prints the reversed input and keeps a receipt",
+      async () => {
+        const run = await _chroot(root, ["plasm", "run", "/tmp/hello.wasm"], {
+          stdin: "Hello, World",
+          env: { PLASM_HOME: "/tmp/plasm-home" },
+        });
+        assert.equal(run.code, 0, run.err);
+        assert.equal(run.out, "dlroW ,olleH");
+        const receipts = [...Deno.readDirSync(`${root}/tmp/plasm-home/receipts`)].map((e) =>
+          e.name
         );
-      });
-    } finally {
-      await Deno.remove(root, { recursive: true });
-    }
-  },
+        assert.equal(receipts.length, 1);
+        const key = /signed by ([0-9a-f]{64})/.exec(run.err)?.[1];
+        assert.ok(key, run.err);
+        const verify = await _chroot(root, [
+          "plasm",
+          "verify",
+          "receipt",
+          `/tmp/plasm-home/receipts/${receipts[0]}`,
+          "--key",
+          key,
+        ]);
+        assert.equal(verify.code, 0, verify.out + verify.err);
+      },
+    );
+
+    await t.step(
+      "every subcommand's bundle loads (--help) and bad usage is one line",
+      async () => {
+        for (const sub of DEB_SUBCOMMANDS) {
+          const run = await _chroot(root, ["plasm", sub, "--help"]);
+          assert.equal(run.code, 0, `${sub}: ${run.err}`);
+          assert.match(run.out + run.err, /Usage|usage/, sub);
+        }
+        const bad = await _chroot(root, ["plasm", "bogus"]);
+        assert.equal(bad.code, 2);
+        assert.equal(bad.out, "");
+        assert.match(
+          bad.err,
+          /^plasm: Cannot run 'bogus': not a subcommand \(expected one of run, /,
+        );
+        assert.equal(bad.err.trim().split("\n").length, 1);
+      },
+    );
+
+    await t.step(
+      "the plasmd unit's ExecStart starts the node as plasm; SIGTERM stops it",
+      async () => {
+        const unit = _parseUnit(
+          await Deno.readTextFile(`${root}/lib/systemd/system/plasmd.service`),
+        );
+        const env = await _unitEnv(root, unit);
+        // Mode internet defaults to the public Amino bootstrap peers; a test never dials them.
+        env.PLASMD_OPTS = `${env.PLASMD_OPTS ?? ""} --bootstrap /ip4/127.0.0.1/tcp/9`.trim();
+        const argv = _execStart(unit.get("ExecStart")![0]!, env);
+        assert.deepEqual(argv.slice(0, 2), ["/usr/bin/plasm", "start"]);
+        // What systemd does before ExecStart: StateDirectory= and CacheDirectory= owned by User=.
+        const user = unit.get("User")![0]!;
+        for (
+          const [key, base, modeKey] of [
+            ["StateDirectory", "/var/lib", "StateDirectoryMode"],
+            ["CacheDirectory", "/var/cache", "CacheDirectoryMode"],
+          ] as const
+        ) {
+          const dir = `${base}/${unit.get(key)![0]}`;
+          const mode = unit.get(modeKey)?.[0] ?? "0755";
+          const made = await _chroot(root, [
+            "install",
+            "-d",
+            "-o",
+            user,
+            "-g",
+            user,
+            "-m",
+            mode,
+            dir,
+          ]);
+          assert.equal(made.code, 0, made.err);
+        }
+        const child = _spawnChroot(root, [
+          "setpriv",
+          `--reuid=${user}`,
+          `--regid=${unit.get("Group")![0]}`,
+          "--clear-groups",
+          "env",
+          "-i",
+          ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+          ...argv,
+        ]);
+        const stderr = new Response(child.stderr).text();
+        const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+        let text = "";
+        let started: Record<string, unknown> | undefined;
+        while (started === undefined) {
+          const { value, done } = await lines.read();
+          if (done) break;
+          text += value;
+          const line = text.split("\n").find((l) => l.startsWith('{"event":"started"'));
+          if (line !== undefined) started = JSON.parse(line);
+        }
+        child.kill("SIGTERM");
+        while (!(await lines.read()).done) { /* drain */ }
+        const status = await child.status;
+        const err = await stderr;
+        assert.ok(started, `no started line; stderr: ${err}`);
+        assert.equal(started.state_dir, "/var/lib/plasm/node");
+        assert.equal(started.mode, "internet");
+        assert.match(String(started.peer_id), /^12D3KooW/);
+        assert.equal(status.code, 0, err);
+        const passwd = await Deno.readTextFile(`${root}/etc/passwd`);
+        const uid = Number(new RegExp(`^${user}:x:(\\d+):`, "m").exec(passwd)?.[1]);
+        const key = await Deno.stat(`${root}/var/lib/plasm/node/node.key`);
+        assert.equal(key.uid, uid);
+        assert.equal(key.mode! & 0o777, 0o600);
+      },
+    );
+
+    await t.step("dpkg --purge leaves only the state dir /var/lib/plasm", async () => {
+      const run = await _chroot(root, ["dpkg", "--purge", "plasm"]);
+      assert.equal(run.code, 0, run.out + run.err);
+      const after = await _paths(root);
+      const added = [...after].filter((p) => !before.has(p));
+      const removed = [...before].filter((p) => !after.has(p));
+      assert.deepEqual(removed, []);
+      assert.ok(added.includes("/var/lib/plasm/node/node.key"), added.join("\n"));
+      assert.deepEqual(
+        added.filter((p) => p !== "/var/lib/plasm" && !p.startsWith("/var/lib/plasm/")),
+        [],
+      );
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
 /**

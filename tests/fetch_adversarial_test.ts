@@ -69,6 +69,30 @@ function downloadRanges(
   });
 }
 
+/**
+ * {@linkcode downloadRanges} of `bytes` from one server per handler (each at `<url>/r`), in a
+ * temporary dir: what it returned, warned and wrote, the sources and each server's log.
+ */
+async function downloadRangesFrom(
+  bytes: Uint8Array,
+  handlers: ((req: Request) => Response)[],
+) {
+  await using dir = await tempDir();
+  const servers = handlers.map((handler) => startServer(handler));
+  try {
+    const sources = servers.map((server) => `${server.url}/r`);
+    const warnings: string[] = [];
+    const result = await downloadRanges(bytes, dir.path, {
+      sources,
+      onWarning: (w) => warnings.push(w),
+    });
+    const written = await Deno.readFile(`${dir.path}/rootfs`);
+    return { result, warnings, written, sources, logs: servers.map((server) => server.log) };
+  } finally {
+    for (const server of servers) await server.stop();
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
@@ -332,44 +356,35 @@ Deno.test("downloadArtifact() fails over from a 404 and retries a 503", async ()
 
 Deno.test("downloadArtifact() splits a large artifact over several providers and verifies it", async () => {
   const big = pseudoRandomBytes(3 << 20, 11);
-  await using a = startServer((req) => rangeResponse(req, big));
-  await using b = startServer((req) => rangeResponse(req, big));
-  await using dir = await tempDir();
-  const result = await downloadRanges(big, dir.path, {
-    sources: [`${a.url}/r`, `${b.url}/r`],
-  });
-  assert.equal(result.parallel, true);
-  assert.deepEqual(await Deno.readFile(`${dir.path}/rootfs`), big);
-  assert.ok(a.log.length > 1 && b.log.length > 1, `${a.log.length} / ${b.log.length}`);
-  assert.ok([...a.log, ...b.log].every((l) => /^GET \/r bytes=\d+-\d+$/.test(l)));
+  const split = await downloadRangesFrom(big, [
+    (req) => rangeResponse(req, big),
+    (req) => rangeResponse(req, big),
+  ]);
+  assert.equal(split.result.parallel, true);
+  assert.deepEqual(split.written, big);
+  const [a, b] = split.logs as [string[], string[]];
+  assert.ok(a.length > 1 && b.length > 1, `${a.length} / ${b.length}`);
+  assert.ok([...a, ...b].every((l) => /^GET \/r bytes=\d+-\d+$/.test(l)));
 });
 
 Deno.test("downloadArtifact() in parallel drops a provider without Range and a tampering one still fails the hash", async () => {
   const big = pseudoRandomBytes(2 << 20, 12);
-  await using noRange = startServer(() => new Response(big));
-  await using good = startServer((req) => rangeResponse(req, big));
-  await using dir = await tempDir();
-  const warnings: string[] = [];
-  const result = await downloadRanges(big, dir.path, {
-    sources: [`${noRange.url}/r`, `${good.url}/r`],
-    onWarning: (w) => warnings.push(w),
-  });
-  assert.equal(result.status, "downloaded");
-  assert.match(warnings.join("\n"), /does not support Range requests; dropping this source/);
+  const good = (req: Request) => rangeResponse(req, big);
+  const noRange = await downloadRangesFrom(big, [() => new Response(big), good]);
+  assert.equal(noRange.result.status, "downloaded");
+  assert.deepEqual(noRange.written, big);
+  assert.match(
+    noRange.warnings.join("\n"),
+    /does not support Range requests; dropping this source/,
+  );
 
   const tampered = big.slice();
   for (let i = 1000; i < tampered.length; i += 100_000) tampered[i]! ^= 1; // in every range
-  await using bad = startServer((req) => rangeResponse(req, tampered));
-  await using dir2 = await tempDir();
-  const warnings2: string[] = [];
-  const result2 = await downloadRanges(big, dir2.path, {
-    sources: [`${bad.url}/r`, `${good.url}/r`],
-    onWarning: (w) => warnings2.push(w),
-  });
+  const mixed = await downloadRangesFrom(big, [(req) => rangeResponse(req, tampered), good]);
   // The mixed parallel result fails the hash; one source at a time finds the good one.
-  assert.match(warnings2.join("\n"), /from parallel ranges: sha256 mismatch/);
-  assert.deepEqual(result2.sources.at(-1), `${good.url}/r`);
-  assert.deepEqual(await Deno.readFile(`${dir2.path}/rootfs`), big);
+  assert.match(mixed.warnings.join("\n"), /from parallel ranges: sha256 mismatch/);
+  assert.deepEqual(mixed.result.sources.at(-1), mixed.sources[1]);
+  assert.deepEqual(mixed.written, big);
 });
 
 Deno.test("downloadArtifact() in parallel asks another provider for a range a slow one holds", async () => {

@@ -12,6 +12,7 @@ import {
 } from "../provider/boot_manifest.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { taskCommand } from "./_task.ts";
+import { readTextUntil } from "../util/read_text_until.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 import type { KeyPair } from "../runtime/ed25519.ts";
 
@@ -199,16 +200,12 @@ export async function startServe(
   }).spawn();
   const stderr = new Response(child.stderr).text();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let url: string | undefined;
-  while (url === undefined) {
-    const { done, value } = await reader.read();
-    if (done) {
-      const status = await child.status;
-      throw new Error(`Cannot start serve (exit ${status.code}): ${text}${await stderr}`);
-    }
-    text += value;
-    url = /Listening on (http:\/\/\S+\/)/.exec(text)?.[1];
+  const listening = /Listening on (http:\/\/\S+\/)/;
+  let text = await readTextUntil(reader, (t) => listening.test(t));
+  const url = listening.exec(text)?.[1];
+  if (url === undefined) {
+    const status = await child.status;
+    throw new Error(`Cannot start serve (exit ${status.code}): ${text}${await stderr}`);
   }
   const drained = (async () => {
     // Keep stdout flowing, and keep what the banner says after the first line.

@@ -4,8 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ROOT, spawnWorkerAndRequester } from "./net_spawn.ts";
-import { runTask, taskArgs } from "./_task.ts";
+import { ROOT } from "./net_spawn.ts";
+import { taskArgs } from "./_task.ts";
+import { nodesAfterJobs } from "./_nodes_after_jobs.ts";
 
 const PROBE = join(ROOT, "runtime/testdata/wasi_probe.wasm");
 const HELLO = join(ROOT, "examples/hello.wasm");
@@ -62,18 +63,13 @@ function sample(text: string, series: string): number {
 Deno.test({
   name: "start's /metrics counts jobs by outcome, durations, fuel and peers, and passes promtool",
   async fn() {
-    const root = await Deno.makeTempDir({ prefix: "plasm-metrics-" });
-    await using nodes = await spawnWorkerAndRequester(root, { removeRoot: true });
-    const { a, b } = nodes;
-    const api = String(a.started.api_url);
-    const token = (await Deno.readTextFile(`${root}/a/api.token`)).trim();
-    const submit = (args: string[]) =>
-      runTask("submit", [...args, "--worker", a.peerId, "--wait", "--state-dir", `${root}/a`]);
-    const runs = [[HELLO], [HELLO, "--fuel", "100000"], [PROBE, "--arg", "exit", "--arg", "7"]];
-    const codes = [];
-    for (const args of runs) codes.push((await submit(args)).code);
-    assert.deepEqual(codes, [0, 0, 7]);
-    await a.waitForLog((l) => l.event === "peer_connected" && l.peer_id === b.peerId);
+    await using nodes = await nodesAfterJobs("plasm-metrics-", [
+      [HELLO],
+      [HELLO, "--fuel", "100000"],
+      [PROBE, "--arg", "exit", "--arg", "7"],
+    ]);
+    const { api, token } = nodes;
+    assert.deepEqual(nodes.runs.map((run) => run.code), [0, 0, 7]);
 
     const denied = await fetch(`${api}metrics`);
     assert.equal(denied.status, 401);

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ROOT, spawnLocalNode, START_FLAGS } from "./net_spawn.ts";
 import { runVerifyReceipt } from "./_task.ts";
+import { runVerifyReceiptFiles } from "./_verify_receipt_files.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { canonicalJson } from "../runtime/canonical_json.ts";
 import { verifyReceipt } from "../runtime/receipt.ts";
@@ -210,18 +211,12 @@ Deno.test({
             const dir = `${root}/${transport}`;
             await Deno.mkdir(dir);
             await Deno.writeTextFile(`${dir}/receipt.json`, JSON.stringify(report.receipt));
-            await Deno.writeTextFile(`${dir}/output`, "dlroW ,olleH");
-            await Deno.writeFile(`${dir}/input`, input);
-            const verified = await runVerifyReceipt(`${dir}/receipt.json`, b.peerId, [
-              "--job-id",
-              jobId,
-              "--module",
-              HELLO,
-              "--input",
-              `${dir}/input`,
-              "--output",
-              `${dir}/output`,
-            ]);
+            const verified = await runVerifyReceiptFiles(
+              `${dir}/receipt.json`,
+              b.peerId,
+              { dir, module: HELLO, input, output: "dlroW ,olleH" },
+              ["--job-id", jobId],
+            );
             assert.equal(verified.code, 0, verified.out + verified.err);
             // Pinned to the requester's PeerId instead, the CLI refuses it.
             const wrong = await runVerifyReceipt(`${dir}/receipt.json`, a.peerId);

@@ -4,6 +4,7 @@ import { runScript, runTask, runVerifyReceipt, taskCommand } from "./_task.ts";
 import { wat } from "../runtime/testdata/hostile_modules.ts";
 import { auditCli, badDurationCase, usageCases } from "./_cli_audit.ts";
 import { withTempDir } from "./_temp_dir.ts";
+import { runVerifyReceiptFiles } from "./_verify_receipt_files.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const HELLO = `${ROOT}examples/hello.wasm`;
@@ -29,24 +30,19 @@ Deno.test("run reverses stdin with hello.wasm, writes --receipt FILE and verifie
     const key = await Deno.stat(`${home}/state/node.key`);
     assert.equal(key.mode! & 0o777, 0o600);
 
-    await Deno.writeTextFile(`${home}/in`, "Hello, World");
-    await Deno.writeTextFile(`${home}/out`, "dlroW ,olleH");
-    const ok = await runVerifyReceipt(receiptPath, receipt.worker_pubkey, [
-      "--module",
-      HELLO,
-      "--input",
-      `${home}/in`,
-      "--output",
-      `${home}/out`,
-    ]);
+    const ok = await runVerifyReceiptFiles(receiptPath, receipt.worker_pubkey, {
+      dir: home,
+      module: HELLO,
+      input: "Hello, World",
+      output: "dlroW ,olleH",
+    });
     assert.equal(ok.code, 0, ok.err);
     assert.match(ok.out, /^receipt OK: job [0-9a-f]{64}, completion stop/);
 
-    await Deno.writeTextFile(`${home}/out`, "dlroW ,olleh");
-    const bad = await runVerifyReceipt(receiptPath, receipt.worker_pubkey, [
-      "--output",
-      `${home}/out`,
-    ]);
+    const bad = await runVerifyReceiptFiles(receiptPath, receipt.worker_pubkey, {
+      dir: home,
+      output: "dlroW ,olleh",
+    });
     assert.equal(bad.code, 1);
     assert.match(bad.err, /FAILED: Receipt does not match: output_commitment/);
   });

@@ -68,6 +68,28 @@ async function tree(
   return root;
 }
 
+/**
+ * A test that needs clang (skipped without it outside CI): `program` built into a fresh temp
+ * `dir`, and a tree `root` there holding `files`.
+ */
+function fsTest(
+  name: string,
+  program: string,
+  files: Record<string, string>,
+  fn: (t: { dir: string; wasm: string; root: string }) => Promise<void>,
+) {
+  Deno.test({
+    name,
+    ignore: !HAVE_CLANG,
+    async fn() {
+      await withTempDir("plasm-fs-", async (dir) => {
+        const wasm = await build(program, dir);
+        await fn({ dir, wasm, root: await tree(dir, "root", files) });
+      });
+    },
+  });
+}
+
 function run(dir: string, args: string[]) {
   return runTask("run", [...args, "--state-dir", `${dir}/state`, "--input", "/dev/null"]);
 }
@@ -94,125 +116,113 @@ const CONFORMANCE: Record<string, { files?: Record<string, string>; checks: numb
 };
 
 for (const [name, { files, checks }] of Object.entries(CONFORMANCE)) {
-  Deno.test({
-    name: `run --dir: the ${name} conformance program passes all ${checks} checks`,
-    ignore: !HAVE_CLANG,
-    async fn() {
-      await withTempDir("plasm-fs-", async (dir) => {
-        const wasm = await build(name, dir);
-        const root = await tree(dir, "root", files);
-        const res = await run(dir, [wasm, "--dir", `${root}::/`]);
-        const lines = res.out.trimEnd().split("\n");
-        assert.equal(res.code, 0, res.out + res.err);
-        assert.equal(lines.length, checks, res.out);
-        assert.ok(lines.every((l) => l.startsWith("ok ")), res.out);
-      });
+  fsTest(
+    `run --dir: the ${name} conformance program passes all ${checks} checks`,
+    name,
+    files ?? {},
+    async ({ dir, wasm, root }) => {
+      const res = await run(dir, [wasm, "--dir", `${root}::/`]);
+      const lines = res.out.trimEnd().split("\n");
+      assert.equal(res.code, 0, res.out + res.err);
+      assert.equal(lines.length, checks, res.out);
+      assert.ok(lines.every((l) => l.startsWith("ok ")), res.out);
     },
-  });
+  );
 }
 
-Deno.test({
-  name: "run --dir --out writes the final files, never the host dir; verify receipt checks both",
-  ignore: !HAVE_CLANG,
-  async fn() {
-    await withTempDir("plasm-fs-", async (dir) => {
-      const wasm = await build("files", dir);
-      const root = await tree(dir, "root", { "in.txt": "hello\n" });
-      const res = await run(dir, [
-        wasm,
-        "--dir",
-        `${root}::/`,
-        "--out",
-        `${dir}/out`,
-        "--out-changed",
-        `${dir}/changed`,
-      ]);
-      assert.equal(res.code, 0, res.err);
-      // The host tree is read once and never written.
-      assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name), ["in.txt"]);
-      const names = (d: string) => [...Deno.readDirSync(d)].map((e) => e.name).sort();
-      assert.deepEqual(names(`${dir}/out`), ["in.txt", "log.txt", "new.txt", "result.txt"]);
-      assert.deepEqual(names(`${dir}/changed`), ["log.txt", "new.txt", "result.txt"]);
-      assert.equal(await Deno.readTextFile(`${dir}/out/result.txt`), "files: all passed\n");
-      assert.equal(await Deno.readTextFile(`${dir}/out/log.txt`), "one\ntwo\n");
-      const { path, json } = await storedReceipt(res.err);
-      const extra = json.result.metrics.extra;
-      assert.match(extra.inputs_hash ?? "", /^sha256:[0-9a-f]{64}$/);
-      assert.match(extra.outputs_hash ?? "", /^sha256:[0-9a-f]{64}$/);
-      const key = json.worker_pubkey;
-      const ok = await runVerifyReceipt(path, key, [
-        "--inputs",
-        `${root}::/`,
-        "--outputs",
-        `${dir}/out`,
-      ]);
-      assert.equal(ok.code, 0, ok.err);
-      assert.match(ok.out, /matches inputs, outputs/);
-      await Deno.writeTextFile(`${dir}/out/result.txt`, "forged\n");
-      const bad = await runVerifyReceipt(path, key, ["--outputs", `${dir}/out`]);
-      assert.equal(bad.code, 1, bad.err);
-      assert.match(bad.err, /^verify receipt: FAILED: Receipt does not match: outputs_hash: /);
-      const wrongIn = await runVerifyReceipt(path, key, ["--inputs", `${dir}/changed::/`]);
-      assert.equal(wrongIn.code, 1, wrongIn.err);
-      // An --out that exists and is not empty is refused before the job runs.
-      const again = await run(dir, [wasm, "--dir", `${root}::/`, "--out", `${dir}/out`]);
-      assert.equal(again.code, 1);
-      assert.equal(
-        again.err,
-        `run: error: Cannot write files to '${dir}/out': it exists and is not empty\n`,
-      );
-    });
+fsTest(
+  "run --dir --out writes the final files, never the host dir; verify receipt checks both",
+  "files",
+  { "in.txt": "hello\n" },
+  async ({ dir, wasm, root }) => {
+    const res = await run(dir, [
+      wasm,
+      "--dir",
+      `${root}::/`,
+      "--out",
+      `${dir}/out`,
+      "--out-changed",
+      `${dir}/changed`,
+    ]);
+    assert.equal(res.code, 0, res.err);
+    // The host tree is read once and never written.
+    assert.deepEqual([...Deno.readDirSync(root)].map((e) => e.name), ["in.txt"]);
+    const names = (d: string) => [...Deno.readDirSync(d)].map((e) => e.name).sort();
+    assert.deepEqual(names(`${dir}/out`), ["in.txt", "log.txt", "new.txt", "result.txt"]);
+    assert.deepEqual(names(`${dir}/changed`), ["log.txt", "new.txt", "result.txt"]);
+    assert.equal(await Deno.readTextFile(`${dir}/out/result.txt`), "files: all passed\n");
+    assert.equal(await Deno.readTextFile(`${dir}/out/log.txt`), "one\ntwo\n");
+    const { path, json } = await storedReceipt(res.err);
+    const extra = json.result.metrics.extra;
+    assert.match(extra.inputs_hash ?? "", /^sha256:[0-9a-f]{64}$/);
+    assert.match(extra.outputs_hash ?? "", /^sha256:[0-9a-f]{64}$/);
+    const key = json.worker_pubkey;
+    const ok = await runVerifyReceipt(path, key, [
+      "--inputs",
+      `${root}::/`,
+      "--outputs",
+      `${dir}/out`,
+    ]);
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /matches inputs, outputs/);
+    await Deno.writeTextFile(`${dir}/out/result.txt`, "forged\n");
+    const bad = await runVerifyReceipt(path, key, ["--outputs", `${dir}/out`]);
+    assert.equal(bad.code, 1, bad.err);
+    assert.match(bad.err, /^verify receipt: FAILED: Receipt does not match: outputs_hash: /);
+    const wrongIn = await runVerifyReceipt(path, key, ["--inputs", `${dir}/changed::/`]);
+    assert.equal(wrongIn.code, 1, wrongIn.err);
+    // An --out that exists and is not empty is refused before the job runs.
+    const again = await run(dir, [wasm, "--dir", `${root}::/`, "--out", `${dir}/out`]);
+    assert.equal(again.code, 1);
+    assert.equal(
+      again.err,
+      `run: error: Cannot write files to '${dir}/out': it exists and is not empty\n`,
+    );
   },
-});
+);
 
-Deno.test({
-  name: "run --dir: a job writing over --fs-max-bytes exits 116 with one line and a receipt",
-  ignore: !HAVE_CLANG,
-  async fn() {
-    await withTempDir("plasm-fs-", async (dir) => {
-      const wasm = await build("fill", dir);
-      const root = await tree(dir, "root");
-      const args = [wasm, "--dir", `${root}::/`, "--fs-max-bytes", "100KiB", "--arg", "bytes"];
-      const fits = await run(dir, [...args, "--arg", "102400"]);
-      assert.equal(fits.code, 0, fits.err);
-      const res = await run(dir, [...args, "--arg", "102401", "--out", `${dir}/out`]);
-      assert.equal(res.code, 116, res.err);
-      // The write that would cross the cap is refused whole; the files up to it are kept.
-      assert.equal((await Deno.stat(`${dir}/out/big`)).size, 65536);
-      const lines = res.err.trimEnd().split("\n");
-      assert.equal(
-        lines[0],
-        "run: error: Cannot finish job: its files exceeded the 102400 byte cap",
-      );
-      assert.equal(lines.length, 3); // the error and the two receipt lines
-      const { json } = await storedReceipt(res.err);
-      assert.equal(json.result.metrics.extra.error, "fs_bytes_limit");
-      assert.match(json.result.metrics.extra.outputs_hash ?? "", /^sha256:/);
-      assert.equal(json.result.completion, "error");
-    });
+fsTest(
+  "run --dir: a job writing over --fs-max-bytes exits 116 with one line and a receipt",
+  "fill",
+  {},
+  async ({ dir, wasm, root }) => {
+    const args = [wasm, "--dir", `${root}::/`, "--fs-max-bytes", "100KiB", "--arg", "bytes"];
+    const fits = await run(dir, [...args, "--arg", "102400"]);
+    assert.equal(fits.code, 0, fits.err);
+    const res = await run(dir, [...args, "--arg", "102401", "--out", `${dir}/out`]);
+    assert.equal(res.code, 116, res.err);
+    // The write that would cross the cap is refused whole; the files up to it are kept.
+    assert.equal((await Deno.stat(`${dir}/out/big`)).size, 65536);
+    const lines = res.err.trimEnd().split("\n");
+    assert.equal(
+      lines[0],
+      "run: error: Cannot finish job: its files exceeded the 102400 byte cap",
+    );
+    assert.equal(lines.length, 3); // the error and the two receipt lines
+    const { json } = await storedReceipt(res.err);
+    assert.equal(json.result.metrics.extra.error, "fs_bytes_limit");
+    assert.match(json.result.metrics.extra.outputs_hash ?? "", /^sha256:/);
+    assert.equal(json.result.completion, "error");
   },
-});
+);
 
-Deno.test({
-  name: "run --dir: a job making more than --fs-max-files entries exits 117 with a receipt",
-  ignore: !HAVE_CLANG,
-  async fn() {
-    await withTempDir("plasm-fs-", async (dir) => {
-      const wasm = await build("fill", dir);
-      const root = await tree(dir, "root", { "a": "" });
-      const args = [wasm, "--dir", `${root}::/`, "--fs-max-files", "10", "--arg", "files"];
-      assert.equal((await run(dir, [...args, "--arg", "9"])).code, 0);
-      const res = await run(dir, [...args, "--arg", "10"]);
-      assert.equal(res.code, 117, res.err);
-      assert.match(
-        res.err,
-        /^run: error: Cannot finish job: its files exceeded the 10 entry cap\n/,
-      );
-      const { json } = await storedReceipt(res.err);
-      assert.equal(json.result.metrics.extra.error, "fs_files_limit");
-    });
+fsTest(
+  "run --dir: a job making more than --fs-max-files entries exits 117 with a receipt",
+  "fill",
+  { "a": "" },
+  async ({ dir, wasm, root }) => {
+    const args = [wasm, "--dir", `${root}::/`, "--fs-max-files", "10", "--arg", "files"];
+    assert.equal((await run(dir, [...args, "--arg", "9"])).code, 0);
+    const res = await run(dir, [...args, "--arg", "10"]);
+    assert.equal(res.code, 117, res.err);
+    assert.match(
+      res.err,
+      /^run: error: Cannot finish job: its files exceeded the 10 entry cap\n/,
+    );
+    const { json } = await storedReceipt(res.err);
+    assert.equal(json.result.metrics.extra.error, "fs_files_limit");
   },
-});
+);
 
 Deno.test("run --dir: input files over the caps are refused before the job runs", async () => {
   await withTempDir("plasm-fs-", async (dir) => {

@@ -11,6 +11,7 @@ import { generateKeyPair } from "../runtime/ed25519.ts";
 import { toHex } from "../runtime/digest.ts";
 import { runTask, taskArgs } from "./_task.ts";
 import { withTempDir } from "./_temp_dir.ts";
+import { readTextUntil } from "../util/read_text_until.ts";
 
 const KERNEL = new Uint8Array(70_000).map((_, i) => (i * 7) % 251);
 
@@ -52,13 +53,8 @@ Deno.test("serve --mirror serves the publisher's manifest byte for byte and its 
     }).spawn();
     const err = new Response(child.stderr).text();
     const out = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let banner = "";
     try {
-      while (!/^ {2}mDNS /m.test(banner)) {
-        const { value, done } = await out.read();
-        if (done) break;
-        banner += value;
-      }
+      const banner = await readTextUntil(out, (text) => /^ {2}mDNS /m.test(text));
       const url = /^Listening on (\S+)$/m.exec(banner)?.[1];
       assert.ok(url, `no banner: ${banner}`);
       assert.match(banner, new RegExp(`^ {2}key +${toHex(keyPair.publicKey)} \\(publisher's`, "m"));

@@ -10,20 +10,10 @@
  * @module
  */
 import dgram from "node:dgram";
+import { probeAttempt } from "./probe_attempt.ts";
 
-async function attempt(fn: () => Promise<unknown> | unknown): Promise<string> {
-  try {
-    const result = await fn();
-    if (result && typeof result === "object" && "close" in result) {
-      (result as { close(): void }).close();
-    }
-    return "ALLOWED";
-  } catch (error) {
-    return error instanceof Error
-      ? `${error.name}: ${error.message}`.split("\n")[0]!
-      : String(error);
-  }
-}
+/** One attempt, reported with its error's message: here an errno says more than its class. */
+const attempt = (fn: () => Promise<unknown> | unknown) => probeAttempt(fn, { detail: true });
 
 function udpSend(port: number): Promise<unknown> {
   const socket = dgram.createSocket("udp4");

@@ -7,28 +7,17 @@
  *
  * @module
  */
-
-async function attempt(fn: () => Promise<unknown> | unknown): Promise<string> {
-  try {
-    const result = await fn();
-    if (result && typeof result === "object" && "close" in result) {
-      (result as { close(): void }).close();
-    }
-    return "ALLOWED";
-  } catch (error) {
-    return error instanceof Error ? error.name : String(error);
-  }
-}
+import { probeAttempt } from "./probe_attempt.ts";
 
 async function probe(params: { file: string; port: number }): Promise<Record<string, string>> {
   const report: Record<string, string> = {
-    read: await attempt(() => Deno.readFile(params.file)),
-    write: await attempt(() => Deno.writeTextFile(params.file + ".probe-written", "x")),
-    connect: await attempt(() => Deno.connect({ hostname: "127.0.0.1", port: params.port })),
-    listen: await attempt(() => Deno.listen({ hostname: "127.0.0.1", port: 0 })),
-    env: await attempt(() => Deno.env.get("PATH")),
-    run: await attempt(() => new Deno.Command("/usr/bin/true").output()),
-    fetch: await attempt(() => fetch(`http://127.0.0.1:${params.port}/`)),
+    read: await probeAttempt(() => Deno.readFile(params.file)),
+    write: await probeAttempt(() => Deno.writeTextFile(params.file + ".probe-written", "x")),
+    connect: await probeAttempt(() => Deno.connect({ hostname: "127.0.0.1", port: params.port })),
+    listen: await probeAttempt(() => Deno.listen({ hostname: "127.0.0.1", port: 0 })),
+    env: await probeAttempt(() => Deno.env.get("PATH")),
+    run: await probeAttempt(() => new Deno.Command("/usr/bin/true").output()),
+    fetch: await probeAttempt(() => fetch(`http://127.0.0.1:${params.port}/`)),
   };
   for (const name of ["read", "write", "net", "env", "run", "ffi", "sys", "import"] as const) {
     report[`query_${name}`] = (await Deno.permissions.query({ name })).state;

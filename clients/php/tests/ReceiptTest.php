@@ -105,12 +105,8 @@ final class ReceiptTest extends TestCase
             } else {
                 unset($data->result->metrics->extra->exit_code);
             }
-            try {
-                Receipt::fromData($data)->verify(self::PEER_ID);
-                $this->fail("{$change}: verified");
-            } catch (SignatureException $e) {
-                $this->assertSame('Cannot verify receipt: bad signature', $e->getMessage());
-            }
+            $e = $this->thrown(SignatureException::class, fn () => Receipt::fromData($data)->verify(self::PEER_ID), $change);
+            $this->assertSame('Cannot verify receipt: bad signature', $e->getMessage());
         }
     }
 
@@ -123,12 +119,12 @@ final class ReceiptTest extends TestCase
                 $flipped = $signature;
                 $flipped[$byte] = chr(ord($flipped[$byte]) ^ (1 << $bit));
                 $data->signature = bin2hex($flipped);
-                try {
-                    Receipt::fromData($data)->verify(self::PEER_ID);
-                    $this->fail("signature byte {$byte} bit {$bit}: verified");
-                } catch (SignatureException $e) {
-                    $this->assertStringStartsWith('Cannot verify receipt', $e->getMessage());
-                }
+                $e = $this->thrown(
+                    SignatureException::class,
+                    fn () => Receipt::fromData($data)->verify(self::PEER_ID),
+                    "signature byte {$byte} bit {$bit}",
+                );
+                $this->assertStringStartsWith('Cannot verify receipt', $e->getMessage());
             }
         }
     }
@@ -137,15 +133,11 @@ final class ReceiptTest extends TestCase
     {
         $other = bin2hex(sodium_crypto_sign_publickey(sodium_crypto_sign_seed_keypair(str_repeat("\x07", 32))));
         $receipt = Receipt::fromJson(self::receiptJson());
-        try {
-            $receipt->verify($other);
-            $this->fail('verified against another key');
-        } catch (SignatureException $e) {
-            $this->assertSame(
-                'Cannot verify receipt: signed for key ' . self::vector()->public_key_hex . ", expected {$other}",
-                $e->getMessage(),
-            );
-        }
+        $e = $this->thrown(SignatureException::class, fn () => $receipt->verify($other), 'another key');
+        $this->assertSame(
+            'Cannot verify receipt: signed for key ' . self::vector()->public_key_hex . ", expected {$other}",
+            $e->getMessage(),
+        );
         // A receipt that names the pinned key but was signed by another one.
         $data = self::vector()->receipt;
         $data->worker_pubkey = $other;
@@ -211,13 +203,13 @@ final class ReceiptTest extends TestCase
             'input_hash' => ['dlroW ,olleH', null, 'Hello, World!'],
         ];
         foreach ($cases as $field => [$output, $module, $input]) {
-            try {
-                $receipt->verifyOutput($output, $module, $input);
-                $this->fail("{$field}: verified");
-            } catch (ReceiptMismatchException $e) {
-                $this->assertSame($field, $e->field);
-                $this->assertStringStartsWith("Receipt does not match: {$field}: receipt says ", $e->getMessage());
-            }
+            $e = $this->thrown(
+                ReceiptMismatchException::class,
+                fn () => $receipt->verifyOutput($output, $module, $input),
+                $field,
+            );
+            $this->assertSame($field, $e->field);
+            $this->assertStringStartsWith("Receipt does not match: {$field}: receipt says ", $e->getMessage());
         }
     }
 
@@ -225,12 +217,29 @@ final class ReceiptTest extends TestCase
     {
         $output = str_repeat('x', OutputCommitment::CHUNK_BYTES + 1);
         [$receipt] = self::signed($output, 'm', 'i', 1);
+        $e = $this->thrown(ReceiptMismatchException::class, fn () => $receipt->verifyOutput($output), 'a wrong chunk count');
+        $this->assertSame('Receipt does not match: output_chunk_count: receipt says 1, got 2', $e->getMessage());
+    }
+
+    /**
+     * The exception of class `$class` that `$call` throws (any other propagates); the test fails,
+     * naming `$case`, when the call returns instead.
+     *
+     * @template T of \Throwable
+     * @param class-string<T> $class
+     * @return T
+     */
+    private function thrown(string $class, callable $call, string $case): \Throwable
+    {
         try {
-            $receipt->verifyOutput($output);
-            $this->fail('verified with a wrong chunk count');
-        } catch (ReceiptMismatchException $e) {
-            $this->assertSame('Receipt does not match: output_chunk_count: receipt says 1, got 2', $e->getMessage());
+            $call();
+        } catch (\Throwable $e) {
+            if ($e instanceof $class) {
+                return $e;
+            }
+            throw $e;
         }
+        $this->fail("{$case}: verified");
     }
 
     /**

@@ -1,7 +1,8 @@
 /**
  * Benchmarks of local execution (issue 2), each against a named reference in the same run:
  * - cold `run` of hello.wasm, whole process, vs a bare `deno run` of an empty script (and the
- *   same with `--fuel`);
+ *   same with `--fuel`, and `run` bundled into one file and run with its header's flags, as the
+ *   Debian package's `/usr/bin/plasm run` does, next to a bare `deno run --no-config`);
  * - the SHA-256 CPU example under `run` vs the same C compiled natively (clang -O2);
  * - sandbox start cost per job: worker with `permissions: "none"` vs a separate deno process,
  *   spawned per job or taken from a `SandboxPool`, vs in process (`runInProcess`, what `run`
@@ -16,12 +17,21 @@ import { runJob } from "../runtime/run_job.ts";
 import { runInProcess } from "../runtime/run_in_process.ts";
 import { SandboxPool } from "../runtime/sandbox_pool.ts";
 import { taskCommand } from "../tests/_task.ts";
+import { bundleEntrypoint, headerFlags } from "../boot/build.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const DENO = Deno.execPath();
 const HOME = await Deno.makeTempDir({ prefix: "plasm-bench-" });
 const { flags } = await taskCommand("run");
 const RUN = ["run", "--no-prompt", ...flags, `${ROOT}cli/run.ts`];
+await bundleEntrypoint("cli/run.ts", `${HOME}/run.js`, { projectDir: ROOT });
+const RUN_BUNDLE = [
+  "run",
+  "--no-config",
+  "--cached-only",
+  ...await headerFlags(`${ROOT}cli/run.ts`),
+  `${HOME}/run.js`,
+];
 const hello = await Deno.readFile(`${ROOT}examples/hello.wasm`);
 const input = new TextEncoder().encode("Hello, World");
 await Deno.writeFile(`${HOME}/hello.txt`, input);
@@ -40,6 +50,7 @@ async function exec(cmd: string, args: string[]): Promise<void> {
 
 // Make the node key once, so every measured run is a steady-state cold process.
 await exec(DENO, [...RUN, `${ROOT}examples/hello.wasm`, "--input", `${HOME}/hello.txt`]);
+await exec(DENO, [...RUN_BUNDLE, `${ROOT}examples/hello.wasm`, "--input", `${HOME}/hello.txt`]);
 
 Deno.bench("bare deno run (empty script)", { group: "cold start", baseline: true }, async () => {
   await exec(DENO, ["run", `${ROOT}bench/empty.ts`]);
@@ -47,6 +58,16 @@ Deno.bench("bare deno run (empty script)", { group: "cold start", baseline: true
 
 Deno.bench("run examples/hello.wasm (whole process)", { group: "cold start" }, async () => {
   await exec(DENO, [...RUN, `${ROOT}examples/hello.wasm`, "--input", `${HOME}/hello.txt`]);
+});
+
+Deno.bench("bare deno run --no-config (empty script)", { group: "cold start" }, async () => {
+  await exec(DENO, ["run", "--no-config", `${ROOT}bench/empty.ts`]);
+});
+
+Deno.bench("run examples/hello.wasm, bundled as the Debian package runs it", {
+  group: "cold start",
+}, async () => {
+  await exec(DENO, [...RUN_BUNDLE, `${ROOT}examples/hello.wasm`, "--input", `${HOME}/hello.txt`]);
 });
 
 Deno.bench("run examples/hello.wasm --fuel 10000000 (whole process)", {

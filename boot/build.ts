@@ -799,7 +799,7 @@ export async function headerFlags(
   const flags = new Set<string>();
   for (
     const [flag] of head.matchAll(
-      /--(?:allow-[a-z-]+|ignore-env|unstable-[a-z-]+|no-prompt|no-remote)(=[^\s`'"]+)?/g,
+      /--(?:allow-[a-z-]+|ignore-env|unstable-[a-z-]+|no-prompt|no-remote|v8-flags)(=[^\s`'"]+)?/g,
     )
   ) {
     const [name, value] = flag.split("=", 2) as [string, string | undefined];

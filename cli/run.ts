@@ -3,8 +3,8 @@
  * sign a `phase-receipt:v1` receipt with the node key.
  *
  * Run with exactly:
- *   deno run --no-prompt --no-remote --unstable-worker-options --allow-read --allow-write
- *     --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/run.ts <module.wasm> [options]
+ *   deno run --no-prompt --no-remote --unstable-worker-options --v8-flags=--no-lazy --allow-read
+ *     --allow-write --allow-env=PLASM_HOME,XDG_DATA_HOME,HOME cli/run.ts <module.wasm> [options]
  * No --allow-net, --allow-run, --allow-sys or --allow-ffi. Everything is read and every receipt
  * file opened first; then the process revokes all its permissions and runs the job in its own
  * thread (runtime/run_in_process.ts; see docs/runtime.md, "Why in-process `run` is isolated").
@@ -15,13 +15,16 @@
  * `permissions: "none"` (hence --unstable-worker-options) while the process keeps its grants.
  * --no-remote: Deno 2.9's module loader does not consult revoked permissions, so remote imports
  * are refused by this flag instead. --no-prompt: a revoked permission is in state "prompt", and
- * on a terminal Deno would otherwise ask the user to grant it back.
+ * on a terminal Deno would otherwise ask the user to grant it back. --v8-flags=--no-lazy: V8
+ * then compiles every function when it compiles a module, so Deno's code cache (made once, at
+ * that moment) holds all of them; lazily, each function `run` calls would be compiled again in
+ * every process (about 5 ms of a cold `run`; BENCHMARKS.md, "Cold `run`").
  *
  * @module
  */
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { FuelCache } from "../runtime/fuel.ts";
-import { receiptPath, storeReceipt } from "../runtime/receipt_store.ts";
+import { receiptPath } from "../runtime/receipt_store.ts";
 import { revokeAllPermissions, runInProcess } from "../runtime/run_in_process.ts";
 import { toHex } from "../runtime/digest.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
@@ -34,19 +37,8 @@ import { checkFuel, JOB_FLAGS, parseJobEnv } from "./_job_flags.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
 import { parseDuration, parseSize } from "./_units.ts";
 import { errorLine } from "../util/error_message.ts";
-import { writeFileAtomic } from "../util/write_file_atomic.ts";
-import {
-  changedFileTree,
-  decodeFileTree,
-  encodeFileTree,
-  FileTreeLimitError,
-} from "../runtime/file_tree.ts";
-import {
-  parseTreeMount,
-  readHostTree,
-  type TreeMount,
-  writeHostTree,
-} from "../runtime/host_tree.ts";
+// Types only: the file-tree code loads only for a job with --dir (see _fileTrees).
+import type { TreeMount } from "../runtime/host_tree.ts";
 
 /** Exit codes `run` uses when the job did not end by itself. */
 export const EXIT_CODES: Record<JobErrorKind | "usage", number> = {
@@ -115,19 +107,20 @@ export function main(argv: string[], context: CliContext = {}): Promise<number> 
     }
     const modulePath = positionals[0]!;
     const { limits, env } = _limits(values);
-    const fsFlags = _fsFlags(values, limits.memoryBytes);
+    const trees = values.dir.length > 0 ? await _fileTrees() : undefined;
+    const fsFlags = _fsFlags(values, limits.memoryBytes, trees);
     let job;
     let files;
     try {
       job = await _load(modulePath, values, limits.maxModuleBytes);
       // Read once, up front, while read permission is there; the job never reaches the host.
-      if (fsFlags) files = await _readFiles(fsFlags);
+      if (fsFlags && trees) files = await _readFiles(fsFlags, trees);
     } catch (error) {
       return io.fail(
         errorLine(error),
         error instanceof _TooLarge
           ? EXIT_CODES.module_too_large
-          : error instanceof FileTreeLimitError
+          : trees && error instanceof trees.FileTreeLimitError
           ? EXIT_CODES[error.kind === "bytes" ? "fs_bytes_limit" : "fs_files_limit"]
           : 1,
       );
@@ -182,11 +175,17 @@ export function main(argv: string[], context: CliContext = {}): Promise<number> 
     let stored: string;
     if (sinks) {
       stored = sinks.store.path;
-      await _io("store receipt in", `${stateDir}/receipts`, () => sinks!.store.write(text));
-      if (sinks.copy) await _io("write receipt", sinks.copy.path, () => sinks!.copy!.write(text));
-      await sinks.dir.sync().catch(() => {});
-      sinks.dir.close();
+      const { store, copy, dir } = sinks;
+      await _io("store receipt in", `${stateDir}/receipts`, () => store.write(text));
+      if (copy) await _io("write receipt", copy.path, () => copy.write(text));
+      try {
+        dir.syncSync();
+      } catch {
+        // The receipt's own bytes are synced; a directory that cannot be synced is no error.
+      }
+      dir.close();
     } else {
+      const { storeReceipt } = await import("../runtime/receipt_store.ts");
       stored = await _io(
         "store receipt in",
         `${stateDir}/receipts`,
@@ -194,11 +193,13 @@ export function main(argv: string[], context: CliContext = {}): Promise<number> 
       );
       if (values.receipt) {
         const path = values.receipt;
+        const { writeFileAtomic } = await import("../util/write_file_atomic.ts");
         await _io("write receipt", path, () => writeFileAtomic(path, text));
       }
     }
-    if (files && signed.outcome.files) {
+    if (files && trees && signed.outcome.files) {
       // The job's final files (within the caps the sandbox kept) to --out / --out-changed.
+      const { decodeFileTree, changedFileTree, writeHostTree } = trees;
       const caps = { maxBytes: files.maxBytes, maxFiles: files.maxFiles };
       const final = decodeFileTree(signed.outcome.files, caps);
       if (values.out) await writeHostTree(final, values.out);
@@ -240,12 +241,36 @@ const FS_MAX_BYTES = 64 * 1024 * 1024;
 /** Default of `--fs-max-files`. */
 const FS_MAX_FILES = 10_000;
 
-/** The file flags, checked: null without `--dir`. */
-function _fsFlags(values: _Values, memoryBytes: number) {
+/**
+ * The file-tree code, loaded only for a job with `--dir`: a cold `run` without files does not
+ * pay for compiling it.
+ */
+async function _fileTrees() {
+  const [fileTree, hostTree] = await Promise.all([
+    import("../runtime/file_tree.ts"),
+    import("../runtime/host_tree.ts"),
+  ]);
+  const { changedFileTree, decodeFileTree, encodeFileTree, FileTreeLimitError } = fileTree;
+  const { parseTreeMount, readHostTree, writeHostTree } = hostTree;
+  return {
+    changedFileTree,
+    decodeFileTree,
+    encodeFileTree,
+    FileTreeLimitError,
+    parseTreeMount,
+    readHostTree,
+    writeHostTree,
+  };
+}
+
+type _FileTrees = Awaited<ReturnType<typeof _fileTrees>>;
+
+/** The file flags, checked: null without `--dir` (then `trees` is not needed). */
+function _fsFlags(values: _Values, memoryBytes: number, trees: _FileTrees | undefined) {
   const usage = (message: string): never => {
     throw new UsageError(message);
   };
-  if (values.dir.length === 0) {
+  if (values.dir.length === 0 || !trees) {
     for (const flag of ["out", "out-changed", "fs-max-bytes", "fs-max-files"] as const) {
       if (values[flag] !== undefined) usage(`--${flag} needs --dir`);
     }
@@ -271,7 +296,7 @@ function _fsFlags(values: _Values, memoryBytes: number) {
   for (const spec of values.dir) {
     let host, at, name;
     try {
-      ({ host, at, name } = parseTreeMount(spec));
+      ({ host, at, name } = trees.parseTreeMount(spec));
     } catch (error) {
       return usage(`${errorLine(error).replace(/^Cannot use '/, "Cannot use --dir '")}`);
     }
@@ -289,7 +314,7 @@ function _fsFlags(values: _Values, memoryBytes: number) {
 }
 
 /** Read the `--dir` trees into the job's files; refuse an `--out` that cannot be written. */
-async function _readFiles(flags: NonNullable<ReturnType<typeof _fsFlags>>) {
+async function _readFiles(flags: NonNullable<ReturnType<typeof _fsFlags>>, trees: _FileTrees) {
   for (const dir of [flags.out, flags.outChanged]) {
     if (dir === undefined) continue;
     let nonEmpty = false;
@@ -303,8 +328,8 @@ async function _readFiles(flags: NonNullable<ReturnType<typeof _fsFlags>>) {
     if (nonEmpty) throw new Error(`Cannot write files to '${dir}': it exists and is not empty`);
   }
   const { maxBytes, maxFiles } = flags;
-  const tree = await readHostTree(flags.mounts, { maxBytes, maxFiles });
-  return { tree: encodeFileTree(tree), preopens: flags.preopens, maxBytes, maxFiles };
+  const tree = await trees.readHostTree(flags.mounts, { maxBytes, maxFiles });
+  return { tree: trees.encodeFileTree(tree), preopens: flags.preopens, maxBytes, maxFiles };
 }
 
 class _TooLarge extends Error {}
@@ -312,36 +337,44 @@ class _TooLarge extends Error {}
 /**
  * A receipt file opened before the job, while write access is there, and written after it. An
  * existing file keeps its bytes until the new receipt replaces them; a process killed during the
- * job leaves a new file empty, never partial.
+ * job leaves a new file empty, never partial. Its calls are synchronous, as are the stat and
+ * read of the module: the process has nothing else to do meanwhile, and each asynchronous call
+ * would cost a round trip to Deno's blocking thread pool.
  */
 class _ReceiptFile {
   constructor(readonly path: string, readonly file: Deno.FsFile, readonly created: boolean) {}
 
-  static async open(path: string, mode: number): Promise<_ReceiptFile> {
+  static open(path: string, mode: number): _ReceiptFile {
     let created = false;
     let file;
     try {
-      file = await Deno.open(path, { write: true, createNew: true, mode });
+      file = Deno.openSync(path, { write: true, createNew: true, mode });
       created = true;
     } catch (error) {
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-      file = await Deno.open(path, { write: true, mode });
+      file = Deno.openSync(path, { write: true, mode });
     }
     return new _ReceiptFile(path, file, created);
   }
 
   /** Close it unwritten, removing it if it did not exist before (permissions still held). */
-  async discard(): Promise<void> {
+  discard(): void {
     this.file.close();
-    if (this.created) await Deno.remove(this.path).catch(() => {});
+    if (this.created) {
+      try {
+        Deno.removeSync(this.path);
+      } catch {
+        // Best effort: the error that made us discard it is the one to report.
+      }
+    }
   }
 
-  async write(text: string): Promise<void> {
+  write(text: string): void {
     const bytes = new TextEncoder().encode(text);
     try {
-      for (let at = 0; at < bytes.length;) at += await this.file.write(bytes.subarray(at));
-      await this.file.truncate(bytes.length);
-      await this.file.syncData();
+      for (let at = 0; at < bytes.length;) at += this.file.writeSync(bytes.subarray(at));
+      this.file.truncateSync(bytes.length);
+      this.file.syncDataSync();
     } finally {
       this.file.close();
     }
@@ -368,32 +401,32 @@ async function _openReceipts(
     ? undefined
     : await _io("write receipt", copyPath, () => _ReceiptFile.open(copyPath, 0o644));
   try {
-    return await _io("store receipt in", `${stateDir}/receipts`, async () => {
-      await Deno.mkdir(`${stateDir}/receipts`, { recursive: true, mode: 0o700 });
-      const dir = await Deno.open(`${stateDir}/receipts`, { read: true });
+    return await _io("store receipt in", `${stateDir}/receipts`, () => {
+      Deno.mkdirSync(`${stateDir}/receipts`, { recursive: true, mode: 0o700 });
+      const dir = Deno.openSync(`${stateDir}/receipts`, { read: true });
       try {
-        return { store: await _ReceiptFile.open(path, 0o600), copy, dir };
+        return { store: _ReceiptFile.open(path, 0o600), copy, dir };
       } catch (error) {
         dir.close();
         throw error;
       }
     });
   } catch (error) {
-    await copy?.discard();
+    copy?.discard();
     throw error;
   }
 }
 
 /** Read the module and input, and load (or make) the node key. */
 async function _load(modulePath: string, values: _Values, maxModuleBytes: number) {
-  const stat = await _io("read module", modulePath, () => Deno.stat(modulePath));
+  const stat = await _io("read module", modulePath, () => Deno.statSync(modulePath));
   if (!stat.isFile) throw new Error(`Cannot read module '${modulePath}': not a file`);
   if (stat.size > maxModuleBytes) {
     throw new _TooLarge(
       `Cannot run '${modulePath}': module is ${stat.size} bytes, over the ${maxModuleBytes}-byte limit`,
     );
   }
-  const module = await _io("read module", modulePath, () => Deno.readFile(modulePath));
+  const module = await _io("read module", modulePath, () => Deno.readFileSync(modulePath));
   const input = await _io("read input", values.input ?? "-", () => _readInput(values.input));
   const stateDir = values["state-dir"] ?? defaultStateDir((name) => Deno.env.get(name));
   const keyPair = await _io("use state dir", stateDir, () => loadOrCreateIdentity(stateDir));
@@ -461,7 +494,7 @@ async function _readInput(spec: string | undefined): Promise<Uint8Array> {
 }
 
 /** Run a file operation; a failure becomes `Cannot <what> '<path>': <reason>`. */
-async function _io<T>(what: string, path: string, op: () => Promise<T>): Promise<T> {
+async function _io<T>(what: string, path: string, op: () => T | Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (error) {

@@ -32,6 +32,23 @@ export const ALLOWED_WASM_FEATURES: readonly string[] = Object.freeze([
   "reference-types",
 ]);
 
+/**
+ * The version of the gate's rules. Verdicts are cached under it (`run` keeps each module it
+ * instrumented only after the gate passed it, and skips the gate when it finds it again: see
+ * `FuelCache.instrument`'s `gate`), so it must change with every change to what
+ * {@linkcode checkModule} refuses or accepts, including the WASI functions it lets a module import
+ * (a module importing one that is no longer served would fail to link anyway).
+ *
+ * @example
+ * ```ts
+ * import { GATE_VERSION } from "./check_module.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.match(GATE_VERSION, /^\d+$/);
+ * ```
+ */
+export const GATE_VERSION = "1";
+
 const PREFIX = "Cannot read module";
 const WASI = "wasi_snapshot_preview1";
 

@@ -26,7 +26,7 @@ export const FUEL_START_EXPORT = "__phase_start";
  * Version of the cost model and of the rewriting. Part of every cache key: a change to either
  * must bump it, because it changes `fuel_used`.
  */
-export const FUEL_VERSION = 1;
+export const FUEL_VERSION = 2;
 
 /**
  * A job ran out of fuel.
@@ -272,14 +272,25 @@ interface _Segments {
   pos: number[];
   cost: number[];
   check: boolean[];
-  /** Positions of `call`, `return_call` and `ref.func`, when function indexes shift. */
+  /**
+   * Positions of `call`, `return_call` and `ref.func`: their function index is written again,
+   * shifted when an import was added, and always in its shortest LEB128 form. Compilers pad
+   * these to 5 bytes (for relocations), and V8 decides what to inline by a function's size in
+   * bytes: a padded fib with its checks was not inlined any more (2.2x instead of 1.2x).
+   */
   calls: number[];
-  /** Whether to record `calls`. */
-  shift: boolean;
   /** Whether the body calls any function (it may then take part in a recursion). */
   hasCall: boolean;
   /** Bulk memory and table operations (time grows with their size) in each segment. */
   heavy: number[];
+  /**
+   * Positions of the instructions before which the counter local goes back to the global:
+   * calls, tail calls, `return`, `unreachable`, branches out of the function and its final
+   * `end` (where control leaves the function, or may never come back).
+   */
+  flush: number[];
+  /** Positions right after each call: the callee used fuel, so the local is read again. */
+  reload: number[];
 }
 
 /**
@@ -298,7 +309,7 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
     s.calls.length =
       0;
   s.hasCall = false;
-  s.heavy.length = 0;
+  s.heavy.length = s.flush.length = s.reload.length = 0;
   let heavy = 0;
   let segPos = p;
   let cost = 0;
@@ -318,9 +329,13 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
         break;
       case 2: // LEB
         cost += live;
-        if (op === 0x10) s.hasCall = true;
-        if (s.shift && (op === 0x10 || op === 0xd2)) s.calls.push(at);
+        if (op === 0x10 || op === 0xd2) s.calls.push(at);
         p = b[p]! < 0x80 ? p + 1 : _skipLeb(b, p);
+        if (op === 0x10) {
+          s.hasCall = true;
+          s.flush.push(at);
+          s.reload.push(p);
+        }
         break;
       case 3: // MEMARG
         cost += live;
@@ -347,6 +362,7 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
       case 8: // END
         if (--depth === 0) {
           if (p !== end) throw _malformed(p, "code after the end of a function body");
+          s.flush.push(at);
           if (cost > 0 || check) {
             s.pos.push(segPos);
             s.cost.push(cost);
@@ -358,40 +374,55 @@ function _segments(b: Uint8Array, p: number, end: number, s: _Segments): void {
         next = true;
         break;
       case 9: // BR
+      case 10: { // BR_IF
+        cost += live;
+        if (op === 0x0c) live = 0;
+        else next = true;
+        const [label, q] = _readLeb(b, p);
+        p = q;
+        if (label === depth - 1) s.flush.push(at); // out of the function
+        break;
+      }
       case 15: // TAIL
         cost += live;
         live = 0;
-        if (op === 0x12) s.hasCall = true;
-        if (s.shift && op === 0x12) s.calls.push(at);
+        s.hasCall = true;
+        s.flush.push(at);
+        s.calls.push(at);
         p = b[p]! < 0x80 ? p + 1 : _skipLeb(b, p);
-        break;
-      case 10: // BR_IF
-        cost += live;
-        p = _skipLeb(b, p);
-        next = true;
         break;
       case 11: { // BR_TABLE
         cost += live;
         live = 0;
         const [n, q] = _readLeb(b, p);
         p = q;
-        for (let i = 0; i <= n; i++) p = _skipLeb(b, p);
+        let out = false;
+        for (let i = 0; i <= n; i++) {
+          const [label, r] = _readLeb(b, p);
+          p = r;
+          if (label === depth - 1) out = true;
+        }
+        if (out) s.flush.push(at);
         break;
       }
-      case 12: // JUMP
+      case 12: // JUMP (unreachable, return)
         cost += live;
         live = 0;
+        s.flush.push(at);
         break;
       case 13: // NOP
         break;
-      case 14: // LEB2
+      case 14: // LEB2 (call_indirect)
         cost += live;
         s.hasCall = true;
+        s.flush.push(at);
         p = _skipLeb(b, _skipLeb(b, p));
+        s.reload.push(p);
         break;
       case 16: // TAIL2
         cost += live;
         s.hasCall = true;
+        s.flush.push(at);
         live = 0;
         p = _skipLeb(b, _skipLeb(b, p));
         break;
@@ -462,13 +493,16 @@ interface _Snippets {
   /** `global.set fuel`. */
   setFuel: Uint8Array;
   /**
-   * After `local.get t` at a check point: `i64.const 0; i64.lt_s; if; i32.const 1; global.set
-   * flag; unreachable; end`, or with interrupts `global.get stop; i64.lt_s; if; call slow; end`.
+   * After the counter at a check point: `i64.const 0; i64.lt_s; if`, or with interrupts
+   * `global.get stop; i64.lt_s; if`; then the counter is flushed to the global
+   * (`local.get t; global.set fuel`) and {@linkcode _Snippets.checkTail} follows.
    */
-  check: Uint8Array;
+  checkHead: Uint8Array;
+  /** `i32.const 1; global.set flag; unreachable; end`, or with interrupts `call slow; end`. */
+  checkTail: Uint8Array;
   /** Charge only check points, one unit each (interrupts without metering). */
   checksOnly: boolean;
-  /** Offset of the `if` in `check` when it calls the slow path (for the branch hint), else -1. */
+  /** Offset of the `if` in `checkHead` (hinted unlikely). */
   ifAt: number;
   /**
    * With interrupts: `global.get stop; i64.const` (the amount follows), and how far one bulk
@@ -489,30 +523,35 @@ function _snippets(fuel: number, flag: number, interrupt: _Interrupt | null): _S
   set.byte(0x24);
   set.u32(fuel);
   const check = new _Writer();
+  const tail = new _Writer();
   const bump = new _Writer();
   if (interrupt !== null) {
     bump.byte(0x23);
     bump.u32(interrupt.stop);
     bump.byte(0x42);
   }
-  let ifAt = -1;
+  let ifAt: number;
   if (interrupt === null) {
-    check.bytes(new Uint8Array([0x42, 0x00, 0x53, 0x04, 0x40, 0x41, 0x01, 0x24]));
-    check.u32(flag);
-    check.bytes(new Uint8Array([0x00, 0x0b]));
+    ifAt = 3;
+    check.bytes(new Uint8Array([0x42, 0x00, 0x53, 0x04, 0x40]));
+    tail.bytes(new Uint8Array([0x41, 0x01, 0x24]));
+    tail.u32(flag);
+    tail.bytes(new Uint8Array([0x00, 0x0b]));
   } else {
     check.byte(0x23);
     check.u32(interrupt.stop);
     check.byte(0x53);
     ifAt = check.len;
-    check.bytes(new Uint8Array([0x04, 0x40, 0x10]));
-    check.u32(interrupt.slowFunc);
-    check.byte(0x0b);
+    check.bytes(new Uint8Array([0x04, 0x40]));
+    tail.byte(0x10);
+    tail.u32(interrupt.slowFunc);
+    tail.byte(0x0b);
   }
   return {
     chargeHead: head.done(),
     setFuel: set.done(),
-    check: check.done(),
+    checkHead: check.done(),
+    checkTail: tail.done(),
     checksOnly: interrupt !== null && !interrupt.meter,
     ifAt,
     bumpHead: interrupt === null ? null : bump.done(),
@@ -523,8 +562,12 @@ function _snippets(fuel: number, flag: number, interrupt: _Interrupt | null): _S
 
 /**
  * Rewrite one function body, `b[start, end)` with its locals, into `w`. The function has
- * `params` parameters; it gets one more `i64` local, to check the counter without reading the
- * global again. Function indexes from `shiftFrom` on grow by one (an import was added).
+ * `params` parameters; it gets one more `i64` local, `t`, that holds the counter while the
+ * function runs: read from the global at the entry and after each call, charged and checked in
+ * the local (a register, where the global is a memory round trip: ~2.4x on tiny recursive
+ * functions before), and written back before every call, tail call, `return`, `unreachable`,
+ * branch out of the function, slow path of a check and the final `end`. Function indexes from
+ * `shiftFrom` on grow by one (an import was added).
  */
 function _rewriteBody(
   b: Uint8Array,
@@ -553,56 +596,90 @@ function _rewriteBody(
   w.byte(0x01);
   w.byte(0x7e); // (local $t i64)
   _segments(b, p, end, segments);
-  let copied = p;
-  const { pos, cost, check, calls } = segments;
+  const { pos, cost, check, calls, flush, reload, heavy } = segments;
   const { checksOnly } = snippets;
-  let j = 0;
-  for (let i = 0; i <= pos.length; i++) {
-    const at = i < pos.length ? pos[i]! : end;
-    // Calls before this segment start get their shifted function index.
-    for (; j < calls.length && calls[j]! < at; j++) {
-      const q = calls[j]!;
-      w.range(b, copied, q + 1);
-      const [index, next] = _readLeb(b, q + 1);
-      w.u32(index >= shiftFrom ? index + 1 : index);
-      copied = next;
-    }
-    if (i === pos.length) break;
+  const t = locals;
+  /** Whether segment `i` is charged and whether it is checked. */
+  const charged = (i: number) => !checksOnly && cost[i]! > 0;
+  // Interrupt checks only: a function that calls nothing needs no entry check (its loops have
+  // their own); any endless run passes a loop header or the entry of a function that calls.
+  const checked = (i: number) => check[i]! && !(checksOnly && i === 0 && !segments.hasCall);
+  // The counter lives in local t from the entry on, and goes back to the global where control
+  // may leave the function (see `flush`); a function that neither charges nor checks has none.
+  let counted = false;
+  for (let i = 0; i < pos.length && !counted; i++) counted = charged(i) || checked(i);
+  let copied = p;
+  let iSeg = 0, iCall = 0, iFlush = 0, iReload = 0;
+  for (;;) {
+    const nSeg = iSeg < pos.length ? pos[iSeg]! : Infinity;
+    const nCall = iCall < calls.length ? calls[iCall]! : Infinity;
+    const nFlush = counted && iFlush < flush.length ? flush[iFlush]! : Infinity;
+    const nReload = counted && iReload < reload.length ? reload[iReload]! : Infinity;
+    const at = Math.min(nSeg, nCall, nFlush, nReload);
+    if (at === Infinity) break;
     w.range(b, copied, at);
     copied = at;
-    const c = checksOnly ? 1 : cost[i]!;
-    // Interrupt checks only: a function that calls nothing needs no entry check (its loops have
-    // their own); any endless run passes a loop header or the entry of a function that calls.
-    if (check[i] && !(checksOnly && i === 0 && !segments.hasCall)) {
-      // global.get fuel; i64.const cost; i64.sub; local.tee t; global.set fuel; local.get t;
-      // then the check snippet
-      w.bytes(snippets.chargeHead);
-      w.s64(c);
-      w.byte(0x7d);
-      w.byte(0x22);
-      w.u32(locals);
-      w.bytes(snippets.setFuel);
+    // At one position: read the counter again (after a call), charge the segment starting
+    // there, flush (before the instruction), then the instruction itself (a shifted call).
+    if (nReload === at) {
+      // global.get fuel; local.set t
+      w.bytes(snippets.chargeHead.subarray(0, snippets.chargeHead.length - 1));
+      w.byte(0x21);
+      w.u32(t);
+      iReload++;
+    } else if (nSeg === at) {
+      const i = iSeg++;
+      const c = checksOnly ? 1 : cost[i]!;
+      if (counted && (checked(i) || charged(i) || i === 0)) {
+        // Entry: global.get fuel; others: local.get t. Then i64.const c; i64.sub when charged.
+        if (i === 0) w.bytes(snippets.chargeHead.subarray(0, snippets.chargeHead.length - 1));
+        else {
+          w.byte(0x20);
+          w.u32(t);
+        }
+        if (checked(i) || charged(i)) {
+          w.byte(0x42);
+          w.s64(c);
+          w.byte(0x7d);
+        }
+        if (checked(i)) {
+          // local.tee t; the check, flushing the counter before its slow path
+          w.byte(0x22);
+          w.u32(t);
+          hints.push(w.len + snippets.ifAt);
+          w.bytes(snippets.checkHead);
+          w.byte(0x20);
+          w.u32(t);
+          w.bytes(snippets.setFuel);
+          w.bytes(snippets.checkTail);
+        } else {
+          w.byte(0x21);
+          w.u32(t);
+        }
+      }
+      if (heavy[i]! > 0 && snippets.bumpHead !== null) {
+        // A bulk operation can take milliseconds: bring the next interrupt closer, by 1/16 of
+        // the interval each, so the deadline is checked at most 16 of them later. Fuel is
+        // untouched. global.get stop; i64.const units; i64.add; global.set stop
+        w.bytes(snippets.bumpHead);
+        w.s64(heavy[i]! * snippets.heavyUnits);
+        w.byte(0x7c);
+        w.byte(0x24);
+        w.u32(snippets.stop);
+      }
+    } else if (nFlush === at) {
+      // local.get t; global.set fuel
       w.byte(0x20);
-      w.u32(locals);
-      if (snippets.ifAt >= 0) hints.push(w.len + snippets.ifAt);
-      w.bytes(snippets.check);
-    } else if (c > 0 && !checksOnly) {
-      // global.get fuel; i64.const cost; i64.sub; global.set fuel
-      w.bytes(snippets.chargeHead);
-      w.s64(c);
-      w.byte(0x7d);
+      w.u32(t);
       w.bytes(snippets.setFuel);
-    }
-    const heavy = segments.heavy[i]!;
-    if (heavy > 0 && snippets.bumpHead !== null) {
-      // A bulk operation can take milliseconds: bring the next interrupt closer, by 1/16 of the
-      // interval each, so the deadline is checked at most 16 of them later. Fuel is untouched.
-      // global.get stop; i64.const units; i64.add; global.set stop
-      w.bytes(snippets.bumpHead);
-      w.s64(heavy * snippets.heavyUnits);
-      w.byte(0x7c);
-      w.byte(0x24);
-      w.u32(snippets.stop);
+      iFlush++;
+    } else {
+      // A call, return_call or ref.func whose function index shifts.
+      w.range(b, copied, at + 1);
+      const [index, next] = _readLeb(b, at + 1);
+      w.u32(index >= shiftFrom ? index + 1 : index);
+      copied = next;
+      iCall++;
     }
   }
   w.range(b, copied, end);
@@ -860,8 +937,9 @@ export function instrumentFuel(
       });
       const firstFunc = imports.funcs + (addImport ? 1 : 0);
       const code = _rewriteCode(sr, params, fuel, flag, interrupt, shiftFrom, firstFunc);
-      // The interrupt calls are marked unlikely, so engines keep them off the hot path: a
-      // call the optimizer must plan for in every loop costs ~20% on tight code (measured).
+      // The checks' slow paths (the interrupt call, the fuel trap) are marked unlikely, so
+      // engines keep them off the hot path: a call the optimizer must plan for in every loop
+      // costs ~20% on tight code (measured). A module without interrupts gets the section too.
       if (code.hints !== null) section(0, code.hints);
       return section(_CODE, code.bytes);
     }
@@ -994,9 +1072,10 @@ function _rewriteCode(
     cost: [],
     check: [],
     calls: [],
-    shift: shiftFrom !== Infinity,
     hasCall: false,
     heavy: [],
+    flush: [],
+    reload: [],
   };
   // The `metadata.code.branch_hint` custom section: per function, the body offset of each
   // interrupt `if`, hinted unlikely.
@@ -1059,7 +1138,7 @@ function _rewriteCode(
     w.u32(body.len);
     w.range(body.buf, 0, body.len);
   }
-  if (interrupt === null) return { bytes: w.done(), hints: null };
+  if (hinted === 0) return { bytes: w.done(), hints: null };
   const section = new _Writer();
   section.name("metadata.code.branch_hint");
   section.u32(hinted);
@@ -1336,7 +1415,8 @@ export interface FuelCacheOptions {
    * Directory for instrumented modules, created when needed; files are named
    * `fuel-v<version>-<sha256 of the input>.wasm` (`fuel-interrupts-v<version>.<interrupt
    * version>-...` with interrupts, `checks-v<version>.<interrupt version>-...` with
-   * `meter: false`). Without it the cache is in memory only.
+   * `meter: false`; `<kind>-gate<gate version>-v...` for modules instrumented with a `gate`).
+   * Without it the cache is in memory only.
    * @default undefined
    */
   dir?: string;
@@ -1392,15 +1472,23 @@ export class FuelCache {
    * returned bytes: they are shared.
    *
    * @param options `meter` and `interrupts` as {@linkcode instrumentFuel} takes them (each
-   *   combination is cached on its own), and an abort signal.
+   *   combination is cached on its own), an abort signal, and a `gate`: a check run on the
+   *   module before it is instrumented (`check` throws for a module that must not run). Its
+   *   entries are kept apart, under the gate's `version`, and made only for modules `check`
+   *   passed: an entry found is that check's verdict, so a hit does not run it again. `version`
+   *   must change whenever what `check` refuses changes.
    *
    * @throws {SyntaxError} As {@linkcode instrumentFuel}.
+   * @throws What `gate.check` throws, for a module not yet in the cache.
    */
   async instrument(
     module: Uint8Array,
-    options: InstrumentFuelOptions & { signal?: AbortSignal } = {},
+    options: InstrumentFuelOptions & {
+      signal?: AbortSignal;
+      gate?: { check: (module: Uint8Array) => void; version: string };
+    } = {},
   ): Promise<Uint8Array<ArrayBuffer>> {
-    const { signal, meter = true, interrupts = !meter } = options;
+    const { signal, gate, meter = true, interrupts = !meter } = options;
     signal?.throwIfAborted();
     if (!(module instanceof Uint8Array)) {
       throw new TypeError("Cannot instrument module: expected a Uint8Array");
@@ -1408,12 +1496,16 @@ export class FuelCache {
     const digest = await crypto.subtle.digest("SHA-256", module as Uint8Array<ArrayBuffer>);
     const kind = !meter ? "checks" : interrupts ? "fuel-interrupts" : "fuel";
     const version = interrupts ? `${FUEL_VERSION}.${_INTERRUPT_VERSION}` : `${FUEL_VERSION}`;
-    const key = `${kind}-v${version}-${new Uint8Array(digest).toHex()}`;
+    if (gate && !/^[\w.]{1,32}$/.test(gate.version)) {
+      throw new TypeError(`Cannot use gate version '${gate.version}': not 1-32 word characters`);
+    }
+    const gated = gate ? `-gate${gate.version}` : "";
+    const key = `${kind}${gated}-v${version}-${new Uint8Array(digest).toHex()}`;
     let entry = this.#memory.get(key);
     if (entry) {
       this.#memory.delete(key);
     } else {
-      entry = this.#load(key, module, { meter, interrupts }, signal);
+      entry = this.#load(key, module, { meter, interrupts }, signal, gate?.check);
       entry.catch(() => this.#memory.delete(key));
     }
     this.#memory.set(key, entry);
@@ -1428,6 +1520,7 @@ export class FuelCache {
     module: Uint8Array,
     how: InstrumentFuelOptions,
     signal: AbortSignal | undefined,
+    check: ((module: Uint8Array) => void) | undefined,
   ): Promise<Uint8Array<ArrayBuffer>> {
     const dir = this.#dir;
     const file = dir === undefined ? undefined : `${dir}/${key}.wasm`;
@@ -1439,6 +1532,7 @@ export class FuelCache {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       }
     }
+    check?.(module);
     const out = instrumentFuel(module, how);
     this.#instrumented++;
     if (dir !== undefined && file !== undefined) {

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { FUEL_EXHAUSTED_EXPORT, FUEL_GLOBAL_EXPORT, FUEL_START_EXPORT } from "./fuel.ts";
 import { FuelCache, FuelExhaustedError, instrumentFuel, readFuel, startFuel } from "./fuel.ts";
 import { runWasiStub } from "./testdata/fuel/wasi_stub.ts";
+import { wat } from "./testdata/hostile_modules.ts";
 import wabtInit from "wabt";
 
 const DIR = new URL("./testdata/fuel/", import.meta.url);
@@ -206,6 +207,103 @@ Deno.test("a wasm infinite loop traps with the exhausted flag set", async () => 
   assert.deepEqual(readFuel(instance, 7n), { used: 0n, remaining: 7n, exhausted: false });
 });
 
+Deno.test("the counter kept in a local reaches the global on every way out: return, br out, trap", async () => {
+  const module = await wat(`(module
+    (func (export "exits") (param i32) (result i32)
+      i32.const 1 i32.const 2 i32.add drop
+      local.get 0 i32.const 1 i32.eq
+      if i32.const 10 return end
+      i32.const 20 local.get 0 i32.const 2 i32.eq br_if 0
+      drop i32.const 30 br 0
+      i32.const 99)
+    (func (export "boom") i32.const 1 drop unreachable)
+    (func (export "caller") (param i32) (result i32)
+      local.get 0 call 0 drop local.get 0 call 0))`);
+  const { instance } = await WebAssembly.instantiate(instrumentFuel(module));
+  const e = instance.exports as Record<string, (n?: number) => number>;
+  const used = (f: () => unknown) => {
+    startFuel(instance, 1000n);
+    f();
+    return readFuel(instance, 1000n);
+  };
+  // 8 units to the if, then `i32.const 10; return`, or 5 more to a br_if out of the function,
+  // or 3 more to a br out of it (the rest is dead code, never charged).
+  assert.deepEqual(used(() => assert.equal(e.exits!(1), 10)).used, 10n);
+  assert.deepEqual(used(() => assert.equal(e.exits!(2), 20)).used, 13n);
+  assert.deepEqual(used(() => assert.equal(e.exits!(3), 30)).used, 16n);
+  // A caller's own units, charged before each call, and the callee's, read back after it.
+  assert.deepEqual(used(() => assert.equal(e.caller!(2), 20)).used, 5n + 13n + 13n);
+  // A trap pays for its segment: `i32.const 1; drop; unreachable`.
+  assert.deepEqual(used(() => assert.throws(() => e.boom!(), WebAssembly.RuntimeError)), {
+    used: 3n,
+    remaining: 997n,
+    exhausted: false,
+  });
+});
+
+Deno.test("an endless loop in a callee that calls nothing stops at the limit, metered or by interrupts", async () => {
+  const module = await wat(`(module
+    (func $spin (loop (br 0)))
+    (func (export "outer") (loop (call $spin) (br 0))))`);
+  const { instance } = await WebAssembly.instantiate(instrumentFuel(module));
+  startFuel(instance, 100n);
+  assert.throws(() => (instance.exports.outer as () => void)(), WebAssembly.RuntimeError);
+  // 2 for the outer loop's first pass, then 1 per turn of the inner one; the last turn is the
+  // one that finds the counter below zero, and writes it back before trapping.
+  assert.deepEqual(readFuel(instance, 100n), { used: 100n, remaining: -1n, exhausted: true });
+
+  let yields = 0;
+  const checked = await WebAssembly.instantiate(instrumentFuel(module, { meter: false }), {
+    wasi_snapshot_preview1: {
+      sched_yield: () => {
+        if (++yields === 3) throw new Error("deadline");
+        return 0;
+      },
+    },
+  });
+  assert.throws(() => (checked.instance.exports.outer as () => void)(), /deadline/);
+  assert.equal(yields, 3);
+});
+
+Deno.test("recursion without loops is metered exactly and stops at the limit, before the stack", async () => {
+  const module = await wat(`(module
+    (func $down (export "down") (param i32) (result i32)
+      local.get 0 i32.eqz
+      if (result i32) i32.const 0
+      else local.get 0 i32.const 1 i32.sub call $down i32.const 1 i32.add end)
+    (func $forever (export "forever") (call $forever)))`);
+  const { instance } = await WebAssembly.instantiate(instrumentFuel(module));
+  const e = instance.exports as Record<string, (n?: number) => number>;
+  // down(0) = 3 + 1; each level adds 3 + 6.
+  startFuel(instance, BIG);
+  assert.equal(e.down!(1000), 1000);
+  assert.equal(readFuel(instance, BIG).used, 9n * 1000n + 4n);
+  startFuel(instance, 9003n);
+  e.down!(1000);
+  assert.equal(readFuel(instance, 9003n).exhausted, true);
+  // Endless recursion runs out of fuel at a function entry, long before the stack does.
+  startFuel(instance, 1000n);
+  assert.throws(() => e.forever!(), WebAssembly.RuntimeError);
+  assert.equal((instance.exports[FUEL_EXHAUSTED_EXPORT] as WebAssembly.Global).value, 1);
+  assert.deepEqual(readFuel(instance, 1000n), { used: 1000n, remaining: -1n, exhausted: true });
+});
+
+Deno.test("a call's function index is written back in its shortest form", () => {
+  // (func $f) (func (call $f)) with the call's index padded to 5 bytes, as compilers leave it.
+  const padded = new Uint8Array([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...[0x01, 0x04, 0x01, 0x60, 0x00, 0x00],
+    ...[0x03, 0x03, 0x02, 0x00, 0x00],
+    ...[0x0a, 0x0d, 0x02, 0x02, 0x00, 0x0b, 0x08, 0x00, 0x10, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0b],
+  ]);
+  assert.ok(WebAssembly.validate(padded));
+  const out = instrumentFuel(padded);
+  assert.ok(WebAssembly.validate(out));
+  assert.ok(padded.toHex().includes("1080808080"));
+  assert.ok(!out.toHex().includes("1080808080"), "the padded call was left in place");
+  assert.ok(out.toHex().includes("1000"), "call 0 in one byte");
+});
+
 Deno.test("other traps are not reported as fuel exhaustion", async () => {
   const { instance } = await WebAssembly.instantiate(instrumentFuel(await fixture("costs.wasm")));
   startFuel(instance, BIG);
@@ -317,7 +415,7 @@ Deno.test("FuelCache instruments a module once, in memory and on disk", async ()
     assert.equal(cache.instrumented, 1);
     const files = await readdir(join(dir, "sub"));
     assert.equal(files.length, 1);
-    assert.match(files[0]!, /^fuel-v1-[0-9a-f]{64}\.wasm$/);
+    assert.match(files[0]!, /^fuel-v2-[0-9a-f]{64}\.wasm$/);
 
     const second = new FuelCache({ dir: join(dir, "sub") });
     assert.deepEqual(await second.instrument(input), expected);
@@ -484,6 +582,50 @@ Deno.test("interrupts shift function indexes everywhere and keep the start funct
   assert.ok(WebAssembly.validate(instrumentFuel(bad)), "without interrupts it is left alone");
 });
 
+Deno.test("FuelCache runs a gate once per module and gate version, and keeps nothing it refused", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "fuel-gate-"));
+  try {
+    const input = await fixture("spin.wasm");
+    const checked: Uint8Array[] = [];
+    const gate = (version: string) => ({ version, check: (m: Uint8Array) => void checked.push(m) });
+    const first = await new FuelCache({ dir }).instrument(input, { meter: false, gate: gate("7") });
+    assert.deepEqual(first, instrumentFuel(input, { meter: false }));
+    assert.deepEqual(checked, [input]);
+    // Found again (another cache, as in a new process): the entry is the gate's verdict.
+    const again = new FuelCache({ dir });
+    assert.deepEqual(await again.instrument(input, { meter: false, gate: gate("7") }), first);
+    assert.equal(again.instrumented, 0);
+    assert.equal(checked.length, 1);
+    // New rules: checked again; an entry made without a gate is never taken for a verdict.
+    await again.instrument(input, { meter: false, gate: gate("8") });
+    await again.instrument(input, { meter: false });
+    assert.equal(checked.length, 2);
+    const names = (await readdir(dir)).sort().map((n) => n.replace(/-[0-9a-f]{64}\.wasm$/, ""));
+    assert.deepEqual(names, ["checks-gate7-v2.3", "checks-gate8-v2.3", "checks-v2.3"]);
+
+    // A module the gate refuses: its error, nothing instrumented, nothing kept.
+    const refusing = {
+      version: "9",
+      check: () => {
+        throw new RangeError("Cannot run module: refused");
+      },
+    };
+    const cache = new FuelCache({ dir });
+    await assert.rejects(
+      cache.instrument(input, { gate: refusing }),
+      /^RangeError: Cannot run module: refused$/,
+    );
+    assert.equal(cache.instrumented, 0);
+    assert.equal((await readdir(dir)).length, 3);
+    await assert.rejects(
+      cache.instrument(input, { gate: { version: "a/b", check: () => {} } }),
+      /^TypeError: Cannot use gate version 'a\/b': not 1-32 word characters$/,
+    );
+  } finally {
+    await rm(dir, { recursive: true });
+  }
+});
+
 Deno.test("FuelCache keeps each instrumentation kind under its own versioned name", async () => {
   const dir = await mkdtemp(join(tmpdir(), "fuel-kinds-"));
   try {
@@ -497,7 +639,7 @@ Deno.test("FuelCache keeps each instrumentation kind under its own versioned nam
     assert.deepEqual(checked, instrumentFuel(input, { meter: false }));
     assert.equal(cache.instrumented, 3);
     const names = (await readdir(dir)).sort().map((n) => n.replace(/-[0-9a-f]{64}\.wasm$/, ""));
-    assert.deepEqual(names, ["checks-v1.3", "fuel-interrupts-v1.3", "fuel-v1"]);
+    assert.deepEqual(names, ["checks-v2.3", "fuel-interrupts-v2.3", "fuel-v2"]);
   } finally {
     await rm(dir, { recursive: true });
   }

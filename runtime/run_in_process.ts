@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { checkModule } from "./check_module.ts";
+import { checkModule, GATE_VERSION } from "./check_module.ts";
 import { type FuelCache, instrumentFuel } from "./fuel.ts";
 import { CANCELLED, jobOutcome, refuseJob, resolveJobOptions, sandboxJob } from "./job_options.ts";
 import { executeJob, type SandboxEvent } from "./sandbox_core.ts";
@@ -107,19 +107,18 @@ export async function runInProcess(
   const refused = refuseJob(module, settings, elapsed());
   if (refused) return refused;
   // A module the gate refuses goes to executeJob as it is, which refuses it with the same
-  // outcome as a sandbox would; any other is instrumented first.
+  // outcome as a sandbox would; any other is instrumented. With a cache, the gate runs only
+  // for a module not in it: the cache keeps only modules the gate passed (under its version).
   let bytes = module;
   let gated = true;
   try {
-    checkModule(module);
-  } catch {
-    gated = false;
-  }
-  if (gated) {
-    try {
-      bytes = await _instrument(module, fuel !== undefined, fuelCache, signal);
-    } catch (error) {
-      if (signal?.aborted) return jobOutcome(CANCELLED, elapsed());
+    bytes = await _instrument(module, fuel !== undefined, fuelCache, signal);
+  } catch (error) {
+    if (signal?.aborted) return jobOutcome(CANCELLED, elapsed());
+    if (!_passesGate(module)) {
+      bytes = module;
+      gated = false;
+    } else {
       return jobOutcome({
         exitCode: null,
         error: { kind: "invalid_module", message: (error as Error).message },
@@ -137,7 +136,13 @@ export async function runInProcess(
   return _outcome(events, result, elapsed(), fuel !== undefined);
 }
 
-/** The instrumented module: metered with interrupts, or with interrupt checks only. */
+/** The gate, as the cache keeps its verdicts: `checkModule` under {@linkcode GATE_VERSION}. */
+const _GATE = { check: checkModule, version: GATE_VERSION };
+
+/**
+ * The module, gated and instrumented: metered with interrupts, or with interrupt checks only.
+ * From a cache, the gate ran when the entry was made.
+ */
 async function _instrument(
   module: Uint8Array,
   metered: boolean,
@@ -145,9 +150,25 @@ async function _instrument(
   signal: AbortSignal | undefined,
 ): Promise<Uint8Array> {
   const how = metered ? { interrupts: true } : { meter: false };
-  return fuelCache
-    ? await fuelCache.instrument(module, { ...how, ...(signal ? { signal } : {}) })
-    : instrumentFuel(module, how);
+  if (fuelCache) {
+    return await fuelCache.instrument(module, {
+      ...how,
+      gate: _GATE,
+      ...(signal ? { signal } : {}),
+    });
+  }
+  checkModule(module);
+  return instrumentFuel(module, how);
+}
+
+/** Whether the gate lets the module through (asked again when gating or instrumenting failed). */
+function _passesGate(module: Uint8Array): boolean {
+  try {
+    checkModule(module);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The outcome of a job from the events `executeJob` emitted, ending with its `result`. */

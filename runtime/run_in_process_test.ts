@@ -22,7 +22,7 @@ Deno.test("runInProcess() calls beforeRun once, with the module instrumented and
     assert.equal(new TextDecoder().decode(outcome.stdout), "olleH");
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.length, 1);
-    assert.match(seen[0]![0]!, /^checks-v\d+\.\d+-[0-9a-f]{64}\.wasm$/);
+    assert.match(seen[0]![0]!, /^checks-gate\d+-v\d+\.\d+-[0-9a-f]{64}\.wasm$/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -57,6 +57,23 @@ Deno.test("runInProcess() refuses a module with the gate's own message, before i
   assert.equal(here.error?.kind, "invalid_module");
   assert.deepEqual(here.error, there.error);
   assert.equal(called, 1);
+});
+
+Deno.test("runInProcess() with a cache refuses a module the gate refuses, as without one, and keeps nothing of it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "plasm-inproc-" });
+  try {
+    const module = await wat(`(module (import "env" "f" (func)) (func (export "_start")))`);
+    for (const fuel of [undefined, 1000n]) {
+      const options = fuel === undefined ? {} : { fuel };
+      const here = await runInProcess(module, { ...options, fuelCache: new FuelCache({ dir }) });
+      const there = await runJob(module, { ...options, sandbox: "worker" });
+      assert.equal(here.error?.kind, "invalid_module");
+      assert.deepEqual(here.error, there.error);
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("runInProcess() stops an endless loop at timeoutMs without fuel", async () => {

@@ -47,6 +47,8 @@ final class Client
         'replicas' => 'replicas',
         'worker' => 'worker',
         'search_timeout' => 'search_timeout_ms',
+        'require_boot_signer' => 'require_boot_signer',
+        'min_boot_sequence' => 'min_boot_sequence',
     ];
 
     /** Longest wait the node honours per request, in ms. */
@@ -111,12 +113,15 @@ final class Client
      * @param array{
      *   input?: string, args?: list<string>, env?: array<string, string>, memory?: int|string,
      *   timeout?: int|float|string, max_output?: int|string, fuel?: int|string, cpu?: int,
-     *   replicas?: int, worker?: string, search_timeout?: int|float|string
+     *   replicas?: int, worker?: string, search_timeout?: int|float|string,
+     *   require_boot_signer?: string, min_boot_sequence?: int
      * } $options `input` (stdin bytes), `args` (after argv[0]), `env` (the whole environment),
      *   `memory` (bytes, or a size such as `64MiB`), `timeout` (seconds, or `500ms`, `30s`, `2m`),
      *   `max_output` (stdout + stderr cap), `fuel` (instruction budget), `cpu` (cores the worker
      *   must offer), `replicas` (workers that must agree), `worker` (a PeerId to run on),
-     *   `search_timeout` (how long the node looks for a worker).
+     *   `search_timeout` (how long the node looks for a worker), `require_boot_signer` (a 64-hex
+     *   publisher key: run only on workers whose signed boot attestation names it) and
+     *   `min_boot_sequence` (with it, the lowest boot sequence accepted).
      *
      * @throws FileException If the module cannot be read.
      * @throws InvalidOptionException If an option is unknown or malformed.
@@ -219,6 +224,9 @@ final class Client
                     ? (string) $value : self::bad($name, 'a whole number of instructions'),
                 'cpu', 'replicas' => is_int($value) && $value >= 1 ? $value : self::bad($name, 'a positive integer'),
                 'worker' => is_string($value) && $value !== '' ? $value : self::bad($name, 'a PeerId'),
+                'require_boot_signer' => is_string($value) && preg_match('/^[0-9a-fA-F]{64}$/', $value) === 1
+                    ? $value : self::bad($name, 'a 64-hex publisher key'),
+                'min_boot_sequence' => is_int($value) && $value >= 1 ? $value : self::bad($name, 'a positive integer'),
             };
         }
         return $body;

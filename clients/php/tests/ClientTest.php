@@ -55,12 +55,14 @@ final class ClientTest extends TestCase
             'replicas' => 2,
             'worker' => '12D3KooWJ1TsijH7H5F74hfAD5XishQz3sxrmAtVY37GtNd9CqYf',
             'search_timeout' => '500ms',
+            'require_boot_signer' => str_repeat('ab', 32),
+            'min_boot_sequence' => 7,
         ]);
         $this->assertSame(
             '{"module":"AGFzbQ==","cpu":1,"input":"SGVsbG8sIFdvcmxk","args":["-v","two words"],'
             . '"env":{"GREETING":"hi"},"memory_bytes":67108864,"timeout_ms":5000,"max_output_bytes":1024,'
             . '"fuel":"1000","replicas":2,"worker":"12D3KooWJ1TsijH7H5F74hfAD5XishQz3sxrmAtVY37GtNd9CqYf",'
-            . '"search_timeout_ms":500}',
+            . '"search_timeout_ms":500,"require_boot_signer":"' . str_repeat('ab', 32) . '","min_boot_sequence":7}',
             json_encode($body, JSON_UNESCAPED_SLASHES),
         );
         $this->assertSame(['module' => 'AA=='], Client::submitBody("\0", []));
@@ -73,7 +75,7 @@ final class ClientTest extends TestCase
     /** @return iterable<string, array{0: array<string, mixed>, 1: string}> */
     public static function badOptions(): iterable
     {
-        yield 'unknown' => [['cpus' => 1], "Cannot submit job: unknown option 'cpus' (known: input, args, env, memory, timeout, max_output, fuel, cpu, replicas, worker, search_timeout)"];
+        yield 'unknown' => [['cpus' => 1], "Cannot submit job: unknown option 'cpus' (known: input, args, env, memory, timeout, max_output, fuel, cpu, replicas, worker, search_timeout, require_boot_signer, min_boot_sequence)"];
         yield 'cpu 0' => [['cpu' => 0], "Cannot submit job: option 'cpu' must be a positive integer"];
         yield 'cpu string' => [['cpu' => '1'], "Cannot submit job: option 'cpu' must be a positive integer"];
         yield 'args map' => [['args' => ['a' => 'b']], "Cannot submit job: option 'args' must be a list of strings"];
@@ -83,6 +85,8 @@ final class ClientTest extends TestCase
         yield 'timeout' => [['timeout' => '5 days'], "Cannot submit job: option 'timeout' must be seconds, or a duration such as 500ms, 30s or 2m"];
         yield 'fuel' => [['fuel' => -1], "Cannot submit job: option 'fuel' must be a whole number of instructions"];
         yield 'input' => [['input' => 42], "Cannot submit job: option 'input' must be a string of bytes"];
+        yield 'boot signer' => [['require_boot_signer' => 'abc'], "Cannot submit job: option 'require_boot_signer' must be a 64-hex publisher key"];
+        yield 'boot sequence' => [['min_boot_sequence' => 0], "Cannot submit job: option 'min_boot_sequence' must be a positive integer"];
     }
 
     /**

@@ -319,6 +319,12 @@ async function main(args: string[]) {
         d("bare").cpu.toFixed(0)
       }`,
     );
+    const sent = (await (await fetch(`${provider.url}status`)).json()).metrics;
+    console.log(
+      `  provider bodies: ${sent.downloads_total} started, ${
+        sent.downloads_direct_total ?? 0
+      } sent by Deno from the file handle, ${sent.downloads_active} still active`,
+    );
 
     // 2. Manifest and health requests per second, alternating.
     const secs = `${seconds}s`;

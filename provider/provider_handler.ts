@@ -8,6 +8,15 @@
  * - `/<channel>/<arch>/<artifact>`: streamed file with `Content-Length`, `Accept-Ranges`, a
  *   strong `ETag` (the sha256), `If-None-Match` (304), `If-Range`, and one byte range (206).
  *
+ * Bodies: under `Deno.serve` (when `info.completed` is given) a body that runs to the end of its
+ * file (a whole file, `bytes=a-`, `bytes=-n`) is sent by Deno itself from the file handle, seeked
+ * to the range's start: no JavaScript per chunk. The handler keeps that handle and watches its
+ * position, which is how it counts bytes, sees a client that takes nothing for `idleTimeoutMs`,
+ * and ends the body (closing the handle makes Deno's next read fail, and the connection closes).
+ * A range that ends before the end of its file, and any body outside `Deno.serve`, is streamed
+ * through JavaScript in chunks out of `readBudgetBytes`: Deno's file path always reads to the end
+ * of the file, and an HTTP/2 (h2c) client is reset if a body runs past `Content-Length`.
+ *
  * Range rules: `bytes=a-b`, `bytes=a-` and `bytes=-n` give 206 (the end is clamped to the
  * file); a start at or past the end, `a > b`, `bytes=-0` or any range of an empty file give 416
  * with the unsatisfied form of `Content-Range` (`bytes *` slash size); a malformed header,
@@ -69,12 +78,14 @@ export interface ProviderHandlerOptions {
   /** How disk space is measured. @default {statfs of `store.dir` (needs `--allow-sys=statfs`)} */
   diskSpace?: (path: string) => Promise<DiskSpace>;
   /**
-   * Largest read per body chunk. A body holds at most two chunks (one the HTTP layer is
-   * writing, one read ahead), so each download reads `readBudgetBytes / (2 × active downloads)`
-   * bytes at a time, between 64 KiB (or this, if smaller) and this. @default {4194304}
+   * Largest read per body chunk of a body streamed through JavaScript (a range that ends before
+   * the end of its file, or any body outside `Deno.serve`). Such a body holds at most two chunks
+   * (one the HTTP layer is writing, one read ahead), so each reads
+   * `readBudgetBytes / (2 × such bodies in flight)` bytes at a time, between 64 KiB (or this, if
+   * smaller) and this. Bodies Deno sends from the file read 64 KiB at a time. @default {4194304}
    */
   chunkBytes?: number;
-  /** Bytes of read buffers shared by all downloads in flight. @default {33554432} */
+  /** Bytes of read buffers shared by the bodies streamed through JavaScript. @default {33554432} */
   readBudgetBytes?: number;
   /**
    * Artifact bodies sent at once; one more is answered 503 with `Retry-After`. Under
@@ -115,6 +126,11 @@ export interface ProviderMetrics extends ArtifactStoreMetrics {
   downloads_active: number;
   /** Artifact bodies started (200 and 206 GETs). */
   downloads_total: number;
+  /**
+   * Of those, bodies Deno sent from the file handle (no JavaScript per chunk): whole files and
+   * ranges that run to the end of the file, under `Deno.serve`.
+   */
+  downloads_direct_total: number;
   /** Artifact bodies that ended before their last byte (client gone, shutdown, file shrank). */
   downloads_aborted_total: number;
   /** Artifact requests answered 503 because every download slot (or the client's) was taken. */
@@ -131,7 +147,11 @@ export interface ProviderMetrics extends ArtifactStoreMetrics {
 export interface ProviderRequestInfo {
   /** The client's address: download slots are counted per `hostname`. */
   remoteAddr?: { hostname?: string } | Deno.Addr;
-  /** Settles once the response was delivered or the connection lost: frees the download slot. */
+  /**
+   * Settles once the response was delivered or the connection lost: frees the download slot.
+   * Given (as `Deno.serve` does), a body that runs to the end of its file is sent by Deno from
+   * the file handle.
+   */
   completed?: Promise<void>;
 }
 
@@ -318,6 +338,7 @@ class _Provider {
     bytes_served_total: 0,
     downloads_active: 0,
     downloads_total: 0,
+    downloads_direct_total: 0,
     downloads_aborted_total: 0,
     downloads_refused_total: 0,
     manifests_served_total: 0,
@@ -332,6 +353,8 @@ class _Provider {
   #slotsTaken = 0;
   readonly #slotsByClient = new Map<string, number>();
   readonly #bodies = new Map<Deno.FsFile, (reason: Error) => void>();
+  /** Bodies streamed through JavaScript now: they share the read budget. */
+  #jsBodies = 0;
   /** Manifest answers by `channel/arch`, each as of the check that started at `checkedAt`. */
   readonly #manifests = new Map<string, _ManifestAnswer>();
   /** Bumped by each download that finds a manifest stale: checks begun before it are not kept. */
@@ -597,14 +620,17 @@ class _Provider {
         freed = true;
         this.#freeSlot(client);
       };
-      info?.completed?.then(free, free);
-      const body = this.#fileBody(
-        file,
-        start,
-        length,
-        `${c}/${a}/${artifact}`,
-        info?.completed ? undefined : free,
-      );
+      const completed = info?.completed;
+      completed?.then(free, free);
+      const key = `${c}/${a}/${artifact}`;
+      if (completed !== undefined && start + length === entry.size) {
+        const direct = await this.#directBody(file, start, length, key, completed);
+        if (direct !== undefined) {
+          handedOver = true;
+          return new Response(direct, { status, headers });
+        }
+      }
+      const body = this.#fileBody(file, start, length, key, completed ? undefined : free);
       handedOver = true;
       return new Response(body, { status, headers });
     } finally {
@@ -634,6 +660,46 @@ class _Provider {
     else this.#slotsByClient.delete(client);
   }
 
+  /**
+   * A body Deno sends from `file` itself, from `start` to the end of the file (`length` bytes),
+   * watched through the file's position: counted, ended when idle or on shutdown, and finished
+   * once `completed` settles. `undefined` if this Deno gives no such body.
+   */
+  async #directBody(
+    file: Deno.FsFile,
+    start: number,
+    length: number,
+    key: string,
+    completed: Promise<void>,
+  ): Promise<ReadableStream<Uint8Array> | undefined> {
+    const stream = _directStream(file);
+    if (stream === undefined) return undefined;
+    if (start > 0) await file.seek(start, Deno.SeekMode.Start);
+    const counters = this.counters;
+    counters.downloads_direct_total++;
+    _watchDirectBody(file, start, length, this.#config.idleTimeoutMs, completed, {
+      register: (end) => {
+        this.#bodies.set(file, end);
+        counters.downloads_active++;
+        counters.downloads_total++;
+      },
+      sent: (n) => this.#countSent(key, n),
+      done: (complete) => {
+        if (!this.#bodies.delete(file)) return;
+        counters.downloads_active--;
+        if (!complete) counters.downloads_aborted_total++;
+      },
+    });
+    return stream;
+  }
+
+  #countSent(key: string, n: number): void {
+    const counters = this.counters;
+    counters.bytes_served_total += n;
+    const byArtifact = counters.bytes_served_by_artifact;
+    byArtifact[key] = (byArtifact[key] ?? 0) + n;
+  }
+
   /** A body streaming `length` bytes of `file` from `start`, counted and ended on shutdown. */
   #fileBody(
     file: Deno.FsFile,
@@ -649,23 +715,21 @@ class _Provider {
         Math.min(64 * 1024, chunkBytes),
         Math.min(
           chunkBytes,
-          Math.floor(readBudgetBytes / (2 * Math.max(1, counters.downloads_active))),
+          Math.floor(readBudgetBytes / (2 * Math.max(1, this.#jsBodies))),
         ),
       );
     return _fileBody(file, start, length, chunkSize, idleTimeoutMs, {
       register: (end) => {
         this.#bodies.set(file, end);
+        this.#jsBodies++;
         counters.downloads_active++;
         counters.downloads_total++;
       },
-      sent: (n) => {
-        counters.bytes_served_total += n;
-        const byArtifact = counters.bytes_served_by_artifact;
-        byArtifact[key] = (byArtifact[key] ?? 0) + n;
-      },
+      sent: (n) => this.#countSent(key, n),
       done: (complete) => {
         onEnd?.();
         if (!this.#bodies.delete(file)) return;
+        this.#jsBodies--;
         counters.downloads_active--;
         if (!complete) counters.downloads_aborted_total++;
       },
@@ -947,6 +1011,109 @@ function _fileBody(
       finish(false);
     },
   }, { highWaterMark: 0 });
+}
+
+/**
+ * `file.readable` made to leave the file handle open when Deno's HTTP layer takes it, or
+ * `undefined` if this Deno's stream does not look as expected. A stream over a file handle
+ * carries `{ rid, autoClose }` under an internal symbol; `Deno.serve` sends such a body from the
+ * handle itself, without JavaScript per chunk, and with `autoClose` false it only borrows the
+ * handle, so the handler can still read its position (how far Deno has read) and close it (Deno's
+ * next read then fails and the connection is closed).
+ */
+function _directStream(file: Deno.FsFile): ReadableStream<Uint8Array> | undefined {
+  const ridKey = Object.getOwnPropertySymbols(file)
+    .find((key) => key.description === "Deno.internal.rid");
+  const rid = ridKey === undefined
+    ? undefined
+    : (file as unknown as Record<symbol, unknown>)[ridKey];
+  if (typeof rid !== "number") return undefined;
+  const stream = file.readable;
+  const fields = stream as unknown as Record<symbol, unknown>;
+  const backings = Object.getOwnPropertySymbols(stream).map((key) => fields[key])
+    .filter((value): value is { rid: unknown; autoClose: unknown } =>
+      typeof value === "object" && value !== null && "rid" in value && "autoClose" in value
+    );
+  const [backing] = backings;
+  if (backings.length !== 1 || backing?.rid !== rid || backing.autoClose !== true) {
+    return undefined;
+  }
+  backing.autoClose = false;
+  return stream;
+}
+
+/**
+ * Watch a body Deno sends from `file` (from `start`, `length` bytes to the end of the file): the
+ * file's position is how far Deno has read. Progress is counted as sent; no progress for
+ * `idleTimeoutMs` (checked every quarter of it) ends the body; when `completed` settles the body
+ * is complete if Deno read all of it.
+ */
+function _watchDirectBody(
+  file: Deno.FsFile,
+  start: number,
+  length: number,
+  idleTimeoutMs: number,
+  completed: Promise<void>,
+  hooks: {
+    register: (end: (reason: Error) => void) => void;
+    sent: (n: number) => void;
+    done: (complete: boolean) => void;
+  },
+): void {
+  let seen = start;
+  let counted = 0;
+  // Real time, as the JavaScript path's idle timer (the handler's `now` is the manifests' clock).
+  const now = () => performance.now();
+  let quietSince = now();
+  let finished = false;
+  let checking = false;
+  const report = (position: number) => {
+    const upTo = Math.min(Math.max(position, start), start + length) - start;
+    if (upTo > counted) hooks.sent(upTo - counted);
+    counted = Math.max(counted, upTo);
+  };
+  const finish = (complete: boolean) => {
+    if (finished) return;
+    finished = true;
+    clearInterval(timer);
+    _closeFile(file);
+    hooks.done(complete);
+  };
+  const timer = setInterval(async () => {
+    if (checking || finished) return;
+    checking = true;
+    try {
+      const position = await file.seek(0, Deno.SeekMode.Current);
+      if (finished) return;
+      if (position !== seen) {
+        seen = position;
+        quietSince = now();
+        report(position);
+      } else if (now() - quietSince >= idleTimeoutMs) {
+        finish(false);
+      }
+    } catch {
+      // Closed by finish(), or busy with Deno's read: nothing to learn this time.
+    } finally {
+      checking = false;
+    }
+  }, Math.max(1, Math.ceil(idleTimeoutMs / 4)));
+  hooks.register(() => finish(false));
+  const settle = async () => {
+    if (finished) return;
+    let position = seen;
+    try {
+      position = file.seekSync(0, Deno.SeekMode.Current);
+    } catch {
+      try {
+        position = await file.seek(0, Deno.SeekMode.Current);
+      } catch { /* closed meanwhile: keep the last position seen */ }
+    }
+    if (finished) return;
+    report(position);
+    finish(position >= start + length);
+  };
+  completed.then(settle, settle);
 }
 
 function _closeFile(file: Deno.FsFile): void {

@@ -539,3 +539,186 @@ Deno.test("createProviderHandler() refuses bad options with clear errors", async
     /^RangeError: Cannot create provider handler: recheckMs must be a whole number from 0 to 60000, got -1$/,
   );
 });
+
+/** `fn` with the fixture's handler served by `Deno.serve` on 127.0.0.1 (as `serve` runs it). */
+async function withServed(
+  fn: (f: Fixture & { url: string; port: number }) => Promise<void>,
+  options: Partial<ProviderHandlerOptions> = {},
+  file?: Uint8Array,
+): Promise<void> {
+  await withProvider(async (f) => {
+    if (file) await Deno.writeFile(`${f.dir}/art/stable/x86_64/kernel`, file);
+    const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
+    const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: resolve }, f.handler);
+    try {
+      const { port } = await listening;
+      await fn({ ...f, url: `http://127.0.0.1:${port}`, port });
+    } finally {
+      await server.shutdown();
+      await _settled(f.handler);
+    }
+  }, options);
+}
+
+/** Wait until no download is in flight (each checks its file every few ms here). */
+async function _settled(handler: Fixture["handler"]): Promise<void> {
+  while (handler.metrics().downloads_active > 0) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** A file of `size` bytes whose every 4-byte word is its own offset (no two chunks alike). */
+function _patterned(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i + 4 <= size; i += 4) view.setUint32(i, i);
+  return bytes;
+}
+
+Deno.test("under Deno.serve, whole files and ranges to the end of the file are sent by Deno from the file: first and last byte, suffixes, clamped ends, 416 past the end", async () => {
+  const file = _patterned(300_000); // several of Deno's 64 KiB reads
+  const size = file.length;
+  await withServed(
+    async ({ url, handler }) => {
+      const get = async (value?: string) => {
+        const res = await fetch(`${url}/stable/x86_64/kernel`, value ? range(value) : {});
+        return { res, body: new Uint8Array(await res.arrayBuffer()) };
+      };
+      const whole = await get();
+      assert.equal(whole.res.status, 200);
+      assert.equal(whole.res.headers.get("content-length"), String(size));
+      assert.deepEqual(whole.body, file);
+      const cases: [string, number, number][] = [
+        ["bytes=0-", 0, size - 1], // from the first byte
+        [`bytes=${size - 1}-`, size - 1, size - 1], // the last byte
+        ["bytes=-1", size - 1, size - 1],
+        ["bytes=-70000", size - 70000, size - 1],
+        [`bytes=-${size + 10}`, 0, size - 1], // a suffix longer than the file is the whole file
+        [`bytes=123457-${size + 99}`, 123457, size - 1], // an end past the file is clamped
+      ];
+      for (const [value, first, last] of cases) {
+        const { res, body } = await get(value);
+        assert.equal(res.status, 206, value);
+        assert.equal(res.headers.get("content-range"), `bytes ${first}-${last}/${size}`, value);
+        assert.equal(res.headers.get("content-length"), String(last - first + 1), value);
+        assert.deepEqual(body, file.subarray(first, last + 1), value);
+      }
+      for (const value of [`bytes=${size}-`, `bytes=${size + 5}-`, `bytes=${size}-${size + 9}`]) {
+        const { res, body } = await get(value);
+        assert.equal(res.status, 416, value);
+        assert.equal(res.headers.get("content-range"), `bytes */${size}`, value);
+        assert.equal(JSON.parse(new TextDecoder().decode(body)).status, 416);
+      }
+      await _settled(handler);
+      const m = handler.metrics();
+      assert.equal(m.downloads_direct_total, 1 + cases.length);
+      assert.equal(m.downloads_total, 1 + cases.length);
+      assert.equal(m.downloads_aborted_total, 0);
+      const expected = cases.reduce((n, [, first, last]) => n + last - first + 1, size);
+      assert.equal(m.bytes_served_total, expected);
+    },
+    {},
+    file,
+  );
+});
+
+Deno.test("under Deno.serve, a range that ends before the end of the file is streamed through JavaScript with exactly its bytes", async () => {
+  const file = _patterned(300_000);
+  await withServed(
+    async ({ url, handler }) => {
+      for (
+        const [value, first, last] of [["bytes=0-0", 0, 0], [
+          "bytes=65530-131080",
+          65530,
+          131080,
+        ]] as const
+      ) {
+        const res = await fetch(`${url}/stable/x86_64/kernel`, range(value));
+        assert.equal(res.status, 206);
+        assert.deepEqual(new Uint8Array(await res.arrayBuffer()), file.subarray(first, last + 1));
+      }
+      await _settled(handler);
+      assert.equal(handler.metrics().downloads_direct_total, 0);
+      assert.equal(handler.metrics().downloads_total, 2);
+      assert.equal(handler.metrics().bytes_served_total, 1 + 65551);
+    },
+    {},
+    file,
+  );
+});
+
+/** Send `GET path` on a new connection; the connection is returned unread. */
+async function _rawGet(port: number, path: string): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+  return conn;
+}
+
+/** Read `conn` to its end; the number of bytes read. */
+async function _drain(conn: Deno.TcpConn): Promise<number> {
+  const buf = new Uint8Array(1 << 20);
+  let total = 0;
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) return total;
+    total += n;
+  }
+}
+
+Deno.test("under Deno.serve, a direct body whose client takes nothing for idleTimeoutMs is ended, and the connection closes when the client reads again", async () => {
+  const size = 32 * 1024 * 1024; // far more than loopback socket buffers hold
+  await withServed(
+    async ({ port, handler }) => {
+      const conn = await _rawGet(port, "/stable/x86_64/kernel");
+      try {
+        for (
+          let i = 0;
+          !handler.metrics().downloads_total || handler.metrics().downloads_active;
+          i++
+        ) {
+          assert.ok(i < 500, "the stalled body was never ended");
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        const m = handler.metrics();
+        assert.equal(m.downloads_direct_total, 1);
+        assert.equal(m.downloads_aborted_total, 1);
+        assert.ok(
+          m.bytes_served_total > 0 && m.bytes_served_total < size,
+          `${m.bytes_served_total}`,
+        );
+        // What Deno had read before it stalled is delivered, then the connection ends short.
+        const got = await _drain(conn);
+        assert.ok(got < size, `got ${got} of ${size} bytes`);
+      } finally {
+        conn.close();
+      }
+    },
+    { idleTimeoutMs: 200 },
+    new Uint8Array(size),
+  );
+});
+
+Deno.test("under Deno.serve, a client that goes mid-body is counted as aborted and aborting the handler's signal ends direct bodies", async () => {
+  const size = 32 * 1024 * 1024;
+  const stop = new AbortController();
+  await withServed(
+    async ({ port, handler }) => {
+      const gone = await _rawGet(port, "/stable/x86_64/kernel");
+      await gone.read(new Uint8Array(65536));
+      gone.close();
+      await _settled(handler);
+      assert.equal(handler.metrics().downloads_aborted_total, 1);
+      const held = await _rawGet(port, "/stable/x86_64/kernel");
+      try {
+        while (handler.metrics().downloads_active === 0) await new Promise((r) => setTimeout(r, 5));
+        stop.abort();
+        assert.equal(handler.metrics().downloads_active, 0);
+        assert.equal(handler.metrics().downloads_aborted_total, 2);
+        assert.ok((await _drain(held)) < size);
+      } finally {
+        held.close();
+      }
+      assert.equal(handler.metrics().downloads_direct_total, 2);
+    },
+    { signal: stop.signal },
+    new Uint8Array(size),
+  );
+});

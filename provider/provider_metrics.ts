@@ -20,7 +20,8 @@ export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8
  *
  * const text = await renderProviderMetrics({
  *   requests_total: 3, responses_by_status: { "200": 2, "206": 1 }, bytes_served_total: 15,
- *   downloads_active: 0, downloads_total: 2, downloads_aborted_total: 0, downloads_refused_total: 0,
+ *   downloads_active: 0, downloads_total: 2, downloads_direct_total: 1, downloads_aborted_total: 0,
+ *   downloads_refused_total: 0,
  *   manifests_served_total: 1, bytes_served_by_artifact: { "stable/x86_64/kernel": 15 },
  *   range_requests: { partial: 1 }, hashes_computed_total: 1, hash_bytes_total: 10,
  *   scans_total: 1, manifests_signed_total: 1,
@@ -74,6 +75,12 @@ export async function renderProviderMetrics(
     "plasm_provider_downloads_total",
     "Artifact bodies started (200 and 206 GETs).",
     metrics.downloads_total,
+  );
+  counter(
+    "plasm_provider_downloads_direct_total",
+    "Artifact bodies Deno sent from the file handle, no JavaScript per chunk (whole files and " +
+      "ranges to the end of the file).",
+    metrics.downloads_direct_total,
   );
   counter(
     "plasm_provider_download_errors_total",

@@ -1,5 +1,5 @@
 // deno run --allow-read --allow-write --allow-env --allow-run --allow-net=127.0.0.1
-//   bench/api_bench.ts [--rounds 100] [--jobs 512] [--inflight 64]
+//   bench/api_bench.ts [--rounds 100] [--jobs 512] [--inflight 64] [--cpu-prof DIR]
 /**
  * The node's hot path through the local API (issue 16), side by side with the local reference
  * in the same run. Every node is a real `start` process on loopback, spawned with its task's
@@ -14,6 +14,10 @@
  *    pool (one process per core), the same number of jobs, as many in flight as the pool has
  *    processes (more would each wait for a fresh process).
  *
+ * With `--cpu-prof DIR`, every node writes a V8 CPU profile of its whole life into `DIR/<name>/`
+ * (`a` the requester, `b`, `c`, `d` the workers) when it stops; run this process itself with
+ * `--cpu-prof` for the client's. bench/cpu_profile_summary.ts sums one by library.
+ *
  * Prints one JSON object. Part of `deno task bench` (`deno task bench:api`).
  *
  * @module
@@ -21,7 +25,7 @@
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { join } from "node:path";
-import { type NodeProcess, ROOT, spawnLocalNode } from "../tests/net_spawn.ts";
+import { execStartFlags, type NodeProcess, ROOT, spawnLocalNode } from "../tests/net_spawn.ts";
 import { Client } from "../net/client.ts";
 import { readApiEndpoint } from "../net/api_token.ts";
 import { runSignedJob } from "../runtime/run_signed_job.ts";
@@ -91,8 +95,10 @@ if (import.meta.main) {
       rounds: { type: "string", default: "100" },
       jobs: { type: "string", default: "512" },
       inflight: { type: "string", default: "64" },
+      "cpu-prof": { type: "string" },
     },
   });
+  const profileDir = values["cpu-prof"];
   const rounds = Number(values.rounds);
   const total = Number(values.jobs);
   const inflight = Number(values.inflight);
@@ -101,7 +107,10 @@ if (import.meta.main) {
   const root = await Deno.makeTempDir({ prefix: "plasm-api-bench-" });
   const nodes: NodeProcess[] = [];
   const spawn = async (name: string, args: string[]) => {
-    const node = await spawnLocalNode(`${root}/${name}`, args);
+    const flags = profileDir === undefined
+      ? execStartFlags()
+      : [...execStartFlags(), "--cpu-prof", `--cpu-prof-dir=${join(profileDir, name)}`];
+    const node = await spawnLocalNode(`${root}/${name}`, args, { flags });
     nodes.push(node);
     return node;
   };

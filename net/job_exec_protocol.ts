@@ -26,6 +26,13 @@
  *    job-offer reject reason, or `{"NeedModule":{job_id}}` (the header sent no module and the
  *    worker needs it: ask again on a new stream with the module).
  *
+ * Under {@linkcode JOB_EXEC_PROTOCOL_EAGER} (`/phase/job-exec/2.1.0`, the same messages), a
+ * request that sends no module and no input tree, with at most {@linkcode MAX_EAGER_INPUT_BYTES}
+ * of input, may mark its header `input_sent: true`, send the input right after it and close its
+ * side: a worker that needs nothing more runs it without the `Send` round trip; one that needs
+ * the module answers `NeedModule` as before. A requester uses it with a worker whose identify
+ * lists that protocol.
+ *
  * Bytes a requester sends before it was asked, more than it declared, or after a final answer
  * reset the stream. The worker aborts the job when the requester resets the stream or goes
  * away; a requester whose stream to the worker dies before the answer fails with "the worker
@@ -45,6 +52,13 @@ import { jsonChecks } from "../util/json_checks.ts";
 
 /** The protocol id of job execution. */
 export const JOB_EXEC_PROTOCOL = "/phase/job-exec/2.0.0";
+/**
+ * The protocol id of job execution with eager input: {@linkcode JOB_EXEC_PROTOCOL} plus the
+ * header's optional `input_sent` (see the module doc).
+ */
+export const JOB_EXEC_PROTOCOL_EAGER = "/phase/job-exec/2.1.0";
+/** Largest input a request may send with its header, unasked, under the eager protocol. */
+export const MAX_EAGER_INPUT_BYTES = 64 * 1024;
 
 /** Largest JSON part of any message, in bytes. */
 export const MAX_EXEC_JSON_BYTES = 64 * 1024;
@@ -75,6 +89,8 @@ export interface ExecRequest {
    * worker that holds it for this requester does not ask for it.
    */
   inputs?: Uint8Array | undefined;
+  /** On the worker: the input came with the header, unasked (eager protocol). */
+  input_sent?: boolean;
 }
 
 /** A finished job as the worker reports it. */
@@ -367,6 +383,11 @@ export interface ExecHeader {
   module_len: number;
   /** Length of the input tree it can send; absent for a job without files. */
   inputs_len?: number;
+  /**
+   * The input follows the header unasked and nothing else will (eager protocol only; no module,
+   * no input tree, input at most {@linkcode MAX_EAGER_INPUT_BYTES}); absent: false.
+   */
+  input_sent?: boolean;
 }
 
 /**
@@ -397,7 +418,7 @@ export interface ExecHandler {
  * assert.throws(() => parseExecHeader({ manifest: {}, input_len: 1, module_len: 2 ** 40 }), TypeError);
  * ```
  */
-export function parseExecHeader(json: unknown): ExecHeader {
+export function parseExecHeader(json: unknown, options: { eager?: boolean } = {}): ExecHeader {
   const obj = _check.object(json, "request");
   const input_len = _check.count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
   const module_len = _check.count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
@@ -410,6 +431,20 @@ export function parseExecHeader(json: unknown): ExecHeader {
       );
     }
   }
+  if (obj.input_sent !== undefined && obj.input_sent !== false) {
+    if (obj.input_sent !== true) {
+      throw new TypeError("Cannot accept job request: input_sent must be a boolean");
+    }
+    if (!options.eager) {
+      throw new TypeError(`Cannot accept job request: input_sent needs ${JOB_EXEC_PROTOCOL_EAGER}`);
+    }
+    if (module_len !== 0 || header.inputs_len !== undefined || input_len > MAX_EAGER_INPUT_BYTES) {
+      throw new TypeError(
+        `Cannot accept job request: input_sent only without a module or input tree and with at most ${MAX_EAGER_INPUT_BYTES} bytes of input`,
+      );
+    }
+    header.input_sent = true;
+  }
   return header;
 }
 
@@ -419,7 +454,8 @@ export function parseExecHeader(json: unknown): ExecHeader {
  * declared input (and module) bytes, hashing them as they arrive against the manifest; then
  * `handler.run` with a signal that aborts when the requester goes away, send the answer,
  * close. Bytes the requester sends before it is asked, or beyond what it declared, reset the
- * stream.
+ * stream. With `eager` (the stream speaks {@linkcode JOB_EXEC_PROTOCOL_EAGER}), a header with
+ * `input_sent` may be followed by its input, and no `Send` is sent for it.
  *
  * @example
  * ```ts
@@ -444,16 +480,21 @@ export function parseExecHeader(json: unknown): ExecHeader {
 export async function serveJobExec(
   stream: MessageStreamLike,
   handler: ExecHandler,
-  options: { signal?: AbortSignal; readTimeoutMs?: number } = {},
+  options: { signal?: AbortSignal; readTimeoutMs?: number; eager?: boolean } = {},
 ): Promise<ExecResponse> {
-  const { signal, readTimeoutMs = 30_000 } = options;
+  const { signal, readTimeoutMs = 30_000, eager = false } = options;
   const gone = new AbortController();
   const readSignal = AbortSignal.any([
     AbortSignal.timeout(readTimeoutMs),
     ...(signal ? [signal] : []),
   ]);
-  // Until the worker asks for bytes, the header frame is all a requester may send.
-  const reader = new _StreamReader(stream, 4 + MAX_EXEC_JSON_BYTES, readSignal);
+  // Until the worker asks for bytes, the header frame is all a requester may send (and, eager,
+  // a small input).
+  const reader = new _StreamReader(
+    stream,
+    4 + MAX_EXEC_JSON_BYTES + (eager ? MAX_EAGER_INPUT_BYTES : 0),
+    readSignal,
+  );
   const context: ExecContext = {
     signal: AbortSignal.any([gone.signal, ...(signal ? [signal] : [])]),
   };
@@ -466,7 +507,7 @@ export async function serveJobExec(
   try {
     let header: ExecHeader;
     try {
-      header = parseExecHeader(await _readFrame(reader, "job request"));
+      header = parseExecHeader(await _readFrame(reader, "job request"), { eager });
     } catch (error) {
       if (!(error instanceof TypeError || error instanceof SyntaxError)) throw error;
       reader.stop();
@@ -492,7 +533,16 @@ export async function serveJobExec(
         _invalid(job_id, new TypeError("Cannot accept job request: the manifest names no inputs")),
       );
     }
-    if (reader.buffered > 0) {
+    if (header.input_sent && wantInputs) {
+      reader.stop();
+      return await finish(
+        _invalid(
+          job_id,
+          new TypeError("Cannot accept job request: an input tree is needed but none was declared"),
+        ),
+      );
+    }
+    if (reader.buffered > 0 && !header.input_sent) {
       reader.stop();
       return await finish(
         _invalid(
@@ -505,7 +555,8 @@ export async function serveJobExec(
     }
     reader.allow(input_len + moduleLen + inputsLen);
     const send = { job_id, module: wantModule, ...(wantInputs ? { inputs: true } : {}) };
-    await sendAll(stream, encodeFrame({ Send: send }), signal);
+    // Eager: the input is (being) sent and nothing else is needed, so there is nothing to ask.
+    if (!header.input_sent) await sendAll(stream, encodeFrame({ Send: send }), signal);
     let input: Uint8Array;
     let module: Uint8Array | undefined;
     let inputs: Uint8Array | undefined;
@@ -519,7 +570,13 @@ export async function serveJobExec(
       return await finish(_invalid(job_id, error));
     }
     stream.addEventListener("close", onClose);
-    const answer = await handler.run({ manifest, input, module, inputs }, context);
+    const answer = await handler.run({
+      manifest,
+      input,
+      module,
+      inputs,
+      ...(header.input_sent ? { input_sent: true } : {}),
+    }, context);
     stream.removeEventListener("close", onClose);
     return await finish(answer);
   } catch (error) {
@@ -537,7 +594,9 @@ export async function serveJobExec(
  * Send one execution request and read the answer (capped): the header first, then the input
  * (and module) only when the worker asks for them. A request without a module whose worker
  * wants one answers `NeedModule` (ask again with the module). Aborting `signal` resets the
- * stream, which cancels the job on the worker.
+ * stream, which cancels the job on the worker. With `eager` (the stream speaks
+ * {@linkcode JOB_EXEC_PROTOCOL_EAGER}), a request without module or input tree and with a small
+ * input sends the input with the header and closes its side at once.
  *
  * @throws {Error} "the worker connection was lost" when the stream dies before the answer.
  *
@@ -558,10 +617,12 @@ export async function serveJobExec(
 export async function requestJobExec(
   stream: MessageStreamLike,
   request: ExecRequest,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; eager?: boolean } = {},
 ): Promise<ExecResponse> {
-  const { signal } = options;
+  const { signal, eager = false } = options;
   const module = request.module ?? new Uint8Array();
+  const inputSent = eager && request.module === undefined && request.inputs === undefined &&
+    request.input.length <= MAX_EAGER_INPUT_BYTES;
   const reader = new _StreamReader(
     stream,
     4 + MAX_EXEC_JSON_BYTES + 2 * MAX_EXEC_OUTPUT_BYTES +
@@ -577,9 +638,11 @@ export async function requestJobExec(
           input_len: request.input.length,
           module_len: module.length,
           ...(request.inputs !== undefined ? { inputs_len: request.inputs.length } : {}),
-        }),
+          ...(inputSent ? { input_sent: true } : {}),
+        }, inputSent ? [request.input] : []),
         signal,
       );
+      if (inputSent) await stream.close(signal ? { signal } : {});
       const first = await _readFrame(reader, "job answer").catch((error) => {
         // A worker that died (kill -9) ends the stream without an answer.
         if (reader.ended && error instanceof TypeError) {
@@ -590,13 +653,18 @@ export async function requestJobExec(
       const send = _sendOf(first);
       if (!send) {
         const answer = parseExecResponse(encodeFrame(first, [await reader.rest()]));
-        await stream.close(signal ? { signal } : {});
+        if (!inputSent) await stream.close(signal ? { signal } : {});
         return answer;
       }
       if (send.module && request.module === undefined) {
         reader.stop();
         stream.abort(new Error("The module is sent on a new stream"));
         return { NeedModule: { job_id: send.job_id } };
+      }
+      if (inputSent) {
+        throw new TypeError(
+          "Cannot accept job message: Send after the input was sent with the header",
+        );
       }
       await sendAll(stream, request.input, signal);
       if (send.module) await sendAll(stream, module, signal);

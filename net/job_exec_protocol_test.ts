@@ -7,6 +7,7 @@ import {
   encodeFrame,
   type ExecDone,
   type ExecResponse,
+  MAX_EAGER_INPUT_BYTES,
   MAX_EXEC_TREE_BYTES,
   parseExecRequest,
   parseExecResponse,
@@ -23,6 +24,23 @@ import { sha256Tag } from "../runtime/digest.ts";
 const keyPair = await generateKeyPair();
 const manifest = await testJobManifest(keyPair);
 
+/** The Done answer of a real signed run of hello.wasm over `input`, with `fields` set over it. */
+async function helloDone(input: Uint8Array, fields: Partial<ExecDone>): Promise<ExecResponse> {
+  const hello = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+  const { receipt, outcome } = await runSignedJob(hello, { keyPair, input });
+  return {
+    Done: {
+      job_id: receipt.job_id,
+      exit_code: 0,
+      completion: "stop",
+      receipt,
+      stdout: outcome.stdout,
+      stderr: new Uint8Array(),
+      ...fields,
+    },
+  };
+}
+
 Deno.test("an exec request with module and input round-trips through a yamux stream pair", async () => {
   const [requester, worker] = await streamPair();
   const module = new Uint8Array(200_000).fill(7);
@@ -32,21 +50,7 @@ Deno.test("an exec request with module and input round-trips through a yamux str
     module_cid: sha256Tag(module),
     input: sha256Tag(input),
   }, { keyPair });
-  const hello = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
-  const { receipt, outcome } = await runSignedJob(hello, {
-    keyPair,
-    input: new Uint8Array([104, 105]),
-  });
-  const done: ExecResponse = {
-    Done: {
-      job_id: receipt.job_id,
-      exit_code: 0,
-      completion: "stop",
-      receipt,
-      stdout: outcome.stdout,
-      stderr: new Uint8Array([1, 2]),
-    },
-  };
+  const done = await helloDone(new Uint8Array([104, 105]), { stderr: new Uint8Array([1, 2]) });
   let seen: Uint8Array | undefined;
   const [answer] = await Promise.all([
     requestJobExec(requester, { manifest: signed, input, module }),
@@ -281,19 +285,11 @@ Deno.test("parseExecResponse() validates a Rejected answer's reason", () => {
 
 Deno.test("a Done answer carries the job's output tree to the requester; its length is capped", async () => {
   const [requester, worker] = await streamPair();
-  const hello = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
-  const { receipt } = await runSignedJob(hello, { keyPair, input: new Uint8Array() });
-  const done: ExecResponse = {
-    Done: {
-      job_id: receipt.job_id,
-      exit_code: 0,
-      completion: "stop",
-      receipt,
-      stdout: new Uint8Array([1]),
-      stderr: new Uint8Array([2, 3]),
-      files: new Uint8Array([4, 5, 6]),
-    },
-  };
+  const done = await helloDone(new Uint8Array(), {
+    stdout: new Uint8Array([1]),
+    stderr: new Uint8Array([2, 3]),
+    files: new Uint8Array([4, 5, 6]),
+  });
   const input = new Uint8Array();
   const signed = await signJobManifest({ ...manifest.payload, input: sha256Tag(input) }, {
     keyPair,
@@ -325,4 +321,141 @@ Deno.test("serveJobExec() refuses an input tree length over the cap, or one the 
     encodeFrame({ manifest, input_len: 0, module_len: 0, inputs_len: 5 }),
   );
   assert.match(JSON.stringify(unnamed), /InvalidRequest.*the manifest names no inputs/);
+});
+
+/** Everything `stream` sends, recorded. */
+function recordSends(stream: { send(bytes: Uint8Array): boolean }): Uint8Array[] {
+  const sent: Uint8Array[] = [];
+  const send = stream.send.bind(stream);
+  stream.send = (bytes) => {
+    sent.push(bytes.slice());
+    return send(bytes);
+  };
+  return sent;
+}
+
+Deno.test("eager exec: the input comes with the header and the worker answers without a Send frame", async () => {
+  const [requester, worker] = await streamPair();
+  const input = new Uint8Array(1000).fill(3);
+  const signed = await signJobManifest({ ...manifest.payload, input: sha256Tag(input) }, {
+    keyPair,
+  });
+  const done = await helloDone(new Uint8Array([1]), {});
+  const fromRequester = recordSends(requester);
+  const fromWorker = recordSends(worker);
+  let ran: { input: Uint8Array; input_sent?: boolean } | undefined;
+  const [answer] = await Promise.all([
+    requestJobExec(requester, { manifest: signed, input }, { eager: true }),
+    serveJobExec(worker, {
+      admit: (header) => {
+        assert.deepEqual(header, {
+          manifest: signed,
+          input_len: 1000,
+          module_len: 0,
+          input_sent: true,
+        });
+        return Promise.resolve({ send: { job_id: "e".repeat(64), module: false } });
+      },
+      run: (request) => {
+        ran = request;
+        return Promise.resolve(done);
+      },
+    }, { eager: true }),
+  ]);
+  assert.deepEqual(answer, done);
+  assert.deepEqual(ran?.input, input);
+  assert.equal(ran?.input_sent, true);
+  // One write from the requester (header + input), and the worker's first frame is the answer.
+  assert.equal(fromRequester.length, 1);
+  assert.equal(decodeFrame(fromRequester[0]!).rest.length, 1000);
+  assert.ok("Done" in (decodeFrame(fromWorker[0]!).json as object));
+});
+
+Deno.test("eager exec: a worker that needs the module answers NeedModule; a plain requester still gets Send", async () => {
+  const input = new Uint8Array([5, 6]);
+  const signed = await signJobManifest({ ...manifest.payload, input: sha256Tag(input) }, {
+    keyPair,
+  });
+  {
+    const [requester, worker] = await streamPair();
+    const [answer] = await Promise.all([
+      requestJobExec(requester, { manifest: signed, input }, { eager: true }),
+      serveJobExec(worker, {
+        ...sendAll({ module: true }),
+        run: () => Promise.reject(new Error("must not be called")),
+      }, { eager: true }),
+    ]);
+    assert.deepEqual(answer, { NeedModule: { job_id: "e".repeat(64) } });
+  }
+  {
+    const [requester, worker] = await streamPair();
+    const done = await helloDone(new Uint8Array([2]), {});
+    const fromWorker = recordSends(worker);
+    const [answer] = await Promise.all([
+      requestJobExec(requester, { manifest: signed, input }),
+      serveJobExec(worker, { ...sendAll(), run: () => Promise.resolve(done) }, { eager: true }),
+    ]);
+    assert.deepEqual(answer, done);
+    assert.ok("Send" in (decodeFrame(fromWorker[0]!).json as object));
+  }
+});
+
+Deno.test("eager exec: input_sent is refused on 2.0.0, with a module, over the cap, or with extra bytes", async () => {
+  const small = new Uint8Array([1, 2, 3]);
+  const signed = await signJobManifest({ ...manifest.payload, input: sha256Tag(small) }, {
+    keyPair,
+  });
+  const refuse = async (
+    header: Record<string, unknown>,
+    blob: Uint8Array,
+    eager: boolean,
+    pattern: RegExp,
+  ) => {
+    const [requester, worker] = await streamPair();
+    const serving = serveJobExec(worker, {
+      ...sendAll(),
+      run: () => Promise.reject(new Error("must not be called")),
+    }, { eager });
+    requester.send(encodeFrame({ manifest: signed, module_len: 0, ...header }, [blob]));
+    await requester.close();
+    assert.match(JSON.stringify(await serving), pattern);
+  };
+  // A 2.0.0 worker: the requester must wait to be asked.
+  await refuse(
+    { input_len: 3, input_sent: true },
+    small,
+    false,
+    /InvalidRequest.*needs \/phase\/job-exec\/2\.1\.0/,
+  );
+  await refuse(
+    { input_len: 3, module_len: 5, input_sent: true },
+    small,
+    true,
+    /InvalidRequest.*input_sent only without a module/,
+  );
+  const big = MAX_EAGER_INPUT_BYTES + 1;
+  await refuse(
+    { input_len: big, input_sent: true },
+    new Uint8Array(big),
+    true,
+    /InvalidRequest.*at most 65536/,
+  );
+  await refuse(
+    { input_len: 3, input_sent: "yes" },
+    small,
+    true,
+    /InvalidRequest.*must be a boolean/,
+  );
+  await refuse(
+    { input_len: 3, input_sent: true },
+    new Uint8Array([1, 2, 3, 9]),
+    true,
+    /InvalidRequest.*more bytes than declared/,
+  );
+  await refuse(
+    { input_len: 3, input_sent: true },
+    new Uint8Array(3),
+    true,
+    /InvalidRequest.*do not hash/,
+  );
 });

@@ -10,6 +10,7 @@ import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay
 import { autoNAT } from "@libp2p/autonat";
 import { dcutr } from "@libp2p/dcutr";
 import { identifyPush } from "@libp2p/identify";
+import { tcpPunch } from "./tcp_punch.ts";
 import { multiaddr } from "@multiformats/multiaddr";
 import { checkIntegers } from "../util/check_integers.ts";
 import { errorMessage } from "../util/error_message.ts";
@@ -52,20 +53,34 @@ export interface NatServicesOptions {
   reachability?: Reachability;
   /** How long `auto` waits for AutoNAT to confirm a public address, in ms. @default 30000 */
   autoGraceMs?: number;
-  /** Receives one record when `auto` decides, and when a reservation cannot be made. */
+  /**
+   * Make every outgoing TCP connection from this local port, so DCUtR can punch a direct TCP
+   * connection through two NATs with endpoint-independent mapping (`net/tcp_punch.ts`). Not a
+   * port the node listens on. @default none (ephemeral ports: no punch between two NATs)
+   */
+  punchPort?: number;
+  /**
+   * Receives one record when `auto` decides, when a reservation cannot be made, and when the
+   * punch address changes.
+   */
   onLog?: (record: { level: "info" | "warn"; event: string; [field: string]: unknown }) => void;
 }
 
 /** What {@linkcode natServices} gives to `startNode`. */
 export interface NatServices {
-  /** Transports to add (the circuit relay transport). */
+  /** Transports to add (the circuit relay transport; first the punch transport, if any). */
   transports: ((components: never) => unknown)[];
-  /** Services to add, by name: `dcutr`, `identifyPush`, `reachability`, `autonat` (auto), `relay`. */
+  /**
+   * Services to add, by name: `dcutr`, `identifyPush`, `reachability`, `autonat` (auto), `relay`,
+   * `punch` (with `punchPort`).
+   */
   services: Record<string, (components: never) => unknown>;
   /** Listen addresses to add (`/p2p-circuit` for a private node). */
   listen: string[];
   /** The relay server's bounds, when it runs. */
   relayLimits: RelayLimits | undefined;
+  /** The punch address peers observe (`/ip4/<ip>/tcp/<port>`), with `punchPort`, once known. */
+  readonly punchAddress: string | undefined;
 }
 
 /**
@@ -89,7 +104,13 @@ export interface NatServices {
  * ```
  */
 export function natServices(options: NatServicesOptions = {}): NatServices {
-  const { relay = false, reachability = "auto", autoGraceMs = 30_000, onLog = () => {} } = options;
+  const {
+    relay = false,
+    reachability = "auto",
+    autoGraceMs = 30_000,
+    punchPort,
+    onLog = () => {},
+  } = options;
   if (!["auto", "public", "private"].includes(reachability)) {
     throw new TypeError(
       `Cannot use reachability '${reachability}': expected auto, public or private`,
@@ -101,8 +122,9 @@ export function natServices(options: NatServicesOptions = {}): NatServices {
     relayLimits = { ...DEFAULT_RELAY_LIMITS, ...(relay === true ? {} : relay) };
     checkIntegers({ ...relayLimits });
   }
+  const punch = punchPort === undefined ? undefined : tcpPunch({ port: punchPort, onLog });
   const services: Record<string, (components: never) => unknown> = {
-    dcutr: dcutr() as never,
+    dcutr: punch ? punch.forDcutr(dcutr() as never) : dcutr() as never,
     // identify-push debounces pushes with a timer that stop() leaves running: its default 1 s
     // kept every stopped `start` process alive a second longer (measured).
     identifyPush: identifyPush({ debounce: 100 }) as never,
@@ -114,6 +136,7 @@ export function natServices(options: NatServicesOptions = {}): NatServices {
   // openConnection(), which returns the connection already open to that peer, then closes it:
   // a node with a fixed answer would only drop its peers' connections (a relay's reservations).
   if (reachability === "auto") services.autonat = autoNAT() as never;
+  if (punch) services.punch = punch.service;
   if (relayLimits) {
     services.relay = circuitRelayServer({
       reservations: {
@@ -126,31 +149,21 @@ export function natServices(options: NatServicesOptions = {}): NatServices {
     }) as never;
   }
   return {
-    transports: [circuitRelayTransport({ reservationCompletionTimeout: 10_000 }) as never],
+    transports: [
+      ...(punch ? [punch.transport] : []),
+      circuitRelayTransport({ reservationCompletionTimeout: 10_000 }) as never,
+    ],
     services,
     listen: reachability === "private" ? ["/p2p-circuit"] : [],
     relayLimits,
+    get punchAddress() {
+      return punch?.address;
+    },
   };
 }
 
-/**
- * Whether a libp2p connection goes through a relay: its address has `/p2p-circuit` or it carries
- * limits (the relay's data and duration bounds).
- *
- * @example
- * ```ts
- * import { isRelayed } from "./nat_services.ts";
- * import assert from "node:assert/strict";
- *
- * assert.equal(isRelayed({ remoteAddr: "/ip4/1.2.3.4/tcp/1/p2p/R/p2p-circuit/p2p/B" }), true);
- * assert.equal(isRelayed({ remoteAddr: "/ip4/1.2.3.4/tcp/1" }), false);
- * ```
- */
-export function isRelayed(
-  connection: { remoteAddr: { toString(): string }; limits?: unknown },
-): boolean {
-  return connection.remoteAddr.toString().includes("/p2p-circuit") || connection.limits != null;
-}
+// In its own module so that the node (net/node.ts) does not load this one's libraries.
+export { isRelayed } from "./is_relayed.ts";
 
 interface _ReachabilityComponents {
   addressManager: {
@@ -175,13 +188,13 @@ interface _ReachabilityComponents {
  */
 class ReachabilityService {
   #components: _ReachabilityComponents;
-  #o: Required<Omit<NatServicesOptions, "relay">>;
+  #o: Required<Omit<NatServicesOptions, "relay" | "punchPort">>;
   #state: "unknown" | "public" | "private";
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     components: _ReachabilityComponents,
-    o: Required<Omit<NatServicesOptions, "relay">>,
+    o: Required<Omit<NatServicesOptions, "relay" | "punchPort">>,
   ) {
     this.#components = components;
     this.#o = o;

@@ -114,3 +114,23 @@ Deno.test("reachability public: the node vouches for its public listen addresses
   events.dispatchEvent(new Event("transport:listening"));
   assert.equal(confirmed.length, 2);
 });
+
+Deno.test("natServices({ punchPort }) adds the punch transport and service and wraps DCUtR", () => {
+  const plain = natServices({ reachability: "public" });
+  assert.equal(plain.punchAddress, undefined);
+  const nat = natServices({ reachability: "public", punchPort: 4002 });
+  assert.equal(nat.transports.length, 2);
+  assert.equal(plain.transports.length, 1);
+  assert.deepEqual(Object.keys(nat.services).sort(), [
+    "dcutr",
+    "identifyPush",
+    "punch",
+    "reachability",
+  ]);
+  assert.notEqual(nat.services.dcutr, plain.services.dcutr);
+  assert.equal(nat.punchAddress, undefined);
+  assert.throws(() => natServices({ punchPort: 0 }), {
+    name: "RangeError",
+    message: "Cannot use punch port 0: expected 1 to 65535",
+  });
+});

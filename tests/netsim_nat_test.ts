@@ -3,13 +3,16 @@
  * behind an endpoint-independent NAT (A) and a symmetric NAT (C), and a requester behind NAT B.
  * The workers reserve a slot on the relay and advertise `/p2p-circuit` addresses; the requester
  * finds a worker through the DHT, runs hello.wasm there through the relay and verifies the
- * receipt; a job larger than the relay's data limit fails with one clear line.
+ * receipt; a job larger than the relay's data limit fails with one clear line. Then hole
+ * punching (`--punch-port`): two nodes behind endpoint-independent or port-restricted NATs upgrade
+ * their relayed connection to a direct one (DCUtR, TCP simultaneous open) and run such a job;
+ * behind symmetric NATs the punch fails and the job runs over the relay.
  *
  * Needs root, iproute2 and nftables: skips with one line without them unless CI=true.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createWorld, type Host } from "./netsim/create_world.ts";
+import { createWorld, type Host, type World } from "./netsim/create_world.ts";
 import { missingPrerequisites, SKIP_HINT } from "./netsim/missing_prerequisites.ts";
 import { execStartFlags, NodeProcess, ROOT } from "./net_spawn.ts";
 import { taskArgs } from "./_task.ts";
@@ -33,6 +36,32 @@ Deno.test({
   fn() {
     assert.deepEqual(MISSING, [], `netsim is missing ${MISSING.join(", ")} in CI: ${SKIP_HINT}`);
   },
+});
+
+Deno.test("start --punch-port refuses a port outside 1-65535 and the port it listens on, with one line", async () => {
+  for (
+    const [args, line] of [
+      [["--punch-port", "0"], "Cannot use --punch-port '0': expected a port from 1 to 65535"],
+      [
+        ["--punch-port", "4002x"],
+        "Cannot use --punch-port '4002x': expected a port from 1 to 65535",
+      ],
+      [
+        ["--punch-port", "4002", "--listen", "/ip4/127.0.0.1/tcp/4002"],
+        "Cannot use --punch-port '4002': the node listens on that port; pick another",
+      ],
+    ] as const
+  ) {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...execStartFlags(), "cli/start.ts", ...args, "--no-mdns"],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    const err = new TextDecoder().decode(stderr);
+    assert.equal(code, 2, err);
+    assert.equal(err, `start: ${line} (see start --help)\n`);
+  }
 });
 
 /** Spawn `start` inside `host`, state in `<root>/<name>`, and wait for its `started` line. */
@@ -205,6 +234,150 @@ Deno.test({
       const pubStatus = await statusIn(publicHost, `${root}/public-requester`);
       const pubPeers = pubStatus.peers as { peer_id: string; connection: string }[];
       assert.equal(pubPeers.find((p) => p.peer_id === workerA.peerId)?.connection, "direct");
+    } finally {
+      for (const node of nodes.reverse()) await node.stop();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+type NatKind = "endpoint-independent" | "port-restricted" | "symmetric";
+
+/**
+ * A hole-punch world: a public relay (bootstrap), a worker behind NAT A and a requester behind
+ * NAT B, both `--punch-port 4002`, the worker providing its capability in the DHT, the requester
+ * knowing its punch address. `nodes` are stopped by the caller.
+ */
+async function punchPair(world: World, root: string, nat: NatKind, nodes: NodeProcess[]) {
+  const relayHost = await world.addHost("relay");
+  // 10 ms each way on each NAT's uplink: a peer is 20 ms away, as on a real internet, so the two
+  // SYNs of the punch cross on the wire (through a NAT that lets anything in, a SYN that arrives
+  // before the other host's own SYN has left is answered with a reset: measured without delay).
+  const a = await world.addLan("a", { nat, link: { delayMs: 10 } });
+  const b = await world.addLan("b", { nat, link: { delayMs: 10 } });
+  const workerHost = await world.addHost("worker", { lan: "a" });
+  const requesterHost = await world.addHost("requester", { lan: "b" });
+  const relay = await startIn(relayHost, root, "relay", [
+    ...["--relay", "--reachability", "public", "--no-worker", "--no-api"],
+  ]);
+  nodes.push(relay);
+  const seed = `/ip4/${relayHost.address}/tcp/4001/p2p/${relay.peerId}`;
+  const punched = (gateway: string) => (l: Record<string, unknown>) =>
+    l.event === "punch_address" &&
+    String(l.address).startsWith(`/ip4/${gateway}/tcp/`) &&
+    (nat === "symmetric" || l.address === `/ip4/${gateway}/tcp/4002`);
+  const worker = await startIn(workerHost, root, "worker", [
+    ...["--reachability", "private", "--punch-port", "4002", "--bootstrap", seed],
+  ]);
+  nodes.push(worker);
+  // What the relay observes for the worker's fixed port, through NAT A, is its punch address
+  // (behind a symmetric NAT: a port that only the relay's connection uses).
+  await worker.waitForLog(punched(a.gateway.address), 30_000);
+  await worker.waitForLog(
+    (l) =>
+      l.event === "provided" && String(l.key).startsWith("/phase/capability/") &&
+      Number(l.peers) > 0,
+    60_000,
+  );
+  // The requester only dials: declared public, it needs no relay slot of its own.
+  const requester = await startIn(requesterHost, root, "requester", [
+    ...["--no-worker", "--reachability", "public", "--punch-port", "4002", "--bootstrap", seed],
+  ]);
+  nodes.push(requester);
+  await requester.waitForLog((l) => l.event === "api_listening");
+  await requester.waitForLog(punched(b.gateway.address), 30_000);
+  return { a, worker, requester, requesterHost, reqDir: `${root}/requester` };
+}
+
+/** Submit `input` from the requester (the worker found through the DHT); check the receipt. */
+async function runVerified(
+  pair: Awaited<ReturnType<typeof punchPair>>,
+  root: string,
+  input: Uint8Array,
+): Promise<void> {
+  const inputPath = `${root}/input.bin`;
+  const receiptPath = `${root}/receipt.json`;
+  await Deno.writeFile(inputPath, input);
+  const run = await submitIn(pair.requesterHost, pair.reqDir, [
+    ...["--input", inputPath, "--wait", "--receipt", receiptPath],
+  ]);
+  assert.equal(run.code, 0, `submit failed: ${run.err}`);
+  assert.deepEqual(run.stdout, input.slice().reverse());
+  const receipt = JSON.parse(await Deno.readTextFile(receiptPath));
+  assert.equal(receipt.worker_pubkey, toHex(peerPublicKey(pair.worker.peerId)));
+  await verifyReceipt(receipt, {
+    publicKey: peerPublicKey(pair.worker.peerId),
+    module: await Deno.readFile(HELLO_PATH),
+    input,
+  });
+}
+
+/** How the requester's `/status` says it is connected to the worker. */
+async function workerConnection(pair: Awaited<ReturnType<typeof punchPair>>) {
+  const status = await statusIn(pair.requesterHost, pair.reqDir);
+  const peers = status.peers as { peer_id: string; connection: string }[];
+  return peers.find((p) => p.peer_id === pair.worker.peerId)?.connection;
+}
+
+for (const nat of ["endpoint-independent", "port-restricted"] as const) {
+  Deno.test({
+    name:
+      `two nodes with --punch-port behind ${nat} NATs punch a direct TCP connection (DCUtR): a requester finds the worker through the DHT and runs a job larger than the relay allows, with a verified receipt`,
+    ignore,
+    async fn() {
+      const root = await Deno.makeTempDir({ prefix: "plasm-netsim-punch-" });
+      await using world = await createWorld({
+        name: `punch-${nat.slice(0, 4)}`,
+        publicPrefix: "11.0.0.0/24",
+      });
+      const nodes: NodeProcess[] = [];
+      try {
+        const pair = await punchPair(world, root, nat, nodes);
+        const { worker, requester } = pair;
+        // Larger than the relay lets one connection carry: it runs only over a direct one.
+        const input = new Uint8Array(DEFAULT_RELAY_LIMITS.dataLimitBytes + 1).fill(0x61);
+        await runVerified(pair, root, input);
+        // Reached through the relay first, then directly at the worker's punch address: NAT A's
+        // public address and the fixed port (no listener there: TCP simultaneous open).
+        const relayed = requester.logs.findIndex((l) =>
+          l.event === "peer_connected" && l.peer_id === worker.peerId &&
+          l.connection === "relayed"
+        );
+        assert.ok(relayed >= 0, "the worker was first reached through the relay");
+        const direct = await requester.waitForLog((l) =>
+          l.event === "peer_connection_direct" && l.peer_id === worker.peerId
+        );
+        assert.ok(relayed < requester.logs.indexOf(direct), "relayed first");
+        assert.equal(
+          direct.multiaddr,
+          `/ip4/${pair.a.gateway.address}/tcp/4002/p2p/${worker.peerId}`,
+        );
+        assert.equal(await workerConnection(pair), "direct");
+      } finally {
+        for (const node of nodes.reverse()) await node.stop();
+        await Deno.remove(root, { recursive: true });
+      }
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "two nodes with --punch-port behind symmetric NATs cannot punch: the job runs over the relay, with a verified receipt, and the worker stays relayed",
+  ignore,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "plasm-netsim-punch-" });
+    await using world = await createWorld({ name: "punch-symm", publicPrefix: "11.0.0.0/24" });
+    const nodes: NodeProcess[] = [];
+    try {
+      const pair = await punchPair(world, root, "symmetric", nodes);
+      await runVerified(pair, root, new TextEncoder().encode("through the relay"));
+      assert.equal(await workerConnection(pair), "relayed");
+      assert.ok(
+        !pair.requester.logs.some((l) =>
+          l.event === "peer_connection_direct" && l.peer_id === pair.worker.peerId
+        ),
+      );
     } finally {
       for (const node of nodes.reverse()) await node.stop();
       await Deno.remove(root, { recursive: true });

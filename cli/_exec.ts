@@ -151,9 +151,11 @@ export async function startExec(
     log: (record: Record<string, unknown>) => void;
     /** `/metrics` and `/dashboard` of the local API (see cli/start.ts). */
     api?: ExecServiceOptions["api"];
+    /** The node's boot attestation (`--boot-provenance`): its receipts carry its fields. */
+    bootAttestation?: ExecServiceOptions["bootAttestation"];
   },
 ): Promise<StartedExec> {
-  const { keyPair, stateDir, wasm, log, api } = options;
+  const { keyPair, stateDir, wasm, log, api, bootAttestation } = options;
   let tamper = false;
   try {
     tamper = Deno.env.get(TAMPER_ENV) === TAMPER_RESULTS_VALUE;
@@ -191,6 +193,7 @@ export async function startExec(
     ...(api ? { api } : {}),
     workerSearchTimeoutMs: flags.workerSearchTimeoutMs,
     tamperResultsForTests: tamper,
+    ...(bootAttestation ? { bootAttestation } : {}),
     onLog: log,
   });
   let server: Deno.HttpServer | undefined;

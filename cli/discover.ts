@@ -25,6 +25,7 @@
  */
 import { type DiscoveredPeer, discoverPeers } from "../net/discover_peers.ts";
 import { errorLine } from "../util/error_message.ts";
+import { type BootAttestation, verifyBootAttestation } from "../net/boot_attestation.ts";
 import type { FlagValues } from "./_flags.ts";
 import { type CliContext, type CommandIo, runCommand, UsageError } from "./_main.ts";
 export type { CliContext, CliWriter } from "./_main.ts";
@@ -88,11 +89,20 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
       }
       return io.fail(errorLine(error));
     }
+    // A boot attestation is shown only when it verifies with the peer's own key.
+    const boots = await Promise.all(
+      found.map((peer) =>
+        peer.info.boot_attestation === undefined ? undefined : verifyBootAttestation(
+          peer.info.boot_attestation,
+          { peerId: peer.peer_id },
+        ).catch(() => undefined)
+      ),
+    );
     if (values.json) {
-      io.print(JSON.stringify(found.map(_record)));
+      io.print(JSON.stringify(found.map((peer, i) => _record(peer, boots[i]))));
     } else {
-      for (const peer of found) {
-        const r = _record(peer);
+      for (const [i, peer] of found.entries()) {
+        const r = _record(peer, boots[i]);
         io.print(
           [
             r.peer_id,
@@ -102,6 +112,7 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
             ...(r.manifest_sequence !== undefined ? [`sequence=${r.manifest_sequence}`] : []),
             ...(r.http_url ? [`http=${r.http_url}`] : []),
             ...(r.capabilities.length ? [`capabilities=${r.capabilities.join(",")}`] : []),
+            ...(r.boot_attestation ? [_bootField(r.boot_attestation)] : []),
             ...r.multiaddrs,
           ].join(" "),
         );
@@ -158,7 +169,15 @@ function _duration(text: string, flag: string): number {
   return ms;
 }
 
-function _record(peer: DiscoveredPeer) {
+/** `boot=seq:<N>,signer:<first 16 hex of each signer key>` */
+function _bootField(attestation: BootAttestation): string {
+  const { boot_sequence, signer_key_ids } = attestation.provenance;
+  return `boot=seq:${boot_sequence},signer:${
+    signer_key_ids.map((id) => id.slice(0, 16)).join("+")
+  }`;
+}
+
+function _record(peer: DiscoveredPeer, boot: BootAttestation | undefined) {
   return {
     peer_id: peer.peer_id,
     multiaddrs: peer.multiaddrs,
@@ -169,6 +188,7 @@ function _record(peer: DiscoveredPeer) {
     manifest_sequence: peer.info.manifest_sequence,
     capabilities: Object.keys(peer.info.capabilities),
     limits: peer.info.capabilities,
+    ...(boot ? { boot_attestation: boot } : {}),
   };
 }
 

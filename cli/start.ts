@@ -9,8 +9,9 @@
 //   warning and Deno's permissions only.
 // --allow-net: listen (0.0.0.0 by default), dial peers, mDNS multicast on 224.0.0.251:5353.
 // --allow-sys=networkInterfaces: mDNS and the addresses of a 0.0.0.0 listener.
-// --allow-read/--allow-write: the state dir (node.key, state.lock, ...) and --config; a launcher
-//   may narrow both to those paths. Mode `private` reads and writes nothing.
+// --allow-read/--allow-write: the state dir (node.key, state.lock, ...), --config and
+//   --boot-provenance (read only); a launcher may narrow both to those paths. Mode `private`
+//   writes nothing.
 // --allow-env=...: to find the state dir. --ignore-env: libraries probing other variables
 //   (colour support) read `undefined` instead of failing.
 /**
@@ -19,8 +20,14 @@
  * ```
  * start [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--bootstrap-file FILE] [--no-mdns]
  *       [--mode internet|local|private] [--config FILE] [--state-dir DIR]
- *       [--relay] [--reachability auto|public|private]
+ *       [--relay] [--reachability auto|public|private] [--punch-port PORT]
+ *       [--boot-provenance FILE]
  * ```
+ *
+ * `--boot-provenance FILE` (the boot stub's `/booted/provenance.json`): the node signs a boot
+ * attestation of it with its node key, shows it in its node info and `GET /status`, and every
+ * receipt it signs carries `extra.boot_manifest_hash` and `extra.boot_sequence`
+ * (net/boot_attestation.ts, docs/boot.md). A bad file is a usage error (exit 2).
  *
  * Prints one JSON line on stdout once listening:
  * `{"event":"started","peer_id":...,"public_key":...,"multiaddrs":[...],"mode":...}`, with
@@ -41,6 +48,11 @@ import { nodeStatus } from "../net/node_status.ts";
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { defaultNodeConfig, type NodeConfig, parseNodeConfig } from "../net/node_config.ts";
 import { bootstrapPeers } from "../net/bootstrap_peers.ts";
+import {
+  type BootProvenance,
+  readBootProvenance,
+  signBootAttestation,
+} from "../net/boot_attestation.ts";
 // Remote execution (issue 6): flags, service and local API; see cli/_exec.ts.
 import { EXEC_FLAGS, type ExecFlags, parseExecFlags, startExec } from "./_exec.ts";
 import { generateKeyPair } from "../runtime/ed25519.ts";
@@ -80,6 +92,16 @@ Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`
       value: "auto|public|private",
       description: "private: reserve on a relay (default auto: AutoNAT decides)",
     },
+    "punch-port": {
+      type: "string",
+      value: "PORT",
+      description: "dial TCP from this port, for hole punching (not a listen port)",
+    },
+    "boot-provenance": {
+      type: "string",
+      value: "FILE",
+      description: "sign a boot attestation of this stub record (docs/boot.md)",
+    },
   },
 } as const;
 
@@ -95,11 +117,13 @@ Exit codes: 0 stopped by SIGINT/SIGTERM, 1 cannot start, 2 bad flags or config.`
  * const quiet = { writeSync: (bytes: Uint8Array) => bytes.length };
  * assert.equal(await main(["--mode", "nowhere"], { stderr: quiet }), 2);
  * assert.equal(await main(["--reachability", "nowhere"], { stderr: quiet }), 2);
+ * assert.equal(await main(["--punch-port", "70000"], { stderr: quiet }), 2);
+ * assert.equal(await main(["--boot-provenance", "/no/such/provenance.json"], { stderr: quiet }), 2);
  * ```
  */
 export function main(args: string[], context: CliContext = {}): Promise<number> {
   return runCommand(START_COMMAND, args, context, async (values, _, io) => {
-    const { config, execFlags, nat } = await _config(values);
+    const { config, execFlags, nat, provenance } = await _config(values);
     const log = (record: Record<string, unknown>) => {
       io.log(JSON.stringify({ ts: new Date().toISOString(), ...record }));
     };
@@ -132,6 +156,7 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
         config,
         execFlags,
         nat,
+        provenance,
         secretKey,
         stateDir,
         log,
@@ -152,7 +177,9 @@ export function main(args: string[], context: CliContext = {}): Promise<number> 
 /** The node config and execution flags the flags (and `--config`) ask for, or a `UsageError`. */
 async function _config(
   values: FlagValues<typeof START_COMMAND.options>,
-): Promise<{ config: NodeConfig; execFlags: ExecFlags; nat: _NatFlags }> {
+): Promise<
+  { config: NodeConfig; execFlags: ExecFlags; nat: _NatFlags; provenance?: BootProvenance }
+> {
   try {
     const config = values.config
       ? parseNodeConfig(await _readConfig(values.config))
@@ -186,7 +213,16 @@ async function _config(
         throw new TypeError(`Cannot parse multiaddr '${addr}': ${errorMessage(cause)}`, { cause });
       }
     }
-    return { config, execFlags, nat: { relay: values.relay === true, reachability } };
+    const punchPort = _punchPort(values["punch-port"], config.listen);
+    // Read once, at start: the stub's record does not change while the node runs.
+    const file = values["boot-provenance"];
+    const provenance = file === undefined ? undefined : await readBootProvenance(file);
+    return {
+      config,
+      execFlags,
+      ...(provenance ? { provenance } : {}),
+      nat: { relay: values.relay === true, reachability, ...(punchPort ? { punchPort } : {}) },
+    };
   } catch (error) {
     throw new UsageError(errorLine(error), { cause: error });
   }
@@ -197,6 +233,7 @@ async function _runNode(io: CommandIo, o: {
   config: NodeConfig;
   execFlags: ExecFlags;
   nat: _NatFlags;
+  provenance?: BootProvenance | undefined;
   secretKey: Uint8Array | undefined;
   stateDir: string | undefined;
   log: (record: Record<string, unknown>) => void;
@@ -236,6 +273,21 @@ async function _runNode(io: CommandIo, o: {
     onLog: log,
     signal,
   });
+  // The node key's own statement of how this machine booted (docs/boot.md, "Boot provenance").
+  const bootAttestation = o.provenance
+    ? await signBootAttestation(o.provenance, { keyPair, peerId: node.peerId })
+    : undefined;
+  if (bootAttestation) {
+    node.updateInfo({ boot_attestation: bootAttestation });
+    const { boot_manifest_hash, boot_sequence, signer_key_ids } = bootAttestation.provenance;
+    log({
+      level: "info",
+      event: "boot_attested",
+      boot_manifest_hash,
+      boot_sequence,
+      signer_key_ids,
+    });
+  }
   const startedAt = new Date().toISOString();
   let service: Awaited<ReturnType<typeof startExec>>["service"] | undefined;
   const dashboard = new Dashboard({
@@ -269,6 +321,7 @@ async function _runNode(io: CommandIo, o: {
       wasm: config.capabilities.wasm,
       log,
       api: { metrics, dashboard, status: () => nodeStatus(node, nat.relayLimits) },
+      ...(bootAttestation ? { bootAttestation } : {}),
     });
     service = exec.service;
     const policy = service.policy;
@@ -304,6 +357,22 @@ const _VERSION = "0.1.0";
 interface _NatFlags {
   relay: boolean;
   reachability: Reachability;
+  punchPort?: number;
+}
+
+/** `--punch-port`: a TCP port 1-65535 that no `--listen` address uses. */
+function _punchPort(text: string | undefined, listen: string[]): number | undefined {
+  if (text === undefined) return undefined;
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(port >= 1 && port <= 65535)) {
+    throw new TypeError(`Cannot use --punch-port '${text}': expected a port from 1 to 65535`);
+  }
+  if (listen.some((addr) => new RegExp(`/tcp/${port}(/|$)`).test(addr))) {
+    throw new TypeError(
+      `Cannot use --punch-port '${text}': the node listens on that port; pick another`,
+    );
+  }
+  return port;
 }
 
 /** One line for a start-up failure, naming what the user can change. */

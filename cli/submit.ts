@@ -11,8 +11,15 @@
  * submit <module.wasm> [--input FILE|-] [--arg A]... [--env K=V]... [--memory SIZE]
  *        [--timeout DURATION] [--max-output SIZE] [--fuel N] [--cpu N] [--replicas N]
  *        [--worker PEERID] [--search-timeout DURATION] [--dir HOST[::GUEST]]... [--wait]
+ *        [--require-boot-signer KEY [--min-boot-sequence N]]
  *        [--receipt FILE] [--json] [--state-dir DIR]
  * ```
+ *
+ * `--require-boot-signer KEY` (a publisher's hex key id): the job is offered only to workers
+ * whose node info shows a boot attestation, signed by their own PeerId key, naming KEY among
+ * the boot manifest's signers (with `--min-boot-sequence N`: and a boot sequence of at least N);
+ * their receipts must carry that attestation's `boot_manifest_hash` and `boot_sequence`. With
+ * `--worker`, that worker must show it. What this proves: docs/boot.md, "Boot provenance".
  *
  * `--dir` (as `run --dir`: GUEST defaults to the directory's name, `::/` is the root) reads the
  * host directories into one file tree, sent with the job (its hash is signed into the manifest
@@ -57,6 +64,16 @@ and stderr. ${API_CLIENT_EXITS}
     replicas: { type: "string", value: "N", description: "run on N workers, compare outputs" },
     worker: { type: "string", value: "PEERID", description: "run on this worker" },
     "search-timeout": { type: "string", value: "DURATION", description: "find a worker within" },
+    "require-boot-signer": {
+      type: "string",
+      value: "KEY",
+      description: "only workers that attest booting a release signed by this key",
+    },
+    "min-boot-sequence": {
+      type: "string",
+      value: "N",
+      description: "with --require-boot-signer: boot sequence at least N",
+    },
     dir: {
       type: "string",
       multiple: true,
@@ -124,6 +141,23 @@ function _submitOptions(values: FlagValues<typeof SUBMIT_COMMAND.options>): Clie
       return Number(text);
     };
     const cpu = int(values.cpu, "cpu");
+    const signer = values["require-boot-signer"];
+    const minSequence = values["min-boot-sequence"];
+    if (signer !== undefined && !/^[0-9a-fA-F]{64}$/.test(signer)) {
+      throw new TypeError(
+        `Cannot use --require-boot-signer '${signer}': expected a hex public key (64 hex digits)`,
+      );
+    }
+    if (minSequence !== undefined) {
+      if (signer === undefined) {
+        throw new TypeError("Cannot use --min-boot-sequence without --require-boot-signer");
+      }
+      if (!/^\d{1,16}$/.test(minSequence) || !Number.isSafeInteger(Number(minSequence))) {
+        throw new RangeError(
+          `Cannot use --min-boot-sequence '${minSequence}': expected a whole number`,
+        );
+      }
+    }
     const replicas = int(values.replicas, "replicas");
     checkFuel(values.fuel);
     const env = parseJobEnv(values.env);
@@ -140,6 +174,11 @@ function _submitOptions(values: FlagValues<typeof SUBMIT_COMMAND.options>): Clie
       ...(values.arg.length ? { args: values.arg } : {}),
       ...(Object.keys(env).length ? { env } : {}),
       ...(values.worker ? { worker: values.worker } : {}),
+      ...(signer !== undefined ? { requireBootSigner: signer.toLowerCase() } : {}),
+      // 0 asks for any sequence: the same as leaving it out.
+      ...(minSequence !== undefined && Number(minSequence) > 0
+        ? { minBootSequence: Number(minSequence) }
+        : {}),
     };
   } catch (error) {
     throw new UsageError(errorLine(error), { cause: error });

@@ -11,7 +11,7 @@ import type { KeyPair } from "../runtime/ed25519.ts";
 import type { PhaseNode } from "./node.ts";
 import { capabilityKey } from "./provider_key.ts";
 import { JOB_OFFER_PROTOCOL, sendJobOffer } from "./job_protocol.ts";
-import { JOB_EXEC_PROTOCOL, requestJobExec } from "./job_exec_protocol.ts";
+import { JOB_EXEC_PROTOCOL, JOB_EXEC_PROTOCOL_EAGER, requestJobExec } from "./job_exec_protocol.ts";
 import { JobStore } from "./job_store.ts";
 import { jobIdOf } from "../runtime/job_manifest.ts";
 import { type JobWorker, jobWorker } from "./job_worker.ts";
@@ -25,6 +25,11 @@ import type { SandboxConfinement } from "../runtime/sandbox_spawn.ts";
 import { storeReceipt } from "../runtime/receipt_store.ts";
 import { toHex } from "../runtime/digest.ts";
 import type { Receipt } from "../runtime/receipt.ts";
+import {
+  type BootAttestation,
+  bootReceiptExtra,
+  verifyBootAttestation,
+} from "./boot_attestation.ts";
 
 /** File name of the job database in the state dir. */
 export const JOB_DB_FILE = "jobs.db";
@@ -64,6 +69,12 @@ export interface ExecServiceOptions {
    * @default {{}} (one per core, recycled after 1000 jobs or 256 MiB of compiled module)
    */
   sandboxPool?: Omit<SandboxPoolOptions, "confinement" | "_entry">;
+  /**
+   * This node's signed boot attestation (`start --boot-provenance`): every receipt its worker
+   * signs carries its `boot_manifest_hash` and `boot_sequence`. Show it in the node info too
+   * (`node.updateInfo({ boot_attestation })`). @default none
+   */
+  bootAttestation?: BootAttestation;
   /** Receives structured log records. */
   onLog?: (record: Record<string, unknown>) => void;
 }
@@ -121,6 +132,7 @@ export async function startExecService(
     streamTimeoutMs = 10_000,
     sandboxConfinement = "auto",
     sandboxPool = {},
+    bootAttestation,
     onLog,
   } = options;
   const libp2p = node.libp2p;
@@ -150,6 +162,7 @@ export async function startExecService(
         ...(pool ? { pool } : {}),
         streamTimeoutMs,
         tamperResultsForTests,
+        ...(bootAttestation ? { receiptExtra: bootReceiptExtra(bootAttestation) } : {}),
         ...(keepReceipt ? { keepReceipt } : {}),
         ...(onLog ? { onLog } : {}),
       })({ registrar: libp2p, peerId: libp2p.peerId });
@@ -176,29 +189,68 @@ export async function startExecService(
   // (a multistream-select round trip) instead of two; by `<peer> <job id>`, taken by exec(),
   // aborted when the offer is not accepted or the service stops.
   const early = new Map<string, Promise<Stream>>();
-  const dialExec = (peerId: PeerId, signal: AbortSignal) =>
-    libp2p.dialProtocol(peerId, JOB_EXEC_PROTOCOL, { signal, runOnLimitedConnection: true });
+  // Workers' verified boot attestations (for jobs that require one), bounded in size and age:
+  // a peer's info is asked again after a minute, after 5 s when it could not be read.
+  const attestations = new Map<
+    string,
+    { at: number; ttl: number; value: Promise<BootAttestation | undefined> }
+  >();
+  // Shared by every job that asks: bounded by the node's stream timeout, not one job's signal.
+  const readAttestation = async (peer: string) => {
+    const info = await node.queryInfo(peer);
+    return info.boot_attestation === undefined
+      ? undefined
+      : await verifyBootAttestation(info.boot_attestation, { peerId: peer });
+  };
+  /**
+   * What a connected peer speaks (its identify, from the peer store): a peer store read (a lock
+   * and a record decode) per peer and job was a hot spot, so it is kept for a second.
+   */
+  const speaks = async (peer: PeerId, now = Date.now()): Promise<string[]> => {
+    const id = peer.toString();
+    let entry = protocolsOf.get(id);
+    if (entry === undefined || now - entry.at > 1000) {
+      const protocols: string[] = await libp2p.peerStore.get(peer).then(
+        (p) => p.protocols,
+        () => [],
+      );
+      entry = { protocols, at: now };
+      if (protocols.length > 0) protocolsOf.set(id, entry);
+      if (protocolsOf.size > 1024) protocolsOf.delete(protocolsOf.keys().next().value!);
+    }
+    return entry.protocols;
+  };
+  // 2.1.0 (eager input, no `Send` round trip) with a worker whose identify lists it.
+  const dialExec = async (peerId: PeerId, signal: AbortSignal) =>
+    await libp2p.dialProtocol(
+      peerId,
+      (await speaks(peerId)).includes(JOB_EXEC_PROTOCOL_EAGER)
+        ? JOB_EXEC_PROTOCOL_EAGER
+        : JOB_EXEC_PROTOCOL,
+      { signal, runOnLimitedConnection: true },
+    );
   const dispatcher: Dispatcher = {
+    bootAttestation(peer) {
+      if (peer === node.peerId) return Promise.resolve(bootAttestation);
+      const now = Date.now();
+      const cached = attestations.get(peer);
+      if (cached && now - cached.at < cached.ttl) return cached.value;
+      const entry = { at: now, ttl: 60_000, value: readAttestation(peer) };
+      entry.value.catch(() => entry.ttl = 5_000);
+      attestations.delete(peer);
+      attestations.set(peer, entry);
+      if (attestations.size > 1024) attestations.delete(attestations.keys().next().value!);
+      return entry.value;
+    },
     async candidates(signal) {
       const known: string[] = [];
       const unknown: string[] = [];
       const now = Date.now();
       for (const peer of libp2p.getPeers()) {
         const id = peer.toString();
-        // A peer store read (a lock and a record decode) per peer and job was a hot spot: what
-        // a connected peer speaks is kept for a second.
-        let entry = protocolsOf.get(id);
-        if (entry === undefined || now - entry.at > 1000) {
-          const protocols: string[] = await libp2p.peerStore.get(peer).then(
-            (p) => p.protocols,
-            () => [],
-          );
-          entry = { protocols, at: now };
-          if (protocols.length > 0) protocolsOf.set(id, entry);
-          if (protocolsOf.size > 1024) protocolsOf.delete(protocolsOf.keys().next().value!);
-        }
-        if (entry.protocols.includes(JOB_OFFER_PROTOCOL)) known.push(id);
-        else if (entry.protocols.length === 0) unknown.push(id);
+        const protocols = await speaks(peer, now);
+        if (protocols.includes(JOB_OFFER_PROTOCOL)) known.push(id);
+        else if (protocols.length === 0) unknown.push(id);
       }
       if (known.length === 0 && libp2p.services.dht) {
         const found = await node.findProviders(capabilityKey(arch), {
@@ -252,7 +304,10 @@ export async function startExecService(
         return await dialExec(peerId, signal);
       };
       const stream = opened ? await opened.catch(fresh) : await fresh();
-      return await requestJobExec(stream, request, { signal });
+      return await requestJobExec(stream, request, {
+        signal,
+        eager: stream.protocol === JOB_EXEC_PROTOCOL_EAGER,
+      });
     },
   };
   const scheduler = new Scheduler({

@@ -30,6 +30,8 @@ export interface JobRequestOptions {
   worker?: string;
   /** How long to look for a usable worker before the job fails, in ms; unset: the node's. */
   searchTimeoutMs?: number;
+  /** The boot attestation a worker must show (`submit --require-boot-signer`), when set. */
+  boot?: { signer: string; minSequence: number };
 }
 
 /** A job as stored. */

@@ -15,7 +15,7 @@ import { verifyJobManifest } from "../runtime/job_manifest.ts";
 import { DEFAULT_LIMITS, type SignedJob } from "../runtime/run_signed_job.ts";
 import { jobKind, type JobKindLimits } from "../runtime/job_kinds.ts";
 import type { JobManifest } from "../runtime/job_manifest.ts";
-import type { Receipt } from "../runtime/receipt.ts";
+import { type Receipt, signReceipt } from "../runtime/receipt.ts";
 import type { SandboxPool } from "../runtime/sandbox_pool.ts";
 import { meshJobFiles } from "./mesh_files.ts";
 import {
@@ -31,6 +31,7 @@ import {
   type ExecRequest,
   type ExecResponse,
   JOB_EXEC_PROTOCOL,
+  JOB_EXEC_PROTOCOL_EAGER,
   MAX_EXEC_OUTPUT_BYTES,
   serveJobExec,
 } from "./job_exec_protocol.ts";
@@ -86,6 +87,11 @@ export interface JobWorkerOptions {
   peerBlockMs?: number;
   /** Test only: corrupt returned output (see {@linkcode TAMPER_RESULTS_VALUE}). @default {false} */
   tamperResultsForTests?: boolean;
+  /**
+   * Fields added to every receipt's `metrics.extra` (a booted node's `boot_manifest_hash` and
+   * `boot_sequence`, see net/boot_attestation.ts); the receipt is signed with them. @default none
+   */
+  receiptExtra?: Record<string, string>;
   /** Receives structured log records. */
   onLog?: (record: Record<string, unknown>) => void;
 }
@@ -261,9 +267,9 @@ export class JobWorker {
   }
 
   /**
-   * Serve `/phase/job-offer/1.0.0` and `/phase/job-exec/2.0.0` through the registrar. Offers
-   * are cheap to answer and capped in number; each stream is timed out. A second call does
-   * nothing; a worker without a registrar serves nothing.
+   * Serve `/phase/job-offer/1.0.0` and `/phase/job-exec/2.0.0` (and 2.1.0, eager input)
+   * through the registrar. Offers are cheap to answer and capped in number; each stream is
+   * timed out. A second call does nothing; a worker without a registrar serves nothing.
    */
   async start(): Promise<void> {
     if (this.#started || !this.#registrar) return;
@@ -292,7 +298,8 @@ export class JobWorker {
       maxExecStreams = 32,
       peerBlockMs = 30_000,
     } = this.#o;
-    await this.#registrar.handle(JOB_EXEC_PROTOCOL, async (stream, connection) => {
+    // Both execution protocols (2.1.0 only adds eager input) share the handler and its limits.
+    const onExec = async (stream: Stream, connection: Connection) => {
       const peer = connection.remotePeer.toString();
       if (this.#isBlocked(peer)) {
         stream.abort(new Error("This peer is refused for a while"));
@@ -331,6 +338,7 @@ export class JobWorker {
         }, {
           signal: this.#controller.signal,
           readTimeoutMs: Math.max(streamTimeoutMs, 30_000),
+          eager: stream.protocol === JOB_EXEC_PROTOCOL_EAGER,
         });
       } catch (error) {
         this.#log("warn", "exec_failed", { peer_id: peer, error: errorMessage(error) });
@@ -341,7 +349,14 @@ export class JobWorker {
         if (left > 0) this.#execStreams.set(peer, left);
         else this.#execStreams.delete(peer);
       }
-    }, { maxInboundStreams: 64, maxOutboundStreams: 64, runOnLimitedConnection: true });
+    };
+    for (const protocol of [JOB_EXEC_PROTOCOL, JOB_EXEC_PROTOCOL_EAGER]) {
+      await this.#registrar.handle(protocol, onExec, {
+        maxInboundStreams: 64,
+        maxOutboundStreams: 64,
+        runOnLimitedConnection: true,
+      });
+    }
   }
 
   /** Stop serving, cancel running jobs and drop reservations; idempotent. */
@@ -353,6 +368,7 @@ export class JobWorker {
       await Promise.allSettled([
         this.#registrar?.unhandle(JOB_OFFER_PROTOCOL),
         this.#registrar?.unhandle(JOB_EXEC_PROTOCOL),
+        this.#registrar?.unhandle(JOB_EXEC_PROTOCOL_EAGER),
       ]);
     }
     await Promise.allSettled(this.#keeping);
@@ -440,13 +456,15 @@ export class JobWorker {
     const limits = this.#limits(manifest);
     this.#log("info", "job_accepted", {
       job_id: jobId,
+      ...(request.input_sent ? { input_sent: true } : {}),
       ...limits,
       ...(manifest.payload.fuel !== undefined ? { fuel: manifest.payload.fuel } : {}),
     });
     const ran = await this.#run(jobId, module, request, limits, context.signal, tree);
     if ("answer" in ran) return ran.answer;
-    this.#keep(jobId, ran.signed.receipt);
-    return this.#done(jobId, ran.signed);
+    const signed = this.#o.receiptExtra ? await this.#withExtra(ran.signed) : ran.signed;
+    this.#keep(jobId, signed.receipt);
+    return this.#done(jobId, signed);
   }
 
   /**
@@ -500,6 +518,27 @@ export class JobWorker {
       }
       throw error;
     }
+  }
+
+  /**
+   * The run with `receiptExtra` in its receipt, signed again (the runtime signs what it
+   * measured; the node adds what it knows about itself).
+   */
+  async #withExtra(signed: SignedJob): Promise<SignedJob> {
+    const { receipt } = signed;
+    const { metrics } = receipt.result;
+    const result = {
+      ...receipt.result,
+      metrics: { ...metrics, extra: { ...metrics.extra, ...this.#o.receiptExtra } },
+    };
+    return {
+      ...signed,
+      receipt: await signReceipt(result, {
+        jobId: receipt.job_id,
+        keyPair: this.#o.keyPair,
+        completedAt: new Date(receipt.completed_at),
+      }),
+    };
   }
 
   /** Record the receipt in the store and keep its file; a failure to keep it is only logged. */

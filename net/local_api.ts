@@ -106,6 +106,19 @@ export interface NodeStatus {
   } | null;
   /** Connected peers, each `direct` or `relayed` (every connection through a relay). */
   peers: PeerConnection[];
+  /**
+   * How the node booted, from the boot attestation it signed (`start --boot-provenance`);
+   * absent without one. Its own statement, not hardware evidence (docs/boot.md).
+   */
+  boot?: {
+    boot_manifest_hash: string;
+    boot_sequence: number;
+    version: string;
+    channel: string;
+    arch: string;
+    signer_key_ids: string[];
+    signed_at: string;
+  };
 }
 
 /**

@@ -26,6 +26,14 @@ export type { AdvertiseProviderOptions } from "./advertise_provider.ts";
 export { capabilityKey, manifestKey } from "./provider_key.ts";
 export { INFO_PROTOCOL, parseNodeInfo } from "./node_info.ts";
 export type { NodeCapabilities, NodeInfo, WasmCapability } from "./node_info.ts";
+export {
+  BOOT_ATTESTATION_PREFIX,
+  parseBootProvenance,
+  readBootProvenance,
+  signBootAttestation,
+  verifyBootAttestation,
+} from "./boot_attestation.ts";
+export type { BootAttestation, BootProvenance, BootRequirement } from "./boot_attestation.ts";
 export { defaultNodeConfig, parseNodeConfig } from "./node_config.ts";
 export type { NodeConfig, NodeMode } from "./node_config.ts";
 export { defaultStateDir, loadOrCreateIdentity } from "./identity.ts";
@@ -45,7 +53,7 @@ export type {
   OfferResponse,
   RejectReason,
 } from "./job_protocol.ts";
-export { JOB_EXEC_PROTOCOL } from "./job_exec_protocol.ts";
+export { JOB_EXEC_PROTOCOL, JOB_EXEC_PROTOCOL_EAGER } from "./job_exec_protocol.ts";
 export type { ExecDone, ExecRequest, ExecResponse } from "./job_exec_protocol.ts";
 export { QueueFullError, WorkerPolicy } from "./worker_policy.ts";
 export type { WorkerPolicyOptions } from "./worker_policy.ts";

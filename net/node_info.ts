@@ -14,6 +14,7 @@ import { concatBytes } from "../util/concat_bytes.ts";
 import type { JobPayload } from "../runtime/job_manifest.ts";
 import { JOB_KINDS } from "../runtime/job_kinds.ts";
 import { jsonChecks } from "../util/json_checks.ts";
+import { type BootAttestation, parseBootAttestation } from "./boot_attestation.ts";
 
 /** The protocol id of the node-info exchange. */
 export const INFO_PROTOCOL = "/phase/info/1.0.0";
@@ -49,6 +50,11 @@ export interface NodeInfo {
   manifest_sequence?: number;
   /** The capabilities it offers, with their limits. */
   capabilities: NodeCapabilities;
+  /**
+   * The node's signed statement of how it booted (`start --boot-provenance`), when it has one.
+   * Parsing checks its shape only: verify it with `verifyBootAttestation` against the PeerId.
+   */
+  boot_attestation?: BootAttestation;
 }
 
 const _NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -122,6 +128,9 @@ export function parseNodeInfo(bytes: Uint8Array): NodeInfo {
   if (obj.channel !== undefined) info.channel = _check.match(obj.channel, _NAME, "channel");
   if (obj.manifest_sequence !== undefined) {
     info.manifest_sequence = _check.count(obj.manifest_sequence, "manifest_sequence");
+  }
+  if (obj.boot_attestation !== undefined) {
+    info.boot_attestation = parseBootAttestation(obj.boot_attestation);
   }
   const caps = _check.object(obj.capabilities, "capabilities");
   // One entry per job kind the node runs; capabilities of kinds unknown here are dropped.

@@ -1,7 +1,7 @@
 /**
  * What the local API's `GET /status` answers for a running node: its addresses, whether it is
  * reachable (AutoNAT) and the relay it runs, and per peer whether it is connected directly or
- * through a relay.
+ * through a relay; and, when it signed a boot attestation, how it booted.
  *
  * @module
  */
@@ -9,6 +9,7 @@ import type { NodeStatus } from "./local_api.ts";
 import type { RelayLimits } from "./nat_services.ts";
 import { peerConnections } from "./metrics_peers.ts";
 import type { PhaseNode } from "./node.ts";
+import type { BootAttestation } from "./boot_attestation.ts";
 
 /**
  * The `GET /status` document of `node`; `relayLimits` when it runs a relay server
@@ -25,6 +26,7 @@ import type { PhaseNode } from "./node.ts";
  * assert.equal(status.peer_id, node.peerId);
  * assert.equal(status.relay, null);
  * assert.deepEqual(status.peers, []);
+ * assert.equal(status.boot, undefined);
  * ```
  */
 export function nodeStatus(node: PhaseNode, relayLimits?: RelayLimits): NodeStatus {
@@ -32,6 +34,7 @@ export function nodeStatus(node: PhaseNode, relayLimits?: RelayLimits): NodeStat
   const reachability = (services.reachability as { state?: NodeStatus["reachability"] })?.state ??
     "unknown";
   const relay = services.relay as { reservations?: { size: number } } | undefined;
+  const attestation = node.info().boot_attestation;
   return {
     peer_id: node.peerId,
     multiaddrs: node.multiaddrs,
@@ -45,5 +48,21 @@ export function nodeStatus(node: PhaseNode, relayLimits?: RelayLimits): NodeStat
       }
       : null,
     peers: peerConnections(node.libp2p.getConnections()),
+    ...(attestation ? { boot: _bootSummary(attestation) } : {}),
+  };
+}
+
+/** The readable part of a boot attestation: what the stub verified and when the node signed. */
+function _bootSummary(attestation: BootAttestation): NonNullable<NodeStatus["boot"]> {
+  const { boot_manifest_hash, boot_sequence, version, channel, arch, signer_key_ids } =
+    attestation.provenance;
+  return {
+    boot_manifest_hash,
+    boot_sequence,
+    version,
+    channel,
+    arch,
+    signer_key_ids,
+    signed_at: attestation.signed_at,
   };
 }

@@ -42,6 +42,13 @@ import type { JobWorker } from "./job_worker.ts";
 import { meshTreeLimits } from "./mesh_files.ts";
 import type { JobRecord, JobRequestOptions, JobStore } from "./job_store.ts";
 import { peerPublicKey } from "./peer_key.ts";
+import {
+  type BootAttestation,
+  bootReceiptExtra,
+  type BootRequirement,
+  bootRequirementProblem,
+  describeBootRequirement,
+} from "./boot_attestation.ts";
 import { sleep } from "../util/sleep.ts";
 import { Semaphore } from "../util/semaphore.ts";
 import { errorMessage } from "../util/error_message.ts";
@@ -55,6 +62,12 @@ export interface Dispatcher {
   offer(peerId: string, offer: JobOffer, signal: AbortSignal): Promise<OfferResponse>;
   /** Send a job to a worker and wait for its answer. */
   exec(peerId: string, request: ExecRequest, signal: AbortSignal): Promise<ExecResponse>;
+  /**
+   * The boot attestation a worker shows in its node info, verified against its PeerId key;
+   * `undefined` when it shows none; rejects when its info cannot be read or the attestation
+   * does not verify. Without it, jobs that require one find no worker.
+   */
+  bootAttestation?(peerId: string, signal: AbortSignal): Promise<BootAttestation | undefined>;
 }
 
 /** Options of {@linkcode Scheduler}. */
@@ -264,8 +277,17 @@ export class Scheduler {
       throw new TypeError("Cannot submit job: module must be a non-empty Uint8Array");
     }
     const { inputs: tree, ...rest } = options;
-    const { input, cpu, memoryBytes, timeoutMs, replicas, worker, payload, searchTimeoutMs } =
-      checkSubmitOptions(rest);
+    const {
+      input,
+      cpu,
+      memoryBytes,
+      timeoutMs,
+      replicas,
+      worker,
+      payload,
+      searchTimeoutMs,
+      boot,
+    } = checkSubmitOptions(rest);
     if (tree !== undefined) {
       if (!(tree instanceof Uint8Array)) {
         throw new TypeError("Cannot submit job: inputs must be an encoded file tree");
@@ -300,7 +322,7 @@ export class Scheduler {
       }
     }
     const moduleHash = await sha256TagAsync(module);
-    const manifest = await signJobManifest({
+    const signedPayload = {
       kind: DEFAULT_JOB_KIND.name,
       module_cid: moduleHash,
       input: await sha256TagAsync(input),
@@ -308,13 +330,27 @@ export class Scheduler {
       max_memory_bytes: memoryBytes,
       ...payload,
       ...(tree !== undefined ? { inputs: await sha256TagAsync(tree) } : {}),
-    }, { keyPair: this.#o.keyPair });
-    const jobId = jobIdOf(manifest);
+    };
+    let manifest = await signJobManifest(signedPayload, { keyPair: this.#o.keyPair });
+    let jobId = jobIdOf(manifest);
+    // The same job with another boot requirement is another job: it may not take the result of
+    // one that ran on a worker the requirement refuses. It gets a later created_at. (A job
+    // without a requirement may take any result: no check on the common path.)
+    for (
+      let next = 1;
+      boot !== undefined && next <= 16 && _otherBoot(this.#o.store.get(jobId), boot);
+      next++
+    ) {
+      const createdAt = new Date(Date.parse(manifest.created_at) + 1000);
+      manifest = await signJobManifest(signedPayload, { keyPair: this.#o.keyPair, createdAt });
+      jobId = jobIdOf(manifest);
+    }
     const jobOptions: JobRequestOptions = {
       cpu,
       replicas,
       ...(worker ? { worker } : {}),
       ...(searchTimeoutMs !== undefined ? { searchTimeoutMs } : {}),
+      ...(boot ? { boot } : {}),
     };
     this.#o.store.putModule(moduleHash, module);
     // The tree is content-addressed like a module, in the same table.
@@ -568,6 +604,8 @@ export class Scheduler {
     const busyPeers = new Set<string>();
     // A worker where one of our jobs just ended: worth offering to first.
     let hint: string | undefined;
+    // Verified boot attestations of the workers that meet the job's boot requirement.
+    const attested = new Map<string, BootAttestation>();
     const failure = (): _Failed => ({
       failed: unverified > 0 ? "not_verified" : accepted > 0 ? "workers_failed" : "no_worker_found",
     });
@@ -584,6 +622,24 @@ export class Scheduler {
           AbortSignal.any([signal, AbortSignal.timeout(left)]),
         ).catch(() => []);
         if (signal.aborted) break;
+      }
+      if (job.options.boot) {
+        // Only workers whose signed boot attestation meets the job's requirement.
+        const boot = await this.#bootQualified(job.options.boot, all, {
+          claimed,
+          attested,
+          pinned: pinned !== undefined,
+          signal,
+        });
+        if (signal.aborted) break;
+        all = boot.peers;
+        if (all.length === 0 && boot.reason) {
+          lastReason = boot.reason;
+          if (pinned) {
+            errors.push(boot.reason);
+            break;
+          }
+        }
       }
       const fresh = all.filter((p) => !claimed.has(p));
       const open = fresh.filter((p) => (this.#atWorker.get(p) ?? 0) < this.#capOf(p));
@@ -638,7 +694,7 @@ export class Scheduler {
       let held = false;
       try {
         try {
-          return await this.#attempt(peer, job, module, input, signal, () => {
+          return await this.#attempt(peer, job, module, input, signal, attested.get(peer), () => {
             accepted++;
             held = true;
             // It took as many as it was known to take: try one more next time.
@@ -692,6 +748,49 @@ export class Scheduler {
     return failure();
   }
 
+  /**
+   * The candidates whose verified boot attestation meets `boot` (kept in `attested`), and why
+   * none does when none does. At most 32 not yet checked are asked per round.
+   */
+  async #bootQualified(
+    boot: BootRequirement,
+    all: string[],
+    o: {
+      claimed: Set<string>;
+      attested: Map<string, BootAttestation>;
+      pinned: boolean;
+      signal: AbortSignal;
+    },
+  ): Promise<{ peers: string[]; reason?: string }> {
+    const { claimed, attested, signal } = o;
+    const ask = this.#o.dispatcher.bootAttestation?.bind(this.#o.dispatcher);
+    const wanted = describeBootRequirement(boot);
+    const problems: string[] = [];
+    const unchecked = all.filter((p) => !attested.has(p) && !claimed.has(p)).slice(0, 32);
+    await Promise.all(unchecked.map(async (peer) => {
+      let problem: string | undefined;
+      try {
+        if (!ask) throw new Error("this node cannot read workers' node info");
+        const attestation = await ask(peer, AbortSignal.any([signal, AbortSignal.timeout(10_000)]));
+        problem = bootRequirementProblem(attestation, boot);
+        if (problem === undefined) attested.set(peer, attestation!);
+      } catch (error) {
+        problem = errorMessage(error);
+      }
+      if (problem !== undefined) problems.push(`${peer}: ${problem}`);
+    }));
+    const peers = all.filter((p) => attested.has(p));
+    if (peers.length > 0 || all.length === 0) return { peers };
+    return {
+      peers,
+      reason: o.pinned
+        ? `worker ${all[0]} does not show ${wanted}: ${
+          problems[0]?.replace(/^[^:]*: /, "") ?? "it was tried"
+        }`
+        : `no worker shows ${wanted}`,
+    };
+  }
+
   /** How many of this scheduler's jobs `peer` is offered at once. */
   #capOf(peer: string): number {
     return Math.min(this.#o.maxPerWorker, this.#takes.get(peer) ?? this.#o.maxPerWorker);
@@ -726,6 +825,7 @@ export class Scheduler {
     module: () => Uint8Array | undefined,
     input: Uint8Array,
     parent: AbortSignal,
+    boot: BootAttestation | undefined,
     onAccepted: () => void,
   ): Promise<_Verified> {
     const { manifest } = job;
@@ -786,6 +886,7 @@ export class Scheduler {
     const done = response.Done;
     try {
       await _verifyDone(done, { publicKey, jobId: job.jobId, manifest });
+      if (boot) _checkBootExtra(done, boot);
     } catch (cause) {
       throw new _UnverifiedError(errorMessage(cause), { cause });
     }
@@ -882,6 +983,27 @@ async function _verifyDone(
   }
   if (payload.fuel !== undefined && extra.fuel_limit !== payload.fuel) {
     throw new TypeError("Cannot accept result: the receipt's fuel_limit is not this job's");
+  }
+}
+
+/** Whether a stored job (if any) has another boot requirement than a new submission's. */
+function _otherBoot(stored: JobRecord | undefined, wanted: BootRequirement | undefined): boolean {
+  if (stored === undefined) return false;
+  const boot = stored.options.boot;
+  return boot?.signer !== wanted?.signer || boot?.minSequence !== wanted?.minSequence;
+}
+
+/** A worker picked for its boot attestation must sign the same boot fields into its receipt. */
+function _checkBootExtra(done: ExecDone, attestation: BootAttestation): void {
+  const extra = done.receipt.result.metrics.extra;
+  for (const [field, value] of Object.entries(bootReceiptExtra(attestation))) {
+    if (extra[field] !== value) {
+      throw new TypeError(
+        `Cannot accept result: the receipt's ${field} is ${
+          extra[field] ?? "missing"
+        }, not the worker's boot attestation's ${value}`,
+      );
+    }
   }
 }
 

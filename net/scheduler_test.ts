@@ -7,7 +7,8 @@ import { JobWorker } from "./job_worker.ts";
 import { WorkerPolicy } from "./worker_policy.ts";
 import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
-import { signReceipt } from "../runtime/receipt.ts";
+import { type JobResult, signReceipt } from "../runtime/receipt.ts";
+import type { ExecDone } from "./job_exec_protocol.ts";
 import { decodeFileTree, encodeFileTree, makeFileTree } from "../runtime/file_tree.ts";
 import { commitChunksAsync, stdoutChunks } from "../runtime/output_commitment.ts";
 
@@ -53,6 +54,76 @@ async function setup(
       store.close();
     },
   };
+}
+
+/**
+ * A scheduler whose one worker, `good`, holds every job it executes until `release()`, with five
+ * jobs submitted. `onExec` and `onExecEnd` see each job start and end there; `offer`, given the
+ * worker's own dispatcher, may answer offers in its place.
+ */
+async function setupHeldJobs(
+  good: { peerId: string; worker: JobWorker },
+  hooks: {
+    offer?: (local: Dispatcher) => Dispatcher["offer"];
+    onExec?: () => void;
+    onExecEnd: () => void;
+  },
+  options: Partial<SchedulerOptions> = {},
+) {
+  const gate = Promise.withResolvers<void>();
+  const s = await setup((key) => {
+    const local = localDispatcher({ [good.peerId]: good.worker }, key);
+    return {
+      ...local,
+      ...(hooks.offer ? { offer: hooks.offer(local) } : {}),
+      exec: async (peer, request, signal) => {
+        hooks.onExec?.();
+        try {
+          await gate.promise;
+          return await local.exec(peer, request, signal);
+        } finally {
+          hooks.onExecEnd();
+        }
+      },
+    };
+  }, options);
+  const ids = await Promise.all(
+    [1, 2, 3, 4, 5].map((i) => s.scheduler.submit(HELLO, { input: enc(`job ${i}`) })),
+  );
+  return { ...s, ids, release: () => gate.resolve() };
+}
+
+/**
+ * A scheduler whose `workers` answer as they would, except that each Done answer's receipt is
+ * signed again, by that worker's own key, after `tamper(peer, result)` changed the result; the
+ * fields `tamper` returns replace those of the answer.
+ */
+async function setupResigned(
+  workers: { peerId: string; worker: JobWorker; keyPair: KeyPair }[],
+  tamper: (peer: string, result: JobResult) => Partial<ExecDone>,
+  options: Partial<SchedulerOptions> = {},
+) {
+  const byPeer = new Map(workers.map((w) => [w.peerId, w]));
+  return await setup((key) => {
+    const local = localDispatcher(
+      Object.fromEntries(workers.map((w) => [w.peerId, w.worker])),
+      key,
+    );
+    return {
+      ...local,
+      async exec(peer, request, signal) {
+        const answer = await local.exec(peer, request, signal);
+        if (!("Done" in answer)) return answer;
+        const result = structuredClone(answer.Done.receipt.result);
+        const fields = tamper(peer, result);
+        const receipt = await signReceipt(result, {
+          jobId: answer.Done.job_id,
+          keyPair: byPeer.get(peer)!.keyPair,
+        });
+        return { Done: { ...answer.Done, ...fields, receipt } };
+      },
+    };
+  }, options);
 }
 
 Deno.test("Scheduler retries on another worker when the first rejects the offer", async () => {
@@ -321,25 +392,11 @@ Deno.test("Scheduler keeps at most maxPerWorker jobs at one worker; the others w
   const good = await makeWorker();
   let active = 0;
   let most = 0;
-  const gate = Promise.withResolvers<void>();
-  await using s = await setup((key) => {
-    const local = localDispatcher({ [good.peerId]: good.worker }, key);
-    return {
-      ...local,
-      exec: async (peer, request, signal) => {
-        most = Math.max(most, ++active);
-        try {
-          await gate.promise;
-          return await local.exec(peer, request, signal);
-        } finally {
-          active--;
-        }
-      },
-    };
+  await using s = await setupHeldJobs(good, {
+    onExec: () => most = Math.max(most, ++active),
+    onExecEnd: () => active--,
   }, { maxPerWorker: 2 });
-  const ids = await Promise.all(
-    [1, 2, 3, 4, 5].map((i) => s.scheduler.submit(HELLO, { input: enc(`job ${i}`) })),
-  );
+  const { ids } = s;
   // Two run at the worker; three wait for one of them to end (no offer, no backoff).
   const states = () => ids.map((id) => s.scheduler.progress(id));
   for (let i = 0; i < 500; i++) {
@@ -361,7 +418,7 @@ Deno.test("Scheduler keeps at most maxPerWorker jobs at one worker; the others w
       ],
     );
   } finally {
-    gate.resolve();
+    s.release();
   }
   for (const id of ids) {
     const job = await s.scheduler.wait(id);
@@ -393,23 +450,10 @@ Deno.test("Scheduler acknowledges a result without waiting for its receipt file;
 Deno.test("Scheduler rejects a receipt that names another module or input than the job's", async () => {
   const worker = await makeWorker();
   for (const field of ["module_hash", "input_hash"] as const) {
-    await using s = await setup((key) => {
-      const local = localDispatcher({ [worker.peerId]: worker.worker }, key);
-      return {
-        ...local,
-        async exec(peer, request, signal) {
-          const answer = await local.exec(peer, request, signal);
-          if (!("Done" in answer)) return answer;
-          // Signed by the right key, for the right job and output: only the hash differs.
-          const result = structuredClone(answer.Done.receipt.result);
-          result.metrics.extra[field] = `sha256:${"0".repeat(64)}`;
-          const receipt = await signReceipt(result, {
-            jobId: answer.Done.job_id,
-            keyPair: worker.keyPair,
-          });
-          return { Done: { ...answer.Done, receipt } };
-        },
-      };
+    // Signed by the right key, for the right job and output: only the hash differs.
+    await using s = await setupResigned([worker], (_peer, result) => {
+      result.metrics.extra[field] = `sha256:${"0".repeat(64)}`;
+      return {};
     }, { maxAttempts: 1 });
     const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
     const job = await s.scheduler.wait(id);
@@ -424,33 +468,19 @@ Deno.test("Scheduler offers a worker that answered QueueFull no more jobs until 
   const good = await makeWorker();
   let running = 0;
   let full = 0;
-  const gate = Promise.withResolvers<void>();
-  await using s = await setup((key) => {
-    const local = localDispatcher({ [good.peerId]: good.worker }, key);
-    return {
-      ...local,
-      // This worker takes two jobs at once.
-      offer: (peer, offer, signal) => {
-        if (running >= 2) {
-          full++;
-          return Promise.resolve({ Rejected: { job_id: offer.job_id, reason: "QueueFull" } });
-        }
-        running++;
-        return local.offer(peer, offer, signal);
-      },
-      exec: async (peer, request, signal) => {
-        try {
-          await gate.promise;
-          return await local.exec(peer, request, signal);
-        } finally {
-          running--;
-        }
-      },
-    };
+  await using s = await setupHeldJobs(good, {
+    // This worker takes two jobs at once.
+    offer: (local) => (peer, offer, signal) => {
+      if (running >= 2) {
+        full++;
+        return Promise.resolve({ Rejected: { job_id: offer.job_id, reason: "QueueFull" } });
+      }
+      running++;
+      return local.offer(peer, offer, signal);
+    },
+    onExecEnd: () => running--,
   });
-  const ids = await Promise.all(
-    [1, 2, 3, 4, 5].map((i) => s.scheduler.submit(HELLO, { input: enc(`job ${i}`) })),
-  );
+  const { ids } = s;
   const waiting = () =>
     ids.filter((id) => s.scheduler.progress(id)?.state === "waiting_for_workers").length;
   for (let i = 0; i < 500 && (waiting() < 3 || full < 1); i++) {
@@ -464,7 +494,7 @@ Deno.test("Scheduler offers a worker that answered QueueFull no more jobs until 
     assert.equal(full, seen);
     assert.equal(waiting(), 3);
   } finally {
-    gate.resolve();
+    s.release();
   }
   for (const id of ids) assert.equal((await s.scheduler.wait(id)).status, "done");
   await good.worker.stop();
@@ -507,23 +537,10 @@ Deno.test("Scheduler refuses an output tree that does not match the receipt's ou
     { signed: sha256Tag(tree), sent: tree, ok: true },
   ];
   for (const { signed, sent, ok } of cases) {
-    await using s = await setup((key) => {
-      const local = localDispatcher({ [worker.peerId]: worker.worker }, key);
-      return {
-        ...local,
-        async exec(peer, request, signal) {
-          const answer = await local.exec(peer, request, signal);
-          if (!("Done" in answer)) return answer;
-          // Signed by the worker's key for this job and output; only the files differ.
-          const result = structuredClone(answer.Done.receipt.result);
-          if (signed) result.metrics.extra.outputs_hash = signed;
-          const receipt = await signReceipt(result, {
-            jobId: answer.Done.job_id,
-            keyPair: worker.keyPair,
-          });
-          return { Done: { ...answer.Done, receipt, ...(sent ? { files: sent } : {}) } };
-        },
-      };
+    // Signed by the worker's key for this job and output; only the files differ.
+    await using s = await setupResigned([worker], (_peer, result) => {
+      if (signed) result.metrics.extra.outputs_hash = signed;
+      return sent ? { files: sent } : {};
     }, { maxAttempts: 1 });
     const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
     const job = await s.scheduler.wait(id);
@@ -542,25 +559,11 @@ Deno.test("Scheduler refuses an output tree that does not match the receipt's ou
 Deno.test("Scheduler with replicas: same stdout but different output trees disagree", async () => {
   const one = await makeWorker();
   const two = await makeWorker();
-  const workers = { [one.peerId]: one, [two.peerId]: two };
-  await using s = await setup((key) => {
-    const local = localDispatcher({ [one.peerId]: one.worker, [two.peerId]: two.worker }, key);
-    return {
-      ...local,
-      async exec(peer, request, signal) {
-        const answer = await local.exec(peer, request, signal);
-        if (!("Done" in answer)) return answer;
-        // Each worker signs a tree of its own: stdout agrees, the files do not.
-        const files = new Uint8Array([peer === one.peerId ? 1 : 2]);
-        const result = structuredClone(answer.Done.receipt.result);
-        result.metrics.extra.outputs_hash = sha256Tag(files);
-        const receipt = await signReceipt(result, {
-          jobId: answer.Done.job_id,
-          keyPair: workers[peer]!.keyPair,
-        });
-        return { Done: { ...answer.Done, receipt, files } };
-      },
-    };
+  // Each worker signs a tree of its own: stdout agrees, the files do not.
+  await using s = await setupResigned([one, two], (peer, result) => {
+    const files = new Uint8Array([peer === one.peerId ? 1 : 2]);
+    result.metrics.extra.outputs_hash = sha256Tag(files);
+    return { files };
   });
   const id = await s.scheduler.submit(HELLO, { input: enc("abc"), replicas: 2 });
   const job = await s.scheduler.wait(id);

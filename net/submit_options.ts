@@ -10,6 +10,7 @@ import { MAX_JOB_ARGS } from "../runtime/job_kinds.ts";
 import type { WasmJobPayload } from "../runtime/job_manifest.ts";
 import { jsonChecks } from "../util/json_checks.ts";
 import { MAX_EXEC_OUTPUT_BYTES } from "./job_exec_protocol.ts";
+import type { BootRequirement } from "./boot_attestation.ts";
 
 /** Options of a job submission (`Scheduler.submit`, `Client.submit`, `POST /jobs`). */
 export interface SubmitOptions {
@@ -40,6 +41,15 @@ export interface SubmitOptions {
    * manifest (`inputs`); see `Scheduler.submit`. @default {no files}
    */
   inputs?: Uint8Array;
+  /**
+   * Offer the job only to workers whose node info shows a boot attestation, signed by their own
+   * PeerId key, that names this publisher key id (hex public key) among its signers; their
+   * receipts must carry its `boot_manifest_hash` and `boot_sequence` (docs/boot.md).
+   * @default {no requirement}
+   */
+  requireBootSigner?: string;
+  /** With `requireBootSigner`: the lowest boot sequence accepted. @default {0} (any) */
+  minBootSequence?: number;
 }
 
 /** One submit option: its JSON field, its JSON type and, for numbers, the largest value. */
@@ -66,6 +76,8 @@ export const SUBMIT_FIELDS: Readonly<Record<keyof SubmitOptions, SubmitField>> =
   fuel: { field: "fuel", type: "fuel" },
   searchTimeoutMs: { field: "search_timeout_ms", type: "integer", max: 24 * 3600_000 },
   inputs: { field: "inputs", type: "bytes" },
+  requireBootSigner: { field: "require_boot_signer", type: "string" },
+  minBootSequence: { field: "min_boot_sequence", type: "integer", max: Number.MAX_SAFE_INTEGER },
 };
 
 /** Submit options checked, with their defaults; see {@linkcode checkSubmitOptions}. */
@@ -86,6 +98,8 @@ export interface CheckedSubmitOptions {
   payload: Pick<WasmJobPayload, "args" | "env" | "fuel" | "max_output_bytes">;
   /** How long to look for a worker, if the job sets it. */
   searchTimeoutMs: number | undefined;
+  /** The boot attestation workers must show, if the job sets one. */
+  boot: BootRequirement | undefined;
 }
 
 /**
@@ -103,6 +117,7 @@ export interface CheckedSubmitOptions {
  * assert.deepEqual(checked.payload, { args: ["-v"], fuel: "1000" });
  * assert.equal(checked.memoryBytes, 64 * 2 ** 20);
  * assert.throws(() => checkSubmitOptions({ replicas: 17 }), RangeError);
+ * assert.throws(() => checkSubmitOptions({ minBootSequence: 3 }), TypeError);
  * ```
  */
 export function checkSubmitOptions(options: SubmitOptions): CheckedSubmitOptions {
@@ -118,8 +133,18 @@ export function checkSubmitOptions(options: SubmitOptions): CheckedSubmitOptions
     maxOutputBytes,
     fuel,
     searchTimeoutMs,
+    requireBootSigner,
+    minBootSequence,
   } = options;
-  const numbers = { cpu, memoryBytes, timeoutMs, replicas, maxOutputBytes, searchTimeoutMs };
+  const numbers = {
+    cpu,
+    memoryBytes,
+    timeoutMs,
+    replicas,
+    maxOutputBytes,
+    searchTimeoutMs,
+    minBootSequence,
+  };
   for (const [name, value] of Object.entries(numbers)) {
     const max = SUBMIT_FIELDS[name as keyof SubmitOptions].max!;
     if (value === undefined) continue;
@@ -141,7 +166,31 @@ export function checkSubmitOptions(options: SubmitOptions): CheckedSubmitOptions
       ...(maxOutputBytes !== undefined ? { max_output_bytes: maxOutputBytes } : {}),
     },
     searchTimeoutMs,
+    boot: _bootRequirement(requireBootSigner, minBootSequence),
   };
+}
+
+/** The boot requirement of a submission, checked. */
+function _bootRequirement(
+  signer: string | undefined,
+  minSequence: number | undefined,
+): BootRequirement | undefined {
+  if (signer === undefined) {
+    if (minSequence !== undefined) {
+      throw new TypeError(
+        "Cannot submit job: minBootSequence needs requireBootSigner (the publisher key)",
+      );
+    }
+    return undefined;
+  }
+  if (typeof signer !== "string" || !/^[0-9a-fA-F]{64}$/.test(signer)) {
+    throw new TypeError(
+      `Cannot submit job: requireBootSigner must be a hex public key (64 hex digits), got '${
+        String(signer).slice(0, 80)
+      }'`,
+    );
+  }
+  return { signer: signer.toLowerCase(), minSequence: minSequence ?? 0 };
 }
 
 /**

@@ -8,8 +8,11 @@
  *   `stable`, an `http=` URL on the VM's address);
  * - the mirror serves the publisher's manifest byte for byte, and `fetch` verifies what it
  *   serves against the publisher key (the mirror signs nothing);
- * - a `start` node there runs hello.wasm with `--worker <that PeerId>`: the job runs inside the
- *   VM and its receipt verifies with the key of that PeerId.
+ * - a `start` node there runs hello.wasm with `--worker <that PeerId>` and
+ *   `--require-boot-signer <publisher key> --min-boot-sequence <its sequence>`: the VM's node
+ *   signed a boot attestation of the stub's provenance, the job runs inside the VM, and its
+ *   receipt verifies with the key of that PeerId and carries the provenance's
+ *   `boot_manifest_hash` and `boot_sequence`.
  *
  * Then the self-hosting loop by discovery: VM 2 boots with no provider URL, finds VM 1's mirror
  * and the provider by mDNS, fetches from both, verifies, kexecs and joins; the provider is
@@ -287,8 +290,10 @@ Deno.test({
       });
 
       await t.step(
-        "a job with --worker <VM 1> runs in the VM; the receipt verifies with its key",
+        "a job with --worker <VM 1> and a boot requirement runs in the VM; the receipt verifies with its key and carries the boot fields",
         async () => {
+          const provenance = booted(vm1);
+          const [publisher] = provenance.signer_key_ids as string[];
           const requesterNode = await NodeProcess.spawn([
             ...["--state-dir", `${dir}/requester`, "--no-worker"],
             ...["--listen", `/ip4/${requester.address}/tcp/4001`],
@@ -306,6 +311,8 @@ Deno.test({
               ...["run", ...SUBMIT_FLAGS, "cli/submit.ts", HELLO_PATH],
               ...["--state-dir", `${dir}/requester`, "--input", `${dir}/input.txt`, "--wait"],
               ...["--worker", vm1.peer, "--receipt", `${dir}/receipt.json`, "--timeout", "60s"],
+              ...["--require-boot-signer", publisher!],
+              ...["--min-boot-sequence", String(provenance.boot_sequence)],
             ],
             cwd: ROOT,
             env: { NO_COLOR: "1" },
@@ -323,6 +330,15 @@ Deno.test({
             module: await Deno.readFile(HELLO_PATH),
             input: new TextEncoder().encode(text),
           });
+          // The node stage started with --boot-provenance: its receipts name how it booted.
+          assert.equal(
+            receipt.result.metrics.extra.boot_manifest_hash,
+            provenance.boot_manifest_hash,
+          );
+          assert.equal(
+            receipt.result.metrics.extra.boot_sequence,
+            String(provenance.boot_sequence),
+          );
         },
       );
 

@@ -602,6 +602,8 @@ export class Scheduler {
     let searchingSince: number | undefined;
     let lastReason: string | undefined;
     const busyPeers = new Set<string>();
+    // Offers lost in transit per worker (offered again, see MAX_LOST_OFFERS).
+    const lost = new Map<string, number>();
     // A worker where one of our jobs just ended: worth offering to first.
     let hint: string | undefined;
     // Verified boot attestations of the workers that meet the job's boot requirement.
@@ -739,6 +741,21 @@ export class Scheduler {
           }
           continue;
         }
+        if (
+          error instanceof _OfferLostError &&
+          (lost.get(peer) ?? 0) < MAX_LOST_OFFERS
+        ) {
+          // The offer was lost in transit (a relayed connection closing as a direct one
+          // replaces it, a connection reset): the worker did not refuse, so offer it again
+          // after a pause (not counted as an attempt), at most MAX_LOST_OFFERS times.
+          const n = (lost.get(peer) ?? 0) + 1;
+          lost.set(peer, n);
+          attempts--;
+          claimed.delete(peer);
+          this.#log("info", "job_offer_lost", { job_id: job.jobId, peer_id: peer, error: text });
+          await sleep(250 * n, signal).catch(() => {});
+          continue;
+        }
         if (error instanceof _UnverifiedError) unverified++;
         errors.push(text);
         this.#log("warn", "job_attempt_failed", { job_id: job.jobId, peer_id: peer, error: text });
@@ -841,7 +858,12 @@ export class Scheduler {
         arch: this.#o.arch,
         ...jobKind(manifest.payload.kind).requirements(manifest.payload),
       },
-    }, offerSignal);
+    }, offerSignal).catch((cause) => {
+      // No answer at all because the connection or stream went away (not a timeout): the
+      // worker did not refuse.
+      if (offerSignal.aborted) throw cause;
+      throw new _OfferLostError(errorMessage(cause), { cause });
+    });
     if ("Rejected" in answer) {
       const message = `Offer rejected: ${describeReason(answer.Rejected.reason)}`;
       const { reason } = answer.Rejected;
@@ -1014,6 +1036,14 @@ function _seconds(ms: number): string {
 /** A worker's answer did not verify. */
 class _UnverifiedError extends Error {
   override name = "UnverifiedError";
+}
+
+/** How many times one replica offers a job again to a worker after an offer lost in transit. */
+const MAX_LOST_OFFERS = 2;
+
+/** An offer got no answer: the stream or connection failed before the worker answered. */
+class _OfferLostError extends Error {
+  override name = "OfferLostError";
 }
 
 /** A worker answered `QueueFull`. */

@@ -527,6 +527,36 @@ Deno.test("Scheduler offers a resumed job again to a worker still holding its pl
   await good.worker.stop();
 });
 
+Deno.test("Scheduler offers a job again to a worker whose offer was lost in transit, a bounded number of times", async () => {
+  const good = await makeWorker();
+  for (const [losses, status] of [[2, "done"], [3, "failed"]] as const) {
+    let offers = 0;
+    await using s = await setup((key) => {
+      const local = localDispatcher({ [good.peerId]: good.worker }, key);
+      return {
+        ...local,
+        // The connection the offer went over closed before the worker answered.
+        offer: (peer, offer, signal) =>
+          offers++ < losses
+            ? Promise.reject(new Error("Remote closed connection during opening"))
+            : local.offer(peer, offer, signal),
+      };
+    });
+    const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
+    const job = await s.scheduler.wait(id);
+    assert.equal(job.status, status, job.error ?? "");
+    if (status === "done") {
+      assert.equal(dec(job.stdout), "cba");
+      assert.equal(job.attempts, 1);
+      assert.equal(offers, 3);
+    } else {
+      assert.match(job.error ?? "", /Remote closed connection during opening/);
+      assert.equal(offers, 3);
+    }
+  }
+  await good.worker.stop();
+});
+
 Deno.test("Scheduler refuses an output tree that does not match the receipt's outputs_hash", async () => {
   const worker = await makeWorker();
   const tree = new Uint8Array([1, 2, 3]);

@@ -148,7 +148,36 @@ interface _Handlers {
  * assert.equal(outcome.exitCode, 0);
  * ```
  */
-export async function runJob(module: Uint8Array, options: RunJobOptions = {}): Promise<JobOutcome> {
+export function runJob(module: Uint8Array, options: RunJobOptions = {}): Promise<JobOutcome> {
+  return _runJob(module, options, undefined);
+}
+
+/**
+ * Internal: {@linkcode runJob}, told the module's hash. `moduleHash` must be the hex SHA-256 of
+ * `module`'s bytes, and they must not change until the job has been sent: runSignedJob hashes a
+ * copy of the caller's bytes that nothing else holds. A warm pool then uses it as the module's
+ * cache key instead of hashing the module again (a metered job's instrumented module is still
+ * hashed by the pool).
+ *
+ * @ignore
+ * @example
+ * ```ts
+ * import { _runJob } from "./run_job.ts";
+ * import { SandboxPool } from "./sandbox_pool.ts";
+ * import assert from "node:assert/strict";
+ *
+ * await using pool = new SandboxPool({ size: 1 });
+ * const module = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.url));
+ * const input = new TextEncoder().encode("abc");
+ * const outcome = await _runJob(module, { input, sandbox: "process", pool }, pool._sha256(module));
+ * assert.equal(new TextDecoder().decode(outcome.stdout), "cba");
+ * ```
+ */
+export async function _runJob(
+  module: Uint8Array,
+  options: RunJobOptions,
+  moduleHash: string | undefined,
+): Promise<JobOutcome> {
   const started = performance.now();
   const settings = resolveJobOptions(module, options);
   const { sandbox = "worker", pool } = options;
@@ -160,7 +189,9 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
   const refused = refuseJob(module, settings, elapsed());
   if (refused) return refused;
   let bytes = module;
+  let hash = moduleHash;
   if (fuel !== undefined) {
+    hash = undefined;
     const instrumented = await _instrument(module, fuelCache, signal);
     if (!(instrumented instanceof Uint8Array)) {
       return signal?.aborted ? jobOutcome(CANCELLED, elapsed()) : jobOutcome({
@@ -170,7 +201,13 @@ export async function runJob(module: Uint8Array, options: RunJobOptions = {}): P
     }
     bytes = instrumented;
   }
-  return await _runInSandbox(sandboxJob(bytes, settings), { sandbox, pool, signal, elapsed });
+  return await _runInSandbox(sandboxJob(bytes, settings), {
+    sandbox,
+    pool,
+    signal,
+    elapsed,
+    moduleHash: hash,
+  });
 }
 
 /** The fuel-metered module, or the error that instrumenting it threw. */
@@ -196,9 +233,11 @@ async function _runInSandbox(
     pool: SandboxPool | undefined;
     signal: AbortSignal | undefined;
     elapsed: () => number;
+    /** The hex SHA-256 of `job.module`, when the caller knows it. */
+    moduleHash: string | undefined;
   },
 ): Promise<JobOutcome> {
-  const { sandbox, pool, signal, elapsed } = options;
+  const { sandbox, pool, signal, elapsed, moduleHash } = options;
   const watch = new _JobWatch(job.maxOutputBytes, sandbox);
   const timer = setTimeout(() =>
     watch.settle({
@@ -213,7 +252,9 @@ async function _runInSandbox(
   signal?.addEventListener("abort", onAbort, { once: true });
   let box: _Sandbox | undefined;
   try {
-    box = sandbox === "worker" ? _startWorker(job, watch) : _startProcess(job, watch, pool);
+    box = sandbox === "worker"
+      ? _startWorker(job, watch)
+      : _startProcess(job, watch, pool, moduleHash);
     return watch.outcome(await watch.ended, elapsed());
   } finally {
     clearTimeout(timer);
@@ -350,9 +391,14 @@ function _startWorker(job: SandboxJob, handlers: _Handlers): _Sandbox {
   return { kill, closed };
 }
 
-function _startProcess(job: SandboxJob, handlers: _Handlers, pool?: SandboxPool): _Sandbox {
+function _startProcess(
+  job: SandboxJob,
+  handlers: _Handlers,
+  pool: SandboxPool | undefined,
+  moduleHash: string | undefined,
+): _Sandbox {
   // A warm process from the pool; a stand-in pool without `_run` hands out one-shot processes.
-  if (typeof pool?._run === "function") return pool._run(job, handlers);
+  if (typeof pool?._run === "function") return pool._run(job, handlers, moduleHash);
   const child = pool?.take() ?? _spawnSandboxProcess();
   let killed = false;
   let exited = false;

@@ -13,6 +13,7 @@ import {
   wat,
 } from "./testdata/hostile_modules.ts";
 import { sendJson } from "../tests/_child_io.ts";
+import { countingListener } from "../tests/_counting_listener.ts";
 
 const here = (path: string) => new URL(path, import.meta.url);
 const load = (path: string) => Deno.readFile(here(path));
@@ -257,24 +258,16 @@ Deno.test("runJob() throws for bad options", async () => {
 async function withProbeTargets(
   fn: (params: { file: string; port: number }, accepted: () => number) => Promise<void>,
 ): Promise<void> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let connections = 0;
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      connections++;
-      conn.close();
-    }
-  })();
+  const listener = countingListener();
   const dir = await Deno.makeTempDir();
   const file = `${dir}/secret.txt`;
   await Deno.writeTextFile(file, "secret");
   try {
     assert.equal(await Deno.readTextFile(file), "secret", "this process itself may read");
-    await fn({ file, port: listener.addr.port }, () => connections);
+    await fn({ file, port: listener.port }, listener.accepted);
     await assert.rejects(Deno.stat(`${file}.probe-written`), Deno.errors.NotFound);
   } finally {
-    listener.close();
-    await accepting;
+    await listener.close();
     await Deno.remove(dir, { recursive: true });
   }
 }

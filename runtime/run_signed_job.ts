@@ -14,7 +14,7 @@ import {
   WASM_KIND,
 } from "./job_manifest.ts";
 import { commitChunksAsync, stdoutChunks } from "./output_commitment.ts";
-import { type Receipt, signReceipt } from "./receipt.ts";
+import { type Receipt, rfc3339, signReceipt } from "./receipt.ts";
 // Types only: runJob (and its sandboxes) is loaded when no other runner is given.
 import type { JobOutcome, RunJobOptions } from "./run_job.ts";
 
@@ -63,6 +63,11 @@ export interface SignedJob {
  * chunks. Failures of the module (trap, timeout, memory, output cap) still give a signed receipt
  * with `completion` `error` or `length`.
  *
+ * With a warm `pool`, the module is hashed once: a copy of `module` is hashed and run, and its
+ * hash is the pool's cache key, so changing `module` while the job runs changes nothing. A
+ * manifest the worker signs itself is signed while the job runs; a `keyPair` that is not two
+ * 32-byte arrays is refused (`TypeError`) before it starts.
+ *
  * @example
  * ```ts
  * import { runSignedJob } from "./run_signed_job.ts";
@@ -94,49 +99,90 @@ export async function runSignedJob(
     maxOutputBytes = DEFAULT_LIMITS.maxOutputBytes,
     ...rest
   } = options;
+  // The key is checked before the job runs: the manifest is signed while it runs.
+  for (
+    const [name, key] of [["secretKey", keyPair?.secretKey], ["publicKey", keyPair?.publicKey]]
+  ) {
+    if (!(key instanceof Uint8Array) || key.length !== 32) {
+      throw new TypeError(`Cannot run signed job: keyPair.${name} must be 32 bytes`);
+    }
+  }
+  // With a warm pool (which loads `node:crypto` anyway) the module is hashed once, natively, and
+  // the pool is given that hash as its cache key. It is the hash of a copy that only the pool
+  // holds (see `SandboxPool._own`), so the bytes the pool sends are the bytes hashed, whatever
+  // the caller does to `module` meanwhile.
+  const pool = rest.pool && typeof rest.pool._own === "function" &&
+      typeof rest.pool._sign === "function"
+    ? rest.pool
+    : undefined;
+  const owned = pool && !runner ? pool._own(module) : undefined;
+  const bytes = owned?.bytes ?? module;
+  const runJobModule = runner ? undefined : await (_runJobModule ??= import("./run_job.ts"));
+  const hashTag = (data: Uint8Array): string | Promise<string> =>
+    pool && data.length > _NATIVE_MIN_BYTES ? `sha256:${pool._sha256(data)}` : sha256TagAsync(data);
   const [moduleHash, inputHash] = await Promise.all([
-    sha256TagAsync(module),
-    sha256TagAsync(input),
+    owned ? `sha256:${owned.hash}` : hashTag(bytes),
+    hashTag(input),
   ]);
   // `fileTreeHash` of the input files (sha256 of their encoded tree), only for a job with files.
   const inputsHash = rest.files ? sha256Tag(rest.files.tree) : undefined;
-  const manifest = given ?? await signJobManifest({
+  const createdAt = new Date();
+  const payload = given?.payload ?? {
     kind: WASM_KIND,
     module_cid: moduleHash,
     input: inputHash,
     max_duration_ms: timeoutMs,
     max_memory_bytes: memoryBytes,
     ...(inputsHash ? { inputs: inputsHash } : {}),
-  }, { keyPair });
-  if (manifest.payload.inputs !== inputsHash) {
+  };
+  if (payload.inputs !== inputsHash) {
     throw new TypeError(
-      `Cannot run job: its manifest names input files ${manifest.payload.inputs ?? "none"}, got ${
+      `Cannot run job: its manifest names input files ${payload.inputs ?? "none"}, got ${
         inputsHash ?? "none"
       }`,
     );
   }
-  if (manifest.payload.module_cid !== moduleHash || manifest.payload.input !== inputHash) {
+  if (payload.module_cid !== moduleHash || payload.input !== inputHash) {
     throw new TypeError(
-      `Cannot run job: its manifest names module ${manifest.payload.module_cid} and input ${manifest.payload.input}, got ${moduleHash} and ${inputHash}`,
+      `Cannot run job: its manifest names module ${payload.module_cid} and input ${payload.input}, got ${moduleHash} and ${inputHash}`,
     );
   }
-  const jobId = jobIdOf(manifest);
-  const run = runner ?? (await import("./run_job.ts")).runJob;
-  const outcome = await run(module, {
-    ...rest,
-    input,
-    args,
-    env,
-    memoryBytes,
-    timeoutMs,
-    maxOutputBytes,
-  }, jobId);
+  // The job id covers the manifest's signed bytes, not its signature: a manifest this worker
+  // signs itself is signed while the job runs.
+  const jobId = jobIdOf(given ?? { schema_version: 1, payload, created_at: rfc3339(createdAt) });
+  const run = runner ??
+    ((m: Uint8Array, o: RunJobOptions) => runJobModule!._runJob(m, o, owned?.hash));
+  // Started before the manifest is signed, so the sandbox works while this thread signs.
+  const running = (async () =>
+    await run(bytes, {
+      ...rest,
+      input,
+      args,
+      env,
+      memoryBytes,
+      timeoutMs,
+      maxOutputBytes,
+    }, jobId))();
+  // With a warm pool (`node:crypto` loaded), signed natively on this thread: no round trip.
+  const sign = pool ? (bytes: Uint8Array) => pool._sign(bytes, keyPair.secretKey) : undefined;
+  const signing = given
+    ? Promise.resolve(given)
+    : signJobManifest(payload, { keyPair, createdAt, ...(sign ? { sign } : {}) });
+  const [ran, signed] = await Promise.allSettled([running, signing]);
+  if (ran.status === "rejected") throw ran.reason;
+  if (signed.status === "rejected") throw signed.reason;
+  const outcome = ran.value;
+  const manifest = signed.value;
   const chunks = stdoutChunks(outcome.stdout);
+  const [outputHash, stderrHash] = await Promise.all([
+    hashTag(outcome.stdout),
+    hashTag(outcome.stderr),
+  ]);
   const extra: Record<string, string> = {
     module_hash: moduleHash,
     input_hash: inputHash,
-    output_hash: await sha256TagAsync(outcome.stdout),
-    stderr_hash: await sha256TagAsync(outcome.stderr),
+    output_hash: outputHash,
+    stderr_hash: stderrHash,
     args_hash: sha256Tag(canonicalJson(args)),
     env_hash: sha256Tag(canonicalJson(env)),
     peak_memory_bytes: String(outcome.peakMemoryBytes),
@@ -153,7 +199,7 @@ export async function runSignedJob(
     if (outcome.fuelUsed !== undefined) extra.fuel_used = String(outcome.fuelUsed);
   }
   const receipt = await signReceipt({
-    job_spec_hash: Array.from(jobSpecHash(manifest.payload)),
+    job_spec_hash: Array.from(jobSpecHash(payload)),
     output_commitment: Array.from(await commitChunksAsync(chunks)),
     output_chunk_count: chunks.length,
     completion: outcome.completion,
@@ -164,6 +210,12 @@ export async function runSignedJob(
       completion_tokens: 0,
       extra,
     },
-  }, { jobId, keyPair });
+  }, { jobId, keyPair, ...(sign ? { sign } : {}) });
   return { manifest, jobId, outcome, receipt };
 }
+
+/** run_job.ts, loaded by the first job that needs it (see the type-only import above). */
+let _runJobModule: Promise<typeof import("./run_job.ts")> | undefined;
+
+/** Data over this size is hashed with the pool's native SHA-256; smaller data in place. */
+const _NATIVE_MIN_BYTES = 2048;

@@ -467,6 +467,15 @@ export class FrameDecoder {
    */
   *push(chunk: Uint8Array): Generator<SandboxReply> {
     this.#buffer = this.#buffer.length === 0 ? chunk : concatBytes([this.#buffer, chunk]);
+    try {
+      yield* this.#frames();
+    } finally {
+      // What is left of `chunk` (a frame's start) is kept as a copy: the caller may reuse it.
+      if (this.#buffer.buffer === chunk.buffer) this.#buffer = this.#buffer.slice();
+    }
+  }
+
+  *#frames(): Generator<SandboxReply> {
     while (this.#buffer.length >= 5) {
       const b = this.#buffer;
       const v = new DataView(b.buffer, b.byteOffset, b.length);
@@ -486,15 +495,10 @@ export class FrameDecoder {
         if (!(memoryBytes >= 0 && memoryBytes < Infinity)) {
           throw new SyntaxError("Cannot decode sandbox frame: malformed output frame");
         }
-        yield {
-          type: "output",
-          fd: type,
-          memoryBytes,
-          // A view, not a copy: each chunk is a new array of its own, kept as the output.
-          data: payload.subarray(8),
-        };
+        // Copies: nothing yielded is a view of a chunk, which the caller may reuse.
+        yield { type: "output", fd: type, memoryBytes, data: payload.slice(8) };
       } else {
-        yield _checkEvent(decodeMessage(payload));
+        yield _checkEvent(decodeMessage(payload.slice()));
       }
     }
   }

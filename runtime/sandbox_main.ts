@@ -168,12 +168,32 @@ setInterval(() => {
   for (;;) hold.push(new Array(1 << 20).fill(1.5));
 }, 250);`;
 
+/** Bytes read from stdin at most at once. */
+const READ_BYTES = 64 * 1024;
+
+/**
+ * Stdin as a stream read with `readSync`, only when a read is pending (a high-water mark of 0:
+ * nothing is read ahead while a job runs). A sandbox has nothing else to do while it waits for
+ * its next job, and a blocking read on this thread costs a system call, where
+ * `Deno.stdin.readable` hands each read to another thread and back.
+ */
+function _stdinReadable(): ReadableStream<Uint8Array> {
+  const buffer = new Uint8Array(READ_BYTES);
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const n = Deno.stdin.readSync(buffer);
+      if (n === null) controller.close();
+      else controller.enqueue(buffer.slice(0, n));
+    },
+  }, { highWaterMark: 0 });
+}
+
 if (import.meta.main) {
   // Blob workers load with no permission; the watch ends with the process.
   const watch = new Worker(
     URL.createObjectURL(new Blob([PARENT_WATCH_SOURCE], { type: "text/javascript" })),
     { type: "module" },
   );
-  await serveSandbox(Deno.stdin.readable, (b) => Deno.stdout.writeSync(b));
+  await serveSandbox(_stdinReadable(), (b) => Deno.stdout.writeSync(b));
   watch.terminate();
 }

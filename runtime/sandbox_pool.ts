@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { createHash, createPrivateKey, type KeyObject, sign } from "node:crypto";
 import { concatBytes } from "../util/concat_bytes.ts";
 import type { JobErrorKind, SandboxEvent, SandboxJob } from "./sandbox_core.ts";
 import {
@@ -74,6 +75,15 @@ export interface SandboxLease {
 /** Jobs up to this size are written with one system call. */
 const COALESCE_BYTES = 16 * 1024;
 
+/** Most module copies a pool keeps for {@linkcode SandboxPool._own}. */
+const OWNED_ENTRIES = 16;
+
+/** Most bytes of module copies a pool keeps for {@linkcode SandboxPool._own}. */
+const OWNED_BYTES = 64 * 2 ** 20;
+
+/** Bytes read from a sandbox process's stdout at most at once. */
+const READ_BYTES = 64 * 1024;
+
 /** Bytes of a sandbox process's own stderr kept (the last ones) for diagnostics. */
 const STDERR_TAIL_BYTES = 8 * 1024;
 
@@ -121,6 +131,11 @@ export class SandboxPool implements AsyncDisposable {
   #closed = false;
   #started = 0;
   #moduleBytesSent = 0;
+  /** See {@linkcode SandboxPool._own}: by the caller's array, least recently used first. */
+  readonly #owned = new Map<Uint8Array, { bytes: Uint8Array; hash: string }>();
+  #ownedBytes = 0;
+  /** See {@linkcode SandboxPool._sign}: the last secret key (a copy) and its key object. */
+  #signing: { secret: Uint8Array; key: KeyObject } | undefined;
 
   /**
    * Start `size` processes now.
@@ -199,11 +214,87 @@ export class SandboxPool implements AsyncDisposable {
   }
 
   /**
-   * Internal: run `job` on an idle warm process (or a new one), reporting to `handlers`.
+   * Internal: the hex SHA-256 of `bytes`, natively (`node:crypto`, which this module loads
+   * anyway).
    *
    * @ignore
    */
-  _run(job: SandboxJob, handlers: SandboxJobHandlers): SandboxLease {
+  _sha256(bytes: Uint8Array): string {
+    return createHash("sha256").update(bytes).digest("hex");
+  }
+
+  /**
+   * Internal: the Ed25519 signature of `message` by `secretKey` (a raw 32-byte seed), natively
+   * and synchronously (`node:crypto`): runSignedJob signs a job's manifest and receipt with it,
+   * where Web Crypto hands every signature to another thread and back (measured: ~41 µs of CPU
+   * a signature, against ~17). Ed25519 is deterministic: the signature is `signMessage`'s. The
+   * key object of the last secret key is kept (with a copy of its bytes, compared each time).
+   *
+   * @ignore
+   */
+  _sign(message: Uint8Array, secretKey: Uint8Array): Uint8Array {
+    let held = this.#signing;
+    if (
+      held === undefined || held.secret.length !== secretKey.length ||
+      Buffer.compare(held.secret, secretKey) !== 0
+    ) {
+      if (secretKey.length !== 32) {
+        throw new RangeError(
+          `Cannot use Ed25519 secret key: expected 32 bytes, got ${secretKey.length}`,
+        );
+      }
+      const b64 = (b: Uint8Array) => b.toBase64({ alphabet: "base64url", omitPadding: true });
+      // `x` is required by the format; the key is derived from `d` alone.
+      const jwk = { kty: "OKP", crv: "Ed25519", d: b64(secretKey), x: b64(new Uint8Array(32)) };
+      held = { secret: secretKey.slice(), key: createPrivateKey({ key: jwk, format: "jwk" }) };
+      this.#signing = held;
+    }
+    return new Uint8Array(sign(null, message, held.key));
+  }
+
+  /**
+   * Internal: a copy of `module` that only this pool holds, and its hex SHA-256, for
+   * runSignedJob to hash a job's module once and hand both to {@linkcode SandboxPool._run}:
+   * since nothing else can change the copy, the hash stays the hash of the bytes sent. The
+   * copies of the arrays seen last are kept (at most {@linkcode OWNED_ENTRIES}, and
+   * {@linkcode OWNED_BYTES} in all, least recently used out): a later job given the same array
+   * gets the same copy and hash if its bytes still equal the copy's (a native comparison, a
+   * fraction of a hash); an array whose bytes changed is copied and hashed afresh.
+   *
+   * @ignore
+   */
+  _own(module: Uint8Array): { bytes: Uint8Array; hash: string } {
+    const owned = this.#owned;
+    const hit = owned.get(module);
+    if (hit !== undefined) {
+      owned.delete(module);
+      if (hit.bytes.length === module.length && Buffer.compare(hit.bytes, module) === 0) {
+        owned.set(module, hit);
+        return hit;
+      }
+      this.#ownedBytes -= hit.bytes.length;
+    }
+    const bytes = module.slice();
+    const entry = { bytes, hash: this._sha256(bytes) };
+    if (bytes.length > OWNED_BYTES) return entry;
+    for (const [key, old] of owned) {
+      if (owned.size < OWNED_ENTRIES && this.#ownedBytes + bytes.length <= OWNED_BYTES) break;
+      owned.delete(key);
+      this.#ownedBytes -= old.bytes.length;
+    }
+    owned.set(module, entry);
+    this.#ownedBytes += bytes.length;
+    return entry;
+  }
+
+  /**
+   * Internal: run `job` on an idle warm process (or a new one), reporting to `handlers`.
+   * `moduleHash`, when given, is the hex SHA-256 of `job.module` (the caller hashed bytes no one
+   * else holds, see run_signed_job.ts); otherwise the module is hashed here.
+   *
+   * @ignore
+   */
+  _run(job: SandboxJob, handlers: SandboxJobHandlers, moduleHash?: string): SandboxLease {
     if (this.#closed) throw new TypeError("Cannot take a sandbox: the pool is closed");
     let box: _WarmSandbox | undefined;
     for (const idle of this.#idle) {
@@ -215,7 +306,7 @@ export class SandboxPool implements AsyncDisposable {
       }
     }
     box ??= this.#spawn();
-    const key = `${createHash("sha256").update(job.module).digest("hex")}:${job.memoryBytes}`;
+    const key = `${moduleHash ?? this._sha256(job.module)}:${job.memoryBytes}`;
     // A warm process that dies before saying anything of this job (killed while idle, say) had
     // not started it: the job runs once more, on a fresh process, and only once.
     let current: SandboxLease;
@@ -353,10 +444,20 @@ class _WarmSandbox {
       }
     })();
     const readingOut = (async () => {
+      // Into one buffer, reused: a plain read allocates (and zeroes) 64 KiB per read, which the
+      // few bytes of a small job's frames then keep alive. The decoder keeps no view of it.
+      const reader = child.stdout.getReader({ mode: "byob" });
+      let buffer = new Uint8Array(READ_BYTES);
       try {
-        for await (const chunk of child.stdout) {
-          for (const event of this.#decoder.push(chunk)) this.#event(event);
-          if (this.#killed) break;
+        for (;;) {
+          const { value, done } = await reader.read(buffer);
+          if (done) break;
+          for (const event of this.#decoder.push(value)) this.#event(event);
+          if (this.#killed) {
+            await reader.cancel();
+            break;
+          }
+          buffer = new Uint8Array(value.buffer);
         }
       } catch (error) {
         this.#fail((error as Error).message);

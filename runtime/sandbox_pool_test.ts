@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import wabtInit from "wabt";
 import { runJob } from "./run_job.ts";
 import { SandboxPool } from "./sandbox_pool.ts";
@@ -6,6 +7,7 @@ import { checkSandboxConfinement } from "./sandbox_spawn.ts";
 import { decodeFileTree, encodeFileTree, makeFileTree } from "./file_tree.ts";
 import { MAX_FRAME_BYTES } from "./sandbox_frames.ts";
 import { sleep } from "../util/sleep.ts";
+import { generateKeyPair, signMessage } from "./ed25519.ts";
 
 const here = (path: string) => new URL(path, import.meta.url);
 const HELLO = await Deno.readFile(here("../examples/hello.wasm"));
@@ -380,4 +382,57 @@ Deno.test("SandboxPool: a sandbox whose result tree is over the job's file caps 
   assert.equal(outcome.error?.kind, "trap");
   assert.match(outcome.error?.message ?? "", /over the 1057795 byte cap/);
   assert.equal(outcome.files, undefined);
+});
+
+Deno.test("SandboxPool._own() keeps a bounded copy per array, and copies an array whose bytes changed", async () => {
+  await using pool = new SandboxPool({ size: 0 });
+  const hex = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+  const module = HELLO.slice();
+  const first = pool._own(module);
+  assert.notEqual(first.bytes, module);
+  assert.deepEqual(first.bytes, HELLO);
+  assert.equal(first.hash, hex(HELLO));
+  // The same bytes in the same array: the same copy, not hashed again.
+  assert.equal(pool._own(module), first);
+  // Changed bytes in the same array: a new copy of the new bytes; the old copy is untouched.
+  module[module.length - 1]! ^= 1;
+  const changed = pool._own(module);
+  assert.notEqual(changed.bytes, first.bytes);
+  assert.deepEqual(changed.bytes, module);
+  assert.equal(changed.hash, hex(module));
+  assert.deepEqual(first.bytes, HELLO);
+  // Bounded by count: 16 other arrays push this one out (its copy is made again).
+  const others = Array.from({ length: 16 }, (_, i) => new Uint8Array([i]));
+  for (const other of others) pool._own(other);
+  assert.notEqual(pool._own(module), changed);
+  // Bounded by bytes: two arrays of 40 MiB do not both fit in 64 MiB.
+  const big = [new Uint8Array(40 * 2 ** 20), new Uint8Array(40 * 2 ** 20)];
+  const bigFirst = pool._own(big[0]!);
+  pool._own(big[1]!);
+  assert.notEqual(pool._own(big[0]!), bigFirst);
+  // One over the bound is copied and hashed, never kept.
+  const huge = new Uint8Array(65 * 2 ** 20);
+  assert.notEqual(pool._own(huge), pool._own(huge));
+});
+
+Deno.test("SandboxPool._sign() gives Web Crypto's Ed25519 signature, for whichever key it is given", async () => {
+  await using pool = new SandboxPool({ size: 0 });
+  const message = enc("phase-receipt:v1:{}");
+  const a = await generateKeyPair();
+  const b = await generateKeyPair();
+  for (const keys of [a, b, a]) {
+    assert.deepEqual(
+      pool._sign(message, keys.secretKey),
+      await signMessage(message, keys.secretKey),
+    );
+  }
+  // The same array with other bytes signs with the new bytes.
+  const secret = a.secretKey.slice();
+  pool._sign(message, secret);
+  secret.set(b.secretKey);
+  assert.deepEqual(pool._sign(message, secret), await signMessage(message, b.secretKey));
+  assert.throws(() => pool._sign(message, new Uint8Array(31)), {
+    name: "RangeError",
+    message: "Cannot use Ed25519 secret key: expected 32 bytes, got 31",
+  });
 });

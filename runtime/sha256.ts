@@ -7,7 +7,7 @@
  * @module
  */
 
-const _K = new Uint32Array([
+const _K = new Int32Array([
   0x428a2f98,
   0x71374491,
   0xb5c0fbcf,
@@ -74,7 +74,7 @@ const _K = new Uint32Array([
   0xc67178f2,
 ]);
 
-const _H0 = [
+const _H0 = new Int32Array([
   0x6a09e667,
   0xbb67ae85,
   0x3c6ef372,
@@ -83,7 +83,7 @@ const _H0 = [
   0x9b05688c,
   0x1f83d9ab,
   0x5be0cd19,
-];
+]);
 
 /** An incremental SHA-256: `update()` any number of times, then `digest()` once. */
 export interface Sha256Hash {
@@ -93,10 +93,102 @@ export interface Sha256Hash {
   digest(): Uint8Array;
 }
 
+/**
+ * The message schedule, shared by every hash: {@linkcode _compress} fills and uses it within one
+ * synchronous call, so no two hashes can see each other's words.
+ */
+const _W = new Int32Array(64);
+
+/** Compress the 64-byte block of `b` at `at` into the state `h`. */
+function _compress(h: Int32Array, b: Uint8Array, at: number): void {
+  const w = _W;
+  for (let i = 0; i < 16; i++) {
+    const p = at + i * 4;
+    w[i] = (b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
+  }
+  for (let i = 16; i < 64; i++) {
+    const x = w[i - 15]!;
+    const y = w[i - 2]!;
+    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+    w[i] = (w[i - 16]! + s0 + w[i - 7]! + s1) | 0;
+  }
+  let a = h[0]!, bb = h[1]!, c = h[2]!, d = h[3]!, e = h[4]!, f = h[5]!, g = h[6]!, hh = h[7]!;
+  for (let i = 0; i < 64; i++) {
+    const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+    const ch = (e & f) ^ (~e & g);
+    const t1 = (hh + S1 + ch + _K[i]! + w[i]!) | 0;
+    const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+    const maj = (a & bb) ^ (a & c) ^ (bb & c);
+    const t2 = (S0 + maj) | 0;
+    hh = g;
+    g = f;
+    f = e;
+    e = (d + t1) | 0;
+    d = c;
+    c = bb;
+    bb = a;
+    a = (t1 + t2) | 0;
+  }
+  h[0] = (h[0]! + a) | 0;
+  h[1] = (h[1]! + bb) | 0;
+  h[2] = (h[2]! + c) | 0;
+  h[3] = (h[3]! + d) | 0;
+  h[4] = (h[4]! + e) | 0;
+  h[5] = (h[5]! + f) | 0;
+  h[6] = (h[6]! + g) | 0;
+  h[7] = (h[7]! + hh) | 0;
+}
+
+/**
+ * Pad the last `filled` bytes of `block` (a 64-byte buffer holding the message's tail) for a
+ * message of `length` bytes, compress, and return the digest of state `h`.
+ */
+function _finish(h: Int32Array, block: Uint8Array, filled: number, length: number): Uint8Array {
+  block.fill(0, filled);
+  block[filled] = 0x80;
+  if (filled >= 56) {
+    _compress(h, block, 0);
+    block.fill(0);
+  }
+  const bits = length * 8;
+  const hi = Math.floor(bits / 2 ** 32);
+  const lo = bits >>> 0;
+  block[56] = hi >>> 24;
+  block[57] = hi >>> 16;
+  block[58] = hi >>> 8;
+  block[59] = hi;
+  block[60] = lo >>> 24;
+  block[61] = lo >>> 16;
+  block[62] = lo >>> 8;
+  block[63] = lo;
+  _compress(h, block, 0);
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 8; i++) {
+    const v = h[i]!;
+    out[i * 4] = v >>> 24;
+    out[i * 4 + 1] = v >>> 16;
+    out[i * 4 + 2] = v >>> 8;
+    out[i * 4 + 3] = v;
+  }
+  return out;
+}
+
+/** The tail block of one-shot hashes (see {@linkcode _W} for why sharing it is safe). */
+const _TAIL = new Uint8Array(64);
+
+/** SHA-256 of `data` in one call: no object, no allocation but the digest and the state. */
+function _sha256(data: Uint8Array): Uint8Array {
+  const h = new Int32Array(_H0);
+  const full = data.length - (data.length % 64);
+  for (let at = 0; at < full; at += 64) _compress(h, data, at);
+  _TAIL.set(data.subarray(full));
+  return _finish(h, _TAIL, data.length - full, data.length);
+}
+
 class _Sha256 implements Sha256Hash {
-  #h = Uint32Array.from(_H0);
-  #w = new Uint32Array(64);
-  #block = new Uint8Array(64);
+  readonly #h = new Int32Array(_H0);
+  readonly #block = new Uint8Array(64);
   #filled = 0;
   #length = 0;
   #done = false;
@@ -111,10 +203,10 @@ class _Sha256 implements Sha256Hash {
       this.#filled += take;
       at = take;
       if (this.#filled < 64) return this;
-      this.#compress(this.#block, 0);
+      _compress(this.#h, this.#block, 0);
       this.#filled = 0;
     }
-    for (; at + 64 <= data.length; at += 64) this.#compress(data, at);
+    for (; at + 64 <= data.length; at += 64) _compress(this.#h, data, at);
     if (at < data.length) {
       this.#block.set(data.subarray(at));
       this.#filled = data.length - at;
@@ -125,63 +217,7 @@ class _Sha256 implements Sha256Hash {
   digest(): Uint8Array {
     if (this.#done) throw new TypeError("Cannot digest a SHA-256 hash twice");
     this.#done = true;
-    const block = this.#block;
-    block.fill(0, this.#filled);
-    block[this.#filled] = 0x80;
-    if (this.#filled >= 56) {
-      this.#compress(block, 0);
-      block.fill(0);
-    }
-    const bits = this.#length * 8;
-    const view = new DataView(block.buffer);
-    view.setUint32(56, Math.floor(bits / 2 ** 32));
-    view.setUint32(60, bits >>> 0);
-    this.#compress(block, 0);
-    const out = new Uint8Array(32);
-    const outView = new DataView(out.buffer);
-    for (let i = 0; i < 8; i++) outView.setUint32(i * 4, this.#h[i]!);
-    return out;
-  }
-
-  #compress(b: Uint8Array, at: number): void {
-    const w = this.#w;
-    for (let i = 0; i < 16; i++) {
-      const p = at + i * 4;
-      w[i] = (b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
-    }
-    for (let i = 16; i < 64; i++) {
-      const x = w[i - 15]!;
-      const y = w[i - 2]!;
-      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-      w[i] = (w[i - 16]! + s0 + w[i - 7]! + s1) | 0;
-    }
-    const h = this.#h;
-    let a = h[0]!, bb = h[1]!, c = h[2]!, d = h[3]!, e = h[4]!, f = h[5]!, g = h[6]!, hh = h[7]!;
-    for (let i = 0; i < 64; i++) {
-      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const ch = (e & f) ^ (~e & g);
-      const t1 = (hh + S1 + ch + _K[i]! + w[i]!) | 0;
-      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const maj = (a & bb) ^ (a & c) ^ (bb & c);
-      const t2 = (S0 + maj) | 0;
-      hh = g;
-      g = f;
-      f = e;
-      e = (d + t1) | 0;
-      d = c;
-      c = bb;
-      bb = a;
-      a = (t1 + t2) | 0;
-    }
-    h[0] = (h[0]! + a) | 0;
-    h[1] = (h[1]! + bb) | 0;
-    h[2] = (h[2]! + c) | 0;
-    h[3] = (h[3]! + d) | 0;
-    h[4] = (h[4]! + e) | 0;
-    h[5] = (h[5]! + f) | 0;
-    h[6] = (h[6]! + g) | 0;
-    h[7] = (h[7]! + hh) | 0;
+    return _finish(this.#h, this.#block, this.#filled, this.#length);
   }
 }
 
@@ -203,6 +239,6 @@ class _Sha256 implements Sha256Hash {
  * ```
  */
 export const sha256: ((data: Uint8Array) => Uint8Array) & { create(): Sha256Hash } = Object
-  .assign((data: Uint8Array) => new _Sha256().update(data).digest(), {
+  .assign(_sha256, {
     create: (): Sha256Hash => new _Sha256(),
   });

@@ -99,11 +99,7 @@ const _ATTESTATION_KEYS = new Set([
  */
 export function parseBootProvenance(value: unknown): BootProvenance {
   const check = _checkProvenance;
-  const obj = check.object(value, "provenance");
-  for (const key of Object.keys(obj)) {
-    if (!_PROVENANCE_KEYS.has(key)) check.fail(`'${key}' is not a provenance field`);
-  }
-  if (obj.provenance_version !== 1) check.fail("provenance_version must be 1");
+  const obj = _versionOne(check, value, "provenance", _PROVENANCE_KEYS);
   const signers = check.strings(obj.signer_key_ids, "signer_key_ids", 16);
   if (signers.length === 0 || !signers.every((id) => _KEY_ID.test(id))) {
     check.fail("signer_key_ids must list 1 to 16 hex public keys");
@@ -253,11 +249,7 @@ export async function signBootAttestation(
  */
 export function parseBootAttestation(value: unknown): BootAttestation {
   const check = _checkAttestation;
-  const obj = check.object(value, "boot_attestation");
-  for (const key of Object.keys(obj)) {
-    if (!_ATTESTATION_KEYS.has(key)) check.fail(`'${key}' is not an attestation field`);
-  }
-  if (obj.attestation_version !== 1) check.fail("attestation_version must be 1");
+  const obj = _versionOne(check, value, "attestation", _ATTESTATION_KEYS);
   let provenance: BootProvenance;
   try {
     provenance = parseBootProvenance(obj.provenance);
@@ -411,6 +403,26 @@ async function _readAtMost(
     size += n;
   }
   return buffer.slice(0, size);
+}
+
+/**
+ * `value` as an object of only the `keys` known, whose `<what>_version` is 1 (`what` is
+ * `provenance` or `attestation`).
+ */
+function _versionOne(
+  check: ReturnType<typeof jsonChecks>,
+  value: unknown,
+  what: string,
+  keys: Set<string>,
+): Record<string, unknown> {
+  const obj = check.object(value, what === "attestation" ? "boot_attestation" : what);
+  for (const key of Object.keys(obj)) {
+    if (!keys.has(key)) {
+      check.fail(`'${key}' is not ${/^[aeiou]/.test(what) ? "an" : "a"} ${what} field`);
+    }
+  }
+  if (obj[`${what}_version`] !== 1) check.fail(`${what}_version must be 1`);
+  return obj;
 }
 
 const _checkProvenance = jsonChecks("Cannot accept boot provenance");

@@ -1,6 +1,4 @@
 import assert from "node:assert/strict";
-import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
-import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import {
   type BootAttestation,
   type BootProvenance,
@@ -10,9 +8,10 @@ import {
   signBootAttestation,
   verifyBootAttestation,
 } from "./boot_attestation.ts";
-import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
 import { SignatureError } from "../runtime/errors.ts";
 import { encodeNodeInfo, parseNodeInfo } from "./node_info.ts";
+import { localDispatcher } from "./scheduler.ts";
+import { makeWorker, setupScheduler, testNode } from "./testdata/scheduler_world.ts";
 
 const PUBLISHER = "b".repeat(64);
 
@@ -30,12 +29,7 @@ function provenance(): BootProvenance {
   };
 }
 
-async function node(): Promise<{ keyPair: KeyPair; peerId: string }> {
-  const keyPair = await generateKeyPair();
-  const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed("Ed25519", keyPair.secretKey))
-    .toString();
-  return { keyPair, peerId };
-}
+const node = testNode;
 
 Deno.test("signBootAttestation() signs what verifyBootAttestation() accepts for that PeerId", async () => {
   const { keyPair, peerId } = await node();
@@ -189,38 +183,18 @@ Deno.test("parseNodeInfo() keeps a well-formed boot attestation and refuses a ma
 });
 
 async function schedulerWith(receiptExtra: Record<string, string> | undefined) {
-  const { Scheduler, localDispatcher } = await import("./scheduler.ts");
-  const { JobStore } = await import("./job_store.ts");
-  const { JobWorker } = await import("./job_worker.ts");
-  const { WorkerPolicy } = await import("./worker_policy.ts");
-  const { toHex } = await import("../runtime/digest.ts");
-  const worker = await node();
+  const worker = await makeWorker(receiptExtra ? { receiptExtra } : {});
   const attestation = await signBootAttestation(provenance(), worker);
-  const jobs = new JobWorker({
-    keyPair: worker.keyPair,
-    peerId: worker.peerId,
-    sandbox: "worker",
-    policy: new WorkerPolicy({ arch: "x86_64" }),
-    ...(receiptExtra ? { receiptExtra } : {}),
-  });
-  const requester = await generateKeyPair();
-  const store = JobStore.open(":memory:");
-  const scheduler = new Scheduler({
-    store,
-    keyPair: requester,
-    workerSearchTimeoutMs: 300,
-    dispatcher: {
-      ...localDispatcher({ [worker.peerId]: jobs }, toHex(requester.publicKey)),
-      bootAttestation: () => Promise.resolve(attestation),
-    },
-  });
+  const s = await setupScheduler((key) => ({
+    ...localDispatcher({ [worker.peerId]: worker.worker }, key),
+    bootAttestation: () => Promise.resolve(attestation),
+  }));
   return {
-    scheduler,
+    scheduler: s.scheduler,
     attestation,
     async [Symbol.asyncDispose]() {
-      await scheduler.stop();
-      jobs.stop();
-      store.close();
+      await s[Symbol.asyncDispose]();
+      worker.worker.stop();
     },
   };
 }

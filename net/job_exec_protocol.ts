@@ -200,12 +200,10 @@ export function decodeFrame(bytes: Uint8Array): { json: unknown; rest: Uint8Arra
 export function parseExecRequest(bytes: Uint8Array): ExecRequest {
   const { json, rest } = decodeFrame(bytes);
   const obj = _check.object(json, "request");
-  const inputLen = _check.count(obj.input_len, "input_len", MAX_EXEC_INPUT_BYTES);
-  const moduleLen = _check.count(obj.module_len, "module_len", MAX_EXEC_MODULE_BYTES);
-  const inputsLen = obj.inputs_len === undefined
-    ? undefined
-    : _check.count(obj.inputs_len, "inputs_len", MAX_EXEC_TREE_BYTES);
-  _expectRest(rest, inputLen + moduleLen + (inputsLen ?? 0), "job request");
+  const [inputLen, moduleLen, inputsLen] = _sections(obj, rest, "job request", {
+    input_len: MAX_EXEC_INPUT_BYTES,
+    module_len: MAX_EXEC_MODULE_BYTES,
+  }, "inputs_len");
   const request: ExecRequest = {
     manifest: parseManifestShape(obj.manifest),
     input: rest.slice(0, inputLen),
@@ -300,12 +298,10 @@ export function parseExecResponse(bytes: Uint8Array): ExecResponse {
   }
   if (obj.Done === undefined) throw new TypeError("Cannot accept job answer: unknown kind");
   const d = _check.object(obj.Done, "Done");
-  const stdoutLen = _check.count(d.stdout_len, "stdout_len", MAX_EXEC_OUTPUT_BYTES);
-  const stderrLen = _check.count(d.stderr_len, "stderr_len", MAX_EXEC_OUTPUT_BYTES);
-  const filesLen = d.files_len === undefined
-    ? undefined
-    : _check.count(d.files_len, "files_len", MAX_EXEC_TREE_BYTES);
-  _expectRest(rest, stdoutLen + stderrLen + (filesLen ?? 0), "job answer");
+  const [stdoutLen, stderrLen, filesLen] = _sections(d, rest, "job answer", {
+    stdout_len: MAX_EXEC_OUTPUT_BYTES,
+    stderr_len: MAX_EXEC_OUTPUT_BYTES,
+  }, "files_len");
   if (d.exit_code !== null && (typeof d.exit_code !== "number" || !Number.isInteger(d.exit_code))) {
     throw new TypeError("Cannot accept job answer: exit_code must be an integer or null");
   }
@@ -956,6 +952,27 @@ const _manifest = jsonChecks("Cannot accept job manifest");
 
 function _jobId(value: unknown): string {
   return _check.match(value, /^[0-9a-f]{64}$/, "job_id");
+}
+
+/**
+ * The byte lengths a frame's JSON names, in order: the two `required` fields (each capped), then
+ * the optional file tree's (`undefined` when absent); together they must be all of `rest`.
+ */
+function _sections(
+  obj: Record<string, unknown>,
+  rest: Uint8Array,
+  what: string,
+  required: Record<string, number>,
+  tree: string,
+): [number, number, number | undefined] {
+  const [a, b] = Object.entries(required).map(([field, max]) =>
+    _check.count(obj[field], field, max)
+  );
+  const treeLen = obj[tree] === undefined
+    ? undefined
+    : _check.count(obj[tree], tree, MAX_EXEC_TREE_BYTES);
+  _expectRest(rest, a! + b! + (treeLen ?? 0), what);
+  return [a!, b!, treeLen];
 }
 
 function _expectRest(rest: Uint8Array, length: number, what: string): void {

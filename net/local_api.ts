@@ -36,6 +36,7 @@ import type { JobRecord } from "./job_store.ts";
 import type { JobProgress } from "./scheduler.ts";
 import type { PeerConnection } from "./metrics_peers.ts";
 import { parseSubmitRequest, type SubmitOptions } from "./submit_options.ts";
+import type { BootProvenance } from "../boot/kexec_plan.ts";
 import type { Receipt } from "../runtime/receipt.ts";
 import { toHex } from "../runtime/digest.ts";
 import { errorMessage } from "../util/error_message.ts";
@@ -110,15 +111,12 @@ export interface NodeStatus {
    * How the node booted, from the boot attestation it signed (`start --boot-provenance`);
    * absent without one. Its own statement, not hardware evidence (docs/boot.md).
    */
-  boot?: {
-    boot_manifest_hash: string;
-    boot_sequence: number;
-    version: string;
-    channel: string;
-    arch: string;
-    signer_key_ids: string[];
-    signed_at: string;
-  };
+  boot?:
+    & Pick<
+      BootProvenance,
+      "boot_manifest_hash" | "boot_sequence" | "version" | "channel" | "arch" | "signer_key_ids"
+    >
+    & { signed_at: string };
 }
 
 /**

@@ -277,17 +277,8 @@ export class Scheduler {
       throw new TypeError("Cannot submit job: module must be a non-empty Uint8Array");
     }
     const { inputs: tree, ...rest } = options;
-    const {
-      input,
-      cpu,
-      memoryBytes,
-      timeoutMs,
-      replicas,
-      worker,
-      payload,
-      searchTimeoutMs,
-      boot,
-    } = checkSubmitOptions(rest);
+    const checked = checkSubmitOptions(rest);
+    const { input, memoryBytes, timeoutMs, replicas, worker, boot } = checked;
     if (tree !== undefined) {
       if (!(tree instanceof Uint8Array)) {
         throw new TypeError("Cannot submit job: inputs must be an encoded file tree");
@@ -328,7 +319,7 @@ export class Scheduler {
       input: await sha256TagAsync(input),
       max_duration_ms: timeoutMs,
       max_memory_bytes: memoryBytes,
-      ...payload,
+      ...checked.payload,
       ...(tree !== undefined ? { inputs: await sha256TagAsync(tree) } : {}),
     };
     let manifest = await signJobManifest(signedPayload, { keyPair: this.#o.keyPair });
@@ -345,6 +336,7 @@ export class Scheduler {
       manifest = await signJobManifest(signedPayload, { keyPair: this.#o.keyPair, createdAt });
       jobId = jobIdOf(manifest);
     }
+    const { cpu, searchTimeoutMs } = checked;
     const jobOptions: JobRequestOptions = {
       cpu,
       replicas,

@@ -1,12 +1,10 @@
 import assert from "node:assert/strict";
-import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
-import { peerIdFromPrivateKey } from "@libp2p/peer-id";
 import { type Dispatcher, localDispatcher, Scheduler, type SchedulerOptions } from "./scheduler.ts";
+import type { JobWorker } from "./job_worker.ts";
 import { JobStore } from "./job_store.ts";
-import { JobWorker } from "./job_worker.ts";
-import { WorkerPolicy } from "./worker_policy.ts";
 import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
+import { makeWorker, setupScheduler } from "./testdata/scheduler_world.ts";
 import { type JobResult, signReceipt } from "../runtime/receipt.ts";
 import type { ExecDone } from "./job_exec_protocol.ts";
 import { decodeFileTree, encodeFileTree, makeFileTree } from "../runtime/file_tree.ts";
@@ -16,45 +14,7 @@ const HELLO = await Deno.readFile(new URL("../examples/hello.wasm", import.meta.
 const enc = (text: string) => new TextEncoder().encode(text);
 const dec = (bytes: Uint8Array | undefined) => new TextDecoder().decode(bytes);
 
-async function makeWorker(
-  options: { tamper?: boolean } = {},
-): Promise<{ peerId: string; worker: JobWorker; keyPair: KeyPair }> {
-  const keyPair = await generateKeyPair();
-  const peerId = peerIdFromPrivateKey(await generateKeyPairFromSeed("Ed25519", keyPair.secretKey))
-    .toString();
-  const worker = new JobWorker({
-    keyPair,
-    peerId,
-    sandbox: "worker",
-    policy: new WorkerPolicy({ arch: "x86_64" }),
-    tamperResultsForTests: options.tamper ?? false,
-  });
-  return { peerId, worker, keyPair };
-}
-
-async function setup(
-  dispatcherOf: (requesterKey: string) => Dispatcher,
-  options: Partial<SchedulerOptions> = {},
-) {
-  const requester = await generateKeyPair();
-  const store = JobStore.open(":memory:");
-  const scheduler = new Scheduler({
-    store,
-    keyPair: requester,
-    dispatcher: dispatcherOf(toHex(requester.publicKey)),
-    // Once every worker was tried, wait only briefly for another to appear.
-    workerSearchTimeoutMs: 300,
-    ...options,
-  });
-  return {
-    scheduler,
-    store,
-    async [Symbol.asyncDispose]() {
-      await scheduler.stop();
-      store.close();
-    },
-  };
-}
+const setup = setupScheduler;
 
 /**
  * A scheduler whose one worker, `good`, holds every job it executes until `release()`, with five
@@ -91,6 +51,23 @@ async function setupHeldJobs(
     [1, 2, 3, 4, 5].map((i) => s.scheduler.submit(HELLO, { input: enc(`job ${i}`) })),
   );
   return { ...s, ids, release: () => gate.resolve() };
+}
+
+/**
+ * A scheduler whose one worker is `good`, except that `early` answers an offer in its place
+ * whenever it returns an answer.
+ */
+function setupOffers(
+  good: { peerId: string; worker: JobWorker },
+  early: (offer: Parameters<Dispatcher["offer"]>[1]) => ReturnType<Dispatcher["offer"]> | undefined,
+) {
+  return setup((key) => {
+    const local = localDispatcher({ [good.peerId]: good.worker }, key);
+    return {
+      ...local,
+      offer: (peer, offer, signal) => early(offer) ?? local.offer(peer, offer, signal),
+    };
+  });
 }
 
 /**
@@ -503,22 +480,16 @@ Deno.test("Scheduler offers a worker that answered QueueFull no more jobs until 
 Deno.test("Scheduler offers a resumed job again to a worker still holding its place from before a restart", async () => {
   const good = await makeWorker();
   let refused = 0;
-  await using s = await setup((key) => {
-    const local = localDispatcher({ [good.peerId]: good.worker }, key);
-    return {
-      ...local,
-      // The worker still holds the place this job's offer took before the requester was killed.
-      offer: (peer, offer, signal) =>
-        refused++ < 2
-          ? Promise.resolve({
-            Rejected: {
-              job_id: offer.job_id,
-              reason: { InvalidRequest: { details: "job already offered" } },
-            },
-          })
-          : local.offer(peer, offer, signal),
-    };
-  });
+  // The worker still holds the place this job's offer took before the requester was killed.
+  await using s = await setupOffers(good, (offer) =>
+    refused++ < 2
+      ? Promise.resolve({
+        Rejected: {
+          job_id: offer.job_id,
+          reason: { InvalidRequest: { details: "job already offered" } },
+        },
+      })
+      : undefined);
   const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
   const job = await s.scheduler.wait(id);
   assert.equal(job.status, "done", job.error ?? "");
@@ -531,17 +502,14 @@ Deno.test("Scheduler offers a job again to a worker whose offer was lost in tran
   const good = await makeWorker();
   for (const [losses, status] of [[2, "done"], [3, "failed"]] as const) {
     let offers = 0;
-    await using s = await setup((key) => {
-      const local = localDispatcher({ [good.peerId]: good.worker }, key);
-      return {
-        ...local,
-        // The connection the offer went over closed before the worker answered.
-        offer: (peer, offer, signal) =>
-          offers++ < losses
-            ? Promise.reject(new Error("Remote closed connection during opening"))
-            : local.offer(peer, offer, signal),
-      };
-    });
+    // The connection the offer went over closed before the worker answered.
+    await using s = await setupOffers(
+      good,
+      () =>
+        offers++ < losses
+          ? Promise.reject(new Error("Remote closed connection during opening"))
+          : undefined,
+    );
     const id = await s.scheduler.submit(HELLO, { input: enc("abc") });
     const job = await s.scheduler.wait(id);
     assert.equal(job.status, status, job.error ?? "");

@@ -10,12 +10,45 @@ import assert from "node:assert/strict";
 import { writeInitrdOverlay } from "../boot/initrd_overlay.ts";
 import { writeKeyPairFiles } from "../provider/key_files.ts";
 import { toHex } from "../runtime/digest.ts";
-import type { Host, World } from "./netsim/mod.ts";
+import { type Host, missingPrerequisites, type World } from "./netsim/mod.ts";
+import { qemuAvailable } from "../boot/qemu.ts";
 
 /** The project root, without a trailing slash. */
 export const ROOT: string = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 /** Where the boot images are built. */
 export const BUILD: string = `${ROOT}/boot/build`;
+
+/** Kernel parameters for TCG on a busy machine: no timer check, and a panic powers off. */
+export const TCG_CMDLINE = "no_timer_check panic=-1";
+
+/**
+ * Whether a suite of VMs on a simulated LAN can run here (root, iproute2, nftables, qemu). When
+ * something is missing it prints one `<suite>: SKIPPED` line outside CI; it also registers the
+ * test `<what> tests have root, iproute2, nftables and qemu when CI=true`, which fails in CI when
+ * something is missing. Use as `ignore: !(await lanVmSuite(...))` for the suite's tests.
+ */
+export async function lanVmSuite(suite: string, what: string): Promise<boolean> {
+  const missing = [...await missingPrerequisites(), ...(await qemuAvailable() ? [] : ["qemu"])];
+  const inCi = Deno.env.get("CI") === "true";
+  if (missing.length > 0 && !inCi) {
+    console.log(
+      `${suite}: SKIPPED: needs root, iproute2, nftables and qemu ` +
+        "(apt-get install iproute2 nftables qemu-system-x86)",
+    );
+  }
+  Deno.test({
+    name: `${what} tests have root, iproute2, nftables and qemu when CI=true`,
+    ignore: !inCi,
+    fn() {
+      assert.deepEqual(
+        missing,
+        [],
+        "apt-get install iproute2 nftables qemu-system-x86; run as root",
+      );
+    },
+  });
+  return missing.length === 0;
+}
 
 /** What {@linkcode prepareBootFixture} made. */
 export interface BootFixture {

@@ -13,39 +13,22 @@
  * CI=true, where a missing prerequisite fails.
  */
 import assert from "node:assert/strict";
-import { qemuAvailable, runVm, type VmRun } from "../boot/qemu.ts";
+import { runVm, type VmRun } from "../boot/qemu.ts";
 import {
+  lanVmSuite,
   type Logged,
   prepareBootFixture,
   removeBootFixture,
   spawnLogged,
   startDhcp,
+  TCG_CMDLINE,
 } from "./_boot_fixture.ts";
-import { createWorld, missingPrerequisites } from "./netsim/mod.ts";
+import { createWorld } from "./netsim/mod.ts";
 import { execStartFlags } from "./net_spawn.ts";
 import { taskArgs } from "./_task.ts";
 
 const VM_TIMEOUT_MS = 300_000;
-const HAVE_QEMU = await qemuAvailable();
-const MISSING = [...await missingPrerequisites(), ...(HAVE_QEMU ? [] : ["qemu"])];
-const IN_CI = Deno.env.get("CI") === "true";
-if (MISSING.length > 0 && !IN_CI) {
-  console.log(
-    "boot_lan_test: SKIPPED: needs root, iproute2, nftables and qemu " +
-      "(apt-get install iproute2 nftables qemu-system-x86)",
-  );
-}
-
-Deno.test({
-  name: "boot LAN tests have root, iproute2, nftables and qemu when CI=true",
-  ignore: !IN_CI,
-  fn() {
-    assert.deepEqual(MISSING, [], "apt-get install iproute2 nftables qemu-system-x86; run as root");
-  },
-});
-
-/** Kernel parameters for TCG on a busy machine: no timer check, and a panic powers off. */
-const TCG_CMDLINE = "no_timer_check panic=-1";
+const RUNS = await lanVmSuite("boot_lan_test", "boot LAN");
 
 const MARKS = {
   network: /phase-boot: \[[\d.]+\] network up/,
@@ -75,7 +58,7 @@ function assertBooted(what: string, run: VmRun, mode: string, provider: string):
 
 Deno.test({
   name: "stub on a bridged LAN finds the provider by mDNS (local) and through the DHT (internet)",
-  ignore: MISSING.length > 0,
+  ignore: !RUNS,
   async fn() {
     const f = await prepareBootFixture();
     const dir = await Deno.makeTempDir({ dir: f.dir, prefix: "lan-" });

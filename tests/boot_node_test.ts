@@ -23,17 +23,19 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { qemuAvailable, runVm } from "../boot/qemu.ts";
+import { runVm } from "../boot/qemu.ts";
 import {
   BUILD,
+  lanVmSuite,
   type Logged,
   prepareBootFixture,
   removeBootFixture,
   ROOT,
   spawnLogged,
   startDhcp,
+  TCG_CMDLINE,
 } from "./_boot_fixture.ts";
-import { createWorld, missingPrerequisites } from "./netsim/mod.ts";
+import { createWorld } from "./netsim/mod.ts";
 import { execStartFlags, NodeProcess } from "./net_spawn.ts";
 import { taskArgs } from "./_task.ts";
 import { verifyReceipt } from "../runtime/receipt.ts";
@@ -41,26 +43,7 @@ import { peerPublicKey } from "../net/peer_key.ts";
 import { sha256Tag, toHex } from "../runtime/digest.ts";
 
 const VM_TIMEOUT_MS = 600_000;
-const HAVE_QEMU = await qemuAvailable();
-const MISSING = [...await missingPrerequisites(), ...(HAVE_QEMU ? [] : ["qemu"])];
-const IN_CI = Deno.env.get("CI") === "true";
-if (MISSING.length > 0 && !IN_CI) {
-  console.log(
-    "boot_node_test: SKIPPED: needs root, iproute2, nftables and qemu " +
-      "(apt-get install iproute2 nftables qemu-system-x86)",
-  );
-}
-
-Deno.test({
-  name: "boot node tests have root, iproute2, nftables and qemu when CI=true",
-  ignore: !IN_CI,
-  fn() {
-    assert.deepEqual(MISSING, [], "apt-get install iproute2 nftables qemu-system-x86; run as root");
-  },
-});
-
-/** Kernel parameters for TCG on a busy machine: no timer check, and a panic powers off. */
-const TCG_CMDLINE = "no_timer_check panic=-1";
+const RUNS = await lanVmSuite("boot_node_test", "boot node");
 const HELLO_PATH = join(ROOT, "examples/hello.wasm");
 const SUBMIT_FLAGS = [
   "--allow-read",
@@ -160,7 +143,7 @@ function printMarks(name: string, m: Record<string, number>): void {
 Deno.test({
   name:
     "node stage on a LAN: discover --mdns finds it, its mirror serves the signed manifest as is, a job with --worker runs there; VM 2 boots from VM 1 + the provider by mDNS, VM 3 from VM 1 + VM 2 alone",
-  ignore: MISSING.length > 0,
+  ignore: !RUNS,
   async fn(t) {
     const f = await prepareBootFixture();
     const build = JSON.parse(await Deno.readTextFile(`${BUILD}/build.json`));

@@ -86,6 +86,8 @@ const READ_BYTES = 64 * 1024;
 
 /** Bytes of a sandbox process's own stderr kept (the last ones) for diagnostics. */
 const STDERR_TAIL_BYTES = 8 * 1024;
+/** How long the pipes of an exited sandbox may stay open (held by a process it left) before they are given up. */
+const PIPE_GRACE_MS = 2_000;
 
 const DEFAULTS = {
   jobsPerSandbox: 1000,
@@ -393,10 +395,16 @@ export class SandboxPool implements AsyncDisposable {
   }
 }
 
-/** One warm sandbox process: its pipes, what it has compiled, and the job it runs now. */
-class _WarmSandbox {
+/**
+ * Internal (exported for tests): one warm sandbox process: its pipes, what it has compiled, and
+ * the job it runs now.
+ */
+export class _WarmSandbox {
   readonly child: Deno.ChildProcess;
-  /** Settles once the process has ended and its pipes are drained. */
+  /**
+   * Settles once the process has ended and its pipes are drained, or given up PIPE_GRACE_MS
+   * after it ended while a process it left holds them open.
+   */
   readonly exited: Promise<void>;
   jobs = 0;
   compiledBytes = 0;
@@ -436,17 +444,21 @@ class _WarmSandbox {
     this.#release = release;
     const writer = child.stdin.getWriter();
     this.#writer = writer;
+    const errReader = child.stderr.getReader();
     const readingErr = (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of child.stderr) {
-        this.#diagnostics = (this.#diagnostics + decoder.decode(chunk, { stream: true }))
+      for (;;) {
+        const { value, done } = await errReader.read();
+        if (done) break;
+        this.#diagnostics = (this.#diagnostics + decoder.decode(value, { stream: true }))
           .slice(-STDERR_TAIL_BYTES);
       }
     })();
+    const outReader = child.stdout.getReader({ mode: "byob" });
     const readingOut = (async () => {
       // Into one buffer, reused: a plain read allocates (and zeroes) 64 KiB per read, which the
       // few bytes of a small job's frames then keep alive. The decoder keeps no view of it.
-      const reader = child.stdout.getReader({ mode: "byob" });
+      const reader = outReader;
       let buffer = new Uint8Array(READ_BYTES);
       try {
         for (;;) {
@@ -466,7 +478,23 @@ class _WarmSandbox {
     this.exited = (async () => {
       const status = await child.status;
       this.#killed = true;
-      await Promise.allSettled([readingErr, readingOut, writer.close()]);
+      const pipes = Promise.allSettled([readingErr, readingOut, writer.close()]);
+      // A process it started may outlive it and hold its pipes open (an inner bwrap killed in
+      // the middle of its set-up): after PIPE_GRACE_MS the pipes are given up, not waited for.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = await Promise.race([
+        pipes.then(() => false),
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), PIPE_GRACE_MS)),
+      ]);
+      clearTimeout(timer);
+      if (late) {
+        await Promise.allSettled([
+          errReader.cancel(),
+          outReader.cancel(),
+          writer.abort(new Error("the sandbox exited")),
+        ]);
+        await pipes;
+      }
       const job = this.#job;
       this.#job = null;
       if (job && !(this.#ready && !job.heard && job.retry?.())) {

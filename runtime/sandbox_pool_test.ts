@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import wabtInit from "wabt";
 import { runJob } from "./run_job.ts";
-import { SandboxPool } from "./sandbox_pool.ts";
+import { _WarmSandbox, SandboxPool } from "./sandbox_pool.ts";
 import { checkSandboxConfinement } from "./sandbox_spawn.ts";
 import { decodeFileTree, encodeFileTree, makeFileTree } from "./file_tree.ts";
 import { MAX_FRAME_BYTES } from "./sandbox_frames.ts";
@@ -435,4 +435,30 @@ Deno.test("SandboxPool._sign() gives Web Crypto's Ed25519 signature, for whichev
     name: "RangeError",
     message: "Cannot use Ed25519 secret key: expected 32 bytes, got 31",
   });
+});
+
+Deno.test("a warm sandbox that exits while a process it left holds its pipes open is done with them soon", async () => {
+  // As a confined sandbox killed during bubblewrap's set-up: the inner bwrap keeps the pipes.
+  const dir = await Deno.makeTempDir();
+  const child = new Deno.Command("bash", {
+    args: ["-c", `sleep 60 & echo $! > ${dir}/pid; exit 3`],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const box = new _WarmSandbox(child, () => {});
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    // A bound far beyond the grace period, so that a box that waits for the pipes fails.
+    const ended = await Promise.race([
+      box.exited.then(() => "exited"),
+      new Promise((resolve) => timer = setTimeout(() => resolve("still waiting"), 30_000)),
+    ]);
+    assert.equal(ended, "exited");
+    assert.equal((await child.status).code, 3);
+  } finally {
+    clearTimeout(timer);
+    Deno.kill(Number(await Deno.readTextFile(`${dir}/pid`)), "SIGKILL");
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -15,7 +15,7 @@ import { verifyJobManifest } from "../runtime/job_manifest.ts";
 import { DEFAULT_LIMITS, type SignedJob } from "../runtime/run_signed_job.ts";
 import { jobKind, type JobKindLimits } from "../runtime/job_kinds.ts";
 import type { JobManifest } from "../runtime/job_manifest.ts";
-import { type Receipt, signReceipt } from "../runtime/receipt.ts";
+import type { Receipt } from "../runtime/receipt.ts";
 import type { SandboxPool } from "../runtime/sandbox_pool.ts";
 import { meshJobFiles } from "./mesh_files.ts";
 import {
@@ -462,9 +462,8 @@ export class JobWorker {
     });
     const ran = await this.#run(jobId, module, request, limits, context.signal, tree);
     if ("answer" in ran) return ran.answer;
-    const signed = this.#o.receiptExtra ? await this.#withExtra(ran.signed) : ran.signed;
-    this.#keep(jobId, signed.receipt);
-    return this.#done(jobId, signed);
+    this.#keep(jobId, ran.signed.receipt);
+    return this.#done(jobId, ran.signed);
   }
 
   /**
@@ -504,6 +503,7 @@ export class JobWorker {
           sandbox: this.#o.sandbox ?? "process",
           ...(tree ? { files: meshJobFiles(tree, limits.memoryBytes) } : {}),
           ...(this.#o.pool ? { pool: this.#o.pool } : {}),
+          ...(this.#o.receiptExtra ? { receiptExtra: this.#o.receiptExtra } : {}),
           signal,
         });
       }, signal);
@@ -518,27 +518,6 @@ export class JobWorker {
       }
       throw error;
     }
-  }
-
-  /**
-   * The run with `receiptExtra` in its receipt, signed again (the runtime signs what it
-   * measured; the node adds what it knows about itself).
-   */
-  async #withExtra(signed: SignedJob): Promise<SignedJob> {
-    const { receipt } = signed;
-    const { metrics } = receipt.result;
-    const result = {
-      ...receipt.result,
-      metrics: { ...metrics, extra: { ...metrics.extra, ...this.#o.receiptExtra } },
-    };
-    return {
-      ...signed,
-      receipt: await signReceipt(result, {
-        jobId: receipt.job_id,
-        keyPair: this.#o.keyPair,
-        completedAt: new Date(receipt.completed_at),
-      }),
-    };
   }
 
   /** Record the receipt in the store and keep its file; a failure to keep it is only logged. */

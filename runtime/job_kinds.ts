@@ -38,7 +38,10 @@ export interface JobKindLimits {
 
 /** How a worker runs a job of a kind; see {@linkcode JobKind.run}. */
 export type JobKindRunOptions =
-  & Pick<RunSignedJobOptions, "keyPair" | "input" | "sandbox" | "pool" | "signal" | "files">
+  & Pick<
+    RunSignedJobOptions,
+    "keyPair" | "input" | "sandbox" | "pool" | "signal" | "files" | "receiptExtra"
+  >
   & Required<Pick<RunSignedJobOptions, "manifest">>
   & JobKindLimits;
 

@@ -41,6 +41,11 @@ export interface RunSignedJobOptions extends RunJobOptions {
    * to prepare what depends on it before the job starts. @default {runJob}
    */
   runner?: (module: Uint8Array, options: RunJobOptions, jobId: string) => Promise<JobOutcome>;
+  /**
+   * More facts for the receipt's `metrics.extra`, from the node about itself (such as
+   * `boot_manifest_hash`); the runtime's own keys take precedence. @default {{}}
+   */
+  receiptExtra?: Record<string, string>;
 }
 
 /** What a signed run gives back. */
@@ -97,6 +102,7 @@ export async function runSignedJob(
     memoryBytes = DEFAULT_LIMITS.memoryBytes,
     timeoutMs = DEFAULT_LIMITS.timeoutMs,
     maxOutputBytes = DEFAULT_LIMITS.maxOutputBytes,
+    receiptExtra = {},
     ...rest
   } = options;
   // The key is checked before the job runs: the manifest is signed while it runs.
@@ -179,6 +185,7 @@ export async function runSignedJob(
     hashTag(outcome.stderr),
   ]);
   const extra: Record<string, string> = {
+    ...receiptExtra,
     module_hash: moduleHash,
     input_hash: inputHash,
     output_hash: outputHash,

@@ -118,3 +118,16 @@ Deno.test("runSignedJob() runs the job with the manifest's job id and fails as i
   );
   assert.match(seen[0] ?? "", /^[0-9a-f]{64}$/);
 });
+
+Deno.test("runSignedJob() signs the node's receiptExtra into the receipt, never over the runtime's own facts", async () => {
+  const signed = await runSignedJob(HELLO, {
+    keyPair,
+    input: enc("abc"),
+    sandbox: "worker",
+    receiptExtra: { boot_sequence: "7", module_hash: "sha256:forged" },
+  });
+  const { extra } = signed.receipt.result.metrics;
+  assert.equal(extra.boot_sequence, "7");
+  assert.equal(extra.module_hash, sha256Tag(HELLO));
+  await verifyReceipt(signed.receipt, { publicKey: keyPair.publicKey });
+});

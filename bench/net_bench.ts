@@ -1,10 +1,13 @@
 // deno run --allow-read --allow-run --allow-env --allow-net=127.0.0.1 bench/net_bench.ts
-//   [--runs 3] [--nodes 30] [--lookups 20]
+//   [--runs 3] [--discover-runs 1] [--mdns-only] [--nodes 30] [--lookups 20]
 //
 // Runs `ps` for process memory.
 // 1. mDNS: three `start` processes (separate processes, mode private, listen on 127.0.0.1);
 //    time from the third node's `started` line until every node has seen both others, and the
-//    wall time of `discover --mdns`; resident memory (VmRSS) of each `start` process.
+//    wall time of `discover --mdns` (--discover-runs times per trio), whether it found all three,
+//    split by its `-v` records: process start until its node started (`search_started`), the
+//    search (`search_done`), then stop and exit; next to it, in the same run, the wall time of a
+//    bare `deno run` of an empty script. Resident memory (VmRSS) of each `start` process.
 // 2. DHT: an N-node Kademlia network (one process, real TCP + Noise + Yamux over loopback;
 //    tests/dht_network.ts), ten keys each advertised by one node as `start` does, right after
 //    the joins; each lookup runs from a fresh client-mode node that bootstraps from one random
@@ -42,7 +45,7 @@ async function rssOf(pid: number): Promise<number> {
   return Number(new TextDecoder().decode(out.stdout).trim()) * 1024;
 }
 
-async function mdnsRun() {
+async function mdnsRun(discoverRuns: number) {
   const nodes: NodeProcess[] = [];
   try {
     for (let i = 0; i < 3; i++) {
@@ -59,15 +62,40 @@ async function mdnsRun() {
       ),
     );
     const allFound = performance.now() - t0;
-    const discover = await runDiscover(["--mdns", "--timeout", "10s", "--json"]);
-    const seen = JSON.parse(discover.stdout || "[]").map((p: { peer_id: string }) => p.peer_id);
+    const discovers = [];
+    for (let i = 0; i < discoverRuns; i++) {
+      const e0 = performance.now();
+      await new Deno.Command(Deno.execPath(), {
+        args: ["run", new URL("./empty.ts", import.meta.url).pathname],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      const emptyMs = performance.now() - e0;
+      const wallStart = Date.now();
+      const discover = await runDiscover(["--mdns", "--timeout", "10s", "--json", "-v"]);
+      const seen = JSON.parse(discover.stdout || "[]").map((p: { peer_id: string }) => p.peer_id);
+      const records = discover.stderr.split("\n").flatMap((line) => {
+        try {
+          return [JSON.parse(line) as Record<string, unknown>];
+        } catch {
+          return [];
+        }
+      });
+      const at = (event: string) => {
+        const ts = records.find((r) => r.event === event)?.ts;
+        return ts === undefined ? NaN : Date.parse(String(ts)) - wallStart;
+      };
+      discovers.push({
+        emptyMs,
+        discoverMs: discover.ms,
+        untilNodeStarted: at("search_started"),
+        search: at("search_done") - at("search_started"),
+        stopAndExit: discover.ms - at("search_done"),
+        foundAll: nodes.every((n) => seen.includes(n.peerId)),
+      });
+    }
     const rss = await Promise.all(nodes.map((n) => rssOf(n.child.pid)));
-    return {
-      allFound,
-      discoverMs: discover.ms,
-      discoverFoundAll: nodes.every((n) => seen.includes(n.peerId)),
-      rss,
-    };
+    return { allFound, discovers, rss };
   } finally {
     for (const node of nodes) await node.stop();
   }
@@ -122,25 +150,35 @@ if (import.meta.main) {
     args: Deno.args,
     options: {
       runs: { type: "string", default: "3" },
+      "discover-runs": { type: "string", default: "1" },
+      "mdns-only": { type: "boolean", default: false },
       nodes: { type: "string", default: "30" },
       lookups: { type: "string", default: "20" },
     },
   });
   const runs = Number(values.runs);
   const mdns = [];
-  for (let i = 0; i < runs; i++) mdns.push(await mdnsRun());
-  const dht = await dhtRun(Number(values.nodes), Number(values.lookups));
+  for (let i = 0; i < runs; i++) mdns.push(await mdnsRun(Number(values["discover-runs"])));
+  const discovers = mdns.flatMap((m) => m.discovers);
   const rss = mdns.flatMap((m) => m.rss);
+  const mdnsResult = {
+    runs,
+    all_pairs_found: summary(mdns.map((m) => m.allFound)),
+    discover_cli_wall: summary(discovers.map((d) => d.discoverMs)),
+    discover_found_all: `${discovers.filter((d) => d.foundAll).length}/${discovers.length}`,
+    discover_until_node_started: summary(discovers.map((d) => d.untilNodeStarted)),
+    discover_search: summary(discovers.map((d) => d.search)),
+    discover_stop_and_exit: summary(discovers.map((d) => d.stopAndExit)),
+    empty_deno_run_wall: summary(discovers.map((d) => d.emptyMs)),
+    start_process_rss_mib: Math.round(rss.reduce((a, b) => a + b, 0) / rss.length / 2 ** 20),
+  };
+  const dht = values["mdns-only"]
+    ? undefined
+    : await dhtRun(Number(values.nodes), Number(values.lookups));
   console.log(JSON.stringify(
     {
-      mdns_3_nodes: {
-        runs,
-        all_pairs_found: summary(mdns.map((m) => m.allFound)),
-        discover_cli_wall: summary(mdns.map((m) => m.discoverMs)),
-        discover_found_all: mdns.every((m) => m.discoverFoundAll),
-        start_process_rss_mib: Math.round(rss.reduce((a, b) => a + b, 0) / rss.length / 2 ** 20),
-      },
-      dht: {
+      mdns_3_nodes: mdnsResult,
+      dht: dht && {
         nodes: Number(values.nodes),
         start_all_ms: Math.round(dht.startAll),
         provide: dht.provide,

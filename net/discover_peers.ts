@@ -148,6 +148,7 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
   const key = channel !== undefined
     ? manifestKey(channel, lookArch)
     : capabilityKey(lookArch, capability ?? DEFAULT_JOB_KIND.name);
+  const t0 = performance.now();
   // A timer of our own (not AbortSignal.timeout) keeps the process alive until the deadline.
   const timeout = new AbortController();
   const deadlineTimer = setTimeout(() => timeout.abort(), timeoutMs);
@@ -189,6 +190,11 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
   // The mDNS window counts from here, not from the call: starting the node can take seconds on a
   // slow machine (a Phase Boot stub under TCG), which would leave no time to hear an answer.
   const started = Date.now();
+  onLog({
+    level: "info",
+    event: "search_started",
+    node_start_ms: Math.round(performance.now() - t0),
+  });
   if (candidates.size === 0) lastNewPeer = started;
   const heardEarly = early;
   early = undefined;
@@ -239,8 +245,19 @@ export async function discoverPeers(options: DiscoverPeersOptions = {}): Promise
       await Promise.all(pending);
       if (asked.size === pending.length) break;
     }
+    onLog({
+      level: "info",
+      event: "search_done",
+      ms: Math.round(performance.now() - t0),
+      found: found.size,
+    });
   } finally {
     clearTimeout(deadlineTimer);
+    // Every answer is in: drop the connections rather than close them one handshake at a time
+    // (libp2p's stop waits for each peer to confirm; a busy peer makes `discover` wait).
+    for (const connection of node.libp2p.getConnections()) {
+      connection.abort(new DOMException("The search ended", "AbortError"));
+    }
     await node.stop();
   }
   return [...found.values()].sort((a, b) => a.peer_id.localeCompare(b.peer_id));

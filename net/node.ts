@@ -26,7 +26,7 @@ import {
   type PeerInfo,
   type Stream,
 } from "@libp2p/interface";
-import { isRelayed } from "./nat_services.ts";
+import { isRelayed } from "./is_relayed.ts";
 import {
   encodeNodeInfo,
   INFO_PROTOCOL,
@@ -83,7 +83,7 @@ export interface StartNodeOptions {
   /**
    * Transports besides TCP, as libp2p transport factories (such as `webSockets()` from
    * `@libp2p/websockets` or a QUIC or circuit-relay transport); listen on their addresses
-   * with `listen`. @default []
+   * with `listen`. They are asked before TCP for each address they can dial. @default []
    */
   transports?: ((components: never) => unknown)[];
   /**
@@ -291,7 +291,10 @@ export class PhaseNode {
    * first publication is retried with backoff until at least 3 peers stored the record (a node
    * that starts alone is heard once peers join); each try first refreshes the routing table
    * with a walk towards the node's own id. From then on kad-dht's reprovider publishes it
-   * again before it expires (see `reprovideIntervalMs`). Returns at once; advertising stops
+   * again before it expires (see `reprovideIntervalMs`), and it is published again whenever a
+   * peer that has no copy enters the routing table among the k closest to the key (at least 1 s
+   * after it, and 5 s after the last publication, doubling to 5 min), so the peers a lookup
+   * asks first hold it. Returns at once; advertising stops
    * with the node. A key already advertised is not advertised twice.
    *
    * @example
@@ -311,24 +314,53 @@ export class PhaseNode {
     if (this.#advertised.has(key)) return;
     this.#advertised.add(key);
     this.#loop(async (signal) => {
+      // Peers that accepted the record since the last full publication.
+      const stored = new Set<string>();
+      const kadKey = new Uint8Array(await crypto.subtle.digest("SHA-256", cid.multihash.bytes));
       let backoff = 1000;
+      let spacing = 5000;
+      let published = false;
       while (!signal.aborted) {
         let peers = 0;
         try {
-          // Refresh the routing table first (a walk towards our own id, as kad-dht's self-query
-          // does): one filled before most peers joined sends the record to the wrong peers.
-          const self = this.libp2p.peerId.toMultihash().bytes;
-          for await (const _ of dht.getClosestPeers(self, { signal })) { /* drain */ }
+          if (!published) {
+            // Refresh the routing table first (a walk towards our own id, as kad-dht's
+            // self-query does): one filled before most peers joined sends the record to the
+            // wrong peers.
+            const self = this.libp2p.peerId.toMultihash().bytes;
+            for await (const _ of dht.getClosestPeers(self, { signal })) { /* drain */ }
+          }
           for await (const event of dht.provide(cid, { signal })) {
-            if (event.name === "PEER_RESPONSE" && event.messageName === "ADD_PROVIDER") peers++;
+            if (event.name === "PEER_RESPONSE" && event.messageName === "ADD_PROVIDER") {
+              peers++;
+              stored.add(event.from.toString());
+            }
           }
         } catch (error) {
           if (signal.aborted) return;
           this.#log("warn", "provide_failed", { key, error: errorMessage(error) });
         }
         if (signal.aborted) return;
-        this.#log("info", "provided", { key, cid: cid.toString(), peers });
-        if (peers >= 3) return; // kad-dht's reprovider takes over
+        this.#log("info", "provided", {
+          key,
+          cid: cid.toString(),
+          peers,
+          ...(published ? { reason: "closer_peer_joined" } : {}),
+        });
+        if (peers >= 3 || published) {
+          // Published (kad-dht's reprovider takes over). A peer that joins later among the k
+          // closest to the key gets the record too (Kademlia's rule for joining nodes; a peer
+          // cannot store someone else's provider record, so the provider sends it again): else
+          // a lookup that asks it first finds nothing there and pays a walk over new connections.
+          published = true;
+          const last = performance.now();
+          await _closerPeerJoined(dht, kadKey, stored, signal);
+          // Let a burst of joins settle into one publication, and space publications out (5 s,
+          // doubling to 5 min): a network that is still forming adds close peers all the time.
+          await sleep(Math.max(1000, spacing - (performance.now() - last)), signal);
+          spacing = Math.min(spacing * 2, 300_000);
+          continue;
+        }
         // Too few copies (peers still joining, or answers lost): try again soon, then less often.
         await sleep(backoff, signal);
         backoff = Math.min(backoff * 2, peers > 0 ? 60_000 : 30_000);
@@ -378,9 +410,13 @@ export class PhaseNode {
   }
 
   /**
-   * Find providers of `key` in the DHT (draining the lookup), at most `limit` of them. Returns
-   * `[]` at once while the node has no connection (nobody to ask). A lookup that finds nothing
-   * is walked once more after a walk towards the node's own id has filled its routing table.
+   * Find providers of `key` in the DHT, at most `limit` of them: the walk ends as soon as the
+   * answers read so far name `limit` providers (the first answer from a peer that holds the
+   * record, often the bootstrap peer itself), else when it is drained. Returns `[]` at once
+   * while the node has no connection (nobody to ask). A lookup that finds nothing is walked
+   * once more after a walk towards the node's own id has filled its routing table.
+   * `onProgress` receives kad-dht's query events (`kad-dht:query:dial-peer`, `send-query`,
+   * `peer-response`, ...) and libp2p's dial events, for tracing.
    *
    * @example
    * ```ts
@@ -394,9 +430,13 @@ export class PhaseNode {
    */
   async findProviders(
     key: string,
-    options: { limit?: number; signal?: AbortSignal } = {},
+    options: {
+      limit?: number;
+      signal?: AbortSignal;
+      onProgress?: (event: CustomEvent) => void;
+    } = {},
   ): Promise<FoundPeer[]> {
-    const { limit = 20, signal } = options;
+    const { limit = 20, signal, onProgress } = options;
     const dht = this.libp2p.services.dht;
     if (!dht) throw new TypeError("Cannot find providers: the node runs no DHT");
     const cid = await providerKeyCid(key);
@@ -411,28 +451,55 @@ export class PhaseNode {
       dht,
       AbortSignal.any([lookup, AbortSignal.timeout(this.#options.streamTimeoutMs)]),
     );
+    const add = (providers: { id: PeerId; multiaddrs: { toString(): string }[] }[]) => {
+      for (const provider of providers) {
+        const id = provider.id.toString();
+        if (id === this.peerId) continue;
+        const entry = found.get(id) ?? { peerId: id, multiaddrs: [] };
+        for (const ma of provider.multiaddrs) {
+          const text = ma.toString();
+          if (!entry.multiaddrs.includes(text)) entry.multiaddrs.push(text);
+        }
+        found.set(id, entry);
+      }
+    };
     // A walk that found nothing ran into a dead end of a sparse routing table (records stored
     // while the network was forming miss some of the closest peers): learn more of the network
     // with a walk towards our own id, as kad-dht's self-query does, then walk once more from
     // many more starting peers.
     for (let walk = 0; walk < 2 && found.size === 0 && !lookup.aborted; walk++) {
+      // kad-dht passes a GET_PROVIDERS answer on only after vetting each closer peer it names
+      // (a hash and a dialability check apiece, ~50 ms for 9 peers on a busy machine, more than
+      // a LAN round trip): take the providers from the answer as it arrives, and end the walk
+      // once there are enough.
+      const enough = new AbortController();
+      const walkSignal = AbortSignal.any([lookup, enough.signal]);
       try {
         if (walk > 0) {
           const self = this.libp2p.peerId.toMultihash().bytes;
-          for await (const _ of dht.getClosestPeers(self, { signal: lookup })) { /* drain */ }
+          for await (const _ of dht.getClosestPeers(self, { signal: walkSignal })) { /* drain */ }
         }
-        for await (const event of dht.findProviders(cid, { signal: lookup })) {
-          if (event.name !== "PROVIDER") continue;
-          for (const provider of event.providers) {
-            const id = provider.id.toString();
-            if (id === this.peerId) continue;
-            const entry = found.get(id) ?? { peerId: id, multiaddrs: [] };
-            for (const ma of provider.multiaddrs) {
-              const text = ma.toString();
-              if (!entry.multiaddrs.includes(text)) entry.multiaddrs.push(text);
-            }
-            found.set(id, entry);
+        const onAnswer = (event: CustomEvent) => {
+          try {
+            onProgress?.(event);
+          } catch {
+            // A failing callback must not break the lookup (kad-dht would count a failed query).
           }
+          const detail = event.detail as
+            | { messageName?: unknown; providers?: Parameters<typeof add>[0] }
+            | undefined;
+          if (
+            event.type === "kad-dht:query:peer-response" &&
+            detail?.messageName === "GET_PROVIDERS" && (detail.providers?.length ?? 0) > 0
+          ) {
+            add(detail.providers!);
+            if (found.size >= limit) enough.abort();
+          }
+        };
+        for await (
+          const event of dht.findProviders(cid, { signal: walkSignal, onProgress: onAnswer })
+        ) {
+          if (event.name === "PROVIDER") add(event.providers);
           if (found.size >= limit) break;
         }
       } catch (error) {
@@ -564,9 +631,11 @@ export class PhaseNode {
         privateKey,
         start: false,
         addresses: { listen: o.listen },
+        // Given transports come first: libp2p dials with the first one that accepts an address,
+        // so one may take over TCP dials (the dial-only punch transport, net/tcp_punch.ts).
         transports: [
-          tcp({ inboundSocketInactivityTimeout: 5 * 60_000 }),
           ...this.#transports as never[],
+          tcp({ inboundSocketInactivityTimeout: 5 * 60_000 }),
         ],
         connectionEncrypters: [noise()],
         streamMuxers: [yamux()],
@@ -795,6 +864,43 @@ export class PhaseNode {
       // A failing log sink must not break the node.
     }
   }
+}
+
+/**
+ * Resolve once a peer that is not in `stored` enters kad-dht's routing table among the k peers
+ * closest to `kadKey` (the SHA-256 of the key's multihash, as kad-dht measures distance); never
+ * resolves before `signal` aborts otherwise (then it resolves).
+ */
+async function _closerPeerJoined(
+  dht: KadDHT,
+  kadKey: Uint8Array,
+  stored: Set<string>,
+  signal: AbortSignal,
+): Promise<void> {
+  const table = (dht as unknown as {
+    routingTable?: EventTarget & {
+      kBucketSize: number;
+      closestPeers(id: Uint8Array, options: { count: number }): PeerId[];
+    };
+  }).routingTable;
+  if (signal.aborted) return;
+  await new Promise<void>((resolve) => {
+    if (!table) return signal.addEventListener("abort", () => resolve(), { once: true });
+    const check = (event: Event) => {
+      const peer = String((event as CustomEvent<PeerId>).detail);
+      if (!peer) return;
+      if (stored.has(peer)) return;
+      const closest = table.closestPeers(kadKey, { count: table.kBucketSize ?? 20 });
+      if (closest.some((id) => id.toString() === peer)) done();
+    };
+    const done = () => {
+      table.removeEventListener("peer:add", check as EventListener);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    table.addEventListener("peer:add", check as EventListener);
+    signal.addEventListener("abort", done);
+  });
 }
 
 /** Resolve once kad-dht's routing table holds a peer, or when `signal` aborts. */

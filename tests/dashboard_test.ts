@@ -47,7 +47,7 @@ Deno.test({
     const { a, b, api, token, runs: [ran] } = nodes;
     const link = String(a.started.dashboard_url);
     assert.match(link, new RegExp(`^${api}dashboard\\?code=[0-9a-f]{64}$`));
-    assert.equal(ran?.code, 0, ran?.err);
+    assert.equal(ran?.code, 0, ran?.err ?? "");
 
     // Without a session or with a bad code: no dashboard, no data.
     for (const path of ["dashboard", "dashboard/data", `dashboard?code=${"0".repeat(64)}`]) {

@@ -100,6 +100,33 @@ export async function lookupFromFreshClient(
   return { found: found.map((p) => p.peerId), joinMs, lookupMs: performance.now() - tl };
 }
 
+/**
+ * Wait for a `provided` log record of `node` (started by {@linkcode startDhtNetwork}) for `key`
+ * that satisfies `accept`; resolves with that record.
+ */
+export async function waitForProvided(
+  node: PhaseNode,
+  key: string,
+  accept: (record: Record<string, unknown>) => boolean,
+  options: { signal?: AbortSignal } = {},
+): Promise<Record<string, unknown>> {
+  const set = _listeners.get(node);
+  if (!set) throw new TypeError("Cannot watch the node: start it with startDhtNetwork()");
+  const done = Promise.withResolvers<Record<string, unknown>>();
+  const listener = (record: Record<string, unknown>) => {
+    if (record.event === "provided" && record.key === key && accept(record)) done.resolve(record);
+  };
+  const onAbort = () => done.reject(options.signal?.reason);
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  set.add(listener);
+  try {
+    return await done.promise;
+  } finally {
+    set.delete(listener);
+    options.signal?.removeEventListener("abort", onAbort);
+  }
+}
+
 const _listeners = new WeakMap<PhaseNode, Set<(record: Record<string, unknown>) => void>>();
 
 /** Call `onPeers` on the node's `provided` log records for `key`; returns the unsubscribe. */

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { advertiseAndWait, lookupFromFreshClient, startDhtNetwork } from "./dht_network.ts";
+import {
+  advertiseAndWait,
+  lookupFromFreshClient,
+  startDhtNetwork,
+  waitForProvided,
+} from "./dht_network.ts";
 import { type PhaseNode, startNode } from "../net/node.ts";
+import { providerKeyCid } from "../net/provider_key.ts";
+import { peerIdFromString } from "@libp2p/peer-id";
 
 Deno.test("DHT: on 30 loopback nodes, 20 of 20 lookups from fresh clients find the provider", async () => {
   await using network = await startDhtNetwork(30);
@@ -42,3 +49,73 @@ Deno.test("24 nodes that start together all reach their bootstrap peer in the fi
     await Promise.all(nodes.map((n) => n.stop()));
   }
 });
+
+Deno.test("DHT: a peer that joins among the k closest after the record was stored gets it from the provider", async () => {
+  const signal = AbortSignal.timeout(60_000);
+  await using network = await startDhtNetwork(4);
+  const provider = network.servers[1]!;
+  const key = "/phase/joined/x86_64/manifest";
+  const stored = waitForProvided(provider, key, (r) => Number(r.peers) >= 3, { signal });
+  await provider.advertise(key);
+  await stored; // published: before this change, the provider never sent it again
+  const again = waitForProvided(provider, key, (r) => r.reason === "closer_peer_joined", {
+    signal,
+  });
+  await using late = await startNode({ mdns: false, bootstrap: provider.multiaddrs });
+  await again;
+  // Only the late peer is left: a lookup through it finds the record only if it holds a copy.
+  await Promise.all(network.servers.map((s) => s.stop()));
+  const { found } = await lookupFromFreshClient(late, key, { signal });
+  assert.deepEqual(found, [provider.peerId]);
+});
+
+Deno.test("DHT: a lookup whose first answer names the provider asks no other peer", async () => {
+  const signal = AbortSignal.timeout(60_000);
+  await using network = await startDhtNetwork(6);
+  const provider = network.servers[0]!;
+  const key = "/phase/first/x86_64/manifest";
+  const everywhere = waitForProvided(provider, key, (r) => Number(r.peers) >= 5, { signal });
+  await provider.advertise(key);
+  await everywhere;
+  // Enter at the server farthest from the key: its answer names closer peers, which kad-dht
+  // would query next (it vets and dials them before it hands the answer on).
+  const kadKey = await _sha256((await providerKeyCid(key)).multihash.bytes);
+  const others = network.servers.filter((s) => s !== provider);
+  const distances = await Promise.all(
+    others.map(async (s) =>
+      _xor(await _sha256(peerIdFromString(s.peerId).toMultihash().bytes), kadKey)
+    ),
+  );
+  const entry =
+    others[distances.indexOf(distances.reduce((a, b) => (_compare(a, b) > 0 ? a : b)))]!;
+  await using client = await startNode({
+    mdns: false,
+    dhtClientMode: true,
+    listen: [],
+    bootstrap: entry.multiaddrs,
+  });
+  await client.bootstrapped({ signal });
+  const asked: string[] = [];
+  const found = await client.findProviders(key, {
+    limit: 1,
+    signal,
+    onProgress: (event) => {
+      if (event.type === "kad-dht:query:dial-peer") asked.push(String(event.detail.peer));
+    },
+  });
+  assert.deepEqual(found.map((p) => p.peerId), [provider.peerId]);
+  assert.deepEqual(asked, [entry.peerId]);
+});
+
+async function _sha256(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
+}
+
+function _xor(a: Uint8Array, b: Uint8Array): Uint8Array {
+  return a.map((x, i) => x ^ b[i]!);
+}
+
+function _compare(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return 0;
+}

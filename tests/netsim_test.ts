@@ -6,9 +6,17 @@
  * set; with CI=true a missing prerequisite fails.
  */
 import assert from "node:assert/strict";
-import { createWorld, type Host } from "./netsim/create_world.ts";
+import {
+  createWorld,
+  type Host,
+  type LanOptions,
+  type NatKind,
+  type World,
+  type WorldOptions,
+} from "./netsim/create_world.ts";
 import { missingPrerequisites, SKIP_HINT } from "./netsim/missing_prerequisites.ts";
 import { processStartTime, sweepWorlds, worldNamespaces } from "./netsim/sweep_worlds.ts";
+import { killAtOutput } from "./_kill_at_output.ts";
 
 const MISSING = await missingPrerequisites();
 const IN_CI = Deno.env.get("CI") === "true";
@@ -84,6 +92,63 @@ async function echo(host: Host): Promise<void> {
   }
 }
 
+/** A netsim test (skipped without its prerequisites) in a fresh world made with `options`. */
+function worldTest(name: string, options: WorldOptions, fn: (world: World) => Promise<void>) {
+  Deno.test({
+    name: `netsim: ${name}`,
+    ignore,
+    async fn() {
+      await using world = await createWorld(options);
+      await fn(world);
+    },
+  });
+}
+
+/** In `world`: a public host `server`, then the LAN `home` (with `options`) and `laptop` on it. */
+async function serverAndLaptop(world: World, options: LanOptions = {}) {
+  const server = await world.addHost("server");
+  const lan = await world.addLan("home", options);
+  const laptop = await world.addHost("laptop", { lan: "home" });
+  return { server, lan, laptop };
+}
+
+/**
+ * What `to`'s UDP and TCP echo servers (started here) see as the address of `from`, and whether
+ * the TCP connection was made.
+ */
+async function seenBy(to: Host, from: Host) {
+  await echo(to);
+  const [asked] = await probe(from, ["udp-ask", `${to.address}:${UDP_PORT}`]);
+  const [connected] = await probe(from, ["tcp-connect", `${to.address}:${TCP_PORT}`]);
+  return {
+    udp: String(asked?.observed),
+    tcp: String(connected?.observed),
+    connected: connected?.connected,
+  };
+}
+
+/**
+ * Send `count` UDP pings (`intervalMs` apart, each waited for 300 ms) from `from` to the echo
+ * server of `to`; every round trip must take at least `minRttMs`. How many came back.
+ */
+async function ping(
+  from: Host,
+  to: Host,
+  count: number,
+  minRttMs: number,
+  intervalMs?: number,
+): Promise<number> {
+  const [result] = await probe(from, [
+    ...["udp-ping", "--count", String(count), "--timeout-ms", "300"],
+    ...(intervalMs === undefined ? [] : ["--interval-ms", String(intervalMs)]),
+    `${to.address}:${UDP_PORT}`,
+  ]);
+  for (const rtt of result?.rttsMs as number[]) {
+    assert.ok(rtt >= minRttMs, `RTT ${rtt} ms < ${minRttMs} ms`);
+  }
+  return result?.received as number;
+}
+
 function namespacesInKernel(): string[] {
   try {
     return [...Deno.readDirSync("/run/netns")].map((e) => e.name);
@@ -97,73 +162,79 @@ async function processAlive(pid: number): Promise<boolean> {
   return await processStartTime(pid) !== undefined;
 }
 
-Deno.test({
-  name: "netsim: two hosts on one LAN reach each other over UDP and TCP by their LAN addresses",
-  ignore,
-  async fn() {
-    await using world = await createWorld({ name: "lan" });
-    await world.addLan("home");
-    const a = await world.addHost("a", { lan: "home" });
-    const b = await world.addHost("b", { lan: "home" });
-    assert.equal(a.address, "10.1.0.2");
-    assert.equal(b.address, "10.1.0.3");
-    assert.deepEqual(await b.addresses(), ["10.1.0.3"]);
-    await echo(b);
-    const [asked] = await probe(a, ["udp-ask", `${b.address}:${UDP_PORT}`]);
-    assert.match(String(asked?.observed), /^10\.1\.0\.2:\d+$/);
-    const [connected] = await probe(a, ["tcp-connect", `${b.address}:${TCP_PORT}`]);
-    assert.equal(connected?.connected, true);
-    assert.match(String(connected?.observed), /^10\.1\.0\.2:\d+$/);
-  },
+worldTest("two hosts on one LAN reach each other over UDP and TCP by their LAN addresses", {
+  name: "lan",
+}, async (world) => {
+  await world.addLan("home");
+  const a = await world.addHost("a", { lan: "home" });
+  const b = await world.addHost("b", { lan: "home" });
+  assert.equal(a.address, "10.1.0.2");
+  assert.equal(b.address, "10.1.0.3");
+  assert.deepEqual(await b.addresses(), ["10.1.0.3"]);
+  const seen = await seenBy(b, a);
+  assert.match(seen.udp, /^10\.1\.0\.2:\d+$/);
+  assert.equal(seen.connected, true);
+  assert.match(seen.tcp, /^10\.1\.0\.2:\d+$/);
 });
 
-Deno.test({
-  name: "netsim: a LAN host reaches a public host through the NAT, seen as the gateway's address",
-  ignore,
-  async fn() {
-    await using world = await createWorld({ name: "nat" });
-    const server = await world.addHost("server");
-    const lan = await world.addLan("home");
-    const laptop = await world.addHost("laptop", { lan: "home" });
-    assert.equal(server.address, "198.51.100.1");
-    assert.equal(lan.gateway.address, "198.51.100.2");
-    await echo(server);
-    const [asked] = await probe(laptop, ["udp-ask", `${server.address}:${UDP_PORT}`]);
-    assert.match(String(asked?.observed), /^198\.51\.100\.2:\d+$/);
-    const [connected] = await probe(laptop, ["tcp-connect", `${server.address}:${TCP_PORT}`]);
-    assert.match(String(connected?.observed), /^198\.51\.100\.2:\d+$/);
-  },
+worldTest("a LAN host reaches a public host through the NAT, seen as the gateway's address", {
+  name: "nat",
+}, async (world) => {
+  const { server, lan, laptop } = await serverAndLaptop(world);
+  assert.equal(server.address, "198.51.100.1");
+  assert.equal(lan.gateway.address, "198.51.100.2");
+  const seen = await seenBy(server, laptop);
+  assert.match(seen.udp, /^198\.51\.100\.2:\d+$/);
+  assert.match(seen.tcp, /^198\.51\.100\.2:\d+$/);
 });
 
-Deno.test({
-  name: "netsim: a public host cannot initiate to a LAN host, by its private or public address",
-  ignore,
-  async fn() {
-    await using world = await createWorld({ name: "inbound" });
-    const server = await world.addHost("server");
-    const lan = await world.addLan("home", { nat: "endpoint-independent" });
-    const laptop = await world.addHost("laptop", { lan: "home" });
-    await echo(laptop);
-    // The LAN's private range is not routed on the public segment: unreachable at once.
-    const [direct] = await probe(server, ["tcp-connect", `${laptop.address}:${TCP_PORT}`]);
-    assert.deepEqual(direct, { connected: false, error: "NetworkUnreachable" });
-    // The gateway's public address without a mapping: dropped (no answer at all).
-    const [viaGateway, udp] = await Promise.all([
-      probe(server, ["tcp-connect", "--timeout-ms", "1000", `${lan.gateway.address}:${TCP_PORT}`]),
-      probe(server, ["udp-ask", "--timeout-ms", "1000", `${lan.gateway.address}:${UDP_PORT}`]),
-    ]);
-    assert.deepEqual(viaGateway[0], { connected: false, error: "timeout" });
-    assert.deepEqual(udp[0], { target: `${lan.gateway.address}:${UDP_PORT}`, observed: null });
-  },
+worldTest("a public host cannot initiate to a LAN host, by its private or public address", {
+  name: "inbound",
+}, async (world) => {
+  const { server, lan, laptop } = await serverAndLaptop(world, { nat: "endpoint-independent" });
+  await echo(laptop);
+  // The LAN's private range is not routed on the public segment: unreachable at once.
+  const [direct] = await probe(server, ["tcp-connect", `${laptop.address}:${TCP_PORT}`]);
+  assert.deepEqual(direct, { connected: false, error: "NetworkUnreachable" });
+  // The gateway's public address without a mapping: dropped (no answer at all).
+  const [viaGateway, udp] = await Promise.all([
+    probe(server, ["tcp-connect", "--timeout-ms", "1000", `${lan.gateway.address}:${TCP_PORT}`]),
+    probe(server, ["udp-ask", "--timeout-ms", "1000", `${lan.gateway.address}:${UDP_PORT}`]),
+  ]);
+  assert.deepEqual(viaGateway[0], { connected: false, error: "timeout" });
+  assert.deepEqual(udp[0], { target: `${lan.gateway.address}:${UDP_PORT}`, observed: null });
 });
 
-/** From one socket on `laptop`, ask two public echo servers what they see. */
-async function mappings(nat: "endpoint-independent" | "port-restricted" | "symmetric") {
-  await using world = await createWorld({ name: nat.slice(0, 8) });
-  const p1 = await world.addHost("p1");
-  const p2 = await world.addHost("p2");
-  const lan = await world.addLan("home", { nat });
-  const laptop = await world.addHost("laptop", { lan: "home" });
+/** The hosts of a {@linkcode natTest}: public p1 and p2, and `laptop` behind the gateway. */
+interface NatHosts {
+  p1: Host;
+  p2: Host;
+  laptop: Host;
+  /** The gateway's public address. */
+  gateway: string;
+}
+
+/**
+ * A test of a NAT kind in a fresh world `world`: public hosts p1 and p2, then the LAN `home`
+ * behind a `nat` gateway with `laptop` on it.
+ */
+function natTest(
+  nat: NatKind,
+  behaviour: string,
+  world: string,
+  fn: (hosts: NatHosts) => Promise<void>,
+): void {
+  worldTest(`${nat} NAT ${behaviour}`, { name: world }, async (w) => {
+    const p1 = await w.addHost("p1");
+    const p2 = await w.addHost("p2");
+    const lan = await w.addLan("home", { nat });
+    const laptop = await w.addHost("laptop", { lan: "home" });
+    await fn({ p1, p2, laptop, gateway: lan.gateway.address });
+  });
+}
+
+/** From one socket on `laptop` (port 40000), ask both public echo servers what they see. */
+async function mappings({ p1, p2, laptop }: NatHosts): Promise<string[]> {
   await echo(p1);
   await echo(p2);
   const answers = await probe(laptop, [
@@ -173,47 +244,25 @@ async function mappings(nat: "endpoint-independent" | "port-restricted" | "symme
     `${p1.address}:${UDP_PORT}`,
     `${p2.address}:${UDP_PORT}`,
   ]);
-  return { gateway: lan.gateway.address, observed: answers.map((a) => String(a.observed)) };
+  return answers.map((a) => String(a.observed));
 }
 
-/** Linux masquerade keeps the source port when it is free: both peers see it. */
-function sameMapping(gateway: string, observed: string[]): void {
-  assert.deepEqual(observed, [`${gateway}:40000`, `${gateway}:40000`]);
-}
-
-for (
-  const [nat, behaviour, check] of [
-    ["endpoint-independent", "maps one socket to the same ip:port for every peer", sameMapping],
-    ["port-restricted", "maps one socket to the same ip:port for every peer", sameMapping],
-    [
-      "symmetric",
-      "maps one socket to a different port for each peer",
-      (gateway: string, observed: string[]) => {
-        const [first, second] = observed;
-        assert.ok(first?.startsWith(`${gateway}:`), String(first));
-        assert.ok(second?.startsWith(`${gateway}:`), String(second));
-        assert.notEqual(first, second);
-      },
-    ],
-  ] as const
-) {
-  Deno.test({
-    name: `netsim: ${nat} NAT ${behaviour}`,
-    ignore,
-    async fn() {
-      const { gateway, observed } = await mappings(nat);
-      check(gateway, observed);
-    },
+// Linux masquerade keeps the source port when it is free: both peers see it.
+for (const nat of ["endpoint-independent", "port-restricted"] as const) {
+  natTest(nat, "maps one socket to the same ip:port for every peer", nat.slice(0, 8), async (h) => {
+    assert.deepEqual(await mappings(h), [`${h.gateway}:40000`, `${h.gateway}:40000`]);
   });
 }
 
-/** `laptop` sends to p1, then p2 (never contacted) sends to the mapped address. */
-async function unsolicited(nat: "endpoint-independent" | "port-restricted" | "symmetric") {
-  await using world = await createWorld({ name: `in-${nat.slice(0, 8)}` });
-  const p1 = await world.addHost("p1");
-  const p2 = await world.addHost("p2");
-  await world.addLan("home", { nat });
-  const laptop = await world.addHost("laptop", { lan: "home" });
+natTest("symmetric", "maps one socket to a different port for each peer", "symmetri", async (h) => {
+  const [first, second] = await mappings(h);
+  assert.ok(first?.startsWith(`${h.gateway}:`), String(first));
+  assert.ok(second?.startsWith(`${h.gateway}:`), String(second));
+  assert.notEqual(first, second);
+});
+
+/** `laptop` sends to p1, then p2 (never contacted) sends to the mapped address: what arrived. */
+async function unsolicited({ p1, p2, laptop }: NatHosts): Promise<unknown> {
   await echo(p1);
   const asker = new Probe(laptop, [
     "udp-ask",
@@ -228,111 +277,59 @@ async function unsolicited(nat: "endpoint-independent" | "port-restricted" | "sy
   await probe(p2, ["udp-send", "--port", "5555", "--count", "5", String(observed), "knock"]);
   const { received } = await asker.next();
   await asker.finish();
-  return { received, p2 };
+  return received;
 }
 
-for (
-  const [nat, behaviour, check] of [
-    [
-      "endpoint-independent",
-      "lets any public host send to a mapped port",
-      (received: unknown, p2: Host) => {
-        assert.deepEqual(received, { from: `${p2.address}:5555`, data: "knock" });
-      },
-    ],
-    [
-      "port-restricted",
-      "drops what a host the socket never contacted sends",
-      (received: unknown) => assert.equal(received, null),
-    ],
-  ] as const
-) {
-  Deno.test({
-    name: `netsim: ${nat} NAT ${behaviour}`,
-    ignore,
-    async fn() {
-      const { received, p2 } = await unsolicited(nat);
-      check(received, p2);
-    },
-  });
-}
-
-Deno.test({
-  name: "netsim: an impaired link adds its delay to every round trip and drops packets",
-  ignore,
-  async fn() {
-    await using world = await createWorld({ name: "delay" });
-    const a = await world.addHost("a", { link: { delayMs: 20 } });
-    const b = await world.addHost("b");
-    const c = await world.addHost("c", { link: { delayMs: 5 } });
-    await echo(b);
-    const [delayed] = await probe(a, [
-      "udp-ping",
-      "--count",
-      "5",
-      "--timeout-ms",
-      "300",
-      `${b.address}:${UDP_PORT}`,
-    ]);
-    assert.equal(delayed?.received, 5);
-    for (const rtt of delayed?.rttsMs as number[]) assert.ok(rtt >= 40, `RTT ${rtt} ms < 40 ms`);
-    // Resolve ARP before the loss starts, so lost ARP frames cannot stall the pings.
-    const [primed] = await probe(c, ["udp-ask", `${b.address}:${UDP_PORT}`]);
-    assert.match(String(primed?.observed), /^198\.51\.100\.3:/);
-    await c.setLink({ delayMs: 5, lossPercent: 30 });
-    // 30% loss each way: about half of 100 pings come back; none lost is out of the question.
-    const [lossy] = await probe(c, [
-      "udp-ping",
-      "--count",
-      "100",
-      "--interval-ms",
-      "2",
-      "--timeout-ms",
-      "300",
-      `${b.address}:${UDP_PORT}`,
-    ]);
-    assert.ok((lossy?.received as number) <= 80, `${lossy?.received} of 100 came back`);
-    assert.ok((lossy?.received as number) >= 1, "no ping came back");
-    for (const rtt of lossy?.rttsMs as number[]) assert.ok(rtt >= 10, `RTT ${rtt} ms < 10 ms`);
-    // Changing the link takes effect.
-    await a.setLink({ delayMs: 40 });
-    const [slower] = await probe(a, [
-      "udp-ping",
-      "--count",
-      "3",
-      "--timeout-ms",
-      "300",
-      `${b.address}:${UDP_PORT}`,
-    ]);
-    assert.equal(slower?.received, 3);
-    for (const rtt of slower?.rttsMs as number[]) assert.ok(rtt >= 80, `RTT ${rtt} ms < 80 ms`);
-    assert.ok(world.impairmentEngine === "netem" || world.impairmentEngine === "tap");
+natTest(
+  "endpoint-independent",
+  "lets any public host send to a mapped port",
+  "in-endpoint",
+  async (h) => {
+    assert.deepEqual(await unsolicited(h), { from: `${h.p2.address}:5555`, data: "knock" });
   },
+);
+
+natTest(
+  "port-restricted",
+  "drops what a host the socket never contacted sends",
+  "in-port-res",
+  async (h) => assert.equal(await unsolicited(h), null),
+);
+
+worldTest("an impaired link adds its delay to every round trip and drops packets", {
+  name: "delay",
+}, async (world) => {
+  const a = await world.addHost("a", { link: { delayMs: 20 } });
+  const b = await world.addHost("b");
+  const c = await world.addHost("c", { link: { delayMs: 5 } });
+  await echo(b);
+  assert.equal(await ping(a, b, 5, 40), 5);
+  // Resolve ARP before the loss starts, so lost ARP frames cannot stall the pings.
+  const [primed] = await probe(c, ["udp-ask", `${b.address}:${UDP_PORT}`]);
+  assert.match(String(primed?.observed), /^198\.51\.100\.3:/);
+  await c.setLink({ delayMs: 5, lossPercent: 30 });
+  // 30% loss each way: about half of 100 pings come back; none lost is out of the question.
+  const lossy = await ping(c, b, 100, 10, 2);
+  assert.ok(lossy <= 80, `${lossy} of 100 came back`);
+  assert.ok(lossy >= 1, "no ping came back");
+  // Changing the link takes effect.
+  await a.setLink({ delayMs: 40 });
+  assert.equal(await ping(a, b, 3, 80), 3);
+  assert.ok(world.impairmentEngine === "netem" || world.impairmentEngine === "tap");
 });
 
-Deno.test({
-  name: "netsim: the TAP delay line adds delay and jitter when asked for explicitly",
-  ignore,
-  async fn() {
-    await using world = await createWorld({ name: "tap", impairment: "tap" });
-    const lan = await world.addLan("home", { link: { delayMs: 15, jitterMs: 5 } });
-    const server = await world.addHost("server");
-    const laptop = await world.addHost("laptop", { lan: "home" });
-    await echo(server);
-    assert.equal(world.impairmentEngine, "tap");
-    const [ping] = await probe(laptop, [
-      "udp-ping",
-      "--count",
-      "5",
-      "--timeout-ms",
-      "300",
-      `${server.address}:${UDP_PORT}`,
-    ]);
-    assert.equal(ping?.received, 5);
-    for (const rtt of ping?.rttsMs as number[]) assert.ok(rtt >= 20, `RTT ${rtt} ms < 20 ms`);
-    const [asked] = await probe(laptop, ["udp-ask", `${server.address}:${UDP_PORT}`]);
-    assert.match(String(asked?.observed), new RegExp(`^${lan.gateway.address}:`));
-  },
+worldTest("the TAP delay line adds delay and jitter when asked for explicitly", {
+  name: "tap",
+  impairment: "tap",
+}, async (world) => {
+  const lan = await world.addLan("home", { link: { delayMs: 15, jitterMs: 5 } });
+  const server = await world.addHost("server");
+  const laptop = await world.addHost("laptop", { lan: "home" });
+  await echo(server);
+  assert.equal(world.impairmentEngine, "tap");
+  assert.equal(await ping(laptop, server, 5, 20), 5);
+  const [asked] = await probe(laptop, ["udp-ask", `${server.address}:${UDP_PORT}`]);
+  assert.match(String(asked?.observed), new RegExp(`^${lan.gateway.address}:`));
 });
 
 Deno.test({
@@ -371,21 +368,8 @@ Deno.test({
       console.log(JSON.stringify({ names: world.namespaces, pid: child.pid }));
       await new Promise(() => {});
     `;
-    const creator = new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--quiet", script],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const reader = creator.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-    creator.kill("SIGKILL");
-    await creator.status;
-    await reader.cancel();
+    // Its creator is killed the moment the world stands.
+    const text = await killAtOutput(["eval", "--quiet", script], (t) => t.includes("\n"));
     const { names, pid } = JSON.parse(text) as { names: string[]; pid: number };
     assert.equal(names.length, 2);
     for (const name of names) assert.ok((await worldNamespaces()).includes(name), name);

@@ -50,18 +50,21 @@ export async function startDhtNetwork(count: number): Promise<DhtNetwork> {
 
 /**
  * Advertise `key` from `node` (`PhaseNode.advertise`, as `start` does for its capabilities) and
- * wait for its first `provided` record; resolves with the peers that stored it and the time.
+ * wait for its first `provided` record (with at least `minPeers` peers holding it, default any);
+ * resolves with the peers that stored it and the time.
  */
 export async function advertiseAndWait(
   node: PhaseNode,
   key: string,
-  options: { signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal; minPeers?: number } = {},
 ): Promise<{ peers: number; ms: number }> {
   const t0 = performance.now();
   const done = Promise.withResolvers<number>();
   const onAbort = () => done.reject(options.signal?.reason);
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  const unlisten = _onProvided(node, key, (peers) => done.resolve(peers));
+  const unlisten = _onProvided(node, key, (peers) => {
+    if (peers >= (options.minPeers ?? 0)) done.resolve(peers);
+  });
   try {
     await node.advertise(key);
     const peers = await done.promise;

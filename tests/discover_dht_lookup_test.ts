@@ -52,12 +52,10 @@ Deno.test("24 nodes that start together all reach their bootstrap peer in the fi
 
 Deno.test("DHT: a peer that joins among the k closest after the record was stored gets it from the provider", async () => {
   const signal = AbortSignal.timeout(60_000);
-  await using network = await startDhtNetwork(4);
-  const provider = network.servers[1]!;
   const key = "/phase/joined/x86_64/manifest";
-  const stored = waitForProvided(provider, key, (r) => Number(r.peers) >= 3, { signal });
-  await provider.advertise(key);
-  await stored; // published: before this change, the provider never sent it again
+  // Published: before this change, the provider never sent it again.
+  await using network = await _providedIn(4, key, { at: 1, minPeers: 3, signal });
+  const provider = network.servers[1]!;
   const again = waitForProvided(provider, key, (r) => r.reason === "closer_peer_joined", {
     signal,
   });
@@ -71,12 +69,9 @@ Deno.test("DHT: a peer that joins among the k closest after the record was store
 
 Deno.test("DHT: a lookup whose first answer names the provider asks no other peer", async () => {
   const signal = AbortSignal.timeout(60_000);
-  await using network = await startDhtNetwork(6);
-  const provider = network.servers[0]!;
   const key = "/phase/first/x86_64/manifest";
-  const everywhere = waitForProvided(provider, key, (r) => Number(r.peers) >= 5, { signal });
-  await provider.advertise(key);
-  await everywhere;
+  await using network = await _providedIn(6, key, { at: 0, minPeers: 5, signal });
+  const provider = network.servers[0]!;
   // Enter at the server farthest from the key: its answer names closer peers, which kad-dht
   // would query next (it vets and dials them before it hands the answer on).
   const kadKey = await _sha256((await providerKeyCid(key)).multihash.bytes);
@@ -106,6 +101,22 @@ Deno.test("DHT: a lookup whose first answer names the provider asks no other pee
   assert.deepEqual(found.map((p) => p.peerId), [provider.peerId]);
   assert.deepEqual(asked, [entry.peerId]);
 });
+
+/** A DHT network of `size` servers where server `at` advertised `key` to `minPeers` peers. */
+async function _providedIn(
+  size: number,
+  key: string,
+  o: { at: number; minPeers: number; signal: AbortSignal },
+) {
+  const network = await startDhtNetwork(size);
+  try {
+    await advertiseAndWait(network.servers[o.at]!, key, o);
+  } catch (error) {
+    await network[Symbol.asyncDispose]();
+    throw error;
+  }
+  return network;
+}
 
 async function _sha256(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));

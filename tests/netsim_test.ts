@@ -332,6 +332,37 @@ worldTest("the TAP delay line adds delay and jitter when asked for explicitly", 
   assert.match(String(asked?.observed), new RegExp(`^${lan.gateway.address}:`));
 });
 
+worldTest("60 public hosts all resolve each other at once (the neighbour table is shared)", {
+  name: "arp60",
+}, async (world) => {
+  const hosts: Host[] = [];
+  for (let i = 1; i <= 60; i++) hosts.push(await world.addHost(`h${i}`));
+  const all = hosts.map((h) => h.address).join(" ");
+  // One datagram from every host to every other, all at once: 3,540 ARP entries within a second
+  // or two. The kernel keeps one ARP table for all namespaces, by default capped at 1,024 entries
+  // (gc_thresh3) that are at most 5 s old; past that, new neighbours fail ("neighbor table
+  // overflow!") and their packets are dropped, as 100 DHT nodes' dials were.
+  await Promise.all(hosts.map(async (host) => {
+    const send = `for a in ${all}; do [ $a = ${host.address} ] || echo x > /dev/udp/$a/9; done`;
+    await host.run("bash", { args: ["-c", `${send} 2>/dev/null; true`] });
+  }));
+  const unresolved = async (host: Host) => {
+    const { out } = await host.run("ip", { args: ["-j", "-4", "neigh", "show", "dev", "eth0"] });
+    const entries: { dst: string; state?: string[] }[] = JSON.parse(out || "[]");
+    const resolved = new Set(
+      entries.filter((e) => !e.state?.some((s) => s === "FAILED" || s === "INCOMPLETE"))
+        .map((e) => e.dst),
+    );
+    return hosts.filter((h) => h !== host && !resolved.has(h.address)).length;
+  };
+  let missing = -1;
+  for (let attempt = 0; attempt < 20 && missing !== 0; attempt++) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 250));
+    missing = (await Promise.all(hosts.map(unresolved))).reduce((a, b) => a + b, 0);
+  }
+  assert.equal(missing, 0, `${missing} of ${60 * 59} neighbours unresolved`);
+});
+
 Deno.test({
   name: "netsim: disposing of a world removes its namespaces and processes, even after a throw",
   ignore,

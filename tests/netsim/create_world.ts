@@ -506,6 +506,8 @@ export class World {
   #engine: ImpairmentEngine | undefined;
   #delayLine: _DelayLine | undefined;
   #links = 0;
+  /** Interfaces attached to each bridge, for {@linkcode _makeNeighbourRoom}. */
+  readonly #members = new Map<string, number>();
   #closed: Promise<void> | undefined;
 
   /** @internal */
@@ -765,6 +767,7 @@ export class World {
     if (index > 0xffff) throw new RangeError(`Cannot add TAP '${name}': too many links`);
     const ifname = `v${index}`;
     const bridge = lan ? lan.bridge : "br-inet";
+    await this.#join(bridge, signal);
     await _must(`create TAP '${name}'`, "ip", ["-n", this.#hub, "-batch", "-"], {
       stdin: `tuntap add dev ${ifname} mode tap\nlink set dev ${ifname} addrgenmode none\n` +
         `link set dev ${ifname} master ${bridge}\nlink set dev ${ifname} up\n`,
@@ -900,6 +903,7 @@ export class World {
     peer = host._uplink,
   ): Promise<void> {
     const opts = signal ? { signal } : {};
+    await this.#join(bridge, signal);
     const engine = link === undefined ? undefined : await this.#impairmentEngine(signal);
     let rename = "";
     if (engine === "tap") {
@@ -946,7 +950,17 @@ export class World {
     }
   }
 
+  /** Count one more interface on `bridge`, and make room for its neighbours beforehand. */
+  async #join(bridge: string, signal?: AbortSignal): Promise<void> {
+    this.#members.set(bridge, (this.#members.get(bridge) ?? 0) + 1);
+    let pairs = 0;
+    for (const count of this.#members.values()) pairs += count * (count - 1);
+    _neighbourNeeds.set(this, pairs);
+    await _makeNeighbourRoom(this.name, signal);
+  }
+
   async #teardown(): Promise<void> {
+    _neighbourNeeds.delete(this);
     const errors: unknown[] = [];
     const children = [...this.#children];
     for (const child of children) {
@@ -984,6 +998,49 @@ export class World {
       throw new AggregateError(errors, `Cannot remove world '${this.name}': ${errors[0]}`);
     }
   }
+}
+
+/** Neighbour (ARP) entries each live world of this process may need: a full mesh per segment. */
+const _neighbourNeeds = new Map<World, number>();
+/** The kernel's cap on ARP entries as last read or set (0: not read yet). */
+let _neighbourRoom = 0;
+/** Entries left for everything else (the root namespace, other processes' small worlds). */
+const _NEIGHBOUR_SPARE = 256;
+
+/**
+ * Make sure the kernel's ARP table can hold a full mesh of every segment of this process's worlds.
+ * Linux keeps ONE ARP table for all network namespaces, capped by `net.ipv4.neigh.default.
+ * gc_thresh3` (default 1,024 entries; visible and writable only from the root namespace). Past the
+ * cap, when no entry is older than 5 s, a new neighbour fails ("neighbor table overflow!" in the
+ * kernel log) and packets to it are dropped: 100 hosts talking to each other need ~9,900 entries.
+ * So when the need (plus 256 spare entries) passes the cap, the cap is raised to the next power
+ * of two at or above twice the need, and `gc_thresh2` (above which entries idle for 5 s are
+ * collected) to half that. Only ever raised: a higher cap allocates nothing, and lowering it
+ * could break another process's world.
+ */
+async function _makeNeighbourRoom(world: string, signal?: AbortSignal): Promise<void> {
+  let want = _NEIGHBOUR_SPARE;
+  for (const pairs of _neighbourNeeds.values()) want += pairs;
+  if (want <= _neighbourRoom) return;
+  const target = 2 ** Math.ceil(Math.log2(2 * want));
+  // `cat`, not `read`: dash reads byte by byte, and a sysctl file read at an offset is empty.
+  const path = "/proc/sys/net/ipv4/neigh/default/gc_thresh";
+  const script = `set -e
+cap=$(cat ${path}3)
+if [ "$cap" -lt ${want} ]; then
+  soft=$(cat ${path}2)
+  [ "$soft" -ge ${target / 2} ] || echo ${target / 2} > ${path}2
+  echo ${target} > ${path}3
+fi
+cat ${path}3
+`;
+  const out = await _must(
+    `make room for '${want}' ARP entries for world '${world}' (gc_thresh3)`,
+    "sh",
+    ["-c", script],
+    signal ? { signal } : {},
+  );
+  _neighbourRoom = Math.max(_neighbourRoom, Number(out.trim()) || 0);
 }
 
 /** The userspace delay line process (tap_delay.ts) of one world. */

@@ -214,16 +214,13 @@ function _strictKey(publicKey: Uint8Array): boolean {
     for (let i = 1; i < 31 && high; i++) high = publicKey[i] === 0xff;
     if (high) return false;
   }
-  let hex = "";
-  for (let i = 0; i < 31; i++) hex += publicKey[i]!.toString(16).padStart(2, "0");
-  hex += top.toString(16).padStart(2, "0");
-  return !SMALL_ORDER_Y.includes(hex);
+  const y = publicKey.slice();
+  y[31] = top;
+  return !SMALL_ORDER_Y.includes(y.toHex());
 }
 
 /** Whether the signature's `S` (its last 32 bytes, little-endian) is below L. */
 function _canonicalScalar(signature: Uint8Array): boolean {
-  // Equal-length lowercase hex compares like the numbers it spells.
-  let hex = "";
-  for (let i = 63; i >= 32; i--) hex += signature[i]!.toString(16).padStart(2, "0");
-  return hex < L_HEX;
+  // Equal-length lowercase hex compares like the numbers it spells (big-endian: reversed).
+  return signature.slice(32).reverse().toHex() < L_HEX;
 }

@@ -24,7 +24,8 @@
  */
 import { defaultStateDir, loadOrCreateIdentity } from "../net/identity.ts";
 import { FuelCache } from "../runtime/fuel.ts";
-import { receiptPath } from "../runtime/receipt_store.ts";
+import { receiptPath, storeReceipt } from "../runtime/receipt_store.ts";
+import { writeFileAtomic } from "../util/write_file_atomic.ts";
 import { revokeAllPermissions, runInProcess } from "../runtime/run_in_process.ts";
 import { toHex } from "../runtime/digest.ts";
 import { DEFAULT_LIMITS, runSignedJob } from "../runtime/run_signed_job.ts";
@@ -185,7 +186,6 @@ export function main(argv: string[], context: CliContext = {}): Promise<number> 
       }
       dir.close();
     } else {
-      const { storeReceipt } = await import("../runtime/receipt_store.ts");
       stored = await _io(
         "store receipt in",
         `${stateDir}/receipts`,
@@ -193,7 +193,6 @@ export function main(argv: string[], context: CliContext = {}): Promise<number> 
       );
       if (values.receipt) {
         const path = values.receipt;
-        const { writeFileAtomic } = await import("../util/write_file_atomic.ts");
         await _io("write receipt", path, () => writeFileAtomic(path, text));
       }
     }

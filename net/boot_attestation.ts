@@ -13,7 +13,7 @@
  * @module
  */
 import type { BootProvenance } from "../boot/kexec_plan.ts";
-import { canonicalJson } from "../runtime/canonical_json.ts";
+import { signingBytes } from "../runtime/signing_bytes.ts";
 import { fromHex, toHex } from "../runtime/digest.ts";
 import { type KeyPair, signMessage, verifySignature } from "../runtime/ed25519.ts";
 import { SignatureError } from "../runtime/errors.ts";
@@ -386,7 +386,7 @@ export function bootReceiptExtra(
 }
 
 function _signedBytes(unsigned: Omit<BootAttestation, "signature">): Uint8Array {
-  return new TextEncoder().encode(BOOT_ATTESTATION_PREFIX + canonicalJson(unsigned));
+  return signingBytes(BOOT_ATTESTATION_PREFIX, unsigned);
 }
 
 async function _readAtMost(

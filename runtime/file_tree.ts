@@ -124,6 +124,26 @@ export function makeFileTree(entries: Iterable<TreeEntry>, limits?: TreeLimits):
 }
 
 /**
+ * The most bytes an encoded tree of at most `maxFiles` entries and `maxBytes` of file contents
+ * can take: the header, then per entry its type, path and body (a symlink's target at most a
+ * path long), plus the contents.
+ *
+ * @example
+ * ```ts
+ * import { encodeFileTree, maxEncodedTreeBytes } from "./file_tree.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const data = new Uint8Array(3);
+ * const bytes = encodeFileTree({ entries: [{ path: "a", type: "file", executable: false, data }] });
+ * assert.ok(bytes.length <= maxEncodedTreeBytes({ maxFiles: 1, maxBytes: 3 }));
+ * ```
+ */
+export function maxEncodedTreeBytes(limits: { maxFiles: number; maxBytes: number }): number {
+  return MAGIC.length + 4 + limits.maxFiles * (1 + 2 * (4 + TREE_MAX_PATH_BYTES)) +
+    limits.maxBytes;
+}
+
+/**
  * Encode a tree: the magic `phase-tree:v1\n`, a u32 (big-endian) entry count, then per entry a
  * type byte (1 dir, 2 file, 3 executable file, 4 symlink), u32 path length and path, and for a
  * file u32 length and contents, for a link u32 length and target.

@@ -23,6 +23,7 @@
  */
 import type { SandboxEvent, SandboxJob } from "./sandbox_core.ts";
 import { concatBytes } from "../util/concat_bytes.ts";
+import { maxEncodedTreeBytes } from "./file_tree.ts";
 
 /** Largest message header either side accepts. */
 export const MAX_HEADER_BYTES = 16 * 1024 * 1024;
@@ -52,7 +53,7 @@ export function resultFrameBytes(
   files: { maxBytes: number; maxFiles: number } | undefined,
 ): number {
   if (files === undefined) return MAX_FRAME_BYTES;
-  return MAX_FRAME_BYTES + 18 + files.maxFiles * (1 + 2 * (4 + 4096)) + files.maxBytes;
+  return MAX_FRAME_BYTES + maxEncodedTreeBytes(files);
 }
 
 /** The JSON key that stands for a blob. */
@@ -91,6 +92,7 @@ export type SandboxReply = SandboxEvent & { cached?: boolean; evicted?: string[]
  * ```ts
  * import { decodeMessage, encodeMessage } from "./sandbox_frames.ts";
  * import { concatBytes } from "../util/concat_bytes.ts";
+import { maxEncodedTreeBytes } from "./file_tree.ts";
  * import assert from "node:assert/strict";
  *
  * const value = { a: 1, files: { "x.txt": new Uint8Array([1, 2]) }, list: [new Uint8Array([3])] };

@@ -19,7 +19,7 @@ import { type Dispatcher, Scheduler } from "./scheduler.ts";
 import { WorkerPolicy, type WorkerPolicyOptions } from "./worker_policy.ts";
 import { createLocalApiHandler, type LocalApiOptions } from "./local_api.ts";
 import { ensureRelayRoom } from "./relay_room.ts";
-import { isRelayed } from "./nat_services.ts";
+import { isRelayed } from "./is_relayed.ts";
 import { SandboxPool, type SandboxPoolOptions } from "../runtime/sandbox_pool.ts";
 import type { SandboxConfinement } from "../runtime/sandbox_spawn.ts";
 import { storeReceipt } from "../runtime/receipt_store.ts";

@@ -79,8 +79,6 @@ export interface NatServices {
   listen: string[];
   /** The relay server's bounds, when it runs. */
   relayLimits: RelayLimits | undefined;
-  /** The punch address peers observe (`/ip4/<ip>/tcp/<port>`), with `punchPort`, once known. */
-  readonly punchAddress: string | undefined;
 }
 
 /**
@@ -156,14 +154,8 @@ export function natServices(options: NatServicesOptions = {}): NatServices {
     services,
     listen: reachability === "private" ? ["/p2p-circuit"] : [],
     relayLimits,
-    get punchAddress() {
-      return punch?.address;
-    },
   };
 }
-
-// In its own module so that the node (net/node.ts) does not load this one's libraries.
-export { isRelayed } from "./is_relayed.ts";
 
 interface _ReachabilityComponents {
   addressManager: {

@@ -6,7 +6,7 @@
  * @module
  */
 import { sleep } from "../util/sleep.ts";
-import { isRelayed } from "./nat_services.ts";
+import { isRelayed } from "./is_relayed.ts";
 
 /** Bytes added to a job's module and input for its manifest, framing and receipt. */
 export const JOB_OVERHEAD_BYTES = 16 * 1024;

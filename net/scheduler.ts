@@ -283,15 +283,16 @@ export class Scheduler {
       if (!(tree instanceof Uint8Array)) {
         throw new TypeError("Cannot submit job: inputs must be an encoded file tree");
       }
-      try {
-        decodeFileTree(tree, meshTreeLimits(memoryBytes));
-      } catch (error) {
-        throw new RangeError(`Cannot submit job: ${errorMessage(error)}`, { cause: error });
-      }
+      // The length first: one comparison, before a decode that walks the whole tree.
       if (tree.length > MAX_EXEC_TREE_BYTES) {
         throw new RangeError(
           `Cannot submit job: its file tree is ${tree.length} bytes, over the ${MAX_EXEC_TREE_BYTES} byte cap`,
         );
+      }
+      try {
+        decodeFileTree(tree, meshTreeLimits(memoryBytes));
+      } catch (error) {
+        throw new RangeError(`Cannot submit job: ${errorMessage(error)}`, { cause: error });
       }
     }
     if (worker !== undefined) {
@@ -327,11 +328,12 @@ export class Scheduler {
     // The same job with another boot requirement is another job: it may not take the result of
     // one that ran on a worker the requirement refuses. It gets a later created_at. (A job
     // without a requirement may take any result: no check on the common path.)
-    for (
-      let next = 1;
-      boot !== undefined && next <= 16 && _otherBoot(this.#o.store.get(jobId), boot);
-      next++
-    ) {
+    for (let next = 1; boot !== undefined && _otherBoot(this.#o.store.get(jobId), boot); next++) {
+      if (next > 16) {
+        throw new RangeError(
+          "Cannot submit job: the same job was submitted with 16 other boot requirements within seconds; try again later",
+        );
+      }
       const createdAt = new Date(Date.parse(manifest.created_at) + 1000);
       manifest = await signJobManifest(signedPayload, { keyPair: this.#o.keyPair, createdAt });
       jobId = jobIdOf(manifest);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { toHex } from "../runtime/digest.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
 import { checkPrivateMode } from "./identity.ts";
+import { readUpTo } from "../util/read_up_to.ts";
 
 /** File name of the API token in the state dir. */
 export const API_TOKEN_FILE = "api.token";
@@ -100,13 +101,7 @@ export async function readApiEndpoint(stateDir: string): Promise<{ url: string; 
 async function _readPrivateToken(path: string): Promise<string> {
   using file = await Deno.open(path, { read: true });
   checkPrivateMode(path, (await file.stat()).mode, "API token");
-  const buffer = new Uint8Array(4096);
-  let total = 0;
-  for (let n = await file.read(buffer); n !== null && total < buffer.length;) {
-    total += n;
-    n = total < buffer.length ? await file.read(buffer.subarray(total)) : null;
-  }
-  return _checkToken(new TextDecoder().decode(buffer.subarray(0, total)), path);
+  return _checkToken(new TextDecoder().decode(await readUpTo(file, 4096)), path);
 }
 
 function _checkToken(text: string, path: string): string {

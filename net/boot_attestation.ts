@@ -22,6 +22,7 @@ import { fsErrorReason } from "../util/fs_error.ts";
 import { jsonChecks } from "../util/json_checks.ts";
 import { parseStrictJson, StrictJsonError } from "../util/strict_json.ts";
 import { peerPublicKey } from "./peer_key.ts";
+import { readUpTo } from "../util/read_up_to.ts";
 
 export type { BootProvenance };
 
@@ -165,7 +166,7 @@ export async function readBootProvenance(
     if (!(await Deno.stat(path)).isFile) fail("it is not a regular file");
     using file = await Deno.open(path, { read: true });
     if (!(await file.stat()).isFile) fail("it is not a regular file");
-    bytes = await _readAtMost(file, MAX_PROVENANCE_BYTES + 1, options.signal);
+    bytes = await readUpTo(file, MAX_PROVENANCE_BYTES + 1, options.signal);
   } catch (cause) {
     if (cause instanceof TypeError) throw cause;
     options.signal?.throwIfAborted();
@@ -387,22 +388,6 @@ export function bootReceiptExtra(
 
 function _signedBytes(unsigned: Omit<BootAttestation, "signature">): Uint8Array {
   return signingBytes(BOOT_ATTESTATION_PREFIX, unsigned);
-}
-
-async function _readAtMost(
-  file: Deno.FsFile,
-  max: number,
-  signal: AbortSignal | undefined,
-): Promise<Uint8Array> {
-  const buffer = new Uint8Array(max);
-  let size = 0;
-  while (size < max) {
-    signal?.throwIfAborted();
-    const n = await file.read(buffer.subarray(size));
-    if (n === null) break;
-    size += n;
-  }
-  return buffer.slice(0, size);
 }
 
 /**

@@ -13,6 +13,7 @@ import { multiaddr } from "@multiformats/multiaddr";
 import { parseStrictJson } from "../util/strict_json.ts";
 import { fsErrorReason } from "../util/fs_error.ts";
 import { errorMessage } from "../util/error_message.ts";
+import { readUpTo } from "../util/read_up_to.ts";
 
 /** Where the chosen bootstrap peers came from. */
 export type BootstrapSource = "flags" | "file" | "config" | "config_file" | "default" | "none";
@@ -143,15 +144,9 @@ export async function readBootstrapList(
       cause: error,
     });
   }
-  const bytes = new Uint8Array(_MAX_BYTES + 1);
-  let length = 0;
+  let bytes: Uint8Array;
   try {
-    while (length < bytes.length) {
-      signal?.throwIfAborted();
-      const got = await file.read(bytes.subarray(length));
-      if (got === null) break;
-      length += got;
-    }
+    bytes = await readUpTo(file, _MAX_BYTES + 1, signal);
   } catch (error) {
     if (signal?.aborted) throw error;
     throw new Error(`Cannot read bootstrap file '${path}': ${fsErrorReason(error)}`, {
@@ -160,10 +155,10 @@ export async function readBootstrapList(
   } finally {
     file.close();
   }
-  if (length > _MAX_BYTES) {
+  if (bytes.length > _MAX_BYTES) {
     throw new RangeError(`Cannot read bootstrap file '${path}': larger than ${_MAX_BYTES} bytes`);
   }
-  const value = parseStrictJson(bytes.subarray(0, length), {
+  const value = parseStrictJson(bytes, {
     what: `bootstrap file '${path}'`,
     maxBytes: _MAX_BYTES,
     maxDepth: 4,

@@ -5,6 +5,7 @@
  */
 import { generateKeyPair, type KeyPair } from "../runtime/ed25519.ts";
 import { writeFileAtomic } from "../util/write_file_atomic.ts";
+import { readUpTo } from "../util/read_up_to.ts";
 
 /** File name of the node key inside the state dir. */
 export const NODE_KEY_FILE = "node.key";
@@ -84,7 +85,7 @@ async function _readKey(path: string): Promise<KeyPair | undefined> {
   let mode: number | null;
   try {
     mode = (await file.stat()).mode;
-    bytes = await _readUpTo(file, 64);
+    bytes = await readUpTo(file, 64);
   } finally {
     file.close();
   }
@@ -122,15 +123,4 @@ export function checkPrivateMode(path: string, mode: number | null, what: string
       mode & 0o044 ? "read" : "write"
     } it (mode ${bits}); if it may have leaked make a new one, else run chmod 600 '${path}'`,
   );
-}
-
-async function _readUpTo(file: Deno.FsFile, limit: number): Promise<Uint8Array> {
-  const buffer = new Uint8Array(limit);
-  let total = 0;
-  while (total < limit) {
-    const n = await file.read(buffer.subarray(total));
-    if (n === null) break;
-    total += n;
-  }
-  return buffer.subarray(0, total);
 }

@@ -115,7 +115,7 @@ export async function runInProcess(
     bytes = await _instrument(module, fuel !== undefined, fuelCache, signal);
   } catch (error) {
     if (signal?.aborted) return jobOutcome(CANCELLED, elapsed());
-    if (!_passesGate(module)) {
+    if (error instanceof _GateRefused) {
       bytes = module;
       gated = false;
     } else {
@@ -136,8 +136,20 @@ export async function runInProcess(
   return _outcome(events, result, elapsed(), fuel !== undefined);
 }
 
+/** `checkModule` refused the module (its error is the cause). */
+class _GateRefused extends Error {}
+
+/** `checkModule`, its refusal thrown as a {@linkcode _GateRefused}. */
+function _gate(module: Uint8Array): void {
+  try {
+    checkModule(module);
+  } catch (cause) {
+    throw new _GateRefused("the gate refused the module", { cause });
+  }
+}
+
 /** The gate, as the cache keeps its verdicts: `checkModule` under {@linkcode GATE_VERSION}. */
-const _GATE = { check: checkModule, version: GATE_VERSION };
+const _GATE = { check: _gate, version: GATE_VERSION };
 
 /**
  * The module, gated and instrumented: metered with interrupts, or with interrupt checks only.
@@ -157,18 +169,8 @@ async function _instrument(
       ...(signal ? { signal } : {}),
     });
   }
-  checkModule(module);
+  _gate(module);
   return instrumentFuel(module, how);
-}
-
-/** Whether the gate lets the module through (asked again when gating or instrumenting failed). */
-function _passesGate(module: Uint8Array): boolean {
-  try {
-    checkModule(module);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The outcome of a job from the events `executeJob` emitted, ending with its `result`. */

@@ -675,22 +675,44 @@ class _Provider {
     const stream = _directStream(file);
     if (stream === undefined) return undefined;
     if (start > 0) await file.seek(start, Deno.SeekMode.Start);
+    this.counters.downloads_direct_total++;
+    _watchDirectBody(
+      file,
+      start,
+      length,
+      this.#config.idleTimeoutMs,
+      completed,
+      this.#bodyHooks(file, key, { js: false }),
+    );
+    return stream;
+  }
+
+  /**
+   * The bookkeeping of one body of `file` (`key`'s bytes): its place among the bodies shutdown
+   * ends and the download counters; `js` bodies also count for the read budget's share.
+   */
+  #bodyHooks(
+    file: Deno.FsFile,
+    key: string,
+    o: { js: boolean; onEnd?: (() => void) | undefined },
+  ): _BodyHooks {
     const counters = this.counters;
-    counters.downloads_direct_total++;
-    _watchDirectBody(file, start, length, this.#config.idleTimeoutMs, completed, {
+    return {
       register: (end) => {
         this.#bodies.set(file, end);
+        if (o.js) this.#jsBodies++;
         counters.downloads_active++;
         counters.downloads_total++;
       },
       sent: (n) => this.#countSent(key, n),
       done: (complete) => {
+        o.onEnd?.();
         if (!this.#bodies.delete(file)) return;
+        if (o.js) this.#jsBodies--;
         counters.downloads_active--;
         if (!complete) counters.downloads_aborted_total++;
       },
-    });
-    return stream;
+    };
   }
 
   #countSent(key: string, n: number): void {
@@ -709,7 +731,6 @@ class _Provider {
     onEnd: (() => void) | undefined,
   ): ReadableStream<Uint8Array> {
     const { chunkBytes, readBudgetBytes, idleTimeoutMs } = this.#config;
-    const counters = this.counters;
     const chunkSize = () =>
       Math.max(
         Math.min(64 * 1024, chunkBytes),
@@ -718,23 +739,22 @@ class _Provider {
           Math.floor(readBudgetBytes / (2 * Math.max(1, this.#jsBodies))),
         ),
       );
-    return _fileBody(file, start, length, chunkSize, idleTimeoutMs, {
-      register: (end) => {
-        this.#bodies.set(file, end);
-        this.#jsBodies++;
-        counters.downloads_active++;
-        counters.downloads_total++;
-      },
-      sent: (n) => this.#countSent(key, n),
-      done: (complete) => {
-        onEnd?.();
-        if (!this.#bodies.delete(file)) return;
-        this.#jsBodies--;
-        counters.downloads_active--;
-        if (!complete) counters.downloads_aborted_total++;
-      },
-    });
+    return _fileBody(
+      file,
+      start,
+      length,
+      chunkSize,
+      idleTimeoutMs,
+      this.#bodyHooks(file, key, { js: true, onEnd }),
+    );
   }
+}
+
+/** How a body reports to the handler: started (with its ender), bytes sent, ended. */
+interface _BodyHooks {
+  register: (end: (reason: Error) => void) => void;
+  sent: (n: number) => void;
+  done: (complete: boolean) => void;
 }
 
 /** The body of `/health`. */
@@ -945,11 +965,7 @@ function _fileBody(
   length: number,
   chunkSize: () => number,
   idleTimeoutMs: number,
-  hooks: {
-    register: (end: (reason: Error) => void) => void;
-    sent: (n: number) => void;
-    done: (complete: boolean) => void;
-  },
+  hooks: _BodyHooks,
 ): ReadableStream<Uint8Array> {
   let remaining = length;
   let idle: ReturnType<typeof setTimeout> | undefined;
@@ -1054,11 +1070,7 @@ function _watchDirectBody(
   length: number,
   idleTimeoutMs: number,
   completed: Promise<void>,
-  hooks: {
-    register: (end: (reason: Error) => void) => void;
-    sent: (n: number) => void;
-    done: (complete: boolean) => void;
-  },
+  hooks: _BodyHooks,
 ): void {
   let seen = start;
   let counted = 0;
